@@ -81,7 +81,9 @@ typedef struct kms_module kms_module;
  *      a file that is not a regular file;
  *   3. dlopen(RTLD_NOW | RTLD_LOCAL), look up kms_plugin_entry, call it with
  *      this header's ABI version;
- *   4. check major, minor/struct_size consistency, name == file name, and
+ *   4. check the major, that struct_size covers at least create and destroy
+ *      (the minor is informational: struct_size says which slots exist), that
+ *      name == the file name, and
  *      that create and destroy are present.
  * On failure nothing stays loaded, *out is NULL and `err` names the path and
  * the reason: KMS_INVALID_ARGUMENT (bad name), KMS_NOT_FOUND (no such file),

@@ -78,7 +78,10 @@ char *kms_capabilities_str(uint64_t caps, char *buf, size_t size) {
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     if (!(caps & names[i].bit)) continue;
     int n = snprintf(buf + used, size - used, "%s%s", used ? "," : "", names[i].name);
-    if (n < 0 || (size_t)n >= size - used) break;
+    if (n < 0 || (size_t)n >= size - used) { /* whole names only */
+      buf[used] = '\0';
+      break;
+    }
     used += (size_t)n;
   }
   if (used == 0) snprintf(buf, size, "none");
