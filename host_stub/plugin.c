@@ -1,0 +1,147 @@
+/*
+ * plugin.c -- the host's side of the ABI: the kms_host services table (a
+ * thread-safe stderr logger, the process environment) and loading the
+ * configured plugin through libkmsloader (kms_module_load + kms_client_*).
+ */
+#include "host.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static int log_verbose;
+
+static const char *level_name(kms_log_level level) {
+  switch (level) {
+  case KMS_LOG_ERROR: return "error";
+  case KMS_LOG_WARN: return "warning";
+  case KMS_LOG_INFO: return "info";
+  case KMS_LOG_DEBUG: return "debug";
+  }
+  return "log";
+}
+
+/* kms_host.log: one whole line per message, never interleaved. Debug lines
+ * only with --verbose. The plugin promises no secrets in messages. */
+static void log_cb(void *ctx, kms_log_level level, const char *message) {
+  (void)ctx;
+  if (level == KMS_LOG_DEBUG && !log_verbose) return;
+  pthread_mutex_lock(&log_lock);
+  fprintf(stderr, "kms-host: %s: %s\n", level_name(level), message ? message : "");
+  fflush(stderr);
+  pthread_mutex_unlock(&log_lock);
+}
+
+void host_log(kms_log_level level, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  log_cb(NULL, level, msg);
+}
+
+static const kms_host host_table = {
+  .struct_size = sizeof(kms_host),
+  .abi_major = KMS_ABI_MAJOR,
+  .abi_minor = KMS_ABI_MINOR,
+  .ctx = NULL,
+  .log = log_cb,
+  .getenv = NULL, /* the process environment */
+};
+
+const kms_host *host_services(int verbose) {
+  log_verbose = verbose;
+  return &host_table;
+}
+
+const char *host_plugin_dir(const char *cli_dir, const host_config *cfg) {
+  if (cli_dir && *cli_dir) return cli_dir;
+  if (cfg && cfg->plugin_dir && *cfg->plugin_dir) return cfg->plugin_dir;
+  return kms_plugin_dir(NULL);
+}
+
+/* "env, hashicorp_vault" or "(none)" */
+static void list_names(const char *dir, char *buf, size_t size) {
+  kms_plugin_info *list = NULL;
+  size_t n = 0;
+  kms_error e;
+  buf[0] = '\0';
+  if (kms_plugin_list(dir, &list, &n, &e) != KMS_OK) {
+    snprintf(buf, size, "(cannot list: %s)", e.message);
+    return;
+  }
+  size_t used = 0;
+  for (size_t i = 0; i < n && used < size; i++) {
+    int w = snprintf(buf + used, size - used, "%s%s%s", i ? ", " : "", list[i].name,
+                     list[i].status == KMS_OK ? "" : " (unloadable)");
+    if (w < 0) break;
+    used += (size_t)w;
+  }
+  if (n == 0) snprintf(buf, size, "(none)");
+  kms_plugin_list_free(list);
+}
+
+int host_plugin_open(const host_config *cfg, const char *dir, int verbose, host_plugin *hp,
+                     char *err, size_t errsz) {
+  memset(hp, 0, sizeof *hp);
+  if (!cfg->kms) {
+    snprintf(err, errsz,
+             "%s: general_settings.key_management_system is not set; this command needs a "
+             "secret manager plugin", cfg->path ? cfg->path : "config");
+    return -1;
+  }
+  kms_error e;
+  kms_status st = kms_module_load(dir, cfg->kms, &hp->module, &e);
+  if (st != KMS_OK) {
+    char names[1024];
+    list_names(dir, names, sizeof names);
+    if (st == KMS_NOT_FOUND)
+      snprintf(err, errsz,
+               "%s:%d: general_settings.key_management_system: unknown plugin '%s' (no %s/%s.so); "
+               "plugins found in %s: %s", cfg->path ? cfg->path : "config", cfg->kms_line,
+               cfg->kms, dir, cfg->kms, dir, names);
+    else
+      snprintf(err, errsz, "cannot load plugin '%s': %s (%s); plugins found in %s: %s", cfg->kms,
+               e.message, kms_status_str(st), dir, names);
+    return -1;
+  }
+  kms_setting *settings = calloc(cfg->n_settings ? cfg->n_settings : 1, sizeof *settings);
+  if (!settings) {
+    kms_module_unload(hp->module);
+    hp->module = NULL;
+    snprintf(err, errsz, "out of memory");
+    return -1;
+  }
+  for (size_t i = 0; i < cfg->n_settings; i++) {
+    settings[i].key = cfg->settings[i].key;
+    settings[i].value = cfg->settings[i].value;
+  }
+  st = kms_client_create(hp->module, host_services(verbose), settings, cfg->n_settings,
+                         &hp->client, &e);
+  free(settings);
+  if (st == KMS_UNAVAILABLE) {
+    snprintf(err, errsz, "plugin '%s' cannot reach its backend: %s (%s)", cfg->kms, e.message,
+             kms_status_str(st));
+    return -2;
+  }
+  if (st != KMS_OK) {
+    snprintf(err, errsz, "plugin '%s' (%s) refused the configuration: %s (%s)", cfg->kms,
+             kms_module_path(hp->module), e.message, kms_status_str(st));
+    kms_module_unload(hp->module);
+    hp->module = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+void host_plugin_close(host_plugin *hp) {
+  if (!hp) return;
+  kms_client_destroy(hp->client);
+  kms_module_unload(hp->module);
+  hp->client = NULL;
+  hp->module = NULL;
+}
