@@ -169,9 +169,11 @@ static int check_store(host_key_ctx *k, int need_write, int need_delete, char *e
     return -1;
   }
   const kms_plugin *p = kms_client_plugin(k->client);
-  if (k->cfg->access_mode == HOST_ACCESS_READ_ONLY) {
-    snprintf(err, errsz, "general_settings.key_management_settings: store_virtual_keys needs "
-             "access_mode write_only or read_and_write (it is read_only)");
+  /* LiteLLM's default access_mode is read_only, and so is the plugins'. */
+  if (k->cfg->access_mode == HOST_ACCESS_READ_ONLY || k->cfg->access_mode == HOST_ACCESS_UNSET) {
+    snprintf(err, errsz, "general_settings.key_management_settings: storing virtual keys needs "
+             "access_mode: write_only or read_and_write (it is read_only%s)",
+             k->cfg->access_mode == HOST_ACCESS_UNSET ? ", the default" : "");
     return -1;
   }
   if ((need_write && !(p->capabilities & KMS_CAP_WRITE)) ||

@@ -1,0 +1,350 @@
+/*
+ * test_host_unit.c -- cmocka tests of kms-host's pure logic: config parsing
+ * (types, lines, unknown keys, defaults), os.environ/ references with
+ * LiteLLM's exact rule, hosted_keys/access_mode routing, prefix
+ * normalisation, redaction, aliases, key format and hashing, and the outbox
+ * queue's superseding rule (on a real SQLite file).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "host.h"
+
+static char err[HOST_ERR_SIZE];
+
+static int parse(const char *yaml, host_config *cfg) {
+  err[0] = '\0';
+  return host_config_parse(yaml, strlen(yaml), "cfg.yaml", "/etc/gw", cfg, err, sizeof err);
+}
+
+static void expect_error(const char *yaml, const char *needle1, const char *needle2) {
+  host_config cfg;
+  int rc = parse(yaml, &cfg);
+  if (rc == 0) host_config_free(&cfg);
+  assert_int_equal(rc, -1);
+  if (!strstr(err, needle1) || (needle2 && !strstr(err, needle2)))
+    fail_msg("error '%s' lacks '%s' / '%s'", err, needle1, needle2 ? needle2 : "");
+}
+
+static const char *setting(const host_config *c, const char *k) {
+  for (size_t i = 0; i < c->n_settings; i++)
+    if (!strcmp(c->settings[i].key, k)) return c->settings[i].value;
+  return NULL;
+}
+
+static void test_config_full(void **state) {
+  (void)state;
+  const char *y =
+      "model_list:\n"
+      "  - model_name: gpt-4o\n"
+      "    litellm_params:\n"
+      "      model: openai/gpt-4o\n"
+      "      api_key: os.environ/OPENAI_API_KEY\n"
+      "      rpm: 10\n"
+      "      nested: {a: os.environ/NOT_A_TOP_LEVEL_VALUE}\n"
+      "  - model_name: claude\n"
+      "    litellm_params:\n"
+      "      api_key: \"os.environ/ANTHROPIC_API_KEY\"\n"
+      "      api_base: https://example.com/os.environ/X\n"
+      "litellm_settings: {drop_params: true}\n"
+      "unknown_top: [1, 2]\n"
+      "general_settings:\n"
+      "  master_key: sk-1234\n"
+      "  key_management_system: hashicorp_vault\n"
+      "  plugin_dir: plugins\n"
+      "  kms_db_path: /var/lib/kms.db\n"
+      "  key_management_settings:\n"
+      "    store_virtual_keys: true\n"
+      "    prefix_for_stored_virtual_keys: team-a\n"
+      "    access_mode: read_and_write\n"
+      "    hosted_keys: [OPENAI_API_KEY, OTHER]\n"
+      "    delete_mode: destroy\n"
+      "    stale_if_error: 30\n"
+      "    empty_one:\n";
+  host_config c;
+  assert_int_equal(parse(y, &c), 0);
+  assert_string_equal(c.kms, "hashicorp_vault");
+  assert_int_equal(c.kms_line, 16);
+  assert_string_equal(c.plugin_dir, "/etc/gw/plugins");
+  assert_string_equal(c.db_path, "/var/lib/kms.db");
+  assert_int_equal(c.store_virtual_keys, 1);
+  assert_string_equal(c.prefix, "team-a/");
+  assert_int_equal(c.access_mode, HOST_ACCESS_READ_AND_WRITE);
+  assert_int_equal(c.hosted_keys_set, 1);
+  assert_int_equal(c.n_hosted_keys, 2);
+  assert_string_equal(c.hosted_keys[1], "OTHER");
+  /* every scalar reaches the plugin as a string; hosted_keys comma-joined */
+  assert_string_equal(setting(&c, "store_virtual_keys"), "true");
+  assert_string_equal(setting(&c, "prefix_for_stored_virtual_keys"), "team-a");
+  assert_string_equal(setting(&c, "access_mode"), "read_and_write");
+  assert_string_equal(setting(&c, "hosted_keys"), "OPENAI_API_KEY,OTHER");
+  assert_string_equal(setting(&c, "delete_mode"), "destroy");
+  assert_string_equal(setting(&c, "stale_if_error"), "30");
+  assert_null(setting(&c, "empty_one"));
+  /* only top-level string values of litellm_params that start with the marker */
+  assert_int_equal(c.n_refs, 2);
+  assert_string_equal(c.refs[0].env_name, "OPENAI_API_KEY");
+  assert_string_equal(c.refs[0].param, "api_key");
+  assert_string_equal(c.refs[0].model_name, "gpt-4o");
+  assert_int_equal(c.refs[0].line, 5);
+  assert_int_equal(c.refs[1].model_index, 1);
+  assert_string_equal(c.refs[1].env_name, "ANTHROPIC_API_KEY");
+  host_config_free(&c);
+}
+
+static void test_config_defaults(void **state) {
+  (void)state;
+  host_config c;
+  assert_int_equal(parse("general_settings:\n  master_key: x\n", &c), 0);
+  assert_null(c.kms);
+  assert_int_equal(c.store_virtual_keys, 0);
+  assert_string_equal(c.prefix, "litellm/");
+  assert_int_equal(c.access_mode, HOST_ACCESS_UNSET);
+  assert_int_equal(c.hosted_keys_set, 0);
+  assert_int_equal(c.n_refs, 0);
+  assert_null(c.plugin_dir);
+  host_config_free(&c);
+  /* null sections are absent sections */
+  assert_int_equal(parse("general_settings:\nmodel_list:\n", &c), 0);
+  host_config_free(&c);
+  /* an empty hosted_keys list means: nothing is hosted */
+  assert_int_equal(parse("general_settings:\n  key_management_system: env\n"
+                         "  key_management_settings:\n    hosted_keys: []\n", &c), 0);
+  assert_int_equal(c.hosted_keys_set, 1);
+  assert_int_equal(host_ref_uses_plugin(&c, "A"), 0);
+  host_config_free(&c);
+}
+
+static void test_config_errors(void **state) {
+  (void)state;
+  expect_error("", "empty", NULL);
+  expect_error("- a\n- b\n", "cfg.yaml:1", "expected a mapping");
+  expect_error("general_settings: [1]\n", "cfg.yaml:1: general_settings", "mapping");
+  expect_error("general_settings:\n  key_management_system: [a]\n", ":2:",
+               "key_management_system");
+  expect_error("general_settings:\n  key_management_system: Hashi-Corp\n",
+               "general_settings.key_management_system", "not a plugin name");
+  expect_error("general_settings:\n  key_management_settings:\n    store_virtual_keys: maybe\n",
+               "cfg.yaml:3: general_settings.key_management_settings.store_virtual_keys",
+               "true or false");
+  expect_error("general_settings:\n  key_management_settings:\n    access_mode: rw\n",
+               ":3:", "read_only, write_only or read_and_write");
+  expect_error("general_settings:\n  key_management_settings:\n    hosted_keys: OPENAI\n",
+               "hosted_keys", "list");
+  expect_error("general_settings:\n  key_management_settings:\n    hosted_keys: [[a]]\n",
+               "hosted_keys", "item 0");
+  expect_error("general_settings:\n  key_management_settings:\n    tls: {a: 1}\n",
+               "key_management_settings.tls", "scalar");
+  expect_error("general_settings:\n  key_management_settings: 5\n", "key_management_settings",
+               "mapping");
+  expect_error("general_settings:\n  key_management_settings:\n"
+               "    prefix_for_stored_virtual_keys: ../x\n", "prefix_for_stored_virtual_keys",
+               "'..'");
+  expect_error("model_list: {a: 1}\n", "model_list", "list");
+  expect_error("model_list:\n  - just-a-string\n", "cfg.yaml:2: model_list[0]", "mapping");
+  expect_error("model_list:\n  - model_name: a\n    litellm_params: [1]\n",
+               "cfg.yaml:3: model_list[0].litellm_params", "mapping");
+  expect_error("general_settings:\n  key_management_system: env\n  key_management_system: x\n",
+               "cfg.yaml:3: general_settings.key_management_system", "duplicate key (first at line 2)");
+  expect_error("general_settings:\n  a: [1,\n", "YAML syntax error", NULL);
+  expect_error("general_settings:\n  plugin_dir: {a: b}\n", "plugin_dir", "directory");
+}
+
+static void test_bool(void **state) {
+  (void)state;
+  int v = -1;
+  assert_true(host_parse_bool("true", &v) && v == 1);
+  assert_true(host_parse_bool("False", &v) && v == 0);
+  assert_true(host_parse_bool("yes", &v) && v == 1);
+  assert_true(host_parse_bool("0", &v) && v == 0);
+  assert_false(host_parse_bool("tru", &v));
+  assert_false(host_parse_bool("", &v));
+}
+
+static void test_env_ref(void **state) {
+  (void)state;
+  char *n = NULL;
+  assert_int_equal(host_env_ref_name("os.environ/OPENAI_API_KEY", &n), 1);
+  assert_string_equal(n, "OPENAI_API_KEY");
+  free(n);
+  /* Python str.replace removes every occurrence */
+  assert_int_equal(host_env_ref_name("os.environ/A/os.environ/B", &n), 1);
+  assert_string_equal(n, "A/B");
+  free(n);
+  assert_int_equal(host_env_ref_name("os.environ/", &n), 1);
+  assert_string_equal(n, "");
+  free(n);
+  /* must start with the marker, case-sensitive, no leading space */
+  assert_int_equal(host_env_ref_name(" os.environ/A", &n), 0);
+  assert_null(n);
+  assert_int_equal(host_env_ref_name("OS.ENVIRON/A", &n), 0);
+  assert_int_equal(host_env_ref_name("os.environ.A", &n), 0);
+  assert_int_equal(host_env_ref_name("https://x/os.environ/A", &n), 0);
+}
+
+static void test_routing(void **state) {
+  (void)state;
+  host_config c;
+  assert_int_equal(parse("general_settings: {}\n", &c), 0);
+  assert_int_equal(host_ref_uses_plugin(&c, "A"), 0); /* no secret manager: environment */
+  host_config_free(&c);
+  assert_int_equal(parse("general_settings:\n  key_management_system: env\n", &c), 0);
+  assert_int_equal(host_ref_uses_plugin(&c, "A"), 1); /* hosted_keys unset: everything */
+  host_config_free(&c);
+  assert_int_equal(parse("general_settings:\n  key_management_system: env\n"
+                         "  key_management_settings: {hosted_keys: [A]}\n", &c), 0);
+  assert_int_equal(host_ref_uses_plugin(&c, "A"), 1);
+  assert_int_equal(host_ref_uses_plugin(&c, "B"), 0);
+  host_config_free(&c);
+  assert_int_equal(parse("general_settings:\n  key_management_system: env\n"
+                         "  key_management_settings: {access_mode: write_only}\n", &c), 0);
+  assert_int_equal(host_ref_uses_plugin(&c, "A"), 0); /* LiteLLM: write_only reads env */
+  host_config_free(&c);
+}
+
+static void test_prefix(void **state) {
+  (void)state;
+  char e[128];
+  char *p;
+  p = host_prefix_normalise("litellm", e, sizeof e);
+  assert_string_equal(p, "litellm/");
+  free(p);
+  p = host_prefix_normalise("a/b/", e, sizeof e);
+  assert_string_equal(p, "a/b/");
+  free(p);
+  assert_null(host_prefix_normalise("", e, sizeof e));
+  assert_null(host_prefix_normalise("/abs", e, sizeof e));
+  assert_null(host_prefix_normalise("a//b", e, sizeof e));
+  assert_null(host_prefix_normalise("a/./b", e, sizeof e));
+  assert_null(host_prefix_normalise("a/..", e, sizeof e));
+  assert_null(host_prefix_normalise("a b", e, sizeof e));
+  assert_null(host_prefix_normalise("a\nb", e, sizeof e));
+}
+
+static void test_redact(void **state) {
+  (void)state;
+  char buf[96];
+  const char *secret = "sk-proj-0123456789abcdefXYZ";
+  host_redact(secret, strlen(secret), buf, sizeof buf);
+  assert_string_equal(buf, "sk-... (27 chars)");
+  assert_null(strstr(buf, "0123"));
+  host_redact("short", 5, buf, sizeof buf);
+  assert_string_equal(buf, "****** (5 chars)");
+  host_redact("elevenchars", 11, buf, sizeof buf);
+  assert_null(strstr(buf, "ele"));
+  host_redact("\x01\x02\x03rest-of-a-long-value", 23, buf, sizeof buf);
+  assert_string_equal(buf, "???... (23 chars)");
+}
+
+static void test_alias(void **state) {
+  (void)state;
+  assert_true(host_alias_valid("demo"));
+  assert_true(host_alias_valid("team-a.prod_1"));
+  assert_false(host_alias_valid(""));
+  assert_false(host_alias_valid("-x"));
+  assert_false(host_alias_valid(".hidden"));
+  assert_false(host_alias_valid("a/b"));
+  assert_false(host_alias_valid(".."));
+  assert_false(host_alias_valid("a b"));
+  char big[HOST_ALIAS_MAX + 2];
+  memset(big, 'a', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  assert_false(host_alias_valid(big));
+  big[HOST_ALIAS_MAX] = '\0';
+  assert_true(host_alias_valid(big));
+}
+
+static void test_base64url(void **state) {
+  (void)state;
+  static const struct { const char *in, *out; } v[] = {
+    {"", ""}, {"f", "Zg"}, {"fo", "Zm8"}, {"foo", "Zm9v"}, {"foob", "Zm9vYg"},
+    {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"}, {"\xfb\xff", "-_8"}};
+  char out[32];
+  for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+    host_base64url((const unsigned char *)v[i].in, strlen(v[i].in), out);
+    assert_string_equal(out, v[i].out);
+  }
+}
+
+static void test_keys(void **state) {
+  (void)state;
+  char a[HOST_KEY_MAX], b[HOST_KEY_MAX], h[65], id[HOST_KEY_ID_HEX + 1];
+  assert_int_equal(host_key_new(a), 0);
+  assert_int_equal(host_key_new(b), 0);
+  assert_memory_equal(a, "sk-", 3);
+  assert_int_equal(strlen(a), 3 + 32); /* 24 bytes = 192 bits, >= 128 */
+  assert_string_not_equal(a, b);
+  assert_true(host_key_format_valid(a));
+  assert_false(host_key_format_valid("sk-short"));
+  assert_false(host_key_format_valid("pk-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+  assert_false(host_key_format_valid("sk-AAAAAAAAAAAAAAAAAAAAAAAAAAAA/AAA"));
+  assert_int_equal(host_key_hash("abc", h), 0);
+  assert_string_equal(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  assert_int_equal(host_key_id_new(id), 0);
+  assert_int_equal(strlen(id), HOST_KEY_ID_HEX);
+  char *n = host_key_secret_name("litellm/", "demo", id);
+  assert_string_equal(n, "litellm/demo");
+  free(n);
+  n = host_key_secret_name("litellm/", NULL, "0011223344556677");
+  assert_string_equal(n, "litellm/virtual-key-0011223344556677");
+  free(n);
+}
+
+static long count(sqlite3 *db, const char *sql) {
+  sqlite3_stmt *st;
+  long n = -1;
+  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+  if (sqlite3_step(st) == SQLITE_ROW) n = (long)sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return n;
+}
+
+static void test_outbox_queue(void **state) {
+  (void)state;
+  char path[] = "/tmp/kms-host-unit-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  sqlite3 *db = NULL;
+  assert_int_equal(host_db_open(path, &db, err, sizeof err), 0);
+  assert_int_equal(host_outbox_enqueue(db, HOST_OUTBOX_WRITE, "p/a", "v1", 2, err, sizeof err), 0);
+  assert_int_equal(host_outbox_enqueue(db, HOST_OUTBOX_WRITE, "p/b", "v1", 2, err, sizeof err), 0);
+  /* a newer write of p/a supersedes the older one */
+  assert_int_equal(host_outbox_enqueue(db, HOST_OUTBOX_WRITE, "p/a", "v2", 2, err, sizeof err), 0);
+  assert_int_equal(host_outbox_pending(db), 2);
+  assert_int_equal(count(db, "SELECT count(*) FROM outbox WHERE value='v1' AND secret_name='p/a'"),
+                   0);
+  /* a delete drops queued writes of that name but is itself queued */
+  assert_int_equal(host_outbox_enqueue(db, HOST_OUTBOX_DELETE, "p/a", NULL, 0, err, sizeof err), 0);
+  assert_int_equal(host_outbox_pending(db), 2);
+  assert_int_equal(count(db, "SELECT count(*) FROM outbox WHERE op='delete' AND value IS NULL"), 1);
+  /* order is kept: p/b first, then the delete of p/a */
+  assert_int_equal(count(db, "SELECT secret_name='p/b' FROM outbox ORDER BY seq LIMIT 1"), 1);
+  /* with no plugin nothing can land; the queue stays, the error says why */
+  assert_int_equal(host_outbox_replay(db, NULL, err, sizeof err), 2);
+  assert_non_null(strstr(err, "key_management_system"));
+  assert_int_equal(count(db, "SELECT attempts FROM outbox ORDER BY seq LIMIT 1"), 1);
+  host_db_close(db);
+  unlink(path);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_config_full),  cmocka_unit_test(test_config_defaults),
+    cmocka_unit_test(test_config_errors), cmocka_unit_test(test_bool),
+    cmocka_unit_test(test_env_ref),      cmocka_unit_test(test_routing),
+    cmocka_unit_test(test_prefix),       cmocka_unit_test(test_redact),
+    cmocka_unit_test(test_alias),        cmocka_unit_test(test_base64url),
+    cmocka_unit_test(test_keys),         cmocka_unit_test(test_outbox_queue),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
