@@ -519,7 +519,9 @@ static int run(int argc, char **argv) {
   for (size_t c = 0; c < sizeof cmds / sizeof *cmds; c++) known |= !strcmp(cmd, cmds[c]);
   if (!known) return usage_error(usage_main, "unknown command '%s'", cmd);
   /* --help never needs a config. */
-  if (sub_argc >= 1 && is_help(sub_argv[0])) {
+  int want_help = 0;
+  for (int j = 0; j < sub_argc; j++) want_help |= is_help(sub_argv[j]);
+  if (want_help) {
     const char *t = !strcmp(cmd, "plugins") ? usage_plugins
                   : !strcmp(cmd, "secret")  ? usage_secret
                   : !strcmp(cmd, "resolve") ? usage_resolve
