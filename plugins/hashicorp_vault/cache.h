@@ -1,0 +1,101 @@
+/*
+ * cache.h -- per-secret cache: TTL, invalidation, stale-if-error and
+ * single-flight. Pure logic (no HTTP, no logging): the caller passes a fetch
+ * callback and, for tests, a clock.
+ *
+ * Semantics of vault_cache_get(key):
+ *   - fresh entry (now < fetched + ttl): copy of the value, no fetch;
+ *   - another thread is already fetching key: wait for it and take its
+ *     result (single-flight: N concurrent misses -> one fetch);
+ *   - otherwise this thread fetches (no cache lock held during the fetch):
+ *       OK            -> stored (unless ttl == 0 or a write/invalidate raced
+ *                        the fetch), returned;
+ *       UNAVAILABLE   -> if an older value exists and now < expiry +
+ *                        stale_if_error, it is returned with
+ *                        VAULT_CACHE_STALE; further reads of that key serve it
+ *                        without fetching for `stale_retry` ms. The first stale
+ *                        serve of an outage also sets VAULT_CACHE_WARN (the
+ *                        caller logs once); the next successful fetch ends the
+ *                        outage.
+ *       NOT_FOUND, PERMISSION_DENIED, UNAUTHENTICATED -> the entry is evicted
+ *                        (wiped) and the error returned: never masked;
+ *       anything else -> error returned, entry kept but not served.
+ *   - force (refresh()): skip the freshness check, still single-flight.
+ * Every value is wiped (OPENSSL_cleanse) before its memory is freed.
+ *
+ * Thread-safety: all functions except new/free may be called concurrently.
+ * The fetch callback runs without any cache lock held (it may block, log,
+ * call the cache for other keys).
+ */
+#ifndef VAULT_CACHE_H
+#define VAULT_CACHE_H
+
+#include "kms_plugin.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct vault_cache vault_cache;
+
+/* A value: `data` is malloc'ed, NUL-terminated (len excludes the NUL). */
+typedef struct vault_cache_value {
+  char *data;
+  size_t len;
+  int64_t version;
+} vault_cache_value;
+
+/* Wipe and free v->data; zero the struct. */
+void vault_cache_value_clear(vault_cache_value *v);
+
+/* Fetch `key` from the backend. On KMS_OK fill *out (ownership passes to the
+ * cache); otherwise fill err and leave *out empty. */
+typedef kms_status (*vault_cache_fetch_fn)(void *ctx, const char *key, vault_cache_value *out,
+                                           kms_error *err);
+
+/* Monotonic milliseconds. */
+typedef int64_t (*vault_clock_fn)(void *ctx);
+
+typedef struct vault_cache_options {
+  int64_t ttl_ms;         /* 0: nothing is stored (single-flight still applies) */
+  int64_t stale_ms;       /* stale-if-error window after expiry; 0 disables */
+  int64_t stale_retry_ms; /* while serving stale, fetch again at most this often */
+  vault_clock_fn clock;   /* NULL: CLOCK_MONOTONIC */
+  void *clock_ctx;
+} vault_cache_options;
+
+/* Result flags of vault_cache_get. */
+#define VAULT_CACHE_HIT 0x1u   /* served without fetching */
+#define VAULT_CACHE_STALE 0x2u /* stale value served after a failed fetch */
+#define VAULT_CACHE_WARN 0x4u  /* first stale serve of this outage: log it */
+
+vault_cache *vault_cache_new(const vault_cache_options *opt);
+/* Wipes every value. No call may be in progress. */
+void vault_cache_free(vault_cache *c);
+
+/* See the top of this file. On KMS_OK *out is a new copy owned by the
+ * caller (vault_cache_value_clear). `flags` may be NULL. On a stale serve
+ * err still describes the failure that caused it. */
+kms_status vault_cache_get(vault_cache *c, const char *key, int force, vault_cache_fetch_fn fetch,
+                           void *fetch_ctx, vault_cache_value *out, unsigned *flags,
+                           kms_error *err);
+
+/* After a successful write: store a copy of `data` as the fresh value
+ * (no-op when ttl == 0, beyond invalidating). */
+void vault_cache_put(vault_cache *c, const char *key, const char *data, size_t len,
+                     int64_t version);
+
+/* Forget key (wipes the value). A fetch in flight for it is not stored. */
+void vault_cache_invalidate(vault_cache *c, const char *key);
+
+/* Snapshot of the keys that hold a value: *keys is a malloc'ed array of
+ * malloc'ed strings; free with vault_cache_keys_free. Also drops values whose
+ * stale window has passed. Returns the count (0 with *keys NULL on OOM). */
+size_t vault_cache_keys(vault_cache *c, char ***keys);
+void vault_cache_keys_free(char **keys, size_t n);
+
+/* For tests: number of threads currently waiting on key's in-flight fetch,
+ * and the number of stored values. */
+size_t vault_cache_waiters(vault_cache *c, const char *key);
+size_t vault_cache_size(vault_cache *c);
+
+#endif

@@ -1,0 +1,624 @@
+/*
+ * config.c -- read, normalise and validate every environment variable and
+ * setting of the Vault plugin (see config.h for the precedence rules and
+ * README.md for the table). Errors name the variable and the fix.
+ */
+#include "config.h"
+
+#include "kms_loader.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define P "hashicorp_vault: "
+
+typedef struct env_ctx {
+  const kms_host *host;
+} env_ctx;
+
+static const char *env_raw(const env_ctx *e, const char *name) {
+  const kms_host *h = e->host;
+  if (h && KMS_FIELD_PRESENT(h, kms_host, getenv) && h->getenv) return h->getenv(h->ctx, name);
+  return getenv(name);
+}
+
+/* First variable of `names` (NULL-terminated) that is set and not blank.
+ * *which receives its name (for error messages). */
+static const char *env_first(const env_ctx *e, const char *const *names, const char **which) {
+  for (size_t i = 0; names[i]; i++) {
+    const char *v = env_raw(e, names[i]);
+    if (!v) continue;
+    const char *p = v;
+    while (*p && isspace((unsigned char)*p)) p++;
+    if (!*p) continue;
+    *which = names[i];
+    return v;
+  }
+  *which = names[0];
+  return NULL;
+}
+
+/* Copy of s without leading/trailing whitespace. */
+static char *dup_trim(const char *s) {
+  while (*s && isspace((unsigned char)*s)) s++;
+  size_t n = strlen(s);
+  while (n && isspace((unsigned char)s[n - 1])) n--;
+  char *r = malloc(n + 1);
+  if (!r) return NULL;
+  memcpy(r, s, n);
+  r[n] = '\0';
+  return r;
+}
+
+static void free_wipe(char *s) {
+  if (!s) return;
+  OPENSSL_cleanse(s, strlen(s));
+  free(s);
+}
+
+/* Go's strconv.ParseBool, which Vault uses for VAULT_SKIP_VERIFY. */
+static int parse_bool(const char *s, int *out) {
+  static const char *const t[] = {"1", "t", "T", "TRUE", "true", "True"};
+  static const char *const f[] = {"0", "f", "F", "FALSE", "false", "False"};
+  for (size_t i = 0; i < 6; i++) {
+    if (strcmp(s, t[i]) == 0) return *out = 1, 0;
+    if (strcmp(s, f[i]) == 0) return *out = 0, 0;
+  }
+  return -1;
+}
+
+static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
+  if (!*s) return -1;
+  for (const char *p = s; *p; p++)
+    if (!isdigit((unsigned char)*p) && !(p == s && *p == '-')) return -1;
+  errno = 0;
+  char *end;
+  long long v = strtoll(s, &end, 10);
+  if (errno || *end || v < lo || v > hi) return -1;
+  *out = v;
+  return 0;
+}
+
+int vault_parse_duration_ms(const char *s, int64_t *ms) {
+  int64_t v;
+  if (!s || !*s) return -1;
+  if (parse_i64(s, 0, INT64_MAX / 1000, &v) == 0) return *ms = v * 1000, 0;
+  /* Go style: sequence of <digits><unit>, unit ms|s|m|h. */
+  int64_t total = 0;
+  const char *p = s;
+  while (*p) {
+    if (!isdigit((unsigned char)*p)) return -1;
+    int64_t n = 0;
+    while (isdigit((unsigned char)*p)) {
+      if (n > INT64_MAX / 100) return -1;
+      n = n * 10 + (*p++ - '0');
+    }
+    int64_t mult;
+    if (strncmp(p, "ms", 2) == 0) mult = 1, p += 2;
+    else if (*p == 's') mult = 1000, p++;
+    else if (*p == 'm') mult = 60000, p++;
+    else if (*p == 'h') mult = 3600000, p++;
+    else return -1;
+    if (n > (INT64_MAX / 4 - total) / mult) return -1;
+    total += n * mult;
+  }
+  *ms = total;
+  return 0;
+}
+
+/*
+ * Normalise a namespace / mount / prefix: trim whitespace and leading and
+ * trailing '/', then refuse empty, "." and ".." segments and control
+ * characters. "" -> NULL (unset). Returns 0 or -1.
+ */
+static int norm_path(const char *in, char **out) {
+  *out = NULL;
+  if (!in) return 0;
+  char *s = dup_trim(in);
+  if (!s) return -2;
+  char *b = s;
+  while (*b == '/') b++;
+  size_t n = strlen(b);
+  while (n && b[n - 1] == '/') n--;
+  b[n] = '\0';
+  /* trim again: " ns / " -> "ns " after slash removal */
+  while (n && isspace((unsigned char)b[n - 1])) b[--n] = '\0';
+  while (*b && isspace((unsigned char)*b)) b++, n--;
+  if (!*b) {
+    free(s);
+    return 0;
+  }
+  const char *seg = b;
+  for (const char *p = b;; p++) {
+    if ((unsigned char)*p < 0x20 && *p != '\0') goto bad;
+    if (*p == 0x7f) goto bad;
+    if (*p == '/' || *p == '\0') {
+      size_t len = (size_t)(p - seg);
+      if (len == 0 || (len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.'))
+        goto bad;
+      if (!*p) break;
+      seg = p + 1;
+    }
+  }
+  memmove(s, b, n + 1);
+  *out = s;
+  return 0;
+bad:
+  free(s);
+  return -1;
+}
+
+static int file_readable(const char *path, int want_dir) {
+  struct stat st;
+  if (stat(path, &st) != 0) return 0;
+  if (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) return 0;
+  return access(path, R_OK) == 0;
+}
+
+/* Check that the client certificate and key load, match and are in date.
+ * Reports the file at fault. */
+static kms_status check_client_cert(const char *cert_var, const char *cert, const char *key_var,
+                                    const char *key, kms_error *err) {
+  kms_status st = KMS_OK;
+  X509 *x = NULL;
+  EVP_PKEY *pk = NULL;
+  FILE *f = fopen(cert, "r");
+  if (!f)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         P "%s=%s cannot be read; point it at a readable PEM certificate",
+                         cert_var, cert);
+  x = PEM_read_X509(f, NULL, NULL, NULL);
+  fclose(f);
+  if (!x)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         P "%s=%s is not a PEM certificate", cert_var, cert);
+  f = fopen(key, "r");
+  if (!f) {
+    st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                       P "%s=%s cannot be read; point it at a readable PEM private key", key_var,
+                       key);
+    goto out;
+  }
+  pk = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+  fclose(f);
+  if (!pk) {
+    st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                       P "%s=%s is not an unencrypted PEM private key", key_var, key);
+    goto out;
+  }
+  if (X509_check_private_key(x, pk) != 1) {
+    st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                       P "%s=%s does not match the certificate in %s=%s", key_var, key, cert_var,
+                       cert);
+    goto out;
+  }
+  if (X509_cmp_current_time(X509_get0_notAfter(x)) <= 0) {
+    st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                       P "%s=%s has expired; renew the client certificate", cert_var, cert);
+    goto out;
+  }
+  if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0) {
+    st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                       P "%s=%s is not valid yet (check the clock)", cert_var, cert);
+    goto out;
+  }
+out:
+  EVP_PKEY_free(pk);
+  X509_free(x);
+  return st;
+}
+
+/* Validate and normalise the Vault address: http(s)://host[:port], no
+ * credentials, path, query or fragment. */
+static kms_status norm_addr(const char *var, const char *in, char **out, kms_error *err) {
+  *out = NULL;
+  char *s = dup_trim(in);
+  if (!s) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  size_t n = strlen(s);
+  while (n && s[n - 1] == '/') s[--n] = '\0';
+  kms_status st = KMS_OK;
+  CURLU *u = curl_url();
+  char *scheme = NULL, *host = NULL, *user = NULL, *path = NULL, *query = NULL, *frag = NULL;
+  if (!u) {
+    free(s);
+    return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  }
+  if (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0) {
+    st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                       P "%s must start with http:// or https:// (got '%.80s'), e.g. "
+                       "https://vault.example.com:8200", var, s);
+    goto out;
+  }
+  if (curl_url_set(u, CURLUPART_URL, s, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !*host) {
+    st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                       P "%s is not a valid URL (got '%.80s'), e.g. https://vault.example.com:8200",
+                       var, s);
+    goto out;
+  }
+  curl_url_get(u, CURLUPART_USER, &user, 0);
+  curl_url_get(u, CURLUPART_PATH, &path, 0);
+  curl_url_get(u, CURLUPART_QUERY, &query, 0);
+  curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0);
+  if (user) {
+    st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                       P "%s must not contain credentials (user@); use HCP_VAULT_TOKEN", var);
+    goto out;
+  }
+  if ((path && strcmp(path, "/") != 0 && *path) || query || frag) {
+    st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                       P "%s must be scheme://host[:port] only, without a path such as /v1 "
+                       "(got '%.80s')", var, s);
+    goto out;
+  }
+  *out = s;
+  s = NULL;
+out:
+  curl_free(scheme);
+  curl_free(host);
+  curl_free(user);
+  curl_free(path);
+  curl_free(query);
+  curl_free(frag);
+  curl_url_cleanup(u);
+  free(s);
+  return st;
+}
+
+/* Shorthands: the fallback lists for each variable. */
+#define NAMES(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+static kms_status take_str(const env_ctx *e, const char *const *names, char **out,
+                           const char **which, kms_error *err) {
+  const char *v = env_first(e, names, which);
+  *out = NULL;
+  if (!v) return KMS_OK;
+  *out = dup_trim(v);
+  return *out ? KMS_OK : kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+}
+
+static kms_status take_path(const env_ctx *e, const char *const *names, char **out,
+                            const char *what, kms_error *err) {
+  const char *which;
+  const char *v = env_first(e, names, &which);
+  *out = NULL;
+  if (!v) return KMS_OK;
+  int r = norm_path(v, out);
+  if (r == -2) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  if (r < 0)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         P "%s is not a valid %s: use '/'-separated names without empty, '.' "
+                         "or '..' segments or control characters", which, what);
+  return KMS_OK;
+}
+
+
+/* Parse "host:port,host:port" into lower-case entries. */
+static kms_status parse_hosts(vault_config *cfg, const char *v, kms_error *err) {
+  size_t cap = 1;
+  for (const char *p = v; *p; p++) cap += *p == ',';
+  cfg->redirect_allowed_hosts = calloc(cap + 1, sizeof(char *));
+  if (!cfg->redirect_allowed_hosts) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  const char *p = v;
+  while (*p) {
+    const char *q = strchr(p, ',');
+    size_t n = q ? (size_t)(q - p) : strlen(p);
+    char tmp[300];
+    if (n >= sizeof tmp) n = sizeof tmp - 1;
+    memcpy(tmp, p, n);
+    tmp[n] = '\0';
+    char *t = dup_trim(tmp);
+    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    for (char *c = t; *c; c++) *c = (char)tolower((unsigned char)*c);
+    const char *colon = strrchr(t, ':');
+    int64_t port;
+    if (*t && (!colon || colon == t || parse_i64(colon + 1, 1, 65535, &port) != 0)) {
+      free(t);
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           P "setting 'redirect_allowed_hosts' must be a comma-separated list "
+                           "of host:port (e.g. vault-2.example.com:8200)");
+    }
+    if (*t)
+      cfg->redirect_allowed_hosts[cfg->n_redirect_allowed_hosts++] = t;
+    else
+      free(t);
+    p = q ? q + 1 : p + strlen(p);
+  }
+  return KMS_OK;
+}
+
+static kms_status apply_setting(vault_config *cfg, const char *k, const char *v,
+                                const vault_logger *lg, kms_error *err) {
+  int64_t n;
+  if (strcmp(k, "access_mode") == 0) {
+    if (strcmp(v, "read_only") == 0) cfg->access_mode = VAULT_ACCESS_READ_ONLY;
+    else if (strcmp(v, "write_only") == 0) cfg->access_mode = VAULT_ACCESS_WRITE_ONLY;
+    else if (strcmp(v, "read_and_write") == 0) cfg->access_mode = VAULT_ACCESS_READ_AND_WRITE;
+    else
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           P "setting 'access_mode' must be read_only, write_only or "
+                           "read_and_write (got '%.40s')", v);
+  } else if (strcmp(k, "delete_mode") == 0) {
+    if (strcmp(v, "soft") == 0) cfg->delete_mode = VAULT_DELETE_SOFT;
+    else if (strcmp(v, "destroy") == 0) cfg->delete_mode = VAULT_DELETE_DESTROY;
+    else
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           P "setting 'delete_mode' must be soft or destroy (got '%.40s')", v);
+  } else if (strcmp(k, "stale_if_error") == 0 || strcmp(k, "stale_retry_interval") == 0 ||
+             strcmp(k, "connect_timeout") == 0) {
+    int64_t ms;
+    if (vault_parse_duration_ms(v, &ms) != 0)
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           P "setting '%s' must be a number of seconds or a duration such as "
+                           "'90s' or '1h' (got '%.40s')", k, v);
+    if (k[0] == 'c') {
+      if (ms <= 0)
+        return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                             P "setting 'connect_timeout' must be greater than 0");
+      cfg->connect_timeout_ms = ms;
+    } else if (strcmp(k, "stale_if_error") == 0) {
+      cfg->stale_if_error_s = ms / 1000;
+    } else {
+      cfg->stale_retry_ms = ms;
+    }
+  } else if (strcmp(k, "max_response_bytes") == 0) {
+    if (parse_i64(v, 1024, 256 * 1024 * 1024, &n) != 0)
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           P "setting 'max_response_bytes' must be an integer between 1024 and "
+                           "268435456 (got '%.40s')", v);
+    cfg->max_response_bytes = (size_t)n;
+  } else if (strcmp(k, "max_idle_connections") == 0) {
+    if (parse_i64(v, 1, 256, &n) != 0)
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           P "setting 'max_idle_connections' must be an integer between 1 and "
+                           "256 (got '%.40s')", v);
+    cfg->max_idle_connections = (unsigned)n;
+  } else if (strcmp(k, "redirect_allowed_hosts") == 0) {
+    for (size_t i = 0; i < cfg->n_redirect_allowed_hosts; i++)
+      free(cfg->redirect_allowed_hosts[i]);
+    free(cfg->redirect_allowed_hosts);
+    cfg->redirect_allowed_hosts = NULL;
+    cfg->n_redirect_allowed_hosts = 0;
+    return parse_hosts(cfg, v, err);
+  } else if (strcmp(k, "store_virtual_keys") == 0 ||
+             strcmp(k, "prefix_for_stored_virtual_keys") == 0 || strcmp(k, "hosted_keys") == 0 ||
+             strcmp(k, "custom_secret_manager") == 0) {
+    /* host-level settings (LiteLLM's key_management_settings): not ours */
+  } else {
+    vault_logf(lg, KMS_LOG_WARN, "ignoring unknown setting '%.64s' (see the plugin README)", k);
+  }
+  return KMS_OK;
+}
+
+void vault_config_free(vault_config *cfg) {
+  if (!cfg) return;
+  free(cfg->addr);
+  free(cfg->secret_namespace);
+  free(cfg->login_namespace);
+  free(cfg->mount);
+  free(cfg->prefix);
+  free_wipe(cfg->token);
+  free(cfg->client_cert);
+  free(cfg->client_key);
+  free(cfg->cert_role);
+  free(cfg->approle_role_id);
+  free_wipe(cfg->approle_secret_id);
+  free(cfg->approle_mount);
+  free(cfg->ca_file);
+  free(cfg->ca_path);
+  free(cfg->tls_server_name);
+  for (size_t i = 0; i < cfg->n_redirect_allowed_hosts; i++) free(cfg->redirect_allowed_hosts[i]);
+  free(cfg->redirect_allowed_hosts);
+  memset(cfg, 0, sizeof *cfg);
+}
+
+static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *settings,
+                       size_t n_settings, const vault_logger *lg, kms_error *err) {
+  kms_status st;
+  const char *which, *v;
+  int64_t n;
+
+  cfg->refresh_interval_s = VAULT_DEFAULT_REFRESH_S;
+  cfg->timeout_ms = VAULT_DEFAULT_TIMEOUT_MS;
+  cfg->connect_timeout_ms = VAULT_DEFAULT_CONNECT_TIMEOUT_MS;
+  cfg->max_retries = VAULT_DEFAULT_MAX_RETRIES;
+  cfg->stale_if_error_s = VAULT_DEFAULT_STALE_IF_ERROR_S;
+  cfg->stale_retry_ms = VAULT_DEFAULT_STALE_RETRY_MS;
+  cfg->max_response_bytes = VAULT_DEFAULT_MAX_RESPONSE;
+  cfg->max_idle_connections = VAULT_DEFAULT_MAX_IDLE;
+  cfg->access_mode = VAULT_ACCESS_READ_ONLY;
+  cfg->delete_mode = VAULT_DELETE_SOFT;
+
+  /* Address. */
+  v = env_first(e, NAMES("HCP_VAULT_ADDR", "VAULT_ADDR", "BAO_ADDR"), &which);
+  if ((st = norm_addr(v ? which : "HCP_VAULT_ADDR", v ? v : VAULT_DEFAULT_ADDR, &cfg->addr,
+                      err)) != KMS_OK)
+    return st;
+
+  /* Namespaces: the secret namespace goes into KV paths, the login namespace
+   * into X-Vault-Namespace of login requests; both default to the general one. */
+  char *general_ns = NULL;
+  if ((st = take_path(e, NAMES("HCP_VAULT_NAMESPACE", "VAULT_NAMESPACE", "BAO_NAMESPACE"),
+                      &general_ns, "namespace", err)) != KMS_OK)
+    return st;
+  st = take_path(e, NAMES("HCP_VAULT_SECRET_NAMESPACE"), &cfg->secret_namespace, "namespace", err);
+  if (st == KMS_OK)
+    st = take_path(e, NAMES("HCP_VAULT_LOGIN_NAMESPACE"), &cfg->login_namespace, "namespace", err);
+  if (st == KMS_OK && general_ns) {
+    if (!cfg->secret_namespace) cfg->secret_namespace = strdup(general_ns);
+    if (!cfg->login_namespace) cfg->login_namespace = strdup(general_ns);
+    if (!cfg->secret_namespace || !cfg->login_namespace)
+      st = kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  }
+  free(general_ns);
+  if (st != KMS_OK) return st;
+
+  if ((st = take_path(e, NAMES("HCP_VAULT_MOUNT_NAME"), &cfg->mount, "mount path", err)) != KMS_OK)
+    return st;
+  if (!cfg->mount && !(cfg->mount = strdup(VAULT_DEFAULT_MOUNT)))
+    return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  if ((st = take_path(e, NAMES("HCP_VAULT_PATH_PREFIX"), &cfg->prefix, "path prefix", err)) !=
+      KMS_OK)
+    return st;
+
+  /* Credentials. */
+  const char *token_var, *cert_var, *key_var, *role_var, *sid_var;
+  if ((st = take_str(e, NAMES("HCP_VAULT_TOKEN", "VAULT_TOKEN", "BAO_TOKEN"), &cfg->token,
+                     &token_var, err)) != KMS_OK)
+    return st;
+  if (cfg->token) {
+    for (const char *p = cfg->token; *p; p++)
+      if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e)
+        return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                             P "%s contains spaces or control characters; paste the token "
+                             "exactly", token_var);
+  }
+  if ((st = take_str(e, NAMES("HCP_VAULT_CLIENT_CERT", "VAULT_CLIENT_CERT", "BAO_CLIENT_CERT"),
+                     &cfg->client_cert, &cert_var, err)) != KMS_OK ||
+      (st = take_str(e, NAMES("HCP_VAULT_CLIENT_KEY", "VAULT_CLIENT_KEY", "BAO_CLIENT_KEY"),
+                     &cfg->client_key, &key_var, err)) != KMS_OK ||
+      (st = take_str(e, NAMES("HCP_VAULT_CERT_ROLE"), &cfg->cert_role, &which, err)) != KMS_OK ||
+      (st = take_str(e, NAMES("HCP_VAULT_APPROLE_ROLE_ID"), &cfg->approle_role_id, &role_var,
+                     err)) != KMS_OK ||
+      (st = take_str(e, NAMES("HCP_VAULT_APPROLE_SECRET_ID"), &cfg->approle_secret_id, &sid_var,
+                     err)) != KMS_OK)
+    return st;
+  if ((st = take_path(e, NAMES("HCP_VAULT_APPROLE_MOUNT_PATH"), &cfg->approle_mount,
+                      "AppRole mount path", err)) != KMS_OK)
+    return st;
+  if (!cfg->approle_mount && !(cfg->approle_mount = strdup(VAULT_DEFAULT_APPROLE_MOUNT)))
+    return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+
+  if (!!cfg->client_cert != !!cfg->client_key)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         P "%s is set but %s is not; set both the client certificate and its key",
+                         cfg->client_cert ? cert_var : key_var,
+                         cfg->client_cert ? key_var : cert_var);
+  if (cfg->client_cert &&
+      (st = check_client_cert(cert_var, cfg->client_cert, key_var, cfg->client_key, err)) != KMS_OK)
+    return st;
+
+  if (cfg->approle_role_id || cfg->approle_secret_id) {
+    if (!cfg->approle_role_id || !cfg->approle_secret_id)
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           P "%s is set but %s is not; AppRole login needs both",
+                           cfg->approle_role_id ? "HCP_VAULT_APPROLE_ROLE_ID"
+                                                : "HCP_VAULT_APPROLE_SECRET_ID",
+                           cfg->approle_role_id ? "HCP_VAULT_APPROLE_SECRET_ID"
+                                                : "HCP_VAULT_APPROLE_ROLE_ID");
+    cfg->auth_method = VAULT_AUTH_APPROLE;
+  } else if (cfg->cert_role) {
+    if (!cfg->client_cert)
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           P "HCP_VAULT_CERT_ROLE is set but HCP_VAULT_CLIENT_CERT and "
+                           "HCP_VAULT_CLIENT_KEY are not; certificate login needs both files");
+    cfg->auth_method = VAULT_AUTH_CERT;
+  } else if (cfg->client_cert && !cfg->token) {
+    cfg->auth_method = VAULT_AUTH_CERT;
+  } else if (cfg->token) {
+    cfg->auth_method = VAULT_AUTH_TOKEN;
+  } else {
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         P "no Vault credentials: set HCP_VAULT_TOKEN (or VAULT_TOKEN), or "
+                         "HCP_VAULT_CLIENT_CERT+KEY, or HCP_VAULT_APPROLE_ROLE_ID+SECRET_ID");
+  }
+
+  /* TLS. */
+  if ((st = take_str(e, NAMES("VAULT_CACERT", "BAO_CACERT"), &cfg->ca_file, &which, err)) != KMS_OK)
+    return st;
+  if (cfg->ca_file && !file_readable(cfg->ca_file, 0))
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         P "%s=%s is not a readable file; point it at the PEM CA bundle", which,
+                         cfg->ca_file);
+  if ((st = take_str(e, NAMES("VAULT_CAPATH", "BAO_CAPATH"), &cfg->ca_path, &which, err)) != KMS_OK)
+    return st;
+  if (cfg->ca_path && !file_readable(cfg->ca_path, 1))
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         P "%s=%s is not a readable directory; point it at a c_rehash'ed CA "
+                         "directory", which, cfg->ca_path);
+  if ((st = take_str(e, NAMES("VAULT_TLS_SERVER_NAME", "BAO_TLS_SERVER_NAME"),
+                     &cfg->tls_server_name, &which, err)) != KMS_OK)
+    return st;
+  if (cfg->tls_server_name) {
+    for (const char *p = cfg->tls_server_name; *p; p++)
+      if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.')
+        return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                             P "%s must be a DNS host name (letters, digits, '-', '.')", which);
+  }
+  if ((v = env_first(e, NAMES("VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY"), &which))) {
+    char *t = dup_trim(v);
+    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    int r = parse_bool(t, &cfg->skip_verify);
+    free(t);
+    if (r != 0)
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           P "%s must be true or false (got '%.20s')", which, v);
+  }
+
+  /* Numbers. */
+  if ((v = env_first(e, NAMES("HCP_VAULT_REFRESH_INTERVAL"), &which))) {
+    char *t = dup_trim(v);
+    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    int r = parse_i64(t, 0, INT64_MAX / 1000000, &n);
+    free(t);
+    if (r != 0)
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           P "HCP_VAULT_REFRESH_INTERVAL must be a whole number of seconds >= 0 "
+                           "(0 disables the cache), got '%.20s'", v);
+    cfg->refresh_interval_s = n;
+  }
+  if ((v = env_first(e, NAMES("VAULT_CLIENT_TIMEOUT", "BAO_CLIENT_TIMEOUT"), &which))) {
+    char *t = dup_trim(v);
+    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    int r = vault_parse_duration_ms(t, &cfg->timeout_ms);
+    free(t);
+    if (r != 0 || cfg->timeout_ms <= 0)
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           P "%s must be a positive number of seconds or a duration such as "
+                           "'30s' (got '%.20s')", which, v);
+  }
+  if ((v = env_first(e, NAMES("VAULT_MAX_RETRIES", "BAO_MAX_RETRIES"), &which))) {
+    char *t = dup_trim(v);
+    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    int r = parse_i64(t, 0, 100, &n);
+    free(t);
+    if (r != 0)
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           P "%s must be a whole number between 0 and 100 (got '%.20s')", which, v);
+    cfg->max_retries = (int)n;
+  }
+
+  /* Settings. */
+  for (size_t i = 0; i < n_settings; i++) {
+    if (!settings[i].key) continue;
+    if ((st = apply_setting(cfg, settings[i].key, settings[i].value ? settings[i].value : "", lg,
+                            err)) != KMS_OK)
+      return st;
+  }
+  if (cfg->connect_timeout_ms > cfg->timeout_ms) cfg->connect_timeout_ms = cfg->timeout_ms;
+
+  if (cfg->skip_verify && strncmp(cfg->addr, "https://", 8) == 0)
+    vault_logf(lg, KMS_LOG_WARN,
+               "VAULT_SKIP_VERIFY is set: the Vault server's TLS certificate is NOT verified, "
+               "so anyone on the network path can impersonate it; use VAULT_CACERT instead");
+  return KMS_OK;
+}
+
+kms_status vault_config_load(vault_config *cfg, const kms_host *host, const kms_setting *settings,
+                             size_t n_settings, const vault_logger *lg, kms_error *err) {
+  memset(cfg, 0, sizeof *cfg);
+  env_ctx e = {host};
+  kms_status st = load(cfg, &e, settings, n_settings, lg, err);
+  if (st != KMS_OK) vault_config_free(cfg);
+  return st;
+}

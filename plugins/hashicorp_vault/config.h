@@ -1,0 +1,117 @@
+/*
+ * config.h -- environment + key_management_settings -> one validated struct.
+ *
+ * What lives here: vault_config (every knob the plugin has, already
+ * normalised and range-checked), vault_config_load() and vault_config_free().
+ * Every error names the variable or setting and says how to fix it; nothing
+ * here ever prints a token or a secret id.
+ *
+ * Sources, in order of precedence for each value:
+ *   HCP_VAULT_* (LiteLLM's names), then VAULT_*, then BAO_* (OpenBao), then
+ *   the documented default. The environment is read through host->getenv
+ *   when the host provides one, else the process environment.
+ * The full table is in README.md next to this file.
+ *
+ * Thread-safety: vault_config_load() only reads its inputs (call it from
+ * create()); a loaded vault_config is immutable and may be read from any
+ * thread. vault_config_free() must not race with readers.
+ */
+#ifndef VAULT_CONFIG_H
+#define VAULT_CONFIG_H
+
+#include "kms_plugin.h"
+#include "logging.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum vault_access_mode {
+  VAULT_ACCESS_READ_ONLY = 0, /* LiteLLM's default */
+  VAULT_ACCESS_WRITE_ONLY,
+  VAULT_ACCESS_READ_AND_WRITE
+} vault_access_mode;
+
+typedef enum vault_delete_mode {
+  VAULT_DELETE_SOFT = 0, /* DELETE {mount}/data/...: LiteLLM's behaviour */
+  VAULT_DELETE_DESTROY   /* DELETE {mount}/metadata/...: every version gone */
+} vault_delete_mode;
+
+/* Which login the auth provider performs (auth.c). */
+typedef enum vault_auth_method {
+  VAULT_AUTH_TOKEN = 0, /* HCP_VAULT_TOKEN / VAULT_TOKEN / BAO_TOKEN */
+  VAULT_AUTH_CERT,      /* HCP_VAULT_CLIENT_CERT+KEY (+ HCP_VAULT_CERT_ROLE), no token */
+  VAULT_AUTH_APPROLE    /* HCP_VAULT_APPROLE_ROLE_ID + SECRET_ID */
+} vault_auth_method;
+
+/* Defaults (documented in README.md). */
+#define VAULT_DEFAULT_ADDR "http://127.0.0.1:8200"
+#define VAULT_DEFAULT_MOUNT "secret"
+#define VAULT_DEFAULT_APPROLE_MOUNT "approle"
+#define VAULT_DEFAULT_REFRESH_S 86400
+#define VAULT_DEFAULT_TIMEOUT_MS 60000       /* VAULT_CLIENT_TIMEOUT, as the Vault CLI */
+#define VAULT_DEFAULT_CONNECT_TIMEOUT_MS 10000
+#define VAULT_DEFAULT_MAX_RETRIES 2          /* VAULT_MAX_RETRIES, as the Vault CLI */
+#define VAULT_DEFAULT_STALE_IF_ERROR_S 3600
+#define VAULT_DEFAULT_STALE_RETRY_MS 5000
+#define VAULT_DEFAULT_MAX_RESPONSE 1048576
+#define VAULT_DEFAULT_MAX_IDLE 8
+#define VAULT_NAME_MAX 1024 /* longest secret name accepted */
+
+typedef struct vault_config {
+  /* Where. addr has no trailing slash, scheme http or https, no user info,
+   * no path/query. Namespaces/mount/prefix have no leading/trailing '/' and
+   * no empty, "." or ".." segment; NULL when unset. */
+  char *addr;
+  char *secret_namespace; /* path prefix of every KV request */
+  char *login_namespace;  /* X-Vault-Namespace of login requests */
+  char *mount;
+  char *prefix;
+
+  /* Who. token is wiped on free. */
+  vault_auth_method auth_method;
+  char *token;
+  char *client_cert, *client_key; /* both or neither; sent on every TLS request */
+  char *cert_role;
+  char *approle_role_id;
+  char *approle_secret_id; /* wiped on free */
+  char *approle_mount;
+
+  /* TLS. */
+  char *ca_file, *ca_path, *tls_server_name;
+  int skip_verify;
+
+  /* Time and size limits. */
+  int64_t refresh_interval_s; /* cache TTL; 0 disables the cache */
+  int64_t timeout_ms;         /* whole call, all retries included */
+  int64_t connect_timeout_ms;
+  int max_retries;
+  int64_t stale_if_error_s;
+  int64_t stale_retry_ms;
+  size_t max_response_bytes;
+  unsigned max_idle_connections;
+
+  /* Behaviour. */
+  vault_access_mode access_mode;
+  vault_delete_mode delete_mode;
+  char **redirect_allowed_hosts; /* "host:port", lower-case; NULL-terminated */
+  size_t n_redirect_allowed_hosts;
+} vault_config;
+
+/*
+ * Fill *cfg from the environment (through host->getenv when present) and
+ * `settings`. On failure returns KMS_INVALID_ARGUMENT (or KMS_UNSUPPORTED /
+ * KMS_NO_MEMORY), fills err naming the variable and the fix, and leaves
+ * *cfg freed. Warnings (unknown setting, VAULT_SKIP_VERIFY) go to `lg`.
+ */
+kms_status vault_config_load(vault_config *cfg, const kms_host *host, const kms_setting *settings,
+                             size_t n_settings, const vault_logger *lg, kms_error *err);
+
+/* Wipe credentials and free everything. Safe on a zeroed or freed struct. */
+void vault_config_free(vault_config *cfg);
+
+/* Parse a duration: an integer number of seconds ("30"), or Go-style
+ * "1h2m3s", "500ms". Returns 0 and sets *ms on success, -1 otherwise.
+ * Exposed for unit tests. */
+int vault_parse_duration_ms(const char *s, int64_t *ms);
+
+#endif

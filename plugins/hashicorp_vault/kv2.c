@@ -1,0 +1,454 @@
+/*
+ * kv2.c -- KV v2 URLs, bodies, response parsing and status mapping (see kv2.h).
+ */
+#include "kv2.h"
+
+#include "kms_loader.h"
+
+#include <cjson/cJSON.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define P "hashicorp_vault: "
+
+/* ---- names and encoding ------------------------------------------------ */
+
+kms_status kv2_validate_name(const char *name, kms_error *err) {
+  if (!name || !*name)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, P "secret name is empty");
+  size_t n = strlen(name);
+  if (n > VAULT_NAME_MAX)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         P "secret name is %zu bytes long; at most %d are allowed", n,
+                         VAULT_NAME_MAX);
+  const char *seg = name;
+  for (const char *p = name;; p++) {
+    unsigned char c = (unsigned char)*p;
+    if ((c < 0x20 && c != 0) || c == 0x7f)
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           P "secret name contains a control character (byte 0x%02x at offset "
+                           "%zu)", c, (size_t)(p - name));
+    if (c == '/' || c == 0) {
+      size_t len = (size_t)(p - seg);
+      if (len == 0)
+        return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                             P "secret name '%.100s' has an empty path segment (leading, trailing "
+                             "or double '/')", name);
+      if ((len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.'))
+        return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                             P "secret name '%.100s' has a '.' or '..' path segment", name);
+      if (!c) break;
+      seg = p + 1;
+    }
+  }
+  return KMS_OK;
+}
+
+static int unreserved(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
+}
+
+char *kv2_encode_path(const char *s) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t n = strlen(s);
+  char *out = malloc(3 * n + 1), *o = out;
+  if (!out) return NULL;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (unreserved(*p) || *p == '/') {
+      *o++ = (char)*p;
+    } else {
+      *o++ = '%';
+      *o++ = hex[*p >> 4];
+      *o++ = hex[*p & 15];
+    }
+  }
+  *o = '\0';
+  return out;
+}
+
+/* Append "{enc(s)}/" to the buffer if s is set. */
+static int append_seg(char **buf, size_t *len, const char *s) {
+  if (!s) return 0;
+  char *e = kv2_encode_path(s);
+  if (!e) return -1;
+  size_t el = strlen(e);
+  char *nb = realloc(*buf, *len + el + 2);
+  if (!nb) {
+    free(e);
+    return -1;
+  }
+  memcpy(nb + *len, e, el);
+  nb[*len + el] = '/';
+  nb[*len + el + 1] = '\0';
+  *len += el + 1;
+  *buf = nb;
+  free(e);
+  return 0;
+}
+
+static char *make_base(const vault_config *cfg, const char *kind) {
+  size_t len = strlen(cfg->addr) + 4;
+  char *b = malloc(len + 1);
+  if (!b) return NULL;
+  snprintf(b, len + 1, "%s/v1/", cfg->addr);
+  if (append_seg(&b, &len, cfg->secret_namespace) || append_seg(&b, &len, cfg->mount) ||
+      append_seg(&b, &len, kind) || append_seg(&b, &len, cfg->prefix)) {
+    free(b);
+    return NULL;
+  }
+  return b;
+}
+
+kms_status kv2_layout_init(kv2_layout *l, const vault_config *cfg, kms_error *err) {
+  memset(l, 0, sizeof *l);
+  l->data_base = make_base(cfg, "data");
+  l->meta_base = make_base(cfg, "metadata");
+  l->addr_len = strlen(cfg->addr);
+  if (!l->data_base || !l->meta_base) {
+    kv2_layout_free(l);
+    return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  }
+  return KMS_OK;
+}
+
+void kv2_layout_free(kv2_layout *l) {
+  free(l->data_base);
+  free(l->meta_base);
+  memset(l, 0, sizeof *l);
+}
+
+kms_status kv2_url(const kv2_layout *l, kv2_kind kind, const char *name, char **url,
+                   kms_error *err) {
+  *url = NULL;
+  kms_status st = kv2_validate_name(name, err);
+  if (st != KMS_OK) return st;
+  const char *base = kind == KV2_DATA ? l->data_base : l->meta_base;
+  char *e = kv2_encode_path(name);
+  if (!e) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  size_t bl = strlen(base), el = strlen(e);
+  char *u = malloc(bl + el + 1);
+  if (!u) {
+    free(e);
+    return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  }
+  memcpy(u, base, bl);
+  memcpy(u + bl, e, el + 1);
+  free(e);
+  *url = u;
+  return KMS_OK;
+}
+
+const char *kv2_url_path(const kv2_layout *l, const char *url) {
+  return strlen(url) >= l->addr_len ? url + l->addr_len : url;
+}
+
+/* ---- bodies ------------------------------------------------------------ */
+
+static int utf8_valid(const unsigned char *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    unsigned char c = s[i];
+    size_t k;
+    uint32_t cp;
+    if (c < 0x80) {
+      i++;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      k = 1, cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      k = 2, cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      k = 3, cp = c & 0x07;
+    } else {
+      return 0;
+    }
+    for (size_t j = 1; j <= k; j++) {
+      if (i + j >= n || (s[i + j] & 0xc0) != 0x80) return 0;
+      cp = (cp << 6) | (s[i + j] & 0x3f);
+    }
+    if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return 0;
+    i += k + 1;
+  }
+  return 1;
+}
+
+/* Wipe every string value in a cJSON tree, then delete it. */
+static void json_wipe_delete(cJSON *j) {
+  if (!j) return;
+  for (cJSON *c = j; c; c = c->next) {
+    if (c->valuestring) OPENSSL_cleanse(c->valuestring, strlen(c->valuestring));
+    if (c->child) {
+      /* recurse without deleting: deletion happens once at the top */
+      cJSON *child = c->child;
+      c->child = NULL;
+      json_wipe_delete(child);
+    }
+  }
+  cJSON_Delete(j);
+}
+
+/* Print `root` into a buffer sized for the worst case (every byte escaped as
+ * \u00XX), so cJSON never reallocates (and leaves no unwiped copy). */
+static kms_status print_wiped(cJSON *root, size_t payload, char **body, size_t *body_len,
+                              kms_error *err) {
+  size_t cap = payload * 6 + 256;
+  char *buf = malloc(cap);
+  if (!buf) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  if (!cJSON_PrintPreallocated(root, buf, (int)cap, 0)) {
+    OPENSSL_cleanse(buf, cap);
+    free(buf);
+    return kms_error_set(err, KMS_INTERNAL, 0, P "could not encode the request body");
+  }
+  *body_len = strlen(buf);
+  *body = buf;
+  return KMS_OK;
+}
+
+kms_status kv2_write_body(const char *value, size_t len, int cas, uint64_t cas_version,
+                          char **body, size_t *body_len, kms_error *err) {
+  *body = NULL;
+  *body_len = 0;
+  if (memchr(value, '\0', len))
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         P "secret value contains a NUL byte; Vault KV stores text (encode binary "
+                         "values, e.g. base64)");
+  if (!utf8_valid((const unsigned char *)value, len))
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         P "secret value is not valid UTF-8; Vault KV stores text (encode binary "
+                         "values, e.g. base64)");
+  if (len > (size_t)64 * 1024 * 1024)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, P "secret value is larger than 64 MiB");
+  char *copy = malloc(len + 1);
+  if (!copy) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  memcpy(copy, value, len);
+  copy[len] = '\0';
+  kms_status st = KMS_OK;
+  cJSON *root = cJSON_CreateObject(), *data = cJSON_CreateObject();
+  cJSON *str = cJSON_CreateString(copy);
+  OPENSSL_cleanse(copy, len);
+  free(copy);
+  if (!root || !data || !str) {
+    st = kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    json_wipe_delete(str);
+    json_wipe_delete(data);
+    json_wipe_delete(root);
+    return st;
+  }
+  cJSON_AddItemToObject(data, "key", str);
+  cJSON_AddItemToObject(root, "data", data);
+  if (cas) {
+    cJSON *opts = cJSON_AddObjectToObject(root, "options");
+    if (!opts || !cJSON_AddNumberToObject(opts, "cas", (double)cas_version))
+      st = kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  }
+  if (st == KMS_OK) st = print_wiped(root, len, body, body_len, err);
+  json_wipe_delete(root);
+  return st;
+}
+
+kms_status kv2_metadata_body(const char *description, char **body, size_t *body_len,
+                             kms_error *err) {
+  *body = NULL;
+  *body_len = 0;
+  size_t len = strlen(description);
+  if (!utf8_valid((const unsigned char *)description, len))
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, P "description is not valid UTF-8");
+  if (len > 4096)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         P "description is %zu bytes; at most 4096 fit in custom_metadata", len);
+  cJSON *root = cJSON_CreateObject();
+  cJSON *md = root ? cJSON_AddObjectToObject(root, "custom_metadata") : NULL;
+  if (!md || !cJSON_AddStringToObject(md, "description", description)) {
+    cJSON_Delete(root);
+    return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  }
+  kms_status st = print_wiped(root, len, body, body_len, err);
+  cJSON_Delete(root);
+  return st;
+}
+
+void kv2_free_body(char *body, size_t len) {
+  if (!body) return;
+  OPENSSL_cleanse(body, len);
+  free(body);
+}
+
+/* ---- responses --------------------------------------------------------- */
+
+kms_status kv2_parse_read(const char *body, size_t len, const char *name, char **value,
+                          size_t *value_len, int64_t *version, kms_error *err) {
+  *value = NULL;
+  *value_len = 0;
+  *version = 0;
+  cJSON *root = cJSON_ParseWithLength(body, len);
+  if (!root)
+    return kms_error_set(err, KMS_INTERNAL, 200,
+                         P "read '%.100s': Vault answered HTTP 200 with a body that is not JSON "
+                         "(is HCP_VAULT_ADDR a Vault server?)", name);
+  kms_status st = KMS_OK;
+  cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
+  cJSON *inner = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "data") : NULL;
+  cJSON *md = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "metadata") : NULL;
+  if (!cJSON_IsObject(data)) {
+    st = kms_error_set(err, KMS_INTERNAL, 200,
+                       P "read '%.100s': response has no 'data' object (is HCP_VAULT_MOUNT_NAME "
+                       "a KV version 2 mount?)", name);
+    goto out;
+  }
+  if (cJSON_IsNull(inner) || (!inner && md)) {
+    st = kms_error_set(err, KMS_NOT_FOUND, 200,
+                       P "read '%.100s': the current version has been deleted", name);
+    goto out;
+  }
+  if (!cJSON_IsObject(inner)) {
+    st = kms_error_set(err, KMS_INTERNAL, 200,
+                       P "read '%.100s': response has no 'data.data' object (is "
+                       "HCP_VAULT_MOUNT_NAME a KV version 2 mount?)", name);
+    goto out;
+  }
+  cJSON *key = cJSON_GetObjectItemCaseSensitive(inner, "key");
+  if (!key) {
+    st = kms_error_set(err, KMS_INTERNAL, 200,
+                       P "read '%.100s': the secret has no field \"key\"; store it as "
+                       "{\"key\": \"<value>\"}", name);
+    goto out;
+  }
+  if (!cJSON_IsString(key) || !key->valuestring) {
+    st = kms_error_set(err, KMS_INTERNAL, 200,
+                       P "read '%.100s': field \"key\" is a %s, not a string; store it as "
+                       "{\"key\": \"<value>\"}", name,
+                       cJSON_IsNumber(key) ? "number" : cJSON_IsBool(key) ? "boolean"
+                       : cJSON_IsNull(key) ? "null" : cJSON_IsArray(key) ? "array" : "object");
+    goto out;
+  }
+  size_t n = strlen(key->valuestring);
+  char *v = malloc(n + 1);
+  if (!v) {
+    st = kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    goto out;
+  }
+  memcpy(v, key->valuestring, n + 1);
+  *value = v;
+  *value_len = n;
+  cJSON *ver = cJSON_IsObject(md) ? cJSON_GetObjectItemCaseSensitive(md, "version") : NULL;
+  if (cJSON_IsNumber(ver)) *version = (int64_t)ver->valuedouble;
+out:
+  json_wipe_delete(root);
+  return st;
+}
+
+int64_t kv2_parse_write_version(const char *body, size_t len) {
+  int64_t v = 0;
+  cJSON *root = body && len ? cJSON_ParseWithLength(body, len) : NULL;
+  cJSON *data = root ? cJSON_GetObjectItemCaseSensitive(root, "data") : NULL;
+  cJSON *ver = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "version") : NULL;
+  if (cJSON_IsNumber(ver)) v = (int64_t)ver->valuedouble;
+  json_wipe_delete(root);
+  return v;
+}
+
+void kv2_errors_text(const char *body, size_t len, char *buf, size_t size) {
+  if (!size) return;
+  buf[0] = '\0';
+  cJSON *root = body && len ? cJSON_ParseWithLength(body, len) : NULL;
+  cJSON *errs = root ? cJSON_GetObjectItemCaseSensitive(root, "errors") : NULL;
+  size_t used = 0;
+  cJSON *e;
+  cJSON_ArrayForEach(e, errs) {
+    if (!cJSON_IsString(e) || !e->valuestring || !*e->valuestring) continue;
+    int n = snprintf(buf + used, size - used, "%s%s", used ? "; " : "", e->valuestring);
+    if (n < 0 || (size_t)n >= size - used) {
+      used = size - 1;
+      break;
+    }
+    used += (size_t)n;
+  }
+  /* One line, printable. */
+  for (char *p = buf; *p; p++)
+    if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
+  cJSON_Delete(root);
+}
+
+/* For a 404: is the body a KV v2 envelope of a deleted or destroyed version? */
+static const char *deleted_state(const char *body, size_t len, int64_t *version) {
+  const char *r = NULL;
+  cJSON *root = body && len ? cJSON_ParseWithLength(body, len) : NULL;
+  cJSON *data = root ? cJSON_GetObjectItemCaseSensitive(root, "data") : NULL;
+  cJSON *md = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "metadata") : NULL;
+  if (cJSON_IsObject(md)) {
+    cJSON *destroyed = cJSON_GetObjectItemCaseSensitive(md, "destroyed");
+    cJSON *dt = cJSON_GetObjectItemCaseSensitive(md, "deletion_time");
+    cJSON *ver = cJSON_GetObjectItemCaseSensitive(md, "version");
+    if (cJSON_IsNumber(ver)) *version = (int64_t)ver->valuedouble;
+    if (cJSON_IsTrue(destroyed)) r = "destroyed";
+    else if (cJSON_IsString(dt) && dt->valuestring && *dt->valuestring) r = "deleted";
+  }
+  json_wipe_delete(root);
+  return r;
+}
+
+static int contains(const char *hay, const char *needle) { return strstr(hay, needle) != NULL; }
+
+kms_status kv2_map_status(const char *op, const char *path, long http, const char *body,
+                          size_t len, int attempts, int have_token, kms_error *err) {
+  char etext[160];
+  kv2_errors_text(body, len, etext, sizeof etext);
+  char tries[32] = "";
+  if (attempts > 1) snprintf(tries, sizeof tries, " after %d attempts", attempts);
+  const char *sep = etext[0] ? ": " : "";
+  int32_t b = (int32_t)http;
+
+  if (http == 404) {
+    int64_t ver = 0;
+    const char *state = deleted_state(body, len, &ver);
+    if (state)
+      return kms_error_set(err, KMS_NOT_FOUND, b,
+                           P "%s %.90s: HTTP 404: version %lld was %s (undelete it in Vault or "
+                           "write a new value)", op, path, (long long)ver, state);
+    return kms_error_set(err, KMS_NOT_FOUND, b, P "%s %.90s: HTTP 404: no such secret%s%s", op,
+                         path, sep, etext);
+  }
+  if (http == 400) {
+    if (contains(etext, "check-and-set parameter did not match"))
+      return kms_error_set(err, KMS_CONFLICT, b,
+                           P "%s %.90s: HTTP 400: %s (re-read the secret and retry with its "
+                           "current version)", op, path, etext);
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, b, P "%s %.90s: HTTP 400%s%s", op, path, sep,
+                         etext);
+  }
+  if (http == 401)
+    return kms_error_set(err, KMS_UNAUTHENTICATED, b,
+                         P "%s %.90s: HTTP 401%s%s (check HCP_VAULT_TOKEN)", op, path, sep, etext);
+  if (http == 403) {
+    if (!have_token || contains(etext, "missing client token") ||
+        contains(etext, "invalid token") || contains(etext, "token expired") ||
+        contains(etext, "bad token"))
+      return kms_error_set(err, KMS_UNAUTHENTICATED, b,
+                           P "%s %.90s: HTTP 403%s%s (the token is missing, expired or revoked: "
+                           "supply a valid HCP_VAULT_TOKEN)", op, path, sep, etext);
+    return kms_error_set(err, KMS_PERMISSION_DENIED, b,
+                         P "%s %.90s: HTTP 403%s%s (the token's policy does not allow this path, "
+                         "or the token is invalid)", op, path, sep, etext);
+  }
+  if (http == 501)
+    return kms_error_set(err, KMS_UNAVAILABLE, b,
+                         P "%s %.90s: HTTP 501%s%s (Vault is not initialised)", op, path, sep,
+                         etext);
+  if (http == 412 || http == 429 || (http >= 500 && http <= 599))
+    return kms_error_set(err, KMS_UNAVAILABLE, b, P "%s %.90s: HTTP %ld%s%s%s (retry later)", op,
+                         path, http, tries, sep, etext);
+  if (http == 405)
+    return kms_error_set(err, KMS_UNSUPPORTED, b,
+                         P "%s %.90s: HTTP 405%s%s (is HCP_VAULT_MOUNT_NAME a KV version 2 "
+                         "mount?)", op, path, sep, etext);
+  if (http == 413)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, b, P "%s %.90s: HTTP 413: request too large",
+                         op, path);
+  return kms_error_set(err, KMS_INTERNAL, b, P "%s %.90s: unexpected HTTP %ld%s%s", op, path, http,
+                       sep, etext);
+}

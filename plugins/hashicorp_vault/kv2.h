@@ -1,0 +1,91 @@
+/*
+ * kv2.h -- everything that knows the shape of Vault's KV version 2 API.
+ *
+ * What lives here:
+ *   - secret-name validation and per-segment percent-encoding;
+ *   - URL paths: {addr}/v1/[{namespace}/]{mount}/(data|metadata)/[{prefix}/]{name}
+ *     (the namespace goes into the path, as LiteLLM's docs show);
+ *   - request bodies ({"data":{"key":value}}, options.cas, custom_metadata),
+ *     built with cJSON into buffers that are wiped after use;
+ *   - response parsing (data.data.key, data.version) and the mapping of HTTP
+ *     statuses to kms_status, with Vault's `errors` text in the message.
+ *
+ * Thread-safety: every function is pure (no shared state) and may be called
+ * from any thread; a kv2_layout is immutable after kv2_layout_init.
+ */
+#ifndef VAULT_KV2_H
+#define VAULT_KV2_H
+
+#include "config.h"
+#include "kms_plugin.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Encoded URL pieces computed once at create(). */
+typedef struct kv2_layout {
+  char *data_base;  /* "{addr}/v1/[{ns}/]{mount}/data/[{prefix}/]" */
+  char *meta_base;  /* "{addr}/v1/[{ns}/]{mount}/metadata/[{prefix}/]" */
+  size_t addr_len;  /* strlen(addr): the path starts at data_base + addr_len */
+} kv2_layout;
+
+typedef enum kv2_kind { KV2_DATA, KV2_METADATA } kv2_kind;
+
+kms_status kv2_layout_init(kv2_layout *l, const vault_config *cfg, kms_error *err);
+void kv2_layout_free(kv2_layout *l);
+
+/* KMS_OK if `name` is acceptable: 1..VAULT_NAME_MAX bytes, '/'-separated
+ * segments none of which is empty, "." or "..", no control characters
+ * (0x00-0x1f, 0x7f). Otherwise KMS_INVALID_ARGUMENT with the reason. */
+kms_status kv2_validate_name(const char *name, kms_error *err);
+
+/* Percent-encode each '/'-separated segment of `s` (RFC 3986 unreserved
+ * characters kept, everything else %XX) and append to out (NUL-terminated).
+ * Returns the new malloc'ed string, or NULL on out-of-memory. */
+char *kv2_encode_path(const char *s);
+
+/* Full URL of `name` (validated first). *url is malloc'ed. */
+kms_status kv2_url(const kv2_layout *l, kv2_kind kind, const char *name, char **url,
+                   kms_error *err);
+
+/* The URL without "{addr}" (starts with "/v1/"): used in messages and as
+ * the cache key. */
+const char *kv2_url_path(const kv2_layout *l, const char *url);
+
+/* Bodies. *body is malloc'ed, NUL-terminated, and must be released with
+ * kv2_free_body (which wipes it). The value must be valid UTF-8 without
+ * NUL bytes (else KMS_INVALID_ARGUMENT). */
+kms_status kv2_write_body(const char *value, size_t len, int cas, uint64_t cas_version,
+                          char **body, size_t *body_len, kms_error *err);
+kms_status kv2_metadata_body(const char *description, char **body, size_t *body_len,
+                             kms_error *err);
+void kv2_free_body(char *body, size_t len);
+
+/* Parse a 200 read response. On KMS_OK *value (malloc'ed, NUL-terminated,
+ * caller wipes) holds data.data.key and *version data.metadata.version. A
+ * missing or non-string "key" is KMS_INTERNAL with a message saying how to
+ * store the secret. `name` is used in messages only. */
+kms_status kv2_parse_read(const char *body, size_t len, const char *name, char **value,
+                          size_t *value_len, int64_t *version, kms_error *err);
+
+/* Parse a 200 write response: data.version (0 if absent). */
+int64_t kv2_parse_write_version(const char *body, size_t len);
+
+/*
+ * Map a non-2xx HTTP answer to a status and fill err:
+ *   404 -> NOT_FOUND (soft-deleted / destroyed versions say so);
+ *   400 "check-and-set" mismatch -> CONFLICT, other 400 -> INVALID_ARGUMENT;
+ *   401 -> UNAUTHENTICATED; 403 -> PERMISSION_DENIED, or UNAUTHENTICATED when
+ *   Vault says the token is missing/invalid/expired or `have_token` is 0;
+ *   412, 429, 5xx except 501 (after the retries) -> UNAVAILABLE;
+ *   501 -> UNAVAILABLE (not initialised); anything else -> INTERNAL.
+ * `op` ("read", "write", ...) and `path` appear in the message, as do the
+ * HTTP status and Vault's errors text. `attempts` > 1 is mentioned.
+ */
+kms_status kv2_map_status(const char *op, const char *path, long http_status, const char *body,
+                          size_t len, int attempts, int have_token, kms_error *err);
+
+/* Vault's `errors` array joined with "; " into buf (empty if none). */
+void kv2_errors_text(const char *body, size_t len, char *buf, size_t size);
+
+#endif

@@ -1,0 +1,310 @@
+/*
+ * plugin.c -- the hashicorp_vault plugin's vtable and entry point.
+ *
+ * What lives here: the instance (config + http + auth + cache + URL layout),
+ * the access_mode gate (checked before any request), and the glue of each
+ * slot: read = cache(single-flight, stale-if-error) -> GET data/;
+ * write = POST data/ (+ POST metadata/ for a description) -> cache update;
+ * delete = DELETE data/ (soft) or metadata/ (destroy) -> cache invalidation;
+ * refresh = credentials + re-read of every cached secret.
+ *
+ * Thread-safety: KMS_CAP_THREAD_SAFE. read/write/delete/refresh/free_secret
+ * may run concurrently on one instance: the config and URL layout are
+ * immutable after create, the cache, HTTP pool and auth provider lock
+ * internally, and no lock is held while logging. create/destroy follow the
+ * ABI (never concurrent with anything else on the instance). The plugin
+ * starts no threads.
+ */
+#include "auth.h"
+#include "cache.h"
+#include "config.h"
+#include "http.h"
+#include "kms_loader.h"
+#include "kv2.h"
+#include "logging.h"
+
+#include <openssl/crypto.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define VAULT_PLUGIN_VERSION "0.1.0"
+#define P "hashicorp_vault: "
+
+struct kms_instance {
+  vault_logger lg;
+  vault_config cfg;
+  kv2_layout layout;
+  vault_http *http;
+  vault_auth *auth;
+  vault_cache *cache;
+};
+
+static void vp_destroy(kms_instance *in) {
+  if (!in) return;
+  vault_cache_free(in->cache);
+  vault_auth_free(in->auth);
+  vault_http_free(in->http);
+  kv2_layout_free(&in->layout);
+  vault_config_free(&in->cfg);
+  free(in);
+}
+
+static kms_status vp_create(const kms_host *host, const kms_setting *settings, size_t n,
+                            kms_instance **out, kms_error *err) {
+  *out = NULL;
+  if (n && !settings)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, P "settings is NULL");
+  if (host && host->struct_size < offsetof(kms_host, ctx) + sizeof(void *))
+    host = NULL; /* too old to carry anything we use */
+  kms_instance *in = calloc(1, sizeof *in);
+  if (!in) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  in->lg.host = host;
+  kms_status st = vault_config_load(&in->cfg, host, settings, n, &in->lg, err);
+  if (st == KMS_OK) st = kv2_layout_init(&in->layout, &in->cfg, err);
+  if (st == KMS_OK) st = vault_http_new(&in->cfg, &in->lg, &in->http, err);
+  if (st == KMS_OK) st = vault_auth_new(&in->cfg, in->http, &in->lg, &in->auth, err);
+  if (st == KMS_OK) {
+    vault_cache_options co = {
+      .ttl_ms = in->cfg.refresh_interval_s * 1000,
+      .stale_ms = in->cfg.stale_if_error_s * 1000,
+      .stale_retry_ms = in->cfg.stale_retry_ms,
+    };
+    in->cache = vault_cache_new(&co);
+    if (!in->cache) st = kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  }
+  if (st != KMS_OK) {
+    vp_destroy(in);
+    return st;
+  }
+  *out = in;
+  return KMS_OK;
+}
+
+/* One Vault request with the current token; on 403 the auth provider may
+ * supply a new token, and the request is repeated once (never more). */
+static kms_status vault_call(kms_instance *in, const char *op, const char *method, const char *url,
+                             const char *body, size_t body_len, vault_http_response *resp,
+                             kms_error *err) {
+  kms_status st = KMS_OK;
+  for (int round = 0; round < 2; round++) {
+    char *token = NULL;
+    uint64_t gen = 0;
+    if ((st = vault_auth_token(in->auth, &token, &gen, err)) != KMS_OK) return st;
+    vault_http_request req = {op, method, url, token, NULL, body, body_len};
+    st = vault_http_perform(in->http, &req, resp, err);
+    vault_auth_token_free(token);
+    if (st != KMS_OK) return st;
+    if (resp->status == 403 && round == 0 && vault_auth_forbidden(in->auth, gen)) {
+      vault_http_response_clear(resp);
+      continue;
+    }
+    break;
+  }
+  return st;
+}
+
+static kms_status fetch_secret(void *ctx, const char *url, vault_cache_value *out,
+                               kms_error *err) {
+  kms_instance *in = ctx;
+  const char *path = kv2_url_path(&in->layout, url);
+  vault_http_response resp;
+  kms_status st = vault_call(in, "read", "GET", url, NULL, 0, &resp, err);
+  if (st != KMS_OK) return st;
+  if (resp.status == 200)
+    st = kv2_parse_read(resp.body, resp.len, path, &out->data, &out->len, &out->version, err);
+  else
+    st = kv2_map_status("read", path, resp.status, resp.body, resp.len, resp.attempts, 1, err);
+  vault_http_response_clear(&resp);
+  return st;
+}
+
+static kms_status vp_read(kms_instance *in, const char *name, kms_secret **out, kms_error *err) {
+  *out = NULL;
+  if (in->cfg.access_mode == VAULT_ACCESS_WRITE_ONLY)
+    return kms_error_set(err, KMS_PERMISSION_DENIED, 0,
+                         P "access_mode is write_only: reads are refused (set access_mode to "
+                         "read_only or read_and_write to allow them)");
+  char *url = NULL;
+  kms_status st = kv2_url(&in->layout, KV2_DATA, name, &url, err);
+  if (st != KMS_OK) return st;
+  vault_cache_value v;
+  unsigned flags = 0;
+  kms_error why;
+  kms_error_clear(&why);
+  st = vault_cache_get(in->cache, url, 0, fetch_secret, in, &v, &flags, &why);
+  free(url);
+  if (st != KMS_OK) {
+    if (err) *err = why;
+    return st;
+  }
+  if (flags & VAULT_CACHE_WARN)
+    vault_logf(&in->lg, KMS_LOG_WARN,
+               "Vault is unavailable, serving cached secrets marked stale (for up to %lld s "
+               "after expiry, setting stale_if_error): %s",
+               (long long)in->cfg.stale_if_error_s, why.message);
+  kms_secret *s = calloc(1, sizeof *s);
+  if (!s) {
+    vault_cache_value_clear(&v);
+    return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  }
+  s->struct_size = sizeof *s;
+  s->value = v.data;
+  s->length = v.len;
+  s->version = v.version;
+  s->flags = (flags & VAULT_CACHE_STALE) ? KMS_SECRET_STALE : 0;
+  *out = s;
+  return KMS_OK;
+}
+
+static void vp_free_secret(kms_secret *s) {
+  if (!s) return;
+  if (s->value) {
+    OPENSSL_cleanse((void *)s->value, s->length);
+    free((void *)s->value);
+  }
+  OPENSSL_cleanse(s, sizeof *s);
+  free(s);
+}
+
+static kms_status write_denied(const char *what, kms_error *err) {
+  return kms_error_set(err, KMS_PERMISSION_DENIED, 0,
+                       P "access_mode is read_only: %s are refused (set access_mode to "
+                       "read_and_write or write_only to allow them)", what);
+}
+
+static kms_status vp_write(kms_instance *in, const char *name, const char *value, size_t len,
+                           const kms_write_options *opt, kms_error *err) {
+  if (in->cfg.access_mode == VAULT_ACCESS_READ_ONLY) return write_denied("writes", err);
+  int cas = 0;
+  uint64_t cas_version = 0;
+  const char *description = NULL;
+  if (opt) {
+    if (KMS_FIELD_PRESENT(opt, kms_write_options, flags) && (opt->flags & KMS_WRITE_CAS) &&
+        KMS_FIELD_PRESENT(opt, kms_write_options, cas_version)) {
+      cas = 1;
+      cas_version = opt->cas_version;
+    }
+    if (KMS_FIELD_PRESENT(opt, kms_write_options, description) && opt->description &&
+        opt->description[0])
+      description = opt->description;
+  }
+  char *url = NULL, *body = NULL;
+  size_t body_len = 0;
+  kms_status st = kv2_url(&in->layout, KV2_DATA, name, &url, err);
+  if (st != KMS_OK) return st;
+  const char *path = kv2_url_path(&in->layout, url);
+  if ((st = kv2_write_body(value, len, cas, cas_version, &body, &body_len, err)) != KMS_OK) {
+    free(url);
+    return st;
+  }
+  vault_http_response resp;
+  st = vault_call(in, "write", "POST", url, body, body_len, &resp, err);
+  kv2_free_body(body, body_len);
+  if (st == KMS_OK) {
+    if (resp.status == 200 || resp.status == 204) {
+      int64_t version = kv2_parse_write_version(resp.body, resp.len);
+      if (in->cfg.access_mode == VAULT_ACCESS_READ_AND_WRITE)
+        vault_cache_put(in->cache, url, value, len, version);
+      else
+        vault_cache_invalidate(in->cache, url);
+    } else {
+      st = kv2_map_status("write", path, resp.status, resp.body, resp.len, resp.attempts, 1, err);
+    }
+    vault_http_response_clear(&resp);
+  }
+  if (st != KMS_OK) vault_cache_invalidate(in->cache, url); /* state unknown */
+
+  if (st == KMS_OK && description) {
+    char *murl = NULL;
+    if ((st = kv2_url(&in->layout, KV2_METADATA, name, &murl, err)) == KMS_OK &&
+        (st = kv2_metadata_body(description, &body, &body_len, err)) == KMS_OK) {
+      st = vault_call(in, "write metadata", "POST", murl, body, body_len, &resp, err);
+      kv2_free_body(body, body_len);
+      if (st == KMS_OK) {
+        if (resp.status != 200 && resp.status != 204)
+          st = kv2_map_status("write metadata", kv2_url_path(&in->layout, murl), resp.status,
+                              resp.body, resp.len, resp.attempts, 1, err);
+        vault_http_response_clear(&resp);
+      }
+    }
+    free(murl);
+  }
+  free(url);
+  return st;
+}
+
+static kms_status vp_delete(kms_instance *in, const char *name, kms_error *err) {
+  if (in->cfg.access_mode == VAULT_ACCESS_READ_ONLY) return write_denied("deletes", err);
+  char *data_url = NULL, *url = NULL;
+  kms_status st = kv2_url(&in->layout, KV2_DATA, name, &data_url, err);
+  if (st != KMS_OK) return st;
+  if (in->cfg.delete_mode == VAULT_DELETE_DESTROY &&
+      (st = kv2_url(&in->layout, KV2_METADATA, name, &url, err)) != KMS_OK) {
+    free(data_url);
+    return st;
+  }
+  const char *target = url ? url : data_url;
+  vault_cache_invalidate(in->cache, data_url);
+  vault_http_response resp;
+  st = vault_call(in, in->cfg.delete_mode == VAULT_DELETE_DESTROY ? "destroy" : "delete",
+                  "DELETE", target, NULL, 0, &resp, err);
+  if (st == KMS_OK) {
+    if (resp.status != 200 && resp.status != 204 && resp.status != 404)
+      st = kv2_map_status("delete", kv2_url_path(&in->layout, target), resp.status, resp.body,
+                          resp.len, resp.attempts, 1, err);
+    vault_http_response_clear(&resp);
+  }
+  vault_cache_invalidate(in->cache, data_url); /* a read may have raced the delete */
+  free(data_url);
+  free(url);
+  return st;
+}
+
+static kms_status vp_refresh(kms_instance *in, kms_error *err) {
+  kms_status st = vault_auth_refresh(in->auth, err);
+  if (st != KMS_OK) return st;
+  if (in->cfg.access_mode == VAULT_ACCESS_WRITE_ONLY) return KMS_OK;
+  char **keys = NULL;
+  size_t n = vault_cache_keys(in->cache, &keys), failed = 0;
+  kms_error first;
+  kms_error_clear(&first);
+  for (size_t i = 0; i < n; i++) {
+    vault_cache_value v;
+    kms_error e;
+    kms_error_clear(&e);
+    kms_status s = vault_cache_get(in->cache, keys[i], 1, fetch_secret, in, &v, NULL, &e);
+    vault_cache_value_clear(&v);
+    if (s == KMS_OK || s == KMS_NOT_FOUND) continue; /* NOT_FOUND: evicted, as it should be */
+    if (!failed++) first = e;
+  }
+  vault_cache_keys_free(keys, n);
+  if (failed)
+    return kms_error_set(err, first.status, first.backend_status,
+                         P "refresh: %zu of %zu cached secrets could not be re-read; first: %.150s",
+                         failed, n, first.message + (strncmp(first.message, P, strlen(P)) ? 0
+                                                                                 : strlen(P)));
+  return KMS_OK;
+}
+
+static const kms_plugin vault_plugin = {
+  .struct_size = sizeof(kms_plugin),
+  .abi_major = KMS_ABI_MAJOR,
+  .abi_minor = KMS_ABI_MINOR,
+  .name = "hashicorp_vault",
+  .version = VAULT_PLUGIN_VERSION,
+  .capabilities =
+      KMS_CAP_READ | KMS_CAP_WRITE | KMS_CAP_DELETE | KMS_CAP_REFRESH | KMS_CAP_THREAD_SAFE,
+  .create = vp_create,
+  .destroy = vp_destroy,
+  .read_secret = vp_read,
+  .write_secret = vp_write,
+  .delete_secret = vp_delete,
+  .refresh = vp_refresh,
+  .free_secret = vp_free_secret,
+};
+
+KMS_PLUGIN_EXPORT const kms_plugin *kms_plugin_entry(uint32_t host_major, uint32_t host_minor);
+KMS_PLUGIN_EXPORT const kms_plugin *kms_plugin_entry(uint32_t host_major, uint32_t host_minor) {
+  (void)host_minor;
+  return host_major == KMS_ABI_MAJOR ? &vault_plugin : NULL;
+}
