@@ -2524,7 +2524,7 @@ class Vault:
             data = {
                 "bind_secret_id": role["bind_secret_id"],
                 "local_secret_ids": False,
-                "secret_id_bound_cidrs": None,
+                "secret_id_bound_cidrs": role.get("secret_id_bound_cidrs") or None,
                 "secret_id_num_uses": role["secret_id_num_uses"],
                 "secret_id_ttl": role["secret_id_ttl"],
             }
@@ -2543,12 +2543,15 @@ class Vault:
                     raise bad("secret_id_num_uses cannot be negative")
             if "secret_id_ttl" in d:
                 role["secret_id_ttl"] = parse_duration(d["secret_id_ttl"], "secret_id_ttl")
+            for f in ("secret_id_bound_cidrs", "bound_cidr_list"):
+                if f in d:
+                    role["secret_id_bound_cidrs"] = to_strlist(d[f], f)
             if name not in am.roles and d.get("role_id"):
                 role["role_id"] = str(d["role_id"])
             self._apply_token_fields(role, d)
-            if not role["bind_secret_id"] and not role.get("secret_id_bound_cidrs"):
-                if name not in am.roles and "bind_secret_id" in d:
-                    raise bad("at least one constraint should be enabled on the role")
+            if (not role["bind_secret_id"] and not role.get("secret_id_bound_cidrs")
+                    and not role.get("token_bound_cidrs")):
+                raise bad("at least one constraint should be enabled on the role")
             am.roles[name] = role
             return no_content([warn] if warn else None, mount_type="approle")
         if op == "delete":
