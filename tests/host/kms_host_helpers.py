@@ -1,4 +1,5 @@
-"""Shared fixtures for the kms-host end-to-end suites.
+"""Shared helpers for the kms-host end-to-end suites (imported by the test
+modules; conftest.py only adds fixtures).
 
 They drive the real kms-host binary (KMS_BINARY_DIR/host_stub/kms-host) with
 plugins from KMS_PLUGIN_DIR, as CTest sets them; run by hand they default to
@@ -68,9 +69,118 @@ def parse_fields(text):
     return out
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _need_binary():
+def require_binary():
     if not HOST.exists():
         pytest.fail(f"{HOST} is not built (cmake --build build)")
     if not (PLUGIN_DIR / "env.so").exists():
         pytest.fail(f"{PLUGIN_DIR}/env.so is not built")
+
+
+# --- tests/vault_server ------------------------------------------------------------
+
+import json
+import signal
+import ssl
+import time
+import urllib.error
+import urllib.request
+
+PYTHON = "/usr/bin/python3"
+VAULT_SERVER = SRC / "tests" / "vault_server" / "server.py"
+MAKE_CERTS = SRC / "tests" / "vault_server" / "make_certs.sh"
+VAULT_PLUGIN = PLUGIN_DIR / "hashicorp_vault.so"
+
+
+class VaultServer:
+    """tests/vault_server/server.py with TLS and test controls on loopback.
+    stop() + start() reuses the port (state is in memory and starts empty)."""
+
+    def __init__(self, workdir, certs, port=0):
+        self.workdir = pathlib.Path(workdir)
+        self.certs = pathlib.Path(certs)
+        self.port = port
+        self.proc = None
+        self.url = None
+        self.ctx = ssl.create_default_context(cafile=str(self.certs / "ca.pem"))
+
+    def start(self):
+        ready = self.workdir / f"vault-ready-{time.monotonic_ns()}"
+        log = open(self.workdir / "vault-server.log", "a")
+        self.proc = subprocess.Popen(
+            [PYTHON, str(VAULT_SERVER), "--port", str(self.port), "--ready-file", str(ready),
+             "--tls-cert", str(self.certs / "server.pem"), "--tls-key", str(self.certs / "server.key"),
+             "--test-controls"], stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.time() + 20
+        while not ready.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError("vault server exited: " + (self.workdir / "vault-server.log").read_text())
+            if time.time() > deadline:
+                self.stop()
+                raise RuntimeError("vault server did not become ready")
+            time.sleep(0.02)
+        self.url = ready.read_text().strip()
+        self.port = int(self.url.rsplit(":", 1)[1])
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def request(self, method, path, body=None, token="root"):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if token:
+            req.add_header("X-Vault-Token", token)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, context=self.ctx, timeout=10) as r:
+                raw = r.read()
+                return r.status, (json.loads(raw) if raw else None)
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                return e.code, json.loads(raw) if raw else None
+            except ValueError:
+                return e.code, None
+
+    def seal(self, sealed=True):
+        assert self.request("POST", "/__test__/seal", {"sealed": sealed})[0] == 200
+
+    def read(self, name):
+        """The value at secret/data/<name>, or None when absent/deleted."""
+        st, body = self.request("GET", f"/v1/secret/data/{name}")
+        if st == 404:
+            return None
+        assert st == 200, (st, body)
+        return body["data"]["data"]["key"]
+
+    def write(self, name, value):
+        st, body = self.request("POST", f"/v1/secret/data/{name}", {"data": {"key": value}})
+        assert st in (200, 204), (st, body)
+
+    def live_names(self, folder="litellm/"):
+        """Every secret under folder whose current version is readable."""
+        out = []
+        st, body = self.request("GET", f"/v1/secret/metadata/{folder}?list=true")
+        if st == 404:
+            return out
+        assert st == 200, (st, body)
+        for k in body["data"]["keys"]:
+            if k.endswith("/"):
+                out += self.live_names(folder + k)
+            elif self.read(folder + k) is not None:
+                out.append(folder + k)
+        return sorted(out)
+
+    def plugin_env(self, **extra):
+        return base_env(HCP_VAULT_ADDR=self.url, HCP_VAULT_TOKEN="root",
+                        VAULT_CACERT=self.certs / "ca.pem", VAULT_MAX_RETRIES=0,
+                        HCP_VAULT_REFRESH_INTERVAL=0, **extra)
