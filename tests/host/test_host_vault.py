@@ -10,7 +10,6 @@ import hashlib
 import signal
 import sqlite3
 import subprocess
-import textwrap
 import time
 
 import pytest
@@ -28,20 +27,19 @@ pytestmark = [
 PROVIDER_KEY = "sk-proj-provider-0123456789abcdefghij"
 
 CONFIG = """\
-    model_list:
-      - model_name: gpt-4o
-        litellm_params:
-          model: openai/gpt-4o
-          api_key: os.environ/OPENAI_API_KEY
-      - model_name: local
-        litellm_params:
-          model: ollama/llama3
-          api_base: os.environ/LOCAL_API_BASE
-    general_settings:
-      key_management_system: hashicorp_vault
-      key_management_settings:
-    {settings}
-    """
+model_list:
+  - model_name: gpt-4o
+    litellm_params:
+      model: openai/gpt-4o
+      api_key: os.environ/OPENAI_API_KEY
+  - model_name: local
+    litellm_params:
+      model: ollama/llama3
+      api_base: os.environ/LOCAL_API_BASE
+general_settings:
+  key_management_system: hashicorp_vault
+  key_management_settings:
+"""
 
 
 @pytest.fixture(scope="session")
@@ -61,9 +59,9 @@ def vault(tmp_path, certs):
 def make_host(tmp_path, vault, settings=None, **env):
     if settings is None:
         settings = {"store_virtual_keys": "true", "access_mode": "read_and_write"}
-    lines = "\n".join(f"        {k}: {v}" for k, v in settings.items()) or "        {}"
+    lines = "".join(f"    {k}: {v}\n" for k, v in settings.items())
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(textwrap.dedent(CONFIG.format(settings=lines)))
+    cfg.write_text(CONFIG + lines)
     return Host(cfg, env=vault.plugin_env(**env))
 
 
@@ -117,7 +115,8 @@ def test_resolve_from_vault(tmp_path, vault):
     h = make_host(tmp_path, vault, {"hosted_keys": "[OPENAI_API_KEY]"},
                   LOCAL_API_BASE="http://localhost:11434", OPENAI_API_KEY="WRONG-env-value")
     p = h.run("resolve", check=EXIT_OK)
-    assert "os.environ/OPENAI_API_KEY -> sk-... (36 chars) [hashicorp_vault]" in p.stdout
+    assert (f"os.environ/OPENAI_API_KEY -> sk-... ({len(PROVIDER_KEY)} chars) [hashicorp_vault]"
+            in p.stdout)
     assert "os.environ/LOCAL_API_BASE -> htt... (22 chars) [environment]" in p.stdout
     assert PROVIDER_KEY not in p.stdout + p.stderr
 
