@@ -1755,6 +1755,9 @@ class Vault:
             return R(lambda: self.sys_health(req), op, unauth=True)
         if sub == "seal-status":
             return R(lambda: Response(200, self.seal_status()), op, unauth=True)
+        if sub == "init":
+            return R(lambda: Response(200, {"initialized": True}) if op == "read" else unsupported_op(),
+                     op, unauth=True)
         if sub == "leader":
             return R(lambda: Response(200, {
                 "ha_enabled": False, "is_self": False, "active_time": "0001-01-01T00:00:00Z",
@@ -3075,9 +3078,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with vault.lock:
                 sealed = vault.sealed
                 standby = vault.standby
-            if sealed and rel not in ("sys/health", "sys/seal-status"):
+            if sealed and rel not in ("sys/health", "sys/seal-status", "sys/init"):
                 return Response(503, {"errors": ["Vault is sealed"]})
-            if standby is not None and rel not in ("sys/health", "sys/seal-status", "sys/leader"):
+            if standby is not None and rel not in ("sys/health", "sys/seal-status", "sys/leader", "sys/init"):
                 loc = standby[0].rstrip("/") + raw_path + ("?" + raw_query if raw_query else "")
                 return Response(standby[1], headers={"Location": loc}, raw=b"")
             req = Req()
