@@ -171,7 +171,9 @@ char *host_key_secret_name(const char *prefix, const char *alias, const char *ke
 typedef struct host_key_ctx {
   sqlite3 *db;
   const host_config *cfg;
-  kms_client *client; /* NULL when store_virtual_keys is off */
+  const kms_plugin *plugin; /* the configured plugin's table, or NULL */
+  kms_client *client;       /* its instance; NULL when none is configured or when
+                               create() found the backend UNAVAILABLE (work queues) */
 } host_key_ctx;
 
 /* Each returns a HOST_EXIT_* status and prints what happened. */

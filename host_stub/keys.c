@@ -164,11 +164,11 @@ static int find_row(sqlite3 *db, const char *alias, const char *key, key_row *r,
  * otherwise the work could never land: refuse before changing anything. */
 static int check_store(host_key_ctx *k, int need_write, int need_delete, char *err,
                        size_t errsz) {
-  if (!k->client) {
+  const kms_plugin *p = k->plugin;
+  if (!p) {
     snprintf(err, errsz, "store_virtual_keys is on but no plugin is loaded");
     return -1;
   }
-  const kms_plugin *p = kms_client_plugin(k->client);
   /* LiteLLM's default access_mode is read_only, and so is the plugins'. */
   if (k->cfg->access_mode == HOST_ACCESS_READ_ONLY || k->cfg->access_mode == HOST_ACCESS_UNSET) {
     snprintf(err, errsz, "general_settings.key_management_settings: storing virtual keys needs "
@@ -290,7 +290,7 @@ int host_key_delete(host_key_ctx *k, const char *alias, const char *key, char *e
   key_row r;
   int f = find_row(k->db, alias, key, &r, err, errsz);
   if (f <= 0) return HOST_EXIT_FAIL;
-  if (r.secret_name && k->client && check_store(k, 0, 1, err, errsz) != 0) {
+  if (r.secret_name && k->plugin && check_store(k, 0, 1, err, errsz) != 0) {
     row_free(&r);
     return HOST_EXIT_CONFIG;
   }
@@ -327,7 +327,7 @@ int host_key_regenerate(host_key_ctx *k, const char *alias, const char *key, cha
   int f = find_row(k->db, alias, key, &r, err, errsz);
   if (f <= 0) return HOST_EXIT_FAIL;
   int store = k->cfg->store_virtual_keys;
-  if ((store || (r.secret_name && k->client)) &&
+  if ((store || (r.secret_name && k->plugin)) &&
       check_store(k, store, r.secret_name != NULL, err, errsz) != 0) {
     row_free(&r);
     return HOST_EXIT_CONFIG;

@@ -415,7 +415,8 @@ static int cmd_key(app *a, int argc, char **argv) {
             "key_management_system is not set\n", a->cfg.path);
     return HOST_EXIT_CONFIG;
   }
-  host_key_ctx k = {a->db, &a->cfg, a->hp.client};
+  host_key_ctx k = {a->db, &a->cfg, a->hp.module ? kms_module_plugin(a->hp.module) : NULL,
+                    a->hp.client};
   char err[HOST_ERR_SIZE] = "";
   if (is_gen) rc = host_key_generate(&k, alias, err, sizeof err);
   else if (is_del) rc = host_key_delete(&k, alias, key, err, sizeof err);

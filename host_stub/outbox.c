@@ -117,8 +117,8 @@ long host_outbox_replay(sqlite3 *db, kms_client *client, char *err, size_t errsz
     kms_error e;
     if (!client) {
       ks = kms_error_set(&e, KMS_UNAVAILABLE, 0,
-                         "no secret manager is configured (general_settings."
-                         "key_management_system) to deliver it to");
+                         "no secret-manager instance to deliver it to (general_settings."
+                         "key_management_system is not set, or its plugin could not start)");
     } else if (is_write) {
       ks = kms_client_write(client, name, value, len, NULL, &e);
     } else {

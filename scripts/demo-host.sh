@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# scripts/demo-host.sh BUILD_DIR -- the kms-host story, told step by step.
+#
+# Starts tests/vault_server (a Vault-compatible server) with TLS on loopback,
+# then runs the reference host against it: list plugins, read a provider key
+# from Vault through os.environ/, generate a virtual key and see it in Vault
+# under litellm/, delete it and see it gone, survive a Vault outage with the
+# outbox, and switch the same config to the env backend with no code change.
+# scripts/demo builds first and then calls this. The server is stopped and
+# the temporary directory removed on exit.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=$(cd "${1:-$root/build}" && pwd)
+host="$build/host_stub/kms-host"
+plugins="$build/plugins"
+python=/usr/bin/python3
+for f in "$host" "$plugins/hashicorp_vault.so" "$plugins/env.so"; do
+  [ -e "$f" ] || { echo "demo-host: $f is missing: build first (scripts/demo does)" >&2; exit 1; }
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/kms-demo.XXXXXX")
+server_pid=
+cleanup() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+bold=$(tput bold 2>/dev/null || true); plain=$(tput sgr0 2>/dev/null || true)
+step() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
+say() { printf '   %s\n' "$@"; }
+run() { printf '%s$ %s%s\n' "$bold" "kms-host ${*}" "$plain"; "$host" --config "$work/config.yaml" "$@"; }
+
+# Read secret/data/NAME straight from the server's HTTP API (as any Vault client would).
+vault_get() {
+  "$python" - "$VAULT_URL" "$work/certs/ca.pem" "$1" <<'EOF'
+import json, ssl, sys, urllib.error, urllib.request
+url, ca, name = sys.argv[1:4]
+req = urllib.request.Request(f"{url}/v1/secret/data/{name}", headers={"X-Vault-Token": "root"})
+try:
+    with urllib.request.urlopen(req, context=ssl.create_default_context(cafile=ca)) as r:
+        print(json.load(r)["data"]["data"]["key"])
+except urllib.error.HTTPError as e:
+    print(f"<HTTP {e.code}: not found>" if e.code == 404 else f"<HTTP {e.code}>")
+EOF
+}
+vault_seal() {
+  "$python" - "$VAULT_URL" "$work/certs/ca.pem" "$1" <<'EOF'
+import json, ssl, sys, urllib.request
+url, ca, sealed = sys.argv[1:4]
+req = urllib.request.Request(f"{url}/__test__/seal", method="POST",
+                             data=json.dumps({"sealed": sealed == "true"}).encode())
+urllib.request.urlopen(req, context=ssl.create_default_context(cafile=ca)).read()
+EOF
+}
+
+step "Starting a Vault-compatible server with TLS on loopback"
+bash "$root/tests/vault_server/make_certs.sh" "$work/certs" >/dev/null
+"$python" "$root/tests/vault_server/server.py" --port 0 --ready-file "$work/ready" \
+  --tls-cert "$work/certs/server.pem" --tls-key "$work/certs/server.key" --test-controls \
+  >"$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 200); do [ -s "$work/ready" ] && break; sleep 0.05; done
+[ -s "$work/ready" ] || { echo "demo-host: the server did not start:" >&2; cat "$work/server.log" >&2; exit 1; }
+VAULT_URL=$(cat "$work/ready")
+say "listening on $VAULT_URL (a throwaway CA signed its certificate; the plugin verifies it)"
+
+# The plugin reads its connection from the environment, exactly like LiteLLM.
+export HCP_VAULT_ADDR="$VAULT_URL" HCP_VAULT_TOKEN=root VAULT_CACERT="$work/certs/ca.pem"
+unset OPENAI_API_KEY VAULT_ADDR VAULT_TOKEN KMS_PLUGIN_PATH || true
+say "HCP_VAULT_ADDR=$HCP_VAULT_ADDR HCP_VAULT_TOKEN=root VAULT_CACERT=<the test CA>"
+
+cat >"$work/config.yaml" <<EOF
+model_list:
+  - model_name: gpt-4o
+    litellm_params:
+      model: openai/gpt-4o
+      api_key: os.environ/OPENAI_API_KEY
+general_settings:
+  key_management_system: hashicorp_vault
+  plugin_dir: $plugins
+  key_management_settings:
+    store_virtual_keys: true
+    prefix_for_stored_virtual_keys: litellm/
+    access_mode: read_and_write
+EOF
+step "The config: a LiteLLM proxy config.yaml, unchanged in shape"
+sed 's/^/   | /' "$work/config.yaml"
+
+step "1. Which secret managers can this host load?"
+run plugins
+say "Each backend is a .so found by the name in key_management_system; the loader checked its ABI."
+
+step "2. An operator stores the provider key in Vault (not in the environment)"
+printf '%s\n' "sk-proj-demo-provider-key-0123456789abcdef" | run secret put OPENAI_API_KEY
+say "Vault now holds secret/data/OPENAI_API_KEY = $(vault_get OPENAI_API_KEY | cut -c1-12)..."
+
+step "3. The gateway resolves os.environ/OPENAI_API_KEY -- through Vault"
+run resolve
+say "OPENAI_API_KEY is not set in this shell: the value came from Vault through the plugin."
+say "Values are always shown redacted; an unresolvable reference would be an error, not ''."
+
+step "4. Generate a virtual key; with store_virtual_keys it is written to Vault under litellm/"
+out=$(run key generate --alias demo 2>&1)
+printf '%s\n' "$out"
+key=$(printf '%s\n' "$out" | sed -n 's/^key: //p')
+stored=$(vault_get litellm/demo)
+if [ "$stored" = "$key" ]; then
+  say "Vault secret/data/litellm/demo holds exactly the key printed above."
+else
+  say "UNEXPECTED: Vault holds '$stored'"; exit 1
+fi
+run key list
+say "The host's database keeps only the key's SHA-256, its id, alias and secret name."
+
+step "5. Delete it: the virtual key and its Vault secret go together"
+run key delete --alias demo
+say "Vault secret/data/litellm/demo now: $(vault_get litellm/demo)"
+
+step "6. Nothing lost: Vault goes down while a key is created"
+vault_seal true
+say "(Vault is sealed: every request gets 503)"
+set +e
+run key generate --alias outage
+rc=$?
+set -e
+say "exit status $rc: the key exists and works, the Vault write is queued in the outbox"
+say "(committed in the same SQLite transaction as the key itself)."
+vault_seal false
+say "(Vault is back)"
+run sync
+say "Vault secret/data/litellm/outage now: $(vault_get litellm/outage | cut -c1-6)... -- delivered."
+run key delete --alias outage >/dev/null
+
+step "7. Same config, other backend: key_management_system: env -- no code change"
+sed -i 's/key_management_system: hashicorp_vault/key_management_system: env/;
+        /store_virtual_keys/d; /prefix_for_stored/d; /access_mode/d' "$work/config.yaml"
+sed -i 's/^  key_management_settings:$/  key_management_settings: {}/' "$work/config.yaml"
+export OPENAI_API_KEY="sk-proj-from-the-environment-0123456789"
+say "OPENAI_API_KEY is now exported in the environment"
+run resolve
+say "The host is the same binary; only the plugin name in config.yaml changed."
+
+step "Point it at a real Vault or OpenBao"
+say "export HCP_VAULT_ADDR=https://vault.example.com:8200   # or VAULT_ADDR"
+say "export HCP_VAULT_TOKEN=...                              # or VAULT_TOKEN / cert / AppRole login"
+say "export VAULT_CACERT=/path/to/ca.pem                     # if your CA is private"
+say "$build/host_stub/kms-host --config host_stub/examples/config.yaml resolve"
+say "See host_stub/README.md and plugins/hashicorp_vault/README.md."
+printf '\n%sdemo finished%s (the server is stopped and its files removed)\n' "$bold" "$plain"
