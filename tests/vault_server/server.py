@@ -36,6 +36,7 @@ SYS_MAX_TTL = 768 * 3600          # Vault's default max_lease_ttl (32 days)
 SYS_DEFAULT_TTL = 768 * 3600      # Vault's default default_lease_ttl
 DEFAULT_MAX_VERSIONS = 10
 IDLE_TIMEOUT = 300                # seconds a keep-alive connection may idle
+LOG_BODY_MAX = 64 * 1024          # request-log body bytes kept per entry
 
 # Error strings exactly as Vault renders them (Go multierror formatting).
 ERR_DENIED = "1 error occurred:\n\t* permission denied\n\n"
@@ -2969,6 +2970,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise bad("invalid Content-Length")
         if n > limit:
             self.close_connection = True
+            if n <= max(4 * limit, 64 << 20):
+                # Drain the body so the client finishes sending and reads the 413
+                # instead of hitting a connection reset.
+                left = n
+                while left > 0:
+                    chunk = self.rfile.read(min(left, 1 << 20))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
             raise VaultError(413, ["failed to parse JSON input: http: request body too large"])
         body = self.rfile.read(n)
         if len(body) < n:
@@ -3021,10 +3031,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 hdrs[k] = v if k not in hdrs else hdrs[k] + ", " + v
             entry = {"seq": c.log_seq, "time": time.time(), "method": method, "path": raw_path,
                      "query": raw_query, "headers": hdrs,
-                     "body": body[:1 << 20].decode("utf-8", "replace"),
+                     "body": body[:LOG_BODY_MAX].decode("utf-8", "replace"),
                      "client_cert_subject": self.peer_subject, "connection_id": self.conn_id,
                      "tls": self.is_tls}
-            if len(body) > 1 << 20:
+            if len(body) > LOG_BODY_MAX:
                 entry["body_truncated"] = True
             c.log.append(entry)
             if len(c.log) > c.max_log:

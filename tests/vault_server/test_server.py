@@ -920,3 +920,38 @@ def test_concurrent_requests(http_server, uniq):
     cl = http_server.client()
     assert len(cl.list("secret/metadata/" + uniq).data["keys"]) == 8
     cl.close()
+
+
+def test_plain_http_to_tls_port_and_garbage_handshake(tls_server):
+    for payload in (b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\n\r\n", b"\x16\x03\x01\x00\x05hello"):
+        s = socket.create_connection((tls_server.host, tls_server.port), timeout=5)
+        s.sendall(payload)
+        try:
+            s.recv(100)
+        except OSError:
+            pass
+        s.close()
+    cl = tls_server.client()
+    assert cl.get("sys/health", token="").status == 200
+    cl.close()
+
+
+def test_ipv6_listener(start_server):
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    srv = start_server("--host", "::1")
+    assert srv.url.startswith("http://[::1]:")
+    cl = srv.client()
+    assert cl.get("sys/health", token="").status == 200
+    cl.close()
+
+
+def test_oversized_body_with_expect_continue(http_server):
+    s = socket.create_connection((http_server.host, http_server.port), timeout=5)
+    s.sendall(b"POST /v1/secret/data/x HTTP/1.1\r\nHost: x\r\nX-Vault-Token: root\r\n"
+              b"Content-Length: 99999999\r\nExpect: 100-continue\r\n\r\n")
+    data = s.recv(4096)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 413")
