@@ -1,0 +1,51 @@
+/*
+ * itest.h -- helpers shared by the hashicorp_vault integration tests: a
+ * kms_host whose getenv serves a per-test table (no setenv) and whose log
+ * callback captures every line, plus loading the real plugin through the
+ * loader (KMS_PLUGIN_DIR).
+ */
+#ifndef ITEST_H
+#define ITEST_H
+
+#include "kms_loader.h"
+#include "vault_fixture.h"
+
+#include <pthread.h>
+#include <stddef.h>
+
+#define IT_MAX_ENV 64
+
+typedef struct it_host {
+  kms_host host;
+  pthread_mutex_t mu;
+  char *names[IT_MAX_ENV];
+  char *values[IT_MAX_ENV];
+  size_t n;
+  char *logs; /* every log line, "LEVEL message\n" */
+  size_t loglen, logcap;
+} it_host;
+
+void it_host_init(it_host *h);
+void it_host_free(it_host *h);
+/* Set (value != NULL) or unset a variable of the host's environment. */
+void it_set(it_host *h, const char *name, const char *value);
+/* Point the host at server s with the root token (and CA / client cert for TLS). */
+void it_target(it_host *h, vf_server *s, int tls, int mtls);
+/* Copy of the captured log (malloc'ed). */
+char *it_logs(it_host *h);
+size_t it_log_count(it_host *h, const char *needle);
+void it_clear_logs(it_host *h);
+
+/* The plugin module, loaded once per process. */
+const kms_module *it_module(void);
+kms_status it_client(it_host *h, const kms_setting *s, size_t n, kms_client **out,
+                     kms_error *err);
+
+/* Settings shorthand: read_and_write access. */
+extern const kms_setting IT_RW[];
+#define IT_RW_N 1
+
+/* Wall-clock milliseconds (monotonic), for hang detection bounds only. */
+long long it_now_ms(void);
+
+#endif

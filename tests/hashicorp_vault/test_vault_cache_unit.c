@@ -1,0 +1,352 @@
+/*
+ * test_vault_cache_unit.c -- cache.c on its own: TTL, invalidation, put,
+ * stale-if-error, never masking NOT_FOUND / PERMISSION_DENIED, warn once per
+ * outage, single-flight, write-during-fetch. Clock and backend are fakes.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "cache.h"
+#include "kms_loader.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct fake {
+  int64_t now;
+  int calls;
+  kms_status next; /* status the backend returns */
+  const char *value;
+  int64_t version;
+  /* single-flight support */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int release; /* fetch blocks until set (when block is set) */
+  int block;
+  vault_cache *cache; /* for a fetch that writes during the fetch */
+  int write_during_fetch;
+} fake;
+
+static int64_t fake_clock(void *ctx) { return ((fake *)ctx)->now; }
+
+static kms_status fake_fetch(void *ctx, const char *key, vault_cache_value *out, kms_error *err) {
+  fake *f = ctx;
+  pthread_mutex_lock(&f->mu);
+  f->calls++;
+  while (f->block && !f->release) pthread_cond_wait(&f->cv, &f->mu);
+  kms_status st = f->next;
+  const char *v = f->value;
+  pthread_mutex_unlock(&f->mu);
+  if (f->write_during_fetch) vault_cache_put(f->cache, key, "newer", 5, 99);
+  if (st != KMS_OK) return kms_error_set(err, st, 503, "backend says %d", (int)st);
+  out->len = strlen(v);
+  out->data = malloc(out->len + 1);
+  memcpy(out->data, v, out->len + 1);
+  out->version = f->version;
+  return KMS_OK;
+}
+
+static vault_cache *mk(fake *f, int64_t ttl, int64_t stale, int64_t stale_retry) {
+  memset(f, 0, sizeof *f);
+  pthread_mutex_init(&f->mu, NULL);
+  pthread_cond_init(&f->cv, NULL);
+  f->now = 1000;
+  f->value = "v1";
+  f->version = 1;
+  vault_cache_options o = {ttl, stale, stale_retry, fake_clock, f};
+  f->cache = vault_cache_new(&o);
+  assert_non_null(f->cache);
+  return f->cache;
+}
+
+static kms_status get(fake *f, const char *key, char *val, size_t vs, unsigned *flags) {
+  vault_cache_value v;
+  kms_error err;
+  kms_error_clear(&err);
+  unsigned fl = 0;
+  kms_status st = vault_cache_get(f->cache, key, 0, fake_fetch, f, &v, &fl, &err);
+  if (flags) *flags = fl;
+  if (val) snprintf(val, vs, "%s", st == KMS_OK ? v.data : "");
+  vault_cache_value_clear(&v);
+  return st;
+}
+
+static void done(fake *f) {
+  vault_cache_free(f->cache);
+  pthread_mutex_destroy(&f->mu);
+  pthread_cond_destroy(&f->cv);
+}
+
+static void test_ttl(void **state) {
+  fake f;
+  mk(&f, 1000, 0, 0);
+  char v[32];
+  unsigned fl;
+  assert_int_equal(get(&f, "a", v, sizeof v, &fl), KMS_OK);
+  assert_string_equal(v, "v1");
+  assert_int_equal(fl, 0);
+  f.value = "v2";
+  f.now += 999;
+  assert_int_equal(get(&f, "a", v, sizeof v, &fl), KMS_OK);
+  assert_string_equal(v, "v1");
+  assert_int_equal(fl, VAULT_CACHE_HIT);
+  assert_int_equal(f.calls, 1);
+  f.now += 1;
+  assert_int_equal(get(&f, "a", v, sizeof v, &fl), KMS_OK);
+  assert_string_equal(v, "v2");
+  assert_int_equal(f.calls, 2);
+  assert_int_equal(vault_cache_size(f.cache), 1);
+  done(&f);
+}
+
+static void test_ttl_zero_disables(void **state) {
+  fake f;
+  mk(&f, 0, 60000, 0);
+  for (int i = 0; i < 3; i++) assert_int_equal(get(&f, "a", NULL, 0, NULL), KMS_OK);
+  assert_int_equal(f.calls, 3);
+  assert_int_equal(vault_cache_size(f.cache), 0);
+  vault_cache_put(f.cache, "a", "x", 1, 2);
+  assert_int_equal(vault_cache_size(f.cache), 0);
+  done(&f);
+}
+
+static void test_put_and_invalidate(void **state) {
+  fake f;
+  mk(&f, 1000, 0, 0);
+  char v[32];
+  vault_cache_put(f.cache, "a", "written", 7, 5);
+  assert_int_equal(get(&f, "a", v, sizeof v, NULL), KMS_OK);
+  assert_string_equal(v, "written");
+  assert_int_equal(f.calls, 0);
+  vault_cache_invalidate(f.cache, "a");
+  assert_int_equal(vault_cache_size(f.cache), 0);
+  assert_int_equal(get(&f, "a", v, sizeof v, NULL), KMS_OK);
+  assert_string_equal(v, "v1");
+  assert_int_equal(f.calls, 1);
+  vault_cache_invalidate(f.cache, "missing"); /* no-op */
+  done(&f);
+}
+
+static void test_stale_if_error(void **state) {
+  fake f;
+  mk(&f, 1000, 5000, 0);
+  char v[32];
+  unsigned fl;
+  assert_int_equal(get(&f, "a", v, sizeof v, NULL), KMS_OK);
+  f.now += 1500;
+  f.next = KMS_UNAVAILABLE;
+  assert_int_equal(get(&f, "a", v, sizeof v, &fl), KMS_OK);
+  assert_string_equal(v, "v1");
+  assert_int_equal(fl, VAULT_CACHE_STALE | VAULT_CACHE_WARN);
+  /* second stale serve of the same outage: no warning */
+  assert_int_equal(get(&f, "a", v, sizeof v, &fl), KMS_OK);
+  assert_int_equal(fl, VAULT_CACHE_STALE);
+  /* another key in the same outage: no warning either */
+  f.next = KMS_OK;
+  assert_int_equal(get(&f, "b", v, sizeof v, NULL), KMS_OK);
+  /* b's success ended the outage; a fails again -> a new outage warns */
+  f.next = KMS_UNAVAILABLE;
+  assert_int_equal(get(&f, "a", v, sizeof v, &fl), KMS_OK);
+  assert_int_equal(fl, VAULT_CACHE_STALE | VAULT_CACHE_WARN);
+  /* past the window (expiry 2000 + 5000) -> the error */
+  f.now = 7000;
+  assert_int_equal(get(&f, "a", v, sizeof v, &fl), KMS_UNAVAILABLE);
+  done(&f);
+}
+
+static void test_stale_retry_interval(void **state) {
+  fake f;
+  mk(&f, 1000, 60000, 3000);
+  unsigned fl;
+  assert_int_equal(get(&f, "a", NULL, 0, NULL), KMS_OK);
+  f.now += 2000;
+  f.next = KMS_UNAVAILABLE;
+  assert_int_equal(get(&f, "a", NULL, 0, &fl), KMS_OK);
+  assert_int_equal(f.calls, 2);
+  f.now += 2999; /* within stale_retry: served without asking the backend */
+  assert_int_equal(get(&f, "a", NULL, 0, &fl), KMS_OK);
+  assert_int_equal(fl, VAULT_CACHE_STALE | VAULT_CACHE_HIT);
+  assert_int_equal(f.calls, 2);
+  f.now += 1;
+  f.next = KMS_OK;
+  f.value = "v2";
+  char v[32];
+  assert_int_equal(get(&f, "a", v, sizeof v, &fl), KMS_OK);
+  assert_string_equal(v, "v2");
+  assert_int_equal(fl, 0);
+  done(&f);
+}
+
+static void test_errors_never_masked(void **state) {
+  const kms_status never[] = {KMS_NOT_FOUND, KMS_PERMISSION_DENIED, KMS_UNAUTHENTICATED};
+  for (size_t i = 0; i < 3; i++) {
+    fake f;
+    mk(&f, 1000, 60000, 0);
+    assert_int_equal(get(&f, "a", NULL, 0, NULL), KMS_OK);
+    f.now += 1001;
+    f.next = never[i];
+    assert_int_equal(get(&f, "a", NULL, 0, NULL), never[i]);
+    assert_int_equal(vault_cache_size(f.cache), 0); /* evicted and wiped */
+    f.next = KMS_UNAVAILABLE;                       /* nothing left to serve stale */
+    assert_int_equal(get(&f, "a", NULL, 0, NULL), KMS_UNAVAILABLE);
+    done(&f);
+  }
+  /* INTERNAL is not an outage: not masked, but the entry stays */
+  fake f;
+  mk(&f, 1000, 60000, 0);
+  assert_int_equal(get(&f, "a", NULL, 0, NULL), KMS_OK);
+  f.now += 1001;
+  f.next = KMS_INTERNAL;
+  assert_int_equal(get(&f, "a", NULL, 0, NULL), KMS_INTERNAL);
+  assert_int_equal(vault_cache_size(f.cache), 1);
+  done(&f);
+}
+
+static void test_force_and_keys(void **state) {
+  fake f;
+  mk(&f, 100000, 0, 0);
+  assert_int_equal(get(&f, "a", NULL, 0, NULL), KMS_OK);
+  assert_int_equal(get(&f, "b", NULL, 0, NULL), KMS_OK);
+  char **keys;
+  size_t n = vault_cache_keys(f.cache, &keys);
+  assert_int_equal(n, 2);
+  f.value = "v9";
+  for (size_t i = 0; i < n; i++) {
+    vault_cache_value v;
+    assert_int_equal(vault_cache_get(f.cache, keys[i], 1, fake_fetch, &f, &v, NULL, NULL), KMS_OK);
+    assert_string_equal(v.data, "v9");
+    vault_cache_value_clear(&v);
+  }
+  vault_cache_keys_free(keys, n);
+  assert_int_equal(f.calls, 4);
+  char v[8];
+  assert_int_equal(get(&f, "a", v, sizeof v, NULL), KMS_OK);
+  assert_string_equal(v, "v9");
+  assert_int_equal(f.calls, 4);
+  done(&f);
+}
+
+typedef struct reader {
+  fake *f;
+  kms_status st;
+  char v[16];
+} reader;
+
+static void *read_thread(void *p) {
+  reader *r = p;
+  r->st = get(r->f, "cold", r->v, sizeof r->v, NULL);
+  return NULL;
+}
+
+static void test_single_flight(void **state) {
+  fake f;
+  mk(&f, 1000, 0, 0);
+  f.block = 1;
+  enum { N = 16 };
+  pthread_t t[N];
+  reader r[N];
+  for (int i = 0; i < N; i++) {
+    r[i] = (reader){&f, KMS_INTERNAL, ""};
+    assert_int_equal(pthread_create(&t[i], NULL, read_thread, &r[i]), 0);
+  }
+  /* wait until one thread fetches and the other 15 wait for it */
+  for (int i = 0; i < 10000 && vault_cache_waiters(f.cache, "cold") < N - 1; i++) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  assert_int_equal(vault_cache_waiters(f.cache, "cold"), N - 1);
+  pthread_mutex_lock(&f.mu);
+  f.release = 1;
+  pthread_cond_broadcast(&f.cv);
+  pthread_mutex_unlock(&f.mu);
+  for (int i = 0; i < N; i++) {
+    pthread_join(t[i], NULL);
+    assert_int_equal(r[i].st, KMS_OK);
+    assert_string_equal(r[i].v, "v1");
+  }
+  assert_int_equal(f.calls, 1);
+  done(&f);
+}
+
+static void test_single_flight_shares_errors(void **state) {
+  fake f;
+  mk(&f, 1000, 0, 0);
+  f.block = 1;
+  f.next = KMS_NOT_FOUND;
+  enum { N = 4 };
+  pthread_t t[N];
+  reader r[N];
+  for (int i = 0; i < N; i++) {
+    r[i] = (reader){&f, KMS_OK, ""};
+    pthread_create(&t[i], NULL, read_thread, &r[i]);
+  }
+  for (int i = 0; i < 10000 && vault_cache_waiters(f.cache, "cold") < N - 1; i++) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  pthread_mutex_lock(&f.mu);
+  f.release = 1;
+  pthread_cond_broadcast(&f.cv);
+  pthread_mutex_unlock(&f.mu);
+  for (int i = 0; i < N; i++) {
+    pthread_join(t[i], NULL);
+    assert_int_equal(r[i].st, KMS_NOT_FOUND);
+  }
+  assert_int_equal(f.calls, 1);
+  assert_int_equal(vault_cache_size(f.cache), 0);
+  done(&f);
+}
+
+static void test_write_during_fetch_wins(void **state) {
+  fake f;
+  mk(&f, 1000, 0, 0);
+  f.write_during_fetch = 1;
+  char v[16];
+  assert_int_equal(get(&f, "a", v, sizeof v, NULL), KMS_OK);
+  assert_string_equal(v, "v1"); /* the fetch's own caller gets what it fetched */
+  f.write_during_fetch = 0;
+  assert_int_equal(get(&f, "a", v, sizeof v, NULL), KMS_OK);
+  assert_string_equal(v, "newer"); /* but the cache keeps the newer write */
+  assert_int_equal(f.calls, 1);
+  done(&f);
+}
+
+static void test_many_keys_grow(void **state) {
+  fake f;
+  mk(&f, 100000, 0, 0);
+  char k[32];
+  for (int i = 0; i < 500; i++) {
+    snprintf(k, sizeof k, "key-%d", i);
+    assert_int_equal(get(&f, k, NULL, 0, NULL), KMS_OK);
+  }
+  assert_int_equal(vault_cache_size(f.cache), 500);
+  for (int i = 0; i < 500; i++) {
+    snprintf(k, sizeof k, "key-%d", i);
+    assert_int_equal(get(&f, k, NULL, 0, NULL), KMS_OK);
+  }
+  assert_int_equal(f.calls, 500);
+  done(&f);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_ttl),
+    cmocka_unit_test(test_ttl_zero_disables),
+    cmocka_unit_test(test_put_and_invalidate),
+    cmocka_unit_test(test_stale_if_error),
+    cmocka_unit_test(test_stale_retry_interval),
+    cmocka_unit_test(test_errors_never_masked),
+    cmocka_unit_test(test_force_and_keys),
+    cmocka_unit_test(test_single_flight),
+    cmocka_unit_test(test_single_flight_shares_errors),
+    cmocka_unit_test(test_write_during_fetch_wins),
+    cmocka_unit_test(test_many_keys_grow),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,342 @@
+/*
+ * test_vault_kv2_unit.c -- kv2.c and config.c without a server: name
+ * validation table, percent-encoding, URL layout (namespace/mount/prefix,
+ * normalisation), request bodies, response parsing, status mapping,
+ * configuration precedence, defaults and errors.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "config.h"
+#include "kms_loader.h"
+#include "kv2.h"
+
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- a tiny host environment ---- */
+typedef struct envt {
+  const char *kv[40];
+} envt;
+
+static const char *env_get(void *ctx, const char *name) {
+  envt *e = ctx;
+  for (size_t i = 0; e->kv[i]; i += 2)
+    if (strcmp(e->kv[i], name) == 0) return e->kv[i + 1];
+  return NULL;
+}
+
+static kms_status load(envt *e, const kms_setting *s, size_t n, vault_config *cfg,
+                       kms_error *err) {
+  kms_host h = {sizeof h, KMS_ABI_MAJOR, KMS_ABI_MINOR, e, NULL, env_get};
+  vault_logger lg = {&h};
+  return vault_config_load(cfg, &h, s, n, &lg, err);
+}
+
+static void test_names(void **state) {
+  static const char *const good[] = {"a", "a/b", "litellm/sk-1234", "...", ".a", "a..b",
+                                     "sp ace", "ünï", "a%2F", "x.y/z_~-"};
+  static const char *const bad[] = {"", "/a", "a/", "a//b", ".", "..", "a/./b", "a/../b", "../a",
+                                    "a\nb", "a\tb", "a\x7f", "a\x01"};
+  kms_error err;
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+    assert_int_equal(kv2_validate_name(good[i], &err), KMS_OK);
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    assert_int_equal(kv2_validate_name(bad[i], &err), KMS_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "secret name"));
+  }
+  char big[VAULT_NAME_MAX + 2];
+  memset(big, 'a', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  assert_int_equal(kv2_validate_name(big, &err), KMS_INVALID_ARGUMENT);
+  big[VAULT_NAME_MAX] = '\0';
+  assert_int_equal(kv2_validate_name(big, &err), KMS_OK);
+}
+
+static void test_encoding(void **state) {
+  char *e = kv2_encode_path("a b/c+d/%/é?#&=~._-");
+  assert_string_equal(e, "a%20b/c%2Bd/%25/%C3%A9%3F%23%26%3D~._-");
+  free(e);
+}
+
+static void check_url(envt *e, const char *name, const char *expect_data, const char *expect_meta) {
+  vault_config cfg;
+  kms_error err;
+  assert_int_equal(load(e, NULL, 0, &cfg, &err), KMS_OK);
+  kv2_layout l;
+  assert_int_equal(kv2_layout_init(&l, &cfg, &err), KMS_OK);
+  char *u;
+  assert_int_equal(kv2_url(&l, KV2_DATA, name, &u, &err), KMS_OK);
+  assert_string_equal(kv2_url_path(&l, u), expect_data);
+  free(u);
+  assert_int_equal(kv2_url(&l, KV2_METADATA, name, &u, &err), KMS_OK);
+  assert_string_equal(kv2_url_path(&l, u), expect_meta);
+  free(u);
+  kv2_layout_free(&l);
+  vault_config_free(&cfg);
+}
+
+static void test_url_layout(void **state) {
+  envt e1 = {{"HCP_VAULT_TOKEN", "t", NULL}};
+  check_url(&e1, "k", "/v1/secret/data/k", "/v1/secret/metadata/k");
+  envt e2 = {{"HCP_VAULT_TOKEN", "t", "HCP_VAULT_NAMESPACE", "team1", NULL}};
+  check_url(&e2, "k", "/v1/team1/secret/data/k", "/v1/team1/secret/metadata/k");
+  envt e3 = {{"HCP_VAULT_TOKEN", "t", "HCP_VAULT_NAMESPACE", " /a/b c/ ", "HCP_VAULT_MOUNT_NAME",
+              "kv2/ ", "HCP_VAULT_PATH_PREFIX", "/litellm/keys/", NULL}};
+  check_url(&e3, "x/y z", "/v1/a/b%20c/kv2/data/litellm/keys/x/y%20z",
+            "/v1/a/b%20c/kv2/metadata/litellm/keys/x/y%20z");
+  /* the secret namespace wins over the general one; VAULT_NAMESPACE is a fallback */
+  envt e4 = {{"HCP_VAULT_TOKEN", "t", "VAULT_NAMESPACE", "gen", "HCP_VAULT_SECRET_NAMESPACE", "sec",
+              NULL}};
+  check_url(&e4, "k", "/v1/sec/secret/data/k", "/v1/sec/secret/metadata/k");
+  envt e5 = {{"HCP_VAULT_TOKEN", "t", "VAULT_NAMESPACE", "gen", "BAO_NAMESPACE", "bao", NULL}};
+  check_url(&e5, "k", "/v1/gen/secret/data/k", "/v1/gen/secret/metadata/k");
+}
+
+static void test_config_defaults_and_fallbacks(void **state) {
+  vault_config c;
+  kms_error err;
+  envt e = {{"VAULT_TOKEN", "vt", "BAO_ADDR", " https://bao.example:8200/ ", NULL}};
+  assert_int_equal(load(&e, NULL, 0, &c, &err), KMS_OK);
+  assert_string_equal(c.addr, "https://bao.example:8200");
+  assert_string_equal(c.token, "vt");
+  assert_string_equal(c.mount, "secret");
+  assert_null(c.prefix);
+  assert_null(c.secret_namespace);
+  assert_int_equal(c.refresh_interval_s, 86400);
+  assert_int_equal(c.timeout_ms, 60000);
+  assert_int_equal(c.max_retries, 2);
+  assert_int_equal(c.stale_if_error_s, VAULT_DEFAULT_STALE_IF_ERROR_S);
+  assert_int_equal(c.access_mode, VAULT_ACCESS_READ_ONLY);
+  assert_int_equal(c.delete_mode, VAULT_DELETE_SOFT);
+  assert_int_equal(c.auth_method, VAULT_AUTH_TOKEN);
+  assert_string_equal(c.approle_mount, "approle");
+  vault_config_free(&c);
+
+  envt e2 = {{"HCP_VAULT_TOKEN", "h", "VAULT_TOKEN", "v", "HCP_VAULT_ADDR", "http://a:1",
+              "VAULT_ADDR", "http://b:2", "VAULT_CLIENT_TIMEOUT", "1m30s", "BAO_MAX_RETRIES", "7",
+              "HCP_VAULT_REFRESH_INTERVAL", "0", "VAULT_SKIP_VERIFY", "true",
+              "HCP_VAULT_LOGIN_NAMESPACE", "login", "HCP_VAULT_NAMESPACE", "gen", NULL}};
+  kms_setting s[] = {{"access_mode", "read_and_write"}, {"delete_mode", "destroy"},
+                     {"stale_if_error", "2m"}, {"store_virtual_keys", "true"},
+                     {"prefix_for_stored_virtual_keys", "litellm/"}, {"hosted_keys", "[a]"},
+                     {"redirect_allowed_hosts", "Vault-2.Example:8200, other:1"}};
+  assert_int_equal(load(&e2, s, 7, &c, &err), KMS_OK);
+  assert_string_equal(c.token, "h");
+  assert_string_equal(c.addr, "http://a:1");
+  assert_int_equal(c.timeout_ms, 90000);
+  assert_int_equal(c.max_retries, 7);
+  assert_int_equal(c.refresh_interval_s, 0);
+  assert_int_equal(c.skip_verify, 1);
+  assert_string_equal(c.login_namespace, "login");
+  assert_string_equal(c.secret_namespace, "gen");
+  assert_int_equal(c.access_mode, VAULT_ACCESS_READ_AND_WRITE);
+  assert_int_equal(c.delete_mode, VAULT_DELETE_DESTROY);
+  assert_int_equal(c.stale_if_error_s, 120);
+  assert_int_equal(c.n_redirect_allowed_hosts, 2);
+  assert_string_equal(c.redirect_allowed_hosts[0], "vault-2.example:8200");
+  vault_config_free(&c);
+}
+
+typedef struct bad_case {
+  const char *kv[8];
+  const char *setting_key, *setting_value;
+  kms_status st;
+  const char *needle;
+} bad_case;
+
+static void test_config_errors(void **state) {
+  static const bad_case cases[] = {
+    {{"HCP_VAULT_ADDR", "ftp://x", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "HCP_VAULT_ADDR"},
+    {{"VAULT_ADDR", "http://", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "VAULT_ADDR"},
+    {{"HCP_VAULT_ADDR", "http://h:8200/v1", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "without a path"},
+    {{"HCP_VAULT_ADDR", "http://u:p@h", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "credentials"},
+    {{"HCP_VAULT_REFRESH_INTERVAL", "abc", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "HCP_VAULT_REFRESH_INTERVAL"},
+    {{"HCP_VAULT_REFRESH_INTERVAL", "-1", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "HCP_VAULT_REFRESH_INTERVAL"},
+    {{"VAULT_CLIENT_TIMEOUT", "0", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "VAULT_CLIENT_TIMEOUT"},
+    {{"BAO_CLIENT_TIMEOUT", "soon", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "BAO_CLIENT_TIMEOUT"},
+    {{"VAULT_MAX_RETRIES", "-1", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "VAULT_MAX_RETRIES"},
+    {{"VAULT_SKIP_VERIFY", "maybe", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "VAULT_SKIP_VERIFY"},
+    {{"VAULT_CACERT", "/nonexistent/ca.pem", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "VAULT_CACERT"},
+    {{"VAULT_CAPATH", "/nonexistent", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "VAULT_CAPATH"},
+    {{"VAULT_TLS_SERVER_NAME", "a b", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "VAULT_TLS_SERVER_NAME"},
+    {{"HCP_VAULT_MOUNT_NAME", "a/../b", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "HCP_VAULT_MOUNT_NAME"},
+    {{"HCP_VAULT_NAMESPACE", "a//b", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "HCP_VAULT_NAMESPACE"},
+    {{"HCP_VAULT_PATH_PREFIX", "./x", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "HCP_VAULT_PATH_PREFIX"},
+    {{"HCP_VAULT_CLIENT_CERT", "/tmp/c.pem", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "HCP_VAULT_CLIENT_KEY"},
+    {{"HCP_VAULT_CLIENT_KEY", "/tmp/k.pem", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "HCP_VAULT_CLIENT_CERT"},
+    {{"HCP_VAULT_APPROLE_ROLE_ID", "r", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "HCP_VAULT_APPROLE_SECRET_ID"},
+    {{"HCP_VAULT_CERT_ROLE", "r", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "HCP_VAULT_CLIENT_CERT"},
+    {{NULL}, "access_mode", "everything", KMS_INVALID_ARGUMENT, "access_mode"},
+    {{NULL}, "delete_mode", "hard", KMS_INVALID_ARGUMENT, "delete_mode"},
+    {{NULL}, "stale_if_error", "a while", KMS_INVALID_ARGUMENT, "stale_if_error"},
+    {{NULL}, "redirect_allowed_hosts", "nohostport", KMS_INVALID_ARGUMENT, "redirect_allowed_hosts"},
+    {{NULL}, "max_response_bytes", "12", KMS_INVALID_ARGUMENT, "max_response_bytes"},
+    {{NULL}, "connect_timeout", "0", KMS_INVALID_ARGUMENT, "connect_timeout"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    envt e = {{NULL}};
+    size_t k = 0;
+    int has_token = 0;
+    for (; cases[i].kv[k]; k += 2) {
+      e.kv[k] = cases[i].kv[k];
+      e.kv[k + 1] = cases[i].kv[k + 1];
+      if (strstr(e.kv[k], "ROLE") || strstr(e.kv[k], "CLIENT_")) has_token = 1; /* keep no token */
+    }
+    if (!has_token || strstr(cases[i].kv[0], "CLIENT_")) {
+      e.kv[k++] = "HCP_VAULT_TOKEN";
+      e.kv[k++] = "tok";
+    }
+    e.kv[k] = NULL;
+    kms_setting s = {cases[i].setting_key, cases[i].setting_value};
+    vault_config c;
+    kms_error err;
+    kms_error_clear(&err);
+    kms_status st = load(&e, &s, cases[i].setting_key ? 1 : 0, &c, &err);
+    if (st != cases[i].st || !strstr(err.message, cases[i].needle))
+      fail_msg("case %zu: status %d message '%s' (want %d, '%s')", i, st, err.message, cases[i].st,
+               cases[i].needle);
+  }
+  /* no credentials at all */
+  envt none = {{NULL}};
+  vault_config c;
+  kms_error err;
+  assert_int_equal(load(&none, NULL, 0, &c, &err), KMS_INVALID_ARGUMENT);
+  assert_non_null(strstr(err.message, "HCP_VAULT_TOKEN"));
+  /* a token with a space is refused without echoing it */
+  envt sp = {{"HCP_VAULT_TOKEN", "hvs.abc def", NULL}};
+  assert_int_equal(load(&sp, NULL, 0, &c, &err), KMS_INVALID_ARGUMENT);
+  assert_null(strstr(err.message, "abc"));
+}
+
+static void test_durations(void **state) {
+  int64_t ms;
+  assert_int_equal(vault_parse_duration_ms("30", &ms), 0);
+  assert_int_equal(ms, 30000);
+  assert_int_equal(vault_parse_duration_ms("1h2m3s", &ms), 0);
+  assert_int_equal(ms, 3723000);
+  assert_int_equal(vault_parse_duration_ms("250ms", &ms), 0);
+  assert_int_equal(ms, 250);
+  assert_int_equal(vault_parse_duration_ms("", &ms), -1);
+  assert_int_equal(vault_parse_duration_ms("1d", &ms), -1);
+  assert_int_equal(vault_parse_duration_ms("s", &ms), -1);
+  assert_int_equal(vault_parse_duration_ms("-1", &ms), -1);
+}
+
+static void test_bodies(void **state) {
+  char *b;
+  size_t n;
+  kms_error err;
+  assert_int_equal(kv2_write_body("v\"al\\ue\n", 8, 0, 0, &b, &n, &err), KMS_OK);
+  assert_string_equal(b, "{\"data\":{\"key\":\"v\\\"al\\\\ue\\n\"}}");
+  assert_int_equal(n, strlen(b));
+  kv2_free_body(b, n);
+  assert_int_equal(kv2_write_body("x", 1, 1, 7, &b, &n, &err), KMS_OK);
+  assert_string_equal(b, "{\"data\":{\"key\":\"x\"},\"options\":{\"cas\":7}}");
+  kv2_free_body(b, n);
+  assert_int_equal(kv2_write_body("", 0, 1, 0, &b, &n, &err), KMS_OK);
+  assert_string_equal(b, "{\"data\":{\"key\":\"\"},\"options\":{\"cas\":0}}");
+  kv2_free_body(b, n);
+  assert_int_equal(kv2_write_body("a\0b", 3, 0, 0, &b, &n, &err), KMS_INVALID_ARGUMENT);
+  assert_int_equal(kv2_write_body("\xff\xfe", 2, 0, 0, &b, &n, &err), KMS_INVALID_ARGUMENT);
+  assert_int_equal(kv2_write_body("\xc3\xa9\xf0\x9f\x94\x91", 6, 0, 0, &b, &n, &err), KMS_OK);
+  kv2_free_body(b, n);
+  /* worst-case escaping fits */
+  char ctl[300];
+  memset(ctl, 0x01, sizeof ctl);
+  assert_int_equal(kv2_write_body(ctl, sizeof ctl, 1, UINT32_MAX, &b, &n, &err), KMS_OK);
+  kv2_free_body(b, n);
+  assert_int_equal(kv2_metadata_body("for \"team\"", &b, &n, &err), KMS_OK);
+  assert_string_equal(b, "{\"custom_metadata\":{\"description\":\"for \\\"team\\\"\"}}");
+  kv2_free_body(b, n);
+}
+
+static void test_parse_read(void **state) {
+  char *v;
+  size_t n;
+  int64_t ver;
+  kms_error err;
+  const char *ok = "{\"data\":{\"data\":{\"key\":\"s3cr\\u00e9t\"},\"metadata\":{\"version\":4}}}";
+  assert_int_equal(kv2_parse_read(ok, strlen(ok), "n", &v, &n, &ver, &err), KMS_OK);
+  assert_string_equal(v, "s3cr\xc3\xa9t");
+  assert_int_equal(n, 7);
+  assert_int_equal(ver, 4);
+  free(v);
+  struct {
+    const char *body;
+    kms_status st;
+    const char *needle;
+  } bad[] = {
+    {"{not json", KMS_INTERNAL, "not JSON"},
+    {"{\"data\":{\"data\":{\"other\":\"x\"}}}", KMS_INTERNAL, "no field \"key\""},
+    {"{\"data\":{\"data\":{\"key\":5}}}", KMS_INTERNAL, "number"},
+    {"{\"data\":{\"data\":{\"key\":{\"a\":1}}}}", KMS_INTERNAL, "object"},
+    {"{\"data\":{\"data\":null,\"metadata\":{\"version\":2}}}", KMS_NOT_FOUND, "deleted"},
+    {"{\"data\":{\"key\":\"v\"}}", KMS_INTERNAL, "KV version 2"},
+    {"[]", KMS_INTERNAL, "'data'"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    kms_status st = kv2_parse_read(bad[i].body, strlen(bad[i].body), "n", &v, &n, &ver, &err);
+    if (st != bad[i].st || !strstr(err.message, bad[i].needle))
+      fail_msg("case %zu: %d '%s'", i, st, err.message);
+    assert_null(v);
+  }
+  assert_int_equal(kv2_parse_write_version("{\"data\":{\"version\":3}}", 22), 3);
+  assert_int_equal(kv2_parse_write_version("", 0), 0);
+}
+
+static void test_status_map(void **state) {
+  struct {
+    long http;
+    const char *body;
+    kms_status st;
+    const char *needle;
+  } t[] = {
+    {404, "{\"errors\":[]}", KMS_NOT_FOUND, "HTTP 404"},
+    {404, "{\"data\":{\"data\":null,\"metadata\":{\"deletion_time\":\"2024-01-01T00:00:00Z\",\"destroyed\":false,\"version\":3}}}",
+     KMS_NOT_FOUND, "version 3 was deleted"},
+    {404, "{\"data\":{\"data\":null,\"metadata\":{\"deletion_time\":\"\",\"destroyed\":true,\"version\":2}}}",
+     KMS_NOT_FOUND, "version 2 was destroyed"},
+    {400, "{\"errors\":[\"check-and-set parameter did not match the current version\"]}", KMS_CONFLICT, "check-and-set"},
+    {400, "{\"errors\":[\"bad input\"]}", KMS_INVALID_ARGUMENT, "bad input"},
+    {401, "", KMS_UNAUTHENTICATED, "HTTP 401"},
+    {403, "{\"errors\":[\"1 error occurred:\\n\\t* permission denied\\n\\n\"]}", KMS_PERMISSION_DENIED, "permission denied"},
+    {403, "{\"errors\":[\"2 errors occurred:\\n\\t* permission denied\\n\\t* invalid token\\n\\n\"]}", KMS_UNAUTHENTICATED, "invalid token"},
+    {412, "", KMS_UNAVAILABLE, "HTTP 412"},
+    {429, "", KMS_UNAVAILABLE, "HTTP 429"},
+    {500, "{\"errors\":[\"boom\"]}", KMS_UNAVAILABLE, "boom"},
+    {503, "{\"errors\":[\"Vault is sealed\"]}", KMS_UNAVAILABLE, "Vault is sealed"},
+    {501, "", KMS_UNAVAILABLE, "not initialised"},
+    {405, "", KMS_UNSUPPORTED, "KV version 2"},
+    {418, "teapot", KMS_INTERNAL, "HTTP 418"},
+  };
+  for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+    kms_error err;
+    kms_status st = kv2_map_status("read", "/v1/secret/data/x", t[i].http, t[i].body,
+                                   strlen(t[i].body), 3, 1, &err);
+    if (st != t[i].st || !strstr(err.message, t[i].needle) || err.backend_status != t[i].http)
+      fail_msg("case %zu (HTTP %ld): %d '%s'", i, t[i].http, st, err.message);
+    assert_null(strchr(err.message, '\n'));
+  }
+  kms_error err;
+  assert_int_equal(kv2_map_status("read", "p", 403, "", 0, 1, 0, &err), KMS_UNAUTHENTICATED);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_names),
+    cmocka_unit_test(test_encoding),
+    cmocka_unit_test(test_url_layout),
+    cmocka_unit_test(test_config_defaults_and_fallbacks),
+    cmocka_unit_test(test_config_errors),
+    cmocka_unit_test(test_durations),
+    cmocka_unit_test(test_bodies),
+    cmocka_unit_test(test_parse_read),
+    cmocka_unit_test(test_status_map),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
