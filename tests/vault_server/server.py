@@ -1114,8 +1114,14 @@ class Req:
     def data(self):
         """Request parameters as Vault sees them: JSON body, or the query for GET."""
         if self._data is None:
-            if self.method in ("GET", "LIST", "HEAD"):
+            if self.method in ("GET", "LIST", "HEAD", "DELETE"):
                 self._data = {k: (v[0] if len(v) == 1 else v) for k, v in self.query.items()}
+            elif (self.header("Content-Type").split(";")[0].strip().lower()
+                  == "application/x-www-form-urlencoded"
+                  and not self.body.lstrip()[:1] in (b"{", b"[")):
+                # Vault accepts form bodies unless they look like JSON
+                form = urllib.parse.parse_qs(self.body.decode("utf-8", "replace"), keep_blank_values=True)
+                self._data = {k: (v[0] if len(v) == 1 else v) for k, v in form.items()}
             else:
                 self._data = parse_json_body(self.body)
         return self._data

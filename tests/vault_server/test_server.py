@@ -955,3 +955,15 @@ def test_oversized_body_with_expect_continue(http_server):
     data = s.recv(4096)
     s.close()
     assert data.startswith(b"HTTP/1.1 413")
+
+
+def test_form_bodies_and_delete_ignores_body(c, uniq):
+    r = c.req("POST", "sys/policies/acl/" + uniq, "policy=path+%22x%22+%7B+capabilities+%3D+%5B%22read%22%5D+%7D",
+              headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status == 204
+    # curl -d '{...}' sends a form content type; Vault still parses it as JSON
+    r = c.req("POST", "secret/data/" + uniq, '{"data": {"a": 1}}',
+              headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status == 200
+    r = c.req("DELETE", "secret/data/" + uniq, "not json at all")
+    assert r.status == 204
