@@ -967,3 +967,36 @@ def test_form_bodies_and_delete_ignores_body(c, uniq):
     assert r.status == 200
     r = c.req("DELETE", "secret/data/" + uniq, "not json at all")
     assert r.status == 204
+
+
+FUZZ_PATHS = [
+    "secret/data/fz", "secret/metadata/fz", "secret/delete/fz", "secret/undelete/fz", "secret/destroy/fz",
+    "secret/config", "secret/subkeys/fz", "secret/data/", "secret/metadata/", "secret/",
+    "auth/token/create", "auth/token/lookup", "auth/token/lookup-self", "auth/token/renew-self",
+    "auth/token/renew", "auth/token/revoke", "auth/token/lookup-accessor", "auth/token/revoke-accessor",
+    "sys/policies/acl/fz", "sys/policy/fz", "sys/policies/acl", "sys/mounts/fz", "sys/mounts/secret/tune",
+    "sys/auth/fz", "sys/namespaces/fz", "sys/capabilities-self", "sys/health", "sys/nothing",
+    "auth/fzar/role/r", "auth/fzar/role/r/secret-id", "auth/fzar/role/r/role-id", "auth/fzar/login",
+    "auth/fzcert/certs/c", "auth/fzcert/login", "",
+]
+FUZZ_BODIES = [None, "", "null", "[]", '"str"', "12", "{", '{"data": 5}', '{"data": [1]}',
+               '{"data": {"a": 1}, "options": "x"}', '{"versions": "a,b"}', '{"versions": [{"x": 1}]}',
+               '{"policy": 5}', '{"type": ["kv"]}', '{"ttl": "forever"}', '{"policies": {"a": 1}}',
+               '{"max_versions": -1}', '{"custom_metadata": {"a": 1}}', '{"certificate": 7}',
+               '{"role_id": 5, "secret_id": []}', '{"token": 5}', '{"meta": "x"}', '{"increment": []}',
+               '{"options": {"version": 2}, "type": "kv"}', '{"paths": 3}', '{"num_uses": "x"}']
+
+
+def test_fuzz_never_500(http_server):
+    cl = http_server.client()
+    assert cl.post("sys/auth/fzar", {"type": "approle"}).status in (204, 400)
+    assert cl.post("sys/auth/fzcert", {"type": "cert"}).status in (204, 400)
+    for path in FUZZ_PATHS:
+        for method in ("GET", "POST", "PUT", "DELETE", "LIST", "PATCH"):
+            for body in FUZZ_BODIES if method in ("POST", "PUT", "PATCH") else [None, "junk"]:
+                hdrs = {"Content-Type": "application/merge-patch+json"} if method == "PATCH" else {}
+                r = cl.req(method, path, body, headers=hdrs)
+                assert r.status < 500, (method, path, body, r)
+                assert r.status == 204 or r.json is not None, (method, path, body, r)
+                assert "Traceback" not in r.raw
+    cl.close()
