@@ -28,7 +28,8 @@ extern "C" {
 
 typedef struct vf_options {
   int tls;                        /* HTTPS with server.pem (CA ca.pem) */
-  int mtls;                       /* also require a client cert signed by ca.pem */
+  int mtls;                       /* also ask for a client cert (--client-ca ca.pem):
+                                     optional, but verified when sent, as Vault does */
   const char *root_token;         /* default "root" */
   const char *const *mounts;      /* extra KV v2 mounts (NULL-terminated), optional */
   const char *const *namespaces;  /* namespaces to create (NULL-terminated), optional */
