@@ -395,7 +395,16 @@ static kms_status apply_setting(vault_config *cfg, const char *k, const char *v,
              strcmp(k, "custom_secret_manager") == 0) {
     /* host-level settings (LiteLLM's key_management_settings): not ours */
   } else {
-    vault_logf(lg, KMS_LOG_WARN, "ignoring unknown setting '%.64s' (see the plugin README)", k);
+    /* Echo the name only when it looks like a setting name: never risk
+     * printing a value pasted into the wrong place. */
+    int plain = strlen(k) <= 64;
+    for (const char *p = k; plain && *p; p++)
+      plain = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_';
+    if (plain)
+      vault_logf(lg, KMS_LOG_WARN, "ignoring unknown setting '%s' (see the plugin README)", k);
+    else
+      vault_logf(lg, KMS_LOG_WARN,
+                 "ignoring an unknown setting whose name is not [a-z0-9_] (name not shown)");
   }
   return KMS_OK;
 }

@@ -141,7 +141,8 @@ static kms_status vp_read(kms_instance *in, const char *name, kms_secret **out, 
     vault_logf(&in->lg, KMS_LOG_WARN,
                "Vault is unavailable, serving cached secrets marked stale (for up to %lld s "
                "after expiry, setting stale_if_error): %s",
-               (long long)in->cfg.stale_if_error_s, why.message);
+               (long long)in->cfg.stale_if_error_s,
+               why.message + (strncmp(why.message, P, strlen(P)) == 0 ? strlen(P) : 0));
   kms_secret *s = calloc(1, sizeof *s);
   if (!s) {
     vault_cache_value_clear(&v);
