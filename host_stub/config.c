@@ -376,6 +376,7 @@ int host_config_parse(const char *text, size_t len, const char *name, const char
              (int)(parser.problem_mark.line + 1), parser.problem ? parser.problem : "invalid",
              parser.context ? " " : "", parser.context ? parser.context : "");
     yaml_parser_delete(&parser);
+    host_config_free(cfg);
     return -1;
   }
   p.doc = &doc;

@@ -212,8 +212,8 @@ static int deliver(host_key_ctx *k, int queued_something) {
     return HOST_EXIT_FAIL;
   }
   fprintf(stderr,
-          "kms-host: warning: the key change is saved and the key works, but %ld secret-manager "
-          "operation(s) are still queued: %s\n"
+          "kms-host: warning: the key change is saved, but %ld secret-manager operation(s) are "
+          "still queued: %s\n"
           "kms-host: run `kms-host sync` once the secret manager is reachable (every later "
           "command retries too)\n", left, err);
   return HOST_EXIT_QUEUED;
