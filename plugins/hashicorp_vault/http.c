@@ -579,10 +579,15 @@ kms_status vault_http_perform(vault_http *h, const vault_http_request *req,
     int budget_left = mono_ms() + delay < deadline;
     if (n > cfg->max_retries || !budget_left) {
       if (cls == X_HTTP) break; /* caller maps the status (UNAVAILABLE) */
+      /* With a client certificate, a TLS 1.3 server that rejects it may just
+       * close the connection after the handshake: say so. */
+      int mtls = cfg->client_cert && strncmp(req->url, "https:", 6) == 0;
       st = kms_error_set(err, KMS_UNAVAILABLE, 0,
-                         P "%s %.60s: cannot reach %.60s: %.70s (%d attempt%s%s); is Vault "
-                         "running at HCP_VAULT_ADDR?", req->op, p, cfg->addr, why, n,
-                         n > 1 ? "s" : "", budget_left ? "" : ", timeout budget spent");
+                         P "%s %.60s: cannot reach %.60s: %.70s (%d attempt%s%s); %s", req->op,
+                         p, cfg->addr, why, n, n > 1 ? "s" : "",
+                         budget_left ? "" : ", timeout budget spent",
+                         mtls ? "is Vault running, and does it trust HCP_VAULT_CLIENT_CERT?"
+                              : "is Vault running at HCP_VAULT_ADDR?");
       break;
     }
     vault_logf(h->lg, KMS_LOG_INFO, "%s %.100s: %.80s; retry %d of %d in %lld ms", req->op, p,

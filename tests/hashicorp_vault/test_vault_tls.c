@@ -121,7 +121,10 @@ static void test_client_cert_optional_but_verified(void **state) {
   it_set(&h, "HCP_VAULT_CLIENT_KEY", vf_cert("untrusted-client.key"));
   assert_int_equal(it_client(&h, IT_RW, IT_RW_N, &c, &err), KMS_OK);
   assert_int_equal(kms_client_read(c, "t1", &s, &err), KMS_UNAVAILABLE);
-  assert_non_null(strstr(err.message, "TLS"));
+  /* TLS 1.3: the rejection arrives either as an alert (a TLS error) or as
+   * a closed connection after the client finished its handshake */
+  if (!strstr(err.message, "TLS") && !strstr(err.message, "HCP_VAULT_CLIENT_CERT"))
+    fail_msg("message: %s", err.message);
   kms_client_destroy(c);
   log = vf_requests(mtls);
   assert_int_equal(log->n, 0);
