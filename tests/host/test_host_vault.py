@@ -355,3 +355,31 @@ def test_kill_9_during_delivery_then_sync(tmp_path, vault):
     time.sleep(3.2)  # the delayed write may still land server-side: replay must be harmless
     h.run("sync", check=EXIT_OK)
     assert_vault_equals_table(tmp_path, vault)
+
+
+def test_concurrent_hosts_converge(tmp_path, vault):
+    """Several kms-host processes at once (SQLite busy timeout + the delivery
+    lock): every key lands exactly once, the table and Vault agree."""
+    h = make_host(tmp_path, vault)
+    h.run("key", "list", check=EXIT_OK)  # create the database first
+    vault.seal()
+    procs = [subprocess.Popen([str(HOST), "--config", str(h.config), "--plugin-dir",
+                               str(PLUGIN_DIR), "key", "generate", "--alias", f"c{i}"],
+                              env=h.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(6)]
+    time.sleep(0.3)
+    vault.seal(False)
+    codes = [p.wait(60) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    assert set(codes) <= {EXIT_OK, EXIT_QUEUED}, codes
+    h.run("sync", check=EXIT_OK)
+    keys, _ = rows(tmp_path)
+    assert sorted(k[2] for k in keys) == [f"c{i}" for i in range(6)]
+    assert_vault_equals_table(tmp_path, vault)
+
+
+def test_refresh(tmp_path, vault):
+    assert "refreshed: hashicorp_vault" in make_host(tmp_path, vault).run("refresh",
+                                                                         check=EXIT_OK).stdout
