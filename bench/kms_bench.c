@@ -478,17 +478,31 @@ static int mode_cached(const opts *o) {
 
   for (int ti = 0; ti < o->n_threads; ti++) {
     int th = o->threads[ti];
-    double fl[64], pl[64], en[64];
+    double fl[64] = {0}, pl[64] = {0}, en[64] = {0};
     int runs = o->runs > 64 ? 64 : o->runs;
     for (int r = 0; r < runs; r++) { /* interleaved so drift hits all alike */
       fl[r] = cached_run(o, IMPL_FLOOR, NULL, &t, names, n, th, (uint64_t)r + 1);
       if (c) pl[r] = cached_run(o, IMPL_CLIENT, c, &t, names, n, th, (uint64_t)r + 1);
       if (ec) en[r] = cached_run(o, IMPL_CLIENT, ec, &t, names, n, th, (uint64_t)r + 1);
     }
+    /* paired per-run ratios (each run's plugin figure ÷ the floor measured
+     * right before it): slow drift in machine load cancels out */
+    double pr[64], er[64];
+    for (int r = 0; r < runs; r++) {
+      pr[r] = c ? pl[r] / fl[r] : 0;
+      er[r] = ec ? en[r] / fl[r] : 0;
+    }
+    double mfl = median_dbl(fl, (size_t)runs), mpl = median_dbl(pl, (size_t)runs);
+    double men = median_dbl(en, (size_t)runs), mpr = median_dbl(pr, (size_t)runs);
+    double mer = median_dbl(er, (size_t)runs); /* sorts er: er[0] is the min */
     printf("RESULT mode=cached what=read secrets=%ld threads=%d runs=%d floor_ns=%.1f", n, th,
-           runs, median_dbl(fl, (size_t)runs));
-    if (c) printf(" plugin_ns=%.1f", median_dbl(pl, (size_t)runs));
-    if (ec) printf(" env_ns=%.1f", median_dbl(en, (size_t)runs));
+           runs, mfl);
+    if (c)
+      printf(" plugin_ns=%.1f plugin_ratio=%.3f plugin_ratio_min=%.3f plugin_ratio_max=%.3f", mpl,
+             mpr, pr[0], pr[runs - 1]);
+    if (ec)
+      printf(" env_ns=%.1f env_ratio=%.3f env_ratio_min=%.3f env_ratio_max=%.3f", men, mer, er[0],
+             er[runs - 1]);
     printf("\n");
     fflush(stdout);
   }
