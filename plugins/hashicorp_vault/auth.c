@@ -1,91 +1,604 @@
 /*
- * auth.c -- the auth provider (see auth.h for the seam and the plan for
- * certificate / AppRole login, renewal and re-login on 403).
- * Today: static token only.
+ * auth.c -- the auth provider: static token, TLS-certificate login and
+ * AppRole login, with the client token kept for its lease, renewed ahead of
+ * expiry and replaced by a fresh login when renewal is impossible (see
+ * auth.h for the seam and the rules).
+ *
+ * State machine (all under `mu`):
+ *   no token ---login---> token(gen g, lease L, renewable?)
+ *   at obtained + 2/3 L: one caller renews (POST auth/token/renew-self) while
+ *     the others keep using the still-valid token; a failed renewal, a
+ *     non-renewable token or a renewal capped by the max TTL -> fresh login;
+ *   at obtained + L - margin the token is no longer handed out: callers wait
+ *     for the login in flight (condvar), never start their own;
+ *   a 403 with the current generation: GET auth/token/lookup-self tells a
+ *     dead token (-> one login, generation g+1, caller retries once) from a
+ *     policy denial (-> no login, the 403 stands);
+ *   a failed login is remembered for VAULT_AUTH_RETRY_MS: callers in that
+ *     window get the same error without a request, so bad credentials never
+ *     turn into a login per request.
+ * Network I/O and logging happen outside `mu`; `busy` marks the one thread
+ * doing a login/renewal.
  */
 #include "auth.h"
 
 #include "kms_loader.h"
+#include "kv2.h"
 
+#include <cjson/cJSON.h>
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#define P "hashicorp_vault: "
+
+/* After a failed login, how long callers get the same error without a new
+ * attempt (and how long a failed renewal waits before the next try). */
+#define VAULT_AUTH_RETRY_MS 1000
+
+typedef enum { OP_LOGIN, OP_RENEW } auth_op;
 
 struct vault_auth {
   const vault_config *cfg;
   vault_http *http;
   const vault_logger *lg;
-  pthread_mutex_t mu; /* guards token and generation */
-  char *token;        /* current client token (wiped on free) */
-  uint64_t generation;
+  int login_based;       /* cert or AppRole (else static token) */
+  const char *what;      /* "AppRole login" / "certificate login" (messages) */
+  char *login_url, *renew_url, *lookup_url;
+  char *login_path;      /* "/v1/auth/.../login" for messages */
+
+  pthread_mutex_t mu;    /* guards everything below */
+  pthread_cond_t cv;     /* signalled when `busy` clears */
+  char *token;           /* current client token (wiped on free), NULL before login */
+  uint64_t generation;   /* bumped for every new token; 0 = none yet */
+  int valid;             /* token may be handed out (cleared when it is known dead) */
+  int renewable;
+  int next_is_login;     /* at renew_at: log in instead of renewing */
+  int64_t lease_s;       /* lease granted by the last login (renew increment) */
+  int64_t renew_at_ms;   /* monotonic; 0 = never (no lease) */
+  int64_t expire_at_ms;  /* monotonic, margin included; 0 = never */
+  int busy;              /* a login or renewal is in flight */
+  uint64_t completed;    /* login/renewal operations finished (for waiters) */
+  kms_error fail;        /* last login failure (status KMS_OK = none) */
+  int64_t fail_until_ms; /* callers before this get `fail` without a request */
 };
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void wipe_free(char *s) {
+  if (!s) return;
+  OPENSSL_cleanse(s, strlen(s));
+  free(s);
+}
+
+/* Wipe every string of a parsed response (tokens, accessors) and free it. */
+static void json_wipe(cJSON *j) {
+  for (cJSON *c = j; c; c = c->next) {
+    if (c->valuestring) OPENSSL_cleanse(c->valuestring, strlen(c->valuestring));
+    if (c->child) json_wipe(c->child);
+  }
+}
+
+static void json_wipe_delete(cJSON *j) {
+  if (!j) return;
+  json_wipe(j);
+  cJSON_Delete(j);
+}
+
+static char *concat3(const char *a, const char *b, const char *c) {
+  size_t n = strlen(a) + strlen(b) + strlen(c) + 1;
+  char *s = malloc(n);
+  if (s) snprintf(s, n, "%s%s%s", a, b, c);
+  return s;
+}
+
+/* Append `s` as a JSON string literal (with quotes) at *p. The caller sized
+ * the buffer for 6 bytes per input byte + 2. */
+static char *json_str(char *p, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  *p++ = '"';
+  for (const unsigned char *q = (const unsigned char *)s; *q; q++) {
+    if (*q == '"' || *q == '\\') {
+      *p++ = '\\';
+      *p++ = (char)*q;
+    } else if (*q < 0x20 || *q == 0x7f) {
+      *p++ = '\\';
+      *p++ = 'u';
+      *p++ = '0';
+      *p++ = '0';
+      *p++ = hex[*q >> 4];
+      *p++ = hex[*q & 15];
+    } else {
+      *p++ = (char)*q;
+    }
+  }
+  *p++ = '"';
+  return p;
+}
+
+/* The login request body (malloc'ed; holds the secret id: wipe_free it). */
+static char *login_body(const vault_config *cfg) {
+  if (cfg->auth_method == VAULT_AUTH_APPROLE) {
+    size_t n = 6 * (strlen(cfg->approle_role_id) + strlen(cfg->approle_secret_id)) + 64;
+    char *b = malloc(n), *p = b;
+    if (!b) return NULL;
+    p += sprintf(p, "{\"role_id\":");
+    p = json_str(p, cfg->approle_role_id);
+    p += sprintf(p, ",\"secret_id\":");
+    p = json_str(p, cfg->approle_secret_id);
+    *p++ = '}';
+    *p = '\0';
+    return b;
+  }
+  if (!cfg->cert_role) return strdup("{}");
+  char *b = malloc(6 * strlen(cfg->cert_role) + 16), *p = b;
+  if (!b) return NULL;
+  p += sprintf(p, "{\"name\":");
+  p = json_str(p, cfg->cert_role);
+  *p++ = '}';
+  *p = '\0';
+  return b;
+}
+
+/* ---- talking to Vault (no lock held) ----------------------------------- */
+
+typedef struct grant {
+  char *token;      /* malloc'ed, wiped by grant_clear */
+  int64_t lease_s;  /* auth.lease_duration */
+  int renewable;
+  int capped;       /* renewal: Vault capped the lease at the max TTL */
+} grant;
+
+static void grant_clear(grant *g) {
+  wipe_free(g->token);
+  memset(g, 0, sizeof *g);
+}
+
+/* Parse an `auth` block (login or renew-self answer). */
+static int parse_auth(const char *body, int want_token, grant *g) {
+  cJSON *j = cJSON_Parse(body);
+  cJSON *auth = cJSON_GetObjectItemCaseSensitive(j, "auth");
+  cJSON *tok = cJSON_GetObjectItemCaseSensitive(auth, "client_token");
+  cJSON *lease = cJSON_GetObjectItemCaseSensitive(auth, "lease_duration");
+  cJSON *ren = cJSON_GetObjectItemCaseSensitive(auth, "renewable");
+  cJSON *warn = cJSON_GetObjectItemCaseSensitive(j, "warnings");
+  int ok = cJSON_IsObject(auth) && (!want_token || (cJSON_IsString(tok) && tok->valuestring[0]));
+  if (ok) {
+    g->lease_s = cJSON_IsNumber(lease) && lease->valuedouble > 0 ? (int64_t)lease->valuedouble : 0;
+    g->renewable = cJSON_IsTrue(ren);
+    if (want_token && !(g->token = strdup(tok->valuestring))) ok = 0;
+    cJSON *w;
+    cJSON_ArrayForEach(w, warn) {
+      if (cJSON_IsString(w) && (strstr(w->valuestring, "max_ttl") || strstr(w->valuestring, "capped")))
+        g->capped = 1;
+    }
+  }
+  json_wipe_delete(j);
+  return ok;
+}
+
+/* POST the login. KMS_OK with g filled, or the failure in err. */
+static kms_status do_login(vault_auth *a, grant *g, kms_error *err) {
+  const vault_config *cfg = a->cfg;
+  memset(g, 0, sizeof *g);
+  char *body = login_body(cfg);
+  if (!body) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  vault_http_request req = {a->what, "POST", a->login_url, NULL, cfg->login_namespace,
+                            body, strlen(body)};
+  vault_http_response resp;
+  kms_status st = vault_http_perform(a->http, &req, &resp, err);
+  wipe_free(body);
+  if (st != KMS_OK) {
+    vault_http_response_clear(&resp);
+    return st;
+  }
+  const char *hint = cfg->auth_method == VAULT_AUTH_APPROLE
+                         ? "check HCP_VAULT_APPROLE_ROLE_ID/SECRET_ID and the AppRole role"
+                         : "check HCP_VAULT_CLIENT_CERT, HCP_VAULT_CERT_ROLE and the cert role";
+  char ns[80] = "";
+  if (cfg->login_namespace) snprintf(ns, sizeof ns, " in namespace %.60s", cfg->login_namespace);
+  if (resp.status == 200) {
+    if (!parse_auth(resp.body, 1, g))
+      st = kms_error_set(err, KMS_INTERNAL, 200,
+                         P "%s (POST %.60s%s): HTTP 200 without auth.client_token", a->what,
+                         a->login_path, ns);
+  } else {
+    char etext[120];
+    kv2_errors_text(resp.body, resp.len, etext, sizeof etext);
+    long s = resp.status;
+    kms_status code = (s == 412 || s == 429 || (s >= 500 && s != 501)) ? KMS_UNAVAILABLE
+                      : (s >= 400 && s < 500)                         ? KMS_UNAUTHENTICATED
+                                                                      : KMS_INTERNAL;
+    st = kms_error_set(err, code, (int32_t)s, P "%s (POST %.50s%s) failed: HTTP %ld%s%s (%s)",
+                       a->what, a->login_path, ns, s, etext[0] ? ": " : "", etext, hint);
+  }
+  vault_http_response_clear(&resp);
+  return st;
+}
+
+/* POST auth/token/renew-self. KMS_OK with g->lease_s / renewable / capped. */
+static kms_status do_renew(vault_auth *a, const char *token, int64_t increment, grant *g,
+                           kms_error *err) {
+  memset(g, 0, sizeof *g);
+  char body[64];
+  snprintf(body, sizeof body, "{\"increment\":%lld}", (long long)increment);
+  vault_http_request req = {"token renewal", "POST", a->renew_url, token,
+                            a->cfg->login_namespace, body, strlen(body)};
+  vault_http_response resp;
+  kms_status st = vault_http_perform(a->http, &req, &resp, err);
+  if (st == KMS_OK) {
+    if (resp.status != 200 || !parse_auth(resp.body, 0, g)) {
+      char etext[120];
+      kv2_errors_text(resp.body, resp.len, etext, sizeof etext);
+      st = kms_error_set(err, KMS_UNAUTHENTICATED, (int32_t)resp.status,
+                         P "token renewal (POST /v1/auth/token/renew-self): HTTP %ld%s%s",
+                         resp.status, etext[0] ? ": " : "", etext);
+    } else if (g->lease_s < increment) {
+      g->capped = 1;
+    }
+  }
+  vault_http_response_clear(&resp);
+  return st;
+}
+
+/* GET auth/token/lookup-self: 1 = the token is alive, 0 = Vault refuses it,
+ * -1 = could not tell (transport error, unexpected answer). */
+static int do_lookup(vault_auth *a, const char *token) {
+  vault_http_request req = {"token lookup", "GET", a->lookup_url, token, a->cfg->login_namespace,
+                            NULL, 0};
+  vault_http_response resp;
+  kms_error e;
+  kms_error_clear(&e);
+  int r = -1;
+  if (vault_http_perform(a->http, &req, &resp, &e) == KMS_OK)
+    r = resp.status == 200 ? 1 : (resp.status == 403 || resp.status == 401) ? 0 : -1;
+  vault_http_response_clear(&resp);
+  return r;
+}
+
+/* ---- state transitions (mu held) --------------------------------------- */
+
+static void schedule(vault_auth *a, int64_t now, int64_t lease_s) {
+  if (lease_s <= 0) {
+    a->renew_at_ms = a->expire_at_ms = 0;
+    return;
+  }
+  int64_t lease_ms = lease_s * 1000, margin = lease_ms / 10;
+  if (margin > 10000) margin = 10000;
+  a->renew_at_ms = now + lease_ms * 2 / 3;
+  a->expire_at_ms = now + lease_ms - margin;
+}
+
+static void install(vault_auth *a, grant *g, int64_t now) {
+  wipe_free(a->token);
+  a->token = g->token;
+  g->token = NULL;
+  a->generation++;
+  a->valid = 1;
+  a->renewable = g->renewable;
+  a->lease_s = g->lease_s;
+  a->next_is_login = !g->renewable;
+  schedule(a, now, g->lease_s);
+  kms_error_clear(&a->fail);
+  a->fail_until_ms = 0;
+}
+
+static int usable(const vault_auth *a, int64_t now) {
+  return a->token && a->valid && (a->expire_at_ms == 0 || now < a->expire_at_ms);
+}
+
+static kms_status fail_copy(const vault_auth *a, kms_error *err) {
+  if (err) *err = a->fail;
+  return a->fail.status;
+}
+
+/*
+ * One login or renewal, run by the thread that set busy = 1 (mu NOT held on
+ * entry or exit). `old` is a copy of the token to renew (OP_RENEW; wiped and
+ * freed here). Renewal falls back to a login when it fails or is capped.
+ * Installs the result, clears busy, wakes the waiters, logs.
+ */
+static kms_status run_op(vault_auth *a, auth_op op, char *old, int64_t increment, kms_error *err) {
+  grant g;
+  kms_error e;
+  kms_error_clear(&e);
+  kms_status st = KMS_OK;
+  int renewed = 0, capped = 0;
+  char renew_why[sizeof e.message] = "";
+  if (op == OP_RENEW) {
+    st = do_renew(a, old, increment, &g, &e);
+    if (st == KMS_OK && !g.capped) {
+      renewed = 1;
+    } else if (st == KMS_UNAVAILABLE) {
+      /* Vault unreachable: a login would fail the same way; keep the token */
+    } else {
+      capped = st == KMS_OK;
+      if (!capped) snprintf(renew_why, sizeof renew_why, "%s", e.message);
+      if (capped) {
+        /* keep the capped lease: the token stays usable if the login fails */
+        pthread_mutex_lock(&a->mu);
+        schedule(a, mono_ms(), g.lease_s);
+        a->next_is_login = 1;
+        pthread_mutex_unlock(&a->mu);
+      }
+      kms_error_clear(&e);
+      st = do_login(a, &g, &e);
+    }
+  } else {
+    st = do_login(a, &g, &e);
+  }
+  wipe_free(old);
+
+  int64_t now = mono_ms();
+  int still_usable;
+  int64_t lease = g.lease_s;
+  pthread_mutex_lock(&a->mu);
+  if (renewed) {
+    schedule(a, now, g.lease_s);
+    a->renewable = g.renewable;
+    if (!g.renewable) a->next_is_login = 1;
+  } else if (st == KMS_OK) {
+    install(a, &g, now);
+  } else {
+    a->fail = e;
+    a->fail_until_ms = now + VAULT_AUTH_RETRY_MS;
+    /* a still-valid token keeps serving; try again after the pause */
+    if (usable(a, now)) {
+      int64_t next = now + VAULT_AUTH_RETRY_MS;
+      a->renew_at_ms = a->expire_at_ms && next > a->expire_at_ms ? a->expire_at_ms : next;
+      a->next_is_login = 1;
+    }
+  }
+  still_usable = usable(a, now);
+  a->busy = 0;
+  a->completed++;
+  pthread_cond_broadcast(&a->cv);
+  pthread_mutex_unlock(&a->mu);
+  grant_clear(&g);
+
+  /* log outside the lock: never a token, never the secret id */
+  if (renewed)
+    vault_logf(a->lg, KMS_LOG_DEBUG, "renewed the Vault token (lease %lld s)", (long long)lease);
+  else if (st == KMS_OK)
+    vault_logf(a->lg, KMS_LOG_INFO, "%s succeeded (POST %s)%s; token lease %lld s%s", a->what,
+               a->login_path, capped ? " after the token reached its max TTL"
+                              : renew_why[0] ? " after renewal failed" : "",
+               (long long)lease, lease ? "" : " (no expiry)");
+  else
+    vault_logf(a->lg, still_usable ? KMS_LOG_WARN : KMS_LOG_ERROR, "%s%s%s",
+               e.message + (strncmp(e.message, P, strlen(P)) ? 0 : strlen(P)),
+               still_usable ? "; the current token stays in use until it expires" : "",
+               renew_why[0] ? " (renewal had failed too)" : "");
+  if (renew_why[0])
+    vault_logf(a->lg, KMS_LOG_WARN, "%s",
+               renew_why + (strncmp(renew_why, P, strlen(P)) ? 0 : strlen(P)));
+  if (st != KMS_OK && err) *err = e;
+  return st;
+}
+
+/* Wait (mu held) for the operation in flight; returns 1 if an operation
+ * completed while waiting. */
+static int wait_busy(vault_auth *a) {
+  uint64_t seen = a->completed;
+  while (a->busy) pthread_cond_wait(&a->cv, &a->mu);
+  return a->completed != seen;
+}
+
+/* ---- public API --------------------------------------------------------- */
 
 kms_status vault_auth_new(const vault_config *cfg, vault_http *http, const vault_logger *lg,
                           vault_auth **out, kms_error *err) {
   *out = NULL;
-  switch (cfg->auth_method) {
-  case VAULT_AUTH_TOKEN: break;
-  case VAULT_AUTH_CERT:
-    return kms_error_set(err, KMS_UNSUPPORTED, 0,
-                         "hashicorp_vault: TLS certificate login (HCP_VAULT_CLIENT_CERT/KEY%s "
-                         "without a token) is not implemented in this build yet; set "
-                         "HCP_VAULT_TOKEN (the client certificate is still sent for mTLS)",
-                         cfg->cert_role ? ", HCP_VAULT_CERT_ROLE" : "");
-  case VAULT_AUTH_APPROLE:
-    return kms_error_set(err, KMS_UNSUPPORTED, 0,
-                         "hashicorp_vault: AppRole login (HCP_VAULT_APPROLE_ROLE_ID/SECRET_ID) is "
-                         "not implemented in this build yet; unset them and set HCP_VAULT_TOKEN");
-  }
+  if (cfg->auth_method == VAULT_AUTH_CERT && strncmp(cfg->addr, "https://", 8) != 0)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         P "certificate login (HCP_VAULT_CLIENT_CERT/KEY without a token) needs "
+                         "an https:// HCP_VAULT_ADDR (Vault refuses it over plain HTTP); "
+                         "the address is %.80s", cfg->addr);
   vault_auth *a = calloc(1, sizeof *a);
-  if (!a) return kms_error_set(err, KMS_NO_MEMORY, 0, "hashicorp_vault: out of memory");
+  if (!a) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
   a->cfg = cfg;
   a->http = http;
   a->lg = lg;
   pthread_mutex_init(&a->mu, NULL);
-  a->token = strdup(cfg->token);
-  if (!a->token) {
-    vault_auth_free(a);
-    return kms_error_set(err, KMS_NO_MEMORY, 0, "hashicorp_vault: out of memory");
+  pthread_cond_init(&a->cv, NULL);
+  int oom = 0;
+  if (cfg->auth_method == VAULT_AUTH_TOKEN) {
+    a->token = strdup(cfg->token);
+    oom = !a->token;
+    a->generation = 1;
+    a->valid = 1;
+  } else {
+    a->login_based = 1;
+    char *mount = NULL;
+    if (cfg->auth_method == VAULT_AUTH_APPROLE) {
+      a->what = "AppRole login";
+      mount = kv2_encode_path(cfg->approle_mount);
+    } else {
+      a->what = "certificate login";
+      mount = strdup("cert");
+    }
+    if (mount) {
+      a->login_path = concat3("/v1/auth/", mount, "/login");
+      if (a->login_path) a->login_url = concat3(cfg->addr, a->login_path, "");
+    }
+    free(mount);
+    a->renew_url = concat3(cfg->addr, "/v1/auth/token/renew-self", "");
+    a->lookup_url = concat3(cfg->addr, "/v1/auth/token/lookup-self", "");
+    oom = !a->login_url || !a->renew_url || !a->lookup_url;
   }
-  a->generation = 1;
+  if (oom) {
+    vault_auth_free(a);
+    return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  }
   *out = a;
   return KMS_OK;
 }
 
-void vault_auth_token_free(char *token) {
-  if (!token) return;
-  OPENSSL_cleanse(token, strlen(token));
-  free(token);
-}
+void vault_auth_token_free(char *token) { wipe_free(token); }
 
 void vault_auth_free(vault_auth *a) {
   if (!a) return;
-  vault_auth_token_free(a->token);
+  wipe_free(a->token);
+  free(a->login_url);
+  free(a->login_path);
+  free(a->renew_url);
+  free(a->lookup_url);
+  pthread_cond_destroy(&a->cv);
   pthread_mutex_destroy(&a->mu);
   free(a);
 }
 
 kms_status vault_auth_token(vault_auth *a, char **token, uint64_t *generation, kms_error *err) {
+  *token = NULL;
+  *generation = 0;
   pthread_mutex_lock(&a->mu);
-  *token = a->token ? strdup(a->token) : NULL;
+  for (;;) {
+    int64_t now = mono_ms();
+    if (usable(a, now)) {
+      if (a->login_based && !a->busy && a->renew_at_ms && now >= a->renew_at_ms) {
+        /* time to renew (or re-login): this caller does it; the others keep
+         * using the current token meanwhile */
+        auth_op op = a->next_is_login ? OP_LOGIN : OP_RENEW;
+        char *old = op == OP_RENEW ? strdup(a->token) : NULL;
+        int64_t inc = a->lease_s;
+        if (op == OP_RENEW && !old) break; /* out of memory: just use the token */
+        a->busy = 1;
+        pthread_mutex_unlock(&a->mu);
+        run_op(a, op, old, inc, NULL); /* failures keep the current token */
+        pthread_mutex_lock(&a->mu);
+        continue;
+      }
+      break;
+    }
+    /* no usable token */
+    if (a->busy) {
+      if (wait_busy(a) && !usable(a, mono_ms()) && a->fail.status != KMS_OK) {
+        kms_status st = fail_copy(a, err); /* the login we waited for failed */
+        pthread_mutex_unlock(&a->mu);
+        return st;
+      }
+      continue;
+    }
+    if (a->fail.status != KMS_OK && now < a->fail_until_ms) {
+      kms_status st = fail_copy(a, err);
+      pthread_mutex_unlock(&a->mu);
+      return st;
+    }
+    if (!a->login_based) { /* a static token is never invalidated; defensive */
+      pthread_mutex_unlock(&a->mu);
+      return kms_error_set(err, KMS_INTERNAL, 0, P "no token");
+    }
+    a->busy = 1;
+    pthread_mutex_unlock(&a->mu);
+    kms_status st = run_op(a, OP_LOGIN, NULL, 0, err);
+    if (st != KMS_OK) return st;
+    pthread_mutex_lock(&a->mu);
+  }
+  *token = strdup(a->token);
   *generation = a->generation;
   pthread_mutex_unlock(&a->mu);
-  if (!*token) return kms_error_set(err, KMS_NO_MEMORY, 0, "hashicorp_vault: out of memory");
+  if (!*token) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
   return KMS_OK;
 }
 
-int vault_auth_forbidden(vault_auth *a, uint64_t generation) {
-  /* A static token cannot be replaced: the 403 stands. (Login-based methods
-   * re-login here once per generation; see auth.h.) */
+/* The token of generation `gen` is dead: have it replaced by one login,
+ * however many callers report it (mu NOT held). */
+static void replace_dead(vault_auth *a, uint64_t gen) {
   pthread_mutex_lock(&a->mu);
-  int newer = a->generation != generation;
+  if (gen == a->generation) {
+    if (a->busy) {
+      wait_busy(a); /* a login/renewal already in flight decides */
+    } else {
+      a->valid = 0; /* nobody gets this token again */
+      a->busy = 1;
+      pthread_mutex_unlock(&a->mu);
+      run_op(a, OP_LOGIN, NULL, 0, NULL);
+      return;
+    }
+  }
   pthread_mutex_unlock(&a->mu);
-  return newer;
+}
+
+int vault_auth_forbidden(vault_auth *a, uint64_t generation) {
+  pthread_mutex_lock(&a->mu);
+  if (!a->login_based || generation != a->generation) {
+    /* a static token cannot be replaced; a newer token is worth one retry */
+    int newer = generation != a->generation;
+    pthread_mutex_unlock(&a->mu);
+    return newer;
+  }
+  if (a->busy) {
+    /* someone is logging in / renewing: their result decides */
+    wait_busy(a);
+    int r = generation != a->generation || !usable(a, mono_ms());
+    pthread_mutex_unlock(&a->mu);
+    return r;
+  }
+  char *probe = a->token ? strdup(a->token) : NULL;
+  pthread_mutex_unlock(&a->mu);
+  if (!probe) return 0;
+
+  /* Dead token or policy denial? Ask Vault about the token itself (the
+   * default policy allows lookup-self), so that a path the policy denies
+   * does not cost a login per request. */
+  int alive = do_lookup(a, probe);
+  wipe_free(probe);
+  if (alive != 0) return 0; /* alive: the 403 is the policy's; unknown: let it stand */
+  replace_dead(a, generation);
+  /* Retry once either way: with the new token, or (login failed) so that
+   * the caller's vault_auth_token() reports the login error
+   * (UNAUTHENTICATED with Vault's text) instead of a bare 403. */
+  return 1;
 }
 
 kms_status vault_auth_refresh(vault_auth *a, kms_error *err) {
-  (void)a;
-  (void)err;
-  return KMS_OK; /* static token: nothing to renew */
+  if (!a->login_based) return KMS_OK; /* static token: nothing to renew */
+  pthread_mutex_lock(&a->mu);
+  if (a->busy) {
+    wait_busy(a); /* the operation in flight is this refresh's answer */
+  } else if (usable(a, mono_ms()) && a->lease_s == 0) {
+    /* a token without a lease cannot be renewed: check it is alive */
+    char *probe = strdup(a->token);
+    uint64_t gen = a->generation;
+    pthread_mutex_unlock(&a->mu);
+    if (!probe) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    int alive = do_lookup(a, probe);
+    wipe_free(probe);
+    if (alive == 0) replace_dead(a, gen);
+    pthread_mutex_lock(&a->mu);
+  } else {
+    auth_op op = OP_LOGIN;
+    char *old = NULL;
+    if (usable(a, mono_ms()) && a->renewable && !a->next_is_login) {
+      op = OP_RENEW;
+      if (!(old = strdup(a->token))) {
+        pthread_mutex_unlock(&a->mu);
+        return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+      }
+    }
+    int64_t inc = a->lease_s;
+    a->busy = 1;
+    pthread_mutex_unlock(&a->mu);
+    run_op(a, op, old, inc, NULL);
+    pthread_mutex_lock(&a->mu);
+  }
+  /* OK while a usable token exists (a failed renewal of a still-valid token
+   * was logged as a warning); otherwise the login error. */
+  kms_status st = KMS_OK;
+  if (!usable(a, mono_ms()))
+    st = a->fail.status != KMS_OK ? fail_copy(a, err)
+                                  : kms_error_set(err, KMS_UNAUTHENTICATED, 0,
+                                                  P "no valid Vault token after refresh");
+  pthread_mutex_unlock(&a->mu);
+  return st;
 }
