@@ -510,8 +510,9 @@ static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *s
 
   if (!!cfg->client_cert != !!cfg->client_key)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         P "%s is set but %s is not; set both the client certificate and its key",
-                         cfg->client_cert ? cert_var : key_var,
+                         P "%s=%.120s is set but %s is not; set both the client certificate "
+                         "and its key", cfg->client_cert ? cert_var : key_var,
+                         cfg->client_cert ? cfg->client_cert : cfg->client_key,
                          cfg->client_cert ? key_var : cert_var);
   if (cfg->client_cert &&
       (st = check_client_cert(cert_var, cfg->client_cert, key_var, cfg->client_key, err)) != KMS_OK)
