@@ -86,7 +86,7 @@ typedef struct kms_module kms_module;
  *      name == the file name, and
  *      that create and destroy are present.
  * On failure nothing stays loaded, *out is NULL and `err` names the path and
- * the reason: KMS_INVALID_ARGUMENT (bad name), KMS_NOT_FOUND (no such file),
+ * the reason (for a missing file, also the plugin names the directory holds): KMS_INVALID_ARGUMENT (bad name), KMS_NOT_FOUND (no such file),
  * KMS_PERMISSION_DENIED (unsafe permissions), KMS_UNSUPPORTED (not a plugin,
  * wrong ABI). Thread-safe (dlopen is).
  */
@@ -137,6 +137,9 @@ typedef struct kms_client kms_client;
 /*
  * Create an instance of `module`'s plugin with `host` (may be NULL: no log,
  * process environment) and `settings`. The module must outlive the client.
+ * On failure no client exists, but the module stays loaded: its table
+ * (kms_module_plugin) still tells the host the plugin's capabilities, e.g. to
+ * queue work when create failed with KMS_UNAVAILABLE.
  * Not thread-safe with respect to other calls on the same client.
  */
 kms_status kms_client_create(const kms_module *module, const kms_host *host,

@@ -33,6 +33,32 @@ const char *kms_plugin_dir(const char *explicit_dir) {
   return KMS_DEFAULT_PLUGIN_DIR;
 }
 
+/* "a, b, c": the plugin names in `dir`, by file name only (nothing is
+ * loaded), so a "not found" error can say what is there instead. */
+static void names_in_dir(const char *dir, char *buf, size_t size) {
+  buf[0] = '\0';
+  DIR *d = opendir(dir);
+  if (!d) return;
+  size_t used = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    size_t len = strlen(e->d_name);
+    if (len < 4 || len - 3 > KMS_PLUGIN_NAME_MAX || strcmp(e->d_name + len - 3, ".so") != 0)
+      continue;
+    char name[KMS_PLUGIN_NAME_MAX + 1];
+    memcpy(name, e->d_name, len - 3);
+    name[len - 3] = '\0';
+    if (!kms_plugin_name_valid(name)) continue;
+    int n = snprintf(buf + used, size - used, "%s%s", used ? ", " : "", name);
+    if (n < 0 || (size_t)n >= size - used) {
+      buf[used] = '\0';
+      break;
+    }
+    used += (size_t)n;
+  }
+  closedir(d);
+}
+
 /* Refuse anything group- or world-writable: whoever can write the file (or
  * swap it in the directory) could run code inside the host. */
 static kms_status check_permissions(const char *dir, const char *path, kms_error *err) {
@@ -45,8 +71,13 @@ static kms_status check_permissions(const char *dir, const char *path, kms_error
     return kms_error_set(err, KMS_PERMISSION_DENIED, 0,
                          "plugin directory %s is writable by group or others; refusing to load "
                          "from it (chmod go-w %s)", dir, dir);
-  if (stat(path, &st) != 0)
-    return kms_error_set(err, KMS_NOT_FOUND, 0, "plugin %s: %s", path, strerror(errno));
+  if (stat(path, &st) != 0) {
+    int saved = errno;
+    char names[160];
+    names_in_dir(dir, names, sizeof names);
+    return kms_error_set(err, KMS_NOT_FOUND, 0, "plugin %s: %s (plugins in %s: %s)", path,
+                         strerror(saved), dir, names[0] ? names : "none");
+  }
   if (!S_ISREG(st.st_mode))
     return kms_error_set(err, KMS_UNSUPPORTED, 0, "plugin %s is not a regular file", path);
   if (st.st_mode & (S_IWGRP | S_IWOTH))

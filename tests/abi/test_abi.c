@@ -206,6 +206,12 @@ static void test_other_major_refused(void **state) {
   assert_non_null(strstr(err.message, "major2.so"));
 }
 
+static void test_missing_plugin_lists_what_is_there(void **state) {
+  expect_load_error(plugin_dir(), "nosuch", KMS_NOT_FOUND, "nosuch.so: No such file or directory");
+  expect_load_error(plugin_dir(), "nosuch", KMS_NOT_FOUND, "good");
+  expect_load_error(plugin_dir(), "nosuch", KMS_NOT_FOUND, "major2");
+}
+
 static void test_missing_entry(void **state) {
   expect_load_error(plugin_dir(), "noentry", KMS_UNSUPPORTED, "does not export kms_plugin_entry");
 }
@@ -357,6 +363,7 @@ int main(void) {
       cmocka_unit_test(test_newer_minor_longer_table),
       cmocka_unit_test(test_later_host_header_with_1_0_plugin),
       cmocka_unit_test(test_other_major_refused),
+      cmocka_unit_test(test_missing_plugin_lists_what_is_there),
       cmocka_unit_test(test_missing_entry),
       cmocka_unit_test(test_refusing_plugin),
       cmocka_unit_test(test_name_mismatch),
