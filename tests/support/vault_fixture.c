@@ -31,6 +31,7 @@ struct vf_server {
   int port;
   int tls, mtls;
   char token[128];
+  char ca[512], cert[512], key[512]; /* for the fixture's own TLS requests */
 };
 
 static char g_cert_dir[256];
@@ -126,6 +127,9 @@ vf_server *vf_start(const vf_options *opt) {
   if (s->tls) {
     const char *cert = vf_cert("server.pem");
     if (!cert) goto fail;
+    snprintf(s->ca, sizeof s->ca, "%s", vf_cert("ca.pem"));
+    snprintf(s->cert, sizeof s->cert, "%s", vf_cert("client.pem"));
+    snprintf(s->key, sizeof s->key, "%s", vf_cert("client.key"));
     argv[n++] = "--tls-cert";
     argv[n++] = cert;
     argv[n++] = "--tls-key";
@@ -256,10 +260,10 @@ long vf_http(vf_server *s, const char *method, const char *path, const char *tok
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(json));
   }
   if (s->tls) {
-    curl_easy_setopt(c, CURLOPT_CAINFO, vf_cert("ca.pem"));
+    curl_easy_setopt(c, CURLOPT_CAINFO, s->ca);
     if (s->mtls) {
-      curl_easy_setopt(c, CURLOPT_SSLCERT, vf_cert("client.pem"));
-      curl_easy_setopt(c, CURLOPT_SSLKEY, vf_cert("client.key"));
+      curl_easy_setopt(c, CURLOPT_SSLCERT, s->cert);
+      curl_easy_setopt(c, CURLOPT_SSLKEY, s->key);
     }
   }
   long status = -1;
