@@ -11,31 +11,47 @@
  *                             should retry once, 0 when it should give up
  *   vault_auth_refresh()   -> what refresh() does for credentials
  *
- * Implemented today: static token auth (HCP_VAULT_TOKEN / VAULT_TOKEN /
- * BAO_TOKEN). The token never changes, so forbidden() returns 0 and
- * refresh() is a no-op.
+ * Methods (cfg->auth_method, chosen by config.c: AppRole, then certificate,
+ * then static token):
+ *   - static token (HCP_VAULT_TOKEN / VAULT_TOKEN / BAO_TOKEN): never
+ *     changes; forbidden() returns 0, refresh() is a no-op;
+ *   - certificate login: POST {addr}/v1/auth/cert/login {"name": role} (or
+ *     {} without HCP_VAULT_CERT_ROLE), the client certificate presented on
+ *     the TLS connection by http.c; needs an https:// address (checked in
+ *     vault_auth_new);
+ *   - AppRole login: POST {addr}/v1/auth/{approle_mount}/login
+ *     {"role_id","secret_id"}.
+ *   Logins carry X-Vault-Namespace: cfg->login_namespace and no token, as do
+ *   renew-self and lookup-self (the token lives in the login namespace).
  *
- * For the next engineer (issue 5): TLS-certificate login (POST
- * /v1/auth/cert/login {"name": cert_role}), AppRole login (POST
- * /v1/auth/{approle_mount}/login {"role_id","secret_id"}), both with
- * X-Vault-Namespace: cfg->login_namespace, renew-self ahead of expiry and
- * re-login on 403 belong in auth.c behind these three functions:
- *   - keep the token + lease expiry + generation under `mu`;
- *   - token(): if no token or the lease is near its end, one thread logs in
- *     (others wait on a condvar: "requests made while a login is in flight
- *     wait for it"), then everyone copies the new token;
- *   - forbidden(gen): if gen == current generation, log in again once
- *     (bumping the generation) and return 1; if the generation already moved
- *     on, return 1 without logging in; never loop;
- *   - refresh(): renew-self, or log in when renewal is impossible.
- * vault_auth_new() currently refuses VAULT_AUTH_CERT and VAULT_AUTH_APPROLE
- * with KMS_UNSUPPORTED naming the variables, so nothing is silently ignored.
- * The HTTP client (`http`) is available for login requests; a login must use
- * vault_http_perform with token = NULL and namespace = login namespace.
+ * Token lifecycle (login methods):
+ *   - the first request logs in (create never talks to Vault); concurrent
+ *     callers wait on a condvar for that one login;
+ *   - the token is reused for its lease (auth.lease_duration); once 2/3 of
+ *     it has passed, the next caller renews it (POST auth/token/renew-self,
+ *     increment = the login's lease) while the others keep using it;
+ *   - renewal refused, token not renewable, or renewal capped by the max TTL
+ *     (shorter lease than asked for, or Vault's max_ttl warning) -> a fresh
+ *     login; when Vault is unreachable the current token stays in use;
+ *   - a token is no longer handed out in the last tenth of its lease (at
+ *     most 10 s): callers then wait for the login;
+ *   - 403 with the current generation: GET auth/token/lookup-self with that
+ *     token. Alive -> the 403 is a policy denial: no login, forbidden()
+ *     returns 0 (PERMISSION_DENIED). Refused -> one login (generation + 1)
+ *     and forbidden() returns 1; if that login fails, the retry's
+ *     vault_auth_token() returns the login error (UNAUTHENTICATED with
+ *     Vault's text). The caller retries at most once: never a loop;
+ *   - a failed login is remembered for 1 s: callers in that window get the
+ *     same error without a request, so bad credentials never become a login
+ *     per request.
+ * Login failures: 4xx -> KMS_UNAUTHENTICATED with Vault's `errors` text and
+ * the HTTP status in backend_status; 412/429/5xx -> KMS_UNAVAILABLE;
+ * transport errors as http.c reports them. Messages name the variables to
+ * check; never a token or the secret id.
  *
- * Thread-safety: token(), forbidden() and refresh() may be called
- * concurrently from any thread; new/free must not race with them.
- * Tokens are wiped before their memory is freed.
+ * Tokens are wiped (OPENSSL_cleanse) before their memory is freed, including
+ * the copies in parsed responses and the login body holding the secret id.
+ * No lock is held during network I/O or while logging.
  */
 #ifndef VAULT_AUTH_H
 #define VAULT_AUTH_H
@@ -49,21 +65,35 @@
 
 typedef struct vault_auth vault_auth;
 
-/* `cfg`, `http` and `lg` are borrowed and must outlive the provider. */
+/* `cfg`, `http` and `lg` are borrowed and must outlive the provider. No
+ * network I/O. KMS_INVALID_ARGUMENT for certificate login over http://.
+ * Thread-safety: call from create() only; vault_auth_free must not race with
+ * any other function on `a` (destroy() follows the ABI). */
 kms_status vault_auth_new(const vault_config *cfg, vault_http *http, const vault_logger *lg,
                           vault_auth **out, kms_error *err);
 void vault_auth_free(vault_auth *a);
 
 /* The current token: *token is a malloc'ed copy (release with
- * vault_auth_token_free, which wipes it), *generation identifies it. */
+ * vault_auth_token_free, which wipes it), *generation identifies it. May
+ * log in, renew, or wait for another thread's login. On failure *token is
+ * NULL and err says why.
+ * Thread-safety: any number of threads concurrently. */
 kms_status vault_auth_token(vault_auth *a, char **token, uint64_t *generation, kms_error *err);
-void vault_auth_token_free(char *token);
+void vault_auth_token_free(char *token); /* NULL ok; any thread */
 
 /* A request made with token `generation` was refused with HTTP 403.
- * Returns 1 if the caller should retry once with vault_auth_token(). */
+ * Returns 1 if the caller should retry once with vault_auth_token() (call
+ * it at most once per request). May probe lookup-self and log in.
+ * Thread-safety: any number of threads concurrently. */
 int vault_auth_forbidden(vault_auth *a, uint64_t generation);
 
-/* Revalidate / renew credentials now (refresh()). */
+/* Revalidate / renew credentials now (refresh()): renew-self when the
+ * token is renewable, a login when there is no usable token or it cannot be
+ * renewed, lookup-self for a token without a lease. KMS_OK while a usable
+ * token exists (a failed renewal of a still-valid token is logged as a
+ * warning), else the login error. Static token: KMS_OK, no request.
+ * Thread-safety: any number of threads concurrently (a refresh during a
+ * login in flight waits for it and reports its result). */
 kms_status vault_auth_refresh(vault_auth *a, kms_error *err);
 
 #endif
