@@ -1,10 +1,13 @@
 /*
  * cache.c -- TTL cache with stale-if-error and single-flight (see cache.h).
  *
- * One mutex guards a chained hash table of entries; one condition variable
- * wakes threads waiting for an in-flight fetch. A fetch runs without the
- * lock. Each entry carries a generation number, bumped by put/invalidate, so
- * a fetch that raced a write never overwrites the newer value.
+ * A read-write lock guards a chained hash table of entries: a fresh hit
+ * (the common case) takes it shared, so concurrent readers do not serialise;
+ * misses, stores and evictions take it exclusive. Threads waiting for an
+ * in-flight fetch sleep on a separate mutex + condition variable (`fmu`,
+ * `fcv`) that only guards flight->done. A fetch runs without any lock. Each
+ * entry carries a generation number, bumped by put/invalidate, so a fetch
+ * that raced a write never overwrites the newer value.
  */
 #include "cache.h"
 
@@ -17,7 +20,7 @@
 #include <time.h>
 
 typedef struct flight {
-  int done;
+  int done; /* guarded by fmu; everything else by rw */
   size_t waiters;
   uint64_t gen; /* entry generation when the fetch started */
   kms_status st;
@@ -36,15 +39,16 @@ typedef struct entry {
   int64_t stale_until; /* may be served stale until */
   int stale_serving;   /* last fetch failed and we served stale */
   int64_t next_fetch;  /* while stale_serving: do not fetch before */
-  kms_error last_err;  /* the failure behind stale_serving */
+  kms_error *last_err; /* the failure behind stale_serving (NULL otherwise) */
   uint64_t gen;
   flight *fl; /* in-flight fetch, or NULL */
 } entry;
 
 struct vault_cache {
   vault_cache_options opt;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
+  pthread_rwlock_t rw;
+  pthread_mutex_t fmu;
+  pthread_cond_t fcv;
   entry **buckets;
   size_t nbuckets, nentries, nvalues;
   int outage; /* a stale value was served since the last successful fetch */
@@ -99,9 +103,22 @@ vault_cache *vault_cache_new(const vault_cache_options *opt) {
     free(c);
     return NULL;
   }
-  pthread_mutex_init(&c->mu, NULL);
-  pthread_cond_init(&c->cv, NULL);
+  pthread_rwlockattr_t ra;
+  pthread_rwlockattr_init(&ra);
+  /* misses must not starve behind a stream of hits */
+  pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init(&c->rw, &ra);
+  pthread_rwlockattr_destroy(&ra);
+  pthread_mutex_init(&c->fmu, NULL);
+  pthread_cond_init(&c->fcv, NULL);
   return c;
+}
+
+static void clear_last_err(entry *e) {
+  if (!e->last_err) return;
+  OPENSSL_cleanse(e->last_err, sizeof *e->last_err);
+  free(e->last_err);
+  e->last_err = NULL;
 }
 
 static void entry_drop_value(vault_cache *c, entry *e) {
@@ -109,11 +126,11 @@ static void entry_drop_value(vault_cache *c, entry *e) {
   vault_cache_value_clear(&e->v);
   e->has = 0;
   e->stale_serving = 0;
+  clear_last_err(e);
 }
 
 static void entry_free(vault_cache *c, entry *e) {
   entry_drop_value(c, e);
-  OPENSSL_cleanse(&e->last_err, sizeof e->last_err);
   free(e->key);
   free(e);
 }
@@ -129,8 +146,9 @@ void vault_cache_free(vault_cache *c) {
     }
   }
   free(c->buckets);
-  pthread_mutex_destroy(&c->mu);
-  pthread_cond_destroy(&c->cv);
+  pthread_rwlock_destroy(&c->rw);
+  pthread_mutex_destroy(&c->fmu);
+  pthread_cond_destroy(&c->fcv);
   free(c);
 }
 
@@ -191,6 +209,33 @@ static kms_status nomem(kms_error *err) {
   return kms_error_set(err, KMS_NO_MEMORY, 0, "hashicorp_vault: out of memory");
 }
 
+/* Fresh value, or a stale value inside its retry pause: copy it out.
+ * Needs rw held (shared is enough). Returns 1 if served (status in *st). */
+static int try_serve(vault_cache *c, entry *e, int64_t now, int force, vault_cache_value *out,
+                     unsigned *flags, kms_error *err, kms_status *st) {
+  if (!e || !e->has || force) return 0;
+  if (now < e->expires) {
+    *st = value_copy(out, &e->v) == 0 ? KMS_OK : nomem(err);
+    if (*st == KMS_OK) *flags = VAULT_CACHE_HIT;
+    return 1;
+  }
+  if (e->stale_serving && now < e->next_fetch && now < e->stale_until && !e->fl) {
+    *st = value_copy(out, &e->v) == 0 ? KMS_OK : nomem(err);
+    if (*st == KMS_OK) {
+      *flags = VAULT_CACHE_HIT | VAULT_CACHE_STALE;
+      if (err && e->last_err) *err = *e->last_err;
+    }
+    return 1;
+  }
+  return 0;
+}
+
+static void flight_free(flight *f) {
+  vault_cache_value_clear(&f->v);
+  OPENSSL_cleanse(&f->err, sizeof f->err);
+  free(f);
+}
+
 kms_status vault_cache_get(vault_cache *c, const char *key, int force, vault_cache_fetch_fn fetch,
                            void *fetch_ctx, vault_cache_value *out, unsigned *flags,
                            kms_error *err) {
@@ -199,77 +244,72 @@ kms_status vault_cache_get(vault_cache *c, const char *key, int force, vault_cac
   *flags = 0;
   memset(out, 0, sizeof *out);
   uint64_t h = fnv1a(key);
+  kms_status st;
 
-  pthread_mutex_lock(&c->mu);
+  /* Fast path: shared lock, fresh hit. */
+  pthread_rwlock_rdlock(&c->rw);
+  int served = try_serve(c, find(c, key, h), now_ms(c), force, out, flags, err, &st);
+  pthread_rwlock_unlock(&c->rw);
+  if (served) return st;
+
+  pthread_rwlock_wrlock(&c->rw);
   int64_t now = now_ms(c);
   entry *e = find(c, key, h);
   if (e) expire_value(c, e, now);
-  if (e && e->has && !force) {
-    if (now < e->expires) {
-      int r = value_copy(out, &e->v);
-      pthread_mutex_unlock(&c->mu);
-      if (r) return nomem(err);
-      *flags = VAULT_CACHE_HIT;
-      return KMS_OK;
-    }
-    if (e->stale_serving && now < e->next_fetch && now < e->stale_until && !e->fl) {
-      int r = value_copy(out, &e->v);
-      if (!r && err) *err = e->last_err;
-      pthread_mutex_unlock(&c->mu);
-      if (r) return nomem(err);
-      *flags = VAULT_CACHE_HIT | VAULT_CACHE_STALE;
-      return KMS_OK;
-    }
+  if (try_serve(c, e, now, force, out, flags, err, &st)) { /* filled meanwhile */
+    pthread_rwlock_unlock(&c->rw);
+    return st;
   }
 
   if (e && e->fl) { /* join the fetch in flight */
     flight *f = e->fl;
     f->waiters++;
-    while (!f->done) pthread_cond_wait(&c->cv, &c->mu);
+    pthread_rwlock_unlock(&c->rw);
+    pthread_mutex_lock(&c->fmu);
+    while (!f->done) pthread_cond_wait(&c->fcv, &c->fmu);
+    pthread_mutex_unlock(&c->fmu);
+    pthread_rwlock_wrlock(&c->rw);
     f->waiters--;
-    kms_status st = f->st;
+    st = f->st;
     int r = 0;
     if (st == KMS_OK) r = value_copy(out, &f->v);
     if (err && (st != KMS_OK || (f->flags & VAULT_CACHE_STALE))) *err = f->err;
     *flags = f->flags & ~VAULT_CACHE_WARN;
-    if (f->waiters == 0) {
-      vault_cache_value_clear(&f->v);
-      OPENSSL_cleanse(&f->err, sizeof f->err);
-      free(f);
-    }
-    pthread_mutex_unlock(&c->mu);
+    if (f->waiters == 0) flight_free(f);
+    pthread_rwlock_unlock(&c->rw);
     if (r) return nomem(err);
     return st;
   }
 
   /* Lead a fetch. */
   if (!e && !(e = insert(c, key, h))) {
-    pthread_mutex_unlock(&c->mu);
+    pthread_rwlock_unlock(&c->rw);
     return nomem(err);
   }
   flight *f = calloc(1, sizeof *f);
   if (!f) {
     if (!e->has) remove_entry(c, e);
-    pthread_mutex_unlock(&c->mu);
+    pthread_rwlock_unlock(&c->rw);
     return nomem(err);
   }
   f->gen = e->gen;
   e->fl = f;
-  pthread_mutex_unlock(&c->mu);
+  pthread_rwlock_unlock(&c->rw);
 
   vault_cache_value v = {0};
   kms_error ferr;
   kms_error_clear(&ferr);
-  kms_status st = fetch(fetch_ctx, key, &v, &ferr);
+  st = fetch(fetch_ctx, key, &v, &ferr);
   if (st == KMS_OK && !v.data) st = kms_error_set(&ferr, KMS_INTERNAL, 0, "hashicorp_vault: empty fetch");
 
-  pthread_mutex_lock(&c->mu);
+  pthread_rwlock_wrlock(&c->rw);
   now = now_ms(c);
   unsigned rflags = 0;
   int same_gen = e->gen == f->gen;
   if (st == KMS_OK) {
     c->outage = 0;
     e->stale_serving = 0;
+    clear_last_err(e);
     if (c->opt.ttl_ms > 0 && same_gen) {
       entry_drop_value(c, e);
       if (value_copy(&e->v, &v) == 0) {
@@ -277,18 +317,18 @@ kms_status vault_cache_get(vault_cache *c, const char *key, int force, vault_cac
         c->nvalues++;
         e->expires = now + c->opt.ttl_ms;
         e->stale_until = e->expires + c->opt.stale_ms;
-        e->gen++;
       }
     }
     *out = v; /* move */
     memset(&v, 0, sizeof v);
   } else if (st == KMS_UNAVAILABLE && !force && e->has && same_gen && c->opt.stale_ms > 0 &&
              now < e->stale_until) {
-    if (value_copy(out, &e->v) == 0) {
+    if (!e->last_err) e->last_err = malloc(sizeof *e->last_err);
+    if (e->last_err && value_copy(out, &e->v) == 0) {
       rflags = VAULT_CACHE_STALE;
       e->stale_serving = 1;
       e->next_fetch = now + c->opt.stale_retry_ms;
-      e->last_err = ferr;
+      *e->last_err = ferr;
       if (!c->outage) {
         c->outage = 1;
         rflags |= VAULT_CACHE_WARN;
@@ -306,19 +346,15 @@ kms_status vault_cache_get(vault_cache *c, const char *key, int force, vault_cac
   f->st = st;
   f->err = ferr;
   f->flags = rflags;
-  if (f->waiters > 0 && st == KMS_OK && value_copy(&f->v, out) != 0) {
-    f->st = nomem(&f->err);
-  }
-  f->done = 1;
+  if (f->waiters > 0 && st == KMS_OK && value_copy(&f->v, out) != 0) f->st = nomem(&f->err);
   e->fl = NULL;
   if (!e->has) remove_entry(c, e);
-  pthread_cond_broadcast(&c->cv);
-  if (f->waiters == 0) {
-    vault_cache_value_clear(&f->v);
-    OPENSSL_cleanse(&f->err, sizeof f->err);
-    free(f);
-  }
-  pthread_mutex_unlock(&c->mu);
+  pthread_mutex_lock(&c->fmu);
+  f->done = 1;
+  pthread_cond_broadcast(&c->fcv);
+  pthread_mutex_unlock(&c->fmu);
+  if (f->waiters == 0) flight_free(f);
+  pthread_rwlock_unlock(&c->rw);
 
   *flags = rflags;
   if (err && (st != KMS_OK || (rflags & VAULT_CACHE_STALE))) *err = ferr;
@@ -329,7 +365,7 @@ kms_status vault_cache_get(vault_cache *c, const char *key, int force, vault_cac
 void vault_cache_put(vault_cache *c, const char *key, const char *data, size_t len,
                      int64_t version) {
   uint64_t h = fnv1a(key);
-  pthread_mutex_lock(&c->mu);
+  pthread_rwlock_wrlock(&c->rw);
   entry *e = find(c, key, h);
   if (c->opt.ttl_ms <= 0) {
     if (e) {
@@ -337,7 +373,7 @@ void vault_cache_put(vault_cache *c, const char *key, const char *data, size_t l
       e->gen++;
       if (!e->fl) remove_entry(c, e);
     }
-    pthread_mutex_unlock(&c->mu);
+    pthread_rwlock_unlock(&c->rw);
     return;
   }
   if (!e) e = insert(c, key, h);
@@ -355,24 +391,24 @@ void vault_cache_put(vault_cache *c, const char *key, const char *data, size_t l
       remove_entry(c, e);
     }
   }
-  pthread_mutex_unlock(&c->mu);
+  pthread_rwlock_unlock(&c->rw);
 }
 
 void vault_cache_invalidate(vault_cache *c, const char *key) {
   uint64_t h = fnv1a(key);
-  pthread_mutex_lock(&c->mu);
+  pthread_rwlock_wrlock(&c->rw);
   entry *e = find(c, key, h);
   if (e) {
     entry_drop_value(c, e);
     e->gen++;
     if (!e->fl) remove_entry(c, e);
   }
-  pthread_mutex_unlock(&c->mu);
+  pthread_rwlock_unlock(&c->rw);
 }
 
 size_t vault_cache_keys(vault_cache *c, char ***keys) {
   *keys = NULL;
-  pthread_mutex_lock(&c->mu);
+  pthread_rwlock_wrlock(&c->rw);
   int64_t now = now_ms(c);
   for (size_t i = 0; i < c->nbuckets; i++) {
     entry *e = c->buckets[i];
@@ -393,11 +429,11 @@ size_t vault_cache_keys(vault_cache *c, char ***keys) {
           n++;
         }
   }
-  pthread_mutex_unlock(&c->mu);
+  pthread_rwlock_unlock(&c->rw);
   *keys = k;
   return n;
 oom:
-  pthread_mutex_unlock(&c->mu);
+  pthread_rwlock_unlock(&c->rw);
   vault_cache_keys_free(k, n);
   return 0;
 }
@@ -409,16 +445,16 @@ void vault_cache_keys_free(char **keys, size_t n) {
 }
 
 size_t vault_cache_waiters(vault_cache *c, const char *key) {
-  pthread_mutex_lock(&c->mu);
+  pthread_rwlock_rdlock(&c->rw);
   entry *e = find(c, key, fnv1a(key));
   size_t n = e && e->fl ? e->fl->waiters : 0;
-  pthread_mutex_unlock(&c->mu);
+  pthread_rwlock_unlock(&c->rw);
   return n;
 }
 
 size_t vault_cache_size(vault_cache *c) {
-  pthread_mutex_lock(&c->mu);
+  pthread_rwlock_rdlock(&c->rw);
   size_t n = c->nvalues;
-  pthread_mutex_unlock(&c->mu);
+  pthread_rwlock_unlock(&c->rw);
   return n;
 }

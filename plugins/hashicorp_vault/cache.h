@@ -23,7 +23,8 @@
  *   - force (refresh()): skip the freshness check, still single-flight.
  * Every value is wiped (OPENSSL_cleanse) before its memory is freed.
  *
- * Thread-safety: all functions except new/free may be called concurrently.
+ * Thread-safety: all functions except new/free may be called concurrently;
+ * fresh hits share a read lock (they do not serialise each other).
  * The fetch callback runs without any cache lock held (it may block, log,
  * call the cache for other keys).
  */
