@@ -604,6 +604,75 @@ static void test_cold_start_threads_one_login(void **state) {
   done(&h, c);
 }
 
+static void test_expiry_threads_one_relogin(void **state) {
+  /* every thread gets a 403 for the expired token at once: one re-login */
+  policy(NULL, "kv", KV_RW);
+  creds cr = approle(NULL, "approle", "app", "kv", 3600, 7200);
+  for (int i = 0; i < N_THREADS; i++) {
+    char p[64], v[64];
+    snprintf(p, sizeof p, "secret/data/c%d", i);
+    snprintf(v, sizeof v, "{\"key\":\"v%d\"}", i);
+    vf_put(srv, p, v);
+  }
+  it_host h;
+  kms_client *c = client(&h, (const char *[]){"HCP_VAULT_APPROLE_ROLE_ID", cr.role_id,
+                                              "HCP_VAULT_APPROLE_SECRET_ID", cr.secret_id, NULL});
+  read_ok(c, "c0", "v0");
+  expire_all();
+  vf_clear_requests(srv);
+  pthread_t t[N_THREADS];
+  reader r[N_THREADS];
+  pthread_barrier_t bar;
+  pthread_barrier_init(&bar, NULL, N_THREADS);
+  for (int i = 0; i < N_THREADS; i++) {
+    r[i] = (reader){.c = c, .bar = &bar, .idx = i};
+    assert_int_equal(pthread_create(&t[i], NULL, reader_main, &r[i]), 0);
+  }
+  for (int i = 0; i < N_THREADS; i++) pthread_join(t[i], NULL);
+  pthread_barrier_destroy(&bar);
+  for (int i = 0; i < N_THREADS; i++)
+    if (r[i].st != KMS_OK) fail_msg("thread %d: %s %s", i, kms_status_str(r[i].st), r[i].msg);
+  vf_log *log = vf_requests(srv);
+  if (vf_count(log, "POST", APPROLE_LOGIN) != 1) {
+    char *tx = log_text(log);
+    fail_msg("want one re-login:\n%s", tx);
+  }
+  /* each thread: a 403, at most one lookup, one successful retry (a thread
+   * that starts after the re-login goes straight to its 200) */
+  size_t reads = vf_count(log, "GET", NULL) - vf_count(log, "GET", LOOKUP);
+  assert_true(reads > N_THREADS && reads <= 2 * N_THREADS);
+  assert_true(vf_count(log, "GET", LOOKUP) >= 1 && vf_count(log, "GET", LOOKUP) <= N_THREADS);
+  vf_log_free(log);
+  done(&h, c);
+}
+
+static void test_login_unavailable_then_recovers(void **state) {
+  policy(NULL, "kv", KV_RW);
+  creds cr = approle(NULL, "approle", "app", "kv", 3600, 7200);
+  vf_put(srv, "secret/data/u", "{\"key\":\"vu\"}");
+  vf_clear_requests(srv);
+  assert_int_equal(vf_fault(srv, "{\"method\":\"POST\",\"path\":\"^/v1/auth/approle/login$\","
+                                 "\"status\":503,\"body\":{\"errors\":[\"Vault is sealed\"]},"
+                                 "\"times\":-1}"),
+                   0);
+  it_host h;
+  kms_client *c = client(&h, (const char *[]){"HCP_VAULT_APPROLE_ROLE_ID", cr.role_id,
+                                              "HCP_VAULT_APPROLE_SECRET_ID", cr.secret_id,
+                                              "VAULT_MAX_RETRIES", "0", NULL});
+  kms_error err;
+  assert_int_equal(rd(c, "u", NULL, 0, &err), KMS_UNAVAILABLE);
+  assert_int_equal(err.backend_status, 503);
+  if (!strstr(err.message, "Vault is sealed") || !strstr(err.message, "AppRole login"))
+    fail_msg("message: %s", err.message);
+  vf_clear_faults(srv);
+  msleep(1100); /* past the pause after a failed login */
+  read_ok(c, "u", "vu");
+  vf_log *log = vf_requests(srv);
+  expect_log(log, (const char *[]){"POST " APPROLE_LOGIN, "POST " APPROLE_LOGIN, "GET /v1/secret/data/u", NULL});
+  vf_log_free(log);
+  done(&h, c);
+}
+
 /* ---- errors ------------------------------------------------------------------ */
 
 static void test_create_errors(void **state) {
@@ -709,6 +778,8 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_max_ttl_fresh_login, start, stop),
     cmocka_unit_test_setup_teardown(test_refresh_renews, start, stop),
     cmocka_unit_test_setup_teardown(test_cold_start_threads_one_login, start, stop),
+    cmocka_unit_test_setup_teardown(test_expiry_threads_one_relogin, start, stop),
+    cmocka_unit_test_setup_teardown(test_login_unavailable_then_recovers, start, stop),
     cmocka_unit_test_setup_teardown(test_create_errors, start, stop),
     cmocka_unit_test_setup_teardown(test_bad_approle_secret, start, stop),
     cmocka_unit_test_setup_teardown(test_cert_login_rejected, start, stop),
