@@ -187,6 +187,9 @@ static int parse_auth(const char *body, int want_token, grant *g) {
   return ok;
 }
 
+/* Statuses worth trying again later (http.c already retried them). */
+static int transient(long s) { return s == 412 || s == 429 || s == 501 || (s >= 500 && s <= 599); }
+
 /* POST the login. KMS_OK with g filled, or the failure in err. */
 static kms_status do_login(vault_auth *a, grant *g, kms_error *err) {
   const vault_config *cfg = a->cfg;
@@ -216,11 +219,12 @@ static kms_status do_login(vault_auth *a, grant *g, kms_error *err) {
     char etext[120];
     kv2_errors_text(resp.body, resp.len, etext, sizeof etext);
     long s = resp.status;
-    kms_status code = (s == 412 || s == 429 || (s >= 500 && s != 501)) ? KMS_UNAVAILABLE
-                      : (s >= 400 && s < 500)                         ? KMS_UNAUTHENTICATED
-                                                                      : KMS_INTERNAL;
+    kms_status code = transient(s)              ? KMS_UNAVAILABLE
+                      : (s >= 400 && s < 500) ? KMS_UNAUTHENTICATED
+                                              : KMS_INTERNAL;
     st = kms_error_set(err, code, (int32_t)s, P "%s (POST %.50s%s) failed: HTTP %ld%s%s (%s)",
-                       a->what, a->login_path, ns, s, etext[0] ? ": " : "", etext, hint);
+                       a->what, a->login_path, ns, s, etext[0] ? ": " : "", etext,
+                       code == KMS_UNAVAILABLE ? "Vault is unavailable; retry later" : hint);
   }
   vault_http_response_clear(&resp);
   return st;
@@ -240,7 +244,8 @@ static kms_status do_renew(vault_auth *a, const char *token, int64_t increment, 
     if (resp.status != 200 || !parse_auth(resp.body, 0, g)) {
       char etext[120];
       kv2_errors_text(resp.body, resp.len, etext, sizeof etext);
-      st = kms_error_set(err, KMS_UNAUTHENTICATED, (int32_t)resp.status,
+      st = kms_error_set(err, transient(resp.status) ? KMS_UNAVAILABLE : KMS_UNAUTHENTICATED,
+                         (int32_t)resp.status,
                          P "token renewal (POST /v1/auth/token/renew-self): HTTP %ld%s%s",
                          resp.status, etext[0] ? ": " : "", etext);
     } else if (g->lease_s < increment) {
@@ -313,14 +318,16 @@ static kms_status run_op(vault_auth *a, auth_op op, char *old, int64_t increment
   kms_error e;
   kms_error_clear(&e);
   kms_status st = KMS_OK;
-  int renewed = 0, capped = 0;
+  int renewed = 0, capped = 0, unreachable = 0;
   char renew_why[sizeof e.message] = "";
   if (op == OP_RENEW) {
     st = do_renew(a, old, increment, &g, &e);
     if (st == KMS_OK && !g.capped) {
       renewed = 1;
     } else if (st == KMS_UNAVAILABLE) {
-      /* Vault unreachable: a login would fail the same way; keep the token */
+      /* Vault unreachable: a login would fail the same way; keep the token
+       * and renew again after the pause */
+      unreachable = 1;
     } else {
       capped = st == KMS_OK;
       if (!capped) snprintf(renew_why, sizeof renew_why, "%s", e.message);
@@ -356,7 +363,7 @@ static kms_status run_op(vault_auth *a, auth_op op, char *old, int64_t increment
     if (usable(a, now)) {
       int64_t next = now + VAULT_AUTH_RETRY_MS;
       a->renew_at_ms = a->expire_at_ms && next > a->expire_at_ms ? a->expire_at_ms : next;
-      a->next_is_login = 1;
+      if (!unreachable) a->next_is_login = 1;
     }
   }
   still_usable = usable(a, now);
@@ -367,6 +374,9 @@ static kms_status run_op(vault_auth *a, auth_op op, char *old, int64_t increment
   grant_clear(&g);
 
   /* log outside the lock: never a token, never the secret id */
+  if (renew_why[0])
+    vault_logf(a->lg, KMS_LOG_WARN, "%s; logging in again",
+               renew_why + (strncmp(renew_why, P, strlen(P)) ? 0 : strlen(P)));
   if (renewed)
     vault_logf(a->lg, KMS_LOG_DEBUG, "renewed the Vault token (lease %lld s)", (long long)lease);
   else if (st == KMS_OK)
@@ -379,9 +389,6 @@ static kms_status run_op(vault_auth *a, auth_op op, char *old, int64_t increment
                e.message + (strncmp(e.message, P, strlen(P)) ? 0 : strlen(P)),
                still_usable ? "; the current token stays in use until it expires" : "",
                renew_why[0] ? " (renewal had failed too)" : "");
-  if (renew_why[0])
-    vault_logf(a->lg, KMS_LOG_WARN, "%s",
-               renew_why + (strncmp(renew_why, P, strlen(P)) ? 0 : strlen(P)));
   if (st != KMS_OK && err) *err = e;
   return st;
 }

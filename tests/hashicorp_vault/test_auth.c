@@ -495,6 +495,33 @@ static void test_renewal(void **state) {
   done(&h, c);
 }
 
+static void test_renewal_while_vault_down(void **state) {
+  /* lease 12 s: the renewal at 8 s meets a 503; the token stays in use (no
+   * login), and once Vault is back the next renewal succeeds */
+  policy(NULL, "kv", KV_RW);
+  creds cr = approle(NULL, "approle", "app", "kv", 12, 60);
+  vf_put(srv, "secret/data/w", "{\"key\":\"vw\"}");
+  vf_clear_requests(srv);
+  it_host h;
+  kms_client *c = client(&h, (const char *[]){"HCP_VAULT_APPROLE_ROLE_ID", cr.role_id,
+                                              "HCP_VAULT_APPROLE_SECRET_ID", cr.secret_id,
+                                              "VAULT_MAX_RETRIES", "0", NULL});
+  read_ok(c, "w", "vw");
+  assert_int_equal(vf_fault(srv, "{\"method\":\"POST\",\"path\":\"renew-self$\",\"status\":503,\"times\":-1}"), 0);
+  msleep(8400);
+  read_ok(c, "w", "vw");
+  vf_clear_faults(srv);
+  msleep(1100); /* the pause before the next renewal attempt */
+  read_ok(c, "w", "vw");
+  vf_log *log = vf_requests(srv);
+  expect_log(log, (const char *[]){"POST " APPROLE_LOGIN, "GET /v1/secret/data/w", "POST " RENEW,
+                                   "GET /v1/secret/data/w", "POST " RENEW, "GET /v1/secret/data/w", NULL});
+  for (size_t i = 2; i < log->n; i++) assert_string_equal(tok(&log->r[i]), tok(&log->r[1]));
+  vf_log_free(log);
+  assert_int_equal(it_log_count(&h, "WARN hashicorp_vault: token renewal"), 1);
+  done(&h, c);
+}
+
 static void test_max_ttl_fresh_login(void **state) {
   /* lease 9 s, max TTL 12 s: the renewal at 6 s is capped (about 5 s left,
    * less than asked for) -> a fresh login right away */
@@ -775,6 +802,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_expiry_approle, start, stop),
     cmocka_unit_test_setup_teardown(test_relogin_still_denied_no_loop, start, stop),
     cmocka_unit_test_setup_teardown(test_renewal, start, stop),
+    cmocka_unit_test_setup_teardown(test_renewal_while_vault_down, start, stop),
     cmocka_unit_test_setup_teardown(test_max_ttl_fresh_login, start, stop),
     cmocka_unit_test_setup_teardown(test_refresh_renews, start, stop),
     cmocka_unit_test_setup_teardown(test_cold_start_threads_one_login, start, stop),
