@@ -348,6 +348,15 @@ static kms_status apply_setting(vault_config *cfg, const char *k, const char *v,
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                            P "setting 'access_mode' must be read_only, write_only or "
                            "read_and_write (got '%.40s')", v);
+  } else if (strcmp(k, "auth_method") == 0) {
+    if (strcmp(v, "auto") == 0) cfg->auth_requested = VAULT_AUTH_REQUEST_AUTO;
+    else if (strcmp(v, "token") == 0) cfg->auth_requested = VAULT_AUTH_REQUEST_TOKEN;
+    else if (strcmp(v, "cert") == 0) cfg->auth_requested = VAULT_AUTH_REQUEST_CERT;
+    else if (strcmp(v, "approle") == 0) cfg->auth_requested = VAULT_AUTH_REQUEST_APPROLE;
+    else
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           P "setting 'auth_method' must be auto, token, cert or approle "
+                           "(got '%.40s')", v);
   } else if (strcmp(k, "delete_mode") == 0) {
     if (strcmp(v, "soft") == 0) cfg->delete_mode = VAULT_DELETE_SOFT;
     else if (strcmp(v, "destroy") == 0) cfg->delete_mode = VAULT_DELETE_DESTROY;
@@ -429,6 +438,59 @@ void vault_config_free(vault_config *cfg) {
   for (size_t i = 0; i < cfg->n_redirect_allowed_hosts; i++) free(cfg->redirect_allowed_hosts[i]);
   free(cfg->redirect_allowed_hosts);
   memset(cfg, 0, sizeof *cfg);
+}
+
+/* Pick the login method. `auth_method: auto` (the default) follows LiteLLM's
+ * priority: AppRole, then TLS certificate (client cert + key), then static
+ * token. An explicit auth_method requires that method's credentials, and
+ * `token` with a client certificate keeps the certificate for mutual TLS only. */
+static kms_status choose_auth(vault_config *cfg, kms_error *err) {
+  if (cfg->approle_role_id || cfg->approle_secret_id) {
+    if (!cfg->approle_role_id || !cfg->approle_secret_id)
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           P "%s is set but %s is not; AppRole login needs both",
+                           cfg->approle_role_id ? "HCP_VAULT_APPROLE_ROLE_ID"
+                                                : "HCP_VAULT_APPROLE_SECRET_ID",
+                           cfg->approle_role_id ? "HCP_VAULT_APPROLE_SECRET_ID"
+                                                : "HCP_VAULT_APPROLE_ROLE_ID");
+  }
+  if (cfg->cert_role && !cfg->client_cert)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         P "HCP_VAULT_CERT_ROLE is set but HCP_VAULT_CLIENT_CERT and "
+                         "HCP_VAULT_CLIENT_KEY are not; certificate login needs both files");
+  switch (cfg->auth_requested) {
+  case VAULT_AUTH_REQUEST_APPROLE:
+    if (!cfg->approle_role_id)
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           P "auth_method is approle but HCP_VAULT_APPROLE_ROLE_ID and "
+                           "HCP_VAULT_APPROLE_SECRET_ID are not set");
+    cfg->auth_method = VAULT_AUTH_APPROLE;
+    return KMS_OK;
+  case VAULT_AUTH_REQUEST_CERT:
+    if (!cfg->client_cert)
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           P "auth_method is cert but HCP_VAULT_CLIENT_CERT and "
+                           "HCP_VAULT_CLIENT_KEY are not set");
+    cfg->auth_method = VAULT_AUTH_CERT;
+    return KMS_OK;
+  case VAULT_AUTH_REQUEST_TOKEN:
+    if (!cfg->token)
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           P "auth_method is token but HCP_VAULT_TOKEN (or VAULT_TOKEN) is "
+                           "not set");
+    cfg->auth_method = VAULT_AUTH_TOKEN;
+    return KMS_OK;
+  case VAULT_AUTH_REQUEST_AUTO:
+    break;
+  }
+  if (cfg->approle_role_id) cfg->auth_method = VAULT_AUTH_APPROLE;
+  else if (cfg->client_cert) cfg->auth_method = VAULT_AUTH_CERT;
+  else if (cfg->token) cfg->auth_method = VAULT_AUTH_TOKEN;
+  else
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         P "no Vault credentials: set HCP_VAULT_TOKEN (or VAULT_TOKEN), or "
+                         "HCP_VAULT_CLIENT_CERT+KEY, or HCP_VAULT_APPROLE_ROLE_ID+SECRET_ID");
+  return KMS_OK;
 }
 
 static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *settings,
@@ -518,31 +580,6 @@ static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *s
       (st = check_client_cert(cert_var, cfg->client_cert, key_var, cfg->client_key, err)) != KMS_OK)
     return st;
 
-  if (cfg->approle_role_id || cfg->approle_secret_id) {
-    if (!cfg->approle_role_id || !cfg->approle_secret_id)
-      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           P "%s is set but %s is not; AppRole login needs both",
-                           cfg->approle_role_id ? "HCP_VAULT_APPROLE_ROLE_ID"
-                                                : "HCP_VAULT_APPROLE_SECRET_ID",
-                           cfg->approle_role_id ? "HCP_VAULT_APPROLE_SECRET_ID"
-                                                : "HCP_VAULT_APPROLE_ROLE_ID");
-    cfg->auth_method = VAULT_AUTH_APPROLE;
-  } else if (cfg->cert_role) {
-    if (!cfg->client_cert)
-      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           P "HCP_VAULT_CERT_ROLE is set but HCP_VAULT_CLIENT_CERT and "
-                           "HCP_VAULT_CLIENT_KEY are not; certificate login needs both files");
-    cfg->auth_method = VAULT_AUTH_CERT;
-  } else if (cfg->client_cert && !cfg->token) {
-    cfg->auth_method = VAULT_AUTH_CERT;
-  } else if (cfg->token) {
-    cfg->auth_method = VAULT_AUTH_TOKEN;
-  } else {
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         P "no Vault credentials: set HCP_VAULT_TOKEN (or VAULT_TOKEN), or "
-                         "HCP_VAULT_CLIENT_CERT+KEY, or HCP_VAULT_APPROLE_ROLE_ID+SECRET_ID");
-  }
-
   /* TLS. */
   if ((st = take_str(e, NAMES("VAULT_CACERT", "BAO_CACERT"), &cfg->ca_file, &which, err)) != KMS_OK)
     return st;
@@ -616,6 +653,7 @@ static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *s
       return st;
   }
   if (cfg->connect_timeout_ms > cfg->timeout_ms) cfg->connect_timeout_ms = cfg->timeout_ms;
+  if ((st = choose_auth(cfg, err)) != KMS_OK) return st;
 
   if (cfg->skip_verify && strncmp(cfg->addr, "https://", 8) == 0)
     vault_logf(lg, KMS_LOG_WARN,

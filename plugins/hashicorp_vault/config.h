@@ -43,6 +43,15 @@ typedef enum vault_auth_method {
   VAULT_AUTH_APPROLE    /* HCP_VAULT_APPROLE_ROLE_ID + SECRET_ID */
 } vault_auth_method;
 
+/* The `auth_method` setting: auto picks by the credentials present, in
+ * LiteLLM's priority (AppRole, certificate, token). */
+typedef enum vault_auth_request {
+  VAULT_AUTH_REQUEST_AUTO = 0,
+  VAULT_AUTH_REQUEST_TOKEN,
+  VAULT_AUTH_REQUEST_CERT,
+  VAULT_AUTH_REQUEST_APPROLE
+} vault_auth_request;
+
 /* Defaults (documented in README.md). */
 #define VAULT_DEFAULT_ADDR "http://127.0.0.1:8200"
 #define VAULT_DEFAULT_MOUNT "secret"
@@ -68,7 +77,8 @@ typedef struct vault_config {
   char *prefix;
 
   /* Who. token is wiped on free. */
-  vault_auth_method auth_method;
+  vault_auth_request auth_requested; /* the auth_method setting */
+  vault_auth_method auth_method;     /* what choose_auth() settled on */
   char *token;
   char *client_cert, *client_key; /* both or neither; sent on every TLS request */
   char *cert_role;

@@ -423,14 +423,15 @@ kms_status kv2_map_status(const char *op, const char *path, long http, const cha
   }
   if (http == 401)
     return kms_error_set(err, KMS_UNAUTHENTICATED, b,
-                         P "%s %.90s: HTTP 401%s%s (check HCP_VAULT_TOKEN)", op, path, sep, etext);
+                         P "%s %.90s: HTTP 401%s%s (check the credentials: HCP_VAULT_TOKEN, or the "
+                         "AppRole/certificate login)", op, path, sep, etext);
   if (http == 403) {
     if (!have_token || contains(etext, "missing client token") ||
         contains(etext, "invalid token") || contains(etext, "token expired") ||
         contains(etext, "bad token"))
       return kms_error_set(err, KMS_UNAUTHENTICATED, b,
                            P "%s %.90s: HTTP 403%s%s (the token is missing, expired or revoked: "
-                           "supply a valid HCP_VAULT_TOKEN)", op, path, sep, etext);
+                           "check HCP_VAULT_TOKEN, or the AppRole/certificate login)", op, path, sep, etext);
     return kms_error_set(err, KMS_PERMISSION_DENIED, b,
                          P "%s %.90s: HTTP 403%s%s (the token's policy does not allow this path, "
                          "or the token is invalid)", op, path, sep, etext);

@@ -377,9 +377,9 @@ static void test_priority(void **state) {
     {{CERT_ENV, NULL}, CERT_LOGIN},
     /* token alone */
     {{"HCP_VAULT_TOKEN", "root", NULL}, NULL},
-    /* token + certificate without a role: the certificate is the mTLS
-     * transport credential and the token authenticates (see README) */
-    {{"HCP_VAULT_TOKEN", "root", CERT_ENV, NULL}, NULL},
+    /* token + certificate without a role: certificate login, as LiteLLM
+     * does (auth_method: token keeps the token; test_auth_method_setting) */
+    {{"HCP_VAULT_TOKEN", "root", CERT_ENV, NULL}, CERT_LOGIN},
   };
   for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
     vf_clear_requests(srv);
@@ -425,6 +425,45 @@ static void expiry_mid_run(const char *const *env, const char *login) {
   assert_string_equal(tok(&log->r[6]), tok(&log->r[5]));
   vf_log_free(log);
   done(&h, c);
+}
+
+/* The auth_method setting overrides the automatic choice, and insists on
+ * the credentials of the method it names. */
+static void test_auth_method_setting(void **state) {
+  policy(NULL, "kv", KV_RW);
+  cert_role("web", "kv", 3600, 7200);
+  vf_put(srv, "secret/data/m", "{\"key\":\"vm\"}");
+  it_host h;
+  it_host_init(&h);
+  it_set(&h, "HCP_VAULT_ADDR", vf_url(srv));
+  it_set(&h, "VAULT_CACERT", g_ca);
+  it_set(&h, "HCP_VAULT_REFRESH_INTERVAL", "0");
+  it_set(&h, "HCP_VAULT_TOKEN", "root");
+  it_set(&h, "HCP_VAULT_CLIENT_CERT", g_cert);
+  it_set(&h, "HCP_VAULT_CLIENT_KEY", g_key);
+  /* token: the certificate is only the mTLS credential, no login */
+  kms_setting tok_s[] = {{"access_mode", "read_and_write"}, {"auth_method", "token"}};
+  kms_client *c = NULL;
+  kms_error err;
+  vf_clear_requests(srv);
+  if (it_client(&h, tok_s, 2, &c, &err) != KMS_OK) fail_msg("create: %s", err.message);
+  read_ok(c, "m", "vm");
+  vf_log *log = vf_requests(srv);
+  expect_log(log, (const char *[]){"GET /v1/secret/data/m", NULL});
+  assert_string_equal(tok(&log->r[0]), root_hash);
+  vf_log_free(log);
+  kms_client_destroy(c);
+  /* approle without AppRole credentials, and an unknown method: refused */
+  kms_setting bad[][2] = {{{"access_mode", "read_only"}, {"auth_method", "approle"}},
+                          {{"access_mode", "read_only"}, {"auth_method", "kerberos"}}};
+  const char *want[] = {"HCP_VAULT_APPROLE_ROLE_ID", "auto, token, cert or approle"};
+  for (int i = 0; i < 2; i++) {
+    c = NULL;
+    assert_int_equal(it_client(&h, bad[i], 2, &c, &err), KMS_INVALID_ARGUMENT);
+    assert_null(c);
+    if (!strstr(err.message, want[i])) fail_msg("message lacks '%s': %s", want[i], err.message);
+  }
+  it_host_free(&h);
 }
 
 static void test_expiry_cert(void **state) {
@@ -798,6 +837,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_approle_login, start, stop),
     cmocka_unit_test_setup_teardown(test_approle_custom_mount_and_namespace, start, stop),
     cmocka_unit_test_setup_teardown(test_priority, start, stop),
+    cmocka_unit_test_setup_teardown(test_auth_method_setting, start, stop),
     cmocka_unit_test_setup_teardown(test_expiry_cert, start, stop),
     cmocka_unit_test_setup_teardown(test_expiry_approle, start, stop),
     cmocka_unit_test_setup_teardown(test_relogin_still_denied_no_loop, start, stop),

@@ -40,12 +40,17 @@ static int reset(void **state) {
   return 0;
 }
 
+/* The client certificate here is the mutual-TLS credential and the token
+ * authenticates: auth_method token (auto would log in with the certificate). */
+static const kms_setting TLS_SETTINGS[] = {{"access_mode", "read_and_write"},
+                                           {"auth_method", "token"}};
+
 static kms_status make(it_host *h, vf_server *s, int ca, int cert, kms_client **c, kms_error *err) {
   it_host_init(h);
   it_target(h, s, ca, cert);
   it_set(h, "HCP_VAULT_REFRESH_INTERVAL", "0");
   it_set(h, "VAULT_MAX_RETRIES", "3");
-  return it_client(h, IT_RW, IT_RW_N, c, err);
+  return it_client(h, TLS_SETTINGS, 2, c, err);
 }
 
 static void test_mtls_token_auth(void **state) {
