@@ -328,7 +328,9 @@ static int cmd_resolve(app *a, int argc, char **argv) {
     return HOST_EXIT_OK;
   }
   if (argc) return usage_error(usage_resolve, "resolve takes no arguments (got '%s')", argv[0]);
-  int need_plugin = 0;
+  /* A configured plugin is always loaded, even with nothing to resolve: a
+   * misspelt key_management_system must fail here, not at the first key. */
+  int need_plugin = a->cfg.kms != NULL;
   for (size_t i = 0; i < a->cfg.n_refs; i++)
     need_plugin |= host_ref_uses_plugin(&a->cfg, a->cfg.refs[i].env_name);
   if (need_plugin) {

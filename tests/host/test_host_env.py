@@ -110,6 +110,16 @@ def test_unknown_plugin_lists_found(tmp_path):
     assert Host(cfg).run("plugins").returncode == EXIT_CONFIG
 
 
+def test_unknown_plugin_fails_even_with_nothing_to_resolve(tmp_path):
+    cfg = write(tmp_path, """\
+        general_settings:
+          key_management_system: hashicorp_vualt
+        """)
+    p = Host(cfg).run("resolve", check=EXIT_CONFIG)
+    assert "unknown plugin 'hashicorp_vualt'" in p.stderr
+    assert "hashicorp_vault" in p.stderr  # the plugins found are listed
+
+
 def test_plugin_dir_precedence(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir(mode=0o755)
