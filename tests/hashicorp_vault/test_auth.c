@@ -35,17 +35,16 @@
 
 static vf_server *srv;
 static char root_hash[80];
-/* vf_cert() hands out a ring of 16 buffers: keep our own copies */
-static char *g_ca, *g_cert, *g_key;
+static const char *g_ca, *g_cert, *g_key; /* vf_cert(): valid until exit */
 
 static int start(void **state) {
   static const char *const ns[] = {"team1", NULL};
   srv = vf_start(&(vf_options){.mtls = 1, .namespaces = ns});
   if (!srv) return -1;
   if (!g_ca) {
-    g_ca = strdup(vf_cert("ca.pem"));
-    g_cert = strdup(vf_cert("client.pem"));
-    g_key = strdup(vf_cert("client.key"));
+    g_ca = vf_cert("ca.pem");
+    g_cert = vf_cert("client.pem");
+    g_key = vf_cert("client.key");
   }
   vf_token_hash(vf_root_token(srv), root_hash, sizeof root_hash);
   return 0;
@@ -55,12 +54,6 @@ static int stop(void **state) {
   vf_stop(srv);
   srv = NULL;
   return 0;
-}
-
-static void free_paths(void) {
-  free(g_ca);
-  free(g_cert);
-  free(g_key);
 }
 
 static void msleep(long ms) {
@@ -852,6 +845,5 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_bad_approle_secret, start, stop),
     cmocka_unit_test_setup_teardown(test_cert_login_rejected, start, stop),
   };
-  atexit(free_paths);
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

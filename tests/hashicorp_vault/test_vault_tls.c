@@ -238,6 +238,25 @@ static void test_connection_reuse(void **state) {
   it_host_free(&h);
 }
 
+/* The fixture's vf_cert() paths stay valid however many a test holds (it
+ * once handed out a ring of 16 static buffers). */
+static void test_fixture_cert_paths_stable(void **state) {
+  enum { N = 40 };
+  const char *p[N];
+  char name[N][32];
+  for (int i = 0; i < N; i++) {
+    snprintf(name[i], sizeof name[i], "file-%d.pem", i);
+    p[i] = vf_cert(name[i]);
+    assert_non_null(p[i]);
+  }
+  for (int i = 0; i < N; i++) {
+    const char *slash = strrchr(p[i], '/');
+    assert_non_null(slash);
+    assert_string_equal(slash + 1, name[i]);
+    assert_ptr_equal(vf_cert(name[i]), p[i]); /* one string per name */
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_mtls_token_auth, reset),
@@ -247,6 +266,7 @@ int main(void) {
     cmocka_unit_test_setup(test_capath, reset),
     cmocka_unit_test_setup(test_skip_verify_warns_once, reset),
     cmocka_unit_test_setup(test_connection_reuse, reset),
+    cmocka_unit_test(test_fixture_cert_paths_stable),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -70,9 +70,16 @@ static int run_wait(char *const argv[]) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-const char *vf_cert(const char *file) {
-  static char path[16][512];
-  static int next;
+/* One path per distinct file name, malloc'ed once and kept for the process
+ * lifetime (so a test may hold any number of them). */
+typedef struct cert_path {
+  struct cert_path *next;
+  char *name, *path;
+} cert_path;
+static cert_path *g_cert_paths;
+static pthread_mutex_t g_cert_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int make_cert_dir(void) {
   if (g_cert_state == 0) {
     snprintf(g_cert_dir, sizeof g_cert_dir, "/tmp/vf_certs.XXXXXX");
     if (!mkdtemp(g_cert_dir)) {
@@ -86,10 +93,35 @@ const char *vf_cert(const char *file) {
       if (g_cert_state < 0) fprintf(stderr, "vault_fixture: %s failed\n", script);
     }
   }
-  if (g_cert_state < 0) return NULL;
-  char *p = path[next++ % 16];
-  snprintf(p, 512, "%s/%s", g_cert_dir, file);
-  return p;
+  return g_cert_state;
+}
+
+const char *vf_cert(const char *file) {
+  const char *r = NULL;
+  pthread_mutex_lock(&g_cert_mu);
+  if (make_cert_dir() > 0) {
+    cert_path *c;
+    for (c = g_cert_paths; c && strcmp(c->name, file) != 0; c = c->next) {
+    }
+    if (!c && (c = calloc(1, sizeof *c))) {
+      size_t n = strlen(g_cert_dir) + strlen(file) + 2;
+      c->name = strdup(file);
+      c->path = malloc(n);
+      if (c->name && c->path) {
+        snprintf(c->path, n, "%s/%s", g_cert_dir, file);
+        c->next = g_cert_paths;
+        g_cert_paths = c;
+      } else {
+        free(c->name);
+        free(c->path);
+        free(c);
+        c = NULL;
+      }
+    }
+    if (c) r = c->path;
+  }
+  pthread_mutex_unlock(&g_cert_mu);
+  return r;
 }
 
 vf_server *vf_start(const vf_options *opt) {

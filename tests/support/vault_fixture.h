@@ -13,9 +13,9 @@
  * per process into a temporary directory removed at exit.
  * Failures print a reason on stderr and return NULL / -1.
  *
- * Thread-safety: vf_start/vf_stop/vf_cert from one thread (the test's main
- * thread); vf_http and the helpers built on it may be called from any
- * thread while the server runs.
+ * Thread-safety: vf_start/vf_stop from one thread (the test's main
+ * thread); vf_cert, vf_http and the helpers built on it may be called from
+ * any thread while the server runs.
  */
 #ifndef VAULT_FIXTURE_H
 #define VAULT_FIXTURE_H
@@ -47,7 +47,9 @@ int vf_port(const vf_server *s);
 const char *vf_root_token(const vf_server *s);
 
 /* Absolute path of a file made by make_certs.sh ("ca.pem", "client.key",
- * ...), or NULL when certificates could not be made. Valid until exit. */
+ * ...), or NULL when certificates could not be made (or out of memory).
+ * Each distinct name gets its own string, allocated once and valid until
+ * exit: callers may keep any number of them. Thread-safe. */
 const char *vf_cert(const char *file);
 
 /* One HTTP request to the server (test controls or Vault API). `path` starts
