@@ -315,7 +315,7 @@ static int tls_error(CURLcode rc, const char *ebuf) {
 static xfer_class exchange(vault_http *h, CURL *c, const vault_http_request *req, const char *url,
                            int send_creds, int64_t deadline, vault_http_response *resp,
                            char *location, size_t loc_size, long *retry_after_ms, char *why,
-                           size_t why_size, kms_error *err) {
+                           size_t why_size, int *mtls_drop, kms_error *err) {
   const vault_config *cfg = h->cfg;
   char ebuf[CURL_ERROR_SIZE] = "";
   struct curl_slist *hdrs = NULL, *connect_to = NULL;
@@ -441,6 +441,21 @@ static xfer_class exchange(vault_http *h, CURL *c, const vault_http_request *req
 
   const char *p = url_path(h, url);
   snprintf(why, why_size, "%s", ebuf[0] ? ebuf : curl_easy_strerror(rc));
+  /* TLS 1.3: the client sends its certificate in its last handshake flight
+   * and considers the handshake done; a server that rejects the certificate
+   * answers with an alert and closes. Under load the alert can be lost to a
+   * connection reset (or a bare close), so libcurl reports a send/receive
+   * error instead of a TLS one. A brand-new https connection on which we
+   * presented a client certificate, dying before a single response byte,
+   * is therefore most likely a rejected client certificate: say so. */
+  *mtls_drop = 0;
+  if (cfg->client_cert && strncasecmp(url, "https:", 6) == 0 &&
+      (rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR || rc == CURLE_GOT_NOTHING)) {
+    long nconn = 0, hsize = 0;
+    curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &nconn);
+    curl_easy_getinfo(c, CURLINFO_HEADER_SIZE, &hsize);
+    *mtls_drop = nconn > 0 && hsize == 0;
+  }
   if (s.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
     kms_error_set(err, KMS_INTERNAL, 0,
                   P "%s %.80s: response larger than max_response_bytes (%zu); raise the setting "
@@ -484,10 +499,10 @@ static int retryable_status(long st) {
 /* One attempt: the request plus at most one redirect. */
 static xfer_class attempt(vault_http *h, CURL *c, const vault_http_request *req, int64_t deadline,
                           vault_http_response *resp, long *retry_after_ms, char *why,
-                          size_t why_size, kms_error *err) {
+                          size_t why_size, int *mtls_drop, kms_error *err) {
   char location[2048];
   xfer_class cls = exchange(h, c, req, req->url, 1, deadline, resp, location, sizeof location,
-                            retry_after_ms, why, why_size, err);
+                            retry_after_ms, why, why_size, mtls_drop, err);
   if (cls != X_HTTP || !is_redirect(resp->status) || !location[0]) return cls;
 
   const char *p = url_path(h, req->url);
@@ -521,7 +536,7 @@ static xfer_class attempt(vault_http *h, CURL *c, const vault_http_request *req,
              req->op, p, first, to.scheme, to.host, to.port);
   char loc2[16];
   cls = exchange(h, c, req, location, creds, deadline, resp, loc2, sizeof loc2, retry_after_ms,
-                 why, why_size, err);
+                 why, why_size, mtls_drop, err);
   if (cls == X_HTTP && is_redirect(resp->status)) {
     kms_error_set(err, KMS_UNAVAILABLE, (int32_t)resp->status,
                   P "%s %.80s: redirected more than once (HTTP %ld, then HTTP %ld); point "
@@ -546,8 +561,10 @@ kms_status vault_http_perform(vault_http *h, const vault_http_request *req,
   char why[CURL_ERROR_SIZE + 1];
   for (int n = 1;; n++) {
     long retry_after = -1;
+    int mtls_drop = 0;
     why[0] = '\0';
-    xfer_class cls = attempt(h, c, req, deadline, resp, &retry_after, why, sizeof why, err);
+    xfer_class cls =
+        attempt(h, c, req, deadline, resp, &retry_after, why, sizeof why, &mtls_drop, err);
     resp->attempts = n;
     if (cls == X_FATAL) {
       st = err->status != KMS_OK ? err->status : KMS_INTERNAL;
@@ -579,15 +596,20 @@ kms_status vault_http_perform(vault_http *h, const vault_http_request *req,
     int budget_left = mono_ms() + delay < deadline;
     if (n > cfg->max_retries || !budget_left) {
       if (cls == X_HTTP) break; /* caller maps the status (UNAVAILABLE) */
-      /* With a client certificate, a TLS 1.3 server that rejects it may just
-       * close the connection after the handshake: say so. */
-      int mtls = cfg->client_cert && strncmp(req->url, "https:", 6) == 0;
-      st = kms_error_set(err, KMS_UNAVAILABLE, 0,
-                         P "%s %.60s: cannot reach %.60s: %.70s (%d attempt%s%s); %s", req->op,
-                         p, cfg->addr, why, n, n > 1 ? "s" : "",
-                         budget_left ? "" : ", timeout budget spent",
-                         mtls ? "is Vault running, and does it trust HCP_VAULT_CLIENT_CERT?"
-                              : "is Vault running at HCP_VAULT_ADDR?");
+      int mtls = cfg->client_cert && strncasecmp(req->url, "https:", 6) == 0;
+      if (mtls_drop) /* see exchange(): most likely a rejected client certificate */
+        st = kms_error_set(err, KMS_UNAVAILABLE, 0,
+                           P "%s %.50s: TLS: Vault closed the connection right after the "
+                           "handshake (%d attempt%s): it most likely rejects the client "
+                           "certificate HCP_VAULT_CLIENT_CERT (%.60s)", req->op, p, n,
+                           n > 1 ? "s" : "", why);
+      else
+        st = kms_error_set(err, KMS_UNAVAILABLE, 0,
+                           P "%s %.60s: cannot reach %.60s: %.70s (%d attempt%s%s); %s", req->op,
+                           p, cfg->addr, why, n, n > 1 ? "s" : "",
+                           budget_left ? "" : ", timeout budget spent",
+                           mtls ? "is Vault running, and does it trust HCP_VAULT_CLIENT_CERT?"
+                                : "is Vault running at HCP_VAULT_ADDR?");
       break;
     }
     vault_logf(h->lg, KMS_LOG_INFO, "%s %.100s: %.80s; retry %d of %d in %lld ms", req->op, p,

@@ -126,9 +126,10 @@ static void test_client_cert_optional_but_verified(void **state) {
   it_set(&h, "HCP_VAULT_CLIENT_KEY", vf_cert("untrusted-client.key"));
   assert_int_equal(it_client(&h, IT_RW, IT_RW_N, &c, &err), KMS_OK);
   assert_int_equal(kms_client_read(c, "t1", &s, &err), KMS_UNAVAILABLE);
-  /* TLS 1.3: the rejection arrives either as an alert (a TLS error) or as
-   * a closed connection after the client finished its handshake */
-  if (!strstr(err.message, "TLS") && !strstr(err.message, "HCP_VAULT_CLIENT_CERT"))
+  /* TLS 1.3: the rejection arrives as an alert, or (under load) as a reset
+   * or closed connection right after the client finished its handshake;
+   * either way the plugin names TLS and the client certificate */
+  if (!strstr(err.message, "TLS") || !strstr(err.message, "client certificate"))
     fail_msg("message: %s", err.message);
   kms_client_destroy(c);
   log = vf_requests(mtls);
