@@ -23,8 +23,24 @@
  *   - force (refresh()): skip the freshness check, still single-flight.
  * Every value is wiped (OPENSSL_cleanse) before its memory is freed.
  *
+ * Background refresh (refresher.c): with refresh_hi_pm set, every stored
+ * value gets a refresh point at a random fraction in [refresh_lo_pm,
+ * refresh_hi_pm] permille of its TTL, drawn per entry. vault_cache_due()
+ * lists the values past their point; vault_cache_refresh_key() re-reads one
+ * through the same single-flight fetch: success stores the new value (new
+ * TTL, new point); NOT_FOUND / PERMISSION_DENIED evict it, as on a read;
+ * any other failure keeps the value untouched (still served until it
+ * expires, then the stale-if-error rules above apply) and moves its refresh
+ * point `retry_ms` later. Values that have already expired are left to reads.
+ *
+ * Memory: values whose stale window has passed are dropped by an amortised
+ * sweep (a few buckets per exclusive-lock operation), by vault_cache_keys
+ * and by vault_cache_due, so secrets that are never read again do not stay.
+ *
  * Thread-safety: all functions except new/free may be called concurrently;
- * fresh hits share a read lock (they do not serialise each other).
+ * fresh hits share a read lock (they do not serialise each other) and copy
+ * under it; copies handed out by a fetch are made outside the exclusive lock
+ * (except a stale value served right after a failed fetch: rare).
  * The fetch callback runs without any cache lock held (it may block, log,
  * call the cache for other keys).
  */
@@ -62,6 +78,10 @@ typedef struct vault_cache_options {
   int64_t stale_retry_ms; /* while serving stale, fetch again at most this often */
   vault_clock_fn clock;   /* NULL: CLOCK_MONOTONIC */
   void *clock_ctx;
+  /* Background refresh points, permille of the TTL (e.g. 750..900); both 0:
+   * no refresh points (vault_cache_due lists nothing). */
+  int refresh_lo_pm, refresh_hi_pm;
+  uint64_t seed; /* jitter seed; 0: from the clock, pid and address */
 } vault_cache_options;
 
 /* Result flags of vault_cache_get. */
@@ -93,6 +113,22 @@ void vault_cache_invalidate(vault_cache *c, const char *key);
  * stale window has passed. Returns the count (0 with *keys NULL on OOM). */
 size_t vault_cache_keys(vault_cache *c, char ***keys);
 void vault_cache_keys_free(char **keys, size_t n);
+
+/* Background refresh. Snapshot of the keys whose value is still fresh, not
+ * being fetched, and past (or within slack_ms of) its refresh point; free
+ * with vault_cache_keys_free. *next_ms: the earliest refresh point among the
+ * others (clock of the cache), 0 if none. Also drops values whose stale
+ * window has passed. Returns the count. */
+size_t vault_cache_due(vault_cache *c, int64_t slack_ms, char ***keys, int64_t *next_ms);
+
+/* Re-read `key` in the background if it is still due (see the top of this
+ * file); otherwise do nothing. Returns the fetch's status (KMS_OK when
+ * nothing was fetched; *fetched, may be NULL, says whether it was). On a
+ * failure err describes it; the cached value is kept unless Vault said
+ * NOT_FOUND / PERMISSION_DENIED. */
+kms_status vault_cache_refresh_key(vault_cache *c, const char *key, vault_cache_fetch_fn fetch,
+                                   void *fetch_ctx, int64_t retry_ms, int *fetched,
+                                   kms_error *err);
 
 /* For tests: number of threads currently waiting on key's in-flight fetch,
  * and the number of stored values. */

@@ -1,7 +1,10 @@
 /*
  * test_vault_cache_unit.c -- cache.c on its own: TTL, invalidation, put,
  * stale-if-error, never masking NOT_FOUND / PERMISSION_DENIED, warn once per
- * outage, single-flight, write-during-fetch. Clock and backend are fakes.
+ * outage, single-flight, write-during-fetch, background refresh points
+ * (jitter, due list, refresh_key success / failure / eviction, readers not
+ * blocked by a background fetch), amortised eviction of dead values. Clock
+ * and backend are fakes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -59,7 +62,19 @@ static vault_cache *mk(fake *f, int64_t ttl, int64_t stale, int64_t stale_retry)
   f->now = 1000;
   f->value = "v1";
   f->version = 1;
-  vault_cache_options o = {ttl, stale, stale_retry, fake_clock, f};
+  vault_cache_options o = {.ttl_ms = ttl, .stale_ms = stale, .stale_retry_ms = stale_retry,
+                           .clock = fake_clock, .clock_ctx = f};
+  f->cache = vault_cache_new(&o);
+  assert_non_null(f->cache);
+  return f->cache;
+}
+
+/* A cache with background refresh points between 750 and 900 permille. */
+static vault_cache *mk_bg(fake *f, int64_t ttl, int64_t stale) {
+  mk(f, ttl, stale, 0);
+  vault_cache_free(f->cache);
+  vault_cache_options o = {.ttl_ms = ttl, .stale_ms = stale, .clock = fake_clock, .clock_ctx = f,
+                           .refresh_lo_pm = 750, .refresh_hi_pm = 900, .seed = 42};
   f->cache = vault_cache_new(&o);
   assert_non_null(f->cache);
   return f->cache;
@@ -334,6 +349,207 @@ static void test_many_keys_grow(void **state) {
   done(&f);
 }
 
+static size_t due(fake *f, int64_t slack, int64_t *next) {
+  char **k = NULL;
+  size_t n = vault_cache_due(f->cache, slack, &k, next);
+  vault_cache_keys_free(k, n);
+  return n;
+}
+
+static kms_status bg(fake *f, const char *key, int *fetched) {
+  kms_error err;
+  kms_error_clear(&err);
+  return vault_cache_refresh_key(f->cache, key, fake_fetch, f, 100, fetched, &err);
+}
+
+static void test_background_refresh_point(void **state) {
+  fake f;
+  mk_bg(&f, 1000, 0);
+  char v[32];
+  int64_t next = 0;
+  int fetched = -1;
+  assert_int_equal(due(&f, 0, &next), 0); /* empty */
+  assert_int_equal(next, 0);
+  assert_int_equal(get(&f, "a", v, sizeof v, NULL), KMS_OK);
+  assert_int_equal(due(&f, 0, &next), 0);
+  assert_true(next >= 1000 + 750 && next <= 1000 + 900);
+  /* not due yet: refresh_key does nothing */
+  assert_int_equal(bg(&f, "a", &fetched), KMS_OK);
+  assert_int_equal(fetched, 0);
+  assert_int_equal(f.calls, 1);
+  /* slack brings it forward */
+  int64_t point = next;
+  assert_int_equal(due(&f, point - f.now, &next), 1);
+  f.now = point;
+  assert_int_equal(due(&f, 0, &next), 1);
+  assert_int_equal(next, 0);
+  f.value = "v2";
+  int64_t t = f.now;
+  assert_int_equal(bg(&f, "a", &fetched), KMS_OK);
+  assert_int_equal(fetched, 1);
+  assert_int_equal(f.calls, 2);
+  /* the new value, fresh for a whole TTL from the refresh, with a new point */
+  f.now = t + 999;
+  unsigned fl;
+  assert_int_equal(get(&f, "a", v, sizeof v, &fl), KMS_OK);
+  assert_string_equal(v, "v2");
+  assert_int_equal(fl, VAULT_CACHE_HIT);
+  assert_int_equal(f.calls, 2);
+  /* a value that already expired is left to reads */
+  f.now = t + 1000;
+  assert_int_equal(due(&f, 0, &next), 0);
+  assert_int_equal(bg(&f, "a", &fetched), KMS_OK);
+  assert_int_equal(fetched, 0);
+  /* a key that is not cached is not fetched (nor created) */
+  assert_int_equal(bg(&f, "never", &fetched), KMS_OK);
+  assert_int_equal(fetched, 0);
+  assert_int_equal(f.calls, 2);
+  done(&f);
+}
+
+static void test_background_refresh_jitter(void **state) {
+  fake f;
+  mk_bg(&f, 100000, 0);
+  char k[32];
+  enum { N = 64 };
+  for (int i = 0; i < N; i++) {
+    snprintf(k, sizeof k, "j%d", i);
+    assert_int_equal(get(&f, k, NULL, 0, NULL), KMS_OK);
+  }
+  /* walk the clock: every point lies in [75%, 90%] of the TTL, and they
+   * are spread out (not all at the same millisecond) */
+  int64_t start = f.now, next = 0, first = 0, last = 0;
+  size_t seen = 0, steps = 0;
+  assert_int_equal(due(&f, 0, &next), 0);
+  while (next && next < start + 100000) { /* refreshed ones come back after the TTL */
+    f.now = next;
+    size_t n = due(&f, 0, &next);
+    if (!first) first = f.now;
+    last = f.now;
+    for (int i = 0; i < N && n; i++) {
+      snprintf(k, sizeof k, "j%d", i);
+      int fetched = 0;
+      bg(&f, k, &fetched);
+      seen += (size_t)fetched;
+    }
+    steps++;
+  }
+  assert_int_equal(seen, N);
+  assert_true(first >= start + 75000 && last <= start + 90000);
+  assert_true(steps >= N / 2); /* distinct points */
+  assert_true(last - first >= 5000);
+  done(&f);
+}
+
+static void test_background_refresh_failures(void **state) {
+  fake f;
+  mk_bg(&f, 1000, 60000);
+  char v[32];
+  unsigned fl;
+  int fetched;
+  int64_t next;
+  assert_int_equal(get(&f, "a", NULL, 0, NULL), KMS_OK);
+  assert_int_equal(get(&f, "b", NULL, 0, NULL), KMS_OK);
+  assert_int_equal(get(&f, "c", NULL, 0, NULL), KMS_OK);
+  f.now += 900;
+  assert_int_equal(due(&f, 0, &next), 3);
+  /* Vault down: the value is kept (and still served fresh), retried later */
+  f.next = KMS_UNAVAILABLE;
+  assert_int_equal(bg(&f, "a", &fetched), KMS_UNAVAILABLE);
+  assert_int_equal(fetched, 1);
+  assert_int_equal(get(&f, "a", v, sizeof v, &fl), KMS_OK);
+  assert_string_equal(v, "v1");
+  assert_int_equal(fl, VAULT_CACHE_HIT);
+  /* credentials refused: about the plugin, not the secret: kept too */
+  f.next = KMS_UNAUTHENTICATED;
+  assert_int_equal(bg(&f, "b", &fetched), KMS_UNAUTHENTICATED);
+  assert_int_equal(get(&f, "b", v, sizeof v, &fl), KMS_OK);
+  assert_int_equal(fl, VAULT_CACHE_HIT);
+  /* both pushed back by retry_ms (100) */
+  assert_int_equal(due(&f, 0, &next), 1); /* only c */
+  assert_int_equal(next, f.now + 100);
+  /* the secret is gone in Vault: evicted, as a read would */
+  f.next = KMS_NOT_FOUND;
+  assert_int_equal(bg(&f, "c", &fetched), KMS_NOT_FOUND);
+  assert_int_equal(vault_cache_size(f.cache), 2);
+  assert_int_equal(f.calls, 6);
+  assert_int_equal(get(&f, "c", NULL, 0, NULL), KMS_NOT_FOUND);
+  /* after expiry the read path's stale-if-error rules apply as before */
+  f.now += 100;
+  f.next = KMS_UNAVAILABLE;
+  assert_int_equal(get(&f, "a", v, sizeof v, &fl), KMS_OK);
+  assert_string_equal(v, "v1");
+  assert_int_equal(fl, VAULT_CACHE_STALE | VAULT_CACHE_WARN);
+  done(&f);
+}
+
+typedef struct bg_arg {
+  fake *f;
+  kms_status st;
+} bg_arg;
+
+static void *bg_thread(void *p) {
+  bg_arg *a = p;
+  a->st = bg(a->f, "hot", NULL);
+  return NULL;
+}
+
+static void test_background_fetch_does_not_block_readers(void **state) {
+  fake f;
+  mk_bg(&f, 1000, 0);
+  assert_int_equal(get(&f, "hot", NULL, 0, NULL), KMS_OK);
+  f.now += 950; /* due, still fresh */
+  f.block = 1;
+  f.value = "v2";
+  bg_arg a = {&f, KMS_INTERNAL};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, bg_thread, &a), 0);
+  for (int i = 0; i < 10000; i++) { /* until the background fetch is in flight */
+    pthread_mutex_lock(&f.mu);
+    int c = f.calls;
+    pthread_mutex_unlock(&f.mu);
+    if (c == 2) break;
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  char v[32];
+  unsigned fl;
+  for (int i = 0; i < 5; i++) { /* served at once from the cache */
+    assert_int_equal(get(&f, "hot", v, sizeof v, &fl), KMS_OK);
+    assert_string_equal(v, "v1");
+    assert_int_equal(fl, VAULT_CACHE_HIT);
+  }
+  assert_int_equal(vault_cache_waiters(f.cache, "hot"), 0);
+  pthread_mutex_lock(&f.mu);
+  f.release = 1;
+  pthread_cond_broadcast(&f.cv);
+  pthread_mutex_unlock(&f.mu);
+  pthread_join(t, NULL);
+  assert_int_equal(a.st, KMS_OK);
+  assert_int_equal(get(&f, "hot", v, sizeof v, &fl), KMS_OK);
+  assert_string_equal(v, "v2");
+  assert_int_equal(f.calls, 2);
+  done(&f);
+}
+
+static void test_dead_values_swept(void **state) {
+  fake f;
+  mk(&f, 1000, 500, 0);
+  char k[32];
+  for (int i = 0; i < 100; i++) {
+    snprintf(k, sizeof k, "old-%d", i);
+    assert_int_equal(get(&f, k, NULL, 0, NULL), KMS_OK);
+  }
+  assert_int_equal(vault_cache_size(f.cache), 100);
+  f.now += 1499; /* expired, but still inside the stale window: kept */
+  for (int i = 0; i < 200; i++) vault_cache_put(f.cache, "other", "x", 1, 1);
+  assert_int_equal(vault_cache_size(f.cache), 101);
+  f.now += 1; /* past the stale window: never servable again */
+  for (int i = 0; i < 200; i++) vault_cache_put(f.cache, "other", "x", 1, 1);
+  assert_int_equal(vault_cache_size(f.cache), 1);
+  done(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_ttl),
@@ -347,6 +563,11 @@ int main(void) {
     cmocka_unit_test(test_single_flight_shares_errors),
     cmocka_unit_test(test_write_during_fetch_wins),
     cmocka_unit_test(test_many_keys_grow),
+    cmocka_unit_test(test_background_refresh_point),
+    cmocka_unit_test(test_background_refresh_jitter),
+    cmocka_unit_test(test_background_refresh_failures),
+    cmocka_unit_test(test_background_fetch_does_not_block_readers),
+    cmocka_unit_test(test_dead_values_swept),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
