@@ -568,6 +568,14 @@ int vault_auth_forbidden(vault_auth *a, uint64_t generation) {
   return 1;
 }
 
+int64_t vault_auth_renew_due_ms(vault_auth *a) {
+  if (!a->login_based) return 0;
+  pthread_mutex_lock(&a->mu);
+  int64_t due = !a->busy && usable(a, mono_ms()) ? a->renew_at_ms : 0;
+  pthread_mutex_unlock(&a->mu);
+  return due;
+}
+
 kms_status vault_auth_refresh(vault_auth *a, kms_error *err) {
   if (!a->login_based) return KMS_OK; /* static token: nothing to renew */
   pthread_mutex_lock(&a->mu);

@@ -96,4 +96,12 @@ int vault_auth_forbidden(vault_auth *a, uint64_t generation);
  * login in flight waits for it and reports its result). */
 kms_status vault_auth_refresh(vault_auth *a, kms_error *err);
 
+/* For the background refresher: when (CLOCK_MONOTONIC ms) the current token
+ * wants renewing or replacing (the next vault_auth_token() call after that
+ * does it), or 0 when nothing is scheduled: static token, no token yet
+ * (the first request logs in), token without a lease, token already
+ * unusable, or a login/renewal in flight. No I/O.
+ * Thread-safety: any number of threads concurrently. */
+int64_t vault_auth_renew_due_ms(vault_auth *a);
+
 #endif

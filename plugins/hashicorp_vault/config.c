@@ -380,6 +380,15 @@ static kms_status apply_setting(vault_config *cfg, const char *k, const char *v,
     } else {
       cfg->stale_retry_ms = ms;
     }
+  } else if (strcmp(k, "background_refresh") == 0) {
+    char *t = dup_trim(v);
+    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    int r = parse_bool(t, &cfg->background_refresh);
+    free(t);
+    if (r != 0)
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           P "setting 'background_refresh' must be true or false (got '%.20s')",
+                           v);
   } else if (strcmp(k, "max_response_bytes") == 0) {
     if (parse_i64(v, 1024, 256 * 1024 * 1024, &n) != 0)
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,

@@ -103,6 +103,7 @@ typedef struct vault_config {
   /* Behaviour. */
   vault_access_mode access_mode;
   vault_delete_mode delete_mode;
+  int background_refresh; /* setting background_refresh: refresher.c re-reads before expiry */
   char **redirect_allowed_hosts; /* "host:port", lower-case; NULL-terminated */
   size_t n_redirect_allowed_hosts;
 } vault_config;

@@ -26,11 +26,13 @@ struct vault_http {
   const vault_logger *lg;
   CURLSH *share;
   pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
-  pthread_mutex_t mu; /* guards idle[] */
+  pthread_mutex_t mu; /* guards idle[]; with cancel_cv, the retry waits */
   CURL **idle;
   size_t n_idle, max_idle;
   long base_ms, max_ms;
   char *addr_host; /* lower-case host of cfg->addr (for VAULT_TLS_SERVER_NAME) */
+  pthread_cond_t cancel_cv; /* with mu: wakes retry waits on cancel */
+  int cancelled;            /* vault_http_cancel() was called (atomic) */
 };
 
 /* ---- global init ------------------------------------------------------- */
@@ -47,11 +49,36 @@ static int64_t mono_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int64_t ms) {
-  if (ms <= 0) return;
-  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+static int is_cancelled(vault_http *h) { return __atomic_load_n(&h->cancelled, __ATOMIC_ACQUIRE); }
+
+/* Wait ms milliseconds, or less if the client is cancelled: returns 1 then. */
+static int wait_ms(vault_http *h, int64_t ms) {
+  int64_t until = mono_ms() + ms;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += (time_t)(ms / 1000);
+  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
   }
+  pthread_mutex_lock(&h->mu);
+  while (!h->cancelled && mono_ms() < until)
+    if (pthread_cond_timedwait(&h->cancel_cv, &h->mu, &ts) == ETIMEDOUT) break;
+  int c = h->cancelled;
+  pthread_mutex_unlock(&h->mu);
+  return c;
+}
+
+/* libcurl's progress callback: a non-zero return aborts the transfer. */
+static int on_progress(void *u, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
+  (void)dt, (void)dn, (void)ut, (void)un;
+  return is_cancelled(u);
+}
+
+static kms_status cancelled_error(const vault_http_request *req, kms_error *err) {
+  return kms_error_set(err, KMS_UNAVAILABLE, 0,
+                       P "%s: cancelled (the instance is being destroyed)", req->op);
 }
 
 static uint64_t rnd(void) {
@@ -154,6 +181,11 @@ kms_status vault_http_new(const vault_config *cfg, const vault_logger *lg, vault
   h->max_ms = 2000;
   h->max_idle = cfg->max_idle_connections ? cfg->max_idle_connections : 1;
   pthread_mutex_init(&h->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&h->cancel_cv, &ca);
+  pthread_condattr_destroy(&ca);
   for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_init(&h->share_mu[i], NULL);
   h->idle = calloc(h->max_idle, sizeof *h->idle);
   origin o;
@@ -178,9 +210,18 @@ void vault_http_free(vault_http *h) {
   free(h->idle);
   if (h->share) curl_share_cleanup(h->share);
   for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_destroy(&h->share_mu[i]);
+  pthread_cond_destroy(&h->cancel_cv);
   pthread_mutex_destroy(&h->mu);
   free(h->addr_host);
   free(h);
+}
+
+void vault_http_cancel(vault_http *h) {
+  if (!h) return;
+  pthread_mutex_lock(&h->mu);
+  __atomic_store_n(&h->cancelled, 1, __ATOMIC_RELEASE);
+  pthread_cond_broadcast(&h->cancel_cv);
+  pthread_mutex_unlock(&h->mu);
 }
 
 void vault_http_set_backoff(vault_http *h, long base_ms, long max_ms) {
@@ -363,6 +404,9 @@ static xfer_class exchange(vault_http *h, CURL *c, const vault_http_request *req
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)remaining);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
                    (long)(cfg->connect_timeout_ms < remaining ? cfg->connect_timeout_ms : remaining));
+  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, h);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
   curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)cfg->max_response_bytes);
@@ -456,7 +500,9 @@ static xfer_class exchange(vault_http *h, CURL *c, const vault_http_request *req
     curl_easy_getinfo(c, CURLINFO_HEADER_SIZE, &hsize);
     *mtls_drop = nconn > 0 && hsize == 0;
   }
-  if (s.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
+  if (rc == CURLE_ABORTED_BY_CALLBACK && is_cancelled(h)) {
+    cancelled_error(req, err);
+  } else if (s.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
     kms_error_set(err, KMS_INTERNAL, 0,
                   P "%s %.80s: response larger than max_response_bytes (%zu); raise the setting "
                   "if the secret is that large", req->op, p, cfg->max_response_bytes);
@@ -555,6 +601,7 @@ kms_status vault_http_perform(vault_http *h, const vault_http_request *req,
   const vault_config *cfg = h->cfg;
   int64_t start = mono_ms(), deadline = start + cfg->timeout_ms;
   const char *p = url_path(h, req->url);
+  if (is_cancelled(h)) return cancelled_error(req, err);
   CURL *c = pool_get(h);
   if (!c) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
   kms_status st = KMS_OK;
@@ -615,7 +662,10 @@ kms_status vault_http_perform(vault_http *h, const vault_http_request *req,
     vault_logf(h->lg, KMS_LOG_INFO, "%s %.100s: %.80s; retry %d of %d in %lld ms", req->op, p,
                what, n, cfg->max_retries, (long long)delay);
     vault_http_response_clear(resp);
-    sleep_ms(delay);
+    if (wait_ms(h, delay)) {
+      st = cancelled_error(req, err);
+      break;
+    }
   }
   pool_put(h, c);
   if (st != KMS_OK) vault_http_response_clear(resp);

@@ -44,6 +44,13 @@ kms_status vault_http_new(const vault_config *cfg, const vault_logger *lg, vault
                           kms_error *err);
 void vault_http_free(vault_http *h);
 
+/* Abort every request in flight on h (libcurl's progress callback, checked
+ * at least about once a second, and the waits between retries wake at once)
+ * and make every later one fail at once with KMS_UNAVAILABLE. For destroy():
+ * stops the background refresher without waiting out VAULT_CLIENT_TIMEOUT.
+ * Irreversible. Thread-safe (may race with vault_http_perform). */
+void vault_http_cancel(vault_http *h);
+
 /* Backoff parameters (defaults 100 ms doubling up to 2 s, each delay drawn
  * uniformly from [d/2, d]). For tests. */
 void vault_http_set_backoff(vault_http *h, long base_ms, long max_ms);

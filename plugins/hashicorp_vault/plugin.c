@@ -6,14 +6,20 @@
  * slot: read = cache(single-flight, stale-if-error) -> GET data/;
  * write = POST data/ (+ POST metadata/ for a description) -> cache update;
  * delete = DELETE data/ (soft) or metadata/ (destroy) -> cache invalidation;
- * refresh = credentials + re-read of every cached secret.
+ * refresh = credentials + re-read of every cached secret; the optional
+ * background refresher (refresher.c, setting background_refresh) re-reads
+ * secrets before they expire through the same fetch_secret().
  *
  * Thread-safety: KMS_CAP_THREAD_SAFE. read/write/delete/refresh/free_secret
  * may run concurrently on one instance: the config and URL layout are
  * immutable after create, the cache, HTTP pool and auth provider lock
  * internally, and no lock is held while logging. create/destroy follow the
- * ABI (never concurrent with anything else on the instance). The plugin
- * starts no threads.
+ * ABI (never concurrent with anything else on the instance). Threads: with
+ * background_refresh (and a cache, and reads allowed) create starts one
+ * refresher thread; it runs concurrently with every slot, using only the
+ * thread-safe cache/auth/http/logger, and destroy stops and joins it first
+ * (cancelling a request it has in flight) before freeing anything.
+ * Otherwise the plugin starts no threads.
  */
 #include "auth.h"
 #include "cache.h"
@@ -22,6 +28,7 @@
 #include "kms_loader.h"
 #include "kv2.h"
 #include "logging.h"
+#include "refresher.h"
 
 #include <openssl/crypto.h>
 #include <stdlib.h>
@@ -37,10 +44,17 @@ struct kms_instance {
   vault_http *http;
   vault_auth *auth;
   vault_cache *cache;
+  vault_refresher *refresher; /* NULL unless background_refresh */
 };
 
+static kms_status fetch_secret(void *ctx, const char *url, vault_cache_value *out,
+                               kms_error *err);
+
+/* Thread-safety: ABI (nothing else runs on the instance). The refresher is
+ * stopped and joined before anything it uses is freed. */
 static void vp_destroy(kms_instance *in) {
   if (!in) return;
+  vault_refresher_stop(in->refresher);
   vault_cache_free(in->cache);
   vault_auth_free(in->auth);
   vault_http_free(in->http);
@@ -64,13 +78,23 @@ static kms_status vp_create(const kms_host *host, const kms_setting *settings, s
   if (st == KMS_OK) st = vault_http_new(&in->cfg, &in->lg, &in->http, err);
   if (st == KMS_OK) st = vault_auth_new(&in->cfg, in->http, &in->lg, &in->auth, err);
   if (st == KMS_OK) {
+    /* background refresh only when something is cached and read */
+    int bg = in->cfg.background_refresh && in->cfg.refresh_interval_s > 0 &&
+             in->cfg.access_mode != VAULT_ACCESS_WRITE_ONLY;
     vault_cache_options co = {
       .ttl_ms = in->cfg.refresh_interval_s * 1000,
       .stale_ms = in->cfg.stale_if_error_s * 1000,
       .stale_retry_ms = in->cfg.stale_retry_ms,
+      .refresh_lo_pm = bg ? VAULT_REFRESH_LO_PM : 0,
+      .refresh_hi_pm = bg ? VAULT_REFRESH_HI_PM : 0,
     };
     in->cache = vault_cache_new(&co);
     if (!in->cache) st = kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    if (st == KMS_OK && bg) {
+      vault_refresher_deps d = {in->cache, fetch_secret, in,   in->auth,
+                                in->http,  &in->lg,      co.ttl_ms};
+      st = vault_refresher_start(&d, &in->refresher, err);
+    }
   }
   if (st != KMS_OK) {
     vp_destroy(in);

@@ -1,0 +1,228 @@
+/*
+ * refresher.c -- the background refresher thread (see refresher.h): wake at
+ * the next refresh point, renew the token when due, re-read due secrets
+ * through the cache's single-flight fetch, back off while Vault is
+ * unavailable, log once per outage; stop at once on destroy.
+ */
+#include "refresher.h"
+
+#include "kms_loader.h"
+
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define P "hashicorp_vault: "
+
+#define MIN_SLEEP_MS 10      /* never spin */
+#define MAX_SCAN_MS 60000    /* look for new entries at least this often */
+#define MAX_BACKOFF_MS 60000 /* ceiling of the backoff while Vault is unavailable */
+
+struct vault_refresher {
+  vault_refresher_deps d;
+  pthread_t thread;
+  pthread_mutex_t mu; /* guards stop (also read atomically) around the sleep */
+  pthread_cond_t cv;  /* CLOCK_MONOTONIC; signalled by stop */
+  int stop;
+
+  /* Used by the thread only. */
+  uint64_t rng;
+  int64_t scan_ms, slack_ms, retry_ms, backoff0_ms;
+  int64_t backoff_ms, backoff_until; /* Vault unavailable: no round before backoff_until */
+  int64_t auth_gap_ms, auth_not_before;
+  int failing; /* an outage was logged; log the recovery once */
+};
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t clamp(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+static uint64_t rnd(vault_refresher *r) {
+  r->rng ^= r->rng << 13;
+  r->rng ^= r->rng >> 7;
+  r->rng ^= r->rng << 17;
+  return r->rng;
+}
+
+/* Uniform in [d/2, d]. */
+static int64_t jitter(vault_refresher *r, int64_t d) {
+  return d / 2 + (int64_t)(rnd(r) % (uint64_t)(d / 2 + 1));
+}
+
+static int stopping(vault_refresher *r) { return __atomic_load_n(&r->stop, __ATOMIC_ACQUIRE); }
+
+static const char *unprefixed(const char *m) {
+  return strncmp(m, P, strlen(P)) == 0 ? m + strlen(P) : m;
+}
+
+/* Renew or replace the token when it is due (at most every auth_gap_ms while
+ * renewals fail). Returns when to look again (0: nothing scheduled). */
+static int64_t credentials(vault_refresher *r, int64_t now) {
+  int64_t due = vault_auth_renew_due_ms(r->d.auth);
+  if (due && due <= now && now >= r->auth_not_before) {
+    char *token = NULL;
+    uint64_t gen = 0;
+    kms_error e;
+    kms_error_clear(&e);
+    /* renews (or logs in again) as a request would; failures keep the
+     * current token and are logged by the auth provider */
+    if (vault_auth_token(r->d.auth, &token, &gen, &e) == KMS_OK) vault_auth_token_free(token);
+    now = mono_ms();
+    due = vault_auth_renew_due_ms(r->d.auth);
+    if (due && due <= now + 1000) /* still due: the renewal failed */
+      r->auth_gap_ms = clamp(r->auth_gap_ms * 2, 1000, MAX_BACKOFF_MS);
+    else
+      r->auth_gap_ms = 1000;
+    r->auth_not_before = now + r->auth_gap_ms;
+  }
+  if (!due) return 0;
+  return due > r->auth_not_before ? due : r->auth_not_before;
+}
+
+/* Re-read the due secrets. Returns when to look again (0: nothing known). */
+static int64_t secrets(vault_refresher *r, int64_t now) {
+  if (now < r->backoff_until) return r->backoff_until;
+  char **keys = NULL;
+  int64_t next = 0;
+  size_t n = vault_cache_due(r->d.cache, r->slack_ms, &keys, &next);
+  size_t tried = 0, failed = 0;
+  int unavailable = 0;
+  kms_error first;
+  kms_error_clear(&first);
+  for (size_t i = 0; i < n && !stopping(r); i++) {
+    kms_error e;
+    kms_error_clear(&e);
+    int fetched = 0;
+    kms_status st = vault_cache_refresh_key(r->d.cache, keys[i], r->d.fetch, r->d.fetch_ctx,
+                                            jitter(r, r->retry_ms), &fetched, &e);
+    if (!fetched) continue;
+    tried++;
+    if (st == KMS_OK || st == KMS_NOT_FOUND || st == KMS_PERMISSION_DENIED)
+      continue; /* refreshed, or evicted as a read would */
+    if (!failed++) first = e;
+    if (st == KMS_UNAVAILABLE) {
+      unavailable = 1; /* the others would fail the same way: back off */
+      break;
+    }
+  }
+  vault_cache_keys_free(keys, n);
+  if (stopping(r)) return 0;
+  now = mono_ms();
+  if (unavailable) {
+    r->backoff_until = now + jitter(r, r->backoff_ms);
+    r->backoff_ms = clamp(r->backoff_ms * 2, r->backoff0_ms, MAX_BACKOFF_MS);
+    next = r->backoff_until;
+  } else {
+    r->backoff_ms = r->backoff0_ms;
+    if (failed && (!next || now + r->retry_ms < next)) next = now + r->retry_ms;
+  }
+  /* Log outside every lock; once per outage, never a value or a token. */
+  if (failed && !r->failing) {
+    r->failing = 1;
+    vault_logf(r->d.lg, KMS_LOG_WARN,
+               "background refresh: %zu of %zu secrets could not be re-read; the cached values "
+               "are kept (served until they expire, then stale_if_error applies); first: %.200s",
+               failed, tried, unprefixed(first.message));
+  } else if (!failed && tried && r->failing) {
+    r->failing = 0;
+    vault_logf(r->d.lg, KMS_LOG_INFO, "background refresh: secrets are re-read again");
+  }
+  OPENSSL_cleanse(&first, sizeof first);
+  return next;
+}
+
+static void *run(void *arg) {
+  vault_refresher *r = arg;
+  int64_t wake = 0; /* first round at once: nothing is due, it just plans */
+  for (;;) {
+    pthread_mutex_lock(&r->mu);
+    while (!r->stop && mono_ms() < wake) {
+      struct timespec ts = {(time_t)(wake / 1000), (long)(wake % 1000) * 1000000L};
+      int rc = pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+      if (rc != 0 && rc != ETIMEDOUT && rc != EINTR) break;
+    }
+    int stop = r->stop;
+    pthread_mutex_unlock(&r->mu);
+    if (stop) break;
+
+    int64_t now = mono_ms();
+    int64_t next = now + r->scan_ms;
+    int64_t a = credentials(r, now);
+    if (a && a < next) next = a;
+    if (stopping(r)) break;
+    int64_t s = secrets(r, mono_ms());
+    if (s && s < next) next = s;
+    now = mono_ms();
+    wake = next > now + MIN_SLEEP_MS ? next : now + MIN_SLEEP_MS;
+  }
+  return NULL;
+}
+
+kms_status vault_refresher_start(const vault_refresher_deps *deps, vault_refresher **out,
+                                 kms_error *err) {
+  *out = NULL;
+  vault_refresher *r = calloc(1, sizeof *r);
+  if (!r) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  r->d = *deps;
+  int64_t ttl = deps->ttl_ms > 0 ? deps->ttl_ms : 1000;
+  r->scan_ms = clamp(ttl / 10, 50, MAX_SCAN_MS);
+  r->slack_ms = ttl / 50; /* batch the points of the next 2% of the TTL */
+  r->retry_ms = clamp(ttl / 10, 250, MAX_BACKOFF_MS);
+  r->backoff0_ms = r->backoff_ms = clamp(ttl / 10, 250, 5000);
+  r->auth_gap_ms = 1000;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  r->rng = ((uint64_t)ts.tv_nsec << 24) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)r ^
+           ((uint64_t)getpid() << 40);
+  if (!r->rng) r->rng = 88172645463325252ull;
+  pthread_mutex_init(&r->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&r->cv, &ca);
+  pthread_condattr_destroy(&ca);
+
+  /* The thread blocks the asynchronous signals: the host's handlers run on
+   * its own threads, never on ours (faults still reach their handlers). */
+  sigset_t all, old;
+  sigfillset(&all);
+  static const int sync_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
+  for (size_t i = 0; i < sizeof sync_signals / sizeof *sync_signals; i++)
+    sigdelset(&all, sync_signals[i]);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = pthread_create(&r->thread, NULL, run, r);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0) {
+    pthread_cond_destroy(&r->cv);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+    return kms_error_set(err, KMS_INTERNAL, 0,
+                         P "cannot start the background refresher thread: %s (set "
+                         "background_refresh to false)", strerror(rc));
+  }
+  pthread_setname_np(r->thread, "vault-refresh");
+  *out = r;
+  return KMS_OK;
+}
+
+void vault_refresher_stop(vault_refresher *r) {
+  if (!r) return;
+  pthread_mutex_lock(&r->mu);
+  __atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
+  pthread_cond_broadcast(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+  vault_http_cancel(r->d.http); /* abort a request in flight */
+  pthread_join(r->thread, NULL);
+  pthread_cond_destroy(&r->cv);
+  pthread_mutex_destroy(&r->mu);
+  free(r);
+}

@@ -1,0 +1,332 @@
+/*
+ * test_vault_refresher.c -- the background refresher (setting
+ * background_refresh) through the real plugin against tests/vault_server:
+ *   - secrets are re-read in the background before they expire (the
+ *     server's request log shows the GET before the TTL is up), a changed
+ *     value is picked up, and a read after the original TTL is answered from
+ *     the cache without any request;
+ *   - Vault sealed: the refresher keeps the value (reads still get it, fresh
+ *     then flagged stale after expiry, never an error), warns once;
+ *   - destroy while the refresher waits on a slow request returns long
+ *     before that request would time out, and the thread is gone;
+ *   - setting off, HCP_VAULT_REFRESH_INTERVAL=0 or write_only: no thread, no
+ *     background request; a bad value is refused at create;
+ *   - reader threads racing the refresher (for ThreadSanitizer).
+ * Time bounds are generous (hang detection), never speed assertions.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "itest.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static vf_server *srv;
+
+static int setup(void **state) {
+  srv = vf_start(NULL);
+  return srv ? 0 : -1;
+}
+
+static int teardown(void **state) {
+  vf_stop(srv);
+  return 0;
+}
+
+static int reset(void **state) {
+  vf_clear_faults(srv);
+  vf_seal(srv, 0);
+  vf_clear_requests(srv);
+  return 0;
+}
+
+static void msleep(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Threads of this process (the refresher is one of them). */
+static int threads(void) {
+  DIR *d = opendir("/proc/self/task");
+  if (!d) return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (e->d_name[0] != '.') n++;
+  closedir(d);
+  return n;
+}
+
+/* Wait (up to 5 s) until the process has `want` threads. */
+static int threads_settle(int want) {
+  int n = threads();
+  for (int i = 0; i < 500 && n != want; i++) {
+    msleep(10);
+    n = threads();
+  }
+  return n;
+}
+
+static kms_client *client(it_host *h, const char *interval, const char *const *env,
+                          const kms_setting *set, size_t n) {
+  it_host_init(h);
+  it_target(h, srv, 0, 0);
+  it_set(h, "HCP_VAULT_REFRESH_INTERVAL", interval);
+  for (size_t i = 0; env && env[i]; i += 2) it_set(h, env[i], env[i + 1]);
+  kms_client *c = NULL;
+  kms_error err;
+  if (it_client(h, set, n, &c, &err) != KMS_OK) fail_msg("create: %s", err.message);
+  return c;
+}
+
+static void done(it_host *h, kms_client *c) {
+  kms_client_destroy(c);
+  it_host_free(h);
+}
+
+static kms_status rd(kms_client *c, const char *name, char *val, size_t vs, uint32_t *flags,
+                     kms_error *err) {
+  kms_secret *s = NULL;
+  kms_error local;
+  kms_status st = kms_client_read(c, name, &s, err ? err : &local);
+  if (val) snprintf(val, vs, "%s", st == KMS_OK ? s->value : "");
+  if (flags) *flags = st == KMS_OK ? s->flags : 0;
+  kms_client_free_secret(c, s);
+  return st;
+}
+
+/* GETs of `path` in the server's log; their server times in t[] (up to nt). */
+static size_t gets(const char *path, double *t, size_t nt) {
+  vf_log *log = vf_requests(srv);
+  assert_non_null(log);
+  size_t n = 0;
+  for (size_t i = 0; i < log->n; i++) {
+    if (strcmp(log->r[i].method, "GET") != 0 || strcmp(log->r[i].path, path) != 0) continue;
+    if (t && n < nt) t[n] = log->r[i].time;
+    n++;
+  }
+  vf_log_free(log);
+  return n;
+}
+
+static size_t requests(void) {
+  vf_log *log = vf_requests(srv);
+  assert_non_null(log);
+  size_t n = log->n;
+  vf_log_free(log);
+  return n;
+}
+
+/* Wait (up to `ms`) until the log holds at least `want` GETs of path. */
+static size_t wait_gets(const char *path, size_t want, long ms) {
+  size_t n = gets(path, NULL, 0);
+  for (long waited = 0; n < want && waited < ms; waited += 50) {
+    msleep(50);
+    n = gets(path, NULL, 0);
+  }
+  return n;
+}
+
+static const kms_setting BG_ON[] = {{"background_refresh", "true"}};
+#define TTL_S 3
+#define TTL "3"
+
+static void test_rereads_before_expiry(void **state) {
+  vf_put(srv, "secret/data/bg", "{\"key\":\"one\"}");
+  int base = threads();
+  it_host h;
+  kms_client *c = client(&h, TTL, NULL, BG_ON, 1);
+  assert_int_equal(threads_settle(base + 1), base + 1); /* the refresher */
+  char v[32];
+  uint32_t fl;
+  long long t0 = it_now_ms();
+  assert_int_equal(rd(c, "bg", v, sizeof v, &fl, NULL), KMS_OK);
+  assert_string_equal(v, "one");
+  vf_put(srv, "secret/data/bg", "{\"key\":\"two\"}"); /* changed in Vault */
+  /* refresh point: 75-90% of the TTL after the read */
+  assert_true(wait_gets("/v1/secret/data/bg", 2, 20000) >= 2);
+  double t[2];
+  gets("/v1/secret/data/bg", t, 2);
+  if (t[1] - t[0] >= TTL_S) fail_msg("background GET %.3f s after the read: not before expiry", t[1] - t[0]);
+  /* past the first value's TTL: answered from the cache, no request */
+  long long left = t0 + TTL_S * 1000 + 300 - it_now_ms();
+  if (left > 0) msleep(left);
+  vf_clear_requests(srv);
+  assert_int_equal(rd(c, "bg", v, sizeof v, &fl, NULL), KMS_OK);
+  assert_string_equal(v, "two"); /* the refresher picked up the change */
+  assert_int_equal(fl, 0);
+  size_t n = requests();
+  if (n != 0) {
+    /* only the refresher's own next round may have landed meanwhile (its
+     * next point is >= 75% of a TTL after the last re-read) */
+    fail_msg("%zu request(s) on the read path after expiry", n);
+  }
+  assert_int_equal(it_log_count(&h, "background refresh"), 0); /* nothing went wrong */
+  done(&h, c);
+  assert_int_equal(threads_settle(base), base); /* joined */
+}
+
+static void test_sealed_keeps_value(void **state) {
+  vf_put(srv, "secret/data/sealed", "{\"key\":\"s3cr3t-kept\"}");
+  const char *env[] = {"VAULT_MAX_RETRIES", "0", NULL};
+  kms_setting s[] = {{"background_refresh", "true"},
+                     {"stale_if_error", "60"},
+                     {"stale_retry_interval", "0"}};
+  it_host h;
+  kms_client *c = client(&h, TTL, env, s, 3);
+  char v[32];
+  uint32_t fl;
+  kms_error err;
+  long long t0 = it_now_ms();
+  assert_int_equal(rd(c, "sealed", v, sizeof v, &fl, NULL), KMS_OK);
+  vf_seal(srv, 1);
+  /* the refresher tries (before expiry) and is refused */
+  assert_true(wait_gets("/v1/secret/data/sealed", 2, 20000) >= 2);
+  /* still served, not an error */
+  assert_int_equal(rd(c, "sealed", v, sizeof v, &fl, &err), KMS_OK);
+  assert_string_equal(v, "s3cr3t-kept");
+  /* after expiry: the read path's stale-if-error rules: old value, flagged */
+  long long left = t0 + TTL_S * 1000 + 300 - it_now_ms();
+  if (left > 0) msleep(left);
+  assert_int_equal(rd(c, "sealed", v, sizeof v, &fl, &err), KMS_OK);
+  assert_string_equal(v, "s3cr3t-kept");
+  assert_int_equal(fl, KMS_SECRET_STALE);
+  /* one warning from the refresher for the whole outage, without the value */
+  assert_int_equal(it_log_count(&h, "background refresh: 1 of 1 secrets could not be re-read"), 1);
+  assert_int_equal(it_log_count(&h, "Vault is sealed"), 2); /* refresher + stale warning */
+  assert_int_equal(it_log_count(&h, "s3cr3t"), 0); /* never the value */
+  /* back: the next read fetches, the refresher recovers and says so once */
+  vf_seal(srv, 0);
+  vf_put(srv, "secret/data/sealed", "{\"key\":\"after\"}");
+  assert_int_equal(rd(c, "sealed", v, sizeof v, &fl, NULL), KMS_OK);
+  assert_string_equal(v, "after");
+  assert_int_equal(fl, 0);
+  for (int i = 0; i < 200 && it_log_count(&h, "secrets are re-read again") == 0; i++) msleep(50);
+  assert_int_equal(it_log_count(&h, "secrets are re-read again"), 1);
+  done(&h, c);
+}
+
+static void test_destroy_mid_request(void **state) {
+  vf_put(srv, "secret/data/slow", "{\"key\":\"v\"}");
+  const char *env[] = {"VAULT_CLIENT_TIMEOUT", "60s", NULL};
+  int base = threads();
+  it_host h;
+  kms_client *c = client(&h, TTL, env, BG_ON, 1);
+  assert_int_equal(rd(c, "slow", NULL, 0, NULL, NULL), KMS_OK);
+  /* the refresher's GET will hang for 30 s */
+  vf_fault(srv, "{\"method\":\"GET\",\"path\":\"^/v1/secret/data/slow$\",\"delay_ms\":30000,"
+                "\"times\":1}");
+  assert_true(wait_gets("/v1/secret/data/slow", 2, 20000) >= 2);
+  msleep(200); /* well inside the request */
+  long long t = it_now_ms();
+  done(&h, c);
+  long long took = it_now_ms() - t;
+  /* not the 30 s of the request nor the 60 s timeout: it was cancelled */
+  if (took > 15000) fail_msg("destroy took %lld ms", took);
+  assert_int_equal(threads_settle(base), base);
+}
+
+static void test_off_means_no_thread_no_requests(void **state) {
+  vf_put(srv, "secret/data/off", "{\"key\":\"v\"}");
+  int base = threads();
+  struct {
+    const char *interval;
+    const kms_setting *set;
+    size_t n;
+  } cases[] = {
+    {"1", NULL, 0},                                                          /* default: off */
+    {"1", (const kms_setting[]){{"background_refresh", "false"}}, 1},        /* off */
+    {"0", BG_ON, 1},                                                         /* nothing cached */
+    {"1", (const kms_setting[]){{"background_refresh", "true"}, {"access_mode", "write_only"}}, 2},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    reset(NULL);
+    it_host h;
+    kms_client *c = client(&h, cases[i].interval, NULL, cases[i].set, cases[i].n);
+    assert_int_equal(threads(), base);
+    int writes_only = i == 3;
+    if (!writes_only) assert_int_equal(rd(c, "off", NULL, 0, NULL, NULL), KMS_OK);
+    msleep(1600); /* past the TTL */
+    assert_int_equal(gets("/v1/secret/data/off", NULL, 0), writes_only ? 0 : 1);
+    assert_int_equal(threads(), base);
+    done(&h, c);
+  }
+  /* a bad value is refused at create, naming the setting */
+  it_host h;
+  it_host_init(&h);
+  it_target(&h, srv, 0, 0);
+  kms_client *c = NULL;
+  kms_error err;
+  kms_setting bad[] = {{"background_refresh", "sometimes"}};
+  assert_int_equal(it_client(&h, bad, 1, &c, &err), KMS_INVALID_ARGUMENT);
+  assert_non_null(strstr(err.message, "background_refresh"));
+  it_host_free(&h);
+}
+
+typedef struct reader {
+  kms_client *c;
+  long long until;
+  int errors, reads;
+} reader;
+
+static void *read_loop(void *p) {
+  reader *r = p;
+  char name[16], want[16], v[32];
+  for (int i = 0; it_now_ms() < r->until; i++) {
+    snprintf(name, sizeof name, "race%d", i % 3);
+    snprintf(want, sizeof want, "value-%d", i % 3);
+    if (rd(r->c, name, v, sizeof v, NULL, NULL) != KMS_OK || strcmp(v, want) != 0) r->errors++;
+    r->reads++;
+    msleep(2);
+  }
+  return NULL;
+}
+
+static void test_readers_race_refresher(void **state) {
+  char path[64], json[64];
+  for (int k = 0; k < 3; k++) {
+    snprintf(path, sizeof path, "secret/data/race%d", k);
+    snprintf(json, sizeof json, "{\"key\":\"value-%d\"}", k);
+    vf_put(srv, path, json);
+  }
+  it_host h;
+  kms_client *c = client(&h, "1", NULL, BG_ON, 1);
+  enum { N = 4 };
+  pthread_t t[N];
+  reader r[N];
+  long long until = it_now_ms() + 3500;
+  for (int i = 0; i < N; i++) {
+    r[i] = (reader){c, until, 0, 0};
+    assert_int_equal(pthread_create(&t[i], NULL, read_loop, &r[i]), 0);
+  }
+  kms_error err;
+  msleep(1200);
+  assert_int_equal(kms_client_refresh(c, &err), KMS_OK); /* refresh() racing too */
+  for (int i = 0; i < N; i++) {
+    pthread_join(t[i], NULL);
+    assert_int_equal(r[i].errors, 0);
+    assert_true(r[i].reads > 0);
+  }
+  /* the refresher did re-read them (3 initial reads + 1 refresh() round +
+   * background rounds) */
+  assert_true(gets("/v1/secret/data/race0", NULL, 0) >= 3);
+  done(&h, c);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup(test_rereads_before_expiry, reset),
+    cmocka_unit_test_setup(test_sealed_keeps_value, reset),
+    cmocka_unit_test_setup(test_destroy_mid_request, reset),
+    cmocka_unit_test_setup(test_off_means_no_thread_no_requests, reset),
+    cmocka_unit_test_setup(test_readers_race_refresher, reset),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
