@@ -3,6 +3,7 @@
  */
 #include "itest.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,6 +143,12 @@ const kms_module *it_module(void) {
 kms_status it_client(it_host *h, const kms_setting *s, size_t n, kms_client **out,
                      kms_error *err) {
   return kms_client_create(it_module(), &h->host, s, n, out, err);
+}
+
+void it_sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
 }
 
 long long it_now_ms(void) {

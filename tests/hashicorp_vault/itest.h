@@ -48,4 +48,7 @@ extern const kms_setting IT_RW[];
 /* Wall-clock milliseconds (monotonic), for hang detection bounds only. */
 long long it_now_ms(void);
 
+/* Sleep `ms` milliseconds (waiting for TTLs and leases to pass). */
+void it_sleep_ms(long ms);
+
 #endif

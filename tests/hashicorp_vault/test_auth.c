@@ -56,11 +56,6 @@ static int stop(void **state) {
   return 0;
 }
 
-static void msleep(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 /* ---- configuring the server through its Vault API ----------------------- */
 
 static char *api(const char *method, const char *path, const char *json) {
@@ -515,7 +510,7 @@ static void test_renewal(void **state) {
                                               "HCP_VAULT_APPROLE_SECRET_ID", cr.secret_id, NULL});
   read_ok(c, "r", "vr");
   read_ok(c, "r", "vr"); /* well before 2/3: nothing */
-  msleep(6400);
+  it_sleep_ms(6400);
   read_ok(c, "r", "vr");
   read_ok(c, "r", "vr");
   vf_log *log = vf_requests(srv);
@@ -540,10 +535,10 @@ static void test_renewal_while_vault_down(void **state) {
                                               "VAULT_MAX_RETRIES", "0", NULL});
   read_ok(c, "w", "vw");
   assert_int_equal(vf_fault(srv, "{\"method\":\"POST\",\"path\":\"renew-self$\",\"status\":503,\"times\":-1}"), 0);
-  msleep(8400);
+  it_sleep_ms(8400);
   read_ok(c, "w", "vw");
   vf_clear_faults(srv);
-  msleep(1100); /* the pause before the next renewal attempt */
+  it_sleep_ms(1100); /* the pause before the next renewal attempt */
   read_ok(c, "w", "vw");
   vf_log *log = vf_requests(srv);
   expect_log(log, (const char *[]){"POST " APPROLE_LOGIN, "GET /v1/secret/data/w", "POST " RENEW,
@@ -564,7 +559,7 @@ static void test_max_ttl_fresh_login(void **state) {
   it_host h;
   kms_client *c = client(&h, (const char *[]){CERT_ENV, "HCP_VAULT_CERT_ROLE", "short", NULL});
   read_ok(c, "m", "vm");
-  msleep(6400);
+  it_sleep_ms(6400);
   read_ok(c, "m", "vm");
   read_ok(c, "m", "vm");
   vf_log *log = vf_requests(srv);
@@ -724,7 +719,7 @@ static void test_login_unavailable_then_recovers(void **state) {
   if (!strstr(err.message, "Vault is sealed") || !strstr(err.message, "AppRole login"))
     fail_msg("message: %s", err.message);
   vf_clear_faults(srv);
-  msleep(1100); /* past the pause after a failed login */
+  it_sleep_ms(1100); /* past the pause after a failed login */
   read_ok(c, "u", "vu");
   vf_log *log = vf_requests(srv);
   expect_log(log, (const char *[]){"POST " APPROLE_LOGIN, "POST " APPROLE_LOGIN, "GET /v1/secret/data/u", NULL});
@@ -798,7 +793,7 @@ static void test_bad_approle_secret(void **state) {
   expect_log(log, (const char *[]){"POST " APPROLE_LOGIN, NULL});
   vf_log_free(log);
   /* after the pause, one new attempt */
-  msleep(1100);
+  it_sleep_ms(1100);
   assert_int_equal(rd(c, "x", NULL, 0, &err), KMS_UNAUTHENTICATED);
   log = vf_requests(srv);
   expect_log(log, (const char *[]){"POST " APPROLE_LOGIN, "POST " APPROLE_LOGIN, NULL});

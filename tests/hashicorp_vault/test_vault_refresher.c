@@ -47,11 +47,6 @@ static int reset(void **state) {
   return 0;
 }
 
-static void msleep(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 /* Refresher threads of this process (the plugin names them vault-refresh;
  * counting by name ignores the sanitizers' own threads). */
 static int threads(void) {
@@ -76,7 +71,7 @@ static int threads(void) {
 static int threads_settle(int want) {
   int n = threads();
   for (int i = 0; i < 500 && n != want; i++) {
-    msleep(10);
+    it_sleep_ms(10);
     n = threads();
   }
   return n;
@@ -136,7 +131,7 @@ static size_t requests(void) {
 static size_t wait_gets(const char *path, size_t want, long ms) {
   size_t n = gets(path, NULL, 0);
   for (long waited = 0; n < want && waited < ms; waited += 50) {
-    msleep(50);
+    it_sleep_ms(50);
     n = gets(path, NULL, 0);
   }
   return n;
@@ -166,7 +161,7 @@ static void test_rereads_before_expiry(void **state) {
   if (t[1] - t[0] >= TTL_S) fail_msg("background GET %.3f s after the read: not before expiry", t[1] - t[0]);
   /* past the first value's TTL: answered from the cache, no request */
   long long left = t0 + TTL_S * 1000 + 300 - it_now_ms();
-  if (left > 0) msleep(left);
+  if (left > 0) it_sleep_ms(left);
   vf_clear_requests(srv);
   assert_int_equal(rd(c, "bg", v, sizeof v, &fl, NULL), KMS_OK);
   assert_string_equal(v, "two"); /* the refresher picked up the change */
@@ -203,7 +198,7 @@ static void test_sealed_keeps_value(void **state) {
   assert_string_equal(v, "s3cr3t-kept");
   /* after expiry: the read path's stale-if-error rules: old value, flagged */
   long long left = t0 + TTL_S * 1000 + 300 - it_now_ms();
-  if (left > 0) msleep(left);
+  if (left > 0) it_sleep_ms(left);
   assert_int_equal(rd(c, "sealed", v, sizeof v, &fl, &err), KMS_OK);
   assert_string_equal(v, "s3cr3t-kept");
   assert_int_equal(fl, KMS_SECRET_STALE);
@@ -217,7 +212,7 @@ static void test_sealed_keeps_value(void **state) {
   assert_int_equal(rd(c, "sealed", v, sizeof v, &fl, NULL), KMS_OK);
   assert_string_equal(v, "after");
   assert_int_equal(fl, 0);
-  for (int i = 0; i < 200 && it_log_count(&h, "secrets are re-read again") == 0; i++) msleep(50);
+  for (int i = 0; i < 200 && it_log_count(&h, "secrets are re-read again") == 0; i++) it_sleep_ms(50);
   assert_int_equal(it_log_count(&h, "secrets are re-read again"), 1);
   done(&h, c);
 }
@@ -234,7 +229,7 @@ static void test_destroy_mid_request(void **state) {
   vf_fault(srv, "{\"method\":\"GET\",\"path\":\"^/v1/secret/data/slow$\",\"delay_ms\":30000,"
                 "\"times\":1}");
   assert_true(wait_gets("/v1/secret/data/slow", 2, 20000) >= 2);
-  msleep(200); /* well inside the request */
+  it_sleep_ms(200); /* well inside the request */
   long long t = it_now_ms();
   done(&h, c);
   long long took = it_now_ms() - t;
@@ -263,7 +258,7 @@ static void test_off_means_no_thread_no_requests(void **state) {
     assert_int_equal(threads(), base);
     int writes_only = i == 3;
     if (!writes_only) assert_int_equal(rd(c, "off", NULL, 0, NULL, NULL), KMS_OK);
-    msleep(1600); /* past the TTL */
+    it_sleep_ms(1600); /* past the TTL */
     assert_int_equal(gets("/v1/secret/data/off", NULL, 0), writes_only ? 0 : 1);
     assert_int_equal(threads(), base);
     done(&h, c);
@@ -294,7 +289,7 @@ static void *read_loop(void *p) {
     snprintf(want, sizeof want, "value-%d", i % 3);
     if (rd(r->c, name, v, sizeof v, NULL, NULL) != KMS_OK || strcmp(v, want) != 0) r->errors++;
     r->reads++;
-    msleep(2);
+    it_sleep_ms(2);
   }
   return NULL;
 }
@@ -317,7 +312,7 @@ static void test_readers_race_refresher(void **state) {
     assert_int_equal(pthread_create(&t[i], NULL, read_loop, &r[i]), 0);
   }
   kms_error err;
-  msleep(1200);
+  it_sleep_ms(1200);
   assert_int_equal(kms_client_refresh(c, &err), KMS_OK); /* refresh() racing too */
   for (int i = 0; i < N; i++) {
     pthread_join(t[i], NULL);
