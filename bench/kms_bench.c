@@ -487,7 +487,7 @@ static int mode_cached(const opts *o) {
     }
     /* paired per-run ratios (each run's plugin figure ÷ the floor measured
      * right before it): slow drift in machine load cancels out */
-    double pr[64], er[64];
+    double pr[64] = {0}, er[64] = {0};
     for (int r = 0; r < runs; r++) {
       pr[r] = c ? pl[r] / fl[r] : 0;
       er[r] = ec ? en[r] / fl[r] : 0;
@@ -797,7 +797,7 @@ static int mode_storm(const opts *o) {
         if (w[i].st == KMS_OK) ok++;
         else bad = i;
       }
-      if (!ok) fail("storm read %s: %s: %s", name, kms_status_str(w[bad].st), w[bad].msg);
+      if (!ok && bad >= 0) fail("storm read %s: %s: %s", name, kms_status_str(w[bad].st), w[bad].msg);
       long reqs, conns, tls;
       counters_end(o, &k, name, &reqs, &conns, &tls);
       printf("RESULT mode=storm threads=%d trial=%d ok=%d upstream=%ld conns=%ld ms=%.3f\n", th,

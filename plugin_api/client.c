@@ -52,7 +52,7 @@ kms_status kms_client_create(const kms_module *module, const kms_host *host,
   kms_client *c = calloc(1, sizeof *c);
   if (!c) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   c->plugin = p;
-  kms_error local;
+  kms_error local = {0};
   kms_error *e = err ? err : &local;
   kms_error_clear(e);
   kms_status st = p->create(host, settings, n_settings, &c->instance, e);
@@ -83,7 +83,7 @@ kms_status kms_client_read(kms_client *c, const char *name, kms_secret **out, km
     return unsupported(c, "read_secret", err);
   kms_status st = check_name(name, err);
   if (st != KMS_OK) return st;
-  kms_error local;
+  kms_error local = {0};
   kms_error *e = err ? err : &local;
   kms_error_clear(e);
   st = c->plugin->read_secret(c->instance, name, out, e);
@@ -109,7 +109,7 @@ kms_status kms_client_write(kms_client *c, const char *name, const char *value, 
   if (st != KMS_OK) return st;
   if (!value && length)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "secret value is NULL");
-  kms_error local;
+  kms_error local = {0};
   kms_error *e = err ? err : &local;
   kms_error_clear(e);
   st = c->plugin->write_secret(c->instance, name, value ? value : "", length, options, e);
@@ -122,7 +122,7 @@ kms_status kms_client_delete(kms_client *c, const char *name, kms_error *err) {
   if (!KMS_SLOT_AVAILABLE(c->plugin, delete_secret)) return unsupported(c, "delete_secret", err);
   kms_status st = check_name(name, err);
   if (st != KMS_OK) return st;
-  kms_error local;
+  kms_error local = {0};
   kms_error *e = err ? err : &local;
   kms_error_clear(e);
   st = c->plugin->delete_secret(c->instance, name, e);
@@ -133,7 +133,7 @@ kms_status kms_client_refresh(kms_client *c, kms_error *err) {
   kms_error_clear(err);
   if (!c) return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "kms_client_refresh: NULL client");
   if (!KMS_SLOT_AVAILABLE(c->plugin, refresh)) return unsupported(c, "refresh", err);
-  kms_error local;
+  kms_error local = {0};
   kms_error *e = err ? err : &local;
   kms_error_clear(e);
   kms_status st = c->plugin->refresh(c->instance, e);
