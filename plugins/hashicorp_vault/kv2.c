@@ -280,6 +280,15 @@ void kv2_free_body(char *body, size_t len) {
 
 /* ---- responses --------------------------------------------------------- */
 
+/* A JSON version number as int64: 0 unless it is a finite number in
+ * [0, 2^63) (a cast of anything else, e.g. 1e300 or -1e19, is undefined). */
+static int64_t json_version(const cJSON *ver) {
+  if (!cJSON_IsNumber(ver)) return 0;
+  double d = ver->valuedouble;
+  if (!(d >= 0 && d < 9223372036854775808.0)) return 0; /* also false for NaN */
+  return (int64_t)d;
+}
+
 kms_status kv2_parse_read(const char *body, size_t len, const char *name, char **value,
                           size_t *value_len, int64_t *version, kms_error *err) {
   *value = NULL;
@@ -335,8 +344,8 @@ kms_status kv2_parse_read(const char *body, size_t len, const char *name, char *
   memcpy(v, key->valuestring, n + 1);
   *value = v;
   *value_len = n;
-  cJSON *ver = cJSON_IsObject(md) ? cJSON_GetObjectItemCaseSensitive(md, "version") : NULL;
-  if (cJSON_IsNumber(ver)) *version = (int64_t)ver->valuedouble;
+  *version = json_version(cJSON_IsObject(md) ? cJSON_GetObjectItemCaseSensitive(md, "version")
+                                             : NULL);
 out:
   json_wipe_delete(root);
   return st;
@@ -346,8 +355,8 @@ int64_t kv2_parse_write_version(const char *body, size_t len) {
   int64_t v = 0;
   cJSON *root = body && len ? cJSON_ParseWithLength(body, len) : NULL;
   cJSON *data = root ? cJSON_GetObjectItemCaseSensitive(root, "data") : NULL;
-  cJSON *ver = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "version") : NULL;
-  if (cJSON_IsNumber(ver)) v = (int64_t)ver->valuedouble;
+  v = json_version(cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "version")
+                                        : NULL);
   json_wipe_delete(root);
   return v;
 }
@@ -383,8 +392,7 @@ static const char *deleted_state(const char *body, size_t len, int64_t *version)
   if (cJSON_IsObject(md)) {
     cJSON *destroyed = cJSON_GetObjectItemCaseSensitive(md, "destroyed");
     cJSON *dt = cJSON_GetObjectItemCaseSensitive(md, "deletion_time");
-    cJSON *ver = cJSON_GetObjectItemCaseSensitive(md, "version");
-    if (cJSON_IsNumber(ver)) *version = (int64_t)ver->valuedouble;
+    *version = json_version(cJSON_GetObjectItemCaseSensitive(md, "version"));
     if (cJSON_IsTrue(destroyed)) r = "destroyed";
     else if (cJSON_IsString(dt) && dt->valuestring && *dt->valuestring) r = "deleted";
   }

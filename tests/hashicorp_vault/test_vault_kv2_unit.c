@@ -15,6 +15,7 @@
 #include "kv2.h"
 
 #include <cjson/cJSON.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -287,6 +288,23 @@ static void test_parse_read(void **state) {
   }
   assert_int_equal(kv2_parse_write_version("{\"data\":{\"version\":3}}", 22), 3);
   assert_int_equal(kv2_parse_write_version("", 0), 0);
+  /* Versions that do not fit int64 read as 0 (found by fuzz_kv2_response:
+   * the double -> int64 cast of 1e300 was undefined behaviour). */
+  static const char *const huge[] = {"1e300", "-1e300", "9223372036854775808", "-5", "1e19"};
+  for (size_t i = 0; i < sizeof huge / sizeof *huge; i++) {
+    char b[160];
+    snprintf(b, sizeof b, "{\"data\":{\"data\":{\"key\":\"v\"},\"metadata\":{\"version\":%s}}}",
+             huge[i]);
+    assert_int_equal(kv2_parse_read(b, strlen(b), "n", &v, &n, &ver, &err), KMS_OK);
+    assert_int_equal(ver, 0);
+    free(v);
+    snprintf(b, sizeof b, "{\"data\":{\"version\":%s}}", huge[i]);
+    assert_int_equal(kv2_parse_write_version(b, strlen(b)), 0);
+    snprintf(b, sizeof b, "{\"data\":{\"data\":null,\"metadata\":{\"version\":%s,"
+             "\"destroyed\":true}}}", huge[i]);
+    assert_int_equal(kv2_map_status("read", "/v1/p", 404, b, strlen(b), 1, 1, &err), KMS_NOT_FOUND);
+    assert_non_null(strstr(err.message, "version 0 was destroyed"));
+  }
 }
 
 static void test_status_map(void **state) {
