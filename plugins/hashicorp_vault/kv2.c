@@ -23,13 +23,17 @@ kms_status kv2_validate_name(const char *name, kms_error *err) {
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                          P "secret name is %zu bytes long; at most %d are allowed", n,
                          VAULT_NAME_MAX);
-  const char *seg = name;
-  for (const char *p = name;; p++) {
+  /* Control characters first: the messages below quote the name. */
+  for (const char *p = name; *p; p++) {
     unsigned char c = (unsigned char)*p;
-    if ((c < 0x20 && c != 0) || c == 0x7f)
+    if (c < 0x20 || c == 0x7f)
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                            P "secret name contains a control character (byte 0x%02x at offset "
                            "%zu)", c, (size_t)(p - name));
+  }
+  const char *seg = name;
+  for (const char *p = name;; p++) {
+    unsigned char c = (unsigned char)*p;
     if (c == '/' || c == 0) {
       size_t len = (size_t)(p - seg);
       if (len == 0)

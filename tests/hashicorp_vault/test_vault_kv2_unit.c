@@ -56,6 +56,15 @@ static void test_names(void **state) {
   assert_int_equal(kv2_validate_name(big, &err), KMS_INVALID_ARGUMENT);
   big[VAULT_NAME_MAX] = '\0';
   assert_int_equal(kv2_validate_name(big, &err), KMS_OK);
+  /* A name refused for a '..' or empty segment that also holds a control
+   * character is refused for the control character, so the message (which
+   * quotes names) never carries a newline (found by fuzz_kv2_names). */
+  static const char *const mixed[] = {"../a\nFAKE LOG LINE", "/x\r", "a//\x1b[31m"};
+  for (size_t i = 0; i < sizeof mixed / sizeof *mixed; i++) {
+    assert_int_equal(kv2_validate_name(mixed[i], &err), KMS_INVALID_ARGUMENT);
+    assert_non_null(strstr(err.message, "control character"));
+    for (const char *p = err.message; *p; p++) assert_true((unsigned char)*p >= 0x20);
+  }
 }
 
 static void test_encoding(void **state) {
