@@ -174,7 +174,11 @@ static int parse_auth(const char *body, int want_token, grant *g) {
   cJSON *warn = cJSON_GetObjectItemCaseSensitive(j, "warnings");
   int ok = cJSON_IsObject(auth) && (!want_token || (cJSON_IsString(tok) && tok->valuestring[0]));
   if (ok) {
-    g->lease_s = cJSON_IsNumber(lease) && lease->valuedouble > 0 ? (int64_t)lease->valuedouble : 0;
+    /* Capped at 100 years: a larger lease_duration (1e300) made the cast to
+     * int64 undefined and lease_s * 1000 in schedule() overflow. */
+    double d = cJSON_IsNumber(lease) ? lease->valuedouble : 0;
+    const double max_s = 100.0 * 365 * 24 * 3600;
+    g->lease_s = d > 0 ? (int64_t)(d < max_s ? d : max_s) : 0;
     g->renewable = cJSON_IsTrue(ren);
     if (want_token && !(g->token = strdup(tok->valuestring))) ok = 0;
     cJSON *w;
