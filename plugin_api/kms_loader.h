@@ -31,7 +31,9 @@ extern "C" {
 const char *kms_status_str(kms_status status);
 
 /* Fill `err` (if not NULL) with `status`, `backend_status` and a printf-style
- * message (truncated to fit), and return `status`. Thread-safe. Offered to
+ * message (truncated to fit; control characters, which quoted values may
+ * carry, become '?' so it stays one printable line), and return `status`.
+ * Thread-safe. Offered to
  * plugins and hosts alike so every error reads the same way. */
 kms_status kms_error_set(kms_error *err, kms_status status, int32_t backend_status,
                          const char *fmt, ...)

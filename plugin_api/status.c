@@ -42,6 +42,10 @@ kms_status kms_error_set(kms_error *err, kms_status status, int32_t backend_stat
   int n = vsnprintf(err->message, sizeof err->message, fmt, ap);
   va_end(ap);
   if (n < 0) err->message[0] = '\0';
+  /* One printable line: messages quote configuration values and names, and
+   * hosts print them to logs and terminals (no injected lines or escapes). */
+  for (char *p = err->message; *p; p++)
+    if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
   return status;
 }
 

@@ -49,6 +49,12 @@ static void test_status_names(void **state) {
                          "NO_MEMORY", "INTERNAL"};
   for (int i = 0; i < 10; i++) assert_string_equal(kms_status_str((kms_status)i), names[i]);
   assert_string_equal(kms_status_str((kms_status)1234), "UNKNOWN");
+  /* kms_error_set keeps the message one printable line */
+  kms_error err;
+  assert_int_equal(kms_error_set(&err, KMS_INTERNAL, 7, "a\n%s\t%s", "b\r\x1b[1m", "\x7f"),
+                   KMS_INTERNAL);
+  assert_string_equal(err.message, "a?b??[1m??");
+  assert_int_equal(err.backend_status, 7);
 }
 
 static void test_slot_available(void **state) {

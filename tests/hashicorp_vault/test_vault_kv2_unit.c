@@ -187,6 +187,9 @@ static void test_config_errors(void **state) {
     {{NULL}, "redirect_allowed_hosts", "nohostport", KMS_INVALID_ARGUMENT, "redirect_allowed_hosts"},
     {{NULL}, "max_response_bytes", "12", KMS_INVALID_ARGUMENT, "max_response_bytes"},
     {{NULL}, "connect_timeout", "0", KMS_INVALID_ARGUMENT, "connect_timeout"},
+    /* quoted values keep the message one line (found by fuzz_vault_config) */
+    {{NULL}, "access_mode", "x\nFAKE: line\x1b[2J", KMS_INVALID_ARGUMENT, "'x?FAKE: line?[2J'"},
+    {{"VAULT_SKIP_VERIFY", "y\r\n", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "(got 'y?" "?')" /* split: ??' is a trigraph */},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     envt e = {{NULL}};
