@@ -17,7 +17,8 @@
  *   - every error: err.status == returned status, a non-empty one-line
  *     printable message, and the status HTTP mapping documented in kv2.h;
  *   - the canary never appears in an error message unless Vault's own
- *     `errors` text (which the message quotes by design) carries it;
+ *     `errors` text (which the message quotes by design) carries it or the
+ *     input spells it outside a "$K";
  *   - kv2_errors_text always NUL-terminates inside the buffer.
  */
 #include <stddef.h>
@@ -71,6 +72,8 @@ static char *expected_value(const char *body, size_t len) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 2) return 0;
+  const uint8_t *raw = data;
+  size_t raw_size = size;
   long http = statuses[data[0] % (sizeof statuses / sizeof *statuses)];
   int have_token = data[1] & 1, attempts = 1 + ((data[1] >> 1) & 7);
   data += 2;
@@ -151,7 +154,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (http == 403 && !have_token)
       FUZZ_CHECK(st == KMS_UNAUTHENTICATED, "403 without a token must be UNAUTHENTICATED");
   }
-  if (st != KMS_OK && strstr(err.message, CANARY))
+  /* (Skipped when the input spells the canary itself, e.g. in the name.) */
+  if (st != KMS_OK && strstr(err.message, CANARY) && !memmem(raw, raw_size, "c4n4ry", 6))
     FUZZ_CHECK(strstr(etext_full, CANARY) != NULL,
                "the secret value leaked into the error message: %s", err.message);
 
