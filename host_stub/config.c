@@ -26,12 +26,20 @@
 #include <string.h>
 #include <yaml.h>
 
+/* Limits that keep a hostile or runaway config (YAML aliases can repeat a
+ * mapping thousands of times: "billion laughs") from hanging the host. */
+#define HOST_MAX_WORK 4000000u /* mapping entries visited, aliases expanded */
+#define HOST_MAX_REFS 100000u  /* os.environ/ references */
+
 typedef struct parse_ctx {
   yaml_document_t *doc;
   const char *name;
   const char *base_dir;
   char *err;
   size_t errsz;
+  size_t work;            /* entries visited so far (see HOST_MAX_WORK) */
+  unsigned char *checked; /* per node: its keys were checked for duplicates */
+  size_t refs_cap;        /* capacity of cfg->refs */
 } parse_ctx;
 
 static int fail(parse_ctx *p, const yaml_node_t *n, const char *key, const char *fmt, ...)
@@ -78,11 +86,68 @@ static const char *sval(const yaml_node_t *n) {
   return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
 }
 
+static size_t map_size(const yaml_node_t *map) {
+  return (size_t)(map->data.mapping.pairs.top - map->data.mapping.pairs.start);
+}
+
+/* Count `units` of parsing work; fails once the config, with its aliases
+ * expanded, is larger than any real gateway config. */
+static int spend(parse_ctx *p, const yaml_node_t *n, size_t units) {
+  p->work += units;
+  if (p->work <= HOST_MAX_WORK) return 0;
+  return fail(p, n, "(config)",
+              "too large once YAML aliases are expanded (more than %u entries visited); "
+              "write the entries out or split the config", HOST_MAX_WORK);
+}
+
+typedef struct key_ref {
+  const char *key;
+  const yaml_node_t *node;
+  size_t pos;
+} key_ref;
+
+static int key_ref_cmp(const void *a, const void *b) {
+  const key_ref *x = a, *y = b;
+  int c = strcmp(x->key, y->key);
+  return c ? c : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+/* Every scalar key of `map` at most once (duplicates are errors: PyYAML would
+ * silently keep the last one, which hides typos in a security setting).
+ * Sorted, so O(n log n), and done once per node however often aliases
+ * repeat it. */
+static int check_keys(parse_ctx *p, yaml_node_t *map, const char *path) {
+  size_t idx = (size_t)(map - p->doc->nodes.start);
+  if (p->checked[idx]) return 0;
+  p->checked[idx] = 1;
+  size_t n = map_size(map), m = 0;
+  if (n < 2) return 0;
+  key_ref *keys = malloc(n * sizeof *keys);
+  if (!keys) return oom(p);
+  for (size_t i = 0; i < n; i++) {
+    const yaml_node_t *k = yaml_document_get_node(p->doc, map->data.mapping.pairs.start[i].key);
+    const char *ks = sval(k);
+    if (ks) keys[m++] = (key_ref){ks, k, i};
+  }
+  qsort(keys, m, sizeof *keys, key_ref_cmp);
+  int rc = 0;
+  for (size_t i = 1; i < m && rc == 0; i++)
+    if (strcmp(keys[i - 1].key, keys[i].key) == 0) {
+      char full[256];
+      snprintf(full, sizeof full, "%s%s%s", path, *path ? "." : "", keys[i].key);
+      rc = fail(p, keys[i].node, full, "duplicate key (first at line %d)",
+                (int)keys[i - 1].node->start_mark.line + 1);
+    }
+  free(keys);
+  return rc;
+}
+
 /* Look up `key` in a mapping; errors on a duplicate. Returns 0 and *out
  * (NULL if absent), or -1. */
 static int map_get(parse_ctx *p, yaml_node_t *map, const char *path, const char *key,
                    yaml_node_t **out) {
   *out = NULL;
+  if (spend(p, map, map_size(map)) != 0) return -1;
   yaml_node_t *first_key = NULL;
   for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top;
        pr++) {
@@ -217,6 +282,7 @@ static int parse_kms_settings(parse_ctx *p, host_config *cfg, yaml_node_t *m) {
   if (is_null(m)) return 0;
   if (m->type != YAML_MAPPING_NODE)
     return fail(p, m, base, "expected a mapping, got %s", type_name(m));
+  if (check_keys(p, m, base) != 0 || spend(p, m, map_size(m)) != 0) return -1;
   for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
     yaml_node_t *k = yaml_document_get_node(p->doc, pr->key);
     yaml_node_t *v = yaml_document_get_node(p->doc, pr->value);
@@ -224,9 +290,6 @@ static int parse_kms_settings(parse_ctx *p, host_config *cfg, yaml_node_t *m) {
     if (!ks) return fail(p, k, base, "keys must be scalars");
     char path[256];
     snprintf(path, sizeof path, "%s.%s", base, ks);
-    /* Duplicates: only the first occurrence is processed; map_get reports. */
-    yaml_node_t *dummy;
-    if (map_get(p, m, base, ks, &dummy) != 0) return -1;
     if (!strcmp(ks, "hosted_keys")) {
       if (is_null(v)) continue;
       if (parse_hosted_keys(p, cfg, v, path) != 0) return -1;
@@ -296,12 +359,22 @@ static int parse_general(parse_ctx *p, host_config *cfg, yaml_node_t *g) {
 
 static int add_ref(parse_ctx *p, host_config *cfg, size_t idx, const char *model_name,
                    const char *param, const char *value, char *env_name, int line) {
-  host_ref *r = realloc(cfg->refs, (cfg->n_refs + 1) * sizeof *r);
-  if (!r) {
+  if (cfg->n_refs >= HOST_MAX_REFS) {
     free(env_name);
-    return oom(p);
+    snprintf(p->err, p->errsz, "%s:%d: model_list: more than %u os.environ/ references", p->name,
+             line, HOST_MAX_REFS);
+    return -1;
   }
-  cfg->refs = r;
+  host_ref *r = cfg->refs;
+  if (cfg->n_refs == p->refs_cap) {
+    size_t cap = p->refs_cap ? p->refs_cap * 2 : 16;
+    if (!(r = realloc(cfg->refs, cap * sizeof *r))) {
+      free(env_name);
+      return oom(p);
+    }
+    cfg->refs = r;
+    p->refs_cap = cap;
+  }
   r = &cfg->refs[cfg->n_refs];
   memset(r, 0, sizeof *r);
   r->model_index = idx;
@@ -341,13 +414,12 @@ static int parse_model_list(parse_ctx *p, host_config *cfg, yaml_node_t *ml) {
     snprintf(lpath, sizeof lpath, "%s.litellm_params", path);
     if (lp->type != YAML_MAPPING_NODE)
       return fail(p, lp, lpath, "expected a mapping, got %s", type_name(lp));
+    if (check_keys(p, lp, lpath) != 0 || spend(p, lp, map_size(lp)) != 0) return -1;
     for (yaml_node_pair_t *pr = lp->data.mapping.pairs.start; pr < lp->data.mapping.pairs.top;
          pr++) {
       yaml_node_t *k = yaml_document_get_node(p->doc, pr->key);
       yaml_node_t *v = yaml_document_get_node(p->doc, pr->value);
       if (!sval(k)) return fail(p, k, lpath, "keys must be scalars");
-      yaml_node_t *dummy;
-      if (map_get(p, lp, lpath, sval(k), &dummy) != 0) return -1;
       /* LiteLLM only looks at string values of litellm_params. */
       if (v->type != YAML_SCALAR_NODE || is_null(v)) continue;
       char *name = NULL;
@@ -365,7 +437,7 @@ static int parse_model_list(parse_ctx *p, host_config *cfg, yaml_node_t *ml) {
 int host_config_parse(const char *text, size_t len, const char *name, const char *base_dir,
                       host_config *cfg, char *err, size_t errsz) {
   memset(cfg, 0, sizeof *cfg);
-  parse_ctx p = {NULL, name, base_dir, err, errsz};
+  parse_ctx p = {NULL, name, base_dir, err, errsz, 0, NULL, 0};
   if (!(cfg->prefix = strdup("litellm/"))) return oom(&p);
   yaml_parser_t parser;
   yaml_document_t doc;
@@ -380,6 +452,13 @@ int host_config_parse(const char *text, size_t len, const char *name, const char
     return -1;
   }
   p.doc = &doc;
+  p.checked = calloc((size_t)(doc.nodes.top - doc.nodes.start) + 1, 1);
+  if (!p.checked) {
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    host_config_free(cfg);
+    return oom(&p);
+  }
   int rc = 0;
   yaml_node_t *root = yaml_document_get_root_node(&doc);
   if (!root || is_null(root)) {
@@ -394,6 +473,7 @@ int host_config_parse(const char *text, size_t len, const char *name, const char
     if (rc == 0) rc = map_get(&p, root, "", "model_list", &ml);
     if (rc == 0 && ml) rc = parse_model_list(&p, cfg, ml);
   }
+  free(p.checked);
   yaml_document_delete(&doc);
   yaml_parser_delete(&parser);
   if (rc != 0) host_config_free(cfg);

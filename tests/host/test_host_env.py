@@ -146,6 +146,24 @@ def test_plugin_dir_precedence(tmp_path):
 
 # --- config errors ---------------------------------------------------------------
 
+def _alias_bomb(n_params, n_aliases, value):
+    """One model with n_params params, listed n_aliases times through a YAML alias."""
+    params = "\n".join(f"    p{i}: {value}{i}" for i in range(n_params))
+    return ("x: &m\n  model_name: m\n  litellm_params:\n" + params + "\n"
+            "model_list: [" + ", ".join(["*m"] * n_aliases) + "]\n")
+
+
+@pytest.mark.parametrize("value,needle", [
+    ("os.environ/K", "more than 100000 os.environ/ references"),
+    ("plain", "too large once YAML aliases are expanded"),
+])
+def test_alias_expansion_is_bounded(tmp_path, value, needle):
+    # 2,000 params x 20,000 aliases: refused with a clear error instead of
+    # hanging or eating memory (the subprocess timeout in Host.run is the hang check)
+    p = Host(write(tmp_path, _alias_bomb(2000, 20000, value))).run("resolve", check=EXIT_CONFIG)
+    assert needle in p.stderr, p.stderr
+
+
 @pytest.mark.parametrize("body,needles", [
     ("general_settings:\n  key_management_settings:\n    store_virtual_keys: perhaps\n",
      ["config.yaml:3", "store_virtual_keys", "true or false"]),
@@ -161,6 +179,12 @@ def test_plugin_dir_precedence(tmp_path):
                                                                    "not a plugin name"]),
     ("model_list: [\n", ["YAML syntax error"]),
     ("", ["empty"]),
+    ("general_settings:\n  key_management_settings:\n    access_mode: read_only\n"
+     "    store_virtual_keys: false\n    access_mode: read_and_write\n",
+     ["config.yaml:5", "key_management_settings.access_mode", "duplicate key (first at line 3)"]),
+    ("model_list:\n  - model_name: m\n    litellm_params:\n      api_key: os.environ/A\n"
+     "      api_key: os.environ/B\n",
+     ["config.yaml:5", "litellm_params.api_key", "duplicate key (first at line 4)"]),
 ])
 def test_config_errors(tmp_path, body, needles):
     p = Host(write(tmp_path, body)).run("resolve", check=EXIT_CONFIG)
