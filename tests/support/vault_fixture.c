@@ -154,6 +154,7 @@ vf_server *vf_start(const vf_options *opt) {
   argv[n++] = "--ready-file";
   argv[n++] = ready;
   argv[n++] = "--test-controls";
+  argv[n++] = "--exit-with-parent"; /* a crashed test leaves no server behind */
   argv[n++] = "--root-token";
   argv[n++] = s->token;
   if (s->tls) {

@@ -3217,6 +3217,9 @@ def parse_args(argv):
     ap.add_argument("--max-request-bytes", type=int, default=32 * 1024 * 1024)
     ap.add_argument("--max-log-entries", type=int, default=20000)
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--exit-with-parent", action="store_true",
+                    help="stop when the process that started the server exits (test fixtures "
+                         "that crash or are killed then leave no server behind)")
     args = ap.parse_args(argv)
     if bool(args.tls_cert) != bool(args.tls_key):
         ap.error("--tls-cert and --tls-key go together")
@@ -3260,9 +3263,11 @@ def main(argv=None):
     if args.ready_file:
         write_atomic(args.ready_file, url + "\n")
     print("vault_server listening on %s" % url, flush=True)
+    parent = os.getppid()
     try:
         while not stop.wait(0.5):
-            pass
+            if args.exit_with_parent and os.getppid() != parent:
+                break  # reparented: whoever started us is gone
     finally:
         srv.shutdown()
         srv.server_close()
