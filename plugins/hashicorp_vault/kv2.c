@@ -293,6 +293,29 @@ static int64_t json_version(const cJSON *ver) {
   return (int64_t)d;
 }
 
+/* cJSON decodes "\u0000" into a NUL byte but keeps no length, so the value
+ * would silently end there. Rare, so checked only when the body contains
+ * that escape: parse a copy with every "\u0000" turned into "\u0001" (same
+ * length; an escaped backslash before "u0000" only changes literal text of the
+ * same length) and see whether data.data.key grows. */
+static int key_lost_nul(const char *body, size_t len, size_t decoded_len) {
+  static const char esc[] = "\\u0000";
+  if (len < 6 || !memmem(body, len, esc, 6)) return 0;
+  char *copy = malloc(len);
+  if (!copy) return 1; /* cannot prove the value intact: refuse it */
+  memcpy(copy, body, len);
+  for (char *p = copy; (p = memmem(p, len - (size_t)(p - copy), esc, 6)) != NULL; p += 6) p[5] = '1';
+  cJSON *root = cJSON_ParseWithLength(copy, len);
+  OPENSSL_cleanse(copy, len);
+  free(copy);
+  cJSON *data = root ? cJSON_GetObjectItemCaseSensitive(root, "data") : NULL;
+  cJSON *inner = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "data") : NULL;
+  cJSON *key = cJSON_IsObject(inner) ? cJSON_GetObjectItemCaseSensitive(inner, "key") : NULL;
+  int lost = !cJSON_IsString(key) || !key->valuestring || strlen(key->valuestring) != decoded_len;
+  json_wipe_delete(root);
+  return lost;
+}
+
 kms_status kv2_parse_read(const char *body, size_t len, const char *name, char **value,
                           size_t *value_len, int64_t *version, kms_error *err) {
   *value = NULL;
@@ -340,6 +363,12 @@ kms_status kv2_parse_read(const char *body, size_t len, const char *name, char *
     goto out;
   }
   size_t n = strlen(key->valuestring);
+  if (key_lost_nul(body, len, n)) {
+    st = kms_error_set(err, KMS_UNSUPPORTED, 200,
+                       P "read '%.100s': the value contains a NUL character (\\u0000), which "
+                       "cannot be returned intact; store binary secrets base64-encoded", name);
+    goto out;
+  }
   char *v = malloc(n + 1);
   if (!v) {
     st = kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");

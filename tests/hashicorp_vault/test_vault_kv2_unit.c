@@ -291,12 +291,25 @@ static void test_parse_read(void **state) {
     {"{\"data\":{\"data\":null,\"metadata\":{\"version\":2}}}", KMS_NOT_FOUND, "deleted"},
     {"{\"data\":{\"key\":\"v\"}}", KMS_INTERNAL, "KV version 2"},
     {"[]", KMS_INTERNAL, "'data'"},
+    /* a NUL inside the value would silently cut it short: refused instead */
+    {"{\"data\":{\"data\":{\"key\":\"ab\\u0000cd\"}}}", KMS_UNSUPPORTED, "NUL character"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
     kms_status st = kv2_parse_read(bad[i].body, strlen(bad[i].body), "n", &v, &n, &ver, &err);
     if (st != bad[i].st || !strstr(err.message, bad[i].needle))
       fail_msg("case %zu: %d '%s'", i, st, err.message);
     assert_null(v);
+  }
+  /* "\u0000" elsewhere, or as literal text after an escaped backslash, is fine */
+  static const char *const nul_ok[] = {
+    "{\"data\":{\"data\":{\"key\":\"v\",\"note\":\"a\\u0000b\"}}}",
+    "{\"data\":{\"data\":{\"key\":\"v\\\\u0000\"}}}",
+  };
+  static const char *const nul_ok_value[] = {"v", "v\\u0000"};
+  for (size_t i = 0; i < 2; i++) {
+    assert_int_equal(kv2_parse_read(nul_ok[i], strlen(nul_ok[i]), "n", &v, &n, &ver, &err), KMS_OK);
+    assert_string_equal(v, nul_ok_value[i]);
+    free(v);
   }
   assert_int_equal(kv2_parse_write_version("{\"data\":{\"version\":3}}", 22), 3);
   assert_int_equal(kv2_parse_write_version("", 0), 0);
