@@ -314,7 +314,11 @@ static kms_status parse_hosts(vault_config *cfg, const char *v, kms_error *err) 
     const char *q = strchr(p, ',');
     size_t n = q ? (size_t)(q - p) : strlen(p);
     char tmp[300];
-    if (n >= sizeof tmp) n = sizeof tmp - 1;
+    if (n >= sizeof tmp) /* longer than any host name (253) plus a port */
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           P "setting 'redirect_allowed_hosts': an entry is longer than %zu "
+                           "characters; list host:port entries separated by commas",
+                           sizeof tmp - 1);
     memcpy(tmp, p, n);
     tmp[n] = '\0';
     char *t = dup_trim(tmp);

@@ -185,6 +185,13 @@ static void test_config_errors(void **state) {
     {{NULL}, "delete_mode", "hard", KMS_INVALID_ARGUMENT, "delete_mode"},
     {{NULL}, "stale_if_error", "a while", KMS_INVALID_ARGUMENT, "stale_if_error"},
     {{NULL}, "redirect_allowed_hosts", "nohostport", KMS_INVALID_ARGUMENT, "redirect_allowed_hosts"},
+    /* an over-long entry is refused, not cut (which could turn host:82001 into host:8200) */
+    {{NULL}, "redirect_allowed_hosts",
+     "hhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhh"
+     "hhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhh"
+     "hhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhhh"
+     "hhhhhhhhhhhhhhhhhhhhhhhhhhhhh:82001",
+     KMS_INVALID_ARGUMENT, "longer than 299"},
     {{NULL}, "max_response_bytes", "12", KMS_INVALID_ARGUMENT, "max_response_bytes"},
     {{NULL}, "connect_timeout", "0", KMS_INVALID_ARGUMENT, "connect_timeout"},
     /* quoted values keep the message one line (found by fuzz_vault_config) */
