@@ -64,6 +64,7 @@ struct vault_auth {
   int busy;              /* a login or renewal is in flight */
   uint64_t completed;    /* login/renewal operations finished (for waiters) */
   kms_error fail;        /* last login failure (status KMS_OK = none) */
+  int failing;           /* logins/renewals failing: warn once per outage */
   int64_t fail_until_ms; /* callers before this get `fail` without a request */
 };
 
@@ -351,9 +352,16 @@ static kms_status run_op(vault_auth *a, auth_op op, char *old, int64_t increment
   wipe_free(old);
 
   int64_t now = mono_ms();
-  int still_usable;
+  int still_usable, first_failure = 0, recovered = 0;
   int64_t lease = g.lease_s;
   pthread_mutex_lock(&a->mu);
+  if (st == KMS_OK) {
+    recovered = a->failing;
+    a->failing = 0;
+  } else {
+    first_failure = !a->failing;
+    a->failing = 1;
+  }
   if (renewed) {
     schedule(a, now, g.lease_s);
     a->renewable = g.renewable;
@@ -382,14 +390,17 @@ static kms_status run_op(vault_auth *a, auth_op op, char *old, int64_t increment
     vault_logf(a->lg, KMS_LOG_WARN, "%s; logging in again",
                renew_why + (strncmp(renew_why, P, strlen(P)) ? 0 : strlen(P)));
   if (renewed)
-    vault_logf(a->lg, KMS_LOG_DEBUG, "renewed the Vault token (lease %lld s)", (long long)lease);
+    vault_logf(a->lg, recovered ? KMS_LOG_INFO : KMS_LOG_DEBUG,
+               "renewed the Vault token (lease %lld s)%s", (long long)lease,
+               recovered ? " after earlier failures" : "");
   else if (st == KMS_OK)
     vault_logf(a->lg, KMS_LOG_INFO, "%s succeeded (POST %s)%s; token lease %lld s%s", a->what,
                a->login_path, capped ? " after the token reached its max TTL"
                               : renew_why[0] ? " after renewal failed" : "",
                (long long)lease, lease ? "" : " (no expiry)");
-  else
-    vault_logf(a->lg, still_usable ? KMS_LOG_WARN : KMS_LOG_ERROR, "%s%s%s",
+  else /* the first failure of an outage at WARN/ERROR, repeats at DEBUG */
+    vault_logf(a->lg, !first_failure ? KMS_LOG_DEBUG : still_usable ? KMS_LOG_WARN : KMS_LOG_ERROR,
+               "%s%s%s",
                e.message + (strncmp(e.message, P, strlen(P)) ? 0 : strlen(P)),
                still_usable ? "; the current token stays in use until it expires" : "",
                renew_why[0] ? " (renewal had failed too)" : "");

@@ -523,10 +523,11 @@ static void test_renewal(void **state) {
 }
 
 static void test_renewal_while_vault_down(void **state) {
-  /* lease 12 s: the renewal at 8 s meets a 503; the token stays in use (no
-   * login), and once Vault is back the next renewal succeeds */
+  /* lease 15 s: the renewal at 10 s meets a 503, and so does the next one a
+   * second later; the token stays in use (no login), the outage is warned
+   * about once, and once Vault is back the next renewal succeeds */
   policy(NULL, "kv", KV_RW);
-  creds cr = approle(NULL, "approle", "app", "kv", 12, 60);
+  creds cr = approle(NULL, "approle", "app", "kv", 15, 60);
   vf_put(srv, "secret/data/w", "{\"key\":\"vw\"}");
   vf_clear_requests(srv);
   it_host h;
@@ -535,17 +536,24 @@ static void test_renewal_while_vault_down(void **state) {
                                               "VAULT_MAX_RETRIES", "0", NULL});
   read_ok(c, "w", "vw");
   assert_int_equal(vf_fault(srv, "{\"method\":\"POST\",\"path\":\"renew-self$\",\"status\":503,\"times\":-1}"), 0);
-  it_sleep_ms(8400);
+  it_sleep_ms(10400);
+  read_ok(c, "w", "vw");
+  it_sleep_ms(1100); /* the pause before the next renewal attempt */
   read_ok(c, "w", "vw");
   vf_clear_faults(srv);
-  it_sleep_ms(1100); /* the pause before the next renewal attempt */
+  it_sleep_ms(1100);
   read_ok(c, "w", "vw");
   vf_log *log = vf_requests(srv);
   expect_log(log, (const char *[]){"POST " APPROLE_LOGIN, "GET /v1/secret/data/w", "POST " RENEW,
-                                   "GET /v1/secret/data/w", "POST " RENEW, "GET /v1/secret/data/w", NULL});
+                                   "GET /v1/secret/data/w", "POST " RENEW, "GET /v1/secret/data/w",
+                                   "POST " RENEW, "GET /v1/secret/data/w", NULL});
   for (size_t i = 2; i < log->n; i++) assert_string_equal(tok(&log->r[i]), tok(&log->r[1]));
   vf_log_free(log);
+  /* two failed renewals, one warning; the recovery is said once */
   assert_int_equal(it_log_count(&h, "WARN hashicorp_vault: token renewal"), 1);
+  assert_int_equal(it_log_count(&h, "DEBUG hashicorp_vault: token renewal"), 1);
+  assert_int_equal(it_log_count(&h, "INFO hashicorp_vault: renewed the Vault token"), 1);
+  assert_int_equal(it_log_count(&h, "after earlier failures"), 1);
   done(&h, c);
 }
 
