@@ -145,6 +145,22 @@ kms_status it_client(it_host *h, const kms_setting *s, size_t n, kms_client **ou
   return kms_client_create(it_module(), &h->host, s, n, out, err);
 }
 
+kms_status it_read(kms_client *c, const char *name, char *val, size_t vs, uint32_t *flags,
+                   kms_error *err) {
+  kms_secret *s = NULL;
+  kms_error local;
+  kms_status st = kms_client_read(c, name, &s, err ? err : &local);
+  if (val) snprintf(val, vs, "%s", st == KMS_OK ? s->value : "");
+  if (flags) *flags = st == KMS_OK ? s->flags : 0;
+  kms_client_free_secret(c, s);
+  return st;
+}
+
+void it_done(it_host *h, kms_client *c) {
+  kms_client_destroy(c);
+  it_host_free(h);
+}
+
 void it_sleep_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {

@@ -48,6 +48,15 @@ extern const kms_setting IT_RW[];
 /* Wall-clock milliseconds (monotonic), for hang detection bounds only. */
 long long it_now_ms(void);
 
+/* Read `name`: copy the value into val (vs bytes, "" on error) and the
+ * flags into *flags (either may be NULL), free the secret, return the status.
+ * err may be NULL. */
+kms_status it_read(kms_client *c, const char *name, char *val, size_t vs, uint32_t *flags,
+                   kms_error *err);
+
+/* Destroy the client, then the host. */
+void it_done(it_host *h, kms_client *c);
+
 /* Sleep `ms` milliseconds (waiting for TTLs and leases to pass). */
 void it_sleep_ms(long ms);
 

@@ -48,18 +48,9 @@ static kms_client *client(it_host *h, const char *interval, const char *ns) {
   return c;
 }
 
-static void done(it_host *h, kms_client *c) {
-  kms_client_destroy(c);
-  it_host_free(h);
-}
 
 static kms_status rd(kms_client *c, const char *name, char *val, size_t vs) {
-  kms_secret *s = NULL;
-  kms_error err;
-  kms_status st = kms_client_read(c, name, &s, &err);
-  if (val) snprintf(val, vs, "%s", st == KMS_OK ? s->value : "");
-  kms_client_free_secret(c, s);
-  return st;
+  return it_read(c, name, val, vs, NULL, NULL);
 }
 
 static size_t gets(const char *path) {
@@ -84,7 +75,7 @@ static void test_ttl(void **state) {
   assert_int_equal(rd(c, "ttl", v, sizeof v), KMS_OK);
   assert_string_equal(v, "two");
   assert_int_equal(gets("/v1/secret/data/ttl"), 2);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 static void test_write_and_delete_update_cache(void **state) {
@@ -105,7 +96,7 @@ static void test_write_and_delete_update_cache(void **state) {
   assert_int_equal(kms_client_delete(c, "wc", &err), KMS_OK);
   assert_int_equal(rd(c, "wc", v, sizeof v), KMS_NOT_FOUND);
   assert_int_equal(gets("/v1/secret/data/wc"), 1);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 static void test_zero_disables(void **state) {
@@ -114,7 +105,7 @@ static void test_zero_disables(void **state) {
   kms_client *c = client(&h, "0", NULL);
   for (int i = 0; i < 3; i++) assert_int_equal(rd(c, "z", NULL, 0), KMS_OK);
   assert_int_equal(gets("/v1/secret/data/z"), 3);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 static void test_refresh_rereads_everything(void **state) {
@@ -146,7 +137,7 @@ static void test_refresh_rereads_everything(void **state) {
   vf_clear_faults(srv);
   assert_int_equal(rd(c, "rb", v, sizeof v), KMS_OK);
   assert_string_equal(v, "b1");
-  done(&h, c);
+  it_done(&h, c);
 }
 
 static void test_key_is_full_path(void **state) {
@@ -160,8 +151,8 @@ static void test_key_is_full_path(void **state) {
   assert_string_equal(v, "in-ns1");
   assert_int_equal(rd(c2, "same", v, sizeof v), KMS_OK);
   assert_string_equal(v, "in-ns2");
-  done(&h1, c1);
-  done(&h2, c2);
+  it_done(&h1, c1);
+  it_done(&h2, c2);
 }
 
 typedef struct worker {
@@ -214,7 +205,7 @@ static void test_concurrent_readers(void **state) {
       pthread_join(t[i], NULL);
       assert_int_equal(w[i].errors, 0);
     }
-    done(&h, c);
+    it_done(&h, c);
   }
 }
 

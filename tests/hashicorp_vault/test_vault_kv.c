@@ -54,10 +54,6 @@ static kms_client *client(it_host *h, const char *const *env, const kms_setting 
   return c;
 }
 
-static void done(it_host *h, kms_client *c) {
-  kms_client_destroy(c);
-  it_host_free(h);
-}
 
 static void expect_headers(const vf_request *r, int body) {
   assert_string_equal(vf_header(r, "X-Vault-Token"), root_hash);
@@ -101,7 +97,7 @@ static void test_read_write_delete_requests(void **state) {
   expect_headers(&log->r[2], 0);
   assert_string_equal(log->r[3].method, "GET");
   vf_log_free(log);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 typedef struct layout_case {
@@ -161,7 +157,7 @@ static void test_layout_table(void **state) {
     assert_string_equal(log->r[1].method, "GET");
     assert_string_equal(log->r[2].method, "DELETE");
     vf_log_free(log);
-    done(&h, c);
+    it_done(&h, c);
   }
 }
 
@@ -180,7 +176,7 @@ static void test_fallback_variables(void **state) {
   assert_int_equal(log->n, 1);
   expect_headers(&log->r[0], 0);
   vf_log_free(log);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 static void test_cas_and_description(void **state) {
@@ -215,7 +211,7 @@ static void test_cas_and_description(void **state) {
   assert_int_equal(vf_http(srv, "GET", "/v1/secret/metadata/desc1", vf_root_token(srv), NULL, &body), 200);
   assert_non_null(strstr(body, "virtual key for team"));
   free(body);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 static void test_delete_modes(void **state) {
@@ -230,7 +226,7 @@ static void test_delete_modes(void **state) {
   assert_int_equal(kms_client_read(c, "d1", &s, &err), KMS_NOT_FOUND);
   assert_non_null(strstr(err.message, "version 1 was deleted"));
   assert_int_equal(kms_client_delete(c, "never-existed", &err), KMS_OK);
-  done(&h, c);
+  it_done(&h, c);
   vf_log *log = vf_requests(srv);
   assert_int_equal(vf_count(log, "DELETE", "/v1/secret/data/d1"), 1);
   assert_int_equal(vf_count(log, "DELETE", "/v1/secret/data/never-existed"), 1);
@@ -245,7 +241,7 @@ static void test_delete_modes(void **state) {
   assert_int_equal(kms_client_delete(c, "d2", &err), KMS_OK);
   assert_int_equal(kms_client_read(c, "d2", &s, &err), KMS_NOT_FOUND);
   assert_int_equal(kms_client_delete(c, "d2", &err), KMS_OK); /* already gone: still OK */
-  done(&h, c);
+  it_done(&h, c);
   log = vf_requests(srv);
   assert_int_equal(vf_count(log, "DELETE", "/v1/secret/metadata/d2"), 2);
   assert_int_equal(vf_count(log, "DELETE", "/v1/secret/data/d2"), 0);
@@ -277,7 +273,7 @@ static void test_name_validation_table(void **state) {
   vf_log *log = vf_requests(srv);
   assert_int_equal(log->n, 0);
   vf_log_free(log);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 static void test_access_mode_table(void **state) {
@@ -312,7 +308,7 @@ static void test_access_mode_table(void **state) {
     vf_log *log = vf_requests(srv);
     if (log->n != expect) fail_msg("mode %s: %zu requests, want %zu", t[i].mode, log->n, expect);
     vf_log_free(log);
-    done(&h, c);
+    it_done(&h, c);
   }
 }
 
@@ -372,7 +368,7 @@ static void test_error_statuses(void **state) {
   /* 400 with Vault's text */
   vf_fault(srv, "{\"method\":\"GET\",\"path\":\"^/v1/secret/data/b400$\",\"status\":400,\"body\":{\"errors\":[\"invalid request shape\"]}}");
   expect_read(c, "b400", KMS_INVALID_ARGUMENT, "HTTP 400: invalid request shape", 400);
-  done(&h, c);
+  it_done(&h, c);
 
   /* oversized response */
   char big[5000];
@@ -384,7 +380,7 @@ static void test_error_statuses(void **state) {
   kms_setting lim[] = {{"max_response_bytes", "2048"}};
   c = client(&h, env0, lim, 1);
   expect_read(c, "huge", KMS_INTERNAL, "max_response_bytes", -1);
-  done(&h, c);
+  it_done(&h, c);
 
   /* 403: a token whose policy does not cover the path; an invalid token */
   char *tok = token_with_policy("path \"secret/data/allowed\" { capabilities = [\"read\"] }", "narrow");
@@ -394,14 +390,14 @@ static void test_error_statuses(void **state) {
   assert_int_equal(it_client(&h, NULL, 0, &c, &err), KMS_OK);
   expect_read(c, "forbidden", KMS_PERMISSION_DENIED, "HTTP 403: 1 error occurred:", 403);
   expect_read(c, "forbidden", KMS_PERMISSION_DENIED, "permission denied", 403);
-  done(&h, c);
+  it_done(&h, c);
   free(tok);
   c = client(&h, env0, NULL, 0);
   it_set(&h, "HCP_VAULT_TOKEN", "hvs.not-a-real-token");
   kms_client_destroy(c);
   assert_int_equal(it_client(&h, NULL, 0, &c, &err), KMS_OK);
   expect_read(c, "x", KMS_UNAUTHENTICATED, "invalid token", 403);
-  done(&h, c);
+  it_done(&h, c);
   vf_clear_faults(srv);
 }
 
@@ -427,7 +423,7 @@ static void test_unreachable_and_timeout(void **state) {
   kms_secret *s;
   kms_client_read(c, "x", &s, &err);
   assert_non_null(strstr(err.message, "2 attempts"));
-  done(&h, c);
+  it_done(&h, c);
 
   /* a server that never answers: bounded by VAULT_CLIENT_TIMEOUT */
   const char *env[] = {"VAULT_CLIENT_TIMEOUT", "1", "HCP_VAULT_REFRESH_INTERVAL", "0", NULL};
@@ -437,7 +433,7 @@ static void test_unreachable_and_timeout(void **state) {
   expect_read(c, "slow", KMS_UNAVAILABLE, "VAULT_CLIENT_TIMEOUT", 0);
   long long took = it_now_ms() - t0;
   assert_true(took < 1000 + 2500); /* hang detection, not a speed claim */
-  done(&h, c);
+  it_done(&h, c);
   vf_clear_faults(srv);
 }
 
@@ -498,7 +494,7 @@ static void test_host_level_settings_accepted(void **state) {
   const kms_plugin *p = kms_client_plugin(c);
   assert_string_equal(p->name, "hashicorp_vault");
   assert_true(p->capabilities & KMS_CAP_THREAD_SAFE);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 int main(void) {

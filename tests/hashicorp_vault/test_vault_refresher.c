@@ -89,20 +89,10 @@ static kms_client *client(it_host *h, const char *interval, const char *const *e
   return c;
 }
 
-static void done(it_host *h, kms_client *c) {
-  kms_client_destroy(c);
-  it_host_free(h);
-}
 
 static kms_status rd(kms_client *c, const char *name, char *val, size_t vs, uint32_t *flags,
                      kms_error *err) {
-  kms_secret *s = NULL;
-  kms_error local;
-  kms_status st = kms_client_read(c, name, &s, err ? err : &local);
-  if (val) snprintf(val, vs, "%s", st == KMS_OK ? s->value : "");
-  if (flags) *flags = st == KMS_OK ? s->flags : 0;
-  kms_client_free_secret(c, s);
-  return st;
+  return it_read(c, name, val, vs, flags, err);
 }
 
 /* GETs of `path` in the server's log; their server times in t[] (up to nt). */
@@ -173,7 +163,7 @@ static void test_rereads_before_expiry(void **state) {
     fail_msg("%zu request(s) on the read path after expiry", n);
   }
   assert_int_equal(it_log_count(&h, "background refresh"), 0); /* nothing went wrong */
-  done(&h, c);
+  it_done(&h, c);
   assert_int_equal(threads_settle(base), base); /* joined */
 }
 
@@ -214,7 +204,7 @@ static void test_sealed_keeps_value(void **state) {
   assert_int_equal(fl, 0);
   for (int i = 0; i < 200 && it_log_count(&h, "secrets are re-read again") == 0; i++) it_sleep_ms(50);
   assert_int_equal(it_log_count(&h, "secrets are re-read again"), 1);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 static void test_destroy_mid_request(void **state) {
@@ -231,7 +221,7 @@ static void test_destroy_mid_request(void **state) {
   assert_true(wait_gets("/v1/secret/data/slow", 2, 20000) >= 2);
   it_sleep_ms(200); /* well inside the request */
   long long t = it_now_ms();
-  done(&h, c);
+  it_done(&h, c);
   long long took = it_now_ms() - t;
   /* not the 30 s of the request nor the 60 s timeout: it was cancelled */
   if (took > 15000) fail_msg("destroy took %lld ms", took);
@@ -261,7 +251,7 @@ static void test_off_means_no_thread_no_requests(void **state) {
     it_sleep_ms(1600); /* past the TTL */
     assert_int_equal(gets("/v1/secret/data/off", NULL, 0), writes_only ? 0 : 1);
     assert_int_equal(threads(), base);
-    done(&h, c);
+    it_done(&h, c);
   }
   /* a bad value is refused at create, naming the setting */
   it_host h;
@@ -322,7 +312,7 @@ static void test_readers_race_refresher(void **state) {
   /* the refresher did re-read them (3 initial reads + 1 refresh() round +
    * background rounds) */
   assert_true(gets("/v1/secret/data/race0", NULL, 0) >= 3);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 int main(void) {

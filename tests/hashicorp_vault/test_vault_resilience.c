@@ -62,19 +62,10 @@ static kms_client *client(it_host *h, vf_server *s, const char *const *env, cons
   return c;
 }
 
-static void done(it_host *h, kms_client *c) {
-  kms_client_destroy(c);
-  it_host_free(h);
-}
 
 static kms_status rd(kms_client *c, const char *name, char *val, size_t vs, uint32_t *flags,
                      kms_error *err) {
-  kms_secret *s = NULL;
-  kms_status st = kms_client_read(c, name, &s, err);
-  if (val) snprintf(val, vs, "%s", st == KMS_OK ? s->value : "");
-  if (flags) *flags = st == KMS_OK ? s->flags : 0;
-  kms_client_free_secret(c, s);
-  return st;
+  return it_read(c, name, val, vs, flags, err);
 }
 
 static const char *NOCACHE[] = {"HCP_VAULT_REFRESH_INTERVAL", "0", NULL};
@@ -93,7 +84,7 @@ static void test_503_twice_then_ok(void **state) {
   assert_int_equal(vf_count(log, "GET", "/v1/secret/data/r1"), 3);
   vf_log_free(log);
   assert_int_equal(it_log_count(&h, "HTTP 503; retry"), 2);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 static void test_429_retry_after(void **state) {
@@ -110,7 +101,7 @@ static void test_429_retry_after(void **state) {
   assert_true(log->r[1].time - log->r[0].time >= 0.9);
   vf_log_free(log);
   assert_int_equal(it_log_count(&h, "in 1000 ms"), 1);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 static void test_retry_after_beyond_budget(void **state) {
@@ -127,7 +118,7 @@ static void test_retry_after_beyond_budget(void **state) {
   vf_log *log = vf_requests(A);
   assert_int_equal(log->n, 1);
   vf_log_free(log);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 static void test_no_retry_statuses(void **state) {
@@ -149,7 +140,7 @@ static void test_no_retry_statuses(void **state) {
     vf_log *log = vf_requests(A);
     if (log->n != 1) fail_msg("HTTP %d: %zu requests", t[i].http, log->n);
     vf_log_free(log);
-    done(&h, c);
+    it_done(&h, c);
   }
 }
 
@@ -165,7 +156,7 @@ static void test_500_budget_and_errors_text(void **state) {
   vf_log *log = vf_requests(A);
   assert_int_equal(log->n, 2);
   vf_log_free(log);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 static void test_dropped_connection_retried(void **state) {
@@ -181,7 +172,7 @@ static void test_dropped_connection_retried(void **state) {
   vf_log *log = vf_requests(A);
   assert_int_equal(log->n, 2);
   vf_log_free(log);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 static void test_sealed_past_budget(void **state) {
@@ -197,7 +188,7 @@ static void test_sealed_past_budget(void **state) {
   assert_true(took < 2000 + 1500); /* bounded by the timeout (hang detection) */
   assert_non_null(strstr(err.message, "Vault is sealed"));
   assert_int_equal(err.backend_status, 503);
-  done(&h, c);
+  it_done(&h, c);
   /* with the default retry budget: exactly 1 + VAULT_MAX_RETRIES requests */
   vf_clear_requests(A);
   const char *env2[] = {"HCP_VAULT_REFRESH_INTERVAL", "0", "VAULT_MAX_RETRIES", "2", NULL};
@@ -207,7 +198,7 @@ static void test_sealed_past_budget(void **state) {
   vf_log *log = vf_requests(A);
   assert_int_equal(log->n, 3);
   vf_log_free(log);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 static char *host_port(vf_server *s, char *buf, size_t n) {
@@ -234,7 +225,7 @@ static void test_standby_redirect(void **state) {
   log = vf_requests(A);
   assert_int_equal(log->n, 1); /* a refused redirect is not retried */
   vf_log_free(log);
-  done(&h, c);
+  it_done(&h, c);
 
   /* allowed: followed once, same method and body, token sent to B */
   reset(NULL);
@@ -257,7 +248,7 @@ static void test_standby_redirect(void **state) {
   log = vf_requests(A);
   assert_int_equal(log->n, 2);
   vf_log_free(log);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 static void test_same_origin_redirect(void **state) {
@@ -277,7 +268,7 @@ static void test_same_origin_redirect(void **state) {
   assert_string_equal(log->r[1].path, "/v1/secret/data/target");
   assert_string_equal(vf_header(&log->r[1], "X-Vault-Token"), root_hash);
   vf_log_free(log);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 static void test_https_to_http_refused_and_one_redirect_only(void **state) {
@@ -292,7 +283,7 @@ static void test_https_to_http_refused_and_one_redirect_only(void **state) {
   vf_log *log = vf_requests(B);
   assert_int_equal(log->n, 0);
   vf_log_free(log);
-  done(&h, c);
+  it_done(&h, c);
 
   /* A -> B -> A: the second redirect is not followed */
   reset(NULL);
@@ -305,7 +296,7 @@ static void test_https_to_http_refused_and_one_redirect_only(void **state) {
   log = vf_requests(A);
   assert_int_equal(log->n, 1);
   vf_log_free(log);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 static void test_stale_if_error(void **state) {
@@ -346,7 +337,7 @@ static void test_stale_if_error(void **state) {
   assert_int_equal(rd(c, "st", v, sizeof v, &fl, &err), KMS_OK);
   assert_int_equal(fl, KMS_SECRET_STALE);
   assert_int_equal(it_log_count(&h, "serving cached secrets marked stale"), 2);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 static void test_stale_never_masks_not_found_or_denied(void **state) {
@@ -372,7 +363,7 @@ static void test_stale_never_masks_not_found_or_denied(void **state) {
     vf_clear_faults(A);
     vf_seal(A, 1);
     assert_int_equal(rd(c, "nm", NULL, 0, NULL, &err), KMS_UNAVAILABLE);
-    done(&h, c);
+    it_done(&h, c);
   }
 }
 
@@ -388,7 +379,7 @@ static void test_stale_window_bounded(void **state) {
   nanosleep(&ts, NULL); /* past expiry (1 s) + stale window (1 s) */
   vf_seal(A, 1);
   assert_int_equal(rd(c, "sw", NULL, 0, NULL, &err), KMS_UNAVAILABLE);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 typedef struct reader {
@@ -432,7 +423,7 @@ static void test_single_flight_16_threads(void **state) {
   vf_log *log = vf_requests(A);
   assert_int_equal(vf_count(log, "GET", "/v1/secret/data/cold"), 1);
   vf_log_free(log);
-  done(&h, c);
+  it_done(&h, c);
 }
 
 int main(void) {
