@@ -21,9 +21,15 @@ if(NOT _kms_curl_ssl MATCHES "-lssl")
   message(FATAL_ERROR "libcurl must be the OpenSSL flavour (libcurl's pkg-config does not link -lssl): apt-get install libcurl4-openssl-dev")
 endif()
 kms_require_pkg(CJSON libcjson libcjson-dev)
-kms_require_pkg(CMOCKA cmocka libcmocka-dev)
-kms_require_pkg(YAML yaml-0.1 libyaml-dev)
-kms_require_pkg(SQLITE3 sqlite3 libsqlite3-dev)
+# Only what is being built is required: the host's and the tests' own
+# dependencies are not needed to build the loader and the plugins.
+if(BUILD_TESTING)
+  kms_require_pkg(CMOCKA cmocka libcmocka-dev)
+endif()
+if(KMS_BUILD_HOST)
+  kms_require_pkg(YAML yaml-0.1 libyaml-dev)
+  kms_require_pkg(SQLITE3 sqlite3 libsqlite3-dev)
+endif()
 
 find_package(OpenSSL 3.0)
 if(NOT OPENSSL_FOUND)
