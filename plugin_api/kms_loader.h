@@ -79,18 +79,29 @@ typedef struct kms_module kms_module;
 /*
  * Load <dir>/<name>.so (dir resolved by kms_plugin_dir()):
  *   1. refuse a name that is not [a-z0-9_]{1,64} before any file access;
- *   2. refuse a file or directory that is writable by group or others, or
- *      a file that is not a regular file;
- *   3. dlopen(RTLD_NOW | RTLD_LOCAL), look up kms_plugin_entry, call it with
- *      this header's ABI version;
+ *   2. trust, as OpenSSH's StrictModes: the plugin file and every directory
+ *      from it up to "/" must be owned by root or by this process's effective
+ *      user and must not be writable by group or others (a sticky,
+ *      world-writable directory such as /tmp is refused too). Symlinks are
+ *      resolved and the resolved file's directories are checked the same
+ *      way; a symlink on the way must itself sit in such a directory. The
+ *      file must be a regular file;
+ *   3. open the file and check the descriptor (fstat), then
+ *      dlopen("/proc/self/fd/N", RTLD_NOW | RTLD_LOCAL): what runs is the
+ *      file that was checked, even if the path is swapped meanwhile (so
+ *      /proc must be mounted). Look up kms_plugin_entry, call it with this
+ *      header's ABI version;
  *   4. check the major, that struct_size covers at least create and destroy
  *      (the minor is informational: struct_size says which slots exist), that
  *      name == the file name, and
  *      that create and destroy are present.
  * On failure nothing stays loaded, *out is NULL and `err` names the path and
- * the reason (for a missing file, also the plugin names the directory holds): KMS_INVALID_ARGUMENT (bad name), KMS_NOT_FOUND (no such file),
- * KMS_PERMISSION_DENIED (unsafe permissions), KMS_UNSUPPORTED (not a plugin,
- * wrong ABI). Thread-safe (dlopen is).
+ * the reason (for a missing file, also the plugin names the directory holds;
+ * for an untrusted path, its owner and mode): KMS_INVALID_ARGUMENT (bad
+ * name), KMS_NOT_FOUND (no such file or directory), KMS_PERMISSION_DENIED
+ * (untrusted owner or permissions), KMS_UNSUPPORTED (not a plugin, wrong
+ * ABI). A loaded module keeps one descriptor open (close-on-exec).
+ * Thread-safe (dlopen is).
  */
 kms_status kms_module_load(const char *dir, const char *name, kms_module **out, kms_error *err);
 
@@ -101,7 +112,7 @@ const kms_plugin *kms_module_plugin(const kms_module *module);
 const char *kms_module_path(const kms_module *module);
 
 /* dlclose and free. Every client, instance and secret from this module must
- * be gone first. NULL is a no-op. */
+ * be gone first. NULL is a no-op. Thread-safe. */
 void kms_module_unload(kms_module *module);
 
 /* One entry of kms_plugin_list(). When status is not KMS_OK the file looked

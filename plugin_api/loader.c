@@ -1,6 +1,7 @@
 /*
  * loader.c -- find, check and load plugin shared objects; list a plugin
- * directory. See kms_loader.h for the contract and DESIGN.md section 3.
+ * directory. See kms_loader.h for the contract and docs/design.md ("The
+ * loader").
  */
 #include "kms_loader.h"
 
@@ -10,7 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <pwd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #ifndef KMS_DEFAULT_PLUGIN_DIR
 #define KMS_DEFAULT_PLUGIN_DIR "/usr/local/lib/kmsplug/plugins"
@@ -19,6 +25,7 @@
 struct kms_module {
   void *handle;
   const kms_plugin *plugin;
+  int fd; /* the checked file, open while its object may be loaded */
   char path[4096];
 };
 
@@ -59,32 +66,269 @@ static void names_in_dir(const char *dir, char *buf, size_t size) {
   closedir(d);
 }
 
-/* Refuse anything group- or world-writable: whoever can write the file (or
- * swap it in the directory) could run code inside the host. */
-static kms_status check_permissions(const char *dir, const char *path, kms_error *err) {
-  struct stat st;
-  if (stat(dir, &st) != 0)
-    return kms_error_set(err, KMS_NOT_FOUND, 0, "plugin directory %s: %s", dir, strerror(errno));
-  if (!S_ISDIR(st.st_mode))
-    return kms_error_set(err, KMS_NOT_FOUND, 0, "plugin directory %s is not a directory", dir);
-  if (st.st_mode & (S_IWGRP | S_IWOTH))
+/* ---------------------------------------------------------------------- */
+/* Trust: OpenSSH's StrictModes for plugin files (see kms_loader.h).        */
+
+/* "uid 65534 (nobody)": who owns an untrusted path, for the error. */
+static void owner_text(uid_t uid, char *buf, size_t size) {
+  struct passwd pw, *found = NULL;
+  char scratch[1024];
+  if (getpwuid_r(uid, &pw, scratch, sizeof scratch, &found) == 0 && found)
+    snprintf(buf, size, "uid %u (%s)", (unsigned)uid, found->pw_name);
+  else
+    snprintf(buf, size, "uid %u", (unsigned)uid);
+}
+
+/* `path` (described by `st`) may be trusted only if root or this process's
+ * effective user owns it and neither group nor others can write it: anyone
+ * else who can change it, or swap it within its directory, could run code in
+ * the host. A sticky directory (/tmp) is refused too: its owner rule stops
+ * deleting others' files, not creating new names. */
+static kms_status check_trusted(const char *what, const char *path, const struct stat *st,
+                                kms_error *err) {
+  uid_t euid = geteuid();
+  char owner[96];
+  owner_text(st->st_uid, owner, sizeof owner);
+  if (st->st_uid != 0 && st->st_uid != euid)
     return kms_error_set(err, KMS_PERMISSION_DENIED, 0,
-                         "plugin directory %s is writable by group or others; refusing to load "
-                         "from it (chmod go-w %s)", dir, dir);
-  if (stat(path, &st) != 0) {
+                         "%s %s is owned by %s, not by root or this process's user (uid %u); "
+                         "refusing to load from it (chown root %s)", what, path, owner,
+                         (unsigned)euid, path);
+  if (!(st->st_mode & (S_IWGRP | S_IWOTH))) return KMS_OK;
+  if (S_ISDIR(st->st_mode) && (st->st_mode & S_ISVTX))
+    return kms_error_set(err, KMS_PERMISSION_DENIED, 0,
+                         "%s %s (owner %s, mode %04o) is writable by group or others (sticky "
+                         "directories such as /tmp are not trusted either); refusing to load "
+                         "from it: keep plugins where only root can write", what, path, owner,
+                         (unsigned)(st->st_mode & 07777));
+  return kms_error_set(err, KMS_PERMISSION_DENIED, 0,
+                       "%s %s (owner %s, mode %04o) is writable by group or others; refusing "
+                       "to load from it (chmod go-w %s)", what, path, owner,
+                       (unsigned)(st->st_mode & 07777), path);
+}
+
+/* Every directory from `dir` up to "/" must be trusted. `dir` is absolute;
+ * components are stat()ed as written, so for a path with symlinks this
+ * checks the directories the symlinks sit in (the caller checks the
+ * resolved path as well). */
+static kms_status check_dir_chain(const char *dir, kms_error *err) {
+  char buf[PATH_MAX];
+  size_t len = strlen(dir);
+  if (len == 0 || len >= sizeof buf || dir[0] != '/')
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "plugin directory path unusable: %.200s",
+                         dir);
+  memcpy(buf, dir, len + 1);
+  for (int first = 1;; first = 0) {
+    while (len > 1 && buf[len - 1] == '/') buf[--len] = '\0';
+    struct stat st;
+    if (stat(buf, &st) != 0)
+      return kms_error_set(err, KMS_NOT_FOUND, 0, "plugin directory %s: %s", buf,
+                           strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+      return kms_error_set(err, KMS_NOT_FOUND, 0, "plugin directory %s is not a directory", buf);
+    kms_status s = check_trusted(first ? "plugin directory" : "directory", buf, &st, err);
+    if (s != KMS_OK || len == 1) return s;
+    char *slash = strrchr(buf, '/');
+    len = slash == buf ? 1 : (size_t)(slash - buf);
+    buf[len] = '\0';
+  }
+}
+
+/* Each symlink met along `path` (absolute, as written) must sit in a
+ * trusted directory: whoever can write that directory chooses where the
+ * symlink points. (Plain directories met on the way, e.g. through "..", only
+ * matter as resolved, and the resolved path is checked in full.) */
+static kms_status check_symlink_parents(const char *path, kms_error *err) {
+  char buf[PATH_MAX];
+  size_t len = strlen(path);
+  if (len >= sizeof buf) return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "path too long");
+  memcpy(buf, path, len + 1);
+  for (size_t i = 1; i <= len; i++) {
+    if ((buf[i] != '/' && buf[i] != '\0') || buf[i - 1] == '/') continue;
+    char saved = buf[i];
+    buf[i] = '\0';
+    struct stat st;
+    if (lstat(buf, &st) == 0 && S_ISLNK(st.st_mode)) {
+      char *slash = strrchr(buf, '/');
+      char keep = slash[1];
+      slash[slash == buf ? 1 : 0] = '\0';
+      kms_status s = stat(buf, &st) != 0
+                         ? kms_error_set(err, KMS_NOT_FOUND, 0, "directory %s: %s", buf,
+                                         strerror(errno))
+                         : check_trusted("directory", buf, &st, err);
+      if (s != KMS_OK) return s;
+      slash[0] = '/';
+      slash[1] = keep;
+    }
+    buf[i] = saved;
+  }
+  return KMS_OK;
+}
+
+/* The plugin directory as resolved through symlinks, and the symlinks on the
+ * way to it as written (made absolute). */
+static kms_status check_plugin_dir(const char *dir, kms_error *err) {
+  char abs[PATH_MAX];
+  if (dir[0] == '/') {
+    if (snprintf(abs, sizeof abs, "%s", dir) >= (int)sizeof abs)
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "plugin directory path too long");
+  } else {
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd))
+      return kms_error_set(err, KMS_NOT_FOUND, 0, "plugin directory %s: cannot resolve the "
+                           "current directory: %s", dir, strerror(errno));
+    if (snprintf(abs, sizeof abs, "%s/%s", cwd, dir) >= (int)sizeof abs)
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "plugin directory path too long");
+  }
+  char real[PATH_MAX];
+  if (!realpath(abs, real))
+    return kms_error_set(err, KMS_NOT_FOUND, 0, "plugin directory %s: %s", dir, strerror(errno));
+  kms_status st = check_dir_chain(real, err);
+  return st != KMS_OK || strcmp(real, abs) == 0 ? st : check_symlink_parents(abs, err);
+}
+
+/* Open the plugin file for loading: `path` is <dir>/<name>.so in a trusted
+ * directory. If it is a symlink, the directories of the file it resolves to
+ * must be trusted too. The descriptor is what gets loaded, so the checks made
+ * on it with fstat are the checks of the code that runs. */
+static kms_status open_plugin_file(const char *dir, const char *path, int *fd_out,
+                                   kms_error *err) {
+  *fd_out = -1;
+  struct stat st;
+  if (lstat(path, &st) != 0) {
     int saved = errno;
     char names[160];
     names_in_dir(dir, names, sizeof names);
     return kms_error_set(err, KMS_NOT_FOUND, 0, "plugin %s: %s (plugins in %s: %s)", path,
                          strerror(saved), dir, names[0] ? names : "none");
   }
-  if (!S_ISREG(st.st_mode))
-    return kms_error_set(err, KMS_UNSUPPORTED, 0, "plugin %s is not a regular file", path);
-  if (st.st_mode & (S_IWGRP | S_IWOTH))
-    return kms_error_set(err, KMS_PERMISSION_DENIED, 0,
-                         "plugin %s is writable by group or others; refusing to load it "
-                         "(chmod go-w %s)", path, path);
+  char real[PATH_MAX];
+  if (!realpath(path, real))
+    return kms_error_set(err, KMS_NOT_FOUND, 0, "plugin %s: %s", path, strerror(errno));
+  if (S_ISLNK(st.st_mode)) {
+    char parent[PATH_MAX];
+    memcpy(parent, real, sizeof parent);
+    char *slash = strrchr(parent, '/');
+    slash[slash == parent ? 1 : 0] = '\0';
+    kms_status s = check_dir_chain(parent, err);
+    if (s != KMS_OK) return s;
+  }
+  /* O_NONBLOCK: a FIFO named like a plugin must not hang the host. */
+  int fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0)
+    return kms_error_set(err, errno == ENOENT ? KMS_NOT_FOUND : KMS_PERMISSION_DENIED, 0,
+                         "cannot open plugin %s: %s", real, strerror(errno));
+  kms_status s = KMS_OK;
+  if (fstat(fd, &st) != 0)
+    s = kms_error_set(err, KMS_INTERNAL, 0, "plugin %s: fstat: %s", real, strerror(errno));
+  else if (!S_ISREG(st.st_mode))
+    s = kms_error_set(err, KMS_UNSUPPORTED, 0, "plugin %s is not a regular file", path);
+  else
+    s = check_trusted("plugin", real, &st, err);
+  if (s != KMS_OK) {
+    close(fd);
+    return s;
+  }
+  *fd_out = fd;
   return KMS_OK;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Loading by descriptor.                                                  */
+
+/*
+ * The checked file is loaded as /proc/self/fd/N, so a file swapped in after
+ * the checks is never what runs. glibc knows a loaded object by the name it
+ * was opened with and answers a later dlopen of an equal name with that
+ * object without opening anything; so a descriptor is closed only once no
+ * object opened through it remains loaded. Until then (dlclose left the
+ * object in memory: another module of the same file holds it, or the plugin
+ * cannot be unloaded) it waits in this list, swept on every unload.
+ */
+static pthread_mutex_t parked_lock = PTHREAD_MUTEX_INITIALIZER;
+static int *parked;
+static size_t n_parked, cap_parked;
+
+static void fd_path(int fd, char *buf, size_t size) {
+  snprintf(buf, size, "/proc/self/fd/%d", fd);
+}
+
+/* 1 if an object opened through descriptor `fd` (that is, its file) is still
+ * loaded. RTLD_NOLOAD maps nothing and runs no code. */
+static int fd_object_loaded(int fd) {
+  char name[64];
+  fd_path(fd, name, sizeof name);
+  void *h = dlopen(name, RTLD_LAZY | RTLD_LOCAL | RTLD_NOLOAD);
+  if (!h) return 0;
+  dlclose(h);
+  return 1;
+}
+
+/* Done with `fd` after dlclose: close it now if nothing loaded through it
+ * remains, else park it; then close parked descriptors that are free. */
+static void release_plugin_fd(int fd) {
+  pthread_mutex_lock(&parked_lock);
+  if (fd >= 0 && fd_object_loaded(fd)) {
+    if (n_parked == cap_parked) {
+      size_t ncap = cap_parked ? cap_parked * 2 : 4;
+      int *np = realloc(parked, ncap * sizeof *np);
+      if (np) {
+        parked = np;
+        cap_parked = ncap;
+      }
+    }
+    /* Out of memory: keep the descriptor open for good rather than let its
+     * name point at another file later. */
+    if (n_parked < cap_parked) parked[n_parked++] = fd;
+    fd = -1;
+  }
+  if (fd >= 0) close(fd);
+  for (size_t i = 0; i < n_parked;) {
+    if (fd_object_loaded(parked[i])) {
+      i++;
+      continue;
+    }
+    close(parked[i]);
+    parked[i] = parked[--n_parked];
+  }
+  if (n_parked == 0) {
+    free(parked);
+    parked = NULL;
+    cap_parked = 0;
+  }
+  pthread_mutex_unlock(&parked_lock);
+}
+
+#ifdef KMS_LOADER_TEST_HOOKS
+/* Test builds only: runs after the file's checks, before it is loaded, so a
+ * test can swap the file in that window. */
+extern void (*kms_loader_test_before_dlopen)(const char *path);
+void (*kms_loader_test_before_dlopen)(const char *path);
+#endif
+
+/* dlopen the descriptor `fd` (checked file `path`) into *out. */
+static kms_status dlopen_fd(int fd, const char *path, void **out, kms_error *err) {
+  *out = NULL;
+  char name[64];
+  fd_path(fd, name, sizeof name);
+  struct stat byfd, byname;
+  if (fstat(fd, &byfd) != 0 || stat(name, &byname) != 0 || byfd.st_dev != byname.st_dev ||
+      byfd.st_ino != byname.st_ino)
+    return kms_error_set(err, KMS_UNSUPPORTED, 0,
+                         "cannot load plugin %s: %s does not name the checked file (the "
+                         "loader needs /proc mounted)", path, name);
+#ifdef KMS_LOADER_TEST_HOOKS
+  if (kms_loader_test_before_dlopen) kms_loader_test_before_dlopen(path);
+#endif
+  dlerror();
+  *out = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+  if (*out) return KMS_OK;
+  const char *why = dlerror();
+  size_t n = strlen(name);
+  /* "/proc/self/fd/N: invalid ELF header" -> "invalid ELF header" */
+  if (why && strncmp(why, name, n) == 0 && why[n] == ':') why += n + 1 + (why[n + 1] == ' ');
+  return kms_error_set(err, KMS_UNSUPPORTED, 0, "cannot load plugin %s: %s", path,
+                       why ? why : "unknown dlopen error");
 }
 
 /* Check the table the entry point returned. */
@@ -119,6 +363,13 @@ static kms_status check_table(const kms_plugin *p, const char *name, const char 
   return KMS_OK;
 }
 
+/* Free a module that failed or is being unloaded. */
+static void module_free(kms_module *m) {
+  if (m->handle) dlclose(m->handle);
+  if (m->fd >= 0) release_plugin_fd(m->fd);
+  free(m);
+}
+
 kms_status kms_module_load(const char *dir, const char *name, kms_module **out, kms_error *err) {
   kms_error_clear(err);
   if (!out) return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "kms_module_load: out is NULL");
@@ -133,39 +384,29 @@ kms_status kms_module_load(const char *dir, const char *name, kms_module **out, 
 
   kms_module *m = calloc(1, sizeof *m);
   if (!m) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory loading plugin %s", name);
+  m->fd = -1;
   int n = snprintf(m->path, sizeof m->path, "%s/%s.so", dir, name);
-  if (n < 0 || (size_t)n >= sizeof m->path) {
-    free(m);
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "plugin directory path too long");
-  }
-  kms_status st = check_permissions(dir, m->path, err);
-  if (st != KMS_OK) {
-    free(m);
-    return st;
-  }
-  dlerror();
-  m->handle = dlopen(m->path, RTLD_NOW | RTLD_LOCAL);
-  if (!m->handle) {
-    const char *why = dlerror();
-    st = kms_error_set(err, KMS_UNSUPPORTED, 0, "cannot load plugin %s: %s", m->path,
-                       why ? why : "unknown dlopen error");
-    free(m);
-    return st;
-  }
-  kms_plugin_entry_fn entry;
-  void *sym = dlsym(m->handle, KMS_PLUGIN_ENTRY_SYMBOL);
-  memcpy(&entry, &sym, sizeof entry); /* object -> function pointer, as POSIX allows */
-  if (!entry) {
-    st = kms_error_set(err, KMS_UNSUPPORTED, 0,
-                       "%s is not a kmsplug plugin: it does not export %s", m->path,
-                       KMS_PLUGIN_ENTRY_SYMBOL);
-  } else {
-    m->plugin = entry(KMS_ABI_MAJOR, KMS_ABI_MINOR);
-    st = check_table(m->plugin, name, m->path, err);
+  kms_status st = KMS_OK;
+  if (n < 0 || (size_t)n >= sizeof m->path)
+    st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "plugin directory path too long");
+  if (st == KMS_OK) st = check_plugin_dir(dir, err);
+  if (st == KMS_OK) st = open_plugin_file(dir, m->path, &m->fd, err);
+  if (st == KMS_OK) st = dlopen_fd(m->fd, m->path, &m->handle, err);
+  if (st == KMS_OK) {
+    kms_plugin_entry_fn entry;
+    void *sym = dlsym(m->handle, KMS_PLUGIN_ENTRY_SYMBOL);
+    memcpy(&entry, &sym, sizeof entry); /* object -> function pointer, as POSIX allows */
+    if (!entry) {
+      st = kms_error_set(err, KMS_UNSUPPORTED, 0,
+                         "%s is not a kmsplug plugin: it does not export %s", m->path,
+                         KMS_PLUGIN_ENTRY_SYMBOL);
+    } else {
+      m->plugin = entry(KMS_ABI_MAJOR, KMS_ABI_MINOR);
+      st = check_table(m->plugin, name, m->path, err);
+    }
   }
   if (st != KMS_OK) {
-    dlclose(m->handle);
-    free(m);
+    module_free(m);
     return st;
   }
   *out = m;
@@ -176,9 +417,7 @@ const kms_plugin *kms_module_plugin(const kms_module *m) { return m ? m->plugin 
 const char *kms_module_path(const kms_module *m) { return m ? m->path : NULL; }
 
 void kms_module_unload(kms_module *m) {
-  if (!m) return;
-  if (m->handle) dlclose(m->handle);
-  free(m);
+  if (m) module_free(m);
 }
 
 static int info_cmp(const void *a, const void *b) {

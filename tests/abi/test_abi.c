@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "scratch.h"
+
 static const char *plugin_dir(void) { return TEST_PLUGIN_DIR; }
 
 static kms_module *load_ok(const char *name) {
@@ -243,35 +245,10 @@ static void test_null_slot(void **state) {
   kms_module_unload(m);
 }
 
-/* A private copy of a plugin in a fresh directory, for permission tests. */
-static char *copy_plugin(const char *name, char *dir_out, size_t dir_size) {
-  snprintf(dir_out, dir_size, "/tmp/kms-abi-XXXXXX");
-  assert_non_null(mkdtemp(dir_out));
-  char src[4096], *dst = malloc(4096);
-  snprintf(src, sizeof src, "%s/%s.so", plugin_dir(), name);
-  snprintf(dst, 4096, "%s/%s.so", dir_out, name);
-  FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
-  assert_non_null(in);
-  assert_non_null(out);
-  char buf[8192];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(fwrite(buf, 1, n, out), n);
-  fclose(in);
-  fclose(out);
-  assert_int_equal(chmod(dir_out, 0755), 0);
-  assert_int_equal(chmod(dst, 0755), 0);
-  return dst;
-}
-
-static void cleanup_copy(const char *dir, char *file) {
-  unlink(file);
-  rmdir(dir);
-  free(file);
-}
-
 static void test_writable_plugin_refused(void **state) {
-  char dir[64];
-  char *file = copy_plugin("good", dir, sizeof dir);
+  char dir[PATH_MAX];
+  scratch_dir(dir, sizeof dir);
+  char *file = copy_plugin_as("good", dir, "good");
   kms_module *m = NULL;
   kms_error err;
   assert_int_equal(kms_module_load(dir, "good", &m, &err), KMS_OK); /* the copy itself is fine */
@@ -284,14 +261,14 @@ static void test_writable_plugin_refused(void **state) {
   assert_int_equal(chmod(dir, 0777), 0);
   expect_load_error(dir, "good", KMS_PERMISSION_DENIED, "plugin directory");
   assert_int_equal(chmod(dir, 0755), 0);
-  cleanup_copy(dir, file);
+  free(file);
+  scratch_remove(dir);
 }
 
 static void test_not_a_shared_object(void **state) {
-  char dir[64] = "/tmp/kms-abi-XXXXXX";
-  assert_non_null(mkdtemp(dir));
-  chmod(dir, 0755);
-  char path[128];
+  char dir[PATH_MAX];
+  scratch_dir(dir, sizeof dir);
+  char path[PATH_MAX + 16];
   snprintf(path, sizeof path, "%s/junk.so", dir);
   FILE *f = fopen(path, "w");
   assert_non_null(f);
@@ -304,10 +281,7 @@ static void test_not_a_shared_object(void **state) {
   snprintf(path, sizeof path, "%s/adir.so", dir);
   assert_int_equal(mkdir(path, 0755), 0);
   expect_load_error(dir, "adir", KMS_UNSUPPORTED, "not a regular file");
-  rmdir(path);
-  snprintf(path, sizeof path, "%s/junk.so", dir);
-  unlink(path);
-  rmdir(dir);
+  scratch_remove(dir);
 }
 
 static void test_list_plugins(void **state) {

@@ -3,7 +3,9 @@
 # installing kmsplug: pkg-config, compile a plugin and a host, load, read.
 set -euo pipefail
 build=$1 examples=$2
-tmp=$(mktemp -d)
+# Under the build tree, not /tmp: the loader refuses plugin directories
+# below a directory others can write (sticky /tmp included).
+tmp=$(mktemp -d "$build/install-test.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 chmod 755 "$tmp"
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
