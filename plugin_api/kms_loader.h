@@ -9,12 +9,15 @@
  *
  * Error reporting follows libcurl: every function returns a kms_status and,
  * where it takes one, fills a caller-owned kms_error (which may be NULL when
- * the caller does not want details).
+ * the caller does not want details). The status and error helpers shared
+ * with plugins are declared in kms_plugin_util.h, included here; this
+ * library defines them too.
  */
 #ifndef KMS_LOADER_H
 #define KMS_LOADER_H
 
 #include "kms_plugin.h"
+#include "kms_plugin_util.h" /* kms_status_str, kms_error_set, KMS_SECRET_HAS, ... */
 
 #ifdef __cplusplus
 extern "C" {
@@ -26,25 +29,6 @@ extern "C" {
 /* Environment variable naming the plugin directory when none is given. */
 #define KMS_PLUGIN_PATH_ENV "KMS_PLUGIN_PATH"
 
-/* A static English name for a status ("OK", "NOT_FOUND", ...); never NULL.
- * Unknown values give "UNKNOWN". Thread-safe. */
-const char *kms_status_str(kms_status status);
-
-/* Fill `err` (if not NULL) with `status`, `backend_status` and a printf-style
- * message (truncated to fit; control characters, which quoted values may
- * carry, become '?' so it stays one printable line), and return `status`.
- * Thread-safe. Offered to
- * plugins and hosts alike so every error reads the same way. */
-kms_status kms_error_set(kms_error *err, kms_status status, int32_t backend_status,
-                         const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
-
-/* Reset `err` to KMS_OK with an empty message. NULL is a no-op. */
-void kms_error_clear(kms_error *err);
-
 /*
  * 1 if the slot at byte `offset` with `size` bytes lies inside
  * plugin->struct_size and the function pointer stored there is not NULL,
@@ -54,12 +38,6 @@ void kms_error_clear(kms_error *err);
 int kms_slot_available(const kms_plugin *plugin, size_t offset, size_t size);
 #define KMS_SLOT_AVAILABLE(plugin, field) \
   kms_slot_available((plugin), offsetof(kms_plugin, field), sizeof(((kms_plugin *)0)->field))
-
-/* 1 if a field of a size-prefixed struct (kms_secret, kms_host, ...) lies
- * inside the struct_size its writer set. */
-#define KMS_FIELD_PRESENT(ptr, type, field) \
-  ((ptr)->struct_size >= offsetof(type, field) + sizeof(((type *)0)->field))
-#define KMS_SECRET_HAS(secret, field) KMS_FIELD_PRESENT(secret, kms_secret, field)
 
 /* 1 if `name` is a valid plugin name: [a-z0-9_]{1,KMS_PLUGIN_NAME_MAX}. */
 int kms_plugin_name_valid(const char *name);

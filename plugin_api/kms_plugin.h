@@ -49,7 +49,7 @@ extern "C" {
 /*
  * Status of every call. Numbers are fixed forever; new values are only
  * appended, so a host must treat an unknown value like KMS_INTERNAL.
- * kms_status_str() (in the loader) names each one. Added in 1.0.
+ * kms_status_str() (kms_plugin_util.h) names each one. Added in 1.0.
  */
 typedef enum kms_status {
   KMS_OK = 0,
@@ -132,7 +132,7 @@ typedef struct kms_setting {
 /*
  * A secret returned by read_secret. Allocated by the plugin, released only by
  * free_secret (which wipes the bytes). Size-prefixed: the host reads a field
- * only if it lies inside struct_size (see KMS_SECRET_HAS in kms_loader.h).
+ * only if it lies inside struct_size (see KMS_SECRET_HAS in kms_plugin_util.h).
  *   value    the bytes, followed by a NUL that is not counted in length (so a
  *            text secret can be used as a C string; binary values may contain
  *            NULs, use length).

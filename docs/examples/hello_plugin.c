@@ -1,15 +1,15 @@
 /*
  * hello_plugin.c -- the smallest complete kmsplug plugin, built out of tree
- * against the installed header (see README "Writing a plugin"):
+ * against the installed header and helpers (see README "Writing a plugin"):
  *
- *   cc $(pkg-config --cflags kmsplug) -shared -fPIC -fvisibility=hidden \
- *      hello_plugin.c -o hello.so
+ *   cc $(pkg-config --cflags kmsplug-plugin) -shared -fPIC -fvisibility=hidden \
+ *      hello_plugin.c $(pkg-config --libs kmsplug-plugin) -o hello.so
  *
+ * or with CMake and find_package(kmsplug): see CMakeLists.txt here.
  * It serves one secret, "greeting", and refuses everything else.
  */
-#include <kms_plugin.h>
+#include <kms_plugin_util.h> /* kms_plugin.h + kms_error_set, kms_secret_new, ... */
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,18 +17,11 @@ struct kms_instance {
   int unused;
 };
 
-static kms_status fail(kms_error *err, kms_status st, const char *msg) {
-  err->status = st;
-  err->backend_status = 0;
-  snprintf(err->message, sizeof err->message, "%s", msg);
-  return st;
-}
-
 static kms_status hello_create(const kms_host *host, const kms_setting *settings, size_t n,
                                kms_instance **out, kms_error *err) {
   (void)host, (void)settings, (void)n; /* this plugin has no settings */
   *out = calloc(1, sizeof **out);
-  return *out ? KMS_OK : fail(err, KMS_NO_MEMORY, "hello: out of memory");
+  return *out ? KMS_OK : kms_error_set(err, KMS_NO_MEMORY, 0, "hello: out of memory");
 }
 
 static void hello_destroy(kms_instance *in) { free(in); }
@@ -36,28 +29,11 @@ static void hello_destroy(kms_instance *in) { free(in); }
 static kms_status hello_read(kms_instance *in, const char *name, kms_secret **out,
                              kms_error *err) {
   (void)in;
-  if (strcmp(name, "greeting") != 0) return fail(err, KMS_NOT_FOUND, "hello: only 'greeting' exists");
-  kms_secret *s = calloc(1, sizeof *s);
+  *out = NULL;
+  if (strcmp(name, "greeting") != 0)
+    return kms_error_set(err, KMS_NOT_FOUND, 0, "hello: only 'greeting' exists, not '%s'", name);
   static const char text[] = "hello, world";
-  char *v = malloc(sizeof text);
-  if (!s || !v) {
-    free(s);
-    free(v);
-    return fail(err, KMS_NO_MEMORY, "hello: out of memory");
-  }
-  memcpy(v, text, sizeof text);
-  s->struct_size = sizeof *s; /* tells the host which fields exist */
-  s->value = v;
-  s->length = strlen(v);
-  *out = s;
-  return KMS_OK;
-}
-
-static void hello_free_secret(kms_secret *s) {
-  if (!s) return;
-  memset((void *)s->value, 0, s->length); /* real plugins use OPENSSL_cleanse */
-  free((void *)s->value);
-  free(s);
+  return kms_secret_new(text, strlen(text), out, err); /* a copy the host frees */
 }
 
 static const kms_plugin hello = {
@@ -71,9 +47,10 @@ static const kms_plugin hello = {
     .destroy = hello_destroy,
     .read_secret = hello_read,
     /* write_secret, delete_secret, refresh left NULL: hosts see UNSUPPORTED */
-    .free_secret = hello_free_secret,
+    .free_secret = kms_secret_free, /* wipes the bytes, then frees */
 };
 
+KMS_PLUGIN_EXPORT const kms_plugin *kms_plugin_entry(uint32_t host_major, uint32_t host_minor);
 KMS_PLUGIN_EXPORT const kms_plugin *kms_plugin_entry(uint32_t host_major, uint32_t host_minor) {
   (void)host_minor; /* any 1.x host can use a 1.0 table */
   return host_major == KMS_ABI_MAJOR ? &hello : NULL;

@@ -11,10 +11,13 @@
  * Thread safety: every slot but create/destroy may run concurrently; the
  * host's getenv is thread-safe by the ABI's contract and the process
  * environment is only read, never modified, here.
+ *
+ * Built only against the installed interface (kms_plugin.h and the helpers
+ * of kms_plugin_util.h), so it builds out of tree as it stands: see README
+ * "Writing a plugin" and tests/install.
  */
-#include "kms_loader.h"
+#include "kms_plugin_util.h"
 
-#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,58 +86,35 @@ static kms_status env_read(kms_instance *in, const char *name, kms_secret **out,
   memcpy(var, in->prefix, plen);
   memcpy(var + plen, name, nlen + 1);
 
-  kms_status st = KMS_OK;
-  kms_secret *s = NULL;
+  kms_status st;
   const char *v = host_has_getenv(in->host) ? in->host->getenv(in->host->ctx, var) : getenv(var);
-  if (!v) {
+  if (!v)
     st = kms_error_set(err, KMS_NOT_FOUND, 0,
                        "env: environment variable %s is not set (export it before starting "
                        "the gateway)", var);
-  } else {
-    size_t len = strlen(v);
-    s = calloc(1, sizeof *s);
-    char *copy = malloc(len + 1);
-    if (!s || !copy) {
-      free(s);
-      free(copy);
-      s = NULL;
-      st = kms_error_set(err, KMS_NO_MEMORY, 0, "env: out of memory");
-    } else {
-      memcpy(copy, v, len + 1);
-      s->struct_size = sizeof *s;
-      s->value = copy;
-      s->length = len;
-    }
-  }
+  else if ((st = kms_secret_new(v, strlen(v), out, err)) != KMS_OK)
+    kms_error_set(err, st, 0, "env: out of memory reading %s", var);
   free(var);
-  *out = s;
   return st;
 }
 
 static kms_status env_write(kms_instance *in, const char *name, const char *value, size_t len,
                             const kms_write_options *opt, kms_error *err) {
+  (void)in, (void)name, (void)value, (void)len, (void)opt;
   return kms_error_set(err, KMS_UNSUPPORTED, 0,
                        "env: the env backend is read-only and cannot store secrets; use a "
                        "store such as hashicorp_vault for store_virtual_keys");
 }
 
 static kms_status env_delete(kms_instance *in, const char *name, kms_error *err) {
+  (void)in, (void)name;
   return kms_error_set(err, KMS_UNSUPPORTED, 0,
                        "env: the env backend is read-only and cannot delete secrets");
 }
 
 static kms_status env_refresh(kms_instance *in, kms_error *err) {
+  (void)in, (void)err;
   return KMS_OK; /* nothing is cached: every read looks at the environment */
-}
-
-static void env_free_secret(kms_secret *s) {
-  if (!s) return;
-  if (s->value) {
-    OPENSSL_cleanse((void *)s->value, s->length);
-    free((void *)s->value);
-  }
-  OPENSSL_cleanse(s, sizeof *s);
-  free(s);
 }
 
 static const kms_plugin env_plugin = {
@@ -150,10 +130,11 @@ static const kms_plugin env_plugin = {
   .write_secret = env_write,
   .delete_secret = env_delete,
   .refresh = env_refresh,
-  .free_secret = env_free_secret,
+  .free_secret = kms_secret_free, /* wipes, then frees what kms_secret_new made */
 };
 
 KMS_PLUGIN_EXPORT const kms_plugin *kms_plugin_entry(uint32_t host_major, uint32_t host_minor);
 KMS_PLUGIN_EXPORT const kms_plugin *kms_plugin_entry(uint32_t host_major, uint32_t host_minor) {
+  (void)host_minor; /* any 1.x host can use a 1.0 table */
   return host_major == KMS_ABI_MAJOR ? &env_plugin : NULL;
 }

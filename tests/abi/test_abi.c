@@ -324,6 +324,34 @@ static void test_plugin_dir_resolution(void **state) {
   assert_non_null(strstr(kms_plugin_dir(NULL), "kmsplug/plugins"));
 }
 
+/* kms_plugin_util.h's secret helpers, which plugins use as free_secret. */
+static void test_plugin_util_secrets(void **state) {
+  kms_secret *s = NULL;
+  kms_error err;
+  assert_int_equal(kms_secret_new("a\0b", 3, &s, &err), KMS_OK);
+  assert_int_equal(s->struct_size, sizeof(kms_secret));
+  assert_int_equal(s->length, 3);
+  assert_memory_equal(s->value, "a\0b\0", 4); /* bytes kept, NUL appended */
+  assert_int_equal(s->version, 0);
+  assert_int_equal(s->flags, 0);
+  kms_secret_free(s);
+  assert_int_equal(kms_secret_new(NULL, 0, &s, &err), KMS_OK);
+  assert_string_equal(s->value, "");
+  kms_secret_free(s);
+  s = (kms_secret *)0x1;
+  assert_int_equal(kms_secret_new(NULL, 2, &s, &err), KMS_INVALID_ARGUMENT);
+  assert_null(s);
+  s = (kms_secret *)0x1;
+  assert_int_equal(kms_secret_new("x", SIZE_MAX, &s, &err), KMS_NO_MEMORY);
+  assert_null(s);
+  assert_non_null(strstr(err.message, "out of memory"));
+  kms_secret_free(NULL);
+  char buf[8] = "secret!";
+  kms_wipe(buf, sizeof buf);
+  for (size_t i = 0; i < sizeof buf; i++) assert_int_equal(buf[i], 0);
+  kms_wipe(NULL, 3);
+}
+
 static void test_capabilities_text(void **state) {
   char buf[64];
   assert_string_equal(kms_capabilities_str(KMS_CAP_READ | KMS_CAP_THREAD_SAFE, buf, sizeof buf),
@@ -353,6 +381,7 @@ int main(void) {
       cmocka_unit_test(test_list_plugins),
       cmocka_unit_test(test_plugin_dir_resolution),
       cmocka_unit_test(test_capabilities_text),
+      cmocka_unit_test(test_plugin_util_secrets),
   };
   return cmocka_run_group_tests_name("abi", tests, NULL, NULL);
 }

@@ -1,31 +1,70 @@
 #!/usr/bin/env bash
-# install_test.sh BUILD_DIR EXAMPLES_DIR -- what a plugin author does after
-# installing kmsplug: pkg-config, compile a plugin and a host, load, read.
+# install_test.sh BUILD_DIR SOURCE_DIR -- what a plugin author and a host
+# author do with an installed kmsplug, nothing from the source tree but the
+# example sources: build docs/examples' plugin and host with pkg-config and
+# again with CMake's find_package(kmsplug), build plugins/env/env.c (the real
+# backend the README points to) out of tree, then load and read with each.
 set -euo pipefail
-build=$1 examples=$2
+build=$1 src=$2
+examples=$src/docs/examples
 # Under the build tree, not /tmp: the loader refuses plugin directories
 # below a directory others can write (sticky /tmp included).
 tmp=$(mktemp -d "$build/install-test.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 chmod 755 "$tmp"
+fail() { echo "install test: $*" >&2; exit 1; }
+exports_only_entry() { # the plugin exports kms_plugin_entry and nothing else
+  local got
+  got=$(nm -D --defined-only "$1" | awk '$2 ~ /^[A-Z]$/ {print $3}')
+  [ "$got" = kms_plugin_entry ] || fail "$1 exports: $got"
+}
+
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 export PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig"
 plugindir=$(pkg-config --variable=plugindir kmsplug)
-test -f "$plugindir/env.so" || { echo "env.so not installed in $plugindir"; exit 1; }
-test -f "$tmp/prefix/include/kmsplug/kms_plugin.h"
-# shellcheck disable=SC2046
-cc -std=c99 -Wall -Wextra -Werror $(pkg-config --cflags kmsplug) -shared -fPIC \
-   -fvisibility=hidden "$examples/hello_plugin.c" -o "$plugindir/hello.so"
-# shellcheck disable=SC2046
-cc -std=c99 -Wall -Wextra -Werror $(pkg-config --cflags kmsplug) "$examples/hello_host.c" \
-   $(pkg-config --libs kmsplug) -o "$tmp/hello_host"
-[ "$(nm -D --defined-only "$plugindir/hello.so" | awk '$2 ~ /^[A-Z]$/ {print $3}')" = kms_plugin_entry ]
+[ -f "$plugindir/env.so" ] || fail "env.so not installed in $plugindir"
+for f in include/kmsplug/kms_plugin.h include/kmsplug/kms_plugin_util.h lib/libkmsplugutil.a \
+         lib/cmake/kmsplug/kmsplugConfig.cmake; do
+  [ -f "$tmp/prefix/$f" ] || fail "$f not installed"
+done
 export LD_LIBRARY_PATH="$tmp/prefix/lib"
+
+# 1. pkg-config: the example plugin and host.
+cflags=(-std=c99 -Wall -Wextra -Werror)
+# shellcheck disable=SC2046
+cc "${cflags[@]}" $(pkg-config --cflags kmsplug-plugin) -shared -fPIC -fvisibility=hidden \
+   "$examples/hello_plugin.c" $(pkg-config --libs kmsplug-plugin) -o "$plugindir/hello.so"
+# shellcheck disable=SC2046
+cc "${cflags[@]}" $(pkg-config --cflags kmsplug) "$examples/hello_host.c" \
+   $(pkg-config --libs kmsplug) -o "$tmp/hello_host"
+exports_only_entry "$plugindir/hello.so"
 out=$("$tmp/hello_host" "$plugindir" hello greeting)
-[ "$out" = "greeting = hello, world" ] || { echo "unexpected output: $out"; exit 1; }
-if "$tmp/hello_host" "$plugindir" hello nope 2>"$tmp/err"; then echo "missing secret read succeeded"; exit 1; fi
-grep -q "NOT_FOUND: hello: only 'greeting' exists" "$tmp/err"
+[ "$out" = "greeting = hello, world" ] || fail "unexpected output: $out"
+if "$tmp/hello_host" "$plugindir" hello nope 2>"$tmp/err"; then fail "missing secret read succeeded"; fi
+grep -q "NOT_FOUND: hello: only 'greeting' exists, not 'nope'" "$tmp/err" || fail "$(cat "$tmp/err")"
 export KMS_SECRET_FROM_ENV=ok
 out=$("$tmp/hello_host" "$plugindir" env KMS_SECRET_FROM_ENV)
-[ "$out" = "KMS_SECRET_FROM_ENV = ok" ]
-echo "install test: installed header, loader, pkg-config and env plugin work out of tree"
+[ "$out" = "KMS_SECRET_FROM_ENV = ok" ] || fail "installed env.so: $out"
+
+# 2. The env backend from its source file alone, as a plugin author's own code.
+mkdir -m 755 "$tmp/oot"
+# shellcheck disable=SC2046
+cc "${cflags[@]}" $(pkg-config --cflags kmsplug-plugin) -shared -fPIC -fvisibility=hidden \
+   "$src/plugins/env/env.c" $(pkg-config --libs kmsplug-plugin) -o "$tmp/oot/env.so"
+exports_only_entry "$tmp/oot/env.so"
+out=$("$tmp/hello_host" "$tmp/oot" env KMS_SECRET_FROM_ENV)
+[ "$out" = "KMS_SECRET_FROM_ENV = ok" ] || fail "out-of-tree env.so: $out"
+
+# 3. CMake: find_package(kmsplug) with docs/examples/CMakeLists.txt.
+cmake -S "$examples" -B "$tmp/cmake-build" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+      -DCMAKE_C_FLAGS="-Wall -Wextra -Werror" >"$tmp/cmake.log" 2>&1 ||
+  { cat "$tmp/cmake.log"; fail "configuring docs/examples with find_package failed"; }
+cmake --build "$tmp/cmake-build" >"$tmp/cmake.log" 2>&1 ||
+  { cat "$tmp/cmake.log"; fail "building docs/examples with find_package failed"; }
+exports_only_entry "$tmp/cmake-build/plugins/hello.so"
+out=$(env -u LD_LIBRARY_PATH "$tmp/cmake-build/hello_host" "$tmp/cmake-build/plugins" hello greeting)
+[ "$out" = "greeting = hello, world" ] || fail "CMake-built example: $out"
+ldd "$tmp/cmake-build/hello_host" | grep -q "$tmp/prefix/lib/libkmsloader" ||
+  fail "CMake-built host does not use the installed libkmsloader"
+echo "install test: headers, libkmsloader, libkmsplugutil, pkg-config, the CMake package and" \
+     "the env plugin's source work out of tree"
