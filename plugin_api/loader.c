@@ -188,9 +188,9 @@ static kms_status check_plugin_dir(const char *dir, kms_error *err) {
 }
 
 /* Open the plugin file for loading: `path` is <dir>/<name>.so in a trusted
- * directory. If it is a symlink, the directories of the file it resolves to
- * must be trusted too. The descriptor is what gets loaded, so the checks made
- * on it with fstat are the checks of the code that runs. */
+ * directory. The directories of the file it resolves to must be trusted too
+ * (they differ when it is a symlink). The descriptor is what gets loaded, so
+ * the checks made on it with fstat are the checks of the code that runs. */
 static kms_status open_plugin_file(const char *dir, const char *path, int *fd_out,
                                    kms_error *err) {
   *fd_out = -1;
@@ -205,14 +205,15 @@ static kms_status open_plugin_file(const char *dir, const char *path, int *fd_ou
   char real[PATH_MAX];
   if (!realpath(path, real))
     return kms_error_set(err, KMS_NOT_FOUND, 0, "plugin %s: %s", path, strerror(errno));
-  if (S_ISLNK(st.st_mode)) {
-    char parent[PATH_MAX];
-    memcpy(parent, real, sizeof parent);
-    char *slash = strrchr(parent, '/');
-    slash[slash == parent ? 1 : 0] = '\0';
-    kms_status s = check_dir_chain(parent, err);
-    if (s != KMS_OK) return s;
-  }
+  /* The directories of the file as resolved: for a symlinked plugin those of
+   * its target; otherwise the plugin directory again, which costs a few
+   * stat calls and leaves no window between the two resolutions. */
+  char parent[PATH_MAX];
+  memcpy(parent, real, sizeof parent);
+  char *slash = strrchr(parent, '/');
+  slash[slash == parent ? 1 : 0] = '\0';
+  kms_status cs = check_dir_chain(parent, err);
+  if (cs != KMS_OK) return cs;
   /* O_NONBLOCK: a FIFO named like a plugin must not hang the host. */
   int fd = open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
   if (fd < 0)
