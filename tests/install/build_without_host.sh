@@ -4,7 +4,7 @@
 # and BUILD_TESTING=OFF while pkg-config cannot see libyaml, SQLite or
 # cmocka, build everything, and check what came out.
 set -euo pipefail
-build=$1 src=$2
+build=$(cd "$1" && pwd) src=$(cd "$2" && pwd)
 tmp=$(mktemp -d "$build/no-host-build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "build_without_host: $*" >&2; exit 1; }

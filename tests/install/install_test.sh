@@ -4,13 +4,14 @@
 # example sources: build docs/examples' plugin and host with pkg-config and
 # again with CMake's find_package(kmsplug), build plugins/env/env.c (the real
 # backend the README points to) out of tree, then load and read with each.
+# KMS_KEEP_TMP=1 keeps the scratch directory (under BUILD_DIR) for a look.
 set -euo pipefail
-build=$1 src=$2
+build=$(cd "$1" && pwd) src=$(cd "$2" && pwd)
 examples=$src/docs/examples
 # Under the build tree, not /tmp: the loader refuses plugin directories
 # below a directory others can write (sticky /tmp included).
 tmp=$(mktemp -d "$build/install-test.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+trap '[ -n "${KMS_KEEP_TMP:-}" ] || rm -rf "$tmp"' EXIT
 chmod 755 "$tmp"
 fail() { echo "install test: $*" >&2; exit 1; }
 exports_only_entry() { # the plugin exports kms_plugin_entry and nothing else
@@ -64,7 +65,8 @@ cmake --build "$tmp/cmake-build" >"$tmp/cmake.log" 2>&1 ||
 exports_only_entry "$tmp/cmake-build/plugins/hello.so"
 out=$(env -u LD_LIBRARY_PATH "$tmp/cmake-build/hello_host" "$tmp/cmake-build/plugins" hello greeting)
 [ "$out" = "greeting = hello, world" ] || fail "CMake-built example: $out"
-ldd "$tmp/cmake-build/hello_host" | grep -q "$tmp/prefix/lib/libkmsloader" ||
-  fail "CMake-built host does not use the installed libkmsloader"
+libs=$(env -u LD_LIBRARY_PATH ldd "$tmp/cmake-build/hello_host") # not piped into grep -q: SIGPIPE
+[[ $libs == *"$tmp/prefix/lib/libkmsloader"* ]] ||
+  fail "CMake-built host does not use the installed libkmsloader: $libs"
 echo "install test: headers, libkmsloader, libkmsplugutil, pkg-config, the CMake package and" \
      "the env plugin's source work out of tree"
