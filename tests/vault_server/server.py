@@ -1214,6 +1214,26 @@ def not_found():
     raise VaultError(404, [])
 
 
+# The K/V v2 backend's catch-all path (pathInvalid in vault-plugin-secrets-kv):
+# clients such as the Vault CLI and hvac users tell a v1 from a v2 mount by it.
+KV2_ROOT_WARNING = "Non-listing operations on the root of a K/V v2 mount are not supported."
+KV2_INVALID_WARNING = ("Invalid path for a versioned K/V secrets engine. See the API docs for the "
+                       "appropriate API endpoints to use. If using the Vault CLI, use 'vault kv %s' "
+                       "for this operation.")
+_KV_SUBCOMMAND = {"update": "put", "create": "put", "patch": "patch", "read": "get",
+                  "list": "list", "delete": "delete"}
+
+
+def kv2_invalid_path(sub, op):
+    """404 with the full envelope and Vault's warning.  The backend renders this
+    body itself (logical.RespondWithStatusCode), so mount_type stays empty."""
+    if sub in ("metadata", "data", "delete", "undelete", "destroy"):
+        warning = KV2_ROOT_WARNING
+    else:
+        warning = KV2_INVALID_WARNING % _KV_SUBCOMMAND.get(op, "")
+    return Response(404, envelope(None, [warning], mount_type=""))
+
+
 class Vault:
     """All Vault state plus request handling.  One lock guards everything."""
 
@@ -1384,7 +1404,12 @@ class Vault:
     def route_kv2(self, req, m, sub, op):
         seg, _, key = sub.partition("/")
         R = Route
-        if sub in ("config", "config/"):
+        if op != "list" and "/" not in sub and sub != "config":
+            # "data" without its slash, a v1-style "foo", the mount root: Vault's
+            # paths are "data/.*" etc., so these reach the catch-all.  (A LIST
+            # path gets its trailing slash first, so "metadata" lists.)
+            return R(lambda: kv2_invalid_path(sub, op), op)
+        if sub == "config":
             if op == "read":
                 return R(lambda: self.kv2_config_read(m), op)
             if op == "update":
@@ -1420,7 +1445,7 @@ class Vault:
             if op == "read":
                 return R(lambda: self.kv2_subkeys(m, key, req), op)
             return R(unsupported_op, op)
-        return R(unsupported_path, op)
+        return R(lambda: kv2_invalid_path(sub, op), op)
 
     @staticmethod
     def _deleted(v, now=None):
@@ -1439,9 +1464,9 @@ class Vault:
 
     @staticmethod
     def _max_versions(m, s):
-        if s is not None and s.max_versions:
-            return s.max_versions
-        return m.config["max_versions"] or DEFAULT_MAX_VERSIONS
+        """The larger of the secret's and the mount's max_versions, else 10 (as Vault)."""
+        mine = s.max_versions if s is not None else 0
+        return max(mine, m.config["max_versions"]) or DEFAULT_MAX_VERSIONS
 
     @staticmethod
     def _dva(m, s):
@@ -1495,13 +1520,15 @@ class Vault:
                          "deletion": now + dva if dva else None, "destroyed": False}
         s.current = n
         s.updated = now
+        # KeyMetadata.AddVersion: the window [oldest, current] slides on every
+        # write once it spans max_versions, so oldest_version is 1 after the
+        # second write with max_versions=2 (not only once a version is pruned).
         maxv = self._max_versions(m, s)
-        pruned = False
-        while len(s.versions) > maxv:
-            del s.versions[min(s.versions)]
-            pruned = True
-        if pruned:
-            s.oldest = min(s.versions)
+        if s.current - s.oldest >= maxv:
+            drop = s.current - maxv
+            for old in [v for v in s.versions if v <= drop]:
+                del s.versions[old]
+            s.oldest = drop + 1
         return ok(self._vmeta(s, n), mount_type="kv")
 
     def kv2_write(self, m, key, req):
