@@ -141,3 +141,23 @@ def test_tls_request_log_subject(tls_server, certs):
     log = cl.control("GET", "requests").json["requests"]
     assert log[-1]["client_cert_subject"] == "O=kmsplug tests,CN=kmsplug-client"
     cl.close()
+
+
+def test_clock_control(start_server, uniq):
+    srv = start_server("--test-controls")
+    cl = srv.client()
+    assert cl.post("secret/data/" + uniq, {"data": {"a": 1}}).status == 200
+    assert cl.post("secret/metadata/" + uniq, {"delete_version_after": "10s"}).status == 204
+    assert cl.post("secret/data/" + uniq, {"data": {"a": 2}}).status == 200
+    before = cl.get("sys/health", token="").json["server_time_utc"]
+    r = cl.control("POST", "clock", {"advance": 11})
+    assert r.status == 200 and r.json["now"] >= before + 11
+    assert cl.get("sys/health", token="").json["server_time_utc"] >= before + 11
+    r = cl.get("secret/data/" + uniq)           # version 2 reached its delete_version_after
+    assert r.status == 404 and r.json["data"]["metadata"]["version"] == 2
+    assert cl.get("secret/data/%s?version=1" % uniq).json["data"]["data"] == {"a": 1}
+    for bad_body in ({"advance": -1}, {"advance": "1"}, {"advance": True}):
+        r = cl.control("POST", "clock", bad_body)
+        assert r.status == 400 and "advance" in r.json["errors"][0], r
+    cl.close()
+

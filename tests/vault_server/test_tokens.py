@@ -3,7 +3,6 @@
 Expected status codes and bodies follow HashiCorp Vault's HTTP API.
 """
 
-import time
 
 from vault_test_helpers import DENIED, INVALID_TOKEN, make_token, put_policy
 
@@ -66,12 +65,19 @@ def test_token_non_renewable_and_num_uses(c, uniq):
     assert c.get("auth/token/lookup-self", token=tok).status == 403
 
 
-def test_token_ttl_expiry(c):
-    tok = make_token(c, ["default"], ttl="1s")
+def test_token_ttl_expiry(start_server):
+    # the server's clock moves forward on request (POST /__test__/clock): no sleep
+    srv = start_server("--test-controls")
+    c = srv.client()
+    tok = make_token(c, ["default"], ttl="2s")
     assert c.get("auth/token/lookup-self", token=tok).status == 200
-    time.sleep(1.1)
+    assert c.control("POST", "clock", {"advance": 1}).status == 200
+    assert c.get("auth/token/lookup-self", token=tok).json["data"]["ttl"] == 1
+    c.control("POST", "clock", {"advance": 1.5})
     r = c.get("auth/token/lookup-self", token=tok)
     assert r.status == 403 and r.errors == [INVALID_TOKEN]
+    assert c.get("auth/token/lookup-self").status == 200   # root has no TTL
+    c.close()
 
 
 def test_child_token_policies_subset(c, uniq):

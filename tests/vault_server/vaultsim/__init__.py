@@ -13,5 +13,6 @@
   auth_token.py    auth/token/ and login-token issuing
   auth_cert.py     cert auth (TLS client certificates)
   auth_approle.py  AppRole auth
-  controls.py      Vault's test controls: seal, standby, tokens
+  clock.py         the server's time (tests advance it instead of sleeping)
+  controls.py      Vault's test controls: seal, standby, clock, tokens
 """

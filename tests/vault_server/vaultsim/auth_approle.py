@@ -5,10 +5,10 @@ Thread safety: called with Vault.lock held (core.Vault.handle).
 """
 
 import json
-import time
 
 from testserver.core import Response
 
+from . import clock
 from .api import Route, no_content, ok
 from .base import bad, not_found, unsupported_op, unsupported_path
 from .convert import new_uuid, parse_duration, rfc3339, to_bool, to_int, to_strlist, unknown_param_warning
@@ -130,7 +130,7 @@ class AppRoleMixin:
         sid = str(d.get("secret_id")) if custom and d.get("secret_id") else new_uuid()
         if custom and not d.get("secret_id"):
             raise bad("missing secret_id")
-        now = time.time()
+        now = clock.now()
         entry = {"role": name, "accessor": new_uuid(), "created": now, "ttl": ttl,
                  "expires": now + ttl if ttl else None, "num_uses": num_uses,
                  "metadata": meta if isinstance(meta, dict) else {}}
@@ -176,7 +176,7 @@ class AppRoleMixin:
             if not sid:
                 raise bad("missing secret_id")
             e = am.secret_ids.get(sid)
-            if e is None or e["role"] != name or (e["expires"] and e["expires"] <= time.time()):
+            if e is None or e["role"] != name or (e["expires"] and e["expires"] <= clock.now()):
                 raise bad("invalid role or secret ID")
             if e["num_uses"] > 0:
                 e["num_uses"] -= 1

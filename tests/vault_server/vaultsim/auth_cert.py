@@ -4,11 +4,11 @@ client certificate (verified with testserver.x509, pure Python).
 Thread safety: called with Vault.lock held (core.Vault.handle).
 """
 
-import time
 
 from testserver.core import Response
 from testserver.x509 import X509, hex_colon, pem_to_ders
 
+from . import clock
 from .api import Route, no_content, ok
 from .base import bad, not_found, unsupported_op, unsupported_path
 from .convert import conv_error, glob_match, to_strlist, unknown_param_warning
@@ -114,7 +114,7 @@ class CertMixin:
             leaf = X509(req.peer_der)
         except Exception:
             raise bad("invalid certificate or no client certificate supplied")
-        now = time.time()
+        now = clock.now()
         if name:
             candidates = [(name, am.roles[name])] if name in am.roles else []
         else:

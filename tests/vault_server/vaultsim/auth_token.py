@@ -5,10 +5,10 @@ Thread safety: called with Vault.lock held (core.Vault.handle).
 """
 
 import re
-import time
 
 from testserver.core import Response
 
+from . import clock
 from .api import Route, ok
 from .base import SYS_DEFAULT_TTL, SYS_MAX_TTL, VaultError, bad, not_found, unsupported_op, unsupported_path
 from .convert import go_duration, new_uuid, parse_duration, sanitize_policies, to_bool, to_int, to_strlist, to_strmap
@@ -165,7 +165,7 @@ class TokenMixin:
         if t.expire_at is None or not t.renewable:
             raise bad("lease is not renewable")
         inc = parse_duration(req.data.get("increment"), "increment")
-        now = time.time()
+        now = clock.now()
         if t.period:
             new_ttl = t.period
         else:

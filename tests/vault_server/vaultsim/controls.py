@@ -1,13 +1,14 @@
 """Vault's own test controls (under /__test__/, beside testserver's faults,
-request log and stats): seal, standby, and expiring or revoking tokens.
+request log and stats): seal, standby, the clock, and expiring or revoking
+tokens.
 
 Thread safety: each control takes Vault.lock.
 """
 
-import time
 
 from testserver.controls import bool_field, int_field
 
+from . import clock
 from .base import bad
 
 
@@ -27,6 +28,11 @@ def control(vault, method, path, data):
             else:
                 vault.standby = None
             return {"standby": vault.standby is not None}
+    if path == "clock":
+        seconds = data.get("advance", 0)
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+            raise bad('"advance" must be a number of seconds >= 0')
+        return {"now": clock.advance(seconds)}
     if path in ("tokens/expire", "tokens/revoke"):
         with vault.lock:
             return {"affected": expire_or_revoke(vault, data, path.rsplit("/", 1)[1])}
@@ -45,7 +51,7 @@ def expire_or_revoke(vault, body, action):
         targets = [t] if t else []
     else:
         raise bad("one of token, accessor or all_non_root is required")
-    now = time.time()
+    now = clock.now()
     for t in targets:
         if action == "expire":
             t.expire_at = now - 0.001

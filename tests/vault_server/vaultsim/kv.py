@@ -6,10 +6,10 @@ Thread safety: called with Vault.lock held (core.Vault.handle).
 """
 
 import json
-import time
 
 from testserver.core import Response
 
+from . import clock
 from .api import Route, envelope, no_content, ok
 from .base import (DEFAULT_MAX_VERSIONS, ERR_CAS_MISMATCH, ERR_CAS_REQUIRED, SYS_DEFAULT_TTL, bad,
                    not_found, unsupported_op)
@@ -88,7 +88,7 @@ class KVMixin:
 
     @staticmethod
     def _deleted(v, now=None):
-        return v["deletion"] is not None and v["deletion"] <= (now or time.time())
+        return v["deletion"] is not None and v["deletion"] <= (now or clock.now())
 
     @staticmethod
     def _vmeta(s, n):
@@ -149,7 +149,7 @@ class KVMixin:
             raise bad(ERR_CAS_REQUIRED)
 
     def _add_version(self, m, key, s, data):
-        now = time.time()
+        now = clock.now()
         if s is None:
             s = KVSecret(now)
             m.secrets[key] = s
@@ -206,7 +206,7 @@ class KVMixin:
         if s is not None and s.current in s.versions:
             v = s.versions[s.current]
             if not v["destroyed"] and not self._deleted(v):
-                v["deletion"] = time.time()
+                v["deletion"] = clock.now()
         return Response(204)
 
     def kv2_versions_op(self, m, opname, key, req):
@@ -224,7 +224,7 @@ class KVMixin:
         s = m.secrets.get(key)
         if s is None:
             return Response(204)
-        now = time.time()
+        now = clock.now()
         for n in versions:
             v = s.versions.get(n)
             if v is None:
@@ -309,9 +309,9 @@ class KVMixin:
         s = m.secrets.get(key)
         fresh = s is None
         if fresh:
-            s = KVSecret(time.time())
+            s = KVSecret(clock.now())
         self._apply_meta(s, d)
-        s.updated = time.time()
+        s.updated = clock.now()
         if fresh:
             m.secrets[key] = s
         return no_content([warn] if warn else None, mount_type="kv")
@@ -323,7 +323,7 @@ class KVMixin:
             not_found()
         warn = unknown_param_warning(d, self.META_FIELDS)
         self._apply_meta(s, d, patch=True)
-        s.updated = time.time()
+        s.updated = clock.now()
         return no_content([warn] if warn else None, mount_type="kv")
 
     def kv2_meta_delete(self, m, key):

@@ -4,8 +4,8 @@ Thread safety: none here; Vault.lock (core.py) guards every object.
 """
 
 import secrets
-import time
 
+from . import clock
 from .base import VAULT_VERSION
 from .convert import new_uuid, rand_str, rfc3339
 from .policy import DEFAULT_POLICY, Policy
@@ -20,7 +20,7 @@ class Token:
         self.accessor = rand_str(24)
         self.ns = ns
         self.policies = policies
-        self.created = time.time()
+        self.created = clock.now()
         self.ttl = ttl                      # creation TTL (0 = never expires)
         self.expire_at = self.created + ttl if ttl else None
         self.explicit_max_ttl = explicit_max_ttl
@@ -38,12 +38,12 @@ class Token:
         self.entity_id = ""
 
     def expired(self, now=None):
-        return self.expire_at is not None and (now or time.time()) >= self.expire_at
+        return self.expire_at is not None and (now or clock.now()) >= self.expire_at
 
     def remaining(self):
         if self.expire_at is None:
             return 0
-        return max(0, int(round(self.expire_at - time.time())))
+        return max(0, int(round(self.expire_at - clock.now())))
 
     def lookup_data(self):
         d = {

@@ -5,10 +5,10 @@ Thread safety: called with Vault.lock held (core.Vault.handle).
 """
 
 import re
-import time
 
 from testserver.core import Response
 
+from . import clock
 from .api import Route, ok
 from .base import (ERR_DENIED, SYS_DEFAULT_TTL, SYS_MAX_TTL, VAULT_VERSION, VaultError, bad,
                    not_found, unsupported_op, unsupported_path)
@@ -93,7 +93,7 @@ class SysMixin:
             "performance_standby": False,
             "replication_performance_mode": "disabled",
             "replication_dr_mode": "disabled",
-            "server_time_utc": int(time.time()),
+            "server_time_utc": int(clock.now()),
             "version": VAULT_VERSION,
             "enterprise": False,
             "echo_duration_ms": 0,
