@@ -34,7 +34,7 @@ class _Drop(Exception):
     """Close the connection without answering (a "drop" fault)."""
 
 
-class TestHTTPServer(http.server.ThreadingHTTPServer):
+class ThreadedServer(http.server.ThreadingHTTPServer):
     """Listens on (host, port); IPv6 when host has a colon."""
     daemon_threads = True
     allow_reuse_address = True

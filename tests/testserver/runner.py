@@ -12,7 +12,7 @@ import ssl
 import threading
 
 from .controls import Controls
-from .httpserver import TestHTTPServer
+from .httpserver import ThreadedServer
 
 
 def add_common_args(ap):
@@ -67,7 +67,7 @@ def write_atomic(path, text):
 def serve(protocol, args):
     """Serves until SIGTERM/SIGINT (or the parent exits, with --exit-with-parent); returns 0."""
     ssl_ctx = build_ssl_context(args)
-    srv = TestHTTPServer((args.host, args.port), protocol, Controls(args.max_log_entries), ssl_ctx, args)
+    srv = ThreadedServer((args.host, args.port), protocol, Controls(args.max_log_entries), ssl_ctx, args)
     port = srv.server_address[1]
     host = "[%s]" % args.host if ":" in args.host else args.host
     url = "%s://%s:%d" % ("https" if ssl_ctx else "http", host, port)
