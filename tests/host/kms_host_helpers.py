@@ -87,13 +87,14 @@ def require_binary():
 # --- tests/vault_server ------------------------------------------------------------
 
 import json
-import signal
 import ssl
-import time
+import sys
 import urllib.error
 import urllib.request
 
-PYTHON = "/usr/bin/python3"
+sys.path.insert(0, str(SRC / "tests"))
+from testserver.launcher import ServerProcess  # noqa: E402
+
 VAULT_SERVER = SRC / "tests" / "vault_server" / "server.py"
 MAKE_CERTS = SRC / "tests" / "vault_server" / "make_certs.sh"
 VAULT_PLUGIN = PLUGIN_DIR / "hashicorp_vault.so"
@@ -101,45 +102,31 @@ VAULT_PLUGIN = PLUGIN_DIR / "hashicorp_vault.so"
 
 class VaultServer:
     """tests/vault_server/server.py with TLS and test controls on loopback.
-    stop() + start() reuses the port (state is in memory and starts empty)."""
+    stop() + start() reuses the port (state is in memory and starts empty).
+    Started by testserver.launcher, the one launcher of the test servers."""
 
     def __init__(self, workdir, certs, port=0):
         self.workdir = pathlib.Path(workdir)
         self.certs = pathlib.Path(certs)
-        self.port = port
-        self.proc = None
-        self.url = None
         self.ctx = ssl.create_default_context(cafile=str(self.certs / "ca.pem"))
+        self._proc = ServerProcess(VAULT_SERVER, [
+            "--tls-cert", self.certs / "server.pem", "--tls-key", self.certs / "server.key",
+            "--test-controls"], self.workdir, port=port, log_name="vault-server.log")
+
+    @property
+    def url(self):
+        return self._proc.url
+
+    @property
+    def port(self):
+        return self._proc.port
 
     def start(self):
-        ready = self.workdir / f"vault-ready-{time.monotonic_ns()}"
-        log = open(self.workdir / "vault-server.log", "a")
-        self.proc = subprocess.Popen(
-            [PYTHON, str(VAULT_SERVER), "--port", str(self.port), "--ready-file", str(ready),
-             "--tls-cert", str(self.certs / "server.pem"), "--tls-key", str(self.certs / "server.key"),
-             "--test-controls"], stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.time() + 20
-        while not ready.exists():
-            if self.proc.poll() is not None:
-                raise RuntimeError("vault server exited: " + (self.workdir / "vault-server.log").read_text())
-            if time.time() > deadline:
-                self.stop()
-                raise RuntimeError("vault server did not become ready")
-            time.sleep(0.02)
-        self.url = ready.read_text().strip()
-        self.port = int(self.url.rsplit(":", 1)[1])
+        self._proc.start()
         return self
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
+        self._proc.stop()
 
     def request(self, method, path, body=None, token="root"):
         data = json.dumps(body).encode() if body is not None else None

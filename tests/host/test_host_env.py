@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from kms_host_helpers import (EXIT_CONFIG, EXIT_FAIL, EXIT_OK, EXIT_USAGE, HOST, PLUGIN_DIR, Host,
+from kms_host_helpers import (EXIT_CONFIG, EXIT_FAIL, EXIT_OK, EXIT_USAGE, PLUGIN_DIR, Host,
                       base_env, parse_fields, run_raw)
 
 SECRET = "sk-live-0123456789abcdefSECRETSECRET"

@@ -8,65 +8,35 @@ end of its scope.
 import http.client
 import json
 import os
-import signal
 import ssl
 import subprocess
 import sys
-import time
-import urllib.parse
 import uuid
 
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))   # tests/, for testserver
+
+from testserver.launcher import PYTHON, ServerProcess  # noqa: E402
+
 SERVER = os.path.join(HERE, "server.py")
 MAKE_CERTS = os.path.join(HERE, "make_certs.sh")
-PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+__all__ = ["PYTHON", "SERVER", "VaultProc"]
 
 
-class VaultProc:
-    """A running server.py subprocess."""
+class VaultProc(ServerProcess):
+    """A running server.py (started on construction) with a raw client factory."""
 
     def __init__(self, workdir, *args, tls=None):
-        self.workdir = workdir
-        os.makedirs(workdir, exist_ok=True)
-        tag = uuid.uuid4().hex[:8]
-        self.ready_file = os.path.join(workdir, "ready-%s" % tag)
-        self.pid_file = os.path.join(workdir, "pid-%s" % tag)
-        cmd = [PYTHON, SERVER, "--ready-file", self.ready_file, "--pid-file", self.pid_file]
-        cmd += list(args)
         self.tls = tls
+        args = list(args)
         if tls:
-            cmd += ["--tls-cert", tls["server.pem"], "--tls-key", tls["server.key"],
-                    "--client-ca", tls["ca.pem"]]
-        self.cmd = cmd
-        self.log = open(os.path.join(workdir, "server-%s.log" % tag), "w+")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 15
-        while not os.path.exists(self.ready_file):
-            if self.proc.poll() is not None:
-                self.log.seek(0)
-                raise RuntimeError("server exited early: %s" % self.log.read())
-            if time.time() > deadline:
-                self.stop()
-                raise RuntimeError("server did not become ready")
-            time.sleep(0.02)
-        with open(self.ready_file) as f:
-            self.url = f.read().strip()
-        parsed = urllib.parse.urlsplit(self.url)
-        self.host = parsed.hostname
-        self.port = parsed.port
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log.close()
-        return self.proc.returncode
+            args += ["--tls-cert", tls["server.pem"], "--tls-key", tls["server.key"],
+                     "--client-ca", tls["ca.pem"]]
+        super().__init__(SERVER, args, workdir)
+        self.start()
 
     def client(self, cert=None, key=None, token="root"):
         ctx = None
