@@ -60,18 +60,11 @@ struct vault_cache {
   entry **buckets;
   size_t nbuckets, nentries, nvalues;
   size_t sweep; /* next bucket the amortised sweep looks at */
-  uint64_t rng; /* xorshift state for refresh-point jitter (under rw, exclusive) */
+  vault_rng rng; /* refresh-point jitter (under rw, exclusive) */
   int outage; /* a stale value was served since the last successful fetch */
 };
 
-static int64_t mono_ms(void *ctx) {
-  (void)ctx;
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t now_ms(const vault_cache *c) { return c->opt.clock(c->opt.clock_ctx); }
+static int64_t now_ms(const vault_cache *c) { return vault_clock_now(&c->opt.clock); }
 
 static uint64_t fnv1a(const char *s) {
   uint64_t h = 1469598103934665603ull;
@@ -104,20 +97,12 @@ vault_cache *vault_cache_new(const vault_cache_options *opt) {
   vault_cache *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->opt = *opt;
-  if (!c->opt.clock) c->opt.clock = mono_ms;
   if (c->opt.ttl_ms < 0) c->opt.ttl_ms = 0;
   if (c->opt.stale_ms < 0) c->opt.stale_ms = 0;
   if (c->opt.refresh_lo_pm < 0 || c->opt.refresh_hi_pm < c->opt.refresh_lo_pm ||
       c->opt.refresh_hi_pm >= 1000)
     c->opt.refresh_lo_pm = c->opt.refresh_hi_pm = 0;
-  c->rng = c->opt.seed;
-  if (!c->rng) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    c->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)c ^
-             ((uint64_t)getpid() << 40);
-    if (!c->rng) c->rng = 88172645463325252ull;
-  }
+  vault_rng_seed(&c->rng, c->opt.seed, c);
   c->nbuckets = 64;
   c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
   if (!c->buckets) {
@@ -249,17 +234,14 @@ static void sweep_some(vault_cache *c, int64_t now) {
 static int64_t refresh_point(vault_cache *c, int64_t now) {
   const vault_cache_options *o = &c->opt;
   if (o->refresh_hi_pm <= 0 || o->ttl_ms <= 0) return 0;
-  c->rng ^= c->rng << 13;
-  c->rng ^= c->rng >> 7;
-  c->rng ^= c->rng << 17;
   int64_t span = o->refresh_hi_pm - o->refresh_lo_pm + 1;
-  int64_t pm = o->refresh_lo_pm + (int64_t)(c->rng % (uint64_t)span);
+  int64_t pm = o->refresh_lo_pm + (int64_t)(vault_rng_next(&c->rng) % (uint64_t)span);
   int64_t at = now + o->ttl_ms * pm / 1000;
   return at > now ? at : now + 1;
 }
 
 static kms_status nomem(kms_error *err) {
-  return kms_error_set(err, KMS_NO_MEMORY, 0, "hashicorp_vault: out of memory");
+  return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
 }
 
 /* 1 if e can be answered from the cache without a fetch: a fresh value, or
@@ -385,7 +367,7 @@ static kms_status get_impl(vault_cache *c, const char *key, get_mode mode,
   kms_error ferr;
   kms_error_clear(&ferr);
   st = fetch(fetch_ctx, key, &v, &ferr);
-  if (st == KMS_OK && !v.data) st = kms_error_set(&ferr, KMS_INTERNAL, 0, "hashicorp_vault: empty fetch");
+  if (st == KMS_OK && !v.data) st = kms_error_set(&ferr, KMS_INTERNAL, 0, "empty fetch");
   if (raw) *raw = st;
 
   /* The copies a success hands out, made before taking the exclusive lock:

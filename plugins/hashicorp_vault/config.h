@@ -90,6 +90,12 @@ typedef struct vault_config {
   char *ca_file, *ca_path, *tls_server_name;
   int skip_verify;
 
+  /* Proxies (proxy.h decides per request): the explicit proxy
+   * (VAULT_PROXY_ADDR / VAULT_HTTP_PROXY / BAO_HTTP_PROXY), else the
+   * scheme's (HTTPS_PROXY / HTTP_PROXY, upper or lower case), and
+   * NO_PROXY. Each proxy is a normalised URL with a scheme; NULL when unset. */
+  char *proxy_explicit, *proxy_http, *proxy_https, *no_proxy;
+
   /* Time and size limits. */
   int64_t refresh_interval_s; /* cache TTL; 0 disables the cache */
   int64_t timeout_ms;         /* whole call, all retries included */

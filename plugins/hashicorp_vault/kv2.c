@@ -11,24 +11,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define P "hashicorp_vault: "
 
 /* ---- names and encoding ------------------------------------------------ */
 
 kms_status kv2_validate_name(const char *name, kms_error *err) {
   if (!name || !*name)
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, P "secret name is empty");
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "secret name is empty");
   size_t n = strlen(name);
   if (n > VAULT_NAME_MAX)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         P "secret name is %zu bytes long; at most %d are allowed", n,
+                         "secret name is %zu bytes long; at most %d are allowed", n,
                          VAULT_NAME_MAX);
   /* Control characters first: the messages below quote the name. */
   for (const char *p = name; *p; p++) {
     unsigned char c = (unsigned char)*p;
     if (c < 0x20 || c == 0x7f)
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           P "secret name contains a control character (byte 0x%02x at offset "
+                           "secret name contains a control character (byte 0x%02x at offset "
                            "%zu)", c, (size_t)(p - name));
   }
   const char *seg = name;
@@ -38,11 +37,11 @@ kms_status kv2_validate_name(const char *name, kms_error *err) {
       size_t len = (size_t)(p - seg);
       if (len == 0)
         return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                             P "secret name '%.100s' has an empty path segment (leading, trailing "
+                             "secret name '%.100s' has an empty path segment (leading, trailing "
                              "or double '/')", name);
       if ((len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.'))
         return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                             P "secret name '%.100s' has a '.' or '..' path segment", name);
+                             "secret name '%.100s' has a '.' or '..' path segment", name);
       if (!c) break;
       seg = p + 1;
     }
@@ -113,7 +112,7 @@ kms_status kv2_layout_init(kv2_layout *l, const vault_config *cfg, kms_error *er
   l->addr_len = strlen(cfg->addr);
   if (!l->data_base || !l->meta_base) {
     kv2_layout_free(l);
-    return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   }
   return KMS_OK;
 }
@@ -131,12 +130,12 @@ kms_status kv2_url(const kv2_layout *l, kv2_kind kind, const char *name, char **
   if (st != KMS_OK) return st;
   const char *base = kind == KV2_DATA ? l->data_base : l->meta_base;
   char *e = kv2_encode_path(name);
-  if (!e) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  if (!e) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   size_t bl = strlen(base), el = strlen(e);
   char *u = malloc(bl + el + 1);
   if (!u) {
     free(e);
-    return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   }
   memcpy(u, base, bl);
   memcpy(u + bl, e, el + 1);
@@ -202,11 +201,11 @@ static kms_status print_wiped(cJSON *root, size_t payload, char **body, size_t *
                               kms_error *err) {
   size_t cap = payload * 6 + 256;
   char *buf = malloc(cap);
-  if (!buf) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  if (!buf) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   if (!cJSON_PrintPreallocated(root, buf, (int)cap, 0)) {
     OPENSSL_cleanse(buf, cap);
     free(buf);
-    return kms_error_set(err, KMS_INTERNAL, 0, P "could not encode the request body");
+    return kms_error_set(err, KMS_INTERNAL, 0, "could not encode the request body");
   }
   *body_len = strlen(buf);
   *body = buf;
@@ -219,16 +218,16 @@ kms_status kv2_write_body(const char *value, size_t len, int cas, uint64_t cas_v
   *body_len = 0;
   if (memchr(value, '\0', len))
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         P "secret value contains a NUL byte; Vault KV stores text (encode binary "
+                         "secret value contains a NUL byte; Vault KV stores text (encode binary "
                          "values, e.g. base64)");
   if (!utf8_valid((const unsigned char *)value, len))
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         P "secret value is not valid UTF-8; Vault KV stores text (encode binary "
+                         "secret value is not valid UTF-8; Vault KV stores text (encode binary "
                          "values, e.g. base64)");
   if (len > (size_t)64 * 1024 * 1024)
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, P "secret value is larger than 64 MiB");
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "secret value is larger than 64 MiB");
   char *copy = malloc(len + 1);
-  if (!copy) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  if (!copy) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   memcpy(copy, value, len);
   copy[len] = '\0';
   kms_status st = KMS_OK;
@@ -237,7 +236,7 @@ kms_status kv2_write_body(const char *value, size_t len, int cas, uint64_t cas_v
   OPENSSL_cleanse(copy, len);
   free(copy);
   if (!root || !data || !str) {
-    st = kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
     json_wipe_delete(str);
     json_wipe_delete(data);
     json_wipe_delete(root);
@@ -248,7 +247,7 @@ kms_status kv2_write_body(const char *value, size_t len, int cas, uint64_t cas_v
   if (cas) {
     cJSON *opts = cJSON_AddObjectToObject(root, "options");
     if (!opts || !cJSON_AddNumberToObject(opts, "cas", (double)cas_version))
-      st = kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+      st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   }
   if (st == KMS_OK) st = print_wiped(root, len, body, body_len, err);
   json_wipe_delete(root);
@@ -261,15 +260,15 @@ kms_status kv2_metadata_body(const char *description, char **body, size_t *body_
   *body_len = 0;
   size_t len = strlen(description);
   if (!utf8_valid((const unsigned char *)description, len))
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, P "description is not valid UTF-8");
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "description is not valid UTF-8");
   if (len > 4096)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         P "description is %zu bytes; at most 4096 fit in custom_metadata", len);
+                         "description is %zu bytes; at most 4096 fit in custom_metadata", len);
   cJSON *root = cJSON_CreateObject();
   cJSON *md = root ? cJSON_AddObjectToObject(root, "custom_metadata") : NULL;
   if (!md || !cJSON_AddStringToObject(md, "description", description)) {
     cJSON_Delete(root);
-    return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   }
   kms_status st = print_wiped(root, len, body, body_len, err);
   cJSON_Delete(root);
@@ -324,7 +323,7 @@ kms_status kv2_parse_read(const char *body, size_t len, const char *name, char *
   cJSON *root = cJSON_ParseWithLength(body, len);
   if (!root)
     return kms_error_set(err, KMS_INTERNAL, 200,
-                         P "read '%.100s': Vault answered HTTP 200 with a body that is not JSON "
+                         "read '%.100s': Vault answered HTTP 200 with a body that is not JSON "
                          "(is HCP_VAULT_ADDR a Vault server?)", name);
   kms_status st = KMS_OK;
   cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
@@ -332,31 +331,31 @@ kms_status kv2_parse_read(const char *body, size_t len, const char *name, char *
   cJSON *md = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "metadata") : NULL;
   if (!cJSON_IsObject(data)) {
     st = kms_error_set(err, KMS_INTERNAL, 200,
-                       P "read '%.100s': response has no 'data' object (is HCP_VAULT_MOUNT_NAME "
+                       "read '%.100s': response has no 'data' object (is HCP_VAULT_MOUNT_NAME "
                        "a KV version 2 mount?)", name);
     goto out;
   }
   if (cJSON_IsNull(inner) || (!inner && md)) {
     st = kms_error_set(err, KMS_NOT_FOUND, 200,
-                       P "read '%.100s': the current version has been deleted", name);
+                       "read '%.100s': the current version has been deleted", name);
     goto out;
   }
   if (!cJSON_IsObject(inner)) {
     st = kms_error_set(err, KMS_INTERNAL, 200,
-                       P "read '%.100s': response has no 'data.data' object (is "
+                       "read '%.100s': response has no 'data.data' object (is "
                        "HCP_VAULT_MOUNT_NAME a KV version 2 mount?)", name);
     goto out;
   }
   cJSON *key = cJSON_GetObjectItemCaseSensitive(inner, "key");
   if (!key) {
     st = kms_error_set(err, KMS_INTERNAL, 200,
-                       P "read '%.100s': the secret has no field \"key\"; store it as "
+                       "read '%.100s': the secret has no field \"key\"; store it as "
                        "{\"key\": \"<value>\"}", name);
     goto out;
   }
   if (!cJSON_IsString(key) || !key->valuestring) {
     st = kms_error_set(err, KMS_INTERNAL, 200,
-                       P "read '%.100s': field \"key\" is a %s, not a string; store it as "
+                       "read '%.100s': field \"key\" is a %s, not a string; store it as "
                        "{\"key\": \"<value>\"}", name,
                        cJSON_IsNumber(key) ? "number" : cJSON_IsBool(key) ? "boolean"
                        : cJSON_IsNull(key) ? "null" : cJSON_IsArray(key) ? "array" : "object");
@@ -365,13 +364,13 @@ kms_status kv2_parse_read(const char *body, size_t len, const char *name, char *
   size_t n = strlen(key->valuestring);
   if (key_lost_nul(body, len, n)) {
     st = kms_error_set(err, KMS_UNSUPPORTED, 200,
-                       P "read '%.100s': the value contains a NUL character (\\u0000), which "
+                       "read '%.100s': the value contains a NUL character (\\u0000), which "
                        "cannot be returned intact; store binary secrets base64-encoded", name);
     goto out;
   }
   char *v = malloc(n + 1);
   if (!v) {
-    st = kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
     goto out;
   }
   memcpy(v, key->valuestring, n + 1);
@@ -449,48 +448,48 @@ kms_status kv2_map_status(const char *op, const char *path, long http, const cha
     const char *state = deleted_state(body, len, &ver);
     if (state)
       return kms_error_set(err, KMS_NOT_FOUND, b,
-                           P "%s %.90s: HTTP 404: version %lld was %s (undelete it in Vault or "
+                           "%s %.90s: HTTP 404: version %lld was %s (undelete it in Vault or "
                            "write a new value)", op, path, (long long)ver, state);
-    return kms_error_set(err, KMS_NOT_FOUND, b, P "%s %.90s: HTTP 404: no such secret%s%s", op,
+    return kms_error_set(err, KMS_NOT_FOUND, b, "%s %.90s: HTTP 404: no such secret%s%s", op,
                          path, sep, etext);
   }
   if (http == 400) {
     if (contains(etext, "check-and-set parameter did not match"))
       return kms_error_set(err, KMS_CONFLICT, b,
-                           P "%s %.90s: HTTP 400: %s (re-read the secret and retry with its "
+                           "%s %.90s: HTTP 400: %s (re-read the secret and retry with its "
                            "current version)", op, path, etext);
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, b, P "%s %.90s: HTTP 400%s%s", op, path, sep,
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, b, "%s %.90s: HTTP 400%s%s", op, path, sep,
                          etext);
   }
   if (http == 401)
     return kms_error_set(err, KMS_UNAUTHENTICATED, b,
-                         P "%s %.90s: HTTP 401%s%s (check the credentials: HCP_VAULT_TOKEN, or the "
+                         "%s %.90s: HTTP 401%s%s (check the credentials: HCP_VAULT_TOKEN, or the "
                          "AppRole/certificate login)", op, path, sep, etext);
   if (http == 403) {
     if (!have_token || contains(etext, "missing client token") ||
         contains(etext, "invalid token") || contains(etext, "token expired") ||
         contains(etext, "bad token"))
       return kms_error_set(err, KMS_UNAUTHENTICATED, b,
-                           P "%s %.90s: HTTP 403%s%s (the token is missing, expired or revoked: "
+                           "%s %.90s: HTTP 403%s%s (the token is missing, expired or revoked: "
                            "check HCP_VAULT_TOKEN, or the AppRole/certificate login)", op, path, sep, etext);
     return kms_error_set(err, KMS_PERMISSION_DENIED, b,
-                         P "%s %.90s: HTTP 403%s%s (the token's policy does not allow this path, "
+                         "%s %.90s: HTTP 403%s%s (the token's policy does not allow this path, "
                          "or the token is invalid)", op, path, sep, etext);
   }
   if (http == 501)
     return kms_error_set(err, KMS_UNAVAILABLE, b,
-                         P "%s %.90s: HTTP 501%s%s (Vault is not initialised)", op, path, sep,
+                         "%s %.90s: HTTP 501%s%s (Vault is not initialised)", op, path, sep,
                          etext);
   if (http == 412 || http == 429 || (http >= 500 && http <= 599))
-    return kms_error_set(err, KMS_UNAVAILABLE, b, P "%s %.90s: HTTP %ld%s%s%s (retry later)", op,
+    return kms_error_set(err, KMS_UNAVAILABLE, b, "%s %.90s: HTTP %ld%s%s%s (retry later)", op,
                          path, http, tries, sep, etext);
   if (http == 405)
     return kms_error_set(err, KMS_UNSUPPORTED, b,
-                         P "%s %.90s: HTTP 405%s%s (is HCP_VAULT_MOUNT_NAME a KV version 2 "
+                         "%s %.90s: HTTP 405%s%s (is HCP_VAULT_MOUNT_NAME a KV version 2 "
                          "mount?)", op, path, sep, etext);
   if (http == 413)
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, b, P "%s %.90s: HTTP 413: request too large",
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, b, "%s %.90s: HTTP 413: request too large",
                          op, path);
-  return kms_error_set(err, KMS_INTERNAL, b, P "%s %.90s: unexpected HTTP %ld%s%s", op, path, http,
+  return kms_error_set(err, KMS_INTERNAL, b, "%s %.90s: unexpected HTTP %ld%s%s", op, path, http,
                        sep, etext);
 }
