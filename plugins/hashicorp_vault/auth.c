@@ -153,8 +153,8 @@ static void grant_clear(grant *g) {
 
 /* Parse an `auth` block (login or renew-self answer): 1 = usable, 0 = no
  * auth block or token, -1 = a token that cannot be sent as a header. */
-static int parse_auth(const char *body, int want_token, grant *g) {
-  cJSON *j = cJSON_Parse(body);
+static int parse_auth(const char *body, size_t len, int want_token, grant *g) {
+  cJSON *j = vault_json_parse(body, len);
   cJSON *auth = cJSON_GetObjectItemCaseSensitive(j, "auth");
   cJSON *tok = cJSON_GetObjectItemCaseSensitive(auth, "client_token");
   cJSON *lease = cJSON_GetObjectItemCaseSensitive(auth, "lease_duration");
@@ -204,7 +204,7 @@ static kms_status do_login(vault_auth *a, int64_t deadline, grant *g, kms_error 
   char ns[80] = "";
   if (cfg->login_namespace) snprintf(ns, sizeof ns, " in namespace %.60s", cfg->login_namespace);
   if (resp.status == 200) {
-    int ok = parse_auth(resp.body, 1, g);
+    int ok = parse_auth(resp.body, resp.len, 1, g);
     if (ok == 0)
       st = kms_error_set(err, KMS_INTERNAL, 200,
                          "%s (POST %.60s%s): HTTP 200 without auth.client_token", a->what,
@@ -240,7 +240,7 @@ static kms_status do_renew(vault_auth *a, const char *token, int64_t increment,
   vault_http_response resp;
   kms_status st = vault_http_perform(a->http, &req, &resp, err);
   if (st == KMS_OK) {
-    if (resp.status != 200 || parse_auth(resp.body, 0, g) != 1) {
+    if (resp.status != 200 || parse_auth(resp.body, resp.len, 0, g) != 1) {
       char etext[120];
       kv2_errors_text(resp.body, resp.len, etext, sizeof etext);
       st = kms_error_set(err, transient(resp.status) ? KMS_UNAVAILABLE : KMS_UNAUTHENTICATED,

@@ -60,6 +60,11 @@ void vault_json_wipe_delete(cJSON *j) {
   cJSON_Delete(j);
 }
 
+cJSON *vault_json_parse(const char *body, size_t len) {
+  if (!body || !len || memchr(body, '\0', len)) return NULL;
+  return cJSON_ParseWithLength(body, len);
+}
+
 const char *vault_url_path(const char *addr, const char *url) {
   size_t n = strlen(addr);
   if (strncmp(url, addr, n) == 0 && url[n] == '/') return url + n;

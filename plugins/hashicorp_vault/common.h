@@ -43,6 +43,11 @@ void vault_wipe_free(char *s);
  * NULL ok. */
 void vault_json_wipe_delete(cJSON *j);
 
+/* Parse a response body of `len` bytes. NULL when it is not JSON, and
+ * also when it holds a raw NUL byte: JSON never contains one (a NUL in a
+ * string must be escaped), and cJSON would silently end the string there. */
+cJSON *vault_json_parse(const char *body, size_t len);
+
 /* The part of `url` after the configured address `addr` (starts with "/"),
  * for messages and logs; `url` itself when it does not start with addr. */
 const char *vault_url_path(const char *addr, const char *url);

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <stdio.h>
@@ -158,6 +159,18 @@ static int file_readable(const char *path, int want_dir) {
   if (stat(path, &st) != 0) return 0;
   if (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) return 0;
   return access(path, R_OK) == 0;
+}
+
+/* 1 if `path` holds at least one PEM certificate (a CA bundle without any
+ * would make every TLS request fail, long after create). */
+static int has_certificate(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+  fclose(f);
+  if (!x) ERR_clear_error(); /* leave no stale error for libcurl's OpenSSL calls */
+  X509_free(x);
+  return x != NULL;
 }
 
 /* Check that the client certificate and key load, match and are in date.
@@ -654,6 +667,10 @@ static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *s
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                          "%s=%s is not a readable file; point it at the PEM CA bundle", which,
                          cfg->ca_file);
+  if (cfg->ca_file && !has_certificate(cfg->ca_file))
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         "%s=%s holds no PEM certificate, so no server could be trusted; point "
+                         "it at the PEM CA bundle", which, cfg->ca_file);
   if ((st = take_str(e, NAMES("VAULT_CAPATH", "BAO_CAPATH"), &cfg->ca_path, &which, err)) != KMS_OK)
     return st;
   if (cfg->ca_path && !file_readable(cfg->ca_path, 1))

@@ -570,6 +570,14 @@ static int transient_transport(CURLcode rc) {
          rc == CURLE_PARTIAL_FILE || rc == CURLE_HTTP2 || rc == CURLE_HTTP2_STREAM;
 }
 
+/* After CURLE_OUT_OF_MEMORY: is memory actually short? (1 if a 1 MiB
+ * allocation, more than any header libcurl would hold, still succeeds.) */
+static int memory_available(void) {
+  void *p = malloc(1024 * 1024);
+  free(p);
+  return p != NULL;
+}
+
 /* No answer: what kind of failure, with the error set for the fatal ones. */
 static xfer_class classify_failure(xfer *x, CURLcode rc) {
   const vault_http_request *req = x->req;
@@ -595,12 +603,12 @@ static xfer_class classify_failure(xfer *x, CURLcode rc) {
     return X_TIMEOUT;
   } else if (transient_transport(rc)) {
     return X_RETRY;
-  } else if (rc == CURLE_OUT_OF_MEMORY && strstr(x->ebuf, "header")) {
-    /* libcurl refuses an oversized response header with CURLE_OUT_OF_MEMORY:
-     * that is the server's doing, not ours */
+  } else if (rc == CURLE_OUT_OF_MEMORY && memory_available()) {
+    /* libcurl answers a response header line over its limit (100 KiB) with
+     * CURLE_OUT_OF_MEMORY and no message: the server's doing, not ours */
     kms_error_set(x->err, KMS_INTERNAL, 0,
-                  "%s %.80s: the response header is too large (%.80s); is HCP_VAULT_ADDR a "
-                  "Vault server?", req->op, x->path, x->why);
+                  "%s %.80s: libcurl refused the response: a response header larger than it "
+                  "accepts (100 KiB); is HCP_VAULT_ADDR a Vault server?", req->op, x->path);
   } else if (rc == CURLE_OUT_OF_MEMORY) {
     oom(x->err);
   } else {

@@ -3,6 +3,7 @@
  */
 #include "kv2.h"
 
+#include "common.h"
 #include "kms_loader.h"
 
 #include <cjson/cJSON.h>
@@ -180,21 +181,6 @@ static int utf8_valid(const unsigned char *s, size_t n) {
   return 1;
 }
 
-/* Wipe every string value in a cJSON tree, then delete it. */
-static void json_wipe_delete(cJSON *j) {
-  if (!j) return;
-  for (cJSON *c = j; c; c = c->next) {
-    if (c->valuestring) OPENSSL_cleanse(c->valuestring, strlen(c->valuestring));
-    if (c->child) {
-      /* recurse without deleting: deletion happens once at the top */
-      cJSON *child = c->child;
-      c->child = NULL;
-      json_wipe_delete(child);
-    }
-  }
-  cJSON_Delete(j);
-}
-
 /* Print `root` into a buffer sized for the worst case (every byte escaped as
  * \u00XX), so cJSON never reallocates (and leaves no unwiped copy). */
 static kms_status print_wiped(cJSON *root, size_t payload, char **body, size_t *body_len,
@@ -237,9 +223,9 @@ kms_status kv2_write_body(const char *value, size_t len, int cas, uint64_t cas_v
   free(copy);
   if (!root || !data || !str) {
     st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-    json_wipe_delete(str);
-    json_wipe_delete(data);
-    json_wipe_delete(root);
+    vault_json_wipe_delete(str);
+    vault_json_wipe_delete(data);
+    vault_json_wipe_delete(root);
     return st;
   }
   cJSON_AddItemToObject(data, "key", str);
@@ -250,7 +236,7 @@ kms_status kv2_write_body(const char *value, size_t len, int cas, uint64_t cas_v
       st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   }
   if (st == KMS_OK) st = print_wiped(root, len, body, body_len, err);
-  json_wipe_delete(root);
+  vault_json_wipe_delete(root);
   return st;
 }
 
@@ -311,7 +297,7 @@ static int key_lost_nul(const char *body, size_t len, size_t decoded_len) {
   cJSON *inner = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "data") : NULL;
   cJSON *key = cJSON_IsObject(inner) ? cJSON_GetObjectItemCaseSensitive(inner, "key") : NULL;
   int lost = !cJSON_IsString(key) || !key->valuestring || strlen(key->valuestring) != decoded_len;
-  json_wipe_delete(root);
+  vault_json_wipe_delete(root);
   return lost;
 }
 
@@ -320,7 +306,12 @@ kms_status kv2_parse_read(const char *body, size_t len, const char *name, char *
   *value = NULL;
   *value_len = 0;
   *version = 0;
-  cJSON *root = cJSON_ParseWithLength(body, len);
+  if (body && memchr(body, '\0', len))
+    return kms_error_set(err, KMS_INTERNAL, 200,
+                         "read '%.100s': the response holds a raw NUL byte, which JSON never "
+                         "does; refused rather than cut short (is HCP_VAULT_ADDR a Vault "
+                         "server?)", name);
+  cJSON *root = vault_json_parse(body, len);
   if (!root)
     return kms_error_set(err, KMS_INTERNAL, 200,
                          "read '%.100s': Vault answered HTTP 200 with a body that is not JSON "
@@ -368,6 +359,12 @@ kms_status kv2_parse_read(const char *body, size_t len, const char *name, char *
                        "cannot be returned intact; store binary secrets base64-encoded", name);
     goto out;
   }
+  if (!utf8_valid((const unsigned char *)key->valuestring, n)) {
+    st = kms_error_set(err, KMS_UNSUPPORTED, 200,
+                       "read '%.100s': the value is not valid UTF-8 (as a write would refuse); "
+                       "store binary secrets base64-encoded", name);
+    goto out;
+  }
   char *v = malloc(n + 1);
   if (!v) {
     st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
@@ -379,24 +376,24 @@ kms_status kv2_parse_read(const char *body, size_t len, const char *name, char *
   *version = json_version(cJSON_IsObject(md) ? cJSON_GetObjectItemCaseSensitive(md, "version")
                                              : NULL);
 out:
-  json_wipe_delete(root);
+  vault_json_wipe_delete(root);
   return st;
 }
 
 int64_t kv2_parse_write_version(const char *body, size_t len) {
   int64_t v = 0;
-  cJSON *root = body && len ? cJSON_ParseWithLength(body, len) : NULL;
+  cJSON *root = vault_json_parse(body, len);
   cJSON *data = root ? cJSON_GetObjectItemCaseSensitive(root, "data") : NULL;
   v = json_version(cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "version")
                                         : NULL);
-  json_wipe_delete(root);
+  vault_json_wipe_delete(root);
   return v;
 }
 
 void kv2_errors_text(const char *body, size_t len, char *buf, size_t size) {
   if (!size) return;
   buf[0] = '\0';
-  cJSON *root = body && len ? cJSON_ParseWithLength(body, len) : NULL;
+  cJSON *root = vault_json_parse(body, len);
   cJSON *errs = root ? cJSON_GetObjectItemCaseSensitive(root, "errors") : NULL;
   size_t used = 0;
   cJSON *e;
@@ -418,7 +415,7 @@ void kv2_errors_text(const char *body, size_t len, char *buf, size_t size) {
 /* For a 404: is the body a KV v2 envelope of a deleted or destroyed version? */
 static const char *deleted_state(const char *body, size_t len, int64_t *version) {
   const char *r = NULL;
-  cJSON *root = body && len ? cJSON_ParseWithLength(body, len) : NULL;
+  cJSON *root = vault_json_parse(body, len);
   cJSON *data = root ? cJSON_GetObjectItemCaseSensitive(root, "data") : NULL;
   cJSON *md = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "metadata") : NULL;
   if (cJSON_IsObject(md)) {
@@ -428,7 +425,7 @@ static const char *deleted_state(const char *body, size_t len, int64_t *version)
     if (cJSON_IsTrue(destroyed)) r = "destroyed";
     else if (cJSON_IsString(dt) && dt->valuestring && *dt->valuestring) r = "deleted";
   }
-  json_wipe_delete(root);
+  vault_json_wipe_delete(root);
   return r;
 }
 
