@@ -22,6 +22,7 @@
  */
 #include "auth.h"
 
+#include "common.h"
 #include "kms_loader.h"
 #include "kv2.h"
 
@@ -34,7 +35,6 @@
 #include <string.h>
 #include <time.h>
 
-#define P "hashicorp_vault: "
 
 /* After a failed login, how long callers get the same error without a new
  * attempt (and how long a failed renewal waits before the next try). */
@@ -44,6 +44,7 @@ typedef enum { OP_LOGIN, OP_RENEW } auth_op;
 
 struct vault_auth {
   const vault_config *cfg;
+  const vault_clock *clock; /* NULL: CLOCK_MONOTONIC */
   vault_http *http;
   const vault_logger *lg;
   int login_based;       /* cert or AppRole (else static token) */
@@ -70,30 +71,15 @@ struct vault_auth {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+static int64_t now_ms(const vault_auth *a) { return vault_clock_now(a->clock); }
 
-static void wipe_free(char *s) {
-  if (!s) return;
-  OPENSSL_cleanse(s, strlen(s));
-  free(s);
-}
-
-/* Wipe every string of a parsed response (tokens, accessors) and free it. */
-static void json_wipe(cJSON *j) {
-  for (cJSON *c = j; c; c = c->next) {
-    if (c->valuestring) OPENSSL_cleanse(c->valuestring, strlen(c->valuestring));
-    if (c->child) json_wipe(c->child);
-  }
-}
-
-static void json_wipe_delete(cJSON *j) {
-  if (!j) return;
-  json_wipe(j);
-  cJSON_Delete(j);
+/* A client token is sent as a header: printable ASCII without spaces, as
+ * HCP_VAULT_TOKEN must be (a CR/LF would inject headers). */
+static int token_ok(const char *t) {
+  if (!*t) return 0;
+  for (; *t; t++)
+    if ((unsigned char)*t < 0x21 || (unsigned char)*t > 0x7e) return 0;
+  return 1;
 }
 
 static char *concat3(const char *a, const char *b, const char *c) {
@@ -161,20 +147,22 @@ typedef struct grant {
 } grant;
 
 static void grant_clear(grant *g) {
-  wipe_free(g->token);
+  vault_wipe_free(g->token);
   memset(g, 0, sizeof *g);
 }
 
-/* Parse an `auth` block (login or renew-self answer). */
-static int parse_auth(const char *body, int want_token, grant *g) {
-  cJSON *j = cJSON_Parse(body);
+/* Parse an `auth` block (login or renew-self answer): 1 = usable, 0 = no
+ * auth block or token, -1 = a token that cannot be sent as a header. */
+static int parse_auth(const char *body, size_t len, int want_token, grant *g) {
+  cJSON *j = vault_json_parse(body, len);
   cJSON *auth = cJSON_GetObjectItemCaseSensitive(j, "auth");
   cJSON *tok = cJSON_GetObjectItemCaseSensitive(auth, "client_token");
   cJSON *lease = cJSON_GetObjectItemCaseSensitive(auth, "lease_duration");
   cJSON *ren = cJSON_GetObjectItemCaseSensitive(auth, "renewable");
   cJSON *warn = cJSON_GetObjectItemCaseSensitive(j, "warnings");
   int ok = cJSON_IsObject(auth) && (!want_token || (cJSON_IsString(tok) && tok->valuestring[0]));
-  if (ok) {
+  if (ok && want_token && !token_ok(tok->valuestring)) ok = -1;
+  if (ok == 1) {
     /* Capped at 100 years: a larger lease_duration (1e300) made the cast to
      * int64 undefined and lease_s * 1000 in schedule() overflow. */
     double d = cJSON_IsNumber(lease) ? lease->valuedouble : 0;
@@ -188,7 +176,7 @@ static int parse_auth(const char *body, int want_token, grant *g) {
         g->capped = 1;
     }
   }
-  json_wipe_delete(j);
+  vault_json_wipe_delete(j);
   return ok;
 }
 
@@ -196,16 +184,16 @@ static int parse_auth(const char *body, int want_token, grant *g) {
 static int transient(long s) { return s == 412 || s == 429 || s == 501 || (s >= 500 && s <= 599); }
 
 /* POST the login. KMS_OK with g filled, or the failure in err. */
-static kms_status do_login(vault_auth *a, grant *g, kms_error *err) {
+static kms_status do_login(vault_auth *a, int64_t deadline, grant *g, kms_error *err) {
   const vault_config *cfg = a->cfg;
   memset(g, 0, sizeof *g);
   char *body = login_body(cfg);
-  if (!body) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  if (!body) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   vault_http_request req = {a->what, "POST", a->login_url, NULL, cfg->login_namespace,
-                            body, strlen(body)};
+                            body, strlen(body), deadline};
   vault_http_response resp;
   kms_status st = vault_http_perform(a->http, &req, &resp, err);
-  wipe_free(body);
+  vault_wipe_free(body);
   if (st != KMS_OK) {
     vault_http_response_clear(&resp);
     return st;
@@ -216,10 +204,16 @@ static kms_status do_login(vault_auth *a, grant *g, kms_error *err) {
   char ns[80] = "";
   if (cfg->login_namespace) snprintf(ns, sizeof ns, " in namespace %.60s", cfg->login_namespace);
   if (resp.status == 200) {
-    if (!parse_auth(resp.body, 1, g))
+    int ok = parse_auth(resp.body, resp.len, 1, g);
+    if (ok == 0)
       st = kms_error_set(err, KMS_INTERNAL, 200,
-                         P "%s (POST %.60s%s): HTTP 200 without auth.client_token", a->what,
+                         "%s (POST %.60s%s): HTTP 200 without auth.client_token", a->what,
                          a->login_path, ns);
+    else if (ok < 0)
+      st = kms_error_set(err, KMS_INTERNAL, 200,
+                         "%s (POST %.60s%s): Vault answered with a client_token holding "
+                         "spaces or control characters; refused (it would be sent as a header)",
+                         a->what, a->login_path, ns);
   } else {
     char etext[120];
     kv2_errors_text(resp.body, resp.len, etext, sizeof etext);
@@ -227,7 +221,7 @@ static kms_status do_login(vault_auth *a, grant *g, kms_error *err) {
     kms_status code = transient(s)              ? KMS_UNAVAILABLE
                       : (s >= 400 && s < 500) ? KMS_UNAUTHENTICATED
                                               : KMS_INTERNAL;
-    st = kms_error_set(err, code, (int32_t)s, P "%s (POST %.50s%s) failed: HTTP %ld%s%s (%s)",
+    st = kms_error_set(err, code, (int32_t)s, "%s (POST %.50s%s) failed: HTTP %ld%s%s (%s)",
                        a->what, a->login_path, ns, s, etext[0] ? ": " : "", etext,
                        code == KMS_UNAVAILABLE ? "Vault is unavailable; retry later" : hint);
   }
@@ -236,22 +230,22 @@ static kms_status do_login(vault_auth *a, grant *g, kms_error *err) {
 }
 
 /* POST auth/token/renew-self. KMS_OK with g->lease_s / renewable / capped. */
-static kms_status do_renew(vault_auth *a, const char *token, int64_t increment, grant *g,
-                           kms_error *err) {
+static kms_status do_renew(vault_auth *a, const char *token, int64_t increment,
+                           int64_t deadline, grant *g, kms_error *err) {
   memset(g, 0, sizeof *g);
   char body[64];
   snprintf(body, sizeof body, "{\"increment\":%lld}", (long long)increment);
   vault_http_request req = {"token renewal", "POST", a->renew_url, token,
-                            a->cfg->login_namespace, body, strlen(body)};
+                            a->cfg->login_namespace, body, strlen(body), deadline};
   vault_http_response resp;
   kms_status st = vault_http_perform(a->http, &req, &resp, err);
   if (st == KMS_OK) {
-    if (resp.status != 200 || !parse_auth(resp.body, 0, g)) {
+    if (resp.status != 200 || parse_auth(resp.body, resp.len, 0, g) != 1) {
       char etext[120];
       kv2_errors_text(resp.body, resp.len, etext, sizeof etext);
       st = kms_error_set(err, transient(resp.status) ? KMS_UNAVAILABLE : KMS_UNAUTHENTICATED,
                          (int32_t)resp.status,
-                         P "token renewal (POST /v1/auth/token/renew-self): HTTP %ld%s%s",
+                         "token renewal (POST /v1/auth/token/renew-self): HTTP %ld%s%s",
                          resp.status, etext[0] ? ": " : "", etext);
     } else if (g->lease_s < increment) {
       g->capped = 1;
@@ -262,16 +256,18 @@ static kms_status do_renew(vault_auth *a, const char *token, int64_t increment, 
 }
 
 /* GET auth/token/lookup-self: 1 = the token is alive, 0 = Vault refuses it,
- * -1 = could not tell (transport error, unexpected answer). */
-static int do_lookup(vault_auth *a, const char *token) {
+ * -1 = could not tell (err says why: transport error, unexpected answer). */
+static int do_lookup(vault_auth *a, const char *token, int64_t deadline, kms_error *err) {
   vault_http_request req = {"token lookup", "GET", a->lookup_url, token, a->cfg->login_namespace,
-                            NULL, 0};
+                            NULL, 0, deadline};
   vault_http_response resp;
-  kms_error e;
-  kms_error_clear(&e);
   int r = -1;
-  if (vault_http_perform(a->http, &req, &resp, &e) == KMS_OK)
+  if (vault_http_perform(a->http, &req, &resp, err) == KMS_OK) {
     r = resp.status == 200 ? 1 : (resp.status == 403 || resp.status == 401) ? 0 : -1;
+    if (r < 0)
+      kv2_map_status("token lookup", "/v1/auth/token/lookup-self", resp.status, resp.body,
+                     resp.len, resp.attempts, 1, err);
+  }
   vault_http_response_clear(&resp);
   return r;
 }
@@ -290,7 +286,7 @@ static void schedule(vault_auth *a, int64_t now, int64_t lease_s) {
 }
 
 static void install(vault_auth *a, grant *g, int64_t now) {
-  wipe_free(a->token);
+  vault_wipe_free(a->token);
   a->token = g->token;
   g->token = NULL;
   a->generation++;
@@ -318,7 +314,8 @@ static kms_status fail_copy(const vault_auth *a, kms_error *err) {
  * freed here). Renewal falls back to a login when it fails or is capped.
  * Installs the result, clears busy, wakes the waiters, logs.
  */
-static kms_status run_op(vault_auth *a, auth_op op, char *old, int64_t increment, kms_error *err) {
+static kms_status run_op(vault_auth *a, auth_op op, char *old, int64_t increment,
+                         int64_t deadline, kms_error *err) {
   grant g;
   kms_error e;
   kms_error_clear(&e);
@@ -326,7 +323,7 @@ static kms_status run_op(vault_auth *a, auth_op op, char *old, int64_t increment
   int renewed = 0, capped = 0, unreachable = 0;
   char renew_why[sizeof e.message] = "";
   if (op == OP_RENEW) {
-    st = do_renew(a, old, increment, &g, &e);
+    st = do_renew(a, old, increment, deadline, &g, &e);
     if (st == KMS_OK && !g.capped) {
       renewed = 1;
     } else if (st == KMS_UNAVAILABLE) {
@@ -339,19 +336,19 @@ static kms_status run_op(vault_auth *a, auth_op op, char *old, int64_t increment
       if (capped) {
         /* keep the capped lease: the token stays usable if the login fails */
         pthread_mutex_lock(&a->mu);
-        schedule(a, mono_ms(), g.lease_s);
+        schedule(a, now_ms(a), g.lease_s);
         a->next_is_login = 1;
         pthread_mutex_unlock(&a->mu);
       }
       kms_error_clear(&e);
-      st = do_login(a, &g, &e);
+      st = do_login(a, deadline, &g, &e);
     }
   } else {
-    st = do_login(a, &g, &e);
+    st = do_login(a, deadline, &g, &e);
   }
-  wipe_free(old);
+  vault_wipe_free(old);
 
-  int64_t now = mono_ms();
+  int64_t now = now_ms(a);
   int still_usable, first_failure = 0, recovered = 0;
   int64_t lease = g.lease_s;
   pthread_mutex_lock(&a->mu);
@@ -388,7 +385,7 @@ static kms_status run_op(vault_auth *a, auth_op op, char *old, int64_t increment
   /* log outside the lock: never a token, never the secret id */
   if (renew_why[0])
     vault_logf(a->lg, KMS_LOG_WARN, "%s; logging in again",
-               renew_why + (strncmp(renew_why, P, strlen(P)) ? 0 : strlen(P)));
+               renew_why);
   if (renewed)
     vault_logf(a->lg, recovered ? KMS_LOG_INFO : KMS_LOG_DEBUG,
                "renewed the Vault token (lease %lld s)%s", (long long)lease,
@@ -401,38 +398,61 @@ static kms_status run_op(vault_auth *a, auth_op op, char *old, int64_t increment
   else /* the first failure of an outage at WARN/ERROR, repeats at DEBUG */
     vault_logf(a->lg, !first_failure ? KMS_LOG_DEBUG : still_usable ? KMS_LOG_WARN : KMS_LOG_ERROR,
                "%s%s%s",
-               e.message + (strncmp(e.message, P, strlen(P)) ? 0 : strlen(P)),
+               e.message,
                still_usable ? "; the current token stays in use until it expires" : "",
                renew_why[0] ? " (renewal had failed too)" : "");
   if (st != KMS_OK && err) *err = e;
   return st;
 }
 
-/* Wait (mu held) for the operation in flight; returns 1 if an operation
- * completed while waiting. */
-static int wait_busy(vault_auth *a) {
+/* Wait (mu held) for the operation in flight, at most until `deadline`:
+ * 1 if an operation completed while waiting, 0 if none did, -1 if the
+ * deadline came first. The wait is in real time (pthread), computed from
+ * the remaining budget on the plugin's clock. */
+static int wait_busy(vault_auth *a, int64_t deadline) {
   uint64_t seen = a->completed;
-  while (a->busy) pthread_cond_wait(&a->cv, &a->mu);
+  while (a->busy) {
+    int64_t left = deadline - now_ms(a);
+    if (left <= 0) return -1;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(left / 1000);
+    ts.tv_nsec += (long)(left % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    pthread_cond_timedwait(&a->cv, &a->mu, &ts);
+  }
   return a->completed != seen;
+}
+
+static kms_status wait_timeout(const vault_auth *a, kms_error *err) {
+  return kms_error_set(err, KMS_UNAVAILABLE, 0,
+                       "no Vault token within VAULT_CLIENT_TIMEOUT (%lld ms): the %s in "
+                       "progress has not finished; Vault is slow or unreachable",
+                       (long long)a->cfg->timeout_ms, a->what ? a->what : "login");
 }
 
 /* ---- public API --------------------------------------------------------- */
 
 kms_status vault_auth_new(const vault_config *cfg, vault_http *http, const vault_logger *lg,
-                          vault_auth **out, kms_error *err) {
+                          const vault_clock *clock, vault_auth **out, kms_error *err) {
   *out = NULL;
   if (cfg->auth_method == VAULT_AUTH_CERT && strncmp(cfg->addr, "https://", 8) != 0)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         P "certificate login (HCP_VAULT_CLIENT_CERT/KEY without a token) needs "
+                         "certificate login (HCP_VAULT_CLIENT_CERT/KEY without a token) needs "
                          "an https:// HCP_VAULT_ADDR (Vault refuses it over plain HTTP); "
                          "the address is %.80s", cfg->addr);
   vault_auth *a = calloc(1, sizeof *a);
-  if (!a) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  if (!a) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   a->cfg = cfg;
   a->http = http;
   a->lg = lg;
+  a->clock = clock;
   pthread_mutex_init(&a->mu, NULL);
-  pthread_cond_init(&a->cv, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&a->cv, &ca);
+  pthread_condattr_destroy(&ca);
   int oom = 0;
   if (cfg->auth_method == VAULT_AUTH_TOKEN) {
     a->token = strdup(cfg->token);
@@ -455,22 +475,23 @@ kms_status vault_auth_new(const vault_config *cfg, vault_http *http, const vault
     }
     free(mount);
     a->renew_url = concat3(cfg->addr, "/v1/auth/token/renew-self", "");
-    a->lookup_url = concat3(cfg->addr, "/v1/auth/token/lookup-self", "");
-    oom = !a->login_url || !a->renew_url || !a->lookup_url;
+    oom = !a->login_url || !a->renew_url;
   }
+  a->lookup_url = concat3(cfg->addr, "/v1/auth/token/lookup-self", ""); /* every method */
+  oom |= !a->lookup_url;
   if (oom) {
     vault_auth_free(a);
-    return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   }
   *out = a;
   return KMS_OK;
 }
 
-void vault_auth_token_free(char *token) { wipe_free(token); }
+void vault_auth_token_free(char *token) { vault_wipe_free(token); }
 
 void vault_auth_free(vault_auth *a) {
   if (!a) return;
-  wipe_free(a->token);
+  vault_wipe_free(a->token);
   free(a->login_url);
   free(a->login_path);
   free(a->renew_url);
@@ -480,78 +501,87 @@ void vault_auth_free(vault_auth *a) {
   free(a);
 }
 
-kms_status vault_auth_token(vault_auth *a, char **token, uint64_t *generation, kms_error *err) {
+/* A usable token exists (mu held): renew it first if this caller is the
+ * one to do it. Returns 1 to look again, 0 to hand out the token. */
+static int renew_if_due_locked(vault_auth *a, int64_t deadline) {
+  int64_t now = now_ms(a);
+  if (!a->login_based || a->busy || !a->renew_at_ms || now < a->renew_at_ms) return 0;
+  /* this caller renews (or logs in again); the others keep using the
+   * current token meanwhile */
+  auth_op op = a->next_is_login ? OP_LOGIN : OP_RENEW;
+  char *old = op == OP_RENEW ? strdup(a->token) : NULL;
+  if (op == OP_RENEW && !old) return 0; /* out of memory: just use the token */
+  int64_t inc = a->lease_s;
+  a->busy = 1;
+  pthread_mutex_unlock(&a->mu);
+  run_op(a, op, old, inc, deadline, NULL); /* failures keep the current token */
+  pthread_mutex_lock(&a->mu);
+  return 1;
+}
+
+/* No usable token (mu held, still held on return unless the status says
+ * otherwise): wait for the login in flight, repeat a recent failure, or
+ * log in. KMS_OK: look again. */
+static kms_status obtain_locked(vault_auth *a, int64_t deadline, kms_error *err) {
+  if (a->busy) {
+    int r = wait_busy(a, deadline);
+    if (r < 0) return wait_timeout(a, err);
+    if (r > 0 && !usable(a, now_ms(a)) && a->fail.status != KMS_OK)
+      return fail_copy(a, err); /* the login we waited for failed */
+    return KMS_OK;
+  }
+  if (a->fail.status != KMS_OK && now_ms(a) < a->fail_until_ms) return fail_copy(a, err);
+  if (!a->login_based) /* a static token is never invalidated; defensive */
+    return kms_error_set(err, KMS_INTERNAL, 0, "no token");
+  a->busy = 1;
+  pthread_mutex_unlock(&a->mu);
+  kms_status st = run_op(a, OP_LOGIN, NULL, 0, deadline, err);
+  pthread_mutex_lock(&a->mu);
+  return st;
+}
+
+kms_status vault_auth_token(vault_auth *a, int64_t deadline, char **token, uint64_t *generation,
+                            kms_error *err) {
   *token = NULL;
   *generation = 0;
   pthread_mutex_lock(&a->mu);
   for (;;) {
-    int64_t now = mono_ms();
-    if (usable(a, now)) {
-      if (a->login_based && !a->busy && a->renew_at_ms && now >= a->renew_at_ms) {
-        /* time to renew (or re-login): this caller does it; the others keep
-         * using the current token meanwhile */
-        auth_op op = a->next_is_login ? OP_LOGIN : OP_RENEW;
-        char *old = op == OP_RENEW ? strdup(a->token) : NULL;
-        int64_t inc = a->lease_s;
-        if (op == OP_RENEW && !old) break; /* out of memory: just use the token */
-        a->busy = 1;
-        pthread_mutex_unlock(&a->mu);
-        run_op(a, op, old, inc, NULL); /* failures keep the current token */
-        pthread_mutex_lock(&a->mu);
-        continue;
-      }
+    if (usable(a, now_ms(a))) {
+      if (renew_if_due_locked(a, deadline)) continue;
       break;
     }
-    /* no usable token */
-    if (a->busy) {
-      if (wait_busy(a) && !usable(a, mono_ms()) && a->fail.status != KMS_OK) {
-        kms_status st = fail_copy(a, err); /* the login we waited for failed */
-        pthread_mutex_unlock(&a->mu);
-        return st;
-      }
-      continue;
-    }
-    if (a->fail.status != KMS_OK && now < a->fail_until_ms) {
-      kms_status st = fail_copy(a, err);
+    kms_status st = obtain_locked(a, deadline, err);
+    if (st != KMS_OK) {
       pthread_mutex_unlock(&a->mu);
       return st;
     }
-    if (!a->login_based) { /* a static token is never invalidated; defensive */
-      pthread_mutex_unlock(&a->mu);
-      return kms_error_set(err, KMS_INTERNAL, 0, P "no token");
-    }
-    a->busy = 1;
-    pthread_mutex_unlock(&a->mu);
-    kms_status st = run_op(a, OP_LOGIN, NULL, 0, err);
-    if (st != KMS_OK) return st;
-    pthread_mutex_lock(&a->mu);
   }
   *token = strdup(a->token);
   *generation = a->generation;
   pthread_mutex_unlock(&a->mu);
-  if (!*token) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  if (!*token) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   return KMS_OK;
 }
 
 /* The token of generation `gen` is dead: have it replaced by one login,
  * however many callers report it (mu NOT held). */
-static void replace_dead(vault_auth *a, uint64_t gen) {
+static void replace_dead(vault_auth *a, uint64_t gen, int64_t deadline) {
   pthread_mutex_lock(&a->mu);
   if (gen == a->generation) {
     if (a->busy) {
-      wait_busy(a); /* a login/renewal already in flight decides */
+      wait_busy(a, deadline); /* a login/renewal already in flight decides */
     } else {
       a->valid = 0; /* nobody gets this token again */
       a->busy = 1;
       pthread_mutex_unlock(&a->mu);
-      run_op(a, OP_LOGIN, NULL, 0, NULL);
+      run_op(a, OP_LOGIN, NULL, 0, deadline, NULL);
       return;
     }
   }
   pthread_mutex_unlock(&a->mu);
 }
 
-int vault_auth_forbidden(vault_auth *a, uint64_t generation) {
+int vault_auth_forbidden(vault_auth *a, uint64_t generation, int64_t deadline) {
   pthread_mutex_lock(&a->mu);
   if (!a->login_based || generation != a->generation) {
     /* a static token cannot be replaced; a newer token is worth one retry */
@@ -561,8 +591,8 @@ int vault_auth_forbidden(vault_auth *a, uint64_t generation) {
   }
   if (a->busy) {
     /* someone is logging in / renewing: their result decides */
-    wait_busy(a);
-    int r = generation != a->generation || !usable(a, mono_ms());
+    int r = wait_busy(a, deadline) >= 0 &&
+            (generation != a->generation || !usable(a, now_ms(a)));
     pthread_mutex_unlock(&a->mu);
     return r;
   }
@@ -573,10 +603,12 @@ int vault_auth_forbidden(vault_auth *a, uint64_t generation) {
   /* Dead token or policy denial? Ask Vault about the token itself (the
    * default policy allows lookup-self), so that a path the policy denies
    * does not cost a login per request. */
-  int alive = do_lookup(a, probe);
-  wipe_free(probe);
+  kms_error e;
+  kms_error_clear(&e);
+  int alive = do_lookup(a, probe, deadline, &e);
+  vault_wipe_free(probe);
   if (alive != 0) return 0; /* alive: the 403 is the policy's; unknown: let it stand */
-  replace_dead(a, generation);
+  replace_dead(a, generation, deadline);
   /* Retry once either way: with the new token, or (login failed) so that
    * the caller's vault_auth_token() reports the login error
    * (UNAUTHENTICATED with Vault's text) instead of a bare 403. */
@@ -586,49 +618,70 @@ int vault_auth_forbidden(vault_auth *a, uint64_t generation) {
 int64_t vault_auth_renew_due_ms(vault_auth *a) {
   if (!a->login_based) return 0;
   pthread_mutex_lock(&a->mu);
-  int64_t due = !a->busy && usable(a, mono_ms()) ? a->renew_at_ms : 0;
+  int64_t due = !a->busy && usable(a, now_ms(a)) ? a->renew_at_ms : 0;
   pthread_mutex_unlock(&a->mu);
   return due;
 }
 
-kms_status vault_auth_refresh(vault_auth *a, kms_error *err) {
-  if (!a->login_based) return KMS_OK; /* static token: nothing to renew */
+/* refresh() with a static token: ask Vault whether it still accepts it. */
+static kms_status check_static(vault_auth *a, int64_t deadline, kms_error *err) {
+  kms_error e;
+  kms_error_clear(&e);
+  int alive = do_lookup(a, a->token, deadline, &e); /* a->token never changes */
+  if (alive > 0) return KMS_OK;
+  if (alive == 0)
+    return kms_error_set(err, KMS_UNAUTHENTICATED, e.backend_status,
+                         "refresh: Vault no longer accepts the token (GET "
+                         "/v1/auth/token/lookup-self was refused): it expired or was revoked; "
+                         "set a valid HCP_VAULT_TOKEN");
+  if (err) *err = e;
+  return e.status != KMS_OK ? e.status : KMS_UNAVAILABLE;
+}
+
+kms_status vault_auth_refresh(vault_auth *a, int64_t deadline, kms_error *err) {
+  if (!a->login_based) return check_static(a, deadline, err);
   pthread_mutex_lock(&a->mu);
   if (a->busy) {
-    wait_busy(a); /* the operation in flight is this refresh's answer */
-  } else if (usable(a, mono_ms()) && a->lease_s == 0) {
+    /* the operation in flight is this refresh's answer */
+    if (wait_busy(a, deadline) < 0) {
+      pthread_mutex_unlock(&a->mu);
+      return wait_timeout(a, err);
+    }
+  } else if (usable(a, now_ms(a)) && a->lease_s == 0) {
     /* a token without a lease cannot be renewed: check it is alive */
     char *probe = strdup(a->token);
     uint64_t gen = a->generation;
     pthread_mutex_unlock(&a->mu);
-    if (!probe) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
-    int alive = do_lookup(a, probe);
-    wipe_free(probe);
-    if (alive == 0) replace_dead(a, gen);
+    if (!probe) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+    kms_error e;
+    kms_error_clear(&e);
+    int alive = do_lookup(a, probe, deadline, &e);
+    vault_wipe_free(probe);
+    if (alive == 0) replace_dead(a, gen, deadline);
     pthread_mutex_lock(&a->mu);
   } else {
     auth_op op = OP_LOGIN;
     char *old = NULL;
-    if (usable(a, mono_ms()) && a->renewable && !a->next_is_login) {
+    if (usable(a, now_ms(a)) && a->renewable && !a->next_is_login) {
       op = OP_RENEW;
       if (!(old = strdup(a->token))) {
         pthread_mutex_unlock(&a->mu);
-        return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+        return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
       }
     }
     int64_t inc = a->lease_s;
     a->busy = 1;
     pthread_mutex_unlock(&a->mu);
-    run_op(a, op, old, inc, NULL);
+    run_op(a, op, old, inc, deadline, NULL);
     pthread_mutex_lock(&a->mu);
   }
   /* OK while a usable token exists (a failed renewal of a still-valid token
    * was logged as a warning); otherwise the login error. */
   kms_status st = KMS_OK;
-  if (!usable(a, mono_ms()))
+  if (!usable(a, now_ms(a)))
     st = a->fail.status != KMS_OK ? fail_copy(a, err)
                                   : kms_error_set(err, KMS_UNAUTHENTICATED, 0,
-                                                  P "no valid Vault token after refresh");
+                                                  "no valid Vault token after refresh");
   pthread_mutex_unlock(&a->mu);
   return st;
 }

@@ -14,7 +14,8 @@
  * Methods (cfg->auth_method, chosen by config.c: AppRole, then certificate,
  * then static token):
  *   - static token (HCP_VAULT_TOKEN / VAULT_TOKEN / BAO_TOKEN): never
- *     changes; forbidden() returns 0, refresh() is a no-op;
+ *     changes; forbidden() returns 0, refresh() asks lookup-self whether
+ *     Vault still accepts it;
  *   - certificate login: POST {addr}/v1/auth/cert/login {"name": role} (or
  *     {} without HCP_VAULT_CERT_ROLE), the client certificate presented on
  *     the TLS connection by http.c; needs an https:// address (checked in
@@ -44,6 +45,10 @@
  *   - a failed login is remembered for 1 s: callers in that window get the
  *     same error without a request, so bad credentials never become a login
  *     per request.
+ * A client_token in a login answer that is not printable ASCII without
+ * spaces (as HCP_VAULT_TOKEN must be) is refused before it is ever sent.
+ * Every request, login and wait of one plugin call shares the call's
+ * deadline.
  * Login failures: 4xx -> KMS_UNAUTHENTICATED with Vault's `errors` text and
  * the HTTP status in backend_status; 412/429/5xx -> KMS_UNAVAILABLE;
  * transport errors as http.c reports them. Messages name the variables to
@@ -70,33 +75,38 @@ typedef struct vault_auth vault_auth;
  * Thread-safety: call from create() only; vault_auth_free must not race with
  * any other function on `a` (destroy() follows the ABI). */
 kms_status vault_auth_new(const vault_config *cfg, vault_http *http, const vault_logger *lg,
-                          vault_auth **out, kms_error *err);
+                          const vault_clock *clock, vault_auth **out, kms_error *err);
 void vault_auth_free(vault_auth *a);
 
 /* The current token: *token is a malloc'ed copy (release with
  * vault_auth_token_free, which wipes it), *generation identifies it. May
- * log in, renew, or wait for another thread's login. On failure *token is
- * NULL and err says why.
+ * log in, renew, or wait for another thread's login, all within `deadline`
+ * (the calling plugin call's, vault_http_deadline()). On failure *token is
+ * NULL and err says why (KMS_UNAVAILABLE when the deadline passed while
+ * waiting).
  * Thread-safety: any number of threads concurrently. */
-kms_status vault_auth_token(vault_auth *a, char **token, uint64_t *generation, kms_error *err);
+kms_status vault_auth_token(vault_auth *a, int64_t deadline, char **token, uint64_t *generation,
+                            kms_error *err);
 void vault_auth_token_free(char *token); /* NULL ok; any thread */
 
 /* A request made with token `generation` was refused with HTTP 403.
  * Returns 1 if the caller should retry once with vault_auth_token() (call
  * it at most once per request). May probe lookup-self and log in.
  * Thread-safety: any number of threads concurrently. */
-int vault_auth_forbidden(vault_auth *a, uint64_t generation);
+int vault_auth_forbidden(vault_auth *a, uint64_t generation, int64_t deadline);
 
-/* Revalidate / renew credentials now (refresh()): renew-self when the
- * token is renewable, a login when there is no usable token or it cannot be
- * renewed, lookup-self for a token without a lease. KMS_OK while a usable
- * token exists (a failed renewal of a still-valid token is logged as a
- * warning), else the login error. Static token: KMS_OK, no request.
+/* Revalidate / renew credentials now (refresh()), within `deadline`:
+ * renew-self when the token is renewable, a login when there is no usable
+ * token or it cannot be renewed, lookup-self for a token without a lease.
+ * KMS_OK while a usable token exists (a failed renewal of a still-valid
+ * token is logged as a warning), else the login error. Static token:
+ * lookup-self; KMS_UNAUTHENTICATED when Vault refuses it, the transport
+ * error when Vault cannot be asked.
  * Thread-safety: any number of threads concurrently (a refresh during a
  * login in flight waits for it and reports its result). */
-kms_status vault_auth_refresh(vault_auth *a, kms_error *err);
+kms_status vault_auth_refresh(vault_auth *a, int64_t deadline, kms_error *err);
 
-/* For the background refresher: when (CLOCK_MONOTONIC ms) the current token
+/* For the background refresher: when (plugin clock ms) the current token
  * wants renewing or replacing (the next vault_auth_token() call after that
  * does it), or 0 when nothing is scheduled: static token, no token yet
  * (the first request logs in), token without a lease, token already

@@ -60,18 +60,11 @@ struct vault_cache {
   entry **buckets;
   size_t nbuckets, nentries, nvalues;
   size_t sweep; /* next bucket the amortised sweep looks at */
-  uint64_t rng; /* xorshift state for refresh-point jitter (under rw, exclusive) */
+  vault_rng rng; /* refresh-point jitter (under rw, exclusive) */
   int outage; /* a stale value was served since the last successful fetch */
 };
 
-static int64_t mono_ms(void *ctx) {
-  (void)ctx;
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t now_ms(const vault_cache *c) { return c->opt.clock(c->opt.clock_ctx); }
+static int64_t now_ms(const vault_cache *c) { return vault_clock_now(&c->opt.clock); }
 
 static uint64_t fnv1a(const char *s) {
   uint64_t h = 1469598103934665603ull;
@@ -104,20 +97,12 @@ vault_cache *vault_cache_new(const vault_cache_options *opt) {
   vault_cache *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->opt = *opt;
-  if (!c->opt.clock) c->opt.clock = mono_ms;
   if (c->opt.ttl_ms < 0) c->opt.ttl_ms = 0;
   if (c->opt.stale_ms < 0) c->opt.stale_ms = 0;
   if (c->opt.refresh_lo_pm < 0 || c->opt.refresh_hi_pm < c->opt.refresh_lo_pm ||
       c->opt.refresh_hi_pm >= 1000)
     c->opt.refresh_lo_pm = c->opt.refresh_hi_pm = 0;
-  c->rng = c->opt.seed;
-  if (!c->rng) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    c->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)c ^
-             ((uint64_t)getpid() << 40);
-    if (!c->rng) c->rng = 88172645463325252ull;
-  }
+  vault_rng_seed(&c->rng, c->opt.seed, c);
   c->nbuckets = 64;
   c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
   if (!c->buckets) {
@@ -230,17 +215,23 @@ static void expire_value(vault_cache *c, entry *e, int64_t now) {
  * dropping values that can never be served again and entries left without
  * value or fetch, so secrets that are never read again do not stay in
  * memory until refresh(). */
-static void sweep_some(vault_cache *c, int64_t now) {
-  for (int i = 0; i < 2; i++) {
-    size_t b = c->sweep++ & (c->nbuckets - 1);
-    entry *e = c->buckets[b];
-    while (e) {
-      entry *n = e->next;
-      expire_value(c, e, now);
-      if (!e->has && !e->fl) remove_entry(c, e);
-      e = n;
-    }
+static void sweep_bucket_unlocked(vault_cache *c, size_t b, int64_t now) {
+  entry *e = c->buckets[b];
+  while (e) {
+    entry *n = e->next;
+    expire_value(c, e, now);
+    if (!e->has && !e->fl) remove_entry(c, e);
+    e = n;
   }
+}
+
+static void sweep_some(vault_cache *c, int64_t now) {
+  for (int i = 0; i < 2; i++) sweep_bucket_unlocked(c, c->sweep++ & (c->nbuckets - 1), now);
+}
+
+/* Every bucket (rw held exclusive): what sweep_some does a little at a time. */
+static void sweep_all_unlocked(vault_cache *c, int64_t now) {
+  for (size_t i = 0; i < c->nbuckets; i++) sweep_bucket_unlocked(c, i, now);
 }
 
 /* When a value stored now should be re-read in the background: at a random
@@ -249,17 +240,14 @@ static void sweep_some(vault_cache *c, int64_t now) {
 static int64_t refresh_point(vault_cache *c, int64_t now) {
   const vault_cache_options *o = &c->opt;
   if (o->refresh_hi_pm <= 0 || o->ttl_ms <= 0) return 0;
-  c->rng ^= c->rng << 13;
-  c->rng ^= c->rng >> 7;
-  c->rng ^= c->rng << 17;
   int64_t span = o->refresh_hi_pm - o->refresh_lo_pm + 1;
-  int64_t pm = o->refresh_lo_pm + (int64_t)(c->rng % (uint64_t)span);
+  int64_t pm = o->refresh_lo_pm + (int64_t)(vault_rng_next(&c->rng) % (uint64_t)span);
   int64_t at = now + o->ttl_ms * pm / 1000;
   return at > now ? at : now + 1;
 }
 
 static kms_status nomem(kms_error *err) {
-  return kms_error_set(err, KMS_NO_MEMORY, 0, "hashicorp_vault: out of memory");
+  return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
 }
 
 /* 1 if e can be answered from the cache without a fetch: a fresh value, or
@@ -295,170 +283,201 @@ typedef enum get_mode {
 } get_mode;
 
 /*
- * The one implementation behind vault_cache_get and vault_cache_refresh_key.
- * *raw (may be NULL) receives the fetch's own status (before a stale serve
- * turns an UNAVAILABLE into KMS_OK), *fetched whether this call fetched.
+ * One vault_cache_get / vault_cache_refresh_key call: its inputs, and what
+ * it hands back. The steps below each take or drop a lock at most once;
+ * the ones named *_unlocked are called with `rw` held exclusive and do not
+ * change it (p11-kit's convention: the lock state is in the name).
  */
-static kms_status get_impl(vault_cache *c, const char *key, get_mode mode,
-                           vault_cache_fetch_fn fetch, void *fetch_ctx, int64_t retry_ms,
-                           vault_cache_value *out, unsigned *flags, kms_error *err,
-                           kms_status *raw, int *fetched) {
-  unsigned fl_local = 0;
-  if (!flags) flags = &fl_local;
-  *flags = 0;
-  memset(out, 0, sizeof *out);
-  if (fetched) *fetched = 0;
-  if (raw) *raw = KMS_OK;
-  uint64_t h = fnv1a(key);
-  int force = mode != MODE_READ;
-  kms_status st;
-  entry *e;
-  int64_t now;
+typedef struct get_call {
+  vault_cache *c;
+  const char *key;
+  uint64_t hash;
+  get_mode mode;
+  vault_cache_fetch_fn fetch;
+  void *fetch_ctx;
+  int64_t retry_ms; /* MODE_BACKGROUND: next try after a failure */
+  vault_cache_value *out;
+  unsigned flags;
+  kms_error *err;
+  kms_status raw; /* the fetch's own status (before a stale serve) */
+  int fetched;    /* this call fetched */
+} get_call;
 
-  for (;;) {
-    if (mode == MODE_READ) {
-      /* Fast path: shared lock, fresh hit, copied under the shared lock. */
-      pthread_rwlock_rdlock(&c->rw);
-      now = now_ms(c);
-      e = find(c, key, h);
-      int ok = servable(e, now, 0);
-      if (ok) st = serve(e, now, out, flags, err);
-      pthread_rwlock_unlock(&c->rw);
-      if (ok) return st;
-    }
-    pthread_rwlock_wrlock(&c->rw);
-    now = now_ms(c);
-    sweep_some(c, now);
-    e = find(c, key, h);
-    if (e) expire_value(c, e, now);
-    if (!servable(e, now, force)) break; /* rw stays held (exclusive) */
-    pthread_rwlock_unlock(&c->rw); /* filled meanwhile: serve it shared */
-  }
+/* Step 1 (takes and drops rw shared): a fresh hit, copied under the shared
+ * lock. 1 with *st set if served. */
+static int serve_shared(get_call *g, kms_status *st) {
+  vault_cache *c = g->c;
+  pthread_rwlock_rdlock(&c->rw);
+  int64_t now = now_ms(c);
+  entry *e = find(c, g->key, g->hash);
+  int ok = servable(e, now, 0);
+  if (ok) *st = serve(e, now, g->out, &g->flags, g->err);
+  pthread_rwlock_unlock(&c->rw);
+  return ok;
+}
 
-  if (mode == MODE_BACKGROUND &&
-      (!e || !e->has || e->fl || !e->refresh_at || now < e->refresh_at || now >= e->expires)) {
-    /* gone, in flight, not due, or expired (then reads decide): nothing to do */
-    pthread_rwlock_unlock(&c->rw);
-    return KMS_OK;
-  }
+/* Step 2 (takes rw exclusive and keeps it unless it returns 0): the entry
+ * to fetch for, or NULL when there is none yet; 0 (lock dropped) when it
+ * became servable meanwhile. */
+static int lock_for_miss(get_call *g, entry **e, int64_t *now) {
+  vault_cache *c = g->c;
+  pthread_rwlock_wrlock(&c->rw);
+  *now = now_ms(c);
+  sweep_some(c, *now);
+  *e = find(c, g->key, g->hash);
+  if (*e) expire_value(c, *e, *now);
+  if (!servable(*e, *now, g->mode != MODE_READ)) return 1;
+  pthread_rwlock_unlock(&c->rw);
+  return 0;
+}
 
-  if (e && e->fl) { /* join the fetch in flight */
-    flight *f = e->fl;
-    f->waiters++;
-    pthread_rwlock_unlock(&c->rw);
-    pthread_mutex_lock(&c->fmu);
-    while (!f->done) pthread_cond_wait(&c->fcv, &c->fmu);
-    pthread_mutex_unlock(&c->fmu);
-    /* Once done, the flight's result is immutable and f stays allocated
-     * while we are counted in f->waiters: copy it without any lock. */
-    st = f->st;
-    int r = 0;
-    if (st == KMS_OK) r = value_copy(out, &f->v);
-    if (err && (st != KMS_OK || (f->flags & VAULT_CACHE_STALE))) *err = f->err;
-    *flags = f->flags & ~VAULT_CACHE_WARN;
-    if (raw) *raw = st;
-    pthread_rwlock_wrlock(&c->rw);
-    int last = --f->waiters == 0;
-    pthread_rwlock_unlock(&c->rw);
-    if (last) flight_free(f);
-    if (r) return nomem(err);
-    return st;
-  }
+/* A background re-read has nothing to do: the value is gone, in flight,
+ * not due, or expired (then reads decide). */
+static int not_due_unlocked(const entry *e, int64_t now) {
+  return !e || !e->has || e->fl || !e->refresh_at || now < e->refresh_at || now >= e->expires;
+}
 
-  /* Lead a fetch. */
-  if (!e && !(e = insert(c, key, h))) {
-    pthread_rwlock_unlock(&c->rw);
-    return nomem(err);
-  }
+/* Step 3a (drops rw, waits on fmu, takes rw once more to leave): wait for
+ * the fetch in flight and take its result. */
+static kms_status join_flight(get_call *g, flight *f) {
+  vault_cache *c = g->c;
+  f->waiters++;
+  pthread_rwlock_unlock(&c->rw);
+  pthread_mutex_lock(&c->fmu);
+  while (!f->done) pthread_cond_wait(&c->fcv, &c->fmu);
+  pthread_mutex_unlock(&c->fmu);
+  /* Once done, the flight's result is immutable and f stays allocated
+   * while we are counted in f->waiters: copy it without any lock. */
+  kms_status st = f->st;
+  int r = st == KMS_OK ? value_copy(g->out, &f->v) : 0;
+  if (g->err && (st != KMS_OK || (f->flags & VAULT_CACHE_STALE))) *g->err = f->err;
+  g->flags = f->flags & ~VAULT_CACHE_WARN;
+  g->raw = st;
+  pthread_rwlock_wrlock(&c->rw);
+  int last = --f->waiters == 0;
+  pthread_rwlock_unlock(&c->rw);
+  if (last) flight_free(f);
+  return r ? nomem(g->err) : st;
+}
+
+/* Step 3b (rw held; no lock change): become the leader of a fetch for the
+ * key. NULL on out-of-memory. */
+static flight *lead_unlocked(get_call *g, entry **e) {
+  vault_cache *c = g->c;
+  if (!*e && !(*e = insert(c, g->key, g->hash))) return NULL;
   flight *f = calloc(1, sizeof *f);
   if (!f) {
-    if (!e->has) remove_entry(c, e);
-    pthread_rwlock_unlock(&c->rw);
-    return nomem(err);
+    if (!(*e)->has) remove_entry(c, *e);
+    return NULL;
   }
-  f->gen = e->gen;
-  e->fl = f;
-  pthread_rwlock_unlock(&c->rw);
-  if (fetched) *fetched = 1;
+  f->gen = (*e)->gen;
+  (*e)->fl = f;
+  return f;
+}
 
-  vault_cache_value v = {0};
-  kms_error ferr;
-  kms_error_clear(&ferr);
-  st = fetch(fetch_ctx, key, &v, &ferr);
-  if (st == KMS_OK && !v.data) st = kms_error_set(&ferr, KMS_INTERNAL, 0, "hashicorp_vault: empty fetch");
-  if (raw) *raw = st;
+/* The result of the leader's fetch, while it is applied. */
+typedef struct fetch_result {
+  kms_status st;
+  kms_error err;
+  vault_cache_value v;     /* the caller's copy (moved to g->out on success) */
+  vault_cache_value keep;  /* for the cache */
+  vault_cache_value share; /* for the waiters */
+  vault_cache_value old;   /* a replaced value, wiped after unlocking */
+  unsigned flags;
+} fetch_result;
 
-  /* The copies a success hands out, made before taking the exclusive lock:
-   * one for the cache, one for the waiters; the caller gets v itself. */
-  vault_cache_value keep = {0}, share = {0};
-  if (st == KMS_OK) {
-    if (c->opt.ttl_ms > 0 && value_copy(&keep, &v) != 0) keep.data = NULL; /* not cached */
-    if (value_copy(&share, &v) != 0) share.data = NULL;
+/* Step 4 (no lock): fetch, and make the copies a success hands out before
+ * the exclusive lock is taken again. */
+static void run_fetch(get_call *g, fetch_result *r) {
+  memset(r, 0, sizeof *r);
+  kms_error_clear(&r->err);
+  r->st = g->fetch(g->fetch_ctx, g->key, &r->v, &r->err);
+  if (r->st == KMS_OK && !r->v.data) r->st = kms_error_set(&r->err, KMS_INTERNAL, 0, "empty fetch");
+  g->raw = r->st;
+  g->fetched = 1;
+  if (r->st != KMS_OK) return;
+  if (g->c->opt.ttl_ms > 0 && value_copy(&r->keep, &r->v) != 0) r->keep.data = NULL;
+  if (value_copy(&r->share, &r->v) != 0) r->share.data = NULL;
+}
+
+/* Success (rw held): store the value unless a write/invalidate raced it. */
+static void store_unlocked(vault_cache *c, entry *e, int same_gen, fetch_result *r, int64_t now) {
+  c->outage = 0;
+  e->stale_serving = 0;
+  clear_last_err(e);
+  if (!r->keep.data || !same_gen) return;
+  r->old = e->v;
+  if (e->has) c->nvalues--;
+  e->v = r->keep;
+  memset(&r->keep, 0, sizeof r->keep);
+  e->has = 1;
+  c->nvalues++;
+  e->expires = now + c->opt.ttl_ms;
+  e->stale_until = e->expires + c->opt.stale_ms;
+  e->refresh_at = refresh_point(c, now);
+}
+
+/* UNAVAILABLE with an old value inside its stale window (rw held): serve it
+ * stale. Rare (an outage, at most once per stale_retry per key), so the
+ * copy is made under the exclusive lock. A background leader (the value
+ * expired during its fetch) serves its waiters but leaves the outage
+ * warning to the next read that leads a fetch. */
+static void serve_stale_unlocked(get_call *g, entry *e, fetch_result *r, int64_t now) {
+  vault_cache *c = g->c;
+  if (!e->last_err) e->last_err = malloc(sizeof *e->last_err);
+  if (!e->last_err || value_copy(g->out, &e->v) != 0) {
+    r->st = nomem(&r->err);
+    return;
   }
+  r->flags = VAULT_CACHE_STALE;
+  e->stale_serving = 1;
+  e->next_fetch = now + c->opt.stale_retry_ms;
+  *e->last_err = r->err;
+  if (!c->outage && g->mode == MODE_READ) {
+    c->outage = 1;
+    r->flags |= VAULT_CACHE_WARN;
+  }
+  r->st = KMS_OK;
+}
 
-  pthread_rwlock_wrlock(&c->rw);
-  now = now_ms(c);
-  unsigned rflags = 0;
+/* Step 5 (rw held): apply the fetch's result to the entry. */
+static void settle_unlocked(get_call *g, entry *e, flight *f, fetch_result *r) {
+  vault_cache *c = g->c;
+  int64_t now = now_ms(c);
   int same_gen = e->gen == f->gen;
-  vault_cache_value old = {0}; /* a replaced value, wiped after unlocking */
+  kms_status st = r->st;
   if (st == KMS_OK) {
-    c->outage = 0;
-    e->stale_serving = 0;
-    clear_last_err(e);
-    if (keep.data && same_gen) {
-      old = e->v;
-      if (e->has) c->nvalues--;
-      e->v = keep;
-      memset(&keep, 0, sizeof keep);
-      e->has = 1;
-      c->nvalues++;
-      e->expires = now + c->opt.ttl_ms;
-      e->stale_until = e->expires + c->opt.stale_ms;
-      e->refresh_at = refresh_point(c, now);
-    }
-    *out = v; /* move */
-    memset(&v, 0, sizeof v);
-  } else if (st == KMS_UNAVAILABLE && mode != MODE_FORCE && e->has && same_gen &&
+    store_unlocked(c, e, same_gen, r, now);
+    *g->out = r->v; /* move */
+    memset(&r->v, 0, sizeof r->v);
+  } else if (st == KMS_UNAVAILABLE && g->mode != MODE_FORCE && e->has && same_gen &&
              c->opt.stale_ms > 0 && now >= e->expires && now < e->stale_until) {
-    /* Rare (an outage, at most once per stale_retry per key): the copy is
-     * made under the exclusive lock. A background leader (the value
-     * expired during its fetch) serves its waiters but leaves the outage
-     * warning to the next read that leads a fetch. */
-    if (!e->last_err) e->last_err = malloc(sizeof *e->last_err);
-    if (e->last_err && value_copy(out, &e->v) == 0) {
-      rflags = VAULT_CACHE_STALE;
-      e->stale_serving = 1;
-      e->next_fetch = now + c->opt.stale_retry_ms;
-      *e->last_err = ferr;
-      if (!c->outage && mode == MODE_READ) {
-        c->outage = 1;
-        rflags |= VAULT_CACHE_WARN;
-      }
-      st = KMS_OK;
-    } else {
-      st = nomem(&ferr);
-    }
+    serve_stale_unlocked(g, e, r, now);
   } else if (st == KMS_NOT_FOUND || st == KMS_PERMISSION_DENIED ||
-             (st == KMS_UNAUTHENTICATED && mode != MODE_BACKGROUND)) {
+             (st == KMS_UNAUTHENTICATED && g->mode != MODE_BACKGROUND)) {
     /* Vault's answer about this secret: never masked, the value goes. (A
      * background re-read keeps the value on UNAUTHENTICATED: that is about
      * the plugin's credentials, and the value is still fresh.) */
     entry_drop_value(c, e);
     e->gen++;
-  } else if (mode == MODE_BACKGROUND && e->has && same_gen) {
-    e->refresh_at = now + (retry_ms > 0 ? retry_ms : 1); /* keep the value, try again later */
+  } else if (g->mode == MODE_BACKGROUND && e->has && same_gen) {
+    e->refresh_at = now + (g->retry_ms > 0 ? g->retry_ms : 1); /* keep it, try again later */
   }
-  vault_cache_value_clear(&v);
+}
 
-  f->st = st;
-  f->err = ferr;
-  f->flags = rflags;
-  if (st == KMS_OK && f->waiters > 0) {
-    if (rflags & VAULT_CACHE_STALE) {
-      if (value_copy(&f->v, out) != 0) f->st = nomem(&f->err); /* rare: see above */
-    } else if (share.data) {
-      f->v = share;
-      memset(&share, 0, sizeof share);
+/* Step 6 (rw held): hand the result to the waiters and wake them. Returns
+ * 1 if f has no waiters (the caller frees it after unlocking). */
+static int publish_unlocked(get_call *g, entry *e, flight *f, fetch_result *r) {
+  vault_cache *c = g->c;
+  f->st = r->st;
+  f->err = r->err;
+  f->flags = r->flags;
+  if (r->st == KMS_OK && f->waiters > 0) {
+    if (r->flags & VAULT_CACHE_STALE) {
+      if (value_copy(&f->v, g->out) != 0) f->st = nomem(&f->err); /* rare: see above */
+    } else if (r->share.data) {
+      f->v = r->share;
+      memset(&r->share, 0, sizeof r->share);
     } else {
       f->st = nomem(&f->err);
     }
@@ -469,40 +488,78 @@ static kms_status get_impl(vault_cache *c, const char *key, get_mode mode,
   f->done = 1;
   pthread_cond_broadcast(&c->fcv);
   pthread_mutex_unlock(&c->fmu);
-  int free_f = f->waiters == 0;
+  return f->waiters == 0;
+}
+
+/* Lead a fetch (entered with rw held exclusive, returns with it dropped). */
+static kms_status lead_fetch(get_call *g, entry *e) {
+  vault_cache *c = g->c;
+  flight *f = lead_unlocked(g, &e);
+  pthread_rwlock_unlock(&c->rw);
+  if (!f) return nomem(g->err);
+  fetch_result r;
+  run_fetch(g, &r);
+  pthread_rwlock_wrlock(&c->rw);
+  settle_unlocked(g, e, f, &r);
+  int free_f = publish_unlocked(g, e, f, &r);
   pthread_rwlock_unlock(&c->rw);
   if (free_f) flight_free(f);
-  vault_cache_value_clear(&old);
-  vault_cache_value_clear(&keep);
-  vault_cache_value_clear(&share);
+  vault_cache_value_clear(&r.v);
+  vault_cache_value_clear(&r.old);
+  vault_cache_value_clear(&r.keep);
+  vault_cache_value_clear(&r.share);
+  g->flags = r.flags;
+  if (g->err && (r.st != KMS_OK || (r.flags & VAULT_CACHE_STALE))) *g->err = r.err;
+  OPENSSL_cleanse(&r.err, sizeof r.err);
+  return r.st;
+}
 
-  *flags = rflags;
-  if (err && (st != KMS_OK || (rflags & VAULT_CACHE_STALE))) *err = ferr;
-  OPENSSL_cleanse(&ferr, sizeof ferr);
-  return st;
+/* The one path behind vault_cache_get and vault_cache_refresh_key. */
+static kms_status get_impl(get_call *g) {
+  memset(g->out, 0, sizeof *g->out);
+  g->flags = 0;
+  g->raw = KMS_OK;
+  g->fetched = 0;
+  g->hash = fnv1a(g->key);
+  kms_status st;
+  entry *e;
+  int64_t now;
+  for (;;) {
+    if (g->mode == MODE_READ && serve_shared(g, &st)) return st;
+    if (lock_for_miss(g, &e, &now)) break; /* rw held exclusive */
+  }
+  if (g->mode == MODE_BACKGROUND && not_due_unlocked(e, now)) {
+    pthread_rwlock_unlock(&g->c->rw);
+    return KMS_OK;
+  }
+  if (e && e->fl) return join_flight(g, e->fl);
+  return lead_fetch(g, e);
 }
 
 kms_status vault_cache_get(vault_cache *c, const char *key, int force, vault_cache_fetch_fn fetch,
                            void *fetch_ctx, vault_cache_value *out, unsigned *flags,
                            kms_error *err) {
-  return get_impl(c, key, force ? MODE_FORCE : MODE_READ, fetch, fetch_ctx, 0, out, flags, err,
-                  NULL, NULL);
+  get_call g = {.c = c, .key = key, .mode = force ? MODE_FORCE : MODE_READ, .fetch = fetch,
+                .fetch_ctx = fetch_ctx, .out = out, .err = err};
+  kms_status st = get_impl(&g);
+  if (flags) *flags = g.flags;
+  return st;
 }
 
 kms_status vault_cache_refresh_key(vault_cache *c, const char *key, vault_cache_fetch_fn fetch,
                                    void *fetch_ctx, int64_t retry_ms, int *fetched,
                                    kms_error *err) {
   vault_cache_value v;
-  kms_status raw = KMS_OK;
-  int did = 0;
   kms_error e;
   kms_error_clear(&e);
-  get_impl(c, key, MODE_BACKGROUND, fetch, fetch_ctx, retry_ms, &v, NULL, &e, &raw, &did);
+  get_call g = {.c = c, .key = key, .mode = MODE_BACKGROUND, .fetch = fetch,
+                .fetch_ctx = fetch_ctx, .retry_ms = retry_ms, .out = &v, .err = &e};
+  get_impl(&g);
   vault_cache_value_clear(&v);
-  if (fetched) *fetched = did;
-  if (raw != KMS_OK && err) *err = e;
+  if (fetched) *fetched = g.fetched;
+  if (g.raw != KMS_OK && err) *err = e;
   OPENSSL_cleanse(&e, sizeof e);
-  return raw;
+  return g.raw;
 }
 
 void vault_cache_put(vault_cache *c, const char *key, const char *data, size_t len,
@@ -554,16 +611,7 @@ void vault_cache_invalidate(vault_cache *c, const char *key) {
 size_t vault_cache_keys(vault_cache *c, char ***keys) {
   *keys = NULL;
   pthread_rwlock_wrlock(&c->rw);
-  int64_t now = now_ms(c);
-  for (size_t i = 0; i < c->nbuckets; i++) {
-    entry *e = c->buckets[i];
-    while (e) {
-      entry *n = e->next;
-      expire_value(c, e, now);
-      if (!e->has && !e->fl) remove_entry(c, e);
-      e = n;
-    }
-  }
+  sweep_all_unlocked(c, now_ms(c));
   size_t n = 0;
   char **k = c->nvalues ? calloc(c->nvalues, sizeof *k) : NULL;
   if (k) {
@@ -590,14 +638,10 @@ size_t vault_cache_due(vault_cache *c, int64_t slack_ms, char ***keys, int64_t *
   char **k = NULL;
   pthread_rwlock_wrlock(&c->rw);
   int64_t now = now_ms(c), next = 0;
+  sweep_all_unlocked(c, now);
   for (size_t i = 0; i < c->nbuckets; i++) {
-    entry *e = c->buckets[i];
-    while (e) {
-      entry *nx = e->next;
-      expire_value(c, e, now);
-      if (!e->has && !e->fl) {
-        remove_entry(c, e);
-      } else if (e->has && !e->fl && e->refresh_at && now < e->expires) {
+    for (entry *e = c->buckets[i]; e; e = e->next) {
+      if (e->has && !e->fl && e->refresh_at && now < e->expires) {
         if (e->refresh_at <= now + slack_ms) {
           if (n == cap) {
             size_t nc = cap ? cap * 2 : 16;
@@ -612,7 +656,6 @@ size_t vault_cache_due(vault_cache *c, int64_t slack_ms, char ***keys, int64_t *
           next = e->refresh_at;
         }
       }
-      e = nx;
     }
   }
   pthread_rwlock_unlock(&c->rw);

@@ -47,6 +47,7 @@
 #ifndef VAULT_CACHE_H
 #define VAULT_CACHE_H
 
+#include "common.h"
 #include "kms_plugin.h"
 
 #include <stddef.h>
@@ -69,15 +70,11 @@ void vault_cache_value_clear(vault_cache_value *v);
 typedef kms_status (*vault_cache_fetch_fn)(void *ctx, const char *key, vault_cache_value *out,
                                            kms_error *err);
 
-/* Monotonic milliseconds. */
-typedef int64_t (*vault_clock_fn)(void *ctx);
-
 typedef struct vault_cache_options {
   int64_t ttl_ms;         /* 0: nothing is stored (single-flight still applies) */
   int64_t stale_ms;       /* stale-if-error window after expiry; 0 disables */
   int64_t stale_retry_ms; /* while serving stale, fetch again at most this often */
-  vault_clock_fn clock;   /* NULL: CLOCK_MONOTONIC */
-  void *clock_ctx;
+  vault_clock clock;      /* zeroed: CLOCK_MONOTONIC */
   /* Background refresh points, permille of the TTL (e.g. 750..900); both 0:
    * no refresh points (vault_cache_due lists nothing). */
   int refresh_lo_pm, refresh_hi_pm;

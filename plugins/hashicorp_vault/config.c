@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include "common.h"
 #include "kms_loader.h"
 
 #include <ctype.h>
@@ -12,15 +13,16 @@
 #include <errno.h>
 #include <limits.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define P "hashicorp_vault: "
 
 typedef struct env_ctx {
   const kms_host *host;
@@ -58,12 +60,6 @@ static char *dup_trim(const char *s) {
   memcpy(r, s, n);
   r[n] = '\0';
   return r;
-}
-
-static void free_wipe(char *s) {
-  if (!s) return;
-  OPENSSL_cleanse(s, strlen(s));
-  free(s);
 }
 
 /* Go's strconv.ParseBool, which Vault uses for VAULT_SKIP_VERIFY. */
@@ -165,6 +161,18 @@ static int file_readable(const char *path, int want_dir) {
   return access(path, R_OK) == 0;
 }
 
+/* 1 if `path` holds at least one PEM certificate (a CA bundle without any
+ * would make every TLS request fail, long after create). */
+static int has_certificate(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+  fclose(f);
+  if (!x) ERR_clear_error(); /* leave no stale error for libcurl's OpenSSL calls */
+  X509_free(x);
+  return x != NULL;
+}
+
 /* Check that the client certificate and key load, match and are in date.
  * Reports the file at fault. */
 static kms_status check_client_cert(const char *cert_var, const char *cert, const char *key_var,
@@ -175,17 +183,17 @@ static kms_status check_client_cert(const char *cert_var, const char *cert, cons
   FILE *f = fopen(cert, "r");
   if (!f)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         P "%s=%s cannot be read; point it at a readable PEM certificate",
+                         "%s=%s cannot be read; point it at a readable PEM certificate",
                          cert_var, cert);
   x = PEM_read_X509(f, NULL, NULL, NULL);
   fclose(f);
   if (!x)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         P "%s=%s is not a PEM certificate", cert_var, cert);
+                         "%s=%s is not a PEM certificate", cert_var, cert);
   f = fopen(key, "r");
   if (!f) {
     st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                       P "%s=%s cannot be read; point it at a readable PEM private key", key_var,
+                       "%s=%s cannot be read; point it at a readable PEM private key", key_var,
                        key);
     goto out;
   }
@@ -193,23 +201,23 @@ static kms_status check_client_cert(const char *cert_var, const char *cert, cons
   fclose(f);
   if (!pk) {
     st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                       P "%s=%s is not an unencrypted PEM private key", key_var, key);
+                       "%s=%s is not an unencrypted PEM private key", key_var, key);
     goto out;
   }
   if (X509_check_private_key(x, pk) != 1) {
     st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                       P "%s=%s does not match the certificate in %s=%s", key_var, key, cert_var,
+                       "%s=%s does not match the certificate in %s=%s", key_var, key, cert_var,
                        cert);
     goto out;
   }
   if (X509_cmp_current_time(X509_get0_notAfter(x)) <= 0) {
     st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                       P "%s=%s has expired; renew the client certificate", cert_var, cert);
+                       "%s=%s has expired; renew the client certificate", cert_var, cert);
     goto out;
   }
   if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0) {
     st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                       P "%s=%s is not valid yet (check the clock)", cert_var, cert);
+                       "%s=%s is not valid yet (check the clock)", cert_var, cert);
     goto out;
   }
 out:
@@ -223,7 +231,7 @@ out:
 static kms_status norm_addr(const char *var, const char *in, char **out, kms_error *err) {
   *out = NULL;
   char *s = dup_trim(in);
-  if (!s) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  if (!s) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   size_t n = strlen(s);
   while (n && s[n - 1] == '/') s[--n] = '\0';
   kms_status st = KMS_OK;
@@ -231,18 +239,18 @@ static kms_status norm_addr(const char *var, const char *in, char **out, kms_err
   char *scheme = NULL, *host = NULL, *user = NULL, *path = NULL, *query = NULL, *frag = NULL;
   if (!u) {
     free(s);
-    return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   }
   if (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0) {
     st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                       P "%s must start with http:// or https:// (got '%.80s'), e.g. "
+                       "%s must start with http:// or https:// (got '%.80s'), e.g. "
                        "https://vault.example.com:8200", var, s);
     goto out;
   }
   if (curl_url_set(u, CURLUPART_URL, s, 0) != CURLUE_OK ||
       curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !*host) {
     st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                       P "%s is not a valid URL (got '%.80s'), e.g. https://vault.example.com:8200",
+                       "%s is not a valid URL (got '%.80s'), e.g. https://vault.example.com:8200",
                        var, s);
     goto out;
   }
@@ -252,12 +260,12 @@ static kms_status norm_addr(const char *var, const char *in, char **out, kms_err
   curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0);
   if (user) {
     st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                       P "%s must not contain credentials (user@); use HCP_VAULT_TOKEN", var);
+                       "%s must not contain credentials (user@); use HCP_VAULT_TOKEN", var);
     goto out;
   }
   if ((path && strcmp(path, "/") != 0 && *path) || query || frag) {
     st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                       P "%s must be scheme://host[:port] only, without a path such as /v1 "
+                       "%s must be scheme://host[:port] only, without a path such as /v1 "
                        "(got '%.80s')", var, s);
     goto out;
   }
@@ -275,6 +283,40 @@ out:
   return st;
 }
 
+/* Validate a proxy URL: scheme://host[:port] with scheme http, https,
+ * socks5 or socks5h (Go's set); no scheme means http://, as in Go. */
+static kms_status norm_proxy(const char *var, const char *in, char **out, kms_error *err) {
+  *out = NULL;
+  char *t = dup_trim(in);
+  if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+  size_t n = strlen(t) + 8;
+  char *s = malloc(n);
+  if (!s) {
+    free(t);
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+  }
+  snprintf(s, n, "%s%s", strstr(t, "://") ? "" : "http://", t);
+  free(t);
+  static const char *const schemes[] = {"http://", "https://", "socks5://", "socks5h://"};
+  int known = 0;
+  for (size_t i = 0; i < sizeof schemes / sizeof *schemes; i++)
+    known |= strncasecmp(s, schemes[i], strlen(schemes[i])) == 0;
+  CURLU *u = curl_url();
+  char *host = NULL;
+  int ok = known && u && curl_url_set(u, CURLUPART_URL, s, 0) == CURLUE_OK &&
+           curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host && *host;
+  curl_free(host);
+  curl_url_cleanup(u);
+  if (!ok) {
+    vault_wipe_free(s); /* may hold proxy credentials */
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         "%s is not a usable proxy URL: use http://host:port (or https://, "
+                         "socks5://, socks5h://)", var);
+  }
+  *out = s;
+  return KMS_OK;
+}
+
 /* Shorthands: the fallback lists for each variable. */
 #define NAMES(...) ((const char *const[]){__VA_ARGS__, NULL})
 
@@ -284,7 +326,7 @@ static kms_status take_str(const env_ctx *e, const char *const *names, char **ou
   *out = NULL;
   if (!v) return KMS_OK;
   *out = dup_trim(v);
-  return *out ? KMS_OK : kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  return *out ? KMS_OK : kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
 }
 
 static kms_status take_path(const env_ctx *e, const char *const *names, char **out,
@@ -294,10 +336,10 @@ static kms_status take_path(const env_ctx *e, const char *const *names, char **o
   *out = NULL;
   if (!v) return KMS_OK;
   int r = norm_path(v, out);
-  if (r == -2) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  if (r == -2) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   if (r < 0)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         P "%s is not a valid %s: use '/'-separated names without empty, '.' "
+                         "%s is not a valid %s: use '/'-separated names without empty, '.' "
                          "or '..' segments or control characters", which, what);
   return KMS_OK;
 }
@@ -308,7 +350,7 @@ static kms_status parse_hosts(vault_config *cfg, const char *v, kms_error *err) 
   size_t cap = 1;
   for (const char *p = v; *p; p++) cap += *p == ',';
   cfg->redirect_allowed_hosts = calloc(cap + 1, sizeof(char *));
-  if (!cfg->redirect_allowed_hosts) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  if (!cfg->redirect_allowed_hosts) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   const char *p = v;
   while (*p) {
     const char *q = strchr(p, ',');
@@ -316,20 +358,20 @@ static kms_status parse_hosts(vault_config *cfg, const char *v, kms_error *err) 
     char tmp[300];
     if (n >= sizeof tmp) /* longer than any host name (253) plus a port */
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           P "setting 'redirect_allowed_hosts': an entry is longer than %zu "
+                           "setting 'redirect_allowed_hosts': an entry is longer than %zu "
                            "characters; list host:port entries separated by commas",
                            sizeof tmp - 1);
     memcpy(tmp, p, n);
     tmp[n] = '\0';
     char *t = dup_trim(tmp);
-    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
     for (char *c = t; *c; c++) *c = (char)tolower((unsigned char)*c);
     const char *colon = strrchr(t, ':');
     int64_t port;
     if (*t && (!colon || colon == t || parse_i64(colon + 1, 1, 65535, &port) != 0)) {
       free(t);
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           P "setting 'redirect_allowed_hosts' must be a comma-separated list "
+                           "setting 'redirect_allowed_hosts' must be a comma-separated list "
                            "of host:port (e.g. vault-2.example.com:8200)");
     }
     if (*t)
@@ -350,7 +392,7 @@ static kms_status apply_setting(vault_config *cfg, const char *k, const char *v,
     else if (strcmp(v, "read_and_write") == 0) cfg->access_mode = VAULT_ACCESS_READ_AND_WRITE;
     else
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           P "setting 'access_mode' must be read_only, write_only or "
+                           "setting 'access_mode' must be read_only, write_only or "
                            "read_and_write (got '%.40s')", v);
   } else if (strcmp(k, "auth_method") == 0) {
     if (strcmp(v, "auto") == 0) cfg->auth_requested = VAULT_AUTH_REQUEST_AUTO;
@@ -359,25 +401,25 @@ static kms_status apply_setting(vault_config *cfg, const char *k, const char *v,
     else if (strcmp(v, "approle") == 0) cfg->auth_requested = VAULT_AUTH_REQUEST_APPROLE;
     else
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           P "setting 'auth_method' must be auto, token, cert or approle "
+                           "setting 'auth_method' must be auto, token, cert or approle "
                            "(got '%.40s')", v);
   } else if (strcmp(k, "delete_mode") == 0) {
     if (strcmp(v, "soft") == 0) cfg->delete_mode = VAULT_DELETE_SOFT;
     else if (strcmp(v, "destroy") == 0) cfg->delete_mode = VAULT_DELETE_DESTROY;
     else
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           P "setting 'delete_mode' must be soft or destroy (got '%.40s')", v);
+                           "setting 'delete_mode' must be soft or destroy (got '%.40s')", v);
   } else if (strcmp(k, "stale_if_error") == 0 || strcmp(k, "stale_retry_interval") == 0 ||
              strcmp(k, "connect_timeout") == 0) {
     int64_t ms;
     if (vault_parse_duration_ms(v, &ms) != 0)
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           P "setting '%s' must be a number of seconds or a duration such as "
+                           "setting '%s' must be a number of seconds or a duration such as "
                            "'90s' or '1h' (got '%.40s')", k, v);
     if (k[0] == 'c') {
       if (ms <= 0)
         return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                             P "setting 'connect_timeout' must be greater than 0");
+                             "setting 'connect_timeout' must be greater than 0");
       cfg->connect_timeout_ms = ms;
     } else if (strcmp(k, "stale_if_error") == 0) {
       cfg->stale_if_error_s = ms / 1000;
@@ -386,23 +428,23 @@ static kms_status apply_setting(vault_config *cfg, const char *k, const char *v,
     }
   } else if (strcmp(k, "background_refresh") == 0) {
     char *t = dup_trim(v);
-    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
     int r = parse_bool(t, &cfg->background_refresh);
     free(t);
     if (r != 0)
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           P "setting 'background_refresh' must be true or false (got '%.20s')",
+                           "setting 'background_refresh' must be true or false (got '%.20s')",
                            v);
   } else if (strcmp(k, "max_response_bytes") == 0) {
     if (parse_i64(v, 1024, 256 * 1024 * 1024, &n) != 0)
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           P "setting 'max_response_bytes' must be an integer between 1024 and "
+                           "setting 'max_response_bytes' must be an integer between 1024 and "
                            "268435456 (got '%.40s')", v);
     cfg->max_response_bytes = (size_t)n;
   } else if (strcmp(k, "max_idle_connections") == 0) {
     if (parse_i64(v, 1, 256, &n) != 0)
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           P "setting 'max_idle_connections' must be an integer between 1 and "
+                           "setting 'max_idle_connections' must be an integer between 1 and "
                            "256 (got '%.40s')", v);
     cfg->max_idle_connections = (unsigned)n;
   } else if (strcmp(k, "redirect_allowed_hosts") == 0) {
@@ -438,19 +480,44 @@ void vault_config_free(vault_config *cfg) {
   free(cfg->login_namespace);
   free(cfg->mount);
   free(cfg->prefix);
-  free_wipe(cfg->token);
+  vault_wipe_free(cfg->token);
   free(cfg->client_cert);
   free(cfg->client_key);
   free(cfg->cert_role);
   free(cfg->approle_role_id);
-  free_wipe(cfg->approle_secret_id);
+  vault_wipe_free(cfg->approle_secret_id);
   free(cfg->approle_mount);
   free(cfg->ca_file);
   free(cfg->ca_path);
   free(cfg->tls_server_name);
+  vault_wipe_free(cfg->proxy_explicit); /* proxy URLs may carry credentials */
+  vault_wipe_free(cfg->proxy_http);
+  vault_wipe_free(cfg->proxy_https);
+  free(cfg->no_proxy);
   for (size_t i = 0; i < cfg->n_redirect_allowed_hosts; i++) free(cfg->redirect_allowed_hosts[i]);
   free(cfg->redirect_allowed_hosts);
   memset(cfg, 0, sizeof *cfg);
+}
+
+/* The proxy variables (see proxy.h for how they are applied). */
+static kms_status load_proxies(vault_config *cfg, const env_ctx *e, kms_error *err) {
+  const struct {
+    const char *const *names;
+    size_t field;
+  } proxies[] = {
+      {NAMES("VAULT_PROXY_ADDR", "VAULT_HTTP_PROXY", "BAO_HTTP_PROXY"),
+       offsetof(vault_config, proxy_explicit)},
+      {NAMES("HTTPS_PROXY", "https_proxy"), offsetof(vault_config, proxy_https)},
+      {NAMES("HTTP_PROXY", "http_proxy"), offsetof(vault_config, proxy_http)},
+  };
+  const char *which;
+  for (size_t i = 0; i < sizeof proxies / sizeof *proxies; i++) {
+    const char *v = env_first(e, proxies[i].names, &which);
+    kms_status st;
+    if (v && (st = norm_proxy(which, v, (char **)((char *)cfg + proxies[i].field), err)) != KMS_OK)
+      return st;
+  }
+  return take_str(e, NAMES("NO_PROXY", "no_proxy"), &cfg->no_proxy, &which, err);
 }
 
 /* Pick the login method. `auth_method: auto` (the default) follows LiteLLM's
@@ -461,7 +528,7 @@ static kms_status choose_auth(vault_config *cfg, kms_error *err) {
   if (cfg->approle_role_id || cfg->approle_secret_id) {
     if (!cfg->approle_role_id || !cfg->approle_secret_id)
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           P "%s is set but %s is not; AppRole login needs both",
+                           "%s is set but %s is not; AppRole login needs both",
                            cfg->approle_role_id ? "HCP_VAULT_APPROLE_ROLE_ID"
                                                 : "HCP_VAULT_APPROLE_SECRET_ID",
                            cfg->approle_role_id ? "HCP_VAULT_APPROLE_SECRET_ID"
@@ -469,27 +536,27 @@ static kms_status choose_auth(vault_config *cfg, kms_error *err) {
   }
   if (cfg->cert_role && !cfg->client_cert)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         P "HCP_VAULT_CERT_ROLE is set but HCP_VAULT_CLIENT_CERT and "
+                         "HCP_VAULT_CERT_ROLE is set but HCP_VAULT_CLIENT_CERT and "
                          "HCP_VAULT_CLIENT_KEY are not; certificate login needs both files");
   switch (cfg->auth_requested) {
   case VAULT_AUTH_REQUEST_APPROLE:
     if (!cfg->approle_role_id)
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           P "auth_method is approle but HCP_VAULT_APPROLE_ROLE_ID and "
+                           "auth_method is approle but HCP_VAULT_APPROLE_ROLE_ID and "
                            "HCP_VAULT_APPROLE_SECRET_ID are not set");
     cfg->auth_method = VAULT_AUTH_APPROLE;
     return KMS_OK;
   case VAULT_AUTH_REQUEST_CERT:
     if (!cfg->client_cert)
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           P "auth_method is cert but HCP_VAULT_CLIENT_CERT and "
+                           "auth_method is cert but HCP_VAULT_CLIENT_CERT and "
                            "HCP_VAULT_CLIENT_KEY are not set");
     cfg->auth_method = VAULT_AUTH_CERT;
     return KMS_OK;
   case VAULT_AUTH_REQUEST_TOKEN:
     if (!cfg->token)
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           P "auth_method is token but HCP_VAULT_TOKEN (or VAULT_TOKEN) is "
+                           "auth_method is token but HCP_VAULT_TOKEN (or VAULT_TOKEN) is "
                            "not set");
     cfg->auth_method = VAULT_AUTH_TOKEN;
     return KMS_OK;
@@ -501,7 +568,7 @@ static kms_status choose_auth(vault_config *cfg, kms_error *err) {
   else if (cfg->token) cfg->auth_method = VAULT_AUTH_TOKEN;
   else
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         P "no Vault credentials: set HCP_VAULT_TOKEN (or VAULT_TOKEN), or "
+                         "no Vault credentials: set HCP_VAULT_TOKEN (or VAULT_TOKEN), or "
                          "HCP_VAULT_CLIENT_CERT+KEY, or HCP_VAULT_APPROLE_ROLE_ID+SECRET_ID");
   return KMS_OK;
 }
@@ -542,7 +609,7 @@ static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *s
     if (!cfg->secret_namespace) cfg->secret_namespace = strdup(general_ns);
     if (!cfg->login_namespace) cfg->login_namespace = strdup(general_ns);
     if (!cfg->secret_namespace || !cfg->login_namespace)
-      st = kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+      st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   }
   free(general_ns);
   if (st != KMS_OK) return st;
@@ -550,7 +617,7 @@ static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *s
   if ((st = take_path(e, NAMES("HCP_VAULT_MOUNT_NAME"), &cfg->mount, "mount path", err)) != KMS_OK)
     return st;
   if (!cfg->mount && !(cfg->mount = strdup(VAULT_DEFAULT_MOUNT)))
-    return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   if ((st = take_path(e, NAMES("HCP_VAULT_PATH_PREFIX"), &cfg->prefix, "path prefix", err)) !=
       KMS_OK)
     return st;
@@ -564,7 +631,7 @@ static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *s
     for (const char *p = cfg->token; *p; p++)
       if ((unsigned char)*p < 0x21 || (unsigned char)*p > 0x7e)
         return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                             P "%s contains spaces or control characters; paste the token "
+                             "%s contains spaces or control characters; paste the token "
                              "exactly", token_var);
   }
   if ((st = take_str(e, NAMES("HCP_VAULT_CLIENT_CERT", "VAULT_CLIENT_CERT", "BAO_CLIENT_CERT"),
@@ -581,11 +648,11 @@ static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *s
                       "AppRole mount path", err)) != KMS_OK)
     return st;
   if (!cfg->approle_mount && !(cfg->approle_mount = strdup(VAULT_DEFAULT_APPROLE_MOUNT)))
-    return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
 
   if (!!cfg->client_cert != !!cfg->client_key)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         P "%s=%.120s is set but %s is not; set both the client certificate "
+                         "%s=%.120s is set but %s is not; set both the client certificate "
                          "and its key", cfg->client_cert ? cert_var : key_var,
                          cfg->client_cert ? cfg->client_cert : cfg->client_key,
                          cfg->client_cert ? key_var : cert_var);
@@ -598,13 +665,17 @@ static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *s
     return st;
   if (cfg->ca_file && !file_readable(cfg->ca_file, 0))
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         P "%s=%s is not a readable file; point it at the PEM CA bundle", which,
+                         "%s=%s is not a readable file; point it at the PEM CA bundle", which,
                          cfg->ca_file);
+  if (cfg->ca_file && !has_certificate(cfg->ca_file))
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         "%s=%s holds no PEM certificate, so no server could be trusted; point "
+                         "it at the PEM CA bundle", which, cfg->ca_file);
   if ((st = take_str(e, NAMES("VAULT_CAPATH", "BAO_CAPATH"), &cfg->ca_path, &which, err)) != KMS_OK)
     return st;
   if (cfg->ca_path && !file_readable(cfg->ca_path, 1))
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         P "%s=%s is not a readable directory; point it at a c_rehash'ed CA "
+                         "%s=%s is not a readable directory; point it at a c_rehash'ed CA "
                          "directory", which, cfg->ca_path);
   if ((st = take_str(e, NAMES("VAULT_TLS_SERVER_NAME", "BAO_TLS_SERVER_NAME"),
                      &cfg->tls_server_name, &which, err)) != KMS_OK)
@@ -613,48 +684,50 @@ static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *s
     for (const char *p = cfg->tls_server_name; *p; p++)
       if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.')
         return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                             P "%s must be a DNS host name (letters, digits, '-', '.')", which);
+                             "%s must be a DNS host name (letters, digits, '-', '.')", which);
   }
   if ((v = env_first(e, NAMES("VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY"), &which))) {
     char *t = dup_trim(v);
-    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
     int r = parse_bool(t, &cfg->skip_verify);
     free(t);
     if (r != 0)
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           P "%s must be true or false (got '%.20s')", which, v);
+                           "%s must be true or false (got '%.20s')", which, v);
   }
+
+  if ((st = load_proxies(cfg, e, err)) != KMS_OK) return st;
 
   /* Numbers. */
   if ((v = env_first(e, NAMES("HCP_VAULT_REFRESH_INTERVAL"), &which))) {
     char *t = dup_trim(v);
-    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
     int r = parse_i64(t, 0, INT64_MAX / 1000000, &n);
     free(t);
     if (r != 0)
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           P "HCP_VAULT_REFRESH_INTERVAL must be a whole number of seconds >= 0 "
+                           "HCP_VAULT_REFRESH_INTERVAL must be a whole number of seconds >= 0 "
                            "(0 disables the cache), got '%.20s'", v);
     cfg->refresh_interval_s = n;
   }
   if ((v = env_first(e, NAMES("VAULT_CLIENT_TIMEOUT", "BAO_CLIENT_TIMEOUT"), &which))) {
     char *t = dup_trim(v);
-    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
     int r = vault_parse_duration_ms(t, &cfg->timeout_ms);
     free(t);
     if (r != 0 || cfg->timeout_ms <= 0)
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           P "%s must be a positive number of seconds or a duration such as "
+                           "%s must be a positive number of seconds or a duration such as "
                            "'30s' (got '%.20s')", which, v);
   }
   if ((v = env_first(e, NAMES("VAULT_MAX_RETRIES", "BAO_MAX_RETRIES"), &which))) {
     char *t = dup_trim(v);
-    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
     int r = parse_i64(t, 0, 100, &n);
     free(t);
     if (r != 0)
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           P "%s must be a whole number between 0 and 100 (got '%.20s')", which, v);
+                           "%s must be a whole number between 0 and 100 (got '%.20s')", which, v);
     cfg->max_retries = (int)n;
   }
 

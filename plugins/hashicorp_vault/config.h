@@ -62,7 +62,10 @@ typedef enum vault_auth_request {
 #define VAULT_DEFAULT_MAX_RETRIES 2          /* VAULT_MAX_RETRIES, as the Vault CLI */
 #define VAULT_DEFAULT_STALE_IF_ERROR_S 3600
 #define VAULT_DEFAULT_STALE_RETRY_MS 5000
-#define VAULT_DEFAULT_MAX_RESPONSE 1048576
+/* A 1 MiB value (the host's put limit) can come back JSON-escaped six times
+ * larger (\u0001 for a control character; Go escapes <, > and & the same
+ * way), plus the envelope: 8 MiB reads back anything that could be written. */
+#define VAULT_DEFAULT_MAX_RESPONSE (8 * 1048576)
 #define VAULT_DEFAULT_MAX_IDLE 8
 #define VAULT_NAME_MAX 1024 /* longest secret name accepted */
 
@@ -89,6 +92,12 @@ typedef struct vault_config {
   /* TLS. */
   char *ca_file, *ca_path, *tls_server_name;
   int skip_verify;
+
+  /* Proxies (proxy.h decides per request): the explicit proxy
+   * (VAULT_PROXY_ADDR / VAULT_HTTP_PROXY / BAO_HTTP_PROXY), else the
+   * scheme's (HTTPS_PROXY / HTTP_PROXY, upper or lower case), and
+   * NO_PROXY. Each proxy is a normalised URL with a scheme; NULL when unset. */
+  char *proxy_explicit, *proxy_http, *proxy_https, *no_proxy;
 
   /* Time and size limits. */
   int64_t refresh_interval_s; /* cache TTL; 0 disables the cache */

@@ -10,8 +10,11 @@
  *     file/dir, VAULT_TLS_SERVER_NAME (via CURLOPT_CONNECT_TO: the URL names
  *     the server name, the connection goes to the configured host), client
  *     certificate on every request when configured;
- *   - limits: connect timeout, one total timeout for the whole call (all
- *     retries and waits included), response size cap;
+ *   - limits: connect timeout, one deadline for the whole plugin call (all
+ *     requests, retries and waits included), response size cap;
+ *   - proxies: chosen per request by proxy.c (loopback never proxied,
+ *     NO_PROXY honoured); libcurl's own reading of the proxy variables is
+ *     off;
  *   - headers: X-Vault-Request: true, X-Vault-Token, X-Vault-Namespace;
  *   - retries: connection errors, timeouts, 412, 429, 5xx except 501, with
  *     jittered exponential backoff, Retry-After honoured, at most
@@ -31,6 +34,7 @@
 #ifndef VAULT_HTTP_H
 #define VAULT_HTTP_H
 
+#include "common.h"
 #include "config.h"
 #include "kms_plugin.h"
 #include "logging.h"
@@ -39,9 +43,10 @@
 
 typedef struct vault_http vault_http;
 
-/* `cfg` and `lg` are borrowed and must outlive the client. */
-kms_status vault_http_new(const vault_config *cfg, const vault_logger *lg, vault_http **out,
-                          kms_error *err);
+/* `cfg`, `lg` and `clock` (NULL: CLOCK_MONOTONIC) are borrowed and must
+ * outlive the client. */
+kms_status vault_http_new(const vault_config *cfg, const vault_logger *lg,
+                          const vault_clock *clock, vault_http **out, kms_error *err);
 void vault_http_free(vault_http *h);
 
 /* Abort every request in flight on h (libcurl's progress callback, checked
@@ -63,7 +68,16 @@ typedef struct vault_http_request {
   const char *namespace_; /* X-Vault-Namespace, or NULL */
   const char *body;      /* NULL for none; borrowed, not copied */
   size_t body_len;
+  /* End of the plugin call this request belongs to, on the client's clock
+   * (vault_http_deadline()): every retry and wait of this request, and every
+   * other request of the same call (login, lookup, ...), share it. 0: a new
+   * budget of VAULT_CLIENT_TIMEOUT from now. */
+  int64_t deadline_ms;
 } vault_http_request;
+
+/* now + VAULT_CLIENT_TIMEOUT on the client's clock: the one deadline of a
+ * plugin call. Thread-safe. */
+int64_t vault_http_deadline(const vault_http *h);
 
 typedef struct vault_http_response {
   long status;  /* final HTTP status */

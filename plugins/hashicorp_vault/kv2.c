@@ -3,6 +3,7 @@
  */
 #include "kv2.h"
 
+#include "common.h"
 #include "kms_loader.h"
 
 #include <cjson/cJSON.h>
@@ -11,24 +12,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define P "hashicorp_vault: "
 
 /* ---- names and encoding ------------------------------------------------ */
 
 kms_status kv2_validate_name(const char *name, kms_error *err) {
   if (!name || !*name)
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, P "secret name is empty");
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "secret name is empty");
   size_t n = strlen(name);
   if (n > VAULT_NAME_MAX)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         P "secret name is %zu bytes long; at most %d are allowed", n,
+                         "secret name is %zu bytes long; at most %d are allowed", n,
                          VAULT_NAME_MAX);
   /* Control characters first: the messages below quote the name. */
   for (const char *p = name; *p; p++) {
     unsigned char c = (unsigned char)*p;
     if (c < 0x20 || c == 0x7f)
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           P "secret name contains a control character (byte 0x%02x at offset "
+                           "secret name contains a control character (byte 0x%02x at offset "
                            "%zu)", c, (size_t)(p - name));
   }
   const char *seg = name;
@@ -38,11 +38,11 @@ kms_status kv2_validate_name(const char *name, kms_error *err) {
       size_t len = (size_t)(p - seg);
       if (len == 0)
         return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                             P "secret name '%.100s' has an empty path segment (leading, trailing "
+                             "secret name '%.100s' has an empty path segment (leading, trailing "
                              "or double '/')", name);
       if ((len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.'))
         return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                             P "secret name '%.100s' has a '.' or '..' path segment", name);
+                             "secret name '%.100s' has a '.' or '..' path segment", name);
       if (!c) break;
       seg = p + 1;
     }
@@ -113,7 +113,7 @@ kms_status kv2_layout_init(kv2_layout *l, const vault_config *cfg, kms_error *er
   l->addr_len = strlen(cfg->addr);
   if (!l->data_base || !l->meta_base) {
     kv2_layout_free(l);
-    return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   }
   return KMS_OK;
 }
@@ -131,12 +131,12 @@ kms_status kv2_url(const kv2_layout *l, kv2_kind kind, const char *name, char **
   if (st != KMS_OK) return st;
   const char *base = kind == KV2_DATA ? l->data_base : l->meta_base;
   char *e = kv2_encode_path(name);
-  if (!e) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  if (!e) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   size_t bl = strlen(base), el = strlen(e);
   char *u = malloc(bl + el + 1);
   if (!u) {
     free(e);
-    return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   }
   memcpy(u, base, bl);
   memcpy(u + bl, e, el + 1);
@@ -181,32 +181,17 @@ static int utf8_valid(const unsigned char *s, size_t n) {
   return 1;
 }
 
-/* Wipe every string value in a cJSON tree, then delete it. */
-static void json_wipe_delete(cJSON *j) {
-  if (!j) return;
-  for (cJSON *c = j; c; c = c->next) {
-    if (c->valuestring) OPENSSL_cleanse(c->valuestring, strlen(c->valuestring));
-    if (c->child) {
-      /* recurse without deleting: deletion happens once at the top */
-      cJSON *child = c->child;
-      c->child = NULL;
-      json_wipe_delete(child);
-    }
-  }
-  cJSON_Delete(j);
-}
-
 /* Print `root` into a buffer sized for the worst case (every byte escaped as
  * \u00XX), so cJSON never reallocates (and leaves no unwiped copy). */
 static kms_status print_wiped(cJSON *root, size_t payload, char **body, size_t *body_len,
                               kms_error *err) {
   size_t cap = payload * 6 + 256;
   char *buf = malloc(cap);
-  if (!buf) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  if (!buf) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   if (!cJSON_PrintPreallocated(root, buf, (int)cap, 0)) {
     OPENSSL_cleanse(buf, cap);
     free(buf);
-    return kms_error_set(err, KMS_INTERNAL, 0, P "could not encode the request body");
+    return kms_error_set(err, KMS_INTERNAL, 0, "could not encode the request body");
   }
   *body_len = strlen(buf);
   *body = buf;
@@ -219,16 +204,16 @@ kms_status kv2_write_body(const char *value, size_t len, int cas, uint64_t cas_v
   *body_len = 0;
   if (memchr(value, '\0', len))
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         P "secret value contains a NUL byte; Vault KV stores text (encode binary "
+                         "secret value contains a NUL byte; Vault KV stores text (encode binary "
                          "values, e.g. base64)");
   if (!utf8_valid((const unsigned char *)value, len))
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         P "secret value is not valid UTF-8; Vault KV stores text (encode binary "
+                         "secret value is not valid UTF-8; Vault KV stores text (encode binary "
                          "values, e.g. base64)");
   if (len > (size_t)64 * 1024 * 1024)
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, P "secret value is larger than 64 MiB");
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "secret value is larger than 64 MiB");
   char *copy = malloc(len + 1);
-  if (!copy) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  if (!copy) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   memcpy(copy, value, len);
   copy[len] = '\0';
   kms_status st = KMS_OK;
@@ -237,10 +222,10 @@ kms_status kv2_write_body(const char *value, size_t len, int cas, uint64_t cas_v
   OPENSSL_cleanse(copy, len);
   free(copy);
   if (!root || !data || !str) {
-    st = kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
-    json_wipe_delete(str);
-    json_wipe_delete(data);
-    json_wipe_delete(root);
+    st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+    vault_json_wipe_delete(str);
+    vault_json_wipe_delete(data);
+    vault_json_wipe_delete(root);
     return st;
   }
   cJSON_AddItemToObject(data, "key", str);
@@ -248,10 +233,10 @@ kms_status kv2_write_body(const char *value, size_t len, int cas, uint64_t cas_v
   if (cas) {
     cJSON *opts = cJSON_AddObjectToObject(root, "options");
     if (!opts || !cJSON_AddNumberToObject(opts, "cas", (double)cas_version))
-      st = kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+      st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   }
   if (st == KMS_OK) st = print_wiped(root, len, body, body_len, err);
-  json_wipe_delete(root);
+  vault_json_wipe_delete(root);
   return st;
 }
 
@@ -261,15 +246,15 @@ kms_status kv2_metadata_body(const char *description, char **body, size_t *body_
   *body_len = 0;
   size_t len = strlen(description);
   if (!utf8_valid((const unsigned char *)description, len))
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, P "description is not valid UTF-8");
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "description is not valid UTF-8");
   if (len > 4096)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         P "description is %zu bytes; at most 4096 fit in custom_metadata", len);
+                         "description is %zu bytes; at most 4096 fit in custom_metadata", len);
   cJSON *root = cJSON_CreateObject();
   cJSON *md = root ? cJSON_AddObjectToObject(root, "custom_metadata") : NULL;
   if (!md || !cJSON_AddStringToObject(md, "description", description)) {
     cJSON_Delete(root);
-    return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   }
   kms_status st = print_wiped(root, len, body, body_len, err);
   cJSON_Delete(root);
@@ -312,7 +297,7 @@ static int key_lost_nul(const char *body, size_t len, size_t decoded_len) {
   cJSON *inner = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "data") : NULL;
   cJSON *key = cJSON_IsObject(inner) ? cJSON_GetObjectItemCaseSensitive(inner, "key") : NULL;
   int lost = !cJSON_IsString(key) || !key->valuestring || strlen(key->valuestring) != decoded_len;
-  json_wipe_delete(root);
+  vault_json_wipe_delete(root);
   return lost;
 }
 
@@ -321,10 +306,15 @@ kms_status kv2_parse_read(const char *body, size_t len, const char *name, char *
   *value = NULL;
   *value_len = 0;
   *version = 0;
-  cJSON *root = cJSON_ParseWithLength(body, len);
+  if (body && memchr(body, '\0', len))
+    return kms_error_set(err, KMS_INTERNAL, 200,
+                         "read '%.100s': the response holds a raw NUL byte, which JSON never "
+                         "does; refused rather than cut short (is HCP_VAULT_ADDR a Vault "
+                         "server?)", name);
+  cJSON *root = vault_json_parse(body, len);
   if (!root)
     return kms_error_set(err, KMS_INTERNAL, 200,
-                         P "read '%.100s': Vault answered HTTP 200 with a body that is not JSON "
+                         "read '%.100s': Vault answered HTTP 200 with a body that is not JSON "
                          "(is HCP_VAULT_ADDR a Vault server?)", name);
   kms_status st = KMS_OK;
   cJSON *data = cJSON_GetObjectItemCaseSensitive(root, "data");
@@ -332,31 +322,31 @@ kms_status kv2_parse_read(const char *body, size_t len, const char *name, char *
   cJSON *md = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "metadata") : NULL;
   if (!cJSON_IsObject(data)) {
     st = kms_error_set(err, KMS_INTERNAL, 200,
-                       P "read '%.100s': response has no 'data' object (is HCP_VAULT_MOUNT_NAME "
+                       "read '%.100s': response has no 'data' object (is HCP_VAULT_MOUNT_NAME "
                        "a KV version 2 mount?)", name);
     goto out;
   }
   if (cJSON_IsNull(inner) || (!inner && md)) {
     st = kms_error_set(err, KMS_NOT_FOUND, 200,
-                       P "read '%.100s': the current version has been deleted", name);
+                       "read '%.100s': the current version has been deleted", name);
     goto out;
   }
   if (!cJSON_IsObject(inner)) {
     st = kms_error_set(err, KMS_INTERNAL, 200,
-                       P "read '%.100s': response has no 'data.data' object (is "
+                       "read '%.100s': response has no 'data.data' object (is "
                        "HCP_VAULT_MOUNT_NAME a KV version 2 mount?)", name);
     goto out;
   }
   cJSON *key = cJSON_GetObjectItemCaseSensitive(inner, "key");
   if (!key) {
     st = kms_error_set(err, KMS_INTERNAL, 200,
-                       P "read '%.100s': the secret has no field \"key\"; store it as "
+                       "read '%.100s': the secret has no field \"key\"; store it as "
                        "{\"key\": \"<value>\"}", name);
     goto out;
   }
   if (!cJSON_IsString(key) || !key->valuestring) {
     st = kms_error_set(err, KMS_INTERNAL, 200,
-                       P "read '%.100s': field \"key\" is a %s, not a string; store it as "
+                       "read '%.100s': field \"key\" is a %s, not a string; store it as "
                        "{\"key\": \"<value>\"}", name,
                        cJSON_IsNumber(key) ? "number" : cJSON_IsBool(key) ? "boolean"
                        : cJSON_IsNull(key) ? "null" : cJSON_IsArray(key) ? "array" : "object");
@@ -365,13 +355,19 @@ kms_status kv2_parse_read(const char *body, size_t len, const char *name, char *
   size_t n = strlen(key->valuestring);
   if (key_lost_nul(body, len, n)) {
     st = kms_error_set(err, KMS_UNSUPPORTED, 200,
-                       P "read '%.100s': the value contains a NUL character (\\u0000), which "
+                       "read '%.100s': the value contains a NUL character (\\u0000), which "
                        "cannot be returned intact; store binary secrets base64-encoded", name);
+    goto out;
+  }
+  if (!utf8_valid((const unsigned char *)key->valuestring, n)) {
+    st = kms_error_set(err, KMS_UNSUPPORTED, 200,
+                       "read '%.100s': the value is not valid UTF-8 (as a write would refuse); "
+                       "store binary secrets base64-encoded", name);
     goto out;
   }
   char *v = malloc(n + 1);
   if (!v) {
-    st = kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
     goto out;
   }
   memcpy(v, key->valuestring, n + 1);
@@ -380,24 +376,24 @@ kms_status kv2_parse_read(const char *body, size_t len, const char *name, char *
   *version = json_version(cJSON_IsObject(md) ? cJSON_GetObjectItemCaseSensitive(md, "version")
                                              : NULL);
 out:
-  json_wipe_delete(root);
+  vault_json_wipe_delete(root);
   return st;
 }
 
 int64_t kv2_parse_write_version(const char *body, size_t len) {
   int64_t v = 0;
-  cJSON *root = body && len ? cJSON_ParseWithLength(body, len) : NULL;
+  cJSON *root = vault_json_parse(body, len);
   cJSON *data = root ? cJSON_GetObjectItemCaseSensitive(root, "data") : NULL;
   v = json_version(cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "version")
                                         : NULL);
-  json_wipe_delete(root);
+  vault_json_wipe_delete(root);
   return v;
 }
 
 void kv2_errors_text(const char *body, size_t len, char *buf, size_t size) {
   if (!size) return;
   buf[0] = '\0';
-  cJSON *root = body && len ? cJSON_ParseWithLength(body, len) : NULL;
+  cJSON *root = vault_json_parse(body, len);
   cJSON *errs = root ? cJSON_GetObjectItemCaseSensitive(root, "errors") : NULL;
   size_t used = 0;
   cJSON *e;
@@ -419,7 +415,7 @@ void kv2_errors_text(const char *body, size_t len, char *buf, size_t size) {
 /* For a 404: is the body a KV v2 envelope of a deleted or destroyed version? */
 static const char *deleted_state(const char *body, size_t len, int64_t *version) {
   const char *r = NULL;
-  cJSON *root = body && len ? cJSON_ParseWithLength(body, len) : NULL;
+  cJSON *root = vault_json_parse(body, len);
   cJSON *data = root ? cJSON_GetObjectItemCaseSensitive(root, "data") : NULL;
   cJSON *md = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "metadata") : NULL;
   if (cJSON_IsObject(md)) {
@@ -429,7 +425,7 @@ static const char *deleted_state(const char *body, size_t len, int64_t *version)
     if (cJSON_IsTrue(destroyed)) r = "destroyed";
     else if (cJSON_IsString(dt) && dt->valuestring && *dt->valuestring) r = "deleted";
   }
-  json_wipe_delete(root);
+  vault_json_wipe_delete(root);
   return r;
 }
 
@@ -449,48 +445,48 @@ kms_status kv2_map_status(const char *op, const char *path, long http, const cha
     const char *state = deleted_state(body, len, &ver);
     if (state)
       return kms_error_set(err, KMS_NOT_FOUND, b,
-                           P "%s %.90s: HTTP 404: version %lld was %s (undelete it in Vault or "
+                           "%s %.90s: HTTP 404: version %lld was %s (undelete it in Vault or "
                            "write a new value)", op, path, (long long)ver, state);
-    return kms_error_set(err, KMS_NOT_FOUND, b, P "%s %.90s: HTTP 404: no such secret%s%s", op,
+    return kms_error_set(err, KMS_NOT_FOUND, b, "%s %.90s: HTTP 404: no such secret%s%s", op,
                          path, sep, etext);
   }
   if (http == 400) {
     if (contains(etext, "check-and-set parameter did not match"))
       return kms_error_set(err, KMS_CONFLICT, b,
-                           P "%s %.90s: HTTP 400: %s (re-read the secret and retry with its "
+                           "%s %.90s: HTTP 400: %s (re-read the secret and retry with its "
                            "current version)", op, path, etext);
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, b, P "%s %.90s: HTTP 400%s%s", op, path, sep,
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, b, "%s %.90s: HTTP 400%s%s", op, path, sep,
                          etext);
   }
   if (http == 401)
     return kms_error_set(err, KMS_UNAUTHENTICATED, b,
-                         P "%s %.90s: HTTP 401%s%s (check the credentials: HCP_VAULT_TOKEN, or the "
+                         "%s %.90s: HTTP 401%s%s (check the credentials: HCP_VAULT_TOKEN, or the "
                          "AppRole/certificate login)", op, path, sep, etext);
   if (http == 403) {
     if (!have_token || contains(etext, "missing client token") ||
         contains(etext, "invalid token") || contains(etext, "token expired") ||
         contains(etext, "bad token"))
       return kms_error_set(err, KMS_UNAUTHENTICATED, b,
-                           P "%s %.90s: HTTP 403%s%s (the token is missing, expired or revoked: "
+                           "%s %.90s: HTTP 403%s%s (the token is missing, expired or revoked: "
                            "check HCP_VAULT_TOKEN, or the AppRole/certificate login)", op, path, sep, etext);
     return kms_error_set(err, KMS_PERMISSION_DENIED, b,
-                         P "%s %.90s: HTTP 403%s%s (the token's policy does not allow this path, "
+                         "%s %.90s: HTTP 403%s%s (the token's policy does not allow this path, "
                          "or the token is invalid)", op, path, sep, etext);
   }
   if (http == 501)
     return kms_error_set(err, KMS_UNAVAILABLE, b,
-                         P "%s %.90s: HTTP 501%s%s (Vault is not initialised)", op, path, sep,
+                         "%s %.90s: HTTP 501%s%s (Vault is not initialised)", op, path, sep,
                          etext);
   if (http == 412 || http == 429 || (http >= 500 && http <= 599))
-    return kms_error_set(err, KMS_UNAVAILABLE, b, P "%s %.90s: HTTP %ld%s%s%s (retry later)", op,
+    return kms_error_set(err, KMS_UNAVAILABLE, b, "%s %.90s: HTTP %ld%s%s%s (retry later)", op,
                          path, http, tries, sep, etext);
   if (http == 405)
     return kms_error_set(err, KMS_UNSUPPORTED, b,
-                         P "%s %.90s: HTTP 405%s%s (is HCP_VAULT_MOUNT_NAME a KV version 2 "
+                         "%s %.90s: HTTP 405%s%s (is HCP_VAULT_MOUNT_NAME a KV version 2 "
                          "mount?)", op, path, sep, etext);
   if (http == 413)
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, b, P "%s %.90s: HTTP 413: request too large",
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, b, "%s %.90s: HTTP 413: request too large",
                          op, path);
-  return kms_error_set(err, KMS_INTERNAL, b, P "%s %.90s: unexpected HTTP %ld%s%s", op, path, http,
+  return kms_error_set(err, KMS_INTERNAL, b, "%s %.90s: unexpected HTTP %ld%s%s", op, path, http,
                        sep, etext);
 }

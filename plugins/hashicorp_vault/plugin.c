@@ -23,6 +23,7 @@
  */
 #include "auth.h"
 #include "cache.h"
+#include "common.h"
 #include "config.h"
 #include "http.h"
 #include "kms_loader.h"
@@ -35,10 +36,10 @@
 #include <string.h>
 
 #define VAULT_PLUGIN_VERSION "0.1.0"
-#define P "hashicorp_vault: "
 
 struct kms_instance {
   vault_logger lg;
+  vault_clock clock; /* CLOCK_MONOTONIC (zeroed); one clock for http, auth, cache, refresher */
   vault_config cfg;
   kv2_layout layout;
   vault_http *http;
@@ -47,8 +48,28 @@ struct kms_instance {
   vault_refresher *refresher; /* NULL unless background_refresh */
 };
 
-static kms_status fetch_secret(void *ctx, const char *url, vault_cache_value *out,
-                               kms_error *err);
+/* One plugin call: every request, login, retry and wait it causes shares
+ * its deadline (VAULT_CLIENT_TIMEOUT from the start of the call). */
+typedef struct vault_call_ctx {
+  kms_instance *in;
+  int64_t deadline;
+} vault_call_ctx;
+
+static kms_status fetch_background(void *ctx, const char *url, vault_cache_value *out,
+                                   kms_error *err);
+
+/* Messages are written without the plugin's name; it is added here, once,
+ * on the way out of every slot (logging.c does the same for log lines). */
+static kms_status boundary(kms_status st, kms_error *err) {
+  static const char prefix[] = "hashicorp_vault: ";
+  if (st == KMS_OK || !err) return st;
+  size_t n = strlen(err->message), p = sizeof prefix - 1;
+  if (n + p >= sizeof err->message) n = sizeof err->message - p - 1;
+  memmove(err->message + p, err->message, n);
+  memcpy(err->message, prefix, p);
+  err->message[n + p] = '\0';
+  return st;
+}
 
 /* Thread-safety: ABI (nothing else runs on the instance). The refresher is
  * stopped and joined before anything it uses is freed. */
@@ -63,20 +84,19 @@ static void vp_destroy(kms_instance *in) {
   free(in);
 }
 
-static kms_status vp_create(const kms_host *host, const kms_setting *settings, size_t n,
-                            kms_instance **out, kms_error *err) {
+static kms_status create(const kms_host *host, const kms_setting *settings, size_t n,
+                         kms_instance **out, kms_error *err) {
   *out = NULL;
-  if (n && !settings)
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, P "settings is NULL");
-  if (host && host->struct_size < offsetof(kms_host, ctx) + sizeof(void *))
+  if (n && !settings) return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "settings is NULL");
+  if (host && !KMS_FIELD_PRESENT(host, kms_host, ctx))
     host = NULL; /* too old to carry anything we use */
   kms_instance *in = calloc(1, sizeof *in);
-  if (!in) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  if (!in) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   in->lg.host = host;
   kms_status st = vault_config_load(&in->cfg, host, settings, n, &in->lg, err);
   if (st == KMS_OK) st = kv2_layout_init(&in->layout, &in->cfg, err);
-  if (st == KMS_OK) st = vault_http_new(&in->cfg, &in->lg, &in->http, err);
-  if (st == KMS_OK) st = vault_auth_new(&in->cfg, in->http, &in->lg, &in->auth, err);
+  if (st == KMS_OK) st = vault_http_new(&in->cfg, &in->lg, &in->clock, &in->http, err);
+  if (st == KMS_OK) st = vault_auth_new(&in->cfg, in->http, &in->lg, &in->clock, &in->auth, err);
   if (st == KMS_OK) {
     /* background refresh only when something is cached and read */
     int bg = in->cfg.background_refresh && in->cfg.refresh_interval_s > 0 &&
@@ -87,12 +107,13 @@ static kms_status vp_create(const kms_host *host, const kms_setting *settings, s
       .stale_retry_ms = in->cfg.stale_retry_ms,
       .refresh_lo_pm = bg ? VAULT_REFRESH_LO_PM : 0,
       .refresh_hi_pm = bg ? VAULT_REFRESH_HI_PM : 0,
+      .clock = in->clock,
     };
     in->cache = vault_cache_new(&co);
-    if (!in->cache) st = kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    if (!in->cache) st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
     if (st == KMS_OK && bg) {
-      vault_refresher_deps d = {in->cache, fetch_secret, in,   in->auth,
-                                in->http,  &in->lg,      co.ttl_ms};
+      vault_refresher_deps d = {in->cache, fetch_background, in,        in->auth,
+                                in->http,  &in->lg,          co.ttl_ms, &in->clock};
       st = vault_refresher_start(&d, &in->refresher, err);
     }
   }
@@ -104,21 +125,31 @@ static kms_status vp_create(const kms_host *host, const kms_setting *settings, s
   return KMS_OK;
 }
 
+static kms_status vp_create(const kms_host *host, const kms_setting *settings, size_t n,
+                            kms_instance **out, kms_error *err) {
+  return boundary(create(host, settings, n, out, err), err);
+}
+
+static vault_call_ctx call_start(kms_instance *in) {
+  return (vault_call_ctx){in, vault_http_deadline(in->http)};
+}
+
 /* One Vault request with the current token; on 403 the auth provider may
  * supply a new token, and the request is repeated once (never more). */
-static kms_status vault_call(kms_instance *in, const char *op, const char *method, const char *url,
-                             const char *body, size_t body_len, vault_http_response *resp,
-                             kms_error *err) {
+static kms_status vault_call(const vault_call_ctx *k, const char *op, const char *method,
+                             const char *url, const char *body, size_t body_len,
+                             vault_http_response *resp, kms_error *err) {
+  kms_instance *in = k->in;
   kms_status st = KMS_OK;
   for (int round = 0; round < 2; round++) {
     char *token = NULL;
     uint64_t gen = 0;
-    if ((st = vault_auth_token(in->auth, &token, &gen, err)) != KMS_OK) return st;
-    vault_http_request req = {op, method, url, token, NULL, body, body_len};
+    if ((st = vault_auth_token(in->auth, k->deadline, &token, &gen, err)) != KMS_OK) return st;
+    vault_http_request req = {op, method, url, token, NULL, body, body_len, k->deadline};
     st = vault_http_perform(in->http, &req, resp, err);
     vault_auth_token_free(token);
     if (st != KMS_OK) return st;
-    if (resp->status == 403 && round == 0 && vault_auth_forbidden(in->auth, gen)) {
+    if (resp->status == 403 && round == 0 && vault_auth_forbidden(in->auth, gen, k->deadline)) {
       vault_http_response_clear(resp);
       continue;
     }
@@ -127,12 +158,13 @@ static kms_status vault_call(kms_instance *in, const char *op, const char *metho
   return st;
 }
 
+/* The cache's fetch: ctx is the calling vault_call_ctx. */
 static kms_status fetch_secret(void *ctx, const char *url, vault_cache_value *out,
                                kms_error *err) {
-  kms_instance *in = ctx;
-  const char *path = kv2_url_path(&in->layout, url);
+  const vault_call_ctx *k = ctx;
+  const char *path = kv2_url_path(&k->in->layout, url);
   vault_http_response resp;
-  kms_status st = vault_call(in, "read", "GET", url, NULL, 0, &resp, err);
+  kms_status st = vault_call(k, "read", "GET", url, NULL, 0, &resp, err);
   if (st != KMS_OK) return st;
   if (resp.status == 200)
     st = kv2_parse_read(resp.body, resp.len, path, &out->data, &out->len, &out->version, err);
@@ -142,11 +174,19 @@ static kms_status fetch_secret(void *ctx, const char *url, vault_cache_value *ou
   return st;
 }
 
-static kms_status vp_read(kms_instance *in, const char *name, kms_secret **out, kms_error *err) {
+/* The background refresher's fetch (ctx is the instance): a call of its own. */
+static kms_status fetch_background(void *ctx, const char *url, vault_cache_value *out,
+                                   kms_error *err) {
+  vault_call_ctx k = call_start(ctx);
+  return fetch_secret(&k, url, out, err);
+}
+
+static kms_status read_secret(kms_instance *in, const char *name, kms_secret **out,
+                              kms_error *err) {
   *out = NULL;
   if (in->cfg.access_mode == VAULT_ACCESS_WRITE_ONLY)
     return kms_error_set(err, KMS_PERMISSION_DENIED, 0,
-                         P "access_mode is write_only: reads are refused (set access_mode to "
+                         "access_mode is write_only: reads are refused (set access_mode to "
                          "read_only or read_and_write to allow them)");
   char *url = NULL;
   kms_status st = kv2_url(&in->layout, KV2_DATA, name, &url, err);
@@ -155,7 +195,8 @@ static kms_status vp_read(kms_instance *in, const char *name, kms_secret **out, 
   unsigned flags = 0;
   kms_error why;
   kms_error_clear(&why);
-  st = vault_cache_get(in->cache, url, 0, fetch_secret, in, &v, &flags, &why);
+  vault_call_ctx k = call_start(in);
+  st = vault_cache_get(in->cache, url, 0, fetch_secret, &k, &v, &flags, &why);
   free(url);
   if (st != KMS_OK) {
     if (err) *err = why;
@@ -165,12 +206,11 @@ static kms_status vp_read(kms_instance *in, const char *name, kms_secret **out, 
     vault_logf(&in->lg, KMS_LOG_WARN,
                "Vault is unavailable, serving cached secrets marked stale (for up to %lld s "
                "after expiry, setting stale_if_error): %s",
-               (long long)in->cfg.stale_if_error_s,
-               why.message + (strncmp(why.message, P, strlen(P)) == 0 ? strlen(P) : 0));
+               (long long)in->cfg.stale_if_error_s, why.message);
   kms_secret *s = calloc(1, sizeof *s);
   if (!s) {
     vault_cache_value_clear(&v);
-    return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   }
   s->struct_size = sizeof *s;
   s->value = v.data;
@@ -179,6 +219,10 @@ static kms_status vp_read(kms_instance *in, const char *name, kms_secret **out, 
   s->flags = (flags & VAULT_CACHE_STALE) ? KMS_SECRET_STALE : 0;
   *out = s;
   return KMS_OK;
+}
+
+static kms_status vp_read(kms_instance *in, const char *name, kms_secret **out, kms_error *err) {
+  return boundary(read_secret(in, name, out, err), err);
 }
 
 static void vp_free_secret(kms_secret *s) {
@@ -193,12 +237,12 @@ static void vp_free_secret(kms_secret *s) {
 
 static kms_status write_denied(const char *what, kms_error *err) {
   return kms_error_set(err, KMS_PERMISSION_DENIED, 0,
-                       P "access_mode is read_only: %s are refused (set access_mode to "
+                       "access_mode is read_only: %s are refused (set access_mode to "
                        "read_and_write or write_only to allow them)", what);
 }
 
-static kms_status vp_write(kms_instance *in, const char *name, const char *value, size_t len,
-                           const kms_write_options *opt, kms_error *err) {
+static kms_status write_secret(kms_instance *in, const char *name, const char *value, size_t len,
+                               const kms_write_options *opt, kms_error *err) {
   if (in->cfg.access_mode == VAULT_ACCESS_READ_ONLY) return write_denied("writes", err);
   int cas = 0;
   uint64_t cas_version = 0;
@@ -223,7 +267,8 @@ static kms_status vp_write(kms_instance *in, const char *name, const char *value
     return st;
   }
   vault_http_response resp;
-  st = vault_call(in, "write", "POST", url, body, body_len, &resp, err);
+  vault_call_ctx k = call_start(in);
+  st = vault_call(&k, "write", "POST", url, body, body_len, &resp, err);
   kv2_free_body(body, body_len);
   if (st == KMS_OK) {
     if (resp.status == 200 || resp.status == 204) {
@@ -243,7 +288,7 @@ static kms_status vp_write(kms_instance *in, const char *name, const char *value
     char *murl = NULL;
     if ((st = kv2_url(&in->layout, KV2_METADATA, name, &murl, err)) == KMS_OK &&
         (st = kv2_metadata_body(description, &body, &body_len, err)) == KMS_OK) {
-      st = vault_call(in, "write metadata", "POST", murl, body, body_len, &resp, err);
+      st = vault_call(&k, "write metadata", "POST", murl, body, body_len, &resp, err);
       kv2_free_body(body, body_len);
       if (st == KMS_OK) {
         if (resp.status != 200 && resp.status != 204)
@@ -258,7 +303,12 @@ static kms_status vp_write(kms_instance *in, const char *name, const char *value
   return st;
 }
 
-static kms_status vp_delete(kms_instance *in, const char *name, kms_error *err) {
+static kms_status vp_write(kms_instance *in, const char *name, const char *value, size_t len,
+                           const kms_write_options *opt, kms_error *err) {
+  return boundary(write_secret(in, name, value, len, opt, err), err);
+}
+
+static kms_status delete_secret(kms_instance *in, const char *name, kms_error *err) {
   if (in->cfg.access_mode == VAULT_ACCESS_READ_ONLY) return write_denied("deletes", err);
   char *data_url = NULL, *url = NULL;
   kms_status st = kv2_url(&in->layout, KV2_DATA, name, &data_url, err);
@@ -271,7 +321,8 @@ static kms_status vp_delete(kms_instance *in, const char *name, kms_error *err) 
   const char *target = url ? url : data_url;
   vault_cache_invalidate(in->cache, data_url);
   vault_http_response resp;
-  st = vault_call(in, in->cfg.delete_mode == VAULT_DELETE_DESTROY ? "destroy" : "delete",
+  vault_call_ctx k = call_start(in);
+  st = vault_call(&k, in->cfg.delete_mode == VAULT_DELETE_DESTROY ? "destroy" : "delete",
                   "DELETE", target, NULL, 0, &resp, err);
   if (st == KMS_OK) {
     if (resp.status != 200 && resp.status != 204 && resp.status != 404)
@@ -285,8 +336,15 @@ static kms_status vp_delete(kms_instance *in, const char *name, kms_error *err) 
   return st;
 }
 
-static kms_status vp_refresh(kms_instance *in, kms_error *err) {
-  kms_status st = vault_auth_refresh(in->auth, err);
+static kms_status vp_delete(kms_instance *in, const char *name, kms_error *err) {
+  return boundary(delete_secret(in, name, err), err);
+}
+
+/* Credentials, then a re-read of every cached secret, all in one call's
+ * deadline. */
+static kms_status refresh(kms_instance *in, kms_error *err) {
+  vault_call_ctx k = call_start(in);
+  kms_status st = vault_auth_refresh(in->auth, k.deadline, err);
   if (st != KMS_OK) return st;
   if (in->cfg.access_mode == VAULT_ACCESS_WRITE_ONLY) return KMS_OK;
   char **keys = NULL;
@@ -297,7 +355,7 @@ static kms_status vp_refresh(kms_instance *in, kms_error *err) {
     vault_cache_value v;
     kms_error e;
     kms_error_clear(&e);
-    kms_status s = vault_cache_get(in->cache, keys[i], 1, fetch_secret, in, &v, NULL, &e);
+    kms_status s = vault_cache_get(in->cache, keys[i], 1, fetch_secret, &k, &v, NULL, &e);
     vault_cache_value_clear(&v);
     if (s == KMS_OK || s == KMS_NOT_FOUND) continue; /* NOT_FOUND: evicted, as it should be */
     if (!failed++) first = e;
@@ -305,10 +363,13 @@ static kms_status vp_refresh(kms_instance *in, kms_error *err) {
   vault_cache_keys_free(keys, n);
   if (failed)
     return kms_error_set(err, first.status, first.backend_status,
-                         P "refresh: %zu of %zu cached secrets could not be re-read; first: %.150s",
-                         failed, n, first.message + (strncmp(first.message, P, strlen(P)) ? 0
-                                                                                 : strlen(P)));
+                         "refresh: %zu of %zu cached secrets could not be re-read; first: %.150s",
+                         failed, n, first.message);
   return KMS_OK;
+}
+
+static kms_status vp_refresh(kms_instance *in, kms_error *err) {
+  return boundary(refresh(in, err), err);
 }
 
 static const kms_plugin vault_plugin = {

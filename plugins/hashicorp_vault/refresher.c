@@ -17,7 +17,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define P "hashicorp_vault: "
 
 #define MIN_SLEEP_MS 10      /* never spin */
 #define MAX_SCAN_MS 60000    /* look for new entries at least this often */
@@ -31,38 +30,20 @@ struct vault_refresher {
   int stop;
 
   /* Used by the thread only. */
-  uint64_t rng;
+  vault_rng rng;
   int64_t scan_ms, slack_ms, retry_ms, backoff0_ms;
   int64_t backoff_ms, backoff_until; /* Vault unavailable: no round before backoff_until */
   int64_t auth_gap_ms, auth_not_before;
   int failing; /* an outage was logged; log the recovery once */
 };
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+static int64_t now_ms(const vault_refresher *r) { return vault_clock_now(r->d.clock); }
 
 static int64_t clamp(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
 
-static uint64_t rnd(vault_refresher *r) {
-  r->rng ^= r->rng << 13;
-  r->rng ^= r->rng >> 7;
-  r->rng ^= r->rng << 17;
-  return r->rng;
-}
-
-/* Uniform in [d/2, d]. */
-static int64_t jitter(vault_refresher *r, int64_t d) {
-  return d / 2 + (int64_t)(rnd(r) % (uint64_t)(d / 2 + 1));
-}
+static int64_t jitter(vault_refresher *r, int64_t d) { return vault_rng_jitter(&r->rng, d); }
 
 static int stopping(vault_refresher *r) { return __atomic_load_n(&r->stop, __ATOMIC_ACQUIRE); }
-
-static const char *unprefixed(const char *m) {
-  return strncmp(m, P, strlen(P)) == 0 ? m + strlen(P) : m;
-}
 
 /* Renew or replace the token when it is due (at most every auth_gap_ms while
  * renewals fail). Returns when to look again (0: nothing scheduled). */
@@ -75,8 +56,9 @@ static int64_t credentials(vault_refresher *r, int64_t now) {
     kms_error_clear(&e);
     /* renews (or logs in again) as a request would; failures keep the
      * current token and are logged by the auth provider */
-    if (vault_auth_token(r->d.auth, &token, &gen, &e) == KMS_OK) vault_auth_token_free(token);
-    now = mono_ms();
+    if (vault_auth_token(r->d.auth, vault_http_deadline(r->d.http), &token, &gen, &e) == KMS_OK)
+      vault_auth_token_free(token);
+    now = now_ms(r);
     due = vault_auth_renew_due_ms(r->d.auth);
     if (due && due <= now + 1000) /* still due: the renewal failed */
       r->auth_gap_ms = clamp(r->auth_gap_ms * 2, 1000, MAX_BACKOFF_MS);
@@ -116,7 +98,7 @@ static int64_t secrets(vault_refresher *r, int64_t now) {
   }
   vault_cache_keys_free(keys, n);
   if (stopping(r)) return 0;
-  now = mono_ms();
+  now = now_ms(r);
   if (unavailable) {
     r->backoff_until = now + jitter(r, r->backoff_ms);
     r->backoff_ms = clamp(r->backoff_ms * 2, r->backoff0_ms, MAX_BACKOFF_MS);
@@ -131,7 +113,7 @@ static int64_t secrets(vault_refresher *r, int64_t now) {
     vault_logf(r->d.lg, KMS_LOG_WARN,
                "background refresh: %zu of %zu secrets could not be re-read; the cached values "
                "are kept (served until they expire, then stale_if_error applies); first: %.200s",
-               failed, tried, unprefixed(first.message));
+               failed, tried, first.message);
   } else if (!failed && tried && r->failing) {
     r->failing = 0;
     vault_logf(r->d.lg, KMS_LOG_INFO, "background refresh: secrets are re-read again");
@@ -145,8 +127,14 @@ static void *run(void *arg) {
   int64_t wake = 0; /* first round at once: nothing is due, it just plans */
   for (;;) {
     pthread_mutex_lock(&r->mu);
-    while (!r->stop && mono_ms() < wake) {
-      struct timespec ts = {(time_t)(wake / 1000), (long)(wake % 1000) * 1000000L};
+    int64_t left;
+    while (!r->stop && (left = wake - now_ms(r)) > 0) {
+      /* real time: the condition variable cannot follow an injected clock */
+      struct timespec ts;
+      clock_gettime(CLOCK_MONOTONIC, &ts);
+      ts.tv_sec += (time_t)(left / 1000);
+      ts.tv_nsec += (long)(left % 1000) * 1000000L;
+      if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
       int rc = pthread_cond_timedwait(&r->cv, &r->mu, &ts);
       if (rc != 0 && rc != ETIMEDOUT && rc != EINTR) break;
     }
@@ -154,14 +142,14 @@ static void *run(void *arg) {
     pthread_mutex_unlock(&r->mu);
     if (stop) break;
 
-    int64_t now = mono_ms();
+    int64_t now = now_ms(r);
     int64_t next = now + r->scan_ms;
     int64_t a = credentials(r, now);
     if (a && a < next) next = a;
     if (stopping(r)) break;
-    int64_t s = secrets(r, mono_ms());
+    int64_t s = secrets(r, now_ms(r));
     if (s && s < next) next = s;
-    now = mono_ms();
+    now = now_ms(r);
     wake = next > now + MIN_SLEEP_MS ? next : now + MIN_SLEEP_MS;
   }
   return NULL;
@@ -171,7 +159,7 @@ kms_status vault_refresher_start(const vault_refresher_deps *deps, vault_refresh
                                  kms_error *err) {
   *out = NULL;
   vault_refresher *r = calloc(1, sizeof *r);
-  if (!r) return kms_error_set(err, KMS_NO_MEMORY, 0, P "out of memory");
+  if (!r) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   r->d = *deps;
   int64_t ttl = deps->ttl_ms > 0 ? deps->ttl_ms : 1000;
   r->scan_ms = clamp(ttl / 10, 50, MAX_SCAN_MS);
@@ -179,11 +167,7 @@ kms_status vault_refresher_start(const vault_refresher_deps *deps, vault_refresh
   r->retry_ms = clamp(ttl / 10, 250, MAX_BACKOFF_MS);
   r->backoff0_ms = r->backoff_ms = clamp(ttl / 10, 250, 5000);
   r->auth_gap_ms = 1000;
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  r->rng = ((uint64_t)ts.tv_nsec << 24) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)r ^
-           ((uint64_t)getpid() << 40);
-  if (!r->rng) r->rng = 88172645463325252ull;
+  vault_rng_seed(&r->rng, 0, r);
   pthread_mutex_init(&r->mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
@@ -206,7 +190,7 @@ kms_status vault_refresher_start(const vault_refresher_deps *deps, vault_refresh
     pthread_mutex_destroy(&r->mu);
     free(r);
     return kms_error_set(err, KMS_INTERNAL, 0,
-                         P "cannot start the background refresher thread: %s (set "
+                         "cannot start the background refresher thread: %s (set "
                          "background_refresh to false)", strerror(rc));
   }
   pthread_setname_np(r->thread, "vault-refresh");

@@ -59,6 +59,7 @@ typedef struct vault_refresher_deps {
   vault_http *http; /* cancelled by vault_refresher_stop */
   const vault_logger *lg;
   int64_t ttl_ms; /* the cache TTL (> 0) */
+  const vault_clock *clock; /* the instance's clock (NULL: CLOCK_MONOTONIC) */
 } vault_refresher_deps;
 
 /* Start the thread. KMS_INTERNAL (with the reason) if it cannot be created.

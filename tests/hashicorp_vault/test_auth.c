@@ -822,6 +822,99 @@ static void test_cert_login_rejected(void **state) {
   done(&h, c);
 }
 
+/* ---- one deadline per call, token checks (issue 15) ------------------------- */
+
+static void test_one_deadline_per_call(void **state) {
+  /* VAULT_CLIENT_TIMEOUT=4: the login takes 2.5 s and so would the GET. Each
+   * fits the budget on its own (as every request of a call did when each got
+   * a fresh deadline: the issue's 20 s read under a 5 s timeout), but not
+   * both: the GET gets what is left of the call's budget and the call ends
+   * with the timeout. The assertion is on the outcome and the requests, not
+   * on elapsed time; the 1.5 s margins only absorb valgrind's slowness. */
+  policy(NULL, "kv", KV_RW);
+  creds cr = approle(NULL, "approle", "app", "kv", 3600, 7200);
+  vf_put(srv, "secret/data/dl", "{\"key\":\"vd\"}");
+  vf_clear_requests(srv);
+  assert_int_equal(vf_fault(srv, "{\"method\":\"POST\",\"path\":\"^/v1/auth/approle/login$\","
+                                 "\"delay_ms\":2500,\"times\":1}"), 0);
+  assert_int_equal(vf_fault(srv, "{\"method\":\"GET\",\"path\":\"^/v1/secret/data/dl$\","
+                                 "\"delay_ms\":2500,\"times\":1}"), 0);
+  it_host h;
+  kms_client *c = client(&h, (const char *[]){"HCP_VAULT_APPROLE_ROLE_ID", cr.role_id,
+                                              "HCP_VAULT_APPROLE_SECRET_ID", cr.secret_id,
+                                              "VAULT_CLIENT_TIMEOUT", "4", "VAULT_MAX_RETRIES", "0",
+                                              NULL});
+  kms_error err;
+  kms_status st = rd(c, "dl", NULL, 0, &err);
+  if (st != KMS_UNAVAILABLE || !strstr(err.message, "VAULT_CLIENT_TIMEOUT"))
+    fail_msg("want the call's timeout, got %s: %s", kms_status_str(st), err.message);
+  assert_int_equal(it_log_count(&h, "AppRole login succeeded"), 1); /* the login fit */
+  vf_log *log = vf_requests(srv);
+  expect_log(log, (const char *[]){"POST " APPROLE_LOGIN, "GET /v1/secret/data/dl", NULL});
+  vf_log_free(log);
+  /* the next call has a budget of its own: the token is reused, the GET fits */
+  read_ok(c, "dl", "vd");
+  done(&h, c);
+}
+
+static void test_login_token_validated(void **state) {
+  /* a login answer whose client_token would inject a header is refused
+   * before the token is ever sent */
+  static const char *const bad[] = {
+      "{\\\"auth\\\":{\\\"client_token\\\":\\\"hvs.x\\\\r\\\\nX-Evil: 1\\\",\\\"lease_duration\\\":3600}}",
+      "{\\\"auth\\\":{\\\"client_token\\\":\\\"hvs x\\\",\\\"lease_duration\\\":3600}}",
+  };
+  creds cr = approle(NULL, "approle", "app", "kv", 3600, 7200);
+  for (size_t i = 0; i < 2; i++) {
+    vf_clear_requests(srv);
+    char f[512];
+    snprintf(f, sizeof f, "{\"method\":\"POST\",\"path\":\"^/v1/auth/approle/login$\","
+             "\"status\":200,\"raw_body\":\"%s\",\"times\":1}", bad[i]);
+    assert_int_equal(vf_fault(srv, f), 0);
+    it_host h;
+    kms_client *c = client(&h, (const char *[]){"HCP_VAULT_APPROLE_ROLE_ID", cr.role_id,
+                                                "HCP_VAULT_APPROLE_SECRET_ID", cr.secret_id, NULL});
+    kms_error err;
+    assert_int_equal(rd(c, "x", NULL, 0, &err), KMS_INTERNAL);
+    if (!strstr(err.message, "client_token") || !strstr(err.message, "control characters"))
+      fail_msg("message: %s", err.message);
+    vf_log *log = vf_requests(srv);
+    expect_log(log, (const char *[]){"POST " APPROLE_LOGIN, NULL}); /* no request carried it */
+    vf_log_free(log);
+    done(&h, c);
+  }
+}
+
+static void test_refresh_checks_static_token(void **state) {
+  /* refresh with a static token asks Vault (lookup-self) instead of
+   * reporting success without contacting it */
+  char *b = api("POST", "/v1/auth/token/create", "{\"policies\":[\"default\"]}");
+  char tk[128];
+  jstr(b, "auth", "client_token", tk, sizeof tk);
+  free(b);
+  vf_clear_requests(srv);
+  it_host h;
+  kms_client *c = client(&h, (const char *[]){"HCP_VAULT_TOKEN", tk, NULL});
+  kms_error err;
+  assert_int_equal(kms_client_refresh(c, &err), KMS_OK);
+  vf_log *log = vf_requests(srv);
+  expect_log(log, (const char *[]){"GET " LOOKUP, NULL});
+  vf_log_free(log);
+  char body[200];
+  snprintf(body, sizeof body, "{\"token\":\"%s\"}", tk);
+  assert_int_equal(vf_http(srv, "POST", "/__test__/tokens/revoke", NULL, body, NULL), 200);
+  assert_int_equal(kms_client_refresh(c, &err), KMS_UNAUTHENTICATED);
+  if (!strstr(err.message, "lookup-self") || !strstr(err.message, "HCP_VAULT_TOKEN"))
+    fail_msg("message: %s", err.message);
+  assert_null(strstr(err.message, tk));
+  /* Vault unreachable: the transport error, not a success */
+  vf_fault(srv, "{\"method\":\"GET\",\"path\":\"lookup-self$\",\"drop\":true,\"times\":-1}");
+  it_set(&h, "VAULT_MAX_RETRIES", "0");
+  assert_int_equal(kms_client_refresh(c, &err), KMS_UNAVAILABLE);
+  vf_clear_faults(srv);
+  done(&h, c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup_teardown(test_cert_login, start, stop),
@@ -843,6 +936,9 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_create_errors, start, stop),
     cmocka_unit_test_setup_teardown(test_bad_approle_secret, start, stop),
     cmocka_unit_test_setup_teardown(test_cert_login_rejected, start, stop),
+    cmocka_unit_test_setup_teardown(test_one_deadline_per_call, start, stop),
+    cmocka_unit_test_setup_teardown(test_login_token_validated, start, stop),
+    cmocka_unit_test_setup_teardown(test_refresh_checks_static_token, start, stop),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

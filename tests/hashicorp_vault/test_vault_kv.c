@@ -497,6 +497,52 @@ static void test_host_level_settings_accepted(void **state) {
   it_done(&h, c);
 }
 
+/* Issue 15: a 1 MiB response header is the server's fault, reported as
+ * such (INTERNAL with the reason), not as the plugin running out of memory. */
+static void test_huge_response_header(void **state) {
+  size_t big = 1024 * 1024;
+  char *f = malloc(big + 256);
+  assert_non_null(f);
+  int n = snprintf(f, 256, "{\"method\":\"GET\",\"path\":\"^/v1/secret/data/bighdr$\","
+                   "\"status\":200,\"body\":{},\"headers\":{\"X-Big\":\"");
+  memset(f + n, 'a', big);
+  snprintf(f + n + big, 64, "\"},\"times\":-1}");
+  assert_int_equal(vf_fault(srv, f), 0);
+  free(f);
+  it_host h;
+  kms_client *c = client(&h, (const char *[]){"VAULT_MAX_RETRIES", "0", NULL}, NULL, 0);
+  kms_error err;
+  kms_status st = it_read(c, "bighdr", NULL, 0, NULL, &err);
+  if ((st != KMS_INTERNAL && st != KMS_UNAVAILABLE) || !strstr(err.message, "header"))
+    fail_msg("want INTERNAL/UNAVAILABLE naming the header, got %s: %s", kms_status_str(st),
+             err.message);
+  it_done(&h, c);
+}
+
+/* Issue 15: a value as large as the host lets one write (1 MiB) reads back
+ * with the default settings, even when every byte comes back JSON-escaped
+ * six-fold (the server escapes control characters as \u00XX). */
+static void test_1mib_value_roundtrip(void **state) {
+  size_t len = 1024 * 1024;
+  char *v = malloc(len + 1);
+  assert_non_null(v);
+  static const char pattern[] = "\x01<\x1f>&\"\\";
+  for (size_t i = 0; i < len; i++) v[i] = pattern[i % (sizeof pattern - 1)];
+  v[len] = '\0';
+  it_host h;
+  kms_client *c = client(&h, (const char *[]){"HCP_VAULT_REFRESH_INTERVAL", "0", NULL}, IT_RW,
+                         IT_RW_N);
+  kms_error err;
+  if (kms_client_write(c, "big", v, len, NULL, &err) != KMS_OK) fail_msg("write: %s", err.message);
+  kms_secret *s = NULL;
+  if (kms_client_read(c, "big", &s, &err) != KMS_OK) fail_msg("read: %s", err.message);
+  assert_int_equal(s->length, len);
+  assert_memory_equal(s->value, v, len);
+  kms_client_free_secret(c, s);
+  it_done(&h, c);
+  free(v);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_read_write_delete_requests, reset),
@@ -510,6 +556,8 @@ int main(void) {
     cmocka_unit_test_setup(test_unreachable_and_timeout, reset),
     cmocka_unit_test_setup(test_create_errors, reset),
     cmocka_unit_test_setup(test_host_level_settings_accepted, reset),
+    cmocka_unit_test_setup(test_huge_response_header, reset),
+    cmocka_unit_test_setup(test_1mib_value_roundtrip, reset),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 /* ---- a tiny host environment ---- */
 typedef struct envt {
@@ -376,6 +378,104 @@ static void test_status_map(void **state) {
   assert_int_equal(kv2_map_status("read", "p", 403, "", 0, 1, 0, &err), KMS_UNAUTHENTICATED);
 }
 
+/* Issue 15: a raw NUL inside a response string is refused, not truncated;
+ * invalid UTF-8 in a read value is refused as writes refuse it. */
+static void test_parse_read_refuses_nul_and_bad_utf8(void **state) {
+  char *v = NULL;
+  size_t n;
+  int64_t ver;
+  kms_error err;
+  static const char nul[] = "{\"data\":{\"data\":{\"key\":\"abc\0def\"},\"metadata\":{\"version\":1}}}";
+  assert_int_equal(kv2_parse_read(nul, sizeof nul - 1, "n", &v, &n, &ver, &err), KMS_INTERNAL);
+  assert_non_null(strstr(err.message, "raw NUL"));
+  assert_null(v);
+  static const char *const bad_utf8[] = {
+    "{\"data\":{\"data\":{\"key\":\"a\xff" "b\"}}}",        /* not UTF-8 at all */
+    "{\"data\":{\"data\":{\"key\":\"\xc0\xaf\"}}}",          /* overlong '/' */
+    "{\"data\":{\"data\":{\"key\":\"\xed\xa0\x80\"}}}",      /* a surrogate */
+    "{\"data\":{\"data\":{\"key\":\"trunc\xe2\x82\"}}}",     /* cut sequence */
+  };
+  for (size_t i = 0; i < sizeof bad_utf8 / sizeof *bad_utf8; i++) {
+    assert_int_equal(kv2_parse_read(bad_utf8[i], strlen(bad_utf8[i]), "n", &v, &n, &ver, &err),
+                     KMS_UNSUPPORTED);
+    assert_non_null(strstr(err.message, "UTF-8"));
+    assert_null(v);
+  }
+  /* escaped non-ASCII is fine */
+  static const char esc[] = "{\"data\":{\"data\":{\"key\":\"\\u20ac \\ud83d\\ude00\"}}}";
+  assert_int_equal(kv2_parse_read(esc, strlen(esc), "n", &v, &n, &ver, &err), KMS_OK);
+  assert_string_equal(v, "\xe2\x82\xac \xf0\x9f\x98\x80");
+  free(v);
+}
+
+/* Issue 15: VAULT_CACERT naming a file without any certificate fails at
+ * create (not at the first request). */
+static void test_cacert_without_certificate(void **state) {
+  char path[] = "/tmp/vault_cacert.XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  static const char junk[] = "not a certificate\n-----BEGIN PRIVATE KEY-----\nAAAA\n"
+                             "-----END PRIVATE KEY-----\n";
+  assert_int_equal(write(fd, junk, sizeof junk - 1), (ssize_t)(sizeof junk - 1));
+  close(fd);
+  envt e = {{"HCP_VAULT_TOKEN", "tok", "VAULT_CACERT", path, NULL}};
+  vault_config c;
+  kms_error err;
+  assert_int_equal(load(&e, NULL, 0, &c, &err), KMS_INVALID_ARGUMENT);
+  assert_non_null(strstr(err.message, "VAULT_CACERT"));
+  assert_non_null(strstr(err.message, "no PEM certificate"));
+  /* an empty file too */
+  fd = open(path, O_WRONLY | O_TRUNC);
+  close(fd);
+  assert_int_equal(load(&e, NULL, 0, &c, &err), KMS_INVALID_ARGUMENT);
+  unlink(path);
+}
+
+/* Issue 15: every numeric variable and setting: a value past its range
+ * (including int64 overflow) is an error naming it; the largest accepted
+ * values do not overflow anything derived from them (UBSan in --asan). */
+static void test_numeric_overflow(void **state) {
+  static const char *const huge[] = {"9223372036854775807", "99999999999999999999999",
+                                     "9223372036854775807s", "2562047788015216h",
+                                     "9223372036854775808ms", "-9223372036854775808"};
+  static const char *const envs[] = {"HCP_VAULT_REFRESH_INTERVAL", "VAULT_CLIENT_TIMEOUT",
+                                     "VAULT_MAX_RETRIES"};
+  static const char *const settings[] = {"stale_if_error", "stale_retry_interval",
+                                         "connect_timeout", "max_response_bytes",
+                                         "max_idle_connections"};
+  vault_config c;
+  kms_error err;
+  for (size_t i = 0; i < sizeof huge / sizeof *huge; i++) {
+    for (size_t k = 0; k < sizeof envs / sizeof *envs; k++) {
+      envt e = {{"HCP_VAULT_TOKEN", "tok", envs[k], huge[i], NULL}};
+      if (load(&e, NULL, 0, &c, &err) != KMS_INVALID_ARGUMENT || !strstr(err.message, envs[k]))
+        fail_msg("%s=%s: %s", envs[k], huge[i], err.message);
+    }
+    for (size_t k = 0; k < sizeof settings / sizeof *settings; k++) {
+      envt e = {{"HCP_VAULT_TOKEN", "tok", NULL}};
+      kms_setting st = {settings[k], huge[i]};
+      if (load(&e, &st, 1, &c, &err) != KMS_INVALID_ARGUMENT || !strstr(err.message, settings[k]))
+        fail_msg("%s=%s: %s", settings[k], huge[i], err.message);
+    }
+  }
+  /* the largest values accepted load, and the cache arithmetic built on
+   * them (ttl * 1000, expiry + stale window, refresh points) stays defined */
+  char big_s[32], big_d[32];
+  snprintf(big_s, sizeof big_s, "%lld", (long long)(INT64_MAX / 1000000));
+  snprintf(big_d, sizeof big_d, "%lldms", (long long)(INT64_MAX / 1000));
+  envt e = {{"HCP_VAULT_TOKEN", "tok", "HCP_VAULT_REFRESH_INTERVAL", big_s,
+             "VAULT_CLIENT_TIMEOUT", big_d, NULL}};
+  kms_setting st[] = {{"stale_if_error", big_d}, {"stale_retry_interval", big_d}};
+  if (load(&e, st, 2, &c, &err) != KMS_OK) fail_msg("largest values: %s", err.message);
+  assert_true(c.timeout_ms > 0 && c.stale_retry_ms > 0);
+  /* what plugin.c and cache.c derive from them */
+  int64_t ttl = c.refresh_interval_s * 1000, stale = c.stale_if_error_s * 1000;
+  int64_t now = INT64_MAX / 1000; /* a monotonic clock after ~292 years of uptime */
+  assert_true(now + ttl + stale > now);
+  assert_true(ttl * 900 / 1000 > 0); /* the refresh point, 90% of the TTL */
+  vault_config_free(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_names),
@@ -387,6 +487,9 @@ int main(void) {
     cmocka_unit_test(test_bodies),
     cmocka_unit_test(test_parse_read),
     cmocka_unit_test(test_status_map),
+    cmocka_unit_test(test_parse_read_refuses_nul_and_bad_utf8),
+    cmocka_unit_test(test_cacert_without_certificate),
+    cmocka_unit_test(test_numeric_overflow),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -164,9 +164,9 @@ vf_server *vf_start(const vf_options *opt) {
     snprintf(s->cert, sizeof s->cert, "%s", vf_cert("client.pem"));
     snprintf(s->key, sizeof s->key, "%s", vf_cert("client.key"));
     argv[n++] = "--tls-cert";
-    argv[n++] = cert;
+    argv[n++] = opt->tls_cert ? opt->tls_cert : cert;
     argv[n++] = "--tls-key";
-    argv[n++] = vf_cert("server.key");
+    argv[n++] = opt->tls_key ? opt->tls_key : vf_cert("server.key");
     if (s->mtls) {
       argv[n++] = "--client-ca";
       argv[n++] = vf_cert("ca.pem");

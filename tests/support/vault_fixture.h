@@ -33,6 +33,8 @@ typedef struct vf_options {
   const char *root_token;         /* default "root" */
   const char *const *mounts;      /* extra KV v2 mounts (NULL-terminated), optional */
   const char *const *namespaces;  /* namespaces to create (NULL-terminated), optional */
+  const char *tls_cert, *tls_key; /* with tls: serve this certificate and key instead of
+                                     server.pem/.key (e.g. one made by the test), optional */
 } vf_options;
 
 typedef struct vf_server vf_server;

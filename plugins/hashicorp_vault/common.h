@@ -1,0 +1,55 @@
+/*
+ * common.h -- the small helpers every part of the Vault plugin shares, each
+ * written once: the injectable monotonic clock, a xorshift generator with
+ * jitter, wiping frees (strings and parsed JSON trees), and the request
+ * path of a URL for messages.
+ *
+ * Thread-safety: every function is thread-safe as long as its arguments are
+ * not shared (a vault_rng belongs to one thread or is guarded by its
+ * owner's lock; a vault_clock's now_ms must itself be thread-safe).
+ */
+#ifndef VAULT_COMMON_H
+#define VAULT_COMMON_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Monotonic milliseconds. Tests pass their own now_ms (and advance it)
+ * instead of sleeping; NULL (or a NULL now_ms) means CLOCK_MONOTONIC. */
+typedef struct vault_clock {
+  int64_t (*now_ms)(void *ctx);
+  void *ctx;
+} vault_clock;
+
+int64_t vault_clock_now(const vault_clock *c);
+
+/* xorshift64 state: never 0. */
+typedef struct vault_rng {
+  uint64_t s;
+} vault_rng;
+
+/* Seed from `seed`, or (seed == 0) from the clock, the pid and `salt`'s
+ * address, so that instances and processes started together differ. */
+void vault_rng_seed(vault_rng *r, uint64_t seed, const void *salt);
+uint64_t vault_rng_next(vault_rng *r);
+/* Uniform in [d/2, d] (d >= 0): the jitter of every backoff. */
+int64_t vault_rng_jitter(vault_rng *r, int64_t d);
+
+/* Wipe (OPENSSL_cleanse) a NUL-terminated string, then free it. NULL ok. */
+void vault_wipe_free(char *s);
+
+/* Wipe every string (values and keys) of a parsed tree, then delete it.
+ * NULL ok. */
+void vault_json_wipe_delete(cJSON *j);
+
+/* Parse a response body of `len` bytes. NULL when it is not JSON, and
+ * also when it holds a raw NUL byte: JSON never contains one (a NUL in a
+ * string must be escaped), and cJSON would silently end the string there. */
+cJSON *vault_json_parse(const char *body, size_t len);
+
+/* The part of `url` after the configured address `addr` (starts with "/"),
+ * for messages and logs; `url` itself when it does not start with addr. */
+const char *vault_url_path(const char *addr, const char *url);
+
+#endif
