@@ -308,33 +308,60 @@ static long count(sqlite3 *db, const char *sql) {
   return n;
 }
 
+/* A database path in a fresh private directory (the host refuses a
+ * database in a directory others can write, such as /tmp itself). */
+typedef struct tmpdb {
+  char dir[64];
+  char path[96];
+} tmpdb;
+
+static void tmpdb_make(tmpdb *t) {
+  snprintf(t->dir, sizeof t->dir, "/tmp/kms-host-unit-XXXXXX");
+  assert_non_null(mkdtemp(t->dir));
+  snprintf(t->path, sizeof t->path, "%s/keys.db", t->dir);
+}
+
+static void tmpdb_remove(tmpdb *t) {
+  static const char *const suffixes[] = {"", "-journal", ".lock", ".spy"};
+  char p[128];
+  for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+    snprintf(p, sizeof p, "%s%s", t->path, suffixes[i]);
+    unlink(p);
+  }
+  assert_int_equal(rmdir(t->dir), 0);
+}
+
 static void test_outbox_queue(void **state) {
   (void)state;
-  char path[] = "/tmp/kms-host-unit-XXXXXX";
-  int fd = mkstemp(path);
-  assert_true(fd >= 0);
-  close(fd);
+  tmpdb t;
+  tmpdb_make(&t);
+  const char *path = t.path;
   sqlite3 *db = NULL;
-  assert_int_equal(host_db_open(path, &db, err, sizeof err), 0);
-  assert_int_equal(host_outbox_enqueue(db, HOST_OUTBOX_WRITE, "p/a", "v1", 2, err, sizeof err), 0);
-  assert_int_equal(host_outbox_enqueue(db, HOST_OUTBOX_WRITE, "p/b", "v1", 2, err, sizeof err), 0);
+  host_result r;
+  long n = 0;
+  assert_int_equal(host_db_open(path, &db, &r), HOST_OK);
+  assert_int_equal(host_store_enqueue(db, HOST_OUTBOX_WRITE, "p/a", "v1", 2, &r), HOST_OK);
+  assert_int_equal(host_store_enqueue(db, HOST_OUTBOX_WRITE, "p/b", "v1", 2, &r), HOST_OK);
   /* a newer write of p/a supersedes the older one */
-  assert_int_equal(host_outbox_enqueue(db, HOST_OUTBOX_WRITE, "p/a", "v2", 2, err, sizeof err), 0);
-  assert_int_equal(host_outbox_pending(db), 2);
+  assert_int_equal(host_store_enqueue(db, HOST_OUTBOX_WRITE, "p/a", "v2", 2, &r), HOST_OK);
+  assert_int_equal(host_store_pending(db, &n, &r), HOST_OK);
+  assert_int_equal(n, 2);
   assert_int_equal(count(db, "SELECT count(*) FROM outbox WHERE value='v1' AND secret_name='p/a'"),
                    0);
   /* a delete drops queued writes of that name but is itself queued */
-  assert_int_equal(host_outbox_enqueue(db, HOST_OUTBOX_DELETE, "p/a", NULL, 0, err, sizeof err), 0);
-  assert_int_equal(host_outbox_pending(db), 2);
+  assert_int_equal(host_store_enqueue(db, HOST_OUTBOX_DELETE, "p/a", NULL, 0, &r), HOST_OK);
+  assert_int_equal(host_store_pending(db, &n, &r), HOST_OK);
+  assert_int_equal(n, 2);
   assert_int_equal(count(db, "SELECT count(*) FROM outbox WHERE op='delete' AND value IS NULL"), 1);
   /* order is kept: p/b first, then the delete of p/a */
   assert_int_equal(count(db, "SELECT secret_name='p/b' FROM outbox ORDER BY seq LIMIT 1"), 1);
   /* with no plugin nothing can land; the queue stays, the error says why */
-  assert_int_equal(host_outbox_replay(db, NULL, err, sizeof err), 2);
-  assert_non_null(strstr(err, "key_management_system"));
+  assert_int_equal(host_outbox_deliver(db, NULL, &n, &r), HOST_QUEUED);
+  assert_int_equal(n, 2);
+  assert_non_null(strstr(r.msg, "key_management_system"));
   assert_int_equal(count(db, "SELECT attempts FROM outbox ORDER BY seq LIMIT 1"), 1);
   host_db_close(db);
-  unlink(path);
+  tmpdb_remove(&t);
 }
 
 int main(void) {
