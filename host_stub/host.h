@@ -185,8 +185,9 @@ host_status host_harden(int allow_debugging, host_result *r);
 /* --------------------------------------------------------------------- io.c */
 
 /* Read `f` to its end into a malloc'ed buffer of at most `max` bytes (one
- * more is an error naming the limit and `what`). The buffer is wiped
- * before every reallocation; the caller wipes and frees it. */
+ * more is an error naming the limit and `what`), with at least one spare
+ * byte after the data. Old buffers are wiped when it grows; the caller
+ * wipes and frees the result. */
 host_status host_read_all(FILE *f, size_t max, const char *what, char **buf, size_t *len,
                           host_result *r);
 /* The length of `s` without one trailing "\n" or "\r\n". */

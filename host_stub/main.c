@@ -171,8 +171,10 @@ static host_status secret_put(app *a, const char *name, kms_error *e, kms_status
   char *v = NULL;
   size_t len = 0;
   /* One trailing newline may follow a value of SECRET_MAX bytes. */
-  if (host_read_all(stdin, SECRET_MAX + 2, "the value on standard input", &v, &len, r) != HOST_OK)
-    return r->status;
+  host_result rr;
+  if (host_read_all(stdin, SECRET_MAX + 2, "standard input", &v, &len, &rr) != HOST_OK)
+    return host_fail(r, rr.status, "secret put %s: %s; a value is at most %u bytes (1 MiB)", name,
+                     rr.msg, SECRET_MAX);
   size_t vlen = host_strip_newline(v, len);
   host_status hs = HOST_OK;
   if (vlen == 0)
@@ -300,7 +302,7 @@ static host_status key_from_stdin(char **buf, host_result *r) {
       HOST_OK)
     return r->status;
   len = host_strip_newline(*buf, len);
-  (*buf)[len] = '\0'; /* host_read_all leaves room: len < its capacity or a newline was cut */
+  (*buf)[len] = '\0'; /* host_read_all leaves a spare byte after the data */
   if (memchr(*buf, '\0', len) || !len)
     return host_fail(r, HOST_FAILED, "--key -: standard input holds no virtual key (expected "
                      "one line: sk-...)");
@@ -318,27 +320,23 @@ static void print_change(const host_key_change *c) {
 }
 
 /* generate / delete / regenerate: commit, show, then deliver. */
-static host_status key_change(app *a, const key_args *k, host_key_ctx *ctx, host_result *r) {
-  char *stdin_key = NULL;
-  const char *key = k->key;
-  host_status s = HOST_OK;
-  if (key && !strcmp(key, "-") && (s = key_from_stdin(&stdin_key, r)) == HOST_OK)
-    key = stdin_key;
+static host_status key_change(app *a, const key_args *k, const char *key, host_result *r) {
+  if (a->cfg.kms) {
+    if (open_plugin(a, 1, r) != HOST_OK) return r->status;
+  } else if (a->cfg.store_virtual_keys) {
+    return host_fail(r, HOST_CONFIG, "%s: store_virtual_keys is true but general_settings."
+                     "key_management_system is not set", a->cfg.path);
+  }
+  host_key_ctx ctx = {a->db, &a->cfg, a->hp.module ? kms_module_plugin(a->hp.module) : NULL,
+                      a->hp.client};
   host_key_change c;
-  if (s == HOST_OK)
-    s = !strcmp(k->sub, "generate") ? host_key_generate(ctx, k->alias, &c, r)
-        : !strcmp(k->sub, "delete") ? host_key_delete(ctx, k->alias, key, &c, r)
-                                    : host_key_regenerate(ctx, k->alias, key, &c, r);
-  if (s == HOST_OK) {
-    print_change(&c); /* before delivery: the key is the caller's even if delivery stalls */
-    host_key_change_clear(&c);
-    s = host_outbox_deliver_after_commit(a->db, a->hp.client, r);
-  }
-  if (stdin_key) {
-    OPENSSL_cleanse(stdin_key, strlen(stdin_key));
-    free(stdin_key);
-  }
-  return s;
+  host_status s = !strcmp(k->sub, "generate") ? host_key_generate(&ctx, k->alias, &c, r)
+                  : !strcmp(k->sub, "delete") ? host_key_delete(&ctx, k->alias, key, &c, r)
+                                              : host_key_regenerate(&ctx, k->alias, key, &c, r);
+  if (s != HOST_OK) return s;
+  print_change(&c); /* before delivery: the key is the caller's even if delivery stalls */
+  host_key_change_clear(&c);
+  return host_outbox_deliver_after_commit(a->db, a->hp.client, r);
 }
 
 static void list_key(void *ctx, const char *key_id, const char *alias, const char *name,
@@ -355,29 +353,32 @@ static void list_queued(void *ctx, long long seq, const char *op, const char *na
          last_error ? "; last error: " : "", last_error ? last_error : "");
 }
 
+static host_status key_list(app *a, host_result *r) {
+  int queued = 0;
+  host_list_sink sink = {list_key, list_queued, &queued};
+  printf("%-16s  %-20s  %-40s  %s\n", "KEY_ID", "ALIAS", "SECRET_NAME", "UPDATED");
+  return host_store_list(a->db, &sink, r);
+}
+
 static host_status cmd_key(app *a, int argc, char **argv, host_result *r) {
   key_args k;
   if (parse_key_args(argc, argv, &k, r) != HOST_OK) return r->status;
-  int list = !strcmp(k.sub, "list");
-  if (open_db(a, !list, r) != HOST_OK) return r->status;
-  if (list) {
-    int queued = 0;
-    host_list_sink sink = {list_key, list_queued, &queued};
-    printf("%-16s  %-20s  %-40s  %s\n", "KEY_ID", "ALIAS", "SECRET_NAME", "UPDATED");
-    return host_store_list(a->db, &sink, r);
-  }
-  if (a->cfg.kms) {
-    if (open_plugin(a, 1, r) != HOST_OK) return r->status;
-  } else if (a->cfg.store_virtual_keys) {
-    return host_fail(r, HOST_CONFIG, "%s: store_virtual_keys is true but general_settings."
-                     "key_management_system is not set", a->cfg.path);
-  }
-  host_key_ctx ctx = {a->db, &a->cfg, a->hp.module ? kms_module_plugin(a->hp.module) : NULL,
-                      a->hp.client};
+  if (!strcmp(k.sub, "list")) /* read-only: no delivery lock */
+    return open_db(a, 0, r) == HOST_OK ? key_list(a, r) : r->status;
+  /* --key -: read before taking the lock, so a slow writer does not hold it */
+  char *stdin_key = NULL;
+  const char *key = k.key;
   host_result kr;
-  host_status s = key_change(a, &k, &ctx, &kr);
+  host_status s = HOST_OK;
+  if (key && !strcmp(key, "-") && (s = key_from_stdin(&stdin_key, &kr)) == HOST_OK)
+    key = stdin_key;
+  if (s == HOST_OK && (s = open_db(a, 1, &kr)) == HOST_OK) s = key_change(a, &k, key, &kr);
+  if (stdin_key) {
+    OPENSSL_cleanse(stdin_key, strlen(stdin_key));
+    free(stdin_key);
+  }
   if (s == HOST_OK) return HOST_OK;
-  if (s == HOST_QUEUED || s == HOST_USAGE) return host_fail(r, s, "%s", kr.msg);
+  if (s == HOST_QUEUED || s == HOST_USAGE || s == HOST_CONFIG) return host_fail(r, s, "%s", kr.msg);
   return host_fail(r, s, "key %s: %s", k.sub, kr.msg);
 }
 
