@@ -419,9 +419,10 @@ static const char usage_plugins[] =
     "command fails (exit 3) if it is not there.\n";
 static const char usage_secret[] =
     "usage: kms-host --config FILE secret (get|put|delete) NAME\n"
-    "  get NAME     print the value of NAME (read through the plugin) and a newline\n"
+    "  get NAME     print the value of NAME (read through the plugin) and a newline;\n"
+    "               to a terminal, control characters are shown escaped (\\xHH)\n"
     "  put NAME     store standard input as NAME; one trailing newline is stripped;\n"
-    "               an empty value is refused\n"
+    "               an empty value is refused; at most 1 MiB (1048576 bytes)\n"
     "  delete NAME  delete NAME (deleting a missing secret succeeds)\n"
     "Names go to the plugin unchanged (no prefix is added).\n";
 static const char usage_resolve[] =
@@ -437,10 +438,12 @@ static const char usage_key[] =
     "  delete (--alias A | --key sk-...)      delete a virtual key\n"
     "  regenerate (--alias A | --key sk-...)  replace a key's value (same id and alias)\n"
     "  list                                   list keys (id, alias, secret name) and queued work\n"
+    "--key - reads the key from one line of standard input (it then never shows in ps).\n"
     "With store_virtual_keys: true the key is stored as prefix_for_stored_virtual_keys +\n"
     "(alias or virtual-key-<id>) through the plugin. The store operation is saved in the\n"
     "same transaction as the key change and delivered afterwards; if the store is down\n"
-    "the change is kept, the work stays queued and the exit status is 4 (run `sync`).\n";
+    "the change is kept, the work stays queued and the exit status is 4 (run `sync`).\n"
+    "generate, delete and regenerate take the delivery lock (see --lock-timeout).\n";
 static const char usage_sync[] =
     "usage: kms-host --config FILE sync\n"
     "Deliver queued secret-manager operations in order. Exit 0 when none are left,\n"
