@@ -171,7 +171,7 @@ static void wipe_vfs_register(void) {
 
 /* -------------------------------------------------------------- migrations */
 
-static host_status exec(sqlite3 *db, const char *sql, host_result *r) {
+host_status host_db_exec(sqlite3 *db, const char *sql, host_result *r) {
   char *msg = NULL;
   if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK) return HOST_OK;
   host_fail(r, HOST_FAILED, "database: %s", msg ? msg : sqlite3_errmsg(db));
@@ -192,16 +192,16 @@ int host_db_schema_version(sqlite3 *db) {
 /* One step, in its own transaction with its version number; re-checked
  * under the write lock in case another process migrated first. */
 static host_status migrate_step(sqlite3 *db, const host_migration *m, host_result *r) {
-  if (exec(db, "BEGIN IMMEDIATE", r) != HOST_OK) return HOST_FAILED;
+  if (host_db_exec(db, "BEGIN IMMEDIATE", r) != HOST_OK) return HOST_FAILED;
   int v = host_db_schema_version(db);
   char bump[48];
   snprintf(bump, sizeof bump, "PRAGMA user_version=%d", m->version);
-  host_status s = v >= m->version ? HOST_OK : exec(db, m->sql, r);
-  if (s == HOST_OK && v < m->version) s = exec(db, bump, r);
-  if (s == HOST_OK) s = exec(db, "COMMIT", r);
+  host_status s = v >= m->version ? HOST_OK : host_db_exec(db, m->sql, r);
+  if (s == HOST_OK && v < m->version) s = host_db_exec(db, bump, r);
+  if (s == HOST_OK) s = host_db_exec(db, "COMMIT", r);
   if (s != HOST_OK) {
     host_result ignored;
-    (void)exec(db, "ROLLBACK", &ignored);
+    (void)host_db_exec(db, "ROLLBACK", &ignored);
   }
   return s;
 }
@@ -247,8 +247,8 @@ host_status host_db_open(const char *path, sqlite3 **out, host_result *r) {
   sqlite3_busy_timeout(db, 10000);
   /* journal_mode=DELETE: the journal is removed (zeroed first) at every
    * commit, never kept (PERSIST) or appended to (WAL). */
-  if (exec(db, "PRAGMA secure_delete=ON; PRAGMA synchronous=FULL; PRAGMA temp_store=MEMORY; "
-               "PRAGMA journal_mode=DELETE;", r) != HOST_OK ||
+  if (host_db_exec(db, "PRAGMA secure_delete=ON; PRAGMA synchronous=FULL; "
+                       "PRAGMA temp_store=MEMORY; PRAGMA journal_mode=DELETE;", r) != HOST_OK ||
       host_db_migrate(db, path, schema_history, HOST_SCHEMA_VERSION, r) != HOST_OK) {
     sqlite3_close(db);
     return r->status;

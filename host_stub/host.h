@@ -226,6 +226,8 @@ host_status host_file_private(const char *what, const char *path, const struct s
  * The connection is used by one thread at a time. */
 host_status host_db_open(const char *path, sqlite3 **db, host_result *r);
 void host_db_close(sqlite3 *db);
+/* Run SQL (one or more statements) without results. */
+host_status host_db_exec(sqlite3 *db, const char *sql, host_result *r);
 /* Bring `db` from its user_version to steps[n-1].version by running the
  * steps above it in order; refuse a database newer than that. `path`
  * names it in messages. Exposed for tests (host_db_open uses the real

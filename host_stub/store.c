@@ -45,16 +45,12 @@ static host_status run4(sqlite3 *db, const char *sql, const char *a, const char 
   return s;
 }
 
-static host_status exec(sqlite3 *db, const char *sql, host_result *r) {
-  return run4(db, sql, NULL, NULL, NULL, NULL, r);
-}
-
 /* End the caller's transaction: COMMIT when `s` is HOST_OK, else ROLLBACK
  * (keeping the first error). */
 static host_status finish(sqlite3 *db, host_status s, host_result *r) {
-  if (s == HOST_OK && exec(db, "COMMIT", r) == HOST_OK) return HOST_OK;
+  if (s == HOST_OK && host_db_exec(db, "COMMIT", r) == HOST_OK) return HOST_OK;
   host_result ignored;
-  (void)exec(db, "ROLLBACK", &ignored);
+  (void)host_db_exec(db, "ROLLBACK", &ignored);
   return r->status;
 }
 
@@ -191,7 +187,7 @@ host_status host_store_find(sqlite3 *db, const char *alias, const char *token_ha
 host_status host_store_generate(sqlite3 *db, const char *key_id, const char *token_hash,
                                 const char *alias, const char *name, const char *key,
                                 host_result *r) {
-  if (exec(db, "BEGIN IMMEDIATE", r) != HOST_OK) return r->status;
+  if (host_db_exec(db, "BEGIN IMMEDIATE", r) != HOST_OK) return r->status;
   host_status s = run4(db, "INSERT INTO virtual_keys(key_id, token_hash, alias, secret_name) "
                        "VALUES(?1, ?2, ?3, ?4)", key_id, token_hash, alias, name, r);
   if (s == HOST_OK && name)
@@ -200,7 +196,7 @@ host_status host_store_generate(sqlite3 *db, const char *key_id, const char *tok
 }
 
 host_status host_store_delete(sqlite3 *db, const host_key_row *row, host_result *r) {
-  if (exec(db, "BEGIN IMMEDIATE", r) != HOST_OK) return r->status;
+  if (host_db_exec(db, "BEGIN IMMEDIATE", r) != HOST_OK) return r->status;
   host_status s = run4(db, "DELETE FROM virtual_keys WHERE key_id=?1", row->key_id, NULL, NULL,
                        NULL, r);
   if (s == HOST_OK && row->secret_name)
@@ -211,7 +207,7 @@ host_status host_store_delete(sqlite3 *db, const host_key_row *row, host_result 
 host_status host_store_regenerate(sqlite3 *db, const host_key_row *row, const char *token_hash,
                                   const char *name, const char *key, int drop_old,
                                   host_result *r) {
-  if (exec(db, "BEGIN IMMEDIATE", r) != HOST_OK) return r->status;
+  if (host_db_exec(db, "BEGIN IMMEDIATE", r) != HOST_OK) return r->status;
   host_status s = run4(db, "UPDATE virtual_keys SET token_hash=?2, secret_name=?3, "
                        "updated_at=strftime('%Y-%m-%dT%H:%M:%SZ','now') WHERE key_id=?1",
                        row->key_id, token_hash, name, NULL, r);
