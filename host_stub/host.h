@@ -2,31 +2,67 @@
  * host.h -- internal interfaces of the reference host kms-host (not installed).
  *
  * The host is split by job: config.c (YAML -> host_config), resolve.c
- * (os.environ/ references, redaction), keys.c (virtual keys in SQLite),
- * outbox.c (the durable secret-manager queue), db.c (the database file),
- * plugin.c (loading the configured plugin through libkmsloader) and main.c
- * (commands). Everything but main.c and plugin.c is pure enough to unit-test.
+ * (os.environ/ references, redaction), keys.c (virtual keys), store.c (every
+ * SQL transaction), outbox.c (delivering the durable secret-manager queue),
+ * db.c (the database file: privacy checks, journal wiping, migrations),
+ * lock.c (the delivery lock), harden.c (core dumps, ptrace), io.c (stdin,
+ * terminal-safe output), plugin.c (loading the configured plugin through
+ * libkmsloader), result.c (the result type and the clock) and main.c (the
+ * command table; the only file that prints or chooses an exit status).
  */
 #ifndef KMS_HOST_H
 #define KMS_HOST_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/stat.h>
 
 #include "kms_loader.h"
 
 typedef struct sqlite3 sqlite3;
 
-/* Exit statuses of kms-host (documented in README.md and --help). */
-#define HOST_EXIT_OK 0     /* the command did everything it was asked */
-#define HOST_EXIT_FAIL 1   /* it failed; nothing was changed unless it says so */
-#define HOST_EXIT_USAGE 2  /* bad command line */
-#define HOST_EXIT_CONFIG 3 /* bad or unusable config file / plugin */
-#define HOST_EXIT_QUEUED 4 /* the key change is saved, but secret-manager work is
-                              still queued in the outbox: run `kms-host sync` */
+/* ------------------------------------------------------------------ result.c */
+
+/* The host's one error convention. Every function outside config.c and
+ * resolve.c returns a host_status and, when it is not HOST_OK, fills a
+ * host_result with the same status and a message naming what went wrong and
+ * what to do. Library code never prints and never exits; main.c alone maps a
+ * status to an exit code (README.md's table) and prints the message. */
+typedef enum host_status {
+  HOST_OK = 0,     /* done */
+  HOST_FAILED,     /* failed; nothing was changed unless the message says so */
+  HOST_USAGE,      /* bad command line */
+  HOST_CONFIG,     /* bad or unusable config, plugin or database */
+  HOST_QUEUED      /* the key change is saved, secret-manager work is still
+                      queued in the outbox: run `kms-host sync` */
+} host_status;
 
 /* Error text buffers throughout the host. */
 #define HOST_ERR_SIZE 512
+
+typedef struct host_result {
+  host_status status;
+  char msg[HOST_ERR_SIZE];
+} host_result;
+
+/* Set `r` (status and printf-style message) and return `status`. */
+host_status host_fail(host_result *r, host_status status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Adapt a legacy `char err[]` error of config.c/resolve.c to a result. */
+host_status host_fail_text(host_result *r, host_status status, const char *err);
+
+/* An injectable clock (milliseconds), so waits are testable without
+ * sleeping. host_clock_system() is the real monotonic clock. */
+typedef struct host_clock {
+  uint64_t (*now_ms)(void *ctx);
+  void (*sleep_ms)(void *ctx, unsigned ms);
+  void *ctx;
+} host_clock;
+const host_clock *host_clock_system(void);
 
 /* ------------------------------------------------------------------ config.c */
 
@@ -112,38 +148,106 @@ void host_redact(const char *value, size_t len, char *buf, size_t size);
 typedef struct host_plugin {
   kms_module *module;
   kms_client *client;
+  int backend_down; /* create() said UNAVAILABLE: module loaded, client NULL */
 } host_plugin;
 
 /* The plugin directory: --plugin-dir, else the config's plugin_dir, else
  * KMS_PLUGIN_PATH, else the installed default. */
 const char *host_plugin_dir(const char *cli_dir, const host_config *cfg);
 /* Load cfg->kms from `dir` and create an instance with the settings.
- * An unknown name lists the plugins found. Returns 0, -1 with err (cannot
- * load or configure it), or -2 with err when create() said the backend is
- * UNAVAILABLE (the module stays loaded, hp->client is NULL: key changes can
- * still be committed and queued). */
-int host_plugin_open(const host_config *cfg, const char *dir, int verbose, host_plugin *hp,
-                     char *err, size_t errsz);
+ * HOST_OK; HOST_CONFIG when it cannot be loaded or refused its settings (an
+ * unknown name lists the plugins found); HOST_FAILED with hp->backend_down
+ * set when create() said the backend is UNAVAILABLE (the module stays
+ * loaded, hp->client is NULL: key changes can still be committed and
+ * queued). */
+host_status host_plugin_open(const host_config *cfg, const char *dir, int verbose,
+                             host_plugin *hp, host_result *r);
 void host_plugin_close(host_plugin *hp);
 /* The kms_host table (log to stderr, process environment). */
 const kms_host *host_services(int verbose);
+/* The host's log line (stderr, one whole line, thread-safe). For warnings
+ * that do not end a command; errors travel in a host_result. */
 void host_log(kms_log_level level, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
 
+/* ----------------------------------------------------------------- harden.c */
+
+/* Process hardening, first thing in main: umask 077 (every file the host
+ * or SQLite creates -- database, journal, lock -- is private), and unless
+ * `allow_debugging`: no core dumps (RLIMIT_CORE 0) and no ptrace attach or
+ * /proc/<pid>/mem reads by other processes of the same user
+ * (PR_SET_DUMPABLE 0). Not thread-safe: call before any thread starts. */
+host_status host_harden(int allow_debugging, host_result *r);
+
+/* --------------------------------------------------------------------- io.c */
+
+/* Read `f` to its end into a malloc'ed buffer of at most `max` bytes (one
+ * more is an error naming the limit and `what`), with at least one spare
+ * byte after the data. Old buffers are wiped when it grows; the caller
+ * wipes and frees the result. */
+host_status host_read_all(FILE *f, size_t max, const char *what, char **buf, size_t *len,
+                          host_result *r);
+/* The length of `s` without one trailing "\n" or "\r\n". */
+size_t host_strip_newline(const char *s, size_t len);
+/* 1 if writing `s` raw to a terminal could be read by it as a command:
+ * C0 controls other than \n and \t (ESC, CR, ...), DEL, C1 controls and
+ * bytes that are not UTF-8. */
+int host_text_unsafe_for_terminal(const char *s, size_t len);
+/* A malloc'ed, NUL-terminated copy of `s` safe for a terminal: what
+ * host_text_unsafe_for_terminal flags becomes \xHH and '\' becomes "\\". */
+char *host_text_escape(const char *s, size_t len);
+
 /* --------------------------------------------------------------------- db.c */
 
-/* Open (creating, mode 0600) the host database and its schema. */
-int host_db_open(const char *path, sqlite3 **db, char *err, size_t errsz);
+/* The schema version this binary writes (PRAGMA user_version). */
+#define HOST_SCHEMA_VERSION 1
+
+/* One step of the schema's history: the SQL that takes a database from
+ * version-1 to `version`. Steps are applied in order, each in its own
+ * transaction together with the new user_version. */
+typedef struct host_migration {
+  int version;
+  const char *sql;
+} host_migration;
+
+/* Refuse a file that others could read or change: `st` (of the file as
+ * opened) must be a regular file owned by this user, with no group/other
+ * permission. `what` names it in the message ("database", ...). HOST_OK or
+ * HOST_CONFIG naming the path and the fix. */
+host_status host_file_private(const char *what, const char *path, const struct stat *st,
+                              host_result *r);
+/* Open (creating, mode 0600) the host database after checking it, its
+ * directory and any journal beside it are private (HOST_CONFIG otherwise),
+ * with secure_delete, a journal that is zeroed before it is deleted, and
+ * the schema migrated to HOST_SCHEMA_VERSION (a newer schema: HOST_CONFIG).
+ * The connection is used by one thread at a time. */
+host_status host_db_open(const char *path, sqlite3 **db, host_result *r);
 void host_db_close(sqlite3 *db);
-/* Exclusive advisory lock on <path>.lock, held across an outbox replay so
- * two kms-host processes never deliver the same queue concurrently.
- * Returns an fd (close it to unlock) or -1 with err. */
-int host_db_lock(const char *path, char *err, size_t errsz);
-/* Run SQL without results. */
-int host_db_exec(sqlite3 *db, const char *sql, char *err, size_t errsz);
+/* Run SQL (one or more statements) without results. */
+host_status host_db_exec(sqlite3 *db, const char *sql, host_result *r);
+/* Bring `db` from its user_version to steps[n-1].version by running the
+ * steps above it in order; refuse a database newer than that. `path`
+ * names it in messages. Exposed for tests (host_db_open uses the real
+ * history). */
+host_status host_db_migrate(sqlite3 *db, const char *path, const host_migration *steps, size_t n,
+                            host_result *r);
+/* PRAGMA user_version, or -1. */
+int host_db_schema_version(sqlite3 *db);
+
+/* ------------------------------------------------------------------- lock.c */
+
+/* The delivery lock: an exclusive flock on <db>.lock, held by commands that
+ * change keys or deliver the outbox so two processes never deliver the same
+ * queue at once. Read-only commands never take it. Waits at most
+ * `timeout_ms` (0: one try), polling on `clock`; when it stays held,
+ * HOST_FAILED names the lock file and the holder's pid (written into the
+ * file by whoever holds it). *fd is the lock (host_lock_release frees it). */
+host_status host_lock_acquire(const char *db_path, unsigned timeout_ms, const host_clock *clock,
+                              int *fd, host_result *r);
+void host_lock_release(int fd);
 
 /* ------------------------------------------------------------------- keys.c */
 
@@ -176,29 +280,103 @@ typedef struct host_key_ctx {
                                create() found the backend UNAVAILABLE (work queues) */
 } host_key_ctx;
 
-/* Each returns a HOST_EXIT_* status and prints what happened. */
-int host_key_generate(host_key_ctx *k, const char *alias, char *err, size_t errsz);
-int host_key_delete(host_key_ctx *k, const char *alias, const char *key, char *err, size_t errsz);
-int host_key_regenerate(host_key_ctx *k, const char *alias, const char *key, char *err,
-                        size_t errsz);
-int host_key_list(host_key_ctx *k, char *err, size_t errsz);
+/* What a key change did, for the caller to show. `key` is the new key
+ * (generate/regenerate; empty for delete): host_key_change_clear wipes it. */
+typedef struct host_key_change {
+  char key[HOST_KEY_MAX];
+  char key_id[HOST_KEY_ID_HEX + 1];
+  char *alias;          /* or NULL */
+  char *secret_name;    /* where it is (or was) stored, or NULL */
+  char *removed_secret; /* regenerate: the old name, deleted, or NULL */
+  int queued;           /* store work was committed with the change */
+} host_key_change;
+void host_key_change_clear(host_key_change *c);
 
-/* ----------------------------------------------------------------- outbox.c */
+/* Each commits the key change and its store work in one transaction and
+ * fills `out`; delivering it is the caller's next step
+ * (host_outbox_deliver_after_commit). Statuses: HOST_OK, HOST_USAGE (bad
+ * alias), HOST_CONFIG (the store cannot take the work), HOST_FAILED. */
+host_status host_key_generate(host_key_ctx *k, const char *alias, host_key_change *out,
+                              host_result *r);
+host_status host_key_delete(host_key_ctx *k, const char *alias, const char *key,
+                            host_key_change *out, host_result *r);
+host_status host_key_regenerate(host_key_ctx *k, const char *alias, const char *key,
+                                host_key_change *out, host_result *r);
+
+/* ------------------------------------------------------------------ store.c */
+
+/* Every SQL statement of the host, one function per transaction, so a key
+ * change and its outbox rows read as one unit. Connections are used by one
+ * thread at a time. */
 
 typedef enum host_outbox_op { HOST_OUTBOX_WRITE = 1, HOST_OUTBOX_DELETE = 2 } host_outbox_op;
 
-/* Queue an operation. Must run inside the caller's transaction (the same one
- * as the key change). A queued write or delete supersedes earlier queued
- * writes of the same name (they would be overwritten anyway, and this drops
- * their values from the database sooner). */
-int host_outbox_enqueue(sqlite3 *db, host_outbox_op op, const char *name, const char *value,
-                        size_t len, char *err, size_t errsz);
+typedef struct host_key_row {
+  char key_id[HOST_KEY_ID_HEX + 1];
+  char *alias;       /* or NULL */
+  char *secret_name; /* or NULL */
+} host_key_row;
+void host_key_row_free(host_key_row *row);
+
+/* Find a key by alias, or by the hash of its value. HOST_FAILED (not
+ * found: the message says so) or HOST_OK. */
+host_status host_store_find(sqlite3 *db, const char *alias, const char *token_hash,
+                            host_key_row *row, host_result *r);
+/* generate: the key row and, when `name` is set, the write of `key` to it. */
+host_status host_store_generate(sqlite3 *db, const char *key_id, const char *token_hash,
+                                const char *alias, const char *name, const char *key,
+                                host_result *r);
+/* delete: the key row goes and, when it was stored, the delete of its name. */
+host_status host_store_delete(sqlite3 *db, const host_key_row *row, host_result *r);
+/* regenerate: the new hash and name, the write of `key` to `name` (if any)
+ * and the delete of the old name when `drop_old`. */
+host_status host_store_regenerate(sqlite3 *db, const host_key_row *row, const char *token_hash,
+                                  const char *name, const char *key, int drop_old,
+                                  host_result *r);
+/* Queue an operation in the caller's transaction (or alone). A queued write
+ * or delete supersedes earlier queued writes of the same name (they would
+ * be overwritten anyway, and this drops their values sooner). */
+host_status host_store_enqueue(sqlite3 *db, host_outbox_op op, const char *name,
+                               const char *value, size_t len, host_result *r);
+
+typedef struct host_outbox_item {
+  long long seq;
+  host_outbox_op op;
+  char *name;
+  char *value; /* the value to write (wiped by host_outbox_item_free), or NULL */
+  size_t len;
+} host_outbox_item;
+void host_outbox_item_free(host_outbox_item *it);
+/* The oldest queued operation: HOST_OK with *found 0 or 1. */
+host_status host_store_next(sqlite3 *db, host_outbox_item *it, int *found, host_result *r);
+/* It landed: remove it (secure_delete overwrites the value). */
+host_status host_store_landed(sqlite3 *db, long long seq, host_result *r);
+/* It failed: count the attempt, keep the reason (best effort). */
+void host_store_failed(sqlite3 *db, long long seq, const char *why);
+/* The number of queued operations. */
+host_status host_store_pending(sqlite3 *db, long *n, host_result *r);
+
+/* key list: each key, then each queued operation, in order. */
+typedef struct host_list_sink {
+  void (*key)(void *ctx, const char *key_id, const char *alias, const char *secret_name,
+              const char *updated_at);
+  void (*queued)(void *ctx, long long seq, const char *op, const char *secret_name,
+                 int attempts, const char *last_error);
+  void *ctx;
+} host_list_sink;
+host_status host_store_list(sqlite3 *db, const host_list_sink *sink, host_result *r);
+
+/* ----------------------------------------------------------------- outbox.c */
+
 /* Deliver queued operations in order, stopping at the first that fails
- * (later ones may depend on it). Returns the number still queued (0 = all
- * landed) or -1 on a database error. `err` gets the delivery error. */
-long host_outbox_replay(sqlite3 *db, kms_client *client, char *err, size_t errsz);
-/* Number of queued operations, or -1. */
-long host_outbox_pending(sqlite3 *db);
+ * (later ones may depend on it). HOST_OK when none is left; HOST_QUEUED
+ * with the delivery error when some are (*left says how many); HOST_FAILED
+ * on a database error. `client` may be NULL (nothing can land). The caller
+ * holds the delivery lock. */
+host_status host_outbox_deliver(sqlite3 *db, kms_client *client, long *left, host_result *r);
+/* After a key change committed: the crash test hook, then delivery, with
+ * messages that say the change itself is saved. */
+host_status host_outbox_deliver_after_commit(sqlite3 *db, kms_client *client, host_result *r);
 /* Test hook: if KMS_HOST_CRASH_AFTER_COMMIT=1, _exit(99) now. */
 void host_crash_point(void);
 

@@ -3,19 +3,19 @@
  *
  * A virtual key is "sk-" + base64url(24 bytes from OpenSSL's RAND_bytes)
  * (192 bits). Only its SHA-256 (hex) is kept, next to a random public key id,
- * the alias and the name it is stored under. With store_virtual_keys the
- * key change and the matching store operation (outbox.c) are committed in
- * one transaction, then delivered: create writes prefix + (alias or
- * "virtual-key-" + key id), delete removes it, regenerate writes the new
- * value and removes the old name when the name changed. The key is printed
- * once, by generate/regenerate, and never logged.
+ * the alias and the name it is stored under. Here: the key itself, and the
+ * decisions of each change (is the store able to take the work, which name,
+ * is the old name dropped); store.c commits the change and its store
+ * operations in one transaction, outbox.c delivers them: create writes
+ * prefix + (alias or "virtual-key-" + key id), delete removes it, regenerate
+ * writes the new value and removes the old name when the name changed. The
+ * key is handed to the caller once (host_key_change) and never logged.
  */
 #include "host.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,320 +100,139 @@ char *host_key_secret_name(const char *prefix, const char *alias, const char *ke
 
 /* ------------------------------------------------------------------------ */
 
-typedef struct key_row {
-  char key_id[HOST_KEY_ID_HEX + 1];
-  char *alias;       /* or NULL */
-  char *secret_name; /* or NULL */
-} key_row;
-
-static void row_free(key_row *r) {
-  free(r->alias);
-  free(r->secret_name);
-  memset(r, 0, sizeof *r);
-}
-
-static char *col_dup(sqlite3_stmt *st, int i) {
-  const unsigned char *t = sqlite3_column_text(st, i);
-  return t ? strdup((const char *)t) : NULL;
-}
-
-/* Find by alias or by key (hashed). 1 found, 0 not found, -1 error. */
-static int find_row(sqlite3 *db, const char *alias, const char *key, key_row *r, char *err,
-                    size_t errsz) {
-  memset(r, 0, sizeof *r);
-  char hash[65];
-  sqlite3_stmt *st = NULL;
-  const char *sql = alias ? "SELECT key_id, alias, secret_name FROM virtual_keys WHERE alias=?1"
-                          : "SELECT key_id, alias, secret_name FROM virtual_keys WHERE token_hash=?1";
-  if (!alias) {
-    if (!host_key_format_valid(key)) {
-      snprintf(err, errsz, "'--key' expects a virtual key (sk- followed by at least 22 "
-               "base64url characters)");
-      return -1;
-    }
-    if (host_key_hash(key, hash) != 0) {
-      snprintf(err, errsz, "cannot hash the key (OpenSSL)");
-      return -1;
-    }
-  }
-  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-    snprintf(err, errsz, "database: %s", sqlite3_errmsg(db));
-    return -1;
-  }
-  sqlite3_bind_text(st, 1, alias ? alias : hash, -1, SQLITE_TRANSIENT);
-  int rc = sqlite3_step(st);
-  int found = 0;
-  if (rc == SQLITE_ROW) {
-    snprintf(r->key_id, sizeof r->key_id, "%s", (const char *)sqlite3_column_text(st, 0));
-    r->alias = col_dup(st, 1);
-    r->secret_name = col_dup(st, 2);
-    found = 1;
-  } else if (rc != SQLITE_DONE) {
-    snprintf(err, errsz, "database: %s", sqlite3_errmsg(db));
-    found = -1;
-  }
-  sqlite3_finalize(st);
-  if (found == 0) {
-    if (alias) snprintf(err, errsz, "no virtual key with alias '%s'", alias);
-    else snprintf(err, errsz, "no such virtual key (it may have been deleted or regenerated)");
-  }
-  return found;
+void host_key_change_clear(host_key_change *c) {
+  OPENSSL_cleanse(c->key, sizeof c->key);
+  free(c->alias);
+  free(c->secret_name);
+  free(c->removed_secret);
+  memset(c, 0, sizeof *c);
 }
 
 /* With store_virtual_keys, the plugin must be able to do what we will queue,
  * otherwise the work could never land: refuse before changing anything. */
-static int check_store(host_key_ctx *k, int need_write, int need_delete, char *err,
-                       size_t errsz) {
+static host_status check_store(host_key_ctx *k, int need_write, int need_delete,
+                               host_result *r) {
   const kms_plugin *p = k->plugin;
-  if (!p) {
-    snprintf(err, errsz, "store_virtual_keys is on but no plugin is loaded");
-    return -1;
-  }
+  if (!p) return host_fail(r, HOST_CONFIG, "store_virtual_keys is on but no plugin is loaded");
   /* LiteLLM's default access_mode is read_only, and so is the plugins'. */
-  if (k->cfg->access_mode == HOST_ACCESS_READ_ONLY || k->cfg->access_mode == HOST_ACCESS_UNSET) {
-    snprintf(err, errsz, "general_settings.key_management_settings: storing virtual keys needs "
-             "access_mode: write_only or read_and_write (it is read_only%s)",
-             k->cfg->access_mode == HOST_ACCESS_UNSET ? ", the default" : "");
-    return -1;
-  }
+  if (k->cfg->access_mode == HOST_ACCESS_READ_ONLY || k->cfg->access_mode == HOST_ACCESS_UNSET)
+    return host_fail(r, HOST_CONFIG, "general_settings.key_management_settings: storing virtual "
+                     "keys needs access_mode: write_only or read_and_write (it is read_only%s)",
+                     k->cfg->access_mode == HOST_ACCESS_UNSET ? ", the default" : "");
   if ((need_write && !(p->capabilities & KMS_CAP_WRITE)) ||
-      (need_delete && !(p->capabilities & KMS_CAP_DELETE))) {
-    snprintf(err, errsz, "plugin '%s' cannot %s secrets, so it cannot store virtual keys; "
-             "turn store_virtual_keys off or use a writable store", p->name,
-             need_write ? "write" : "delete");
-    return -1;
-  }
-  return 0;
+      (need_delete && !(p->capabilities & KMS_CAP_DELETE)))
+    return host_fail(r, HOST_CONFIG, "plugin '%s' cannot %s secrets, so it cannot store virtual "
+                     "keys; turn store_virtual_keys off or use a writable store", p->name,
+                     need_write ? "write" : "delete");
+  return HOST_OK;
 }
 
-static int begin(sqlite3 *db, char *err, size_t errsz) {
-  return host_db_exec(db, "BEGIN IMMEDIATE", err, errsz);
+/* Look a key up by alias or by its value. */
+static host_status find(host_key_ctx *k, const char *alias, const char *key, host_key_row *row,
+                        host_result *r) {
+  char hash[65];
+  if (!alias) {
+    if (!host_key_format_valid(key))
+      return host_fail(r, HOST_FAILED, "'--key' expects a virtual key (sk- followed by at least "
+                       "22 base64url characters)");
+    if (host_key_hash(key, hash) != 0)
+      return host_fail(r, HOST_FAILED, "cannot hash the key (OpenSSL)");
+  }
+  return host_store_find(k->db, alias, alias ? NULL : hash, row, r);
 }
 
-static int commit_or_rollback(sqlite3 *db, int ok, char *err, size_t errsz) {
-  if (ok) {
-    if (host_db_exec(db, "COMMIT", err, errsz) == 0) return 0;
-  }
-  char e2[128];
-  host_db_exec(db, "ROLLBACK", e2, sizeof e2);
-  return -1;
+/* A fresh key and its hash in `out`; 0 or HOST_FAILED. */
+static host_status new_key(host_key_change *out, char hash[65], host_result *r) {
+  if (host_key_new(out->key) == 0 && host_key_hash(out->key, hash) == 0) return HOST_OK;
+  OPENSSL_cleanse(out->key, sizeof out->key);
+  return host_fail(r, HOST_FAILED, "OpenSSL could not generate a key");
 }
 
-/* After a commit: (test hook) then deliver everything queued. */
-static int deliver(host_key_ctx *k, int queued_something) {
-  host_crash_point();
-  if (!queued_something && host_outbox_pending(k->db) == 0) return HOST_EXIT_OK;
-  char err[HOST_ERR_SIZE];
-  long left = host_outbox_replay(k->db, k->client, err, sizeof err);
-  if (left == 0) return HOST_EXIT_OK;
-  if (left < 0) {
-    fprintf(stderr, "kms-host: error: the key change is saved, but the outbox could not be "
-            "read: %s\n", err);
-    return HOST_EXIT_FAIL;
-  }
-  fprintf(stderr,
-          "kms-host: warning: the key change is saved, but %ld secret-manager operation(s) are "
-          "still queued: %s\n"
-          "kms-host: run `kms-host sync` once the secret manager is reachable (every later "
-          "command retries too)\n", left, err);
-  return HOST_EXIT_QUEUED;
+static int dup_or_null(char **dst, const char *s) {
+  *dst = s ? strdup(s) : NULL;
+  return !s || *dst;
 }
 
-static int step_done(sqlite3 *db, sqlite3_stmt *st, char *err, size_t errsz) {
-  int rc = sqlite3_step(st);
-  if (rc != SQLITE_DONE) {
-    if (rc == SQLITE_CONSTRAINT)
-      snprintf(err, errsz, "that alias is already used by another virtual key");
-    else snprintf(err, errsz, "database: %s", sqlite3_errmsg(db));
-  }
-  sqlite3_finalize(st);
-  return rc == SQLITE_DONE ? 0 : -1;
-}
-
-int host_key_generate(host_key_ctx *k, const char *alias, char *err, size_t errsz) {
-  if (alias && !host_alias_valid(alias)) {
-    snprintf(err, errsz, "alias '%s' is not valid: 1 to %d characters, letters, digits, '.', "
-             "'_' and '-', starting with a letter or digit (it becomes a secret name)", alias,
-             HOST_ALIAS_MAX);
-    return HOST_EXIT_USAGE;
-  }
+host_status host_key_generate(host_key_ctx *k, const char *alias, host_key_change *out,
+                              host_result *r) {
+  memset(out, 0, sizeof *out);
+  if (alias && !host_alias_valid(alias))
+    return host_fail(r, HOST_USAGE, "alias '%s' is not valid: 1 to %d characters, letters, "
+                     "digits, '.', '_' and '-', starting with a letter or digit (it becomes a "
+                     "secret name)", alias, HOST_ALIAS_MAX);
   int store = k->cfg->store_virtual_keys;
-  if (store && check_store(k, 1, 0, err, errsz) != 0) return HOST_EXIT_CONFIG;
-  char key[HOST_KEY_MAX], hash[65], key_id[HOST_KEY_ID_HEX + 1];
-  if (host_key_new(key) != 0 || host_key_hash(key, hash) != 0 || host_key_id_new(key_id) != 0) {
-    OPENSSL_cleanse(key, sizeof key);
-    snprintf(err, errsz, "OpenSSL could not generate a key");
-    return HOST_EXIT_FAIL;
+  if (store && check_store(k, 1, 0, r) != HOST_OK) return r->status;
+  char hash[65];
+  if (new_key(out, hash, r) != HOST_OK) return r->status;
+  if (host_key_id_new(out->key_id) != 0) {
+    host_key_change_clear(out);
+    return host_fail(r, HOST_FAILED, "OpenSSL could not generate a key id");
   }
-  char *name = store ? host_key_secret_name(k->cfg->prefix, alias, key_id) : NULL;
-  if (store && !name) {
-    OPENSSL_cleanse(key, sizeof key);
-    snprintf(err, errsz, "out of memory");
-    return HOST_EXIT_FAIL;
+  if (store && !(out->secret_name = host_key_secret_name(k->cfg->prefix, alias, out->key_id))) {
+    host_key_change_clear(out);
+    return host_fail(r, HOST_FAILED, "out of memory");
   }
-  int ok = begin(k->db, err, errsz) == 0;
-  if (ok) {
-    sqlite3_stmt *st = NULL;
-    ok = sqlite3_prepare_v2(k->db, "INSERT INTO virtual_keys(key_id, token_hash, alias, "
-                            "secret_name) VALUES(?1, ?2, ?3, ?4)", -1, &st, NULL) == SQLITE_OK;
-    if (ok) {
-      sqlite3_bind_text(st, 1, key_id, -1, SQLITE_TRANSIENT);
-      sqlite3_bind_text(st, 2, hash, -1, SQLITE_TRANSIENT);
-      if (alias) sqlite3_bind_text(st, 3, alias, -1, SQLITE_TRANSIENT);
-      else sqlite3_bind_null(st, 3);
-      if (name) sqlite3_bind_text(st, 4, name, -1, SQLITE_TRANSIENT);
-      else sqlite3_bind_null(st, 4);
-      ok = step_done(k->db, st, err, errsz) == 0;
-    } else {
-      snprintf(err, errsz, "database: %s", sqlite3_errmsg(k->db));
-    }
-    if (ok && store)
-      ok = host_outbox_enqueue(k->db, HOST_OUTBOX_WRITE, name, key, strlen(key), err, errsz) == 0;
-    if (commit_or_rollback(k->db, ok, err, errsz) != 0) ok = 0;
+  if (!dup_or_null(&out->alias, alias)) host_fail(r, HOST_FAILED, "out of memory");
+  else if (host_store_generate(k->db, out->key_id, hash, alias, out->secret_name, out->key, r) ==
+           HOST_OK) {
+    out->queued = store;
+    return HOST_OK;
   }
-  if (!ok) {
-    OPENSSL_cleanse(key, sizeof key);
-    free(name);
-    return HOST_EXIT_FAIL;
-  }
-  /* The one place the key is shown: the caller needs it. */
-  printf("key: %s\nkey_id: %s\nalias: %s\nsecret_name: %s\n", key, key_id, alias ? alias : "-",
-         name ? name : "- (store_virtual_keys is off)");
-  fflush(stdout);
-  OPENSSL_cleanse(key, sizeof key);
-  free(name);
-  return deliver(k, store);
+  host_key_change_clear(out);
+  return r->status;
 }
 
-int host_key_delete(host_key_ctx *k, const char *alias, const char *key, char *err,
-                    size_t errsz) {
-  key_row r;
-  int f = find_row(k->db, alias, key, &r, err, errsz);
-  if (f <= 0) return HOST_EXIT_FAIL;
-  if (r.secret_name && k->plugin && check_store(k, 0, 1, err, errsz) != 0) {
-    row_free(&r);
-    return HOST_EXIT_CONFIG;
-  }
-  int ok = begin(k->db, err, errsz) == 0;
-  if (ok) {
-    sqlite3_stmt *st = NULL;
-    ok = sqlite3_prepare_v2(k->db, "DELETE FROM virtual_keys WHERE key_id=?1", -1, &st, NULL) ==
-         SQLITE_OK;
-    if (ok) {
-      sqlite3_bind_text(st, 1, r.key_id, -1, SQLITE_TRANSIENT);
-      ok = step_done(k->db, st, err, errsz) == 0;
-    } else {
-      snprintf(err, errsz, "database: %s", sqlite3_errmsg(k->db));
-    }
-    if (ok && r.secret_name)
-      ok = host_outbox_enqueue(k->db, HOST_OUTBOX_DELETE, r.secret_name, NULL, 0, err, errsz) == 0;
-    if (commit_or_rollback(k->db, ok, err, errsz) != 0) ok = 0;
-  }
-  if (!ok) {
-    row_free(&r);
-    return HOST_EXIT_FAIL;
-  }
-  printf("deleted: %s\nalias: %s\nsecret_name: %s\n", r.key_id, r.alias ? r.alias : "-",
-         r.secret_name ? r.secret_name : "-");
-  fflush(stdout);
-  int queued = r.secret_name != NULL;
-  row_free(&r);
-  return deliver(k, queued);
+/* Take the row's fields into `out` (the row gives them up). */
+static void adopt_row(host_key_change *out, host_key_row *row) {
+  memcpy(out->key_id, row->key_id, sizeof out->key_id);
+  out->alias = row->alias;
+  out->secret_name = row->secret_name;
+  row->alias = row->secret_name = NULL;
 }
 
-int host_key_regenerate(host_key_ctx *k, const char *alias, const char *key, char *err,
-                        size_t errsz) {
-  key_row r;
-  int f = find_row(k->db, alias, key, &r, err, errsz);
-  if (f <= 0) return HOST_EXIT_FAIL;
+host_status host_key_delete(host_key_ctx *k, const char *alias, const char *key,
+                            host_key_change *out, host_result *r) {
+  memset(out, 0, sizeof *out);
+  host_key_row row;
+  if (find(k, alias, key, &row, r) != HOST_OK) return r->status;
+  if ((row.secret_name && k->plugin && check_store(k, 0, 1, r) != HOST_OK) ||
+      host_store_delete(k->db, &row, r) != HOST_OK) {
+    host_key_row_free(&row);
+    return r->status;
+  }
+  out->queued = row.secret_name != NULL;
+  adopt_row(out, &row);
+  return HOST_OK;
+}
+
+host_status host_key_regenerate(host_key_ctx *k, const char *alias, const char *key,
+                                host_key_change *out, host_result *r) {
+  memset(out, 0, sizeof *out);
+  host_key_row row;
+  if (find(k, alias, key, &row, r) != HOST_OK) return r->status;
   int store = k->cfg->store_virtual_keys;
-  if ((store || (r.secret_name && k->plugin)) &&
-      check_store(k, store, r.secret_name != NULL, err, errsz) != 0) {
-    row_free(&r);
-    return HOST_EXIT_CONFIG;
+  char hash[65];
+  char *name = NULL;
+  if ((store || (row.secret_name && k->plugin)) &&
+      check_store(k, store, row.secret_name != NULL, r) != HOST_OK)
+    goto fail;
+  if (new_key(out, hash, r) != HOST_OK) goto fail;
+  if (store && !(name = host_key_secret_name(k->cfg->prefix, row.alias, row.key_id))) {
+    host_fail(r, HOST_FAILED, "out of memory");
+    goto fail;
   }
-  char nkey[HOST_KEY_MAX], hash[65];
-  if (host_key_new(nkey) != 0 || host_key_hash(nkey, hash) != 0) {
-    OPENSSL_cleanse(nkey, sizeof nkey);
-    row_free(&r);
-    snprintf(err, errsz, "OpenSSL could not generate a key");
-    return HOST_EXIT_FAIL;
-  }
-  char *name = store ? host_key_secret_name(k->cfg->prefix, r.alias, r.key_id) : NULL;
-  int ok = !store || name;
-  if (!ok) snprintf(err, errsz, "out of memory");
-  int drop_old = r.secret_name && (!name || strcmp(name, r.secret_name) != 0);
-  if (ok) ok = begin(k->db, err, errsz) == 0;
-  if (ok) {
-    sqlite3_stmt *st = NULL;
-    ok = sqlite3_prepare_v2(k->db, "UPDATE virtual_keys SET token_hash=?2, secret_name=?3, "
-                            "updated_at=strftime('%Y-%m-%dT%H:%M:%SZ','now') WHERE key_id=?1",
-                            -1, &st, NULL) == SQLITE_OK;
-    if (ok) {
-      sqlite3_bind_text(st, 1, r.key_id, -1, SQLITE_TRANSIENT);
-      sqlite3_bind_text(st, 2, hash, -1, SQLITE_TRANSIENT);
-      if (name) sqlite3_bind_text(st, 3, name, -1, SQLITE_TRANSIENT);
-      else sqlite3_bind_null(st, 3);
-      ok = step_done(k->db, st, err, errsz) == 0;
-    } else {
-      snprintf(err, errsz, "database: %s", sqlite3_errmsg(k->db));
-    }
-    if (ok && name)
-      ok = host_outbox_enqueue(k->db, HOST_OUTBOX_WRITE, name, nkey, strlen(nkey), err, errsz) == 0;
-    if (ok && drop_old)
-      ok = host_outbox_enqueue(k->db, HOST_OUTBOX_DELETE, r.secret_name, NULL, 0, err, errsz) == 0;
-    if (commit_or_rollback(k->db, ok, err, errsz) != 0) ok = 0;
-  }
-  if (!ok) {
-    OPENSSL_cleanse(nkey, sizeof nkey);
-    free(name);
-    row_free(&r);
-    return HOST_EXIT_FAIL;
-  }
-  printf("key: %s\nkey_id: %s\nalias: %s\nsecret_name: %s\n", nkey, r.key_id,
-         r.alias ? r.alias : "-", name ? name : "- (store_virtual_keys is off)");
-  if (drop_old) printf("removed_secret: %s\n", r.secret_name);
-  fflush(stdout);
-  OPENSSL_cleanse(nkey, sizeof nkey);
-  int queued = name || drop_old;
+  int drop_old = row.secret_name && (!name || strcmp(name, row.secret_name) != 0);
+  if (host_store_regenerate(k->db, &row, hash, name, out->key, drop_old, r) != HOST_OK) goto fail;
+  out->queued = name || drop_old;
+  char *old = row.secret_name;
+  row.secret_name = name;
+  adopt_row(out, &row);
+  out->removed_secret = drop_old ? old : NULL;
+  if (!drop_old) free(old);
+  return HOST_OK;
+fail:
   free(name);
-  row_free(&r);
-  return deliver(k, queued);
-}
-
-int host_key_list(host_key_ctx *k, char *err, size_t errsz) {
-  sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(k->db, "SELECT key_id, alias, secret_name, created_at, updated_at FROM "
-                         "virtual_keys ORDER BY created_at, key_id", -1, &st, NULL) != SQLITE_OK) {
-    snprintf(err, errsz, "database: %s", sqlite3_errmsg(k->db));
-    return HOST_EXIT_FAIL;
-  }
-  printf("%-16s  %-20s  %-40s  %s\n", "KEY_ID", "ALIAS", "SECRET_NAME", "UPDATED");
-  int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    const char *a = (const char *)sqlite3_column_text(st, 1);
-    const char *s = (const char *)sqlite3_column_text(st, 2);
-    printf("%-16s  %-20s  %-40s  %s\n", (const char *)sqlite3_column_text(st, 0), a ? a : "-",
-           s ? s : "-", (const char *)sqlite3_column_text(st, 4));
-  }
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE) {
-    snprintf(err, errsz, "database: %s", sqlite3_errmsg(k->db));
-    return HOST_EXIT_FAIL;
-  }
-  if (sqlite3_prepare_v2(k->db, "SELECT seq, op, secret_name, attempts, last_error FROM outbox "
-                         "ORDER BY seq", -1, &st, NULL) != SQLITE_OK) {
-    snprintf(err, errsz, "database: %s", sqlite3_errmsg(k->db));
-    return HOST_EXIT_FAIL;
-  }
-  int n = 0;
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    if (!n++) printf("\nqueued secret-manager operations (run `kms-host sync`):\n");
-    const char *le = (const char *)sqlite3_column_text(st, 4);
-    printf("  #%lld %s %s (attempts: %d%s%s)\n", (long long)sqlite3_column_int64(st, 0),
-           (const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 2),
-           sqlite3_column_int(st, 3), le ? "; last error: " : "", le ? le : "");
-  }
-  sqlite3_finalize(st);
-  return HOST_EXIT_OK;
+  host_key_row_free(&row);
+  host_key_change_clear(out);
+  return r->status;
 }

@@ -1,134 +1,71 @@
 /*
- * main.c -- kms-host: command-line parsing and the commands.
+ * main.c -- kms-host: the command table, option parsing, and the only place
+ * that prints results or chooses an exit status.
  *
- *   kms-host [--config FILE] [--plugin-dir DIR] [--db PATH] [-v] COMMAND ...
+ *   kms-host [--config FILE] [--plugin-dir DIR] [--db PATH] [-v]
+ *            [--lock-timeout SECONDS] [--allow-debugging] COMMAND ...
  *
- * Every command has --help. Exit statuses are the HOST_EXIT_* values in
- * host.h (0 ok, 1 failed, 2 usage, 3 config/plugin, 4 saved but queued).
+ * Every command is one row of `commands` (name, summary, usage, handler).
+ * Handlers return a host_status and fill a host_result; exit_status() maps
+ * it to README.md's exit codes (0 ok, 1 failed, 2 usage, 3 config/plugin/
+ * database, 4 saved but queued).
  */
 #include "host.h"
 
+#include <errno.h>
 #include <openssl/crypto.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SECRET_MAX (1u << 20)
+#define SECRET_MAX (1u << 20)      /* secret put: the value, after one newline is stripped */
+#define KEY_INPUT_MAX 256          /* --key -: one line from stdin */
+#define LOCK_TIMEOUT_DEFAULT 30    /* seconds */
+#define LOCK_TIMEOUT_MAX 86400     /* seconds */
 
 typedef struct opts {
   const char *config;
   const char *plugin_dir;
   const char *db;
+  const char *lock_timeout; /* --lock-timeout, else $KMS_HOST_LOCK_TIMEOUT */
   int verbose;
+  int allow_debugging;
 } opts;
 
-static const char usage_main[] =
-    "usage: kms-host [--config FILE] [--plugin-dir DIR] [--db PATH] [-v] COMMAND [ARGS]\n"
-    "\n"
-    "A reference gateway host for kmsplug: reads a LiteLLM-shaped config.yaml, loads the\n"
-    "secret-manager plugin named by general_settings.key_management_system, and runs the\n"
-    "virtual-key hooks with a durable outbox.\n"
-    "\n"
-    "commands:\n"
-    "  plugins                      list the plugins in the plugin directory\n"
-    "  secret get NAME              print a secret read through the plugin\n"
-    "  secret put NAME              store stdin (one trailing newline stripped) as NAME\n"
-    "  secret delete NAME           delete NAME\n"
-    "  resolve                      resolve every os.environ/ reference in model_list\n"
-    "  key generate [--alias A]     create a virtual key (printed once)\n"
-    "  key delete (--alias A | --key sk-...)\n"
-    "  key regenerate (--alias A | --key sk-...)\n"
-    "  key list                     list virtual keys (never the keys) and queued work\n"
-    "  sync                         deliver queued secret-manager operations\n"
-    "  refresh                      ask the plugin to revalidate credentials and caches\n"
-    "\n"
-    "options:\n"
-    "  --config FILE      the config (required by every command but `plugins`)\n"
-    "  --plugin-dir DIR   plugin directory; else general_settings.plugin_dir, else\n"
-    "                     $KMS_PLUGIN_PATH, else the installed default\n"
-    "  --db PATH          virtual-key database; else general_settings.kms_db_path, else\n"
-    "                     kms-host.db next to the config\n"
-    "  -v, --verbose      show the plugin's debug log\n"
-    "\n"
-    "exit status: 0 ok; 1 failed; 2 bad command line; 3 bad config or plugin;\n"
-    "4 the key change is saved but secret-manager work is still queued (run `sync`).\n"
-    "Run `kms-host COMMAND --help` for a command's details.\n";
-
-static const char usage_plugins[] =
-    "usage: kms-host [--config FILE] [--plugin-dir DIR] plugins\n"
-    "List every <name>.so in the plugin directory with its version, ABI version and\n"
-    "capabilities. With --config, the configured plugin is marked with '*' and the\n"
-    "command fails (exit 3) if it is not there.\n";
-static const char usage_secret[] =
-    "usage: kms-host --config FILE secret (get|put|delete) NAME\n"
-    "  get NAME     print the value of NAME (read through the plugin) and a newline\n"
-    "  put NAME     store standard input as NAME; one trailing newline is stripped;\n"
-    "               an empty value is refused\n"
-    "  delete NAME  delete NAME (deleting a missing secret succeeds)\n"
-    "Names go to the plugin unchanged (no prefix is added).\n";
-static const char usage_resolve[] =
-    "usage: kms-host --config FILE resolve\n"
-    "Resolve every litellm_params value of model_list that starts with os.environ/ the\n"
-    "way LiteLLM does: through the plugin when key_management_system is set, access_mode\n"
-    "is not write_only and hosted_keys is unset or lists the name; from the environment\n"
-    "otherwise. Prints each reference with a redacted value or the error; exits 1 if any\n"
-    "reference cannot be resolved.\n";
-static const char usage_key[] =
-    "usage: kms-host --config FILE key COMMAND\n"
-    "  generate [--alias A]                   create a virtual key; it is printed once\n"
-    "  delete (--alias A | --key sk-...)      delete a virtual key\n"
-    "  regenerate (--alias A | --key sk-...)  replace a key's value (same id and alias)\n"
-    "  list                                   list keys (id, alias, secret name) and queued work\n"
-    "With store_virtual_keys: true the key is stored as prefix_for_stored_virtual_keys +\n"
-    "(alias or virtual-key-<id>) through the plugin. The store operation is saved in the\n"
-    "same transaction as the key change and delivered afterwards; if the store is down\n"
-    "the change is kept, the work stays queued and the exit status is 4 (run `sync`).\n";
-static const char usage_sync[] =
-    "usage: kms-host --config FILE sync\n"
-    "Deliver queued secret-manager operations in order. Exit 0 when none are left,\n"
-    "4 when some are still queued.\n";
-static const char usage_refresh[] =
-    "usage: kms-host --config FILE refresh\n"
-    "Ask the plugin to revalidate its credentials and re-read cached secrets now.\n";
-
-static int is_help(const char *a) { return !strcmp(a, "--help") || !strcmp(a, "-h"); }
-
-static int usage_error(const char *text, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static int usage_error(const char *text, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "kms-host: ");
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fprintf(stderr, "\n%s", text);
-  return HOST_EXIT_USAGE;
-}
-
-/* ------------------------------------------------------------------------ */
-
+/* Per-run state: what the command opened, closed by app_close. */
 typedef struct app {
   opts o;
   host_config cfg;
   int have_cfg;
   const char *dir; /* plugin directory */
+  unsigned lock_timeout_ms;
   host_plugin hp;
   sqlite3 *db;
   char *db_path;
   int lock_fd;
 } app;
 
+typedef struct command {
+  const char *name;
+  const char *summary; /* its lines in the main usage */
+  const char *usage;   /* its --help */
+  int needs_config;
+  host_status (*run)(app *a, int argc, char **argv, host_result *r);
+} command;
+
+static int is_help(const char *a) { return !strcmp(a, "--help") || !strcmp(a, "-h"); }
+
 static void app_close(app *a) {
   host_plugin_close(&a->hp);
   if (a->db) host_db_close(a->db);
-  if (a->lock_fd >= 0) close(a->lock_fd);
+  host_lock_release(a->lock_fd);
   free(a->db_path);
   if (a->have_cfg) host_config_free(&a->cfg);
 }
 
+/* --db, else general_settings.kms_db_path, else kms-host.db beside the config. */
 static char *db_path_for(const app *a) {
   if (a->o.db && *a->o.db) return strdup(a->o.db);
   if (a->cfg.db_path) return strdup(a->cfg.db_path);
@@ -138,67 +75,37 @@ static char *db_path_for(const app *a) {
   return p;
 }
 
-/* Open the database and take the delivery lock. */
-static int open_db(app *a) {
-  char err[HOST_ERR_SIZE];
-  if (!(a->db_path = db_path_for(a))) {
-    fprintf(stderr, "kms-host: error: out of memory\n");
-    return HOST_EXIT_FAIL;
-  }
-  if ((a->lock_fd = host_db_lock(a->db_path, err, sizeof err)) < 0 ||
-      host_db_open(a->db_path, &a->db, err, sizeof err) != 0) {
-    fprintf(stderr, "kms-host: error: %s\n", err);
-    return HOST_EXIT_FAIL;
-  }
-  return HOST_EXIT_OK;
+/* Open the database; with `lock`, also take the delivery lock (commands
+ * that change keys or deliver). Read-only commands pass 0. */
+static host_status open_db(app *a, int lock, host_result *r) {
+  if (!(a->db_path = db_path_for(a))) return host_fail(r, HOST_FAILED, "out of memory");
+  if (host_db_open(a->db_path, &a->db, r) != HOST_OK) return r->status;
+  if (lock && host_lock_acquire(a->db_path, a->lock_timeout_ms, host_clock_system(),
+                                &a->lock_fd, r) != HOST_OK)
+    return r->status;
+  return HOST_OK;
 }
 
 /* Load the configured plugin. `tolerate_down`: an UNAVAILABLE backend at
  * create is not fatal (key changes are queued). */
-static int open_plugin(app *a, int tolerate_down) {
-  char err[HOST_ERR_SIZE];
-  int rc = host_plugin_open(&a->cfg, a->dir, a->o.verbose, &a->hp, err, sizeof err);
-  if (rc == 0) return HOST_EXIT_OK;
-  if (rc == -2 && tolerate_down) {
-    host_log(KMS_LOG_WARN, "%s; secret-manager work will be queued", err);
-    return HOST_EXIT_OK;
+static host_status open_plugin(app *a, int tolerate_down, host_result *r) {
+  host_status s = host_plugin_open(&a->cfg, a->dir, a->o.verbose, &a->hp, r);
+  if (s == HOST_FAILED && a->hp.backend_down && tolerate_down) {
+    fprintf(stderr, "kms-host: warning: %s; secret-manager work will be queued\n", r->msg);
+    return HOST_OK;
   }
-  fprintf(stderr, "kms-host: error: %s\n", err);
-  return rc == -2 ? HOST_EXIT_FAIL : HOST_EXIT_CONFIG;
+  return s;
 }
 
-/* "every later command replays": when a database exists next to this
- * config and holds queued work, try to deliver it (warn if it stays). */
-static void opportunistic_replay(app *a) {
-  if (!a->hp.client) return;
-  char *path = db_path_for(a);
-  struct stat st;
-  if (!path || stat(path, &st) != 0) {
-    free(path);
-    return;
-  }
-  free(path);
-  if (open_db(a) != HOST_EXIT_OK) return;
-  long pending = host_outbox_pending(a->db);
-  if (pending <= 0) return;
-  char err[HOST_ERR_SIZE];
-  long left = host_outbox_replay(a->db, a->hp.client, err, sizeof err);
-  if (left != 0)
-    host_log(KMS_LOG_WARN, "%ld queued secret-manager operation(s) still pending (%s); run "
-             "`kms-host sync`", left < 0 ? pending : left, err);
-}
+/* ------------------------------------------------------------------ plugins */
 
-/* ------------------------------------------------------------------------ */
-
-static int cmd_plugins(app *a) {
+static host_status cmd_plugins(app *a, int argc, char **argv, host_result *r) {
+  if (argc) return host_fail(r, HOST_USAGE, "plugins takes no arguments (got '%s')", argv[0]);
   kms_plugin_info *list = NULL;
   size_t n = 0;
   kms_error e;
-  kms_status st = kms_plugin_list(a->dir, &list, &n, &e);
-  if (st != KMS_OK) {
-    fprintf(stderr, "kms-host: error: %s\n", e.message);
-    return HOST_EXIT_FAIL;
-  }
+  if (kms_plugin_list(a->dir, &list, &n, &e) != KMS_OK)
+    return host_fail(r, HOST_FAILED, "%s", e.message);
   printf("plugin directory: %s\n", a->dir);
   printf("  %-20s %-10s %-5s %-40s\n", "NAME", "VERSION", "ABI", "CAPABILITIES");
   int found = 0;
@@ -217,352 +124,514 @@ static int cmd_plugins(app *a) {
   }
   if (n == 0) printf("  (no plugins)\n");
   kms_plugin_list_free(list);
-  if (a->have_cfg && a->cfg.kms) {
-    if (!found) {
-      fprintf(stderr, "kms-host: error: %s:%d: key_management_system '%s' is not a loadable "
-              "plugin in %s\n", a->cfg.path, a->cfg.kms_line, a->cfg.kms, a->dir);
-      return HOST_EXIT_CONFIG;
-    }
-    printf("configured: %s (* above)\n", a->cfg.kms);
-  }
-  return HOST_EXIT_OK;
+  if (!a->have_cfg || !a->cfg.kms) return HOST_OK;
+  if (!found)
+    return host_fail(r, HOST_CONFIG, "%s:%d: key_management_system '%s' is not a loadable "
+                     "plugin in %s", a->cfg.path, a->cfg.kms_line, a->cfg.kms, a->dir);
+  printf("configured: %s (* above)\n", a->cfg.kms);
+  return HOST_OK;
 }
 
-/* Read stdin (at most SECRET_MAX bytes) into a malloc'ed buffer. */
-static char *read_stdin(size_t *len) {
-  size_t cap = 4096, n = 0;
-  char *buf = malloc(cap);
-  if (!buf) return NULL;
-  for (;;) {
-    if (n == cap) {
-      if (cap > SECRET_MAX) break;
-      char *nb = malloc(cap * 2);
-      if (!nb) break;
-      memcpy(nb, buf, n);
-      OPENSSL_cleanse(buf, cap);
-      free(buf);
-      buf = nb;
-      cap *= 2;
-    }
-    size_t r = fread(buf + n, 1, cap - n, stdin);
-    n += r;
-    if (r == 0) {
-      if (ferror(stdin)) break;
-      *len = n;
-      return buf;
-    }
-  }
-  OPENSSL_cleanse(buf, cap);
-  free(buf);
-  return NULL;
-}
+/* ------------------------------------------------------------------- secret */
 
-static int cmd_secret(app *a, int argc, char **argv) {
-  if (argc < 1 || is_help(argv[0])) {
-    fputs(usage_secret, argc < 1 ? stderr : stdout);
-    return argc < 1 ? HOST_EXIT_USAGE : HOST_EXIT_OK;
-  }
-  const char *sub = argv[0];
-  if (strcmp(sub, "get") && strcmp(sub, "put") && strcmp(sub, "delete"))
-    return usage_error(usage_secret, "unknown secret command '%s'", sub);
-  if (argc >= 2 && is_help(argv[1])) {
-    fputs(usage_secret, stdout);
-    return HOST_EXIT_OK;
-  }
-  if (argc != 2) return usage_error(usage_secret, "secret %s takes exactly one NAME", sub);
-  const char *name = argv[1];
-  int rc = open_plugin(a, 0);
-  if (rc != HOST_EXIT_OK) return rc;
-  opportunistic_replay(a);
-  kms_error e;
-  kms_status st;
-  if (!strcmp(sub, "get")) {
-    kms_secret *s = NULL;
-    st = kms_client_read(a->hp.client, name, &s, &e);
-    if (st == KMS_OK) {
-      if (KMS_SECRET_HAS(s, flags) && (s->flags & KMS_SECRET_STALE))
-        host_log(KMS_LOG_WARN, "%s: served from cache after a backend failure (stale)", name);
-      fwrite(s->value, 1, s->length, stdout);
-      fputc('\n', stdout);
-      fflush(stdout);
-      kms_client_free_secret(a->hp.client, s);
-    }
-  } else if (!strcmp(sub, "put")) {
-    size_t len = 0;
-    char *v = read_stdin(&len);
-    if (!v) {
-      fprintf(stderr, "kms-host: error: cannot read the value from stdin (at most %u bytes)\n",
-              SECRET_MAX);
-      return HOST_EXIT_FAIL;
-    }
-    size_t vlen = len;
-    if (vlen && v[vlen - 1] == '\n') {
-      vlen--;
-      if (vlen && v[vlen - 1] == '\r') vlen--;
-    }
-    if (vlen == 0) {
-      OPENSSL_cleanse(v, len);
-      free(v);
-      fprintf(stderr, "kms-host: error: refusing to store an empty value for %s\n", name);
-      return HOST_EXIT_FAIL;
-    }
-    st = kms_client_write(a->hp.client, name, v, vlen, NULL, &e);
-    OPENSSL_cleanse(v, len);
-    free(v);
-    if (st == KMS_OK) printf("stored: %s\n", name);
+/* Print a value: raw to a pipe or file; to a terminal, control characters
+ * and non-UTF-8 bytes escaped (a stored value must not drive the terminal). */
+static host_status print_value(const char *name, const char *v, size_t len, host_result *r) {
+  if (isatty(STDOUT_FILENO) && host_text_unsafe_for_terminal(v, len)) {
+    char *esc = host_text_escape(v, len);
+    if (!esc) return host_fail(r, HOST_FAILED, "out of memory");
+    fprintf(stderr, "kms-host: warning: %s: the value holds control characters or bytes that "
+            "are not UTF-8; shown escaped (\\xHH, \\\\) because standard output is a terminal: "
+            "redirect or pipe it to get the raw bytes\n", name);
+    fputs(esc, stdout);
+    OPENSSL_cleanse(esc, strlen(esc));
+    free(esc);
   } else {
-    st = kms_client_delete(a->hp.client, name, &e);
-    if (st == KMS_OK) printf("deleted: %s\n", name);
+    fwrite(v, 1, len, stdout);
   }
-  if (st != KMS_OK) {
-    fprintf(stderr, "kms-host: error: secret %s %s: %s (%s)\n", sub, name, e.message,
-            kms_status_str(st));
-    return HOST_EXIT_FAIL;
-  }
-  return HOST_EXIT_OK;
+  fputc('\n', stdout);
+  fflush(stdout);
+  return HOST_OK;
 }
 
-static int cmd_resolve(app *a, int argc, char **argv) {
-  if (argc >= 1 && is_help(argv[0])) {
-    fputs(usage_resolve, stdout);
-    return HOST_EXIT_OK;
+static host_status secret_get(app *a, const char *name, kms_error *e, kms_status *st,
+                              host_result *r) {
+  kms_secret *s = NULL;
+  if ((*st = kms_client_read(a->hp.client, name, &s, e)) != KMS_OK) return HOST_OK;
+  if (KMS_SECRET_HAS(s, flags) && (s->flags & KMS_SECRET_STALE))
+    fprintf(stderr, "kms-host: warning: %s: served from cache after a backend failure (stale)\n",
+            name);
+  host_status hs = print_value(name, s->value, s->length, r);
+  kms_client_free_secret(a->hp.client, s);
+  return hs;
+}
+
+static host_status secret_put(app *a, const char *name, kms_error *e, kms_status *st,
+                              host_result *r) {
+  char *v = NULL;
+  size_t len = 0;
+  /* One trailing newline may follow a value of SECRET_MAX bytes. */
+  host_result rr;
+  if (host_read_all(stdin, SECRET_MAX + 2, "standard input", &v, &len, &rr) != HOST_OK)
+    return host_fail(r, rr.status, "secret put %s: %s; a value is at most %u bytes (1 MiB)", name,
+                     rr.msg, SECRET_MAX);
+  size_t vlen = host_strip_newline(v, len);
+  host_status hs = HOST_OK;
+  if (vlen == 0)
+    hs = host_fail(r, HOST_FAILED, "refusing to store an empty value for %s", name);
+  else if (vlen > SECRET_MAX)
+    hs = host_fail(r, HOST_FAILED, "the value for %s is %zu bytes; secret put stores at most %u "
+                   "bytes (1 MiB)", name, vlen, SECRET_MAX);
+  else if ((*st = kms_client_write(a->hp.client, name, v, vlen, NULL, e)) == KMS_OK)
+    printf("stored: %s\n", name);
+  OPENSSL_cleanse(v, len);
+  free(v);
+  return hs;
+}
+
+static host_status cmd_secret(app *a, int argc, char **argv, host_result *r) {
+  if (argc < 1) return host_fail(r, HOST_USAGE, "secret needs get, put or delete");
+  const char *sub = argv[0];
+  int get = !strcmp(sub, "get"), put = !strcmp(sub, "put"), del = !strcmp(sub, "delete");
+  if (!get && !put && !del) return host_fail(r, HOST_USAGE, "unknown secret command '%s'", sub);
+  if (argc != 2) return host_fail(r, HOST_USAGE, "secret %s takes exactly one NAME", sub);
+  const char *name = argv[1];
+  if (open_plugin(a, 0, r) != HOST_OK) return r->status;
+  kms_error e;
+  kms_status st = KMS_OK;
+  host_status hs;
+  if (get) hs = secret_get(a, name, &e, &st, r);
+  else if (put) hs = secret_put(a, name, &e, &st, r);
+  else if ((st = kms_client_delete(a->hp.client, name, &e)) == KMS_OK)
+    hs = (printf("deleted: %s\n", name), HOST_OK);
+  else hs = HOST_OK;
+  if (hs != HOST_OK) return hs;
+  if (st != KMS_OK)
+    return host_fail(r, HOST_FAILED, "secret %s %s: %s (%s)", sub, name, e.message,
+                     kms_status_str(st));
+  return HOST_OK;
+}
+
+/* ------------------------------------------------------------------ resolve */
+
+/* One reference: print it with a redacted value or its error; 0 or -1. */
+static int resolve_one(app *a, const host_ref *ref) {
+  char shown[96], where[160];
+  snprintf(where, sizeof where, "%s:%d model_list[%zu] (%s) %s", a->cfg.path, ref->line,
+           ref->model_index, ref->model_name[0] ? ref->model_name : "-", ref->param);
+  if (!ref->env_name[0]) {
+    printf("%s: %s -> ERROR: empty secret name after os.environ/\n", where, ref->value);
+    return -1;
   }
-  if (argc) return usage_error(usage_resolve, "resolve takes no arguments (got '%s')", argv[0]);
+  if (!host_ref_uses_plugin(&a->cfg, ref->env_name)) {
+    const char *v = getenv(ref->env_name);
+    if (!v) {
+      printf("%s: %s -> ERROR: environment variable %s is not set\n", where, ref->value,
+             ref->env_name);
+      return -1;
+    }
+    host_redact(v, strlen(v), shown, sizeof shown);
+    printf("%s: %s -> %s [environment]\n", where, ref->value, shown);
+    return 0;
+  }
+  kms_secret *s = NULL;
+  kms_error e;
+  kms_status st = kms_client_read(a->hp.client, ref->env_name, &s, &e);
+  if (st != KMS_OK) {
+    printf("%s: %s -> ERROR via %s: %s (%s)\n", where, ref->value, a->cfg.kms, e.message,
+           kms_status_str(st));
+    return -1;
+  }
+  host_redact(s->value, s->length, shown, sizeof shown);
+  int stale = KMS_SECRET_HAS(s, flags) && (s->flags & KMS_SECRET_STALE);
+  printf("%s: %s -> %s [%s%s]\n", where, ref->value, shown, a->cfg.kms, stale ? ", stale" : "");
+  kms_client_free_secret(a->hp.client, s);
+  return 0;
+}
+
+static host_status cmd_resolve(app *a, int argc, char **argv, host_result *r) {
+  if (argc) return host_fail(r, HOST_USAGE, "resolve takes no arguments (got '%s')", argv[0]);
   /* A configured plugin is always loaded, even with nothing to resolve: a
    * misspelt key_management_system must fail here, not at the first key. */
   int need_plugin = a->cfg.kms != NULL;
   for (size_t i = 0; i < a->cfg.n_refs; i++)
     need_plugin |= host_ref_uses_plugin(&a->cfg, a->cfg.refs[i].env_name);
-  if (need_plugin) {
-    int rc = open_plugin(a, 0);
-    if (rc != HOST_EXIT_OK) return rc;
-    opportunistic_replay(a);
-  }
-  int failed = 0;
+  if (need_plugin && open_plugin(a, 0, r) != HOST_OK) return r->status;
   if (a->cfg.n_refs == 0) printf("no os.environ/ references in model_list\n");
-  for (size_t i = 0; i < a->cfg.n_refs; i++) {
-    const host_ref *r = &a->cfg.refs[i];
-    int via = host_ref_uses_plugin(&a->cfg, r->env_name);
-    char shown[96];
-    char where[160];
-    snprintf(where, sizeof where, "%s:%d model_list[%zu] (%s) %s", a->cfg.path, r->line,
-             r->model_index, r->model_name[0] ? r->model_name : "-", r->param);
-    if (!r->env_name[0]) {
-      printf("%s: %s -> ERROR: empty secret name after os.environ/\n", where, r->value);
-      failed = 1;
-      continue;
-    }
-    if (via) {
-      kms_secret *s = NULL;
-      kms_error e;
-      kms_status st = kms_client_read(a->hp.client, r->env_name, &s, &e);
-      if (st == KMS_OK) {
-        host_redact(s->value, s->length, shown, sizeof shown);
-        int stale = KMS_SECRET_HAS(s, flags) && (s->flags & KMS_SECRET_STALE);
-        printf("%s: %s -> %s [%s%s]\n", where, r->value, shown, a->cfg.kms,
-               stale ? ", stale" : "");
-        kms_client_free_secret(a->hp.client, s);
-      } else {
-        printf("%s: %s -> ERROR via %s: %s (%s)\n", where, r->value, a->cfg.kms, e.message,
-               kms_status_str(st));
-        failed = 1;
-      }
-    } else {
-      const char *v = getenv(r->env_name);
-      if (!v) {
-        printf("%s: %s -> ERROR: environment variable %s is not set\n", where, r->value,
-               r->env_name);
-        failed = 1;
-      } else {
-        host_redact(v, strlen(v), shown, sizeof shown);
-        printf("%s: %s -> %s [environment]\n", where, r->value, shown);
-      }
-    }
-  }
+  size_t failed = 0;
+  for (size_t i = 0; i < a->cfg.n_refs; i++) failed += resolve_one(a, &a->cfg.refs[i]) != 0;
   fflush(stdout);
-  return failed ? HOST_EXIT_FAIL : HOST_EXIT_OK;
+  if (failed)
+    return host_fail(r, HOST_FAILED, "%zu of %zu os.environ/ reference(s) could not be resolved",
+                     failed, a->cfg.n_refs);
+  return HOST_OK;
 }
 
-static int cmd_key(app *a, int argc, char **argv) {
-  if (argc < 1 || is_help(argv[0])) {
-    fputs(usage_key, argc < 1 ? stderr : stdout);
-    return argc < 1 ? HOST_EXIT_USAGE : HOST_EXIT_OK;
-  }
-  const char *sub = argv[0];
-  const char *alias = NULL, *key = NULL;
-  int is_gen = !strcmp(sub, "generate"), is_del = !strcmp(sub, "delete"),
-      is_regen = !strcmp(sub, "regenerate"), is_list = !strcmp(sub, "list");
-  if (!is_gen && !is_del && !is_regen && !is_list)
-    return usage_error(usage_key, "unknown key command '%s'", sub);
+/* ---------------------------------------------------------------------- key */
+
+typedef struct key_args {
+  const char *sub;
+  const char *alias;
+  const char *key; /* "-": read from standard input */
+} key_args;
+
+static host_status parse_key_args(int argc, char **argv, key_args *k, host_result *r) {
+  memset(k, 0, sizeof *k);
+  if (argc < 1) return host_fail(r, HOST_USAGE, "key needs a command");
+  k->sub = argv[0];
+  int gen = !strcmp(k->sub, "generate"), list = !strcmp(k->sub, "list");
+  int by_key = !strcmp(k->sub, "delete") || !strcmp(k->sub, "regenerate");
+  if (!gen && !list && !by_key) return host_fail(r, HOST_USAGE, "unknown key command '%s'", k->sub);
   for (int i = 1; i < argc; i++) {
-    if (is_help(argv[i])) {
-      fputs(usage_key, stdout);
-      return HOST_EXIT_OK;
-    }
-    if (!strcmp(argv[i], "--alias") && i + 1 < argc && !is_list) alias = argv[++i];
-    else if (!strncmp(argv[i], "--alias=", 8) && !is_list) alias = argv[i] + 8;
-    else if (!strcmp(argv[i], "--key") && i + 1 < argc && (is_del || is_regen)) key = argv[++i];
-    else if (!strncmp(argv[i], "--key=", 6) && (is_del || is_regen)) key = argv[i] + 6;
-    else return usage_error(usage_key, "unexpected argument '%s'", argv[i]);
+    if (!strcmp(argv[i], "--alias") && i + 1 < argc && !list) k->alias = argv[++i];
+    else if (!strncmp(argv[i], "--alias=", 8) && !list) k->alias = argv[i] + 8;
+    else if (!strcmp(argv[i], "--key") && i + 1 < argc && by_key) k->key = argv[++i];
+    else if (!strncmp(argv[i], "--key=", 6) && by_key) k->key = argv[i] + 6;
+    else return host_fail(r, HOST_USAGE, "unexpected argument '%s'", argv[i]);
   }
-  if ((is_del || is_regen) && !!alias == !!key)
-    return usage_error(usage_key, "key %s needs exactly one of --alias or --key", sub);
-  int rc = open_db(a);
-  if (rc != HOST_EXIT_OK) return rc;
+  if (by_key && !!k->alias == !!k->key)
+    return host_fail(r, HOST_USAGE, "key %s needs exactly one of --alias or --key", k->sub);
+  return HOST_OK;
+}
+
+/* `--key -`: the key from one line of standard input, so it never shows in
+ * ps or the shell's history. *buf is wiped and freed by the caller. */
+static host_status key_from_stdin(char **buf, host_result *r) {
+  size_t len = 0;
+  if (host_read_all(stdin, KEY_INPUT_MAX, "the key on standard input (--key -)", buf, &len, r) !=
+      HOST_OK)
+    return r->status;
+  len = host_strip_newline(*buf, len);
+  (*buf)[len] = '\0'; /* host_read_all leaves a spare byte after the data */
+  if (memchr(*buf, '\0', len) || !len)
+    return host_fail(r, HOST_FAILED, "--key -: standard input holds no virtual key (expected "
+                     "one line: sk-...)");
+  return HOST_OK;
+}
+
+static void print_change(const host_key_change *c) {
+  if (c->key[0]) printf("key: %s\nkey_id: %s\n", c->key, c->key_id);
+  else printf("deleted: %s\n", c->key_id);
+  printf("alias: %s\n", c->alias ? c->alias : "-");
+  printf("secret_name: %s\n", c->secret_name ? c->secret_name
+                              : c->key[0] ? "- (store_virtual_keys is off)" : "-");
+  if (c->removed_secret) printf("removed_secret: %s\n", c->removed_secret);
+  fflush(stdout);
+}
+
+/* generate / delete / regenerate: commit, show, then deliver. */
+static host_status key_change(app *a, const key_args *k, const char *key, host_result *r) {
   if (a->cfg.kms) {
-    rc = open_plugin(a, 1);
-    if (rc != HOST_EXIT_OK) return rc;
+    if (open_plugin(a, 1, r) != HOST_OK) return r->status;
   } else if (a->cfg.store_virtual_keys) {
-    fprintf(stderr, "kms-host: error: %s: store_virtual_keys is true but general_settings."
-            "key_management_system is not set\n", a->cfg.path);
-    return HOST_EXIT_CONFIG;
+    return host_fail(r, HOST_CONFIG, "%s: store_virtual_keys is true but general_settings."
+                     "key_management_system is not set", a->cfg.path);
   }
-  host_key_ctx k = {a->db, &a->cfg, a->hp.module ? kms_module_plugin(a->hp.module) : NULL,
-                    a->hp.client};
-  char err[HOST_ERR_SIZE] = "";
-  if (is_gen) rc = host_key_generate(&k, alias, err, sizeof err);
-  else if (is_del) rc = host_key_delete(&k, alias, key, err, sizeof err);
-  else if (is_regen) rc = host_key_regenerate(&k, alias, key, err, sizeof err);
-  else {
-    if (a->hp.client && host_outbox_pending(a->db) > 0) {
-      long left = host_outbox_replay(a->db, a->hp.client, err, sizeof err);
-      if (left != 0) host_log(KMS_LOG_WARN, "queued work still pending: %s", err);
-      err[0] = '\0';
-    }
-    rc = host_key_list(&k, err, sizeof err);
-  }
-  if (rc != HOST_EXIT_OK && rc != HOST_EXIT_QUEUED && err[0])
-    fprintf(stderr, "kms-host: error: key %s: %s\n", sub, err);
-  return rc;
+  host_key_ctx ctx = {a->db, &a->cfg, a->hp.module ? kms_module_plugin(a->hp.module) : NULL,
+                      a->hp.client};
+  host_key_change c;
+  host_status s = !strcmp(k->sub, "generate") ? host_key_generate(&ctx, k->alias, &c, r)
+                  : !strcmp(k->sub, "delete") ? host_key_delete(&ctx, k->alias, key, &c, r)
+                                              : host_key_regenerate(&ctx, k->alias, key, &c, r);
+  if (s != HOST_OK) return s;
+  print_change(&c); /* before delivery: the key is the caller's even if delivery stalls */
+  host_key_change_clear(&c);
+  return host_outbox_deliver_after_commit(a->db, a->hp.client, r);
 }
 
-static int cmd_sync(app *a, int argc, char **argv) {
-  if (argc >= 1 && is_help(argv[0])) {
-    fputs(usage_sync, stdout);
-    return HOST_EXIT_OK;
+static void list_key(void *ctx, const char *key_id, const char *alias, const char *name,
+                     const char *updated) {
+  (void)ctx;
+  printf("%-16s  %-20s  %-40s  %s\n", key_id, alias ? alias : "-", name ? name : "-", updated);
+}
+
+static void list_queued(void *ctx, long long seq, const char *op, const char *name, int attempts,
+                        const char *last_error) {
+  int *n = ctx;
+  if (!(*n)++) printf("\nqueued secret-manager operations (run `kms-host sync`):\n");
+  printf("  #%lld %s %s (attempts: %d%s%s)\n", seq, op, name, attempts,
+         last_error ? "; last error: " : "", last_error ? last_error : "");
+}
+
+static host_status key_list(app *a, host_result *r) {
+  int queued = 0;
+  host_list_sink sink = {list_key, list_queued, &queued};
+  printf("%-16s  %-20s  %-40s  %s\n", "KEY_ID", "ALIAS", "SECRET_NAME", "UPDATED");
+  return host_store_list(a->db, &sink, r);
+}
+
+static host_status cmd_key(app *a, int argc, char **argv, host_result *r) {
+  key_args k;
+  if (parse_key_args(argc, argv, &k, r) != HOST_OK) return r->status;
+  if (!strcmp(k.sub, "list")) /* read-only: no delivery lock */
+    return open_db(a, 0, r) == HOST_OK ? key_list(a, r) : r->status;
+  /* --key -: read before taking the lock, so a slow writer does not hold it */
+  char *stdin_key = NULL;
+  const char *key = k.key;
+  host_result kr;
+  host_status s = HOST_OK;
+  if (key && !strcmp(key, "-") && (s = key_from_stdin(&stdin_key, &kr)) == HOST_OK)
+    key = stdin_key;
+  if (s == HOST_OK && (s = open_db(a, 1, &kr)) == HOST_OK) s = key_change(a, &k, key, &kr);
+  if (stdin_key) {
+    OPENSSL_cleanse(stdin_key, strlen(stdin_key));
+    free(stdin_key);
   }
-  if (argc) return usage_error(usage_sync, "sync takes no arguments (got '%s')", argv[0]);
-  int rc = open_db(a);
-  if (rc != HOST_EXIT_OK) return rc;
-  if (a->cfg.kms) {
-    rc = open_plugin(a, 1);
-    if (rc != HOST_EXIT_OK) return rc;
-  }
-  long before = host_outbox_pending(a->db);
-  char err[HOST_ERR_SIZE];
-  long left = host_outbox_replay(a->db, a->hp.client, err, sizeof err);
-  if (left < 0) {
-    fprintf(stderr, "kms-host: error: %s\n", err);
-    return HOST_EXIT_FAIL;
-  }
+  if (s == HOST_OK) return HOST_OK;
+  if (s == HOST_QUEUED || s == HOST_USAGE || s == HOST_CONFIG) return host_fail(r, s, "%s", kr.msg);
+  return host_fail(r, s, "key %s: %s", k.sub, kr.msg);
+}
+
+/* --------------------------------------------------------- sync, refresh */
+
+static host_status cmd_sync(app *a, int argc, char **argv, host_result *r) {
+  if (argc) return host_fail(r, HOST_USAGE, "sync takes no arguments (got '%s')", argv[0]);
+  if (open_db(a, 1, r) != HOST_OK) return r->status;
+  if (a->cfg.kms && open_plugin(a, 1, r) != HOST_OK) return r->status;
+  long before, left;
+  if (host_store_pending(a->db, &before, r) != HOST_OK) return r->status;
+  host_result d;
+  host_status s = host_outbox_deliver(a->db, a->hp.client, &left, &d);
+  if (s == HOST_FAILED) return host_fail(r, HOST_FAILED, "%s", d.msg);
   printf("delivered: %ld\nqueued: %ld\n", before - left, left);
-  if (left > 0) {
-    fprintf(stderr, "kms-host: warning: %ld operation(s) still queued: %s\n", left, err);
-    return HOST_EXIT_QUEUED;
-  }
-  return HOST_EXIT_OK;
+  if (s == HOST_QUEUED)
+    return host_fail(r, HOST_QUEUED, "%ld operation(s) still queued: %s", left, d.msg);
+  return HOST_OK;
 }
 
-static int cmd_refresh(app *a, int argc, char **argv) {
-  if (argc >= 1 && is_help(argv[0])) {
-    fputs(usage_refresh, stdout);
-    return HOST_EXIT_OK;
-  }
-  if (argc) return usage_error(usage_refresh, "refresh takes no arguments (got '%s')", argv[0]);
-  int rc = open_plugin(a, 0);
-  if (rc != HOST_EXIT_OK) return rc;
-  opportunistic_replay(a);
+static host_status cmd_refresh(app *a, int argc, char **argv, host_result *r) {
+  if (argc) return host_fail(r, HOST_USAGE, "refresh takes no arguments (got '%s')", argv[0]);
+  if (open_plugin(a, 0, r) != HOST_OK) return r->status;
   kms_error e;
   kms_status st = kms_client_refresh(a->hp.client, &e);
-  if (st != KMS_OK) {
-    fprintf(stderr, "kms-host: error: refresh: %s (%s)\n", e.message, kms_status_str(st));
-    return HOST_EXIT_FAIL;
-  }
+  if (st != KMS_OK)
+    return host_fail(r, HOST_FAILED, "refresh: %s (%s)", e.message, kms_status_str(st));
   printf("refreshed: %s\n", a->cfg.kms);
-  return HOST_EXIT_OK;
+  return HOST_OK;
 }
 
-/* ------------------------------------------------------------------------ */
+/* ------------------------------------------------------------ the table */
 
-static int run(int argc, char **argv) {
-  app a;
-  memset(&a, 0, sizeof a);
-  a.lock_fd = -1;
+static const char usage_plugins[] =
+    "usage: kms-host [--config FILE] [--plugin-dir DIR] plugins\n"
+    "List every <name>.so in the plugin directory with its version, ABI version and\n"
+    "capabilities. With --config, the configured plugin is marked with '*' and the\n"
+    "command fails (exit 3) if it is not there.\n";
+static const char usage_secret[] =
+    "usage: kms-host --config FILE secret (get|put|delete) NAME\n"
+    "  get NAME     print the value of NAME (read through the plugin) and a newline;\n"
+    "               to a terminal, control characters are shown escaped (\\xHH)\n"
+    "  put NAME     store standard input as NAME; one trailing newline is stripped;\n"
+    "               an empty value is refused; at most 1 MiB (1048576 bytes)\n"
+    "  delete NAME  delete NAME (deleting a missing secret succeeds)\n"
+    "Names go to the plugin unchanged (no prefix is added).\n";
+static const char usage_resolve[] =
+    "usage: kms-host --config FILE resolve\n"
+    "Resolve every litellm_params value of model_list that starts with os.environ/ the\n"
+    "way LiteLLM does: through the plugin when key_management_system is set, access_mode\n"
+    "is not write_only and hosted_keys is unset or lists the name; from the environment\n"
+    "otherwise. Prints each reference with a redacted value or the error; exits 1 if any\n"
+    "reference cannot be resolved.\n";
+static const char usage_key[] =
+    "usage: kms-host --config FILE key COMMAND\n"
+    "  generate [--alias A]                   create a virtual key; it is printed once\n"
+    "  delete (--alias A | --key sk-...)      delete a virtual key\n"
+    "  regenerate (--alias A | --key sk-...)  replace a key's value (same id and alias)\n"
+    "  list                                   list keys (id, alias, secret name) and queued work\n"
+    "--key - reads the key from one line of standard input (it then never shows in ps).\n"
+    "With store_virtual_keys: true the key is stored as prefix_for_stored_virtual_keys +\n"
+    "(alias or virtual-key-<id>) through the plugin. The store operation is saved in the\n"
+    "same transaction as the key change and delivered afterwards; if the store is down\n"
+    "the change is kept, the work stays queued and the exit status is 4 (run `sync`).\n"
+    "generate, delete and regenerate take the delivery lock (see --lock-timeout).\n";
+static const char usage_sync[] =
+    "usage: kms-host --config FILE sync\n"
+    "Deliver queued secret-manager operations in order. Exit 0 when none are left,\n"
+    "4 when some are still queued.\n";
+static const char usage_refresh[] =
+    "usage: kms-host --config FILE refresh\n"
+    "Ask the plugin to revalidate its credentials and re-read cached secrets now.\n";
+
+
+static const command commands[] = {
+  {"plugins", "  plugins                      list the plugins in the plugin directory\n",
+   usage_plugins, 0, cmd_plugins},
+  {"secret", "  secret get NAME              print a secret read through the plugin\n"
+             "  secret put NAME              store stdin (one trailing newline stripped) as NAME\n"
+             "  secret delete NAME           delete NAME\n",
+   usage_secret, 1, cmd_secret},
+  {"resolve", "  resolve                      resolve every os.environ/ reference in model_list\n",
+   usage_resolve, 1, cmd_resolve},
+  {"key", "  key generate [--alias A]     create a virtual key (printed once)\n"
+          "  key delete (--alias A | --key sk-... | --key -)\n"
+          "  key regenerate (--alias A | --key sk-... | --key -)\n"
+          "  key list                     list virtual keys (never the keys) and queued work\n",
+   usage_key, 1, cmd_key},
+  {"sync", "  sync                         deliver queued secret-manager operations\n",
+   usage_sync, 1, cmd_sync},
+  {"refresh", "  refresh                      ask the plugin to revalidate credentials and caches\n",
+   usage_refresh, 1, cmd_refresh},
+};
+
+static const command *find_command(const char *name) {
+  for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+    if (!strcmp(commands[i].name, name)) return &commands[i];
+  return NULL;
+}
+
+static void print_main_usage(FILE *f) {
+  fputs("usage: kms-host [--config FILE] [--plugin-dir DIR] [--db PATH] [-v]\n"
+        "                [--lock-timeout SECONDS] [--allow-debugging] COMMAND [ARGS]\n"
+        "\n"
+        "A reference gateway host for kmsplug: reads a LiteLLM-shaped config.yaml, loads the\n"
+        "secret-manager plugin named by general_settings.key_management_system, and runs the\n"
+        "virtual-key hooks with a durable outbox.\n\ncommands:\n", f);
+  for (size_t i = 0; i < sizeof commands / sizeof *commands; i++) fputs(commands[i].summary, f);
+  fputs("\noptions:\n"
+        "  --config FILE      the config (required by every command but `plugins`)\n"
+        "  --plugin-dir DIR   plugin directory; else general_settings.plugin_dir, else\n"
+        "                     $KMS_PLUGIN_PATH, else the installed default\n"
+        "  --db PATH          virtual-key database; else general_settings.kms_db_path, else\n"
+        "                     kms-host.db next to the config\n"
+        "  -v, --verbose      show the plugin's debug log\n"
+        "  --lock-timeout S   how long key changes and sync wait for the delivery lock\n"
+        "                     (seconds, 0-86400; else $KMS_HOST_LOCK_TIMEOUT, else 30)\n"
+        "  --allow-debugging  keep core dumps and debugger attach enabled (they are off\n"
+        "                     because memory holds secrets); for debugging kms-host only\n"
+        "\n"
+        "exit status: 0 ok; 1 failed; 2 bad command line; 3 bad config, plugin or database;\n"
+        "4 the key change is saved but secret-manager work is still queued (run `sync`).\n"
+        "Run `kms-host COMMAND --help` for a command's details.\n", f);
+}
+
+/* ------------------------------------------------------------ main */
+
+static int exit_status(host_status s) {
+  switch (s) {
+  case HOST_OK: return 0;
+  case HOST_FAILED: return 1;
+  case HOST_USAGE: return 2;
+  case HOST_CONFIG: return 3;
+  case HOST_QUEUED: return 4;
+  }
+  return 1;
+}
+
+/* The global options before COMMAND; returns the index of COMMAND. */
+static host_status parse_globals(int argc, char **argv, opts *o, int *next, host_result *r) {
   int i = 1;
   for (; i < argc; i++) {
     const char *s = argv[i];
-    const char **dst = NULL;
-    if (!strcmp(s, "--config")) dst = &a.o.config;
-    else if (!strcmp(s, "--plugin-dir")) dst = &a.o.plugin_dir;
-    else if (!strcmp(s, "--db")) dst = &a.o.db;
-    if (dst) {
-      if (i + 1 >= argc) return usage_error(usage_main, "%s needs a value", s);
-      *dst = argv[++i];
-      continue;
+    static const struct { const char *name; size_t off; } valued[] = {
+      {"--config", offsetof(opts, config)}, {"--plugin-dir", offsetof(opts, plugin_dir)},
+      {"--db", offsetof(opts, db)}, {"--lock-timeout", offsetof(opts, lock_timeout)}};
+    int matched = 0;
+    for (size_t v = 0; v < sizeof valued / sizeof *valued && !matched; v++) {
+      size_t n = strlen(valued[v].name);
+      const char **dst = (const char **)((char *)o + valued[v].off);
+      if (!strcmp(s, valued[v].name)) {
+        if (i + 1 >= argc) return host_fail(r, HOST_USAGE, "%s needs a value", s);
+        *dst = argv[++i];
+        matched = 1;
+      } else if (!strncmp(s, valued[v].name, n) && s[n] == '=') {
+        *dst = s + n + 1;
+        matched = 1;
+      }
     }
-    if (!strncmp(s, "--config=", 9)) a.o.config = s + 9;
-    else if (!strncmp(s, "--plugin-dir=", 13)) a.o.plugin_dir = s + 13;
-    else if (!strncmp(s, "--db=", 5)) a.o.db = s + 5;
-    else if (!strcmp(s, "-v") || !strcmp(s, "--verbose")) a.o.verbose = 1;
-    else if (is_help(s) || !strcmp(s, "help")) {
-      fputs(usage_main, stdout);
-      return HOST_EXIT_OK;
-    } else if (s[0] == '-') return usage_error(usage_main, "unknown option '%s'", s);
+    if (matched) continue;
+    if (!strcmp(s, "-v") || !strcmp(s, "--verbose")) o->verbose = 1;
+    else if (!strcmp(s, "--allow-debugging")) o->allow_debugging = 1;
+    else if (s[0] == '-' && !is_help(s)) return host_fail(r, HOST_USAGE, "unknown option '%s'", s);
     else break;
   }
-  if (i >= argc) {
-    fputs(usage_main, stderr);
-    return HOST_EXIT_USAGE;
+  *next = i;
+  return HOST_OK;
+}
+
+/* Seconds (a decimal integer, 0..LOCK_TIMEOUT_MAX) to milliseconds. */
+static host_status parse_lock_timeout(const char *s, const char *origin, host_status bad,
+                                      unsigned *ms, host_result *r) {
+  if (!s) {
+    *ms = LOCK_TIMEOUT_DEFAULT * 1000u;
+    return HOST_OK;
   }
-  const char *cmd = argv[i++];
-  int sub_argc = argc - i;
-  char **sub_argv = argv + i;
-  static const char *const cmds[] = {"plugins", "secret", "resolve", "key", "sync", "refresh"};
-  int known = 0;
-  for (size_t c = 0; c < sizeof cmds / sizeof *cmds; c++) known |= !strcmp(cmd, cmds[c]);
-  if (!known) return usage_error(usage_main, "unknown command '%s'", cmd);
-  /* --help never needs a config. */
-  int want_help = 0;
-  for (int j = 0; j < sub_argc; j++) want_help |= is_help(sub_argv[j]);
-  if (want_help) {
-    const char *t = !strcmp(cmd, "plugins") ? usage_plugins
-                  : !strcmp(cmd, "secret")  ? usage_secret
-                  : !strcmp(cmd, "resolve") ? usage_resolve
-                  : !strcmp(cmd, "key")     ? usage_key
-                  : !strcmp(cmd, "sync")    ? usage_sync
-                                            : usage_refresh;
-    fputs(t, stdout);
-    return HOST_EXIT_OK;
-  }
-  int is_plugins = !strcmp(cmd, "plugins");
-  if (!a.o.config && !is_plugins)
-    return usage_error(usage_main, "%s needs --config FILE", cmd);
-  (void)host_services(a.o.verbose);
-  if (a.o.config) {
+  char *end;
+  errno = 0;
+  unsigned long v = strtoul(s, &end, 10);
+  if (!*s || *s < '0' || *s > '9' || *end || errno || v > LOCK_TIMEOUT_MAX)
+    return host_fail(r, bad, "%s: '%s' is not a number of seconds from 0 to %d", origin,
+                     s, LOCK_TIMEOUT_MAX);
+  *ms = (unsigned)v * 1000u;
+  return HOST_OK;
+}
+
+/* Load what the command needs, then run it. */
+static host_status dispatch(app *a, const command *c, int argc, char **argv, host_result *r) {
+  host_status s = a->o.lock_timeout
+      ? parse_lock_timeout(a->o.lock_timeout, "--lock-timeout", HOST_USAGE, &a->lock_timeout_ms, r)
+      : parse_lock_timeout(getenv("KMS_HOST_LOCK_TIMEOUT"), "KMS_HOST_LOCK_TIMEOUT", HOST_CONFIG,
+                           &a->lock_timeout_ms, r);
+  if (s != HOST_OK) return s;
+  if (!a->o.config && c->needs_config)
+    return host_fail(r, HOST_USAGE, "%s needs --config FILE", c->name);
+  (void)host_services(a->o.verbose);
+  if (a->o.config) {
     char err[HOST_ERR_SIZE];
-    if (host_config_load(a.o.config, &a.cfg, err, sizeof err) != 0) {
-      fprintf(stderr, "kms-host: error: %s\n", err);
-      return HOST_EXIT_CONFIG;
-    }
-    a.have_cfg = 1;
+    if (host_config_load(a->o.config, &a->cfg, err, sizeof err) != 0)
+      return host_fail_text(r, HOST_CONFIG, err); /* config.c keeps its char[] convention */
+    a->have_cfg = 1;
   }
-  a.dir = host_plugin_dir(a.o.plugin_dir, a.have_cfg ? &a.cfg : NULL);
-  int rc;
-  if (is_plugins) {
-    if (sub_argc) rc = usage_error(usage_plugins, "plugins takes no arguments (got '%s')",
-                                   sub_argv[0]);
-    else rc = cmd_plugins(&a);
-  } else if (!strcmp(cmd, "secret")) rc = cmd_secret(&a, sub_argc, sub_argv);
-  else if (!strcmp(cmd, "resolve")) rc = cmd_resolve(&a, sub_argc, sub_argv);
-  else if (!strcmp(cmd, "key")) rc = cmd_key(&a, sub_argc, sub_argv);
-  else if (!strcmp(cmd, "sync")) rc = cmd_sync(&a, sub_argc, sub_argv);
-  else rc = cmd_refresh(&a, sub_argc, sub_argv);
-  app_close(&a);
-  return rc;
+  a->dir = host_plugin_dir(a->o.plugin_dir, a->have_cfg ? &a->cfg : NULL);
+  return c->run(a, argc, argv, r);
+}
+
+/* Print the outcome: errors and warnings on stderr, a usage error with the
+ * usage text it concerns. */
+static void report(const host_result *r, const command *c) {
+  if (r->status == HOST_OK || !r->msg[0]) return;
+  if (r->status == HOST_USAGE) {
+    fprintf(stderr, "kms-host: %s\n", r->msg);
+    if (c) fputs(c->usage, stderr);
+    else print_main_usage(stderr);
+    return;
+  }
+  fprintf(stderr, "kms-host: %s: %s\n", r->status == HOST_QUEUED ? "warning" : "error", r->msg);
+}
+
+static host_status run(int argc, char **argv, app *a, host_result *r, const command **cmd) {
+  int i = 1;
+  if (parse_globals(argc, argv, &a->o, &i, r) != HOST_OK) return r->status;
+  if (host_harden(a->o.allow_debugging, r) != HOST_OK) return r->status;
+  if (i < argc && (is_help(argv[i]) || !strcmp(argv[i], "help"))) {
+    print_main_usage(stdout);
+    return HOST_OK;
+  }
+  if (i >= argc) return host_fail(r, HOST_USAGE, "a COMMAND is needed");
+  const command *c = find_command(argv[i]);
+  if (!c) return host_fail(r, HOST_USAGE, "unknown command '%s'", argv[i]);
+  *cmd = c;
+  for (int j = i + 1; j < argc; j++)
+    if (is_help(argv[j])) { /* --help never needs a config */
+      fputs(c->usage, stdout);
+      return HOST_OK;
+    }
+  return dispatch(a, c, argc - i - 1, argv + i + 1, r);
 }
 
 int main(int argc, char **argv) {
-  int rc = run(argc, argv);
-  if (fflush(stdout) != 0 && rc == HOST_EXIT_OK) rc = HOST_EXIT_FAIL;
+  app a;
+  memset(&a, 0, sizeof a);
+  a.lock_fd = -1;
+  host_result r = {HOST_OK, ""};
+  const command *c = NULL;
+  r.status = run(argc, argv, &a, &r, &c);
+  app_close(&a);
+  int rc = exit_status(r.status);
+  if (fflush(stdout) != 0 && rc == 0) {
+    r.status = HOST_FAILED;
+    snprintf(r.msg, sizeof r.msg, "cannot write standard output");
+    rc = 1;
+  }
+  report(&r, c);
   return rc;
 }

@@ -85,57 +85,54 @@ static void list_names(const char *dir, char *buf, size_t size) {
   kms_plugin_list_free(list);
 }
 
-int host_plugin_open(const host_config *cfg, const char *dir, int verbose, host_plugin *hp,
-                     char *err, size_t errsz) {
-  memset(hp, 0, sizeof *hp);
-  if (!cfg->kms) {
-    snprintf(err, errsz,
-             "%s: general_settings.key_management_system is not set; this command needs a "
-             "secret manager plugin", cfg->path ? cfg->path : "config");
-    return -1;
+/* The create() settings: every scalar of key_management_settings. */
+static kms_status create_client(const host_config *cfg, int verbose, host_plugin *hp,
+                                kms_error *e) {
+  kms_setting *settings = calloc(cfg->n_settings ? cfg->n_settings : 1, sizeof *settings);
+  if (!settings) return kms_error_set(e, KMS_NO_MEMORY, 0, "out of memory");
+  for (size_t i = 0; i < cfg->n_settings; i++) {
+    settings[i].key = cfg->settings[i].key;
+    settings[i].value = cfg->settings[i].value;
   }
+  kms_status st = kms_client_create(hp->module, host_services(verbose), settings, cfg->n_settings,
+                                    &hp->client, e);
+  free(settings);
+  return st;
+}
+
+host_status host_plugin_open(const host_config *cfg, const char *dir, int verbose,
+                             host_plugin *hp, host_result *r) {
+  memset(hp, 0, sizeof *hp);
+  const char *file = cfg->path ? cfg->path : "config";
+  if (!cfg->kms)
+    return host_fail(r, HOST_CONFIG, "%s: general_settings.key_management_system is not set; "
+                     "this command needs a secret manager plugin", file);
   kms_error e;
   kms_status st = kms_module_load(dir, cfg->kms, &hp->module, &e);
   if (st != KMS_OK) {
     char names[1024];
     list_names(dir, names, sizeof names);
     if (st == KMS_NOT_FOUND)
-      snprintf(err, errsz,
-               "%s:%d: general_settings.key_management_system: unknown plugin '%s' (no %s/%s.so); "
-               "plugins found in %s: %s", cfg->path ? cfg->path : "config", cfg->kms_line,
-               cfg->kms, dir, cfg->kms, dir, names);
-    else
-      snprintf(err, errsz, "cannot load plugin '%s': %s (%s); plugins found in %s: %s", cfg->kms,
-               e.message, kms_status_str(st), dir, names);
-    return -1;
+      return host_fail(r, HOST_CONFIG, "%s:%d: general_settings.key_management_system: unknown "
+                       "plugin '%s' (no %s/%s.so); plugins found in %s: %s", file, cfg->kms_line,
+                       cfg->kms, dir, cfg->kms, dir, names);
+    return host_fail(r, HOST_CONFIG, "cannot load plugin '%s': %s (%s); plugins found in %s: %s",
+                     cfg->kms, e.message, kms_status_str(st), dir, names);
   }
-  kms_setting *settings = calloc(cfg->n_settings ? cfg->n_settings : 1, sizeof *settings);
-  if (!settings) {
-    kms_module_unload(hp->module);
-    hp->module = NULL;
-    snprintf(err, errsz, "out of memory");
-    return -1;
-  }
-  for (size_t i = 0; i < cfg->n_settings; i++) {
-    settings[i].key = cfg->settings[i].key;
-    settings[i].value = cfg->settings[i].value;
-  }
-  st = kms_client_create(hp->module, host_services(verbose), settings, cfg->n_settings,
-                         &hp->client, &e);
-  free(settings);
+  st = create_client(cfg, verbose, hp, &e);
   if (st == KMS_UNAVAILABLE) {
-    snprintf(err, errsz, "plugin '%s' cannot reach its backend: %s (%s)", cfg->kms, e.message,
-             kms_status_str(st));
-    return -2;
+    hp->backend_down = 1;
+    return host_fail(r, HOST_FAILED, "plugin '%s' cannot reach its backend: %s (%s)", cfg->kms,
+                     e.message, kms_status_str(st));
   }
   if (st != KMS_OK) {
-    snprintf(err, errsz, "plugin '%s' (%s) refused the configuration: %s (%s)", cfg->kms,
-             kms_module_path(hp->module), e.message, kms_status_str(st));
+    host_fail(r, HOST_CONFIG, "plugin '%s' (%s) refused the configuration: %s (%s)", cfg->kms,
+              kms_module_path(hp->module), e.message, kms_status_str(st));
     kms_module_unload(hp->module);
     hp->module = NULL;
-    return -1;
+    return HOST_CONFIG;
   }
-  return 0;
+  return HOST_OK;
 }
 
 void host_plugin_close(host_plugin *hp) {

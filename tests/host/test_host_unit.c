@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -308,33 +310,291 @@ static long count(sqlite3 *db, const char *sql) {
   return n;
 }
 
+/* A database path in a fresh private directory (the host refuses a
+ * database in a directory others can write, such as /tmp itself). */
+typedef struct tmpdb {
+  char dir[64];
+  char path[96];
+} tmpdb;
+
+static void tmpdb_make(tmpdb *t) {
+  snprintf(t->dir, sizeof t->dir, "/tmp/kms-host-unit-XXXXXX");
+  assert_non_null(mkdtemp(t->dir));
+  snprintf(t->path, sizeof t->path, "%s/keys.db", t->dir);
+}
+
+static void tmpdb_remove(tmpdb *t) {
+  static const char *const suffixes[] = {"", "-journal", ".lock", ".spy"};
+  char p[128];
+  for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
+    snprintf(p, sizeof p, "%s%s", t->path, suffixes[i]);
+    unlink(p);
+  }
+  assert_int_equal(rmdir(t->dir), 0);
+}
+
 static void test_outbox_queue(void **state) {
   (void)state;
-  char path[] = "/tmp/kms-host-unit-XXXXXX";
-  int fd = mkstemp(path);
-  assert_true(fd >= 0);
-  close(fd);
+  tmpdb t;
+  tmpdb_make(&t);
+  const char *path = t.path;
   sqlite3 *db = NULL;
-  assert_int_equal(host_db_open(path, &db, err, sizeof err), 0);
-  assert_int_equal(host_outbox_enqueue(db, HOST_OUTBOX_WRITE, "p/a", "v1", 2, err, sizeof err), 0);
-  assert_int_equal(host_outbox_enqueue(db, HOST_OUTBOX_WRITE, "p/b", "v1", 2, err, sizeof err), 0);
+  host_result r;
+  long n = 0;
+  assert_int_equal(host_db_open(path, &db, &r), HOST_OK);
+  assert_int_equal(host_store_enqueue(db, HOST_OUTBOX_WRITE, "p/a", "v1", 2, &r), HOST_OK);
+  assert_int_equal(host_store_enqueue(db, HOST_OUTBOX_WRITE, "p/b", "v1", 2, &r), HOST_OK);
   /* a newer write of p/a supersedes the older one */
-  assert_int_equal(host_outbox_enqueue(db, HOST_OUTBOX_WRITE, "p/a", "v2", 2, err, sizeof err), 0);
-  assert_int_equal(host_outbox_pending(db), 2);
+  assert_int_equal(host_store_enqueue(db, HOST_OUTBOX_WRITE, "p/a", "v2", 2, &r), HOST_OK);
+  assert_int_equal(host_store_pending(db, &n, &r), HOST_OK);
+  assert_int_equal(n, 2);
   assert_int_equal(count(db, "SELECT count(*) FROM outbox WHERE value='v1' AND secret_name='p/a'"),
                    0);
   /* a delete drops queued writes of that name but is itself queued */
-  assert_int_equal(host_outbox_enqueue(db, HOST_OUTBOX_DELETE, "p/a", NULL, 0, err, sizeof err), 0);
-  assert_int_equal(host_outbox_pending(db), 2);
+  assert_int_equal(host_store_enqueue(db, HOST_OUTBOX_DELETE, "p/a", NULL, 0, &r), HOST_OK);
+  assert_int_equal(host_store_pending(db, &n, &r), HOST_OK);
+  assert_int_equal(n, 2);
   assert_int_equal(count(db, "SELECT count(*) FROM outbox WHERE op='delete' AND value IS NULL"), 1);
   /* order is kept: p/b first, then the delete of p/a */
   assert_int_equal(count(db, "SELECT secret_name='p/b' FROM outbox ORDER BY seq LIMIT 1"), 1);
   /* with no plugin nothing can land; the queue stays, the error says why */
-  assert_int_equal(host_outbox_replay(db, NULL, err, sizeof err), 2);
-  assert_non_null(strstr(err, "key_management_system"));
+  assert_int_equal(host_outbox_deliver(db, NULL, &n, &r), HOST_QUEUED);
+  assert_int_equal(n, 2);
+  assert_non_null(strstr(r.msg, "key_management_system"));
   assert_int_equal(count(db, "SELECT attempts FROM outbox ORDER BY seq LIMIT 1"), 1);
   host_db_close(db);
-  unlink(path);
+  tmpdb_remove(&t);
+}
+
+/* ------------------------------------------------------------- migrations */
+
+static void test_migrations(void **state) {
+  (void)state;
+  tmpdb t;
+  tmpdb_make(&t);
+  sqlite3 *db = NULL;
+  host_result r;
+  assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
+  /* Step 3 only works after step 2: order matters. */
+  static const host_migration steps[] = {
+    {1, "CREATE TABLE a(x);"},
+    {2, "CREATE TABLE b(y); INSERT INTO b VALUES('two');"},
+    {3, "INSERT INTO b SELECT y || '+three' FROM b;"},
+  };
+  assert_int_equal(host_db_migrate(db, t.path, steps, 1, &r), HOST_OK);
+  assert_int_equal(host_db_schema_version(db), 1);
+  assert_int_equal(count(db, "SELECT count(*) FROM sqlite_master WHERE name='b'"), 0);
+  /* from 1 to 3: steps 2 and 3, in order, once */
+  assert_int_equal(host_db_migrate(db, t.path, steps, 3, &r), HOST_OK);
+  assert_int_equal(host_db_schema_version(db), 3);
+  assert_int_equal(count(db, "SELECT count(*) FROM b WHERE y='two+three'"), 1);
+  assert_int_equal(host_db_migrate(db, t.path, steps, 3, &r), HOST_OK);
+  assert_int_equal(count(db, "SELECT count(*) FROM b"), 2);
+  /* an older binary (it knows 2 steps) refuses the newer schema */
+  memset(&r, 0, sizeof r);
+  assert_int_equal(host_db_migrate(db, t.path, steps, 2, &r), HOST_CONFIG);
+  assert_non_null(strstr(r.msg, "schema version 3, newer than this kms-host understands (2)"));
+  assert_non_null(strstr(r.msg, t.path));
+  /* a failing step leaves the version where it was */
+  static const host_migration bad[] = {{4, "CREATE TABLE c(z); INSERT INTO nowhere VALUES(1);"}};
+  static const host_migration all[] = {steps[0], steps[1], steps[2], bad[0]};
+  assert_int_equal(host_db_migrate(db, t.path, all, 4, &r), HOST_FAILED);
+  assert_non_null(strstr(r.msg, "schema version 4"));
+  assert_int_equal(host_db_schema_version(db), 3);
+  assert_int_equal(count(db, "SELECT count(*) FROM sqlite_master WHERE name='c'"), 0);
+  sqlite3_close(db);
+  /* the real history: a fresh file gets HOST_SCHEMA_VERSION */
+  assert_int_equal(unlink(t.path), 0);
+  assert_int_equal(host_db_open(t.path, &db, &r), HOST_OK);
+  assert_int_equal(host_db_schema_version(db), HOST_SCHEMA_VERSION);
+  host_db_close(db);
+  tmpdb_remove(&t);
+}
+
+/* ---------------------------------------------------------- data at rest */
+
+/* 1 if `needle` occurs in the file's bytes. */
+static int file_contains(const char *path, const char *needle) {
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  static char buf[1 << 20];
+  size_t n = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  size_t m = strlen(needle);
+  for (size_t i = 0; i + m <= n; i++)
+    if (!memcmp(buf + i, needle, m)) return 1;
+  return 0;
+}
+
+static void test_delivered_key_leaves_no_copy(void **state) {
+  (void)state;
+  tmpdb t;
+  tmpdb_make(&t);
+  sqlite3 *db = NULL;
+  host_result r;
+  static const char key[] = "sk-QUEUEDkeyQUEUEDkeyQUEUEDkey0123";
+  assert_int_equal(host_db_open(t.path, &db, &r), HOST_OK);
+  assert_int_equal(host_store_generate(db, "0011223344556677", "hash", "a", "litellm/a", key, &r),
+                   HOST_OK);
+  assert_true(file_contains(t.path, key)); /* queued: it must be there */
+  /* A second name for the journal SQLite is about to write: it keeps the
+   * inode (and its bytes) after SQLite deletes the journal at commit. */
+  char journal[128], spy[128];
+  snprintf(journal, sizeof journal, "%s-journal", t.path);
+  snprintf(spy, sizeof spy, "%s.spy", t.path);
+  int fd = open(journal, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  assert_true(fd >= 0);
+  static const char zeros[4096];
+  assert_int_equal(write(fd, zeros, sizeof zeros), (ssize_t)sizeof zeros);
+  close(fd);
+  assert_int_equal(link(journal, spy), 0);
+  host_outbox_item it;
+  int found = 0;
+  assert_int_equal(host_store_next(db, &it, &found, &r), HOST_OK);
+  assert_int_equal(found, 1);
+  assert_string_equal(it.value, key);
+  assert_int_equal(host_store_landed(db, it.seq, &r), HOST_OK); /* delivered */
+  host_outbox_item_free(&it);
+  host_db_close(db);
+  struct stat st;
+  assert_int_equal(stat(journal, &st), -1); /* deleted at commit ... */
+  assert_int_equal(stat(spy, &st), 0);
+  assert_true(st.st_size > 0);              /* ... after SQLite wrote the page into it ... */
+  assert_false(file_contains(spy, key));     /* ... and zeroed it first */
+  assert_false(file_contains(spy, "QUEUEDkey"));
+  assert_false(file_contains(t.path, key)); /* secure_delete: not in the file either */
+  assert_false(file_contains(t.path, "QUEUEDkey"));
+  tmpdb_remove(&t);
+}
+
+static void test_file_private(void **state) {
+  (void)state;
+  host_result r;
+  struct stat st;
+  memset(&st, 0, sizeof st);
+  st.st_mode = S_IFREG | 0600;
+  st.st_uid = geteuid();
+  assert_int_equal(host_file_private("database", "/x/db", &st, &r), HOST_OK);
+  st.st_mode = S_IFREG | 0640;
+  assert_int_equal(host_file_private("database", "/x/db", &st, &r), HOST_CONFIG);
+  assert_non_null(strstr(r.msg, "chmod 600 /x/db"));
+  assert_non_null(strstr(r.msg, "0640"));
+  st.st_mode = S_IFREG | 0600;
+  st.st_uid = geteuid() + 1;
+  assert_int_equal(host_file_private("database journal", "/x/db-journal", &st, &r), HOST_CONFIG);
+  assert_non_null(strstr(r.msg, "database journal /x/db-journal is owned by uid"));
+  st.st_uid = geteuid();
+  st.st_mode = S_IFIFO | 0600;
+  assert_int_equal(host_file_private("database", "/x/db", &st, &r), HOST_CONFIG);
+}
+
+/* ------------------------------------------------------------ the lock */
+
+typedef struct fake_clock {
+  uint64_t now;
+  unsigned sleeps;
+  unsigned longest;
+} fake_clock;
+
+static uint64_t fake_now(void *ctx) { return ((fake_clock *)ctx)->now; }
+
+static void fake_sleep(void *ctx, unsigned ms) {
+  fake_clock *c = ctx;
+  c->now += ms;
+  c->sleeps++;
+  if (ms > c->longest) c->longest = ms;
+}
+
+static void test_lock_bounded_wait(void **state) {
+  (void)state;
+  tmpdb t;
+  tmpdb_make(&t);
+  fake_clock fc = {1000, 0, 0};
+  host_clock clock = {fake_now, fake_sleep, &fc};
+  host_result r;
+  int held = -1, second = -1;
+  assert_int_equal(host_lock_acquire(t.path, 0, &clock, &held, &r), HOST_OK);
+  assert_true(held >= 0);
+  assert_int_equal(fc.sleeps, 0);
+  /* a second open file description conflicts like another process would */
+  assert_int_equal(host_lock_acquire(t.path, 2000, &clock, &second, &r), HOST_FAILED);
+  assert_int_equal(second, -1);
+  assert_int_equal(fc.now, 3000); /* waited exactly the timeout, in short polls */
+  assert_true(fc.sleeps >= 2000 / 50 && fc.longest <= 50);
+  char who[64];
+  snprintf(who, sizeof who, "held by process %ld", (long)getpid());
+  assert_non_null(strstr(r.msg, who));
+  assert_non_null(strstr(r.msg, ".lock"));
+  /* timeout 0: one try, no sleeping */
+  fc.sleeps = 0;
+  assert_int_equal(host_lock_acquire(t.path, 0, &clock, &second, &r), HOST_FAILED);
+  assert_int_equal(fc.sleeps, 0);
+  host_lock_release(held);
+  assert_int_equal(host_lock_acquire(t.path, 0, &clock, &second, &r), HOST_OK);
+  host_lock_release(second);
+  tmpdb_remove(&t);
+}
+
+/* ------------------------------------------------------------------ io */
+
+static void test_terminal_text(void **state) {
+  (void)state;
+  static const struct {
+    const char *in;
+    int unsafe;
+    const char *out;
+  } v[] = {
+    {"plain sk-abc", 0, "plain sk-abc"},
+    {"multi\nline\ttab", 0, "multi\nline\ttab"},
+    {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91", 0, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91"},
+    {"a\x1b[31mb", 1, "a\\x1b[31mb"},
+    {"cr\rhide", 1, "cr\\x0dhide"},
+    {"del\x7f", 1, "del\\x7f"},
+    {"c1 \xc2\x9b", 1, "c1 \\xc2\\x9b"},          /* U+009B, 8-bit CSI */
+    {"raw \x9b", 1, "raw \\x9b"},                 /* not UTF-8 */
+    {"bad \xc3", 1, "bad \\xc3"},                 /* truncated sequence */
+    {"overlong \xc0\xaf", 1, "overlong \\xc0\\xaf"},
+    {"surrogate \xed\xa0\x80", 1, "surrogate \\xed\\xa0\\x80"},
+    {"back\\slash", 0, "back\\\\slash"},
+  };
+  for (size_t i = 0; i < sizeof v / sizeof *v; i++) {
+    size_t n = strlen(v[i].in);
+    assert_int_equal(host_text_unsafe_for_terminal(v[i].in, n), v[i].unsafe);
+    char *e = host_text_escape(v[i].in, n);
+    assert_string_equal(e, v[i].out);
+    assert_false(host_text_unsafe_for_terminal(e, strlen(e)));
+    free(e);
+  }
+  assert_true(host_text_unsafe_for_terminal("nul\0x", 5));
+}
+
+static void test_read_all(void **state) {
+  (void)state;
+  host_result r;
+  char *buf = NULL;
+  size_t len = 0;
+  for (size_t size = 0; size <= 10000; size += 2500) {
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    for (size_t i = 0; i < size; i++) fputc('a' + (int)(i % 26), f);
+    rewind(f);
+    host_status s = host_read_all(f, 7500, "stdin", &buf, &len, &r);
+    fclose(f);
+    if (size > 7500) {
+      assert_int_equal(s, HOST_FAILED);
+      assert_non_null(strstr(r.msg, "stdin is longer than 7500 bytes"));
+      continue;
+    }
+    assert_int_equal(s, HOST_OK);
+    assert_int_equal(len, size);
+    for (size_t i = 0; i < size; i++) assert_int_equal(buf[i], 'a' + (int)(i % 26));
+    buf[len] = '\0'; /* the spare byte */
+    free(buf);
+  }
+  assert_int_equal(host_strip_newline("ab\r\n", 4), 2);
+  assert_int_equal(host_strip_newline("ab\n\n", 4), 3);
+  assert_int_equal(host_strip_newline("ab\r", 3), 3);
+  assert_int_equal(host_strip_newline("", 0), 0);
 }
 
 int main(void) {
@@ -345,6 +605,9 @@ int main(void) {
     cmocka_unit_test(test_prefix),       cmocka_unit_test(test_redact),
     cmocka_unit_test(test_alias),        cmocka_unit_test(test_base64url),
     cmocka_unit_test(test_keys),         cmocka_unit_test(test_outbox_queue),
+    cmocka_unit_test(test_migrations),   cmocka_unit_test(test_delivered_key_leaves_no_copy),
+    cmocka_unit_test(test_file_private), cmocka_unit_test(test_lock_bounded_wait),
+    cmocka_unit_test(test_terminal_text), cmocka_unit_test(test_read_all),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

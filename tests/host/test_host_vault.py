@@ -7,6 +7,7 @@ commit and the call (test hook and kill -9) -- after which `sync` makes
 Vault equal the key table: no lost write, no duplicate, no orphan."""
 
 import hashlib
+import os
 import signal
 import sqlite3
 import subprocess
@@ -274,6 +275,31 @@ def test_regenerate_while_sealed_then_sync(tmp_path, vault):
     assert vault.read("litellm/rot") == g["key"]
     h.run("sync", check=EXIT_OK)
     assert vault.read("litellm/rot") == r["key"]
+    assert_vault_equals_table(tmp_path, vault)
+
+
+def test_delivered_key_leaves_no_copy_on_disk(tmp_path, vault):
+    """While queued the key is in the database (that is what the outbox is
+    for); once delivered, no byte of it is left in the file or in the
+    journal SQLite wrote and deleted (a hard link keeps that journal's inode
+    for us to read)."""
+    h = make_host(tmp_path, vault)
+    vault.seal()
+    g = parse_fields(h.run("key", "generate", "--alias", "rest", check=EXIT_QUEUED).stdout)
+    db = tmp_path / "kms-host.db"
+    key = g["key"].encode()
+    assert key in db.read_bytes()
+    journal, spy = tmp_path / "kms-host.db-journal", tmp_path / "journal-spy"
+    journal.write_bytes(bytes(4096))  # not a hot journal: SQLite reuses the file
+    journal.chmod(0o600)
+    os.link(journal, spy)
+    vault.seal(False)
+    h.run("sync", check=EXIT_OK)
+    assert vault.read("litellm/rest") == g["key"]
+    assert not journal.exists() and spy.stat().st_size > 0  # SQLite wrote into it
+    for f in (db, spy):
+        data = f.read_bytes()
+        assert key not in data and key[3:20] not in data, f
     assert_vault_equals_table(tmp_path, vault)
 
 
