@@ -322,6 +322,13 @@ static int cmd_secret(app *a, int argc, char **argv) {
   return HOST_EXIT_OK;
 }
 
+/* resolve.c reaches the plugin through these (it links without the loader). */
+static kms_status resolve_read(void *ctx, const char *name, kms_secret **out, kms_error *err) {
+  return kms_client_read((kms_client *)ctx, name, out, err);
+}
+static void resolve_release(void *ctx, kms_secret *s) { kms_client_free_secret((kms_client *)ctx, s); }
+static void resolve_warn(const char *message) { host_log(KMS_LOG_WARN, "%s", message); }
+
 static int cmd_resolve(app *a, int argc, char **argv) {
   if (argc >= 1 && is_help(argv[0])) {
     fputs(usage_resolve, stdout);
@@ -338,49 +345,8 @@ static int cmd_resolve(app *a, int argc, char **argv) {
     if (rc != HOST_EXIT_OK) return rc;
     opportunistic_replay(a);
   }
-  int failed = 0;
-  if (a->cfg.n_refs == 0) printf("no os.environ/ references in model_list\n");
-  for (size_t i = 0; i < a->cfg.n_refs; i++) {
-    const host_ref *r = &a->cfg.refs[i];
-    int via = host_ref_uses_plugin(&a->cfg, r->env_name);
-    char shown[96];
-    char where[160];
-    snprintf(where, sizeof where, "%s:%d model_list[%zu] (%s) %s", a->cfg.path, r->line,
-             r->model_index, r->model_name[0] ? r->model_name : "-", r->param);
-    if (!r->env_name[0]) {
-      printf("%s: %s -> ERROR: empty secret name after os.environ/\n", where, r->value);
-      failed = 1;
-      continue;
-    }
-    if (via) {
-      kms_secret *s = NULL;
-      kms_error e;
-      kms_status st = kms_client_read(a->hp.client, r->env_name, &s, &e);
-      if (st == KMS_OK) {
-        host_redact(s->value, s->length, shown, sizeof shown);
-        int stale = KMS_SECRET_HAS(s, flags) && (s->flags & KMS_SECRET_STALE);
-        printf("%s: %s -> %s [%s%s]\n", where, r->value, shown, a->cfg.kms,
-               stale ? ", stale" : "");
-        kms_client_free_secret(a->hp.client, s);
-      } else {
-        printf("%s: %s -> ERROR via %s: %s (%s)\n", where, r->value, a->cfg.kms, e.message,
-               kms_status_str(st));
-        failed = 1;
-      }
-    } else {
-      const char *v = getenv(r->env_name);
-      if (!v) {
-        printf("%s: %s -> ERROR: environment variable %s is not set\n", where, r->value,
-               r->env_name);
-        failed = 1;
-      } else {
-        host_redact(v, strlen(v), shown, sizeof shown);
-        printf("%s: %s -> %s [environment]\n", where, r->value, shown);
-      }
-    }
-  }
-  fflush(stdout);
-  return failed ? HOST_EXIT_FAIL : HOST_EXIT_OK;
+  host_reader rd = {a->hp.client, a->cfg.kms, resolve_read, resolve_release, resolve_warn};
+  return host_resolve_print(&a->cfg, a->hp.client ? &rd : NULL, stdout);
 }
 
 static int cmd_key(app *a, int argc, char **argv) {
