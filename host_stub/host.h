@@ -73,15 +73,42 @@ typedef struct host_setting {
   int line;
 } host_setting;
 
-/* One `os.environ/NAME` reference in model_list[*].litellm_params. */
+/* One `os.environ/NAME` reference. LiteLLM resolves every string value of
+ * every mapping in the config (mappings inside lists included, strings that
+ * are list items not), so references live anywhere: model_list,
+ * general_settings (master_key, database_url, ...), litellm_settings,
+ * router_settings, credential_list, environment_variables, ... */
 typedef struct host_ref {
-  size_t model_index; /* position in model_list */
+  size_t model_index; /* position in model_list, or HOST_REF_NO_MODEL */
   char *model_name;   /* model_list[i].model_name, or "" */
-  char *param;        /* the litellm_params key, e.g. api_key */
+  char *param;        /* the key holding the value, e.g. api_key */
   char *value;        /* the raw value, e.g. os.environ/OPENAI_API_KEY */
   char *env_name;     /* the secret name LiteLLM would look up: OPENAI_API_KEY */
+  char *path;         /* dotted location, e.g. general_settings.master_key */
   int line;
+  int at_load;        /* resolved from the environment while the config loads
+                         (key_management_settings, environment_variables: they
+                         configure the plugin, so they cannot come from it) */
 } host_ref;
+
+#define HOST_REF_NO_MODEL ((size_t)-1)
+
+/* One entry of the top-level environment_variables mapping. */
+typedef struct host_env_var {
+  char *name;
+  char *value; /* resolved; wiped on free */
+  int line;
+} host_env_var;
+
+/* general_settings.kms_env_fallback: what happens when the plugin has no
+ * value for a reference (or fails). LiteLLM falls back to the environment
+ * on any failure; kms-host does the same by default, with a warning each
+ * time, and can narrow or turn it off. */
+typedef enum host_fallback {
+  HOST_FALLBACK_ANY = 0,   /* any failure (LiteLLM's get_secret) */
+  HOST_FALLBACK_NOT_FOUND, /* only when the store says NOT_FOUND or the value is empty */
+  HOST_FALLBACK_OFF        /* never: the plugin's answer is final */
+} host_fallback;
 
 typedef enum host_access_mode {
   HOST_ACCESS_UNSET = 0, /* not in the config: LiteLLM's default, read_only */
@@ -93,7 +120,9 @@ typedef enum host_access_mode {
 typedef struct host_config {
   char *path;           /* the file as given */
   char *dir;            /* its directory: relative paths in it resolve here */
-  char *kms;            /* general_settings.key_management_system, or NULL */
+  char *kms;            /* the plugin to load for general_settings.key_management_system
+                           (LiteLLM's `local` maps to `env`), or NULL */
+  char *kms_written;    /* key_management_system as written in the file, or NULL */
   int kms_line;
   char *plugin_dir;     /* general_settings.plugin_dir (resolved), or NULL */
   char *db_path;        /* general_settings.kms_db_path (resolved), or NULL */
@@ -105,15 +134,26 @@ typedef struct host_config {
   char **hosted_keys;            /* NULL when unset (then every key is hosted) */
   size_t n_hosted_keys;
   int hosted_keys_set;
+  int access_mode_implied;       /* store_virtual_keys without access_mode: the
+                                    host passes read_and_write (LiteLLM's hooks
+                                    write whatever access_mode says) */
+  host_fallback fallback;        /* general_settings.kms_env_fallback */
+  host_env_var *env_vars;        /* top-level environment_variables, in order */
+  size_t n_env_vars;
   host_ref *refs;
   size_t n_refs;
 } host_config;
 
 /* Parse YAML text. `name` names the file in messages, `base_dir` resolves
- * relative paths. Returns 0, or -1 with `err` naming file:line and the key. */
+ * relative paths. Returns 0, or -1 with `err` naming file:line and the key.
+ * References inside key_management_settings and environment_variables are
+ * resolved here, from environment_variables first and then the process
+ * environment (read only: nothing is set). Not thread-safe against setenv. */
 int host_config_parse(const char *text, size_t len, const char *name, const char *base_dir,
                       host_config *cfg, char *err, size_t errsz);
-/* Read and parse a file. */
+/* Read and parse a file, then export its environment_variables into the
+ * process environment (setenv, overriding, as LiteLLM does) so the plugin and
+ * everything after see them. Call before any thread starts. */
 int host_config_load(const char *path, host_config *cfg, char *err, size_t errsz);
 void host_config_free(host_config *cfg);
 
@@ -142,6 +182,45 @@ int host_ref_uses_plugin(const host_config *cfg, const char *name);
 /* A redacted rendering of a secret: never the whole value. Short values are
  * fully masked; longer ones show their first 3 characters. */
 void host_redact(const char *value, size_t len, char *buf, size_t size);
+
+/* An environment variable as the config's references see it: the config's
+ * environment_variables first (LiteLLM exports them before the secret
+ * manager starts), then the process environment. NULL when unset. */
+const char *host_env_lookup(const host_config *cfg, const char *name);
+
+/* How resolve.c reaches the plugin without linking the loader (the config
+ * fuzzer links resolve.c alone): kms-host fills it from its kms_client. */
+typedef struct host_reader {
+  void *ctx;
+  const char *name; /* the plugin's name, for messages */
+  kms_status (*read)(void *ctx, const char *secret, kms_secret **out, kms_error *err);
+  void (*release)(void *ctx, kms_secret *s);
+  void (*warn)(const char *message); /* one whole line, no secret in it */
+} host_reader;
+
+/* One reference resolved. `value` is malloc'ed and wiped by
+ * host_resolved_clear; NULL on failure, with `error` saying why. */
+typedef struct host_resolved {
+  char *value;
+  size_t length;
+  char source[96]; /* "environment", the plugin's name, "environment, fallback from ..." */
+  int stale;
+  char error[HOST_ERR_SIZE];
+} host_resolved;
+
+/* Resolve `r` as LiteLLM's get_secret does: through the plugin when
+ * host_ref_uses_plugin says so, else from the environment; when the plugin
+ * has no value or fails, fall back to the environment as cfg->fallback
+ * allows, with a warning through reader->warn naming the reference and the
+ * reason. An empty value is never a resolved secret. `reader` may be NULL
+ * when no plugin is loaded. Returns 0 or -1. */
+int host_resolve_ref(const host_config *cfg, const host_reader *reader, const host_ref *r,
+                     host_resolved *out);
+void host_resolved_clear(host_resolved *out);
+
+/* The `resolve` command: every reference in the config with a redacted
+ * value or the error, one line each. Returns 0, or -1 when any failed. */
+int host_resolve_print(const host_config *cfg, const host_reader *reader, FILE *out);
 
 /* ----------------------------------------------------------------- plugin.c */
 
@@ -264,7 +343,8 @@ int host_key_id_new(char out[HOST_KEY_ID_HEX + 1]);
 int host_key_hash(const char *key, char out[65]);
 /* base64url without padding; out must hold 4*ceil(n/3)+1. */
 void host_base64url(const unsigned char *in, size_t n, char *out);
-/* Aliases become secret names: [A-Za-z0-9][A-Za-z0-9._-]{0,127}. */
+/* Aliases become secret names: '/'-separated segments of
+ * [A-Za-z0-9][A-Za-z0-9._-]*, at most 128 characters in all. */
 int host_alias_valid(const char *alias);
 /* 1 if `key` looks like a virtual key this host issues. */
 int host_key_format_valid(const char *key);

@@ -68,14 +68,18 @@ int host_key_hash(const char *key, char out[65]) {
 }
 
 int host_alias_valid(const char *a) {
+  /* '/'-separated segments (LiteLLM stores tenant-a/gateway-key at
+   * litellm/tenant-a/gateway-key), each [A-Za-z0-9][A-Za-z0-9._-]*: so no
+   * empty, '.' or '..' segment and no control character. */
   size_t n = strlen(a);
   if (n == 0 || n > HOST_ALIAS_MAX) return 0;
   for (size_t i = 0; i < n; i++) {
     char c = a[i];
     int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-    if (i == 0 ? !alnum : !(alnum || c == '.' || c == '_' || c == '-')) return 0;
+    int seg_start = i == 0 || a[i - 1] == '/';
+    if (seg_start ? !alnum : !(alnum || c == '.' || c == '_' || c == '-' || c == '/')) return 0;
   }
-  return 1;
+  return a[n - 1] != '/';
 }
 
 int host_key_format_valid(const char *key) {
@@ -114,10 +118,15 @@ static host_status check_store(host_key_ctx *k, int need_write, int need_delete,
                                host_result *r) {
   const kms_plugin *p = k->plugin;
   if (!p) return host_fail(r, HOST_CONFIG, "store_virtual_keys is on but no plugin is loaded");
-  /* LiteLLM's default access_mode is read_only, and so is the plugins'. */
+  if (k->cfg->access_mode_implied)
+    host_log(KMS_LOG_WARN, "store_virtual_keys is true and access_mode is not set: writing "
+             "virtual keys, as LiteLLM does (its key hooks check only store_virtual_keys); set "
+             "access_mode: read_and_write to say so");
+  /* An explicit read_only stays an error: the config contradicts itself. */
   if (k->cfg->access_mode == HOST_ACCESS_READ_ONLY || k->cfg->access_mode == HOST_ACCESS_UNSET)
-    return host_fail(r, HOST_CONFIG, "general_settings.key_management_settings: storing virtual "
-                     "keys needs access_mode: write_only or read_and_write (it is read_only%s)",
+    return host_fail(r, HOST_CONFIG, "general_settings.key_management_settings: "
+                     "store_virtual_keys: true needs access_mode: write_only or read_and_write "
+                     "(it is read_only%s)",
                      k->cfg->access_mode == HOST_ACCESS_UNSET ? ", the default" : "");
   if ((need_write && !(p->capabilities & KMS_CAP_WRITE)) ||
       (need_delete && !(p->capabilities & KMS_CAP_DELETE)))
@@ -157,9 +166,9 @@ host_status host_key_generate(host_key_ctx *k, const char *alias, host_key_chang
                               host_result *r) {
   memset(out, 0, sizeof *out);
   if (alias && !host_alias_valid(alias))
-    return host_fail(r, HOST_USAGE, "alias '%s' is not valid: 1 to %d characters, letters, "
-                     "digits, '.', '_' and '-', starting with a letter or digit (it becomes a "
-                     "secret name)", alias, HOST_ALIAS_MAX);
+    return host_fail(r, HOST_USAGE, "alias '%s' is not valid: 1 to %d characters, '/'-separated "
+                     "segments of letters, digits, '.', '_' and '-', each starting with a letter "
+                     "or digit (it becomes a secret name)", alias, HOST_ALIAS_MAX);
   int store = k->cfg->store_virtual_keys;
   if (store && check_store(k, 1, 0, r) != HOST_OK) return r->status;
   char hash[65];

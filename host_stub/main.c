@@ -214,40 +214,12 @@ static host_status cmd_secret(app *a, int argc, char **argv, host_result *r) {
 
 /* ------------------------------------------------------------------ resolve */
 
-/* One reference: print it with a redacted value or its error; 0 or -1. */
-static int resolve_one(app *a, const host_ref *ref) {
-  char shown[96], where[160];
-  snprintf(where, sizeof where, "%s:%d model_list[%zu] (%s) %s", a->cfg.path, ref->line,
-           ref->model_index, ref->model_name[0] ? ref->model_name : "-", ref->param);
-  if (!ref->env_name[0]) {
-    printf("%s: %s -> ERROR: empty secret name after os.environ/\n", where, ref->value);
-    return -1;
-  }
-  if (!host_ref_uses_plugin(&a->cfg, ref->env_name)) {
-    const char *v = getenv(ref->env_name);
-    if (!v) {
-      printf("%s: %s -> ERROR: environment variable %s is not set\n", where, ref->value,
-             ref->env_name);
-      return -1;
-    }
-    host_redact(v, strlen(v), shown, sizeof shown);
-    printf("%s: %s -> %s [environment]\n", where, ref->value, shown);
-    return 0;
-  }
-  kms_secret *s = NULL;
-  kms_error e;
-  kms_status st = kms_client_read(a->hp.client, ref->env_name, &s, &e);
-  if (st != KMS_OK) {
-    printf("%s: %s -> ERROR via %s: %s (%s)\n", where, ref->value, a->cfg.kms, e.message,
-           kms_status_str(st));
-    return -1;
-  }
-  host_redact(s->value, s->length, shown, sizeof shown);
-  int stale = KMS_SECRET_HAS(s, flags) && (s->flags & KMS_SECRET_STALE);
-  printf("%s: %s -> %s [%s%s]\n", where, ref->value, shown, a->cfg.kms, stale ? ", stale" : "");
-  kms_client_free_secret(a->hp.client, s);
-  return 0;
+/* resolve.c reaches the plugin through these (it links without the loader). */
+static kms_status resolve_read(void *ctx, const char *name, kms_secret **out, kms_error *err) {
+  return kms_client_read((kms_client *)ctx, name, out, err);
 }
+static void resolve_release(void *ctx, kms_secret *s) { kms_client_free_secret((kms_client *)ctx, s); }
+static void resolve_warn(const char *message) { host_log(KMS_LOG_WARN, "%s", message); }
 
 static host_status cmd_resolve(app *a, int argc, char **argv, host_result *r) {
   if (argc) return host_fail(r, HOST_USAGE, "resolve takes no arguments (got '%s')", argv[0]);
@@ -257,13 +229,10 @@ static host_status cmd_resolve(app *a, int argc, char **argv, host_result *r) {
   for (size_t i = 0; i < a->cfg.n_refs; i++)
     need_plugin |= host_ref_uses_plugin(&a->cfg, a->cfg.refs[i].env_name);
   if (need_plugin && open_plugin(a, 0, r) != HOST_OK) return r->status;
-  if (a->cfg.n_refs == 0) printf("no os.environ/ references in model_list\n");
-  size_t failed = 0;
-  for (size_t i = 0; i < a->cfg.n_refs; i++) failed += resolve_one(a, &a->cfg.refs[i]) != 0;
-  fflush(stdout);
-  if (failed)
-    return host_fail(r, HOST_FAILED, "%zu of %zu os.environ/ reference(s) could not be resolved",
-                     failed, a->cfg.n_refs);
+  host_reader rd = {a->hp.client, a->cfg.kms, resolve_read, resolve_release, resolve_warn};
+  if (host_resolve_print(&a->cfg, a->hp.client ? &rd : NULL, stdout) != 0)
+    return host_fail(r, HOST_FAILED, "some os.environ/ references could not be resolved (each "
+                     "is listed above with its error)");
   return HOST_OK;
 }
 
