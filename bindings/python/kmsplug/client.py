@@ -18,6 +18,7 @@ raise ClientClosedError. Module.client() and Module.close() are thread-safe.
 import collections
 import ctypes
 import logging
+import os
 import threading
 import weakref
 
@@ -57,6 +58,17 @@ def _c_text(value, what):
     return value
 
 
+def _c_path(value, what):
+    """A path (str, bytes or os.PathLike) -> bytes, or None when not given."""
+    if value is None or value == "":
+        return None
+    try:
+        value = os.fsencode(value)
+    except TypeError:
+        raise InvalidArgumentError(f"{what} must be a path, not {type(value).__name__}") from None
+    return _c_text(value, what)
+
+
 def _c_bytes(value, what):
     """str/bytes -> bytes for a length-counted value (NULs allowed)."""
     if isinstance(value, str):
@@ -81,7 +93,7 @@ def _raise(lib, status, err):
 def plugin_dir(explicit=None, library=None):
     """The directory the loader would use: explicit, else $KMS_PLUGIN_PATH, else the installed one."""
     lib = _lib.load(library)
-    got = lib.kms_plugin_dir(_c_text(explicit, "plugin_dir") if explicit else None)
+    got = lib.kms_plugin_dir(_c_path(explicit, "plugin_dir"))
     return got.decode("utf-8", "replace")
 
 
@@ -91,7 +103,7 @@ def list_plugins(directory=None, library=None):
     arr = ctypes.POINTER(_lib.PluginInfo_)()
     count = ctypes.c_size_t(0)
     err = _lib.KmsError_()
-    st = lib.kms_plugin_list(_c_text(directory, "plugin_dir") if directory else None,
+    st = lib.kms_plugin_list(_c_path(directory, "plugin_dir"),
                              ctypes.byref(arr), ctypes.byref(count), ctypes.byref(err))
     if st:
         _raise(lib, st, err)
@@ -127,7 +139,7 @@ class Module:
         self._lib = lib = _lib.load(library)
         handle = ctypes.c_void_p()
         err = _lib.KmsError_()
-        st = lib.kms_module_load(_c_text(plugin_dir, "plugin_dir") if plugin_dir else None,
+        st = lib.kms_module_load(_c_path(plugin_dir, "plugin_dir"),
                                  _c_text(name, "plugin name"), ctypes.byref(handle), ctypes.byref(err))
         if st:
             _raise(lib, st, err)
