@@ -30,3 +30,7 @@ def _built():
                  TEST_PLUGIN_DIR / "statusbox.so", TEST_PLUGIN_DIR / "statusbox_serial.so"):
         if not need.exists():
             pytest.fail(f"{need} is not built (cmake --build build)")
+
+# The stand-in `litellm` (tests/stand_in/README.md): LiteLLM itself cannot be
+# installed on CI machines.
+sys.path.insert(0, str(HERE / "stand_in"))
