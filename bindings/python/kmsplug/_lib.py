@@ -128,10 +128,10 @@ _PROTOTYPES = {
 }
 
 # ABI 1.1 (per-call options, listing, health) is not defined yet, so no 1.1
-# symbol name is known here. Each feature maps to the loader symbols it needs;
-# an empty tuple means "no loader offers it", and the caller reports
-# UNSUPPORTED. When 1.1 lands, its symbol names go here (and their prototypes
-# and calls into client.py) -- nothing else changes.
+# symbol name is known here and none is guessed. Each feature maps to the
+# loader symbols it needs; an empty tuple means "no loader offers it", and
+# Client reports UNSUPPORTED. When 1.1 lands, its symbol names go here, with
+# their prototypes above and the calls in client.py.
 ABI11_FEATURES = {
     "options": (),  # per-call location options for read/write/delete
     "list": (),     # names under a prefix

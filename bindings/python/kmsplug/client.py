@@ -151,7 +151,7 @@ class Module:
         self.capability_bits = table.capabilities
         self.capabilities = capability_names(table.capabilities)
         self.path = lib.kms_module_path(self._handle).decode("utf-8", "replace")
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered: closing an owning client closes its module
         self._clients = weakref.WeakSet()
         self._finalizer = weakref.finalize(self, _unload, lib, self._handle)
 
@@ -161,12 +161,8 @@ class Module:
 
     def client(self, settings=None, env=None, logger=None):
         """A new Client of this plugin (see Client)."""
-        with self._lock:
-            if not self._finalizer.alive:
-                raise ClientClosedError(f"plugin module '{self.name}' was closed")
-            c = Client(self, settings, env, logger)
-            self._clients.add(c)
-            return c
+        return Client(self, settings, env, logger)
+
 
     def close(self):
         """Close every client of this module, then unload it. Idempotent."""
@@ -174,7 +170,10 @@ class Module:
             clients = list(self._clients)
         for c in clients:
             c.close()
-        self._finalizer()
+        with self._lock:  # no create runs now; later ones see the module closed
+            for c in list(self._clients):
+                c.close()
+            self._finalizer()
 
     def __enter__(self):
         return self
@@ -237,12 +236,16 @@ class Client:
         self._host = _HostServices(logger or logging.getLogger(f"kmsplug.plugin.{module.name}"), env)
         handle = ctypes.c_void_p()
         err = _lib.KmsError_()
-        st = lib.kms_client_create(module._handle, ctypes.byref(self._host.table), arr, len(keep),
-                                   ctypes.byref(handle), ctypes.byref(err))
-        del keep, arr  # settings are borrowed for create() only
-        if st:
-            _raise(lib, st, err)
-        self._handle = handle.value
+        with module._lock:  # the module cannot be closed (unloaded) under a create
+            if not module._finalizer.alive:
+                raise ClientClosedError(f"plugin module '{module.name}' was closed")
+            st = lib.kms_client_create(module._handle, ctypes.byref(self._host.table), arr, len(keep),
+                                       ctypes.byref(handle), ctypes.byref(err))
+            del keep, arr  # settings are borrowed for create() only
+            if st:
+                _raise(lib, st, err)
+            self._handle = handle.value
+            module._clients.add(self)
         self._thread_safe = bool(module.capability_bits & _lib.CAP_THREAD_SAFE)
         self._serial = threading.Lock()
         self._cond = threading.Condition()
@@ -270,9 +273,7 @@ class Client:
                     self._cond.notify_all()
 
     def _need(self, feature, what, keys=()):
-        if self._lib.has_feature(feature):  # pragma: no cover - no loader has ABI 1.1 yet
-            raise UnsupportedError(f"{what}: ABI 1.1 symbols found but this kmsplug version "
-                                   "cannot call them yet; upgrade the Python package")
+        """Raise UNSUPPORTED for an ABI 1.1 feature (no 1.1 loader call is known yet)."""
         detail = f" ({', '.join(sorted(keys))})" if keys else ""
         raise UnsupportedError(
             f"{what}{detail} needs kmsplug ABI 1.1; the loader {self._lib.path} and plugin "

@@ -71,7 +71,7 @@ class UnsupportedError(KmsError, NotImplementedError):
     status = UNSUPPORTED
 
 
-class NoMemoryError(KmsError, MemoryError):  # pylint: disable=redefined-builtin
+class NoMemoryError(KmsError, MemoryError):
     status = NO_MEMORY
 
 

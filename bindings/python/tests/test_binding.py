@@ -224,13 +224,15 @@ def test_module_context_manager_closes_its_clients():
         assert (m.name, m.version, m.abi) == ("statusbox", "0.0.1-test", (1, 0))
         assert m.capabilities == ("read", "write", "delete", "refresh", "thread-safe")
         assert m.path == str(TEST_PLUGIN_DIR / "statusbox.so")
-        c1, c2 = m.client(), m.client()
+        c1, c2, c3 = m.client(), m.client(), kmsplug.Client(m)
         c1.write("x", "1")
         with pytest.raises(kmsplug.NotFoundError):
             c2.read("x")  # instances are independent
-    assert c1.closed and c2.closed
+    assert c1.closed and c2.closed and c3.closed
     with pytest.raises(kmsplug.ClientClosedError):
         m.client()
+    with pytest.raises(kmsplug.ClientClosedError):
+        kmsplug.Client(m)
 
 
 # --- loading errors --------------------------------------------------------------------
