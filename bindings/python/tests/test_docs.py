@@ -66,11 +66,16 @@ def test_the_page_works_step_by_step(deployment):
                        "litellm_params": {"model": "openai/gpt-4o", "api_key": "sk-openai-from-vault"}}]
     assert litellm.secret_manager_client.client().module.name == "hashicorp_vault"
 
+    # Step 1's check: Python finds the loader and the plugins.
+    env = dict(os.environ, PYTHONPATH=str(HERE.parent))
+    p = subprocess.run([sys.executable, "-m", "kmsplug", "plugins"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0 and "\nhashicorp_vault\t" in "\n" + p.stdout, p.stderr
+
     # /key/generate with key_alias my-team-key: stored under litellm/.
     asyncio.run(hooks.key_generated("my-team-key", "sk-generated-1"))
     assert vault.read("litellm/my-team-key") == "sk-generated-1"
     # ... and the page's check command shows it.
-    env = dict(os.environ, PYTHONPATH=str(HERE.parent))
     p = subprocess.run([sys.executable, "-m", "kmsplug", "get", "litellm/my-team-key", "--plugin",
                         "hashicorp_vault"], env=env, capture_output=True, timeout=60)
     assert (p.returncode, p.stdout) == (0, b"sk-generated-1"), p.stderr
