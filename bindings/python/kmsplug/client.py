@@ -86,7 +86,7 @@ def _setting_text(key, value):
     return _c_text(value, f"setting '{key}'")
 
 
-def _raise(lib, status, err):
+def _raise(status, err):
     raise error_for(status, err.message.decode("utf-8", "replace"), err.backend_status)
 
 
@@ -106,7 +106,7 @@ def list_plugins(directory=None, library=None):
     st = lib.kms_plugin_list(_c_path(directory, "plugin_dir"),
                              ctypes.byref(arr), ctypes.byref(count), ctypes.byref(err))
     if st:
-        _raise(lib, st, err)
+        _raise(st, err)
     try:
         out = []
         for i in range(count.value):
@@ -142,7 +142,7 @@ class Module:
         st = lib.kms_module_load(_c_path(plugin_dir, "plugin_dir"),
                                  _c_text(name, "plugin name"), ctypes.byref(handle), ctypes.byref(err))
         if st:
-            _raise(lib, st, err)
+            _raise(st, err)
         self._handle = handle.value
         table = lib.kms_module_plugin(self._handle).contents
         self.name = table.name.decode()
@@ -243,7 +243,7 @@ class Client:
                                        ctypes.byref(handle), ctypes.byref(err))
             del keep, arr  # settings are borrowed for create() only
             if st:
-                _raise(lib, st, err)
+                _raise(st, err)
             self._handle = handle.value
             module._clients.add(self)
         self._thread_safe = bool(module.capability_bits & _lib.CAP_THREAD_SAFE)
@@ -295,7 +295,7 @@ class Client:
             err = _lib.KmsError_()
             st = lib.kms_client_read(handle, cname, ctypes.byref(out), ctypes.byref(err))
             if st:
-                _raise(lib, st, err)
+                _raise(st, err)
             try:
                 s = out.contents
                 value = ctypes.string_at(s.value, s.length)
@@ -333,7 +333,7 @@ class Client:
             err = _lib.KmsError_()
             st = lib.kms_client_write(handle, cname, data, len(data), ctypes.byref(opts), ctypes.byref(err))
             if st:
-                _raise(lib, st, err)
+                _raise(st, err)
 
         self._run(op)
 
@@ -348,7 +348,7 @@ class Client:
             err = _lib.KmsError_()
             st = lib.kms_client_delete(handle, cname, ctypes.byref(err))
             if st:
-                _raise(lib, st, err)
+                _raise(st, err)
 
         self._run(op)
 
@@ -360,7 +360,7 @@ class Client:
             err = _lib.KmsError_()
             st = lib.kms_client_refresh(handle, ctypes.byref(err))
             if st:
-                _raise(lib, st, err)
+                _raise(st, err)
 
         self._run(op)
 

@@ -7,7 +7,6 @@ import ctypes
 import logging
 import os
 import shutil
-import stat
 import threading
 
 import pytest
