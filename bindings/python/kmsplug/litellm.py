@@ -128,7 +128,10 @@ class KmsplugSecretManager(CustomSecretManager):
 
     def __init__(self):
         super().__init__(secret_manager_name="kmsplug")
-        self._lock = threading.Lock()
+        # Two locks: the event loop takes _pool_lock (to submit work) and must
+        # never wait behind _client_lock, held by a worker during a slow create.
+        self._client_lock = threading.Lock()
+        self._pool_lock = threading.Lock()
         self._client = None
         self._config = None
         self._pool = None
@@ -138,7 +141,7 @@ class KmsplugSecretManager(CustomSecretManager):
 
     def client(self):
         """The plugin client, created on first use from LiteLLM's settings and the environment."""
-        with self._lock:
+        with self._client_lock:
             if self._client is None:
                 cfg = _Config(_settings_dict(_litellm._key_management_settings), os.environ)
                 self._client = _client.open_client(cfg.plugin, cfg.settings, plugin_dir=cfg.plugin_dir,
@@ -149,7 +152,7 @@ class KmsplugSecretManager(CustomSecretManager):
             return self._client
 
     def _executor(self):
-        with self._lock:
+        with self._pool_lock:
             if self._pool is None:
                 workers = int(os.environ.get("KMSPLUG_THREADS", "8"))
                 self._pool = concurrent.futures.ThreadPoolExecutor(workers, "kmsplug")
@@ -157,11 +160,12 @@ class KmsplugSecretManager(CustomSecretManager):
 
     def close(self):
         """Destroy the plugin client and stop the worker threads."""
-        with self._lock:
-            c, self._client = self._client, None
+        with self._pool_lock:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
+        with self._client_lock:
+            c, self._client = self._client, None
         if c is not None:
             c.close()
 

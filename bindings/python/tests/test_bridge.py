@@ -354,3 +354,30 @@ def test_plugin_settings_from_kept_keys_and_the_environment(gateway, vault, monk
     # The client's own settings coming back in optional_params are not overrides.
     params = dict(settings.model_dump(), **settings.model_extra)
     assert run(m.async_read_secret("litellm/destroy-me", optional_params=params)) is None
+
+
+def test_a_slow_plugin_create_does_not_block_the_loop(gateway, monkeypatch):
+    """The first call creates the plugin client in a worker thread; while that
+    create is slow (statusbox waits for its gate), further async calls must
+    not make the event loop wait for it. Regression: the worker pool and the
+    client shared one lock, so the loop blocked until the create finished."""
+    from conftest import TEST_PLUGIN_DIR
+    monkeypatch.setenv("KMSPLUG_PLUGIN", "statusbox")
+    monkeypatch.setenv("KMSPLUG_PLUGIN_DIR", str(TEST_PLUGIN_DIR))
+    monkeypatch.setenv("KMSPLUG_SETTINGS", '{"wait_gate": "1"}')
+    m = gateway()
+    with kmsplug.open("statusbox", plugin_dir=TEST_PLUGIN_DIR) as opener:
+        opener.read("gate/reset")
+
+        async def main():
+            first = asyncio.ensure_future(m.async_read_secret("a"))
+            while m._client is None and not m._client_lock.locked():  # the create has started
+                await asyncio.sleep(0.001)
+            second = asyncio.ensure_future(m.async_read_secret("b"))
+            await asyncio.sleep(0)  # second's first step runs: it must not block the loop
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, opener.read, "gate/open")
+            return await first, await second
+
+        assert run(main()) == (None, None)
+        opener.read("gate/reset")

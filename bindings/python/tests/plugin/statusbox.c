@@ -11,7 +11,9 @@
  *   gate/wait      blocks until some instance reads gate/open (10 s cap, then
  *                  UNAVAILABLE); gate/reset closes the gate again
  * Settings: fail_status=<N> makes create fail with N; log=<text> logs it at
- * INFO from create; anything else is INVALID_ARGUMENT naming the key.
+ * INFO from create; wait_gate=1 makes create wait for the gate (a slow
+ * create); access_mode is accepted and ignored (the LiteLLM bridge passes
+ * it); anything else is INVALID_ARGUMENT naming the key.
  * Built twice: statusbox (thread-safe) and, with STATUSBOX_SERIAL,
  * statusbox_serial (no thread-safe capability: the host must serialise).
  */
@@ -95,18 +97,46 @@ static void sb_free_secret(kms_secret *s) {
   atomic_fetch_sub(&g_outstanding, 1);
 }
 
+static kms_status gate(const char *what, kms_secret **out, kms_error *err) {
+  int rc = 0;
+  pthread_mutex_lock(&g_gate_lock);
+  if (strcmp(what, "open") == 0) {
+    g_gate_open = 1;
+    pthread_cond_broadcast(&g_gate_cond);
+  } else if (strcmp(what, "reset") == 0) {
+    g_gate_open = 0;
+  } else {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    while (!g_gate_open && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&g_gate_cond, &g_gate_lock, &until);
+  }
+  int open = g_gate_open;
+  pthread_mutex_unlock(&g_gate_lock);
+  if (!open && strcmp(what, "wait") == 0) return fail(err, KMS_UNAVAILABLE, 0, "gate timed out");
+  return make_secret(what, strlen(what), 0, out, err);
+}
+
 static kms_status sb_create(const kms_host *host, const kms_setting *s, size_t n, kms_instance **out,
                             kms_error *err) {
   for (size_t i = 0; i < n; i++) {
     if (strcmp(s[i].key, "fail_status") == 0)
       return fail(err, (kms_status)atoi(s[i].value), 0, "create failed as asked (fail_status)");
+    if (strcmp(s[i].key, "access_mode") == 0) continue;
+    if (strcmp(s[i].key, "wait_gate") == 0) {
+      kms_secret *ignored = NULL;
+      kms_status st = gate("wait", &ignored, err);
+      sb_free_secret(ignored);
+      if (st != KMS_OK) return st;
+      continue;
+    }
     if (strcmp(s[i].key, "log") == 0) {
       if (host && host->struct_size >= offsetof(kms_host, log) + sizeof host->log && host->log)
         host->log(host->ctx, KMS_LOG_INFO, s[i].value);
       continue;
     }
     char msg[200];
-    snprintf(msg, sizeof msg, "unknown setting '%.64s' (known: fail_status, log)", s[i].key);
+    snprintf(msg, sizeof msg, "unknown setting '%.64s' (known: fail_status, log, wait_gate, access_mode)", s[i].key);
     return fail(err, KMS_INVALID_ARGUMENT, 0, msg);
   }
   kms_instance *in = calloc(1, sizeof *in);
@@ -153,26 +183,6 @@ static kms_status barrier(kms_instance *in, int k, kms_secret **out, kms_error *
    * tests use a fresh instance per barrier. */
   if (!reached) return fail(err, KMS_UNAVAILABLE, 0, "barrier timed out: calls did not overlap");
   return make_secret("released", 8, 0, out, err);
-}
-
-static kms_status gate(const char *what, kms_secret **out, kms_error *err) {
-  int rc = 0;
-  pthread_mutex_lock(&g_gate_lock);
-  if (strcmp(what, "open") == 0) {
-    g_gate_open = 1;
-    pthread_cond_broadcast(&g_gate_cond);
-  } else if (strcmp(what, "reset") == 0) {
-    g_gate_open = 0;
-  } else {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 10;
-    while (!g_gate_open && rc != ETIMEDOUT) rc = pthread_cond_timedwait(&g_gate_cond, &g_gate_lock, &until);
-  }
-  int open = g_gate_open;
-  pthread_mutex_unlock(&g_gate_lock);
-  if (!open && strcmp(what, "wait") == 0) return fail(err, KMS_UNAVAILABLE, 0, "gate timed out");
-  return make_secret(what, strlen(what), 0, out, err);
 }
 
 static struct entry *find(kms_instance *in, const char *name) {
