@@ -154,7 +154,11 @@ class KmsplugSecretManager(CustomSecretManager):
     def _executor(self):
         with self._pool_lock:
             if self._pool is None:
-                workers = int(os.environ.get("KMSPLUG_THREADS", "8"))
+                text = os.environ.get("KMSPLUG_THREADS", "8")
+                workers = int(text) if text.isdigit() else 0
+                if not 1 <= workers <= 256:
+                    raise InvalidArgumentError(f"kmsplug: KMSPLUG_THREADS={text!r}: use a whole "
+                                               "number of worker threads from 1 to 256")
                 self._pool = concurrent.futures.ThreadPoolExecutor(workers, "kmsplug")
             return self._pool
 

@@ -338,6 +338,12 @@ def test_configuration_errors(gateway, monkeypatch):
         gateway().validate_environment()
 
 
+def test_bad_thread_count_is_a_clear_error(gateway, monkeypatch):
+    monkeypatch.setenv("KMSPLUG_THREADS", "many")
+    with pytest.raises(kmsplug.InvalidArgumentError, match="KMSPLUG_THREADS='many'"):
+        run(gateway().async_read_secret("X"))
+
+
 def test_plugin_settings_from_kept_keys_and_the_environment(gateway, vault, monkeypatch):
     """A LiteLLM that keeps unknown keys (model_extra) passes kmsplug_plugin
     and plugin settings; $KMSPLUG_SETTINGS adds more."""
