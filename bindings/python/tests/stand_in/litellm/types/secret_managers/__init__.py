@@ -1,0 +1,1 @@
+"""STAND-IN package marker (see tests/stand_in/README.md)."""
