@@ -87,14 +87,15 @@ static void owner_text(uid_t uid, char *buf, size_t size) {
 static kms_status check_trusted(const char *what, const char *path, const struct stat *st,
                                 kms_error *err) {
   uid_t euid = geteuid();
-  char owner[96];
+  int foreign = st->st_uid != 0 && st->st_uid != euid;
+  if (!foreign && !(st->st_mode & (S_IWGRP | S_IWOTH))) return KMS_OK;
+  char owner[96]; /* looked up only for the error: NSS can be slow */
   owner_text(st->st_uid, owner, sizeof owner);
-  if (st->st_uid != 0 && st->st_uid != euid)
+  if (foreign)
     return kms_error_set(err, KMS_PERMISSION_DENIED, 0,
                          "%s %s is owned by %s, not by root or this process's user (uid %u); "
                          "refusing to load from it (chown root %s)", what, path, owner,
                          (unsigned)euid, path);
-  if (!(st->st_mode & (S_IWGRP | S_IWOTH))) return KMS_OK;
   if (S_ISDIR(st->st_mode) && (st->st_mode & S_ISVTX))
     return kms_error_set(err, KMS_PERMISSION_DENIED, 0,
                          "%s %s (owner %s, mode %04o) is writable by group or others (sticky "
@@ -107,10 +108,9 @@ static kms_status check_trusted(const char *what, const char *path, const struct
                        (unsigned)(st->st_mode & 07777), path);
 }
 
-/* Every directory from `dir` up to "/" must be trusted. `dir` is absolute;
- * components are stat()ed as written, so for a path with symlinks this
- * checks the directories the symlinks sit in (the caller checks the
- * resolved path as well). */
+/* Every directory from `dir` up to "/" must be trusted. `dir` is absolute
+ * and resolved (realpath), so each prefix is the directory it names; for
+ * any symlink on a path as written see check_symlink_parents. */
 static kms_status check_dir_chain(const char *dir, kms_error *err) {
   char buf[PATH_MAX];
   size_t len = strlen(dir);

@@ -1,10 +1,11 @@
 /*
  * test_loader_trust.c -- the loader's StrictModes rules against a hostile
  * local user: plugin files and directories owned by someone else, parent
- * directories others can write (sticky ones included), symlinks into such
- * places, a file swapped between the checks and dlopen, and descriptor names
- * reused after unloading. Runs as root (chown to nobody, uid 65534) and links
- * the loader built with its test hook (kmsloader_testing).
+ * directories others can write (sticky ones included), ACLs granting write,
+ * symlinks into such places, a file swapped between the checks and dlopen,
+ * and descriptor names reused after unloading. Runs as root (chown to
+ * nobody, uid 65534) and links the loader built with its test hook
+ * (kmsloader_testing).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,10 +16,12 @@
 #include "kms_loader.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "scratch.h"
@@ -63,6 +66,38 @@ static void test_file_owned_by_another_user_refused(void **state) {
   expect_loads(dir, "good");
   /* The group owner does not matter, group write does. */
   assert_int_equal(chown(file, 0, NOBODY), 0);
+  expect_loads(dir, "good");
+  free(file);
+  scratch_remove(dir);
+}
+
+/* Little-endian (the xattr format) ACL entry: tag, permissions, id. */
+static unsigned char *acl_entry(unsigned char *p, unsigned tag, unsigned perm, uint32_t id) {
+  const unsigned char e[8] = {tag & 0xff, tag >> 8, perm & 0xff, perm >> 8,
+                              id & 0xff, (id >> 8) & 0xff, (id >> 16) & 0xff, id >> 24};
+  memcpy(p, e, sizeof e);
+  return p + sizeof e;
+}
+
+/* A POSIX ACL that lets another user write: the group bits of the mode are
+ * the ACL mask, which bounds every named user and group, so the mode check
+ * covers ACLs. (Set as the raw xattr, so the test needs no acl tools.) */
+static void test_acl_granting_write_refused(void **state) {
+  char dir[PATH_MAX];
+  scratch_dir(dir, sizeof dir);
+  char *file = copy_plugin_as("good", dir, "good");
+  unsigned char acl[4 + 5 * 8] = {2, 0, 0, 0}, *p = acl + 4; /* version 2 */
+  p = acl_entry(p, 0x01, 7, UINT32_MAX);   /* user::rwx */
+  p = acl_entry(p, 0x02, 7, NOBODY);       /* user:nobody:rwx */
+  p = acl_entry(p, 0x04, 5, UINT32_MAX);   /* group::r-x */
+  p = acl_entry(p, 0x10, 7, UINT32_MAX);   /* mask::rwx */
+  acl_entry(p, 0x20, 5, UINT32_MAX);       /* other::r-x */
+  if (setxattr(file, "system.posix_acl_access", acl, sizeof acl, 0) != 0)
+    fail_msg("setting an ACL on %s: %s (the build tree's file system must support ACLs)", file,
+             strerror(errno));
+  expect_refused(dir, "good", KMS_PERMISSION_DENIED, file, "writable by group or others");
+  assert_int_equal(removexattr(file, "system.posix_acl_access"), 0);
+  assert_int_equal(chmod(file, 0755), 0);
   expect_loads(dir, "good");
   free(file);
   scratch_remove(dir);
@@ -256,6 +291,7 @@ int main(void) {
   }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_file_owned_by_another_user_refused),
+      cmocka_unit_test(test_acl_granting_write_refused),
       cmocka_unit_test(test_directory_owned_by_another_user_refused),
       cmocka_unit_test(test_world_writable_parent_refused),
       cmocka_unit_test(test_symlinks_resolved_and_checked),
