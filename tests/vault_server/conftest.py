@@ -174,8 +174,7 @@ def start_server(workdir, certs):
         started.append(srv)
         return srv
     yield start
-    for srv in started:
-        srv.stop()
+    assert [srv.stop() for srv in started] == [0] * len(started), "a private server did not exit cleanly"
 
 
 @pytest.fixture

@@ -124,8 +124,8 @@ class KVMixin:
             raise bad("version must be greater than or equal to 0")
         return v
 
-    def kv2_read(self, m, key, req):
-        ver = self._version_param(req)
+    def _requested_version(self, m, key, ver):
+        """(version dict, or None when deleted/destroyed; its metadata) for version ver (0: current)."""
         s = m.secrets.get(key)
         if s is None or s.current == 0:
             not_found()
@@ -133,8 +133,12 @@ class KVMixin:
         if n not in s.versions:
             not_found()
         v = s.versions[n]
-        md = self._vmeta(s, n)
-        if v["destroyed"] or self._deleted(v):
+        live = not (v["destroyed"] or self._deleted(v))
+        return (v if live else None), self._vmeta(s, n)
+
+    def kv2_read(self, m, key, req):
+        v, md = self._requested_version(m, key, self._version_param(req))
+        if v is None:
             return Response(404, envelope({"data": None, "metadata": md}, mount_type="kv"))
         return ok({"data": json.loads(json.dumps(v["data"])), "metadata": md}, mount_type="kv")
 
@@ -368,15 +372,8 @@ class KVMixin:
     def kv2_subkeys(self, m, key, req):
         ver = self._version_param(req)
         depth = to_int(req.data.get("depth", 0), "depth")
-        s = m.secrets.get(key)
-        if s is None or s.current == 0:
-            not_found()
-        n = ver or s.current
-        if n not in s.versions:
-            not_found()
-        v = s.versions[n]
-        md = self._vmeta(s, n)
-        if v["destroyed"] or self._deleted(v):
+        v, md = self._requested_version(m, key, ver)
+        if v is None:
             return Response(404, envelope({"subkeys": None, "metadata": md}, mount_type="kv"))
 
         def walk(obj, level):

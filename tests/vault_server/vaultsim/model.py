@@ -104,6 +104,30 @@ class KVSecret:
         self.updated = now
 
 
+BUILTIN_VAULT = "v" + VAULT_VERSION + "+builtin.vault"
+
+
+def _listing(m, extra_config, options, running_plugin_version, seal_wrap):
+    """One entry of sys/mounts or sys/auth (m: a Mount or an AuthMount)."""
+    config = {"default_lease_ttl": m.default_lease_ttl, "force_no_cache": False,
+              "max_lease_ttl": m.max_lease_ttl}
+    config.update(extra_config)
+    return {
+        "accessor": m.accessor,
+        "config": config,
+        "description": m.description,
+        "external_entropy_access": False,
+        "local": False,
+        "options": options,
+        "plugin_version": "",
+        "running_plugin_version": running_plugin_version,
+        "running_sha256": "",
+        "seal_wrap": seal_wrap,
+        "type": m.type,
+        "uuid": m.uuid,
+    }
+
+
 class Mount:
     def __init__(self, path, mtype, version=2, description=""):
         self.path = path          # "secret/"
@@ -119,21 +143,9 @@ class Mount:
         self.max_lease_ttl = 0
 
     def listing(self):
-        return {
-            "accessor": self.accessor,
-            "config": {"default_lease_ttl": self.default_lease_ttl, "force_no_cache": False,
-                       "max_lease_ttl": self.max_lease_ttl},
-            "description": self.description,
-            "external_entropy_access": False,
-            "local": False,
-            "options": self.options,
-            "plugin_version": "",
-            "running_plugin_version": "v" + VAULT_VERSION + "+builtin.vault" if self.type == "system" else "v0.16.1+builtin",
-            "running_sha256": "",
-            "seal_wrap": self.type == "system",
-            "type": self.type,
-            "uuid": self.uuid,
-        }
+        system = self.type == "system"
+        return _listing(self, {}, self.options,
+                        BUILTIN_VAULT if system else "v0.16.1+builtin", seal_wrap=system)
 
 
 class AuthMount:
@@ -149,21 +161,7 @@ class AuthMount:
         self.max_lease_ttl = 0
 
     def listing(self):
-        return {
-            "accessor": self.accessor,
-            "config": {"default_lease_ttl": self.default_lease_ttl, "force_no_cache": False,
-                       "max_lease_ttl": self.max_lease_ttl, "token_type": "default-service"},
-            "description": self.description,
-            "external_entropy_access": False,
-            "local": False,
-            "options": None,
-            "plugin_version": "",
-            "running_plugin_version": "v" + VAULT_VERSION + "+builtin.vault",
-            "running_sha256": "",
-            "seal_wrap": False,
-            "type": self.type,
-            "uuid": self.uuid,
-        }
+        return _listing(self, {"token_type": "default-service"}, None, BUILTIN_VAULT, seal_wrap=False)
 
 
 class Namespace:

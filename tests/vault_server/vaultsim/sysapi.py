@@ -17,6 +17,28 @@ from .model import AuthMount, Mount, Namespace
 from .policy import Policy, PolicyParseError
 
 
+def _backend_type(d):
+    mtype = d.get("type", "")
+    if not isinstance(mtype, str) or not mtype:
+        raise bad("backend type must be specified as a string")
+    return mtype
+
+
+def _check_path_free(table, mp):
+    for existing in table:
+        if mp.startswith(existing) or existing.startswith(mp):
+            raise bad("path is already in use at %s" % existing)
+
+
+def _enable(table, mp, entry, d):
+    """Adds a new secret or auth mount with its lease config (POST sys/mounts|auth/:path)."""
+    cfg = to_map(d.get("config"), "config") or {}
+    entry.default_lease_ttl = parse_duration(cfg.get("default_lease_ttl", 0), "default_lease_ttl")
+    entry.max_lease_ttl = parse_duration(cfg.get("max_lease_ttl", 0), "max_lease_ttl")
+    table[mp] = entry
+    return Response(204)
+
+
 class SysMixin:
     """Routes and handlers under sys/ (mixed into core.Vault)."""
 
@@ -157,9 +179,7 @@ class SysMixin:
             return ok(m.listing(), mount_type="system")
         if op == "update":
             d = req.data
-            mtype = d.get("type", "")
-            if not isinstance(mtype, str) or not mtype:
-                raise bad("backend type must be specified as a string")
+            mtype = _backend_type(d)
             opts = to_map(d.get("options"), "options") or {}
             version = 1
             if mtype in ("kv-v2",):
@@ -170,15 +190,8 @@ class SysMixin:
                 raise bad("plugin not found in the catalog: %s" % mtype)
             if mp in ("sys/", "auth/", "cubbyhole/", "identity/") or mp.startswith("sys/") or mp.startswith("auth/"):
                 raise bad("cannot mount '%s' of type '%s' as it is a reserved path" % (mp, mtype))
-            for existing in ns.mounts:
-                if mp.startswith(existing) or existing.startswith(mp):
-                    raise bad("path is already in use at %s" % existing)
-            m = Mount(mp, "kv", version, str(d.get("description", "") or ""))
-            cfg = to_map(d.get("config"), "config") or {}
-            m.default_lease_ttl = parse_duration(cfg.get("default_lease_ttl", 0), "default_lease_ttl")
-            m.max_lease_ttl = parse_duration(cfg.get("max_lease_ttl", 0), "max_lease_ttl")
-            ns.mounts[mp] = m
-            return Response(204)
+            _check_path_free(ns.mounts, mp)
+            return _enable(ns.mounts, mp, Mount(mp, "kv", version, str(d.get("description", "") or "")), d)
         if op == "delete":
             if mp == "sys/":
                 raise bad("cannot unmount \"sys/\"")
@@ -225,22 +238,13 @@ class SysMixin:
             return ok(a.listing(), mount_type="system")
         if op == "update":
             d = req.data
-            mtype = d.get("type", "")
-            if not isinstance(mtype, str) or not mtype:
-                raise bad("backend type must be specified as a string")
+            mtype = _backend_type(d)
             if mtype not in ("cert", "approle"):
                 if mtype == "token":
                     raise bad("token credential backend cannot be instantiated")
                 raise bad("plugin not found in the catalog: %s" % mtype)
-            for existing in ns.auth:
-                if mp.startswith(existing) or existing.startswith(mp):
-                    raise bad("path is already in use at %s" % existing)
-            a = AuthMount(mp, mtype, str(d.get("description", "") or ""))
-            cfg = to_map(d.get("config"), "config") or {}
-            a.default_lease_ttl = parse_duration(cfg.get("default_lease_ttl", 0), "default_lease_ttl")
-            a.max_lease_ttl = parse_duration(cfg.get("max_lease_ttl", 0), "max_lease_ttl")
-            ns.auth[mp] = a
-            return Response(204)
+            _check_path_free(ns.auth, mp)
+            return _enable(ns.auth, mp, AuthMount(mp, mtype, str(d.get("description", "") or "")), d)
         if op == "delete":
             if mp == "token/":
                 raise bad("token credential backend cannot be disabled")
