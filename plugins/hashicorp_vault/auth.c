@@ -24,7 +24,6 @@
 
 #include "common.h"
 #include "kms_loader.h"
-#include "kv2.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -216,7 +215,7 @@ static kms_status do_login(vault_auth *a, int64_t deadline, grant *g, kms_error 
                          a->what, a->login_path, ns);
   } else {
     char etext[120];
-    kv2_errors_text(resp.body, resp.len, etext, sizeof etext);
+    vault_errors_text(resp.body, resp.len, etext, sizeof etext);
     long s = resp.status;
     kms_status code = transient(s)              ? KMS_UNAVAILABLE
                       : (s >= 400 && s < 500) ? KMS_UNAUTHENTICATED
@@ -242,7 +241,7 @@ static kms_status do_renew(vault_auth *a, const char *token, int64_t increment,
   if (st == KMS_OK) {
     if (resp.status != 200 || parse_auth(resp.body, resp.len, 0, g) != 1) {
       char etext[120];
-      kv2_errors_text(resp.body, resp.len, etext, sizeof etext);
+      vault_errors_text(resp.body, resp.len, etext, sizeof etext);
       st = kms_error_set(err, transient(resp.status) ? KMS_UNAVAILABLE : KMS_UNAUTHENTICATED,
                          (int32_t)resp.status,
                          "token renewal (POST /v1/auth/token/renew-self): HTTP %ld%s%s",
@@ -264,9 +263,13 @@ static int do_lookup(vault_auth *a, const char *token, int64_t deadline, kms_err
   int r = -1;
   if (vault_http_perform(a->http, &req, &resp, err) == KMS_OK) {
     r = resp.status == 200 ? 1 : (resp.status == 403 || resp.status == 401) ? 0 : -1;
-    if (r < 0)
-      kv2_map_status("token lookup", "/v1/auth/token/lookup-self", resp.status, resp.body,
-                     resp.len, resp.attempts, 1, err);
+    if (r < 0) {
+      char etext[120];
+      vault_errors_text(resp.body, resp.len, etext, sizeof etext);
+      kms_error_set(err, transient(resp.status) ? KMS_UNAVAILABLE : KMS_INTERNAL,
+                    (int32_t)resp.status, "token lookup (GET /v1/auth/token/lookup-self): HTTP "
+                    "%ld%s%s", resp.status, etext[0] ? ": " : "", etext);
+    }
   }
   vault_http_response_clear(&resp);
   return r;
@@ -415,10 +418,7 @@ static int wait_busy(vault_auth *a, int64_t deadline) {
     int64_t left = deadline - now_ms(a);
     if (left <= 0) return -1;
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)(left / 1000);
-    ts.tv_nsec += (long)(left % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    vault_timespec_in(left, &ts);
     pthread_cond_timedwait(&a->cv, &a->mu, &ts);
   }
   return a->completed != seen;
@@ -448,11 +448,7 @@ kms_status vault_auth_new(const vault_config *cfg, vault_http *http, const vault
   a->lg = lg;
   a->clock = clock;
   pthread_mutex_init(&a->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&a->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  vault_cond_init(&a->cv);
   int oom = 0;
   if (cfg->auth_method == VAULT_AUTH_TOKEN) {
     a->token = strdup(cfg->token);
@@ -464,7 +460,7 @@ kms_status vault_auth_new(const vault_config *cfg, vault_http *http, const vault
     char *mount = NULL;
     if (cfg->auth_method == VAULT_AUTH_APPROLE) {
       a->what = "AppRole login";
-      mount = kv2_encode_path(cfg->approle_mount);
+      mount = vault_encode_path(cfg->approle_mount);
     } else {
       a->what = "certificate login";
       mount = strdup("cert");

@@ -4,6 +4,7 @@
 #include "common.h"
 
 #include <openssl/crypto.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -14,6 +15,24 @@ int64_t vault_clock_now(const vault_clock *c) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void vault_cond_init(pthread_cond_t *cv) {
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(cv, &ca);
+  pthread_condattr_destroy(&ca);
+}
+
+void vault_timespec_in(int64_t ms, struct timespec *ts) {
+  clock_gettime(CLOCK_MONOTONIC, ts);
+  ts->tv_sec += (time_t)(ms / 1000);
+  ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
+  }
 }
 
 void vault_rng_seed(vault_rng *r, uint64_t seed, const void *salt) {
@@ -69,4 +88,49 @@ const char *vault_url_path(const char *addr, const char *url) {
   size_t n = strlen(addr);
   if (strncmp(url, addr, n) == 0 && url[n] == '/') return url + n;
   return url;
+}
+
+static int unreserved(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
+}
+
+char *vault_encode_path(const char *s) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t n = strlen(s);
+  char *out = malloc(3 * n + 1), *o = out;
+  if (!out) return NULL;
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (unreserved(*p) || *p == '/') {
+      *o++ = (char)*p;
+    } else {
+      *o++ = '%';
+      *o++ = hex[*p >> 4];
+      *o++ = hex[*p & 15];
+    }
+  }
+  *o = '\0';
+  return out;
+}
+
+void vault_errors_text(const char *body, size_t len, char *buf, size_t size) {
+  if (!size) return;
+  buf[0] = '\0';
+  cJSON *root = vault_json_parse(body, len);
+  cJSON *errs = root ? cJSON_GetObjectItemCaseSensitive(root, "errors") : NULL;
+  size_t used = 0;
+  cJSON *e;
+  cJSON_ArrayForEach(e, errs) {
+    if (!cJSON_IsString(e) || !e->valuestring || !*e->valuestring) continue;
+    int n = snprintf(buf + used, size - used, "%s%s", used ? "; " : "", e->valuestring);
+    if (n < 0 || (size_t)n >= size - used) {
+      used = size - 1;
+      break;
+    }
+    used += (size_t)n;
+  }
+  /* One line, printable. */
+  for (char *p = buf; *p; p++)
+    if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
+  cJSON_Delete(root);
 }

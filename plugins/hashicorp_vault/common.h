@@ -12,8 +12,10 @@
 #define VAULT_COMMON_H
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Monotonic milliseconds. Tests pass their own now_ms (and advance it)
  * instead of sleeping; NULL (or a NULL now_ms) means CLOCK_MONOTONIC. */
@@ -23,6 +25,13 @@ typedef struct vault_clock {
 } vault_clock;
 
 int64_t vault_clock_now(const vault_clock *c);
+
+/* Waits are in real time (a condition variable cannot follow an injected
+ * clock): vault_cond_init makes a CLOCK_MONOTONIC condition variable, and
+ * vault_timespec_in the absolute time `ms` (>= 0) from now for
+ * pthread_cond_timedwait on it. */
+void vault_cond_init(pthread_cond_t *cv);
+void vault_timespec_in(int64_t ms, struct timespec *ts);
 
 /* xorshift64 state: never 0. */
 typedef struct vault_rng {
@@ -47,6 +56,15 @@ void vault_json_wipe_delete(cJSON *j);
  * also when it holds a raw NUL byte: JSON never contains one (a NUL in a
  * string must be escaped), and cJSON would silently end the string there. */
 cJSON *vault_json_parse(const char *body, size_t len);
+
+/* Percent-encode each '/'-separated segment of `s` (RFC 3986 unreserved
+ * characters kept, everything else %XX). malloc'ed, or NULL on
+ * out-of-memory. (KV paths and auth mount paths alike.) */
+char *vault_encode_path(const char *s);
+
+/* Vault's `errors` array (every Vault API answer may carry one) joined
+ * with "; " into buf, one printable line (empty if none). */
+void vault_errors_text(const char *body, size_t len, char *buf, size_t size);
 
 /* The part of `url` after the configured address `addr` (starts with "/"),
  * for messages and logs; `url` itself when it does not start with addr. */

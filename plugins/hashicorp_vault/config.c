@@ -236,7 +236,7 @@ static kms_status norm_addr(const char *var, const char *in, char **out, kms_err
   while (n && s[n - 1] == '/') s[--n] = '\0';
   kms_status st = KMS_OK;
   CURLU *u = curl_url();
-  char *scheme = NULL, *host = NULL, *user = NULL, *path = NULL, *query = NULL, *frag = NULL;
+  char *host = NULL, *user = NULL, *path = NULL, *query = NULL, *frag = NULL;
   if (!u) {
     free(s);
     return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
@@ -272,7 +272,6 @@ static kms_status norm_addr(const char *var, const char *in, char **out, kms_err
   *out = s;
   s = NULL;
 out:
-  curl_free(scheme);
   curl_free(host);
   curl_free(user);
   curl_free(path);
@@ -383,93 +382,171 @@ static kms_status parse_hosts(vault_config *cfg, const char *v, kms_error *err) 
   return KMS_OK;
 }
 
-static kms_status apply_setting(vault_config *cfg, const char *k, const char *v,
-                                const vault_logger *lg, kms_error *err) {
-  int64_t n;
-  if (strcmp(k, "access_mode") == 0) {
-    if (strcmp(v, "read_only") == 0) cfg->access_mode = VAULT_ACCESS_READ_ONLY;
-    else if (strcmp(v, "write_only") == 0) cfg->access_mode = VAULT_ACCESS_WRITE_ONLY;
-    else if (strcmp(v, "read_and_write") == 0) cfg->access_mode = VAULT_ACCESS_READ_AND_WRITE;
-    else
-      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           "setting 'access_mode' must be read_only, write_only or "
-                           "read_and_write (got '%.40s')", v);
-  } else if (strcmp(k, "auth_method") == 0) {
-    if (strcmp(v, "auto") == 0) cfg->auth_requested = VAULT_AUTH_REQUEST_AUTO;
-    else if (strcmp(v, "token") == 0) cfg->auth_requested = VAULT_AUTH_REQUEST_TOKEN;
-    else if (strcmp(v, "cert") == 0) cfg->auth_requested = VAULT_AUTH_REQUEST_CERT;
-    else if (strcmp(v, "approle") == 0) cfg->auth_requested = VAULT_AUTH_REQUEST_APPROLE;
-    else
-      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           "setting 'auth_method' must be auto, token, cert or approle "
-                           "(got '%.40s')", v);
-  } else if (strcmp(k, "delete_mode") == 0) {
-    if (strcmp(v, "soft") == 0) cfg->delete_mode = VAULT_DELETE_SOFT;
-    else if (strcmp(v, "destroy") == 0) cfg->delete_mode = VAULT_DELETE_DESTROY;
-    else
-      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           "setting 'delete_mode' must be soft or destroy (got '%.40s')", v);
-  } else if (strcmp(k, "stale_if_error") == 0 || strcmp(k, "stale_retry_interval") == 0 ||
-             strcmp(k, "connect_timeout") == 0) {
-    int64_t ms;
-    if (vault_parse_duration_ms(v, &ms) != 0)
-      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           "setting '%s' must be a number of seconds or a duration such as "
-                           "'90s' or '1h' (got '%.40s')", k, v);
-    if (k[0] == 'c') {
-      if (ms <= 0)
-        return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                             "setting 'connect_timeout' must be greater than 0");
-      cfg->connect_timeout_ms = ms;
-    } else if (strcmp(k, "stale_if_error") == 0) {
-      cfg->stale_if_error_s = ms / 1000;
-    } else {
-      cfg->stale_retry_ms = ms;
-    }
-  } else if (strcmp(k, "background_refresh") == 0) {
-    char *t = dup_trim(v);
-    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-    int r = parse_bool(t, &cfg->background_refresh);
-    free(t);
-    if (r != 0)
-      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           "setting 'background_refresh' must be true or false (got '%.20s')",
-                           v);
-  } else if (strcmp(k, "max_response_bytes") == 0) {
-    if (parse_i64(v, 1024, 256 * 1024 * 1024, &n) != 0)
-      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           "setting 'max_response_bytes' must be an integer between 1024 and "
-                           "268435456 (got '%.40s')", v);
-    cfg->max_response_bytes = (size_t)n;
-  } else if (strcmp(k, "max_idle_connections") == 0) {
-    if (parse_i64(v, 1, 256, &n) != 0)
-      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           "setting 'max_idle_connections' must be an integer between 1 and "
-                           "256 (got '%.40s')", v);
-    cfg->max_idle_connections = (unsigned)n;
-  } else if (strcmp(k, "redirect_allowed_hosts") == 0) {
+/* ---- the settings table ------------------------------------------------- */
+
+/* How a value is read. */
+typedef enum value_kind {
+  V_INT,      /* whole number in [lo, hi] */
+  V_DURATION, /* seconds or Go duration, in ms, in [lo, hi] ms; stored / div */
+  V_BOOL,     /* Go booleans */
+  V_ENUM,     /* one of choices[] -> its index */
+  V_HOSTS,    /* redirect_allowed_hosts */
+  V_IGNORED   /* host-level key_management_settings: accepted, not ours */
+} value_kind;
+
+typedef enum field_type { F_I64, F_INT, F_SIZE, F_UINT } field_type;
+
+/*
+ * One row per number, switch or choice: where it comes from (environment
+ * variables, first set wins, or a `key_management_settings` key), how it is
+ * parsed, its range, and the vault_config field it lands in. Adding a
+ * setting is adding a row (and its README line).
+ */
+typedef struct setting_row {
+  const char *const *env; /* NULL-terminated variable names, or NULL */
+  const char *key;        /* setting key, or NULL */
+  value_kind kind;
+  int64_t lo, hi;         /* V_INT / V_DURATION range (durations in ms) */
+  int64_t div;            /* V_DURATION: stored = ms / div (1 = ms) */
+  const char *const *choices; /* V_ENUM, NULL-terminated */
+  size_t off;             /* offsetof(vault_config, field) */
+  field_type type;
+  const char *what;       /* "must be ..." (the error message) */
+} setting_row;
+
+#define FIELD(f, t) offsetof(vault_config, f), t
+#define CHOICES(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* (file scope: the compound literals of NAMES/CHOICES are static there) */
+static const setting_row ROWS[] = {
+    {NAMES("HCP_VAULT_REFRESH_INTERVAL"), NULL, V_INT, 0, INT64_MAX / 1000000, 0, NULL,
+     FIELD(refresh_interval_s, F_I64), "a whole number of seconds >= 0 (0 disables the cache)"},
+    {NAMES("VAULT_CLIENT_TIMEOUT", "BAO_CLIENT_TIMEOUT"), NULL, V_DURATION, 1, INT64_MAX / 4, 1,
+     NULL, FIELD(timeout_ms, F_I64), "a positive number of seconds or a duration such as '30s'"},
+    {NAMES("VAULT_MAX_RETRIES", "BAO_MAX_RETRIES"), NULL, V_INT, 0, 100, 0, NULL,
+     FIELD(max_retries, F_INT), "a whole number between 0 and 100"},
+    {NAMES("VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY"), NULL, V_BOOL, 0, 0, 0, NULL,
+     FIELD(skip_verify, F_INT), "true or false"},
+    {NULL, "access_mode", V_ENUM, 0, 0, 0, CHOICES("read_only", "write_only", "read_and_write"),
+     FIELD(access_mode, F_INT), "read_only, write_only or read_and_write"},
+    {NULL, "auth_method", V_ENUM, 0, 0, 0, CHOICES("auto", "token", "cert", "approle"),
+     FIELD(auth_requested, F_INT), "auto, token, cert or approle"},
+    {NULL, "delete_mode", V_ENUM, 0, 0, 0, CHOICES("soft", "destroy"), FIELD(delete_mode, F_INT),
+     "soft or destroy"},
+    {NULL, "stale_if_error", V_DURATION, 0, INT64_MAX / 4, 1000, NULL,
+     FIELD(stale_if_error_s, F_I64), "a number of seconds or a duration such as '90s' or '1h'"},
+    {NULL, "stale_retry_interval", V_DURATION, 0, INT64_MAX / 4, 1, NULL,
+     FIELD(stale_retry_ms, F_I64), "a number of seconds or a duration such as '90s' or '1h'"},
+    {NULL, "connect_timeout", V_DURATION, 1, INT64_MAX / 4, 1, NULL,
+     FIELD(connect_timeout_ms, F_I64), "a number of seconds or a duration such as '90s' (greater than 0)"},
+    {NULL, "background_refresh", V_BOOL, 0, 0, 0, NULL, FIELD(background_refresh, F_INT),
+     "true or false"},
+    {NULL, "max_response_bytes", V_INT, 1024, 256 * 1024 * 1024, 0, NULL,
+     FIELD(max_response_bytes, F_SIZE), "an integer between 1024 and 268435456"},
+    {NULL, "max_idle_connections", V_INT, 1, 256, 0, NULL, FIELD(max_idle_connections, F_UINT),
+     "an integer between 1 and 256"},
+    {NULL, "redirect_allowed_hosts", V_HOSTS, 0, 0, 0, NULL, 0, F_INT, NULL},
+    /* LiteLLM's host-level key_management_settings */
+    {NULL, "store_virtual_keys", V_IGNORED, 0, 0, 0, NULL, 0, F_INT, NULL},
+    {NULL, "prefix_for_stored_virtual_keys", V_IGNORED, 0, 0, 0, NULL, 0, F_INT, NULL},
+    {NULL, "hosted_keys", V_IGNORED, 0, 0, 0, NULL, 0, F_INT, NULL},
+    {NULL, "custom_secret_manager", V_IGNORED, 0, 0, 0, NULL, 0, F_INT, NULL},
+};
+
+static const setting_row *setting_rows(size_t *n) {
+  *n = sizeof ROWS / sizeof *ROWS;
+  return ROWS;
+}
+
+static void store(vault_config *cfg, const setting_row *r, int64_t v) {
+  void *f = (char *)cfg + r->off;
+  switch (r->type) {
+  case F_I64: *(int64_t *)f = v; break;
+  case F_INT: *(int *)f = (int)v; break;
+  case F_SIZE: *(size_t *)f = (size_t)v; break;
+  case F_UINT: *(unsigned *)f = (unsigned)v; break;
+  }
+}
+
+/* Parse a trimmed value for row r. 0 with *out set, -1 if it is bad. */
+static int parse_value(const setting_row *r, const char *t, int64_t *out) {
+  int64_t ms;
+  switch (r->kind) {
+  case V_INT:
+    return parse_i64(t, r->lo, r->hi, out);
+  case V_DURATION:
+    if (vault_parse_duration_ms(t, &ms) != 0 || ms < r->lo || ms > r->hi) return -1;
+    *out = ms / r->div;
+    return 0;
+  case V_BOOL: {
+    int b;
+    if (parse_bool(t, &b) != 0) return -1;
+    *out = b;
+    return 0;
+  }
+  case V_ENUM:
+    for (int64_t i = 0; r->choices[i]; i++)
+      if (strcmp(t, r->choices[i]) == 0) return *out = i, 0;
+    return -1;
+  default:
+    return -1;
+  }
+}
+
+/* Apply value v (from variable or setting `name`) to cfg per row r. */
+static kms_status apply_row(vault_config *cfg, const setting_row *r, const char *name,
+                            const char *v, kms_error *err) {
+  if (r->kind == V_IGNORED) return KMS_OK;
+  if (r->kind == V_HOSTS) {
     for (size_t i = 0; i < cfg->n_redirect_allowed_hosts; i++)
       free(cfg->redirect_allowed_hosts[i]);
     free(cfg->redirect_allowed_hosts);
     cfg->redirect_allowed_hosts = NULL;
     cfg->n_redirect_allowed_hosts = 0;
     return parse_hosts(cfg, v, err);
-  } else if (strcmp(k, "store_virtual_keys") == 0 ||
-             strcmp(k, "prefix_for_stored_virtual_keys") == 0 || strcmp(k, "hosted_keys") == 0 ||
-             strcmp(k, "custom_secret_manager") == 0) {
-    /* host-level settings (LiteLLM's key_management_settings): not ours */
-  } else {
-    /* Echo the name only when it looks like a setting name: never risk
-     * printing a value pasted into the wrong place. */
-    int plain = strlen(k) <= 64;
-    for (const char *p = k; plain && *p; p++)
-      plain = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_';
-    if (plain)
-      vault_logf(lg, KMS_LOG_WARN, "ignoring unknown setting '%s' (see the plugin README)", k);
-    else
-      vault_logf(lg, KMS_LOG_WARN,
-                 "ignoring an unknown setting whose name is not [a-z0-9_] (name not shown)");
   }
+  char *t = dup_trim(v);
+  if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+  int64_t n = 0;
+  int bad = parse_value(r, t, &n);
+  free(t);
+  if (bad)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "%s%s%s must be %s (got '%.40s')",
+                         r->key ? "setting '" : "", name, r->key ? "'" : "", r->what, v);
+  store(cfg, r, n);
+  return KMS_OK;
+}
+
+/* The environment variables of the table. */
+static kms_status load_table_env(vault_config *cfg, const env_ctx *e, kms_error *err) {
+  size_t n;
+  const setting_row *rows = setting_rows(&n);
+  for (size_t i = 0; i < n; i++) {
+    const char *which, *v;
+    if (!rows[i].env || !(v = env_first(e, rows[i].env, &which))) continue;
+    kms_status st = apply_row(cfg, &rows[i], which, v, err);
+    if (st != KMS_OK) return st;
+  }
+  return KMS_OK;
+}
+
+/* One `key_management_settings` entry. Unknown keys are logged and ignored. */
+static kms_status apply_setting(vault_config *cfg, const char *k, const char *v,
+                                const vault_logger *lg, kms_error *err) {
+  size_t n;
+  const setting_row *rows = setting_rows(&n);
+  for (size_t i = 0; i < n; i++)
+    if (rows[i].key && strcmp(rows[i].key, k) == 0) return apply_row(cfg, &rows[i], k, v, err);
+  /* Echo the name only when it looks like a setting name: never risk
+   * printing a value pasted into the wrong place. */
+  int plain = strlen(k) <= 64;
+  for (const char *p = k; plain && *p; p++)
+    plain = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_';
+  if (plain)
+    vault_logf(lg, KMS_LOG_WARN, "ignoring unknown setting '%s' (see the plugin README)", k);
+  else
+    vault_logf(lg, KMS_LOG_WARN,
+               "ignoring an unknown setting whose name is not [a-z0-9_] (name not shown)");
   return KMS_OK;
 }
 
@@ -573,23 +650,10 @@ static kms_status choose_auth(vault_config *cfg, kms_error *err) {
   return KMS_OK;
 }
 
-static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *settings,
-                       size_t n_settings, const vault_logger *lg, kms_error *err) {
+/* Where: address, namespaces, mount, prefix. */
+static kms_status load_where(vault_config *cfg, const env_ctx *e, kms_error *err) {
   kms_status st;
   const char *which, *v;
-  int64_t n;
-
-  cfg->refresh_interval_s = VAULT_DEFAULT_REFRESH_S;
-  cfg->timeout_ms = VAULT_DEFAULT_TIMEOUT_MS;
-  cfg->connect_timeout_ms = VAULT_DEFAULT_CONNECT_TIMEOUT_MS;
-  cfg->max_retries = VAULT_DEFAULT_MAX_RETRIES;
-  cfg->stale_if_error_s = VAULT_DEFAULT_STALE_IF_ERROR_S;
-  cfg->stale_retry_ms = VAULT_DEFAULT_STALE_RETRY_MS;
-  cfg->max_response_bytes = VAULT_DEFAULT_MAX_RESPONSE;
-  cfg->max_idle_connections = VAULT_DEFAULT_MAX_IDLE;
-  cfg->access_mode = VAULT_ACCESS_READ_ONLY;
-  cfg->delete_mode = VAULT_DELETE_SOFT;
-
   /* Address. */
   v = env_first(e, NAMES("HCP_VAULT_ADDR", "VAULT_ADDR", "BAO_ADDR"), &which);
   if ((st = norm_addr(v ? which : "HCP_VAULT_ADDR", v ? v : VAULT_DEFAULT_ADDR, &cfg->addr,
@@ -622,6 +686,13 @@ static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *s
       KMS_OK)
     return st;
 
+  return KMS_OK;
+}
+
+/* Who: token, client certificate, cert role, AppRole. */
+static kms_status load_credentials(vault_config *cfg, const env_ctx *e, kms_error *err) {
+  kms_status st;
+  const char *which;
   /* Credentials. */
   const char *token_var, *cert_var, *key_var, *role_var, *sid_var;
   if ((st = take_str(e, NAMES("HCP_VAULT_TOKEN", "VAULT_TOKEN", "BAO_TOKEN"), &cfg->token,
@@ -660,6 +731,13 @@ static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *s
       (st = check_client_cert(cert_var, cfg->client_cert, key_var, cfg->client_key, err)) != KMS_OK)
     return st;
 
+  return KMS_OK;
+}
+
+/* TLS trust: CA file/dir and server name (VAULT_SKIP_VERIFY is in the table). */
+static kms_status load_tls(vault_config *cfg, const env_ctx *e, kms_error *err) {
+  kms_status st;
+  const char *which;
   /* TLS. */
   if ((st = take_str(e, NAMES("VAULT_CACERT", "BAO_CACERT"), &cfg->ca_file, &which, err)) != KMS_OK)
     return st;
@@ -686,50 +764,31 @@ static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *s
         return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                              "%s must be a DNS host name (letters, digits, '-', '.')", which);
   }
-  if ((v = env_first(e, NAMES("VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY"), &which))) {
-    char *t = dup_trim(v);
-    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-    int r = parse_bool(t, &cfg->skip_verify);
-    free(t);
-    if (r != 0)
-      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           "%s must be true or false (got '%.20s')", which, v);
-  }
 
-  if ((st = load_proxies(cfg, e, err)) != KMS_OK) return st;
+  return KMS_OK;
+}
 
-  /* Numbers. */
-  if ((v = env_first(e, NAMES("HCP_VAULT_REFRESH_INTERVAL"), &which))) {
-    char *t = dup_trim(v);
-    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-    int r = parse_i64(t, 0, INT64_MAX / 1000000, &n);
-    free(t);
-    if (r != 0)
-      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           "HCP_VAULT_REFRESH_INTERVAL must be a whole number of seconds >= 0 "
-                           "(0 disables the cache), got '%.20s'", v);
-    cfg->refresh_interval_s = n;
-  }
-  if ((v = env_first(e, NAMES("VAULT_CLIENT_TIMEOUT", "BAO_CLIENT_TIMEOUT"), &which))) {
-    char *t = dup_trim(v);
-    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-    int r = vault_parse_duration_ms(t, &cfg->timeout_ms);
-    free(t);
-    if (r != 0 || cfg->timeout_ms <= 0)
-      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           "%s must be a positive number of seconds or a duration such as "
-                           "'30s' (got '%.20s')", which, v);
-  }
-  if ((v = env_first(e, NAMES("VAULT_MAX_RETRIES", "BAO_MAX_RETRIES"), &which))) {
-    char *t = dup_trim(v);
-    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-    int r = parse_i64(t, 0, 100, &n);
-    free(t);
-    if (r != 0)
-      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           "%s must be a whole number between 0 and 100 (got '%.20s')", which, v);
-    cfg->max_retries = (int)n;
-  }
+static void set_defaults(vault_config *cfg) {
+  cfg->refresh_interval_s = VAULT_DEFAULT_REFRESH_S;
+  cfg->timeout_ms = VAULT_DEFAULT_TIMEOUT_MS;
+  cfg->connect_timeout_ms = VAULT_DEFAULT_CONNECT_TIMEOUT_MS;
+  cfg->max_retries = VAULT_DEFAULT_MAX_RETRIES;
+  cfg->stale_if_error_s = VAULT_DEFAULT_STALE_IF_ERROR_S;
+  cfg->stale_retry_ms = VAULT_DEFAULT_STALE_RETRY_MS;
+  cfg->max_response_bytes = VAULT_DEFAULT_MAX_RESPONSE;
+  cfg->max_idle_connections = VAULT_DEFAULT_MAX_IDLE;
+  cfg->access_mode = VAULT_ACCESS_READ_ONLY;
+  cfg->delete_mode = VAULT_DELETE_SOFT;
+}
+
+static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *settings,
+                       size_t n_settings, const vault_logger *lg, kms_error *err) {
+  kms_status st;
+  set_defaults(cfg);
+  if ((st = load_where(cfg, e, err)) != KMS_OK || (st = load_credentials(cfg, e, err)) != KMS_OK ||
+      (st = load_tls(cfg, e, err)) != KMS_OK || (st = load_proxies(cfg, e, err)) != KMS_OK ||
+      (st = load_table_env(cfg, e, err)) != KMS_OK)
+    return st;
 
   /* Settings. */
   for (size_t i = 0; i < n_settings; i++) {

@@ -55,13 +55,7 @@ static int is_cancelled(vault_http *h) { return __atomic_load_n(&h->cancelled, _
  * an injected clock), or less if the client is cancelled: returns 1 then. */
 static int wait_ms(vault_http *h, int64_t ms) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  ts.tv_sec += (time_t)(ms / 1000);
-  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
+  vault_timespec_in(ms, &ts);
   pthread_mutex_lock(&h->mu);
   while (!h->cancelled)
     if (pthread_cond_timedwait(&h->cancel_cv, &h->mu, &ts) == ETIMEDOUT) break;
@@ -174,11 +168,7 @@ kms_status vault_http_new(const vault_config *cfg, const vault_logger *lg,
   h->max_ms = 2000;
   h->max_idle = cfg->max_idle_connections ? cfg->max_idle_connections : 1;
   pthread_mutex_init(&h->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&h->cancel_cv, &ca);
-  pthread_condattr_destroy(&ca);
+  vault_cond_init(&h->cancel_cv);
   for (int i = 0; i < CURL_LOCK_DATA_LAST; i++) pthread_mutex_init(&h->share_mu[i], NULL);
   h->idle = calloc(h->max_idle, sizeof *h->idle);
   origin o;

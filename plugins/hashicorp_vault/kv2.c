@@ -50,33 +50,10 @@ kms_status kv2_validate_name(const char *name, kms_error *err) {
   return KMS_OK;
 }
 
-static int unreserved(unsigned char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
-}
-
-char *kv2_encode_path(const char *s) {
-  static const char hex[] = "0123456789ABCDEF";
-  size_t n = strlen(s);
-  char *out = malloc(3 * n + 1), *o = out;
-  if (!out) return NULL;
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (unreserved(*p) || *p == '/') {
-      *o++ = (char)*p;
-    } else {
-      *o++ = '%';
-      *o++ = hex[*p >> 4];
-      *o++ = hex[*p & 15];
-    }
-  }
-  *o = '\0';
-  return out;
-}
-
 /* Append "{enc(s)}/" to the buffer if s is set. */
 static int append_seg(char **buf, size_t *len, const char *s) {
   if (!s) return 0;
-  char *e = kv2_encode_path(s);
+  char *e = vault_encode_path(s);
   if (!e) return -1;
   size_t el = strlen(e);
   char *nb = realloc(*buf, *len + el + 2);
@@ -110,7 +87,6 @@ kms_status kv2_layout_init(kv2_layout *l, const vault_config *cfg, kms_error *er
   memset(l, 0, sizeof *l);
   l->data_base = make_base(cfg, "data");
   l->meta_base = make_base(cfg, "metadata");
-  l->addr_len = strlen(cfg->addr);
   if (!l->data_base || !l->meta_base) {
     kv2_layout_free(l);
     return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
@@ -130,7 +106,7 @@ kms_status kv2_url(const kv2_layout *l, kv2_kind kind, const char *name, char **
   kms_status st = kv2_validate_name(name, err);
   if (st != KMS_OK) return st;
   const char *base = kind == KV2_DATA ? l->data_base : l->meta_base;
-  char *e = kv2_encode_path(name);
+  char *e = vault_encode_path(name);
   if (!e) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   size_t bl = strlen(base), el = strlen(e);
   char *u = malloc(bl + el + 1);
@@ -143,10 +119,6 @@ kms_status kv2_url(const kv2_layout *l, kv2_kind kind, const char *name, char **
   free(e);
   *url = u;
   return KMS_OK;
-}
-
-const char *kv2_url_path(const kv2_layout *l, const char *url) {
-  return strlen(url) >= l->addr_len ? url + l->addr_len : url;
 }
 
 /* ---- bodies ------------------------------------------------------------ */
@@ -390,28 +362,6 @@ int64_t kv2_parse_write_version(const char *body, size_t len) {
   return v;
 }
 
-void kv2_errors_text(const char *body, size_t len, char *buf, size_t size) {
-  if (!size) return;
-  buf[0] = '\0';
-  cJSON *root = vault_json_parse(body, len);
-  cJSON *errs = root ? cJSON_GetObjectItemCaseSensitive(root, "errors") : NULL;
-  size_t used = 0;
-  cJSON *e;
-  cJSON_ArrayForEach(e, errs) {
-    if (!cJSON_IsString(e) || !e->valuestring || !*e->valuestring) continue;
-    int n = snprintf(buf + used, size - used, "%s%s", used ? "; " : "", e->valuestring);
-    if (n < 0 || (size_t)n >= size - used) {
-      used = size - 1;
-      break;
-    }
-    used += (size_t)n;
-  }
-  /* One line, printable. */
-  for (char *p = buf; *p; p++)
-    if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
-  cJSON_Delete(root);
-}
-
 /* For a 404: is the body a KV v2 envelope of a deleted or destroyed version? */
 static const char *deleted_state(const char *body, size_t len, int64_t *version) {
   const char *r = NULL;
@@ -434,7 +384,7 @@ static int contains(const char *hay, const char *needle) { return strstr(hay, ne
 kms_status kv2_map_status(const char *op, const char *path, long http, const char *body,
                           size_t len, int attempts, int have_token, kms_error *err) {
   char etext[160];
-  kv2_errors_text(body, len, etext, sizeof etext);
+  vault_errors_text(body, len, etext, sizeof etext);
   char tries[32] = "";
   if (attempts > 1) snprintf(tries, sizeof tries, " after %d attempts", attempts);
   const char *sep = etext[0] ? ": " : "";

@@ -2,7 +2,7 @@
  * kv2.h -- everything that knows the shape of Vault's KV version 2 API.
  *
  * What lives here:
- *   - secret-name validation and per-segment percent-encoding;
+ *   - secret-name validation (percent-encoding is vault_encode_path, common.h);
  *   - URL paths: {addr}/v1/[{namespace}/]{mount}/(data|metadata)/[{prefix}/]{name}
  *     (the namespace goes into the path, as LiteLLM's docs show);
  *   - request bodies ({"data":{"key":value}}, options.cas, custom_metadata),
@@ -26,7 +26,6 @@
 typedef struct kv2_layout {
   char *data_base;  /* "{addr}/v1/[{ns}/]{mount}/data/[{prefix}/]" */
   char *meta_base;  /* "{addr}/v1/[{ns}/]{mount}/metadata/[{prefix}/]" */
-  size_t addr_len;  /* strlen(addr): the path starts at data_base + addr_len */
 } kv2_layout;
 
 typedef enum kv2_kind { KV2_DATA, KV2_METADATA } kv2_kind;
@@ -39,18 +38,10 @@ void kv2_layout_free(kv2_layout *l);
  * (0x00-0x1f, 0x7f). Otherwise KMS_INVALID_ARGUMENT with the reason. */
 kms_status kv2_validate_name(const char *name, kms_error *err);
 
-/* Percent-encode each '/'-separated segment of `s` (RFC 3986 unreserved
- * characters kept, everything else %XX) and append to out (NUL-terminated).
- * Returns the new malloc'ed string, or NULL on out-of-memory. */
-char *kv2_encode_path(const char *s);
 
 /* Full URL of `name` (validated first). *url is malloc'ed. */
 kms_status kv2_url(const kv2_layout *l, kv2_kind kind, const char *name, char **url,
                    kms_error *err);
-
-/* The URL without "{addr}" (starts with "/v1/"): used in messages and as
- * the cache key. */
-const char *kv2_url_path(const kv2_layout *l, const char *url);
 
 /* Bodies. *body is malloc'ed, NUL-terminated, and must be released with
  * kv2_free_body (which wipes it). The value must be valid UTF-8 without
@@ -85,7 +76,5 @@ int64_t kv2_parse_write_version(const char *body, size_t len);
 kms_status kv2_map_status(const char *op, const char *path, long http_status, const char *body,
                           size_t len, int attempts, int have_token, kms_error *err);
 
-/* Vault's `errors` array joined with "; " into buf (empty if none). */
-void kv2_errors_text(const char *body, size_t len, char *buf, size_t size);
 
 #endif

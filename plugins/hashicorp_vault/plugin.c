@@ -162,7 +162,7 @@ static kms_status vault_call(const vault_call_ctx *k, const char *op, const char
 static kms_status fetch_secret(void *ctx, const char *url, vault_cache_value *out,
                                kms_error *err) {
   const vault_call_ctx *k = ctx;
-  const char *path = kv2_url_path(&k->in->layout, url);
+  const char *path = vault_url_path(k->in->cfg.addr, url);
   vault_http_response resp;
   kms_status st = vault_call(k, "read", "GET", url, NULL, 0, &resp, err);
   if (st != KMS_OK) return st;
@@ -261,7 +261,7 @@ static kms_status write_secret(kms_instance *in, const char *name, const char *v
   size_t body_len = 0;
   kms_status st = kv2_url(&in->layout, KV2_DATA, name, &url, err);
   if (st != KMS_OK) return st;
-  const char *path = kv2_url_path(&in->layout, url);
+  const char *path = vault_url_path(in->cfg.addr, url);
   if ((st = kv2_write_body(value, len, cas, cas_version, &body, &body_len, err)) != KMS_OK) {
     free(url);
     return st;
@@ -292,7 +292,7 @@ static kms_status write_secret(kms_instance *in, const char *name, const char *v
       kv2_free_body(body, body_len);
       if (st == KMS_OK) {
         if (resp.status != 200 && resp.status != 204)
-          st = kv2_map_status("write metadata", kv2_url_path(&in->layout, murl), resp.status,
+          st = kv2_map_status("write metadata", vault_url_path(in->cfg.addr, murl), resp.status,
                               resp.body, resp.len, resp.attempts, 1, err);
         vault_http_response_clear(&resp);
       }
@@ -326,7 +326,7 @@ static kms_status delete_secret(kms_instance *in, const char *name, kms_error *e
                   "DELETE", target, NULL, 0, &resp, err);
   if (st == KMS_OK) {
     if (resp.status != 200 && resp.status != 204 && resp.status != 404)
-      st = kv2_map_status("delete", kv2_url_path(&in->layout, target), resp.status, resp.body,
+      st = kv2_map_status("delete", vault_url_path(in->cfg.addr, target), resp.status, resp.body,
                           resp.len, resp.attempts, 1, err);
     vault_http_response_clear(&resp);
   }

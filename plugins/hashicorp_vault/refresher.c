@@ -131,10 +131,7 @@ static void *run(void *arg) {
     while (!r->stop && (left = wake - now_ms(r)) > 0) {
       /* real time: the condition variable cannot follow an injected clock */
       struct timespec ts;
-      clock_gettime(CLOCK_MONOTONIC, &ts);
-      ts.tv_sec += (time_t)(left / 1000);
-      ts.tv_nsec += (long)(left % 1000) * 1000000L;
-      if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+      vault_timespec_in(left, &ts);
       int rc = pthread_cond_timedwait(&r->cv, &r->mu, &ts);
       if (rc != 0 && rc != ETIMEDOUT && rc != EINTR) break;
     }
@@ -169,11 +166,7 @@ kms_status vault_refresher_start(const vault_refresher_deps *deps, vault_refresh
   r->auth_gap_ms = 1000;
   vault_rng_seed(&r->rng, 0, r);
   pthread_mutex_init(&r->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&r->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  vault_cond_init(&r->cv);
 
   /* The thread blocks the asynchronous signals: the host's handlers run on
    * its own threads, never on ours (faults still reach their handlers). */

@@ -29,6 +29,7 @@
 #include <cjson/cJSON.h>
 
 #include "fuzz_common.h"
+#include "common.h"
 #include "kv2.h"
 
 #define CANARY "kmsfuzz-S3CRET-c4n4ry"
@@ -92,7 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size -= nn + 1;
     data = nl + 1;
   }
-  char *enc = kv2_encode_path(name);
+  char *enc = vault_encode_path(name);
   if (!enc) abort();
   char path[3 * VAULT_NAME_MAX + 32];
   snprintf(path, sizeof path, "/v1/secret/data/%s", enc);
@@ -101,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t len;
   char *body = substitute(data, size, &len);
   char etext_full[4096];
-  kv2_errors_text(body, len, etext_full, sizeof etext_full);
+  vault_errors_text(body, len, etext_full, sizeof etext_full);
 
   kms_error err;
   memset(&err, 0, sizeof err);
@@ -166,7 +167,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (size_t sz = 0; sz <= 8; sz++) {
     char small[9];
     memset(small, 'X', sizeof small);
-    kv2_errors_text(body, len, small, sz);
+    vault_errors_text(body, len, small, sz);
     if (sz) FUZZ_CHECK(strnlen(small, sz) < sz, "errors text not NUL-terminated in %zu bytes", sz);
     FUZZ_CHECK(small[sz] == 'X', "errors text wrote past %zu bytes", sz);
   }

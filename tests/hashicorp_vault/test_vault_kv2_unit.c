@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "kms_loader.h"
+#include "common.h"
 #include "kv2.h"
 
 #include <cjson/cJSON.h>
@@ -70,7 +71,7 @@ static void test_names(void **state) {
 }
 
 static void test_encoding(void **state) {
-  char *e = kv2_encode_path("a b/c+d/%/é?#&=~._-");
+  char *e = vault_encode_path("a b/c+d/%/é?#&=~._-");
   assert_string_equal(e, "a%20b/c%2Bd/%25/%C3%A9%3F%23%26%3D~._-");
   free(e);
 }
@@ -83,10 +84,10 @@ static void check_url(envt *e, const char *name, const char *expect_data, const 
   assert_int_equal(kv2_layout_init(&l, &cfg, &err), KMS_OK);
   char *u;
   assert_int_equal(kv2_url(&l, KV2_DATA, name, &u, &err), KMS_OK);
-  assert_string_equal(kv2_url_path(&l, u), expect_data);
+  assert_string_equal(vault_url_path(cfg.addr, u), expect_data);
   free(u);
   assert_int_equal(kv2_url(&l, KV2_METADATA, name, &u, &err), KMS_OK);
-  assert_string_equal(kv2_url_path(&l, u), expect_meta);
+  assert_string_equal(vault_url_path(cfg.addr, u), expect_meta);
   free(u);
   kv2_layout_free(&l);
   vault_config_free(&cfg);
