@@ -200,7 +200,7 @@ static host_status migrate_step(sqlite3 *db, const host_migration *m, host_resul
   if (s == HOST_OK && v < m->version) s = host_db_exec(db, bump, r);
   if (s == HOST_OK) s = host_db_exec(db, "COMMIT", r);
   if (s != HOST_OK) {
-    host_result ignored;
+    host_result ignored = {HOST_OK, ""};
     (void)host_db_exec(db, "ROLLBACK", &ignored);
   }
   return s;
@@ -218,7 +218,7 @@ host_status host_db_migrate(sqlite3 *db, const char *path, const host_migration 
                      target);
   for (size_t i = 0; i < n; i++) {
     if (steps[i].version <= v) continue;
-    host_result step;
+    host_result step = {HOST_OK, ""};
     if (migrate_step(db, &steps[i], &step) != HOST_OK)
       return host_fail(r, HOST_FAILED, "database %s: migrating to schema version %d failed: %s",
                        path, steps[i].version, step.msg);

@@ -171,7 +171,7 @@ static host_status secret_put(app *a, const char *name, kms_error *e, kms_status
   char *v = NULL;
   size_t len = 0;
   /* One trailing newline may follow a value of SECRET_MAX bytes. */
-  host_result rr;
+  host_result rr = {HOST_OK, ""};
   if (host_read_all(stdin, SECRET_MAX + 2, "standard input", &v, &len, &rr) != HOST_OK)
     return host_fail(r, rr.status, "secret put %s: %s; a value is at most %u bytes (1 MiB)", name,
                      rr.msg, SECRET_MAX);
@@ -199,13 +199,12 @@ static host_status cmd_secret(app *a, int argc, char **argv, host_result *r) {
   if (open_plugin(a, 0, r) != HOST_OK) return r->status;
   kms_error e;
   kms_status st = KMS_OK;
-  host_status hs;
+  host_status hs = HOST_OK;
   if (get) hs = secret_get(a, name, &e, &st, r);
   else if (put) hs = secret_put(a, name, &e, &st, r);
   else if ((st = kms_client_delete(a->hp.client, name, &e)) == KMS_OK)
-    hs = (printf("deleted: %s\n", name), HOST_OK);
-  else hs = HOST_OK;
-  if (hs != HOST_OK) return hs;
+    printf("deleted: %s\n", name);
+  if (hs != HOST_OK) return hs; /* the host's own error; else the plugin's status decides */
   if (st != KMS_OK)
     return host_fail(r, HOST_FAILED, "secret %s %s: %s (%s)", sub, name, e.message,
                      kms_status_str(st));
@@ -337,7 +336,7 @@ static host_status cmd_key(app *a, int argc, char **argv, host_result *r) {
   /* --key -: read before taking the lock, so a slow writer does not hold it */
   char *stdin_key = NULL;
   const char *key = k.key;
-  host_result kr;
+  host_result kr = {HOST_OK, ""};
   host_status s = HOST_OK;
   if (key && !strcmp(key, "-") && (s = key_from_stdin(&stdin_key, &kr)) == HOST_OK)
     key = stdin_key;
@@ -347,7 +346,8 @@ static host_status cmd_key(app *a, int argc, char **argv, host_result *r) {
     free(stdin_key);
   }
   if (s == HOST_OK) return HOST_OK;
-  if (s == HOST_QUEUED || s == HOST_USAGE || s == HOST_CONFIG) return host_fail(r, s, "%s", kr.msg);
+  if (s == HOST_QUEUED || s == HOST_USAGE || s == HOST_CONFIG)
+    return host_fail(r, s, "%s", kr.msg);
   return host_fail(r, s, "key %s: %s", k.sub, kr.msg);
 }
 
@@ -359,7 +359,7 @@ static host_status cmd_sync(app *a, int argc, char **argv, host_result *r) {
   if (a->cfg.kms && open_plugin(a, 1, r) != HOST_OK) return r->status;
   long before, left;
   if (host_store_pending(a->db, &before, r) != HOST_OK) return r->status;
-  host_result d;
+  host_result d = {HOST_OK, ""};
   host_status s = host_outbox_deliver(a->db, a->hp.client, &left, &d);
   if (s == HOST_FAILED) return host_fail(r, HOST_FAILED, "%s", d.msg);
   printf("delivered: %ld\nqueued: %ld\n", before - left, left);
@@ -429,7 +429,8 @@ static const command commands[] = {
              "  secret put NAME              store stdin (one trailing newline stripped) as NAME\n"
              "  secret delete NAME           delete NAME\n",
    usage_secret, 1, cmd_secret},
-  {"resolve", "  resolve                      resolve every os.environ/ reference in model_list\n",
+  {"resolve",
+   "  resolve                      resolve every os.environ/ reference in model_list\n",
    usage_resolve, 1, cmd_resolve},
   {"key", "  key generate [--alias A]     create a virtual key (printed once)\n"
           "  key delete (--alias A | --key sk-... | --key -)\n"
@@ -438,7 +439,8 @@ static const command commands[] = {
    usage_key, 1, cmd_key},
   {"sync", "  sync                         deliver queued secret-manager operations\n",
    usage_sync, 1, cmd_sync},
-  {"refresh", "  refresh                      ask the plugin to revalidate credentials and caches\n",
+  {"refresh",
+   "  refresh                      ask the plugin to revalidate credentials and caches\n",
    usage_refresh, 1, cmd_refresh},
 };
 

@@ -52,7 +52,7 @@ host_status host_outbox_deliver(sqlite3 *db, kms_client *client, long *left, hos
       host_fail(r, HOST_QUEUED, "%s %s: %s (%s)", verb, it.name, e.message, kms_status_str(ks));
       host_store_failed(db, it.seq, r->msg);
       host_outbox_item_free(&it);
-      host_result pr;
+      host_result pr = {HOST_OK, ""};
       if (host_store_pending(db, left, &pr) != HOST_OK) return host_fail(r, HOST_FAILED, "%s",
                                                                           pr.msg);
       return HOST_QUEUED;
@@ -67,7 +67,7 @@ host_status host_outbox_deliver(sqlite3 *db, kms_client *client, long *left, hos
 host_status host_outbox_deliver_after_commit(sqlite3 *db, kms_client *client, host_result *r) {
   host_crash_point();
   long left = 0;
-  host_result d;
+  host_result d = {HOST_OK, ""};
   host_status s = host_outbox_deliver(db, client, &left, &d);
   if (s == HOST_OK) return HOST_OK;
   if (s == HOST_QUEUED)

@@ -49,7 +49,7 @@ static host_status run4(sqlite3 *db, const char *sql, const char *a, const char 
  * (keeping the first error). */
 static host_status finish(sqlite3 *db, host_status s, host_result *r) {
   if (s == HOST_OK && host_db_exec(db, "COMMIT", r) == HOST_OK) return HOST_OK;
-  host_result ignored;
+  host_result ignored = {HOST_OK, ""};
   (void)host_db_exec(db, "ROLLBACK", &ignored);
   return r->status;
 }

@@ -122,8 +122,11 @@ def _blocked_host(args, extra_opts=()):
 
     cmd = drop + [str(HOST), *extra_opts, "--config", str(cfg), "--plugin-dir", str(PLUGIN_DIR),
                   *args]
+    env = base_env()
+    # AddressSanitizer lowers the soft core limit itself unless told not to
+    env["ASAN_OPTIONS"] += ":disable_coredump=0"
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=base_env(), preexec_fn=core_limit)
+                            stderr=subprocess.PIPE, env=env, preexec_fn=core_limit)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:  # until it sleeps in read(2) as kms-host
         try:

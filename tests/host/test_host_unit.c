@@ -335,11 +335,11 @@ static void tmpdb_remove(tmpdb *t) {
 
 static void test_outbox_queue(void **state) {
   (void)state;
-  tmpdb t;
+  tmpdb t = {"", ""};
   tmpdb_make(&t);
   const char *path = t.path;
   sqlite3 *db = NULL;
-  host_result r;
+  host_result r = {HOST_OK, ""};
   long n = 0;
   assert_int_equal(host_db_open(path, &db, &r), HOST_OK);
   assert_int_equal(host_store_enqueue(db, HOST_OUTBOX_WRITE, "p/a", "v1", 2, &r), HOST_OK);
@@ -370,10 +370,10 @@ static void test_outbox_queue(void **state) {
 
 static void test_migrations(void **state) {
   (void)state;
-  tmpdb t;
+  tmpdb t = {"", ""};
   tmpdb_make(&t);
   sqlite3 *db = NULL;
-  host_result r;
+  host_result r = {HOST_OK, ""};
   assert_int_equal(sqlite3_open(t.path, &db), SQLITE_OK);
   /* Step 3 only works after step 2: order matters. */
   static const host_migration steps[] = {
@@ -428,10 +428,10 @@ static int file_contains(const char *path, const char *needle) {
 
 static void test_delivered_key_leaves_no_copy(void **state) {
   (void)state;
-  tmpdb t;
+  tmpdb t = {"", ""};
   tmpdb_make(&t);
   sqlite3 *db = NULL;
-  host_result r;
+  host_result r = {HOST_OK, ""};
   static const char key[] = "sk-QUEUEDkeyQUEUEDkeyQUEUEDkey0123";
   assert_int_equal(host_db_open(t.path, &db, &r), HOST_OK);
   assert_int_equal(host_store_generate(db, "0011223344556677", "hash", "a", "litellm/a", key, &r),
@@ -469,7 +469,7 @@ static void test_delivered_key_leaves_no_copy(void **state) {
 
 static void test_file_private(void **state) {
   (void)state;
-  host_result r;
+  host_result r = {HOST_OK, ""};
   struct stat st;
   memset(&st, 0, sizeof st);
   st.st_mode = S_IFREG | 0600;
@@ -507,11 +507,11 @@ static void fake_sleep(void *ctx, unsigned ms) {
 
 static void test_lock_bounded_wait(void **state) {
   (void)state;
-  tmpdb t;
+  tmpdb t = {"", ""};
   tmpdb_make(&t);
   fake_clock fc = {1000, 0, 0};
   host_clock clock = {fake_now, fake_sleep, &fc};
-  host_result r;
+  host_result r = {HOST_OK, ""};
   int held = -1, second = -1;
   assert_int_equal(host_lock_acquire(t.path, 0, &clock, &held, &r), HOST_OK);
   assert_true(held >= 0);
@@ -570,7 +570,7 @@ static void test_terminal_text(void **state) {
 
 static void test_read_all(void **state) {
   (void)state;
-  host_result r;
+  host_result r = {HOST_OK, ""};
   char *buf = NULL;
   size_t len = 0;
   for (size_t size = 0; size <= 10000; size += 2500) {
