@@ -60,6 +60,7 @@ typedef struct kv {
   yaml_node_t *k, *v;
   const char *key; /* the key's text */
   size_t pos;      /* order of first appearance (PyYAML dict order) */
+  int own;         /* written in the mapping itself, not merged into it */
 } kv;
 
 typedef struct kv_list {
@@ -129,7 +130,7 @@ static int spend(parse_ctx *p, const yaml_node_t *n, size_t units) {
 
 /* ------------------------------------------------------------ merge keys */
 
-static int kv_push(parse_ctx *p, kv_list *l, yaml_node_t *k, yaml_node_t *v) {
+static int kv_push(parse_ctx *p, kv_list *l, yaml_node_t *k, yaml_node_t *v, int own) {
   if (l->n == l->cap) {
     size_t cap = l->cap ? l->cap * 2 : 16;
     kv *n = realloc(l->items, cap * sizeof *n);
@@ -137,7 +138,7 @@ static int kv_push(parse_ctx *p, kv_list *l, yaml_node_t *k, yaml_node_t *v) {
     l->items = n;
     l->cap = cap;
   }
-  l->items[l->n] = (kv){k, v, sval(k), l->n};
+  l->items[l->n] = (kv){k, v, sval(k), l->n, own};
   l->n++;
   return 0;
 }
@@ -189,7 +190,7 @@ static int collect(parse_ctx *p, yaml_node_t *map, const char *path, int depth, 
     yaml_node_t *v = yaml_document_get_node(p->doc, pr->value);
     if (is_merge_key(k)) continue;
     if (!sval(k)) return fail(p, k, path, "mapping keys must be scalars, got %s", type_name(k));
-    if (kv_push(p, out, k, v) != 0) return -1;
+    if (kv_push(p, out, k, v, depth == 0) != 0) return -1;
   }
   return 0;
 }
@@ -213,29 +214,16 @@ static int map_items(parse_ctx *p, yaml_node_t *map, const char *path, int stric
   memset(out, 0, sizeof *out);
   if (collect(p, map, path, 0, out) != 0) goto bad;
   if (out->n < 2) return 0;
-  if (strict) {
-    /* own keys are the ones whose key node belongs to `map` */
-    for (size_t i = 0; i < out->n; i++) out->items[i].pos = i;
-    qsort(out->items, out->n, sizeof *out->items, kv_by_key);
-    for (size_t i = 1; i < out->n; i++) {
-      kv *a = &out->items[i - 1], *b = &out->items[i];
-      if (strcmp(a->key, b->key) != 0) continue;
-      int own_a = 0, own_b = 0;
-      for (yaml_node_pair_t *pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top;
-           pr++) {
-        yaml_node_t *k = yaml_document_get_node(p->doc, pr->key);
-        own_a |= k == a->k;
-        own_b |= k == b->k;
-      }
-      if (own_a && own_b) {
-        char full[PATH_MAX_LEN];
-        join_path(full, sizeof full, path, b->key);
-        fail(p, b->k, full, "duplicate key (first at line %d)", line_of(a->k));
-        goto bad;
-      }
+  qsort(out->items, out->n, sizeof *out->items, kv_by_key);
+  for (size_t i = 1; strict && i < out->n; i++) {
+    kv *a = &out->items[i - 1], *b = &out->items[i];
+    /* sorted by key then position, and own pairs come after merged ones */
+    if (a->own && b->own && !strcmp(a->key, b->key)) {
+      char full[PATH_MAX_LEN];
+      join_path(full, sizeof full, path, b->key);
+      fail(p, b->k, full, "duplicate key (first at line %d)", line_of(a->k));
+      goto bad;
     }
-  } else {
-    qsort(out->items, out->n, sizeof *out->items, kv_by_key);
   }
   /* keep one per key: first position, last value */
   size_t w = 0;

@@ -396,10 +396,12 @@ static const char usage_secret[] =
     "Names go to the plugin unchanged (no prefix is added).\n";
 static const char usage_resolve[] =
     "usage: kms-host --config FILE resolve\n"
-    "Resolve every litellm_params value of model_list that starts with os.environ/ the\n"
-    "way LiteLLM does: through the plugin when key_management_system is set, access_mode\n"
-    "is not write_only and hosted_keys is unset or lists the name; from the environment\n"
-    "otherwise. Prints each reference with a redacted value or the error; exits 1 if any\n"
+    "Resolve every string value in the config that starts with os.environ/ the way\n"
+    "LiteLLM does: through the plugin when key_management_system is set, access_mode is\n"
+    "not write_only and hosted_keys is unset or lists the name; from the environment\n"
+    "otherwise (and, as LiteLLM, from the environment when the plugin has no value or\n"
+    "fails, with a warning; general_settings.kms_env_fallback: not_found | off narrows\n"
+    "that). Prints each reference with a redacted value or the error; exits 1 if any\n"
     "reference cannot be resolved.\n";
 static const char usage_key[] =
     "usage: kms-host --config FILE key COMMAND\n"
@@ -430,7 +432,7 @@ static const command commands[] = {
              "  secret delete NAME           delete NAME\n",
    usage_secret, 1, cmd_secret},
   {"resolve",
-   "  resolve                      resolve every os.environ/ reference in model_list\n",
+   "  resolve                      resolve every os.environ/ reference in the config\n",
    usage_resolve, 1, cmd_resolve},
   {"key", "  key generate [--alias A]     create a virtual key (printed once)\n"
           "  key delete (--alias A | --key sk-... | --key -)\n"

@@ -13,7 +13,9 @@
  *     has a key and a value; hosted_keys is consistent with its count and
  *     with the comma-joined "hosted_keys" setting; every reference's value
  *     starts with "os.environ/" and env_name is the value with every marker
- *     removed (LiteLLM's str.replace).
+ *     removed (LiteLLM's str.replace), and names its location; an implied
+ *     access_mode only comes with store_virtual_keys; environment_variables
+ *     entries have a name without '=' and a value.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -57,9 +59,20 @@ static void check_ok(const host_config *c) {
       if (!strcmp(c->settings[i].key, "hosted_keys")) setting = c->settings[i].value;
     FUZZ_CHECK(setting && strlen(setting) == joined, "hosted_keys setting does not join the list");
   }
+  FUZZ_CHECK(!c->access_mode_implied ||
+                 (c->store_virtual_keys && c->access_mode == HOST_ACCESS_READ_AND_WRITE),
+             "access_mode implied without store_virtual_keys");
+  FUZZ_CHECK(c->fallback <= HOST_FALLBACK_OFF, "fallback %d", (int)c->fallback);
+  FUZZ_CHECK(!c->kms == !c->kms_written, "kms and kms_written disagree");
+  for (size_t i = 0; i < c->n_env_vars; i++)
+    FUZZ_CHECK(c->env_vars[i].name && *c->env_vars[i].name && !strchr(c->env_vars[i].name, '=') &&
+                   c->env_vars[i].value,
+               "environment_variables entry %zu", i);
   for (size_t i = 0; i < c->n_refs; i++) {
     const host_ref *r = &c->refs[i];
-    FUZZ_CHECK(r->model_name && r->param && r->value && r->env_name, "ref %zu incomplete", i);
+    FUZZ_CHECK(r->model_name && r->param && r->value && r->env_name && r->path && r->line > 0,
+               "ref %zu incomplete", i);
+    FUZZ_CHECK(r->at_load == 0 || r->at_load == 1, "ref %zu at_load %d", i, r->at_load);
     FUZZ_CHECK(!strncmp(r->value, "os.environ/", 11), "ref value '%s' is not a reference", r->value);
     /* env_name == value with every "os.environ/" removed */
     const char *v = r->value, *n = r->env_name;
