@@ -16,7 +16,7 @@ PROBE = ("import kmsplug, sys; "
 
 def clean_env(**extra):
     env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "KMSPLUG_LIBRARY", "KMS_PLUGIN_PATH", "LD_PRELOAD")}
+           if k not in ("PYTHONPATH", "KMSPLUG_LIBRARY", "KMS_PLUGIN_PATH")}
     env.update(extra)
     return env
 
