@@ -238,12 +238,24 @@ def test_resolve_through_plugin_redacted(env_host):
 
 
 def test_resolve_unresolvable_is_error(tmp_path):
-    h = Host(write(tmp_path, ENV_CONFIG), env=base_env(KMS_OPENAI_API_KEY=SECRET,
-                                                        ANTHROPIC_API_KEY="not-via-plugin"))
+    # kms_env_fallback: off -- the plugin's answer is final (LiteLLM's default,
+    # falling back to the environment, is covered in tests/litellm_compat).
+    cfg = write(tmp_path, ENV_CONFIG.replace("key_management_system: env\n",
+                                             "key_management_system: env\n"
+                                             "      kms_env_fallback: \"off\"\n"))
+    h = Host(cfg, env=base_env(KMS_OPENAI_API_KEY=SECRET, ANTHROPIC_API_KEY="not-via-plugin"))
     p = h.run("resolve", check=EXIT_FAIL)
-    assert "os.environ/ANTHROPIC_API_KEY -> ERROR via env" in p.stdout
+    assert "os.environ/ANTHROPIC_API_KEY -> ERROR: via env" in p.stdout
     assert "KMS_ANTHROPIC_API_KEY is not set" in p.stdout
     assert "sk-... (36 chars)" in p.stdout  # the others still shown
+
+
+def test_resolve_falls_back_to_environment_with_a_warning(tmp_path):
+    h = Host(write(tmp_path, ENV_CONFIG), env=base_env(KMS_OPENAI_API_KEY=SECRET,
+                                                        ANTHROPIC_API_KEY="not-via-plugin"))
+    p = h.run("resolve", check=EXIT_OK)
+    assert "os.environ/ANTHROPIC_API_KEY -> not... (14 chars)" in p.stdout
+    assert "ANTHROPIC_API_KEY" in p.stderr and "not-via-plugin" not in p.stderr
 
 
 def test_resolve_hosted_keys(tmp_path):
@@ -373,7 +385,7 @@ def test_keys_local_only(env_host, tmp_path):
     assert key not in h.run("key", "list").stderr
 
 
-@pytest.mark.parametrize("alias", ["../etc", "a/b", "-x", "", "x" * 129, "a b", "é"])
+@pytest.mark.parametrize("alias", ["../etc", "a//b", "a/./b", "-x", "", "x" * 129, "a b", "é"])
 def test_bad_alias(env_host, alias):
     p = env_host.run("key", "generate", "--alias", alias, check=EXIT_USAGE)
     assert "not valid" in p.stderr
@@ -408,11 +420,12 @@ def test_store_with_read_only_backend_refused(tmp_path):
 
 
 def test_store_needs_write_access_mode(tmp_path):
-    for mode in ("", "    access_mode: read_only\n"):
-        cfg = write(tmp_path, "general_settings:\n  key_management_system: env\n"
-                              "  key_management_settings:\n    store_virtual_keys: true\n" + mode)
-        p = Host(cfg).run("key", "generate", check=EXIT_CONFIG)
-        assert "access_mode: write_only or read_and_write" in p.stderr
+    # An explicit read_only contradicts store_virtual_keys: a config error.
+    cfg = write(tmp_path, "general_settings:\n  key_management_system: env\n"
+                          "  key_management_settings:\n    store_virtual_keys: true\n"
+                          "    access_mode: read_only\n")
+    p = Host(cfg).run("key", "generate", check=EXIT_CONFIG)
+    assert "access_mode: write_only or read_and_write" in p.stderr
 
 
 def test_store_needs_kms(tmp_path):

@@ -126,17 +126,21 @@ def test_resolve_from_vault(tmp_path, vault):
 
 def test_resolve_missing_in_vault_is_error(tmp_path, vault):
     h = make_host(tmp_path, vault, {}, LOCAL_API_BASE="x")
+    h.config.write_text(h.config.read_text().replace(
+        "general_settings:\n", "general_settings:\n  kms_env_fallback: \"off\"\n", 1))
     p = h.run("resolve", check=EXIT_FAIL)
-    assert "OPENAI_API_KEY -> ERROR via hashicorp_vault" in p.stdout and "NOT_FOUND" in p.stdout
-    assert "LOCAL_API_BASE -> ERROR via hashicorp_vault" in p.stdout
+    assert "OPENAI_API_KEY -> ERROR: via hashicorp_vault" in p.stdout and "NOT_FOUND" in p.stdout
+    assert "LOCAL_API_BASE -> ERROR: via hashicorp_vault" in p.stdout
 
 
 def test_resolve_vault_down_is_error(tmp_path, vault):
     vault.write("OPENAI_API_KEY", PROVIDER_KEY)
     vault.seal()
-    p = make_host(tmp_path, vault, {"hosted_keys": "[OPENAI_API_KEY]"},
-                  LOCAL_API_BASE="x").run("resolve", check=EXIT_FAIL)
-    assert "OPENAI_API_KEY -> ERROR via hashicorp_vault" in p.stdout
+    h = make_host(tmp_path, vault, {"hosted_keys": "[OPENAI_API_KEY]"}, LOCAL_API_BASE="x")
+    h.config.write_text(h.config.read_text().replace(
+        "general_settings:\n", "general_settings:\n  kms_env_fallback: not_found\n", 1))
+    p = h.run("resolve", check=EXIT_FAIL)  # UNAVAILABLE is not NOT_FOUND: no fallback
+    assert "OPENAI_API_KEY -> ERROR: via hashicorp_vault" in p.stdout
     assert "UNAVAILABLE" in p.stdout
 
 
@@ -159,7 +163,7 @@ def test_access_modes(tmp_path, vault):
 
 
 def test_store_refused_when_read_only(tmp_path, vault):
-    h = make_host(tmp_path, vault, {"store_virtual_keys": "true"})  # access_mode default read_only
+    h = make_host(tmp_path, vault, {"store_virtual_keys": "true", "access_mode": "read_only"})
     assert "access_mode" in h.run("key", "generate", "--alias", "a", check=EXIT_CONFIG).stderr
     assert rows(tmp_path) == ([], [])
 
