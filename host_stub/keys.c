@@ -179,8 +179,9 @@ static int check_store(host_key_ctx *k, int need_write, int need_delete, char *e
              "access_mode: read_and_write to say so");
   /* An explicit read_only stays an error: the config contradicts itself. */
   if (k->cfg->access_mode == HOST_ACCESS_READ_ONLY || k->cfg->access_mode == HOST_ACCESS_UNSET) {
-    snprintf(err, errsz, "general_settings.key_management_settings: store_virtual_keys: true "
-             "needs access_mode: write_only or read_and_write (it is read_only%s)",
+    snprintf(err, errsz, "general_settings.key_management_settings: store_virtual_keys "
+             "(writing or deleting virtual keys in the store) needs access_mode: write_only or "
+             "read_and_write (it is read_only%s)",
              k->cfg->access_mode == HOST_ACCESS_UNSET ? ", the default" : "");
     return -1;
   }
