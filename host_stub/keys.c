@@ -125,8 +125,8 @@ static host_status check_store(host_key_ctx *k, int need_write, int need_delete,
   /* An explicit read_only stays an error: the config contradicts itself. */
   if (k->cfg->access_mode == HOST_ACCESS_READ_ONLY || k->cfg->access_mode == HOST_ACCESS_UNSET)
     return host_fail(r, HOST_CONFIG, "general_settings.key_management_settings: "
-                     "store_virtual_keys: true needs access_mode: write_only or read_and_write "
-                     "(it is read_only%s)",
+                     "store_virtual_keys (writing or deleting virtual keys in the store) needs "
+                     "access_mode: write_only or read_and_write (it is read_only%s)",
                      k->cfg->access_mode == HOST_ACCESS_UNSET ? ", the default" : "");
   if ((need_write && !(p->capabilities & KMS_CAP_WRITE)) ||
       (need_delete && !(p->capabilities & KMS_CAP_DELETE)))

@@ -89,6 +89,13 @@ static kms_status docker_create(const kms_host *host, const kms_setting *setting
 
 static void docker_destroy(kms_instance *in) { free(in); }
 
+/* 1 if the resolved path `real` lies inside the resolved directory `dir`. */
+static int inside(const char *dir, const char *real) {
+  size_t dl = strlen(dir);
+  if (dl == 1 && dir[0] == '/') return real[0] == '/' && real[1] != '\0';
+  return strncmp(real, dir, dl) == 0 && real[dl] == '/' && real[dl + 1] != '\0';
+}
+
 /* Read <dir>/<name> if it resolves inside dir. KMS_NOT_FOUND when absent. */
 static kms_status read_one(const kms_instance *in, const char *name, char **buf, size_t *len,
                            kms_error *err) {
@@ -101,15 +108,28 @@ static kms_status read_one(const kms_instance *in, const char *name, char **buf,
     return kms_error_set(err, errno == EACCES ? KMS_PERMISSION_DENIED : KMS_UNAVAILABLE, 0,
                          "docker: cannot reach %s/%s: %s", in->dir, name, strerror(errno));
   }
-  size_t dl = strlen(in->dir);
-  if (strncmp(real, in->dir, dl) != 0 || (real[dl] != '/' && !(dl == 1 && in->dir[0] == '/')))
+  if (!inside(in->dir, real))
     return kms_error_set(err, KMS_PERMISSION_DENIED, 0,
                          "docker: %s resolves outside %s (a symlink out of the secrets "
                          "directory); refusing to read it", name, in->dir);
-  int fd = open(real, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  int fd = open(real, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
   if (fd < 0)
     return kms_error_set(err, errno == EACCES ? KMS_PERMISSION_DENIED : KMS_UNAVAILABLE, 0,
                          "docker: cannot open %s/%s: %s", in->dir, name, strerror(errno));
+  /* A directory swapped for a symlink between realpath and open would land
+   * elsewhere: check the file actually opened (when /proc is there). */
+  char fdpath[64], opened[PATH_MAX];
+  snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", fd);
+  ssize_t ol = readlink(fdpath, opened, sizeof opened - 1);
+  if (ol > 0) {
+    opened[ol] = '\0';
+    if (!inside(in->dir, opened)) {
+      close(fd);
+      return kms_error_set(err, KMS_PERMISSION_DENIED, 0,
+                           "docker: %s changed to a path outside %s while it was opened; "
+                           "refusing to read it", name, in->dir);
+    }
+  }
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)DOCKER_VALUE_MAX) {
     int reg = S_ISREG(st.st_mode);
