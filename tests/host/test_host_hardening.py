@@ -164,6 +164,9 @@ def test_core_dumps_and_ptrace_are_off():
         # A process that is not dumpable has its /proc entries owned by root,
         # and ptrace attach and /proc/<pid>/mem are refused to its own user.
         assert os.stat(f"/proc/{proc.pid}/status").st_uid == 0
+        # and whatever it or SQLite creates (journal included) is private
+        status = pathlib.Path(f"/proc/{proc.pid}/status").read_text()
+        assert "\nUmask:\t0077\n" in status, status
     finally:
         _finish(proc, d)
 
