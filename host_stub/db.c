@@ -67,8 +67,10 @@ host_status host_file_private(const char *what, const char *path, const struct s
 }
 
 static host_status dir_private(const char *path, host_result *r) {
-  char *dir = strdup(path);
-  if (!dir) return host_fail(r, HOST_FAILED, "out of memory");
+  /* The directory that really holds the file: --db may be a symlink. */
+  char *dir = realpath(path, NULL);
+  if (!dir && errno == ENOENT) dir = strdup(path); /* not created yet */
+  if (!dir) return host_fail(r, HOST_CONFIG, "cannot use database %s: %s", path, strerror(errno));
   char *slash = strrchr(dir, '/');
   if (slash == dir) slash[1] = '\0';
   else if (slash) *slash = '\0';

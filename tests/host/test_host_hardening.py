@@ -80,6 +80,19 @@ def test_database_directory_writable_by_others_is_refused(tmp_path, mode):
     assert not (d / "keys.db").exists()  # refused before anything was written
 
 
+def test_database_symlink_into_a_shared_directory_is_refused(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"general_settings:\n  kms_db_path: {tmp_path}/link.db\n")
+    Host(cfg).run("--db", str(shared / "keys.db"), "key", "generate", check=EXIT_OK)
+    (tmp_path / "link.db").symlink_to(shared / "keys.db")
+    Host(cfg).run("key", "list", check=EXIT_OK)
+    shared.chmod(0o1777)
+    p = Host(cfg).run("key", "list", check=EXIT_CONFIG)
+    assert f"directory {shared} is writable by group or others" in p.stderr, p.stderr
+
+
 def test_new_database_and_lock_are_private(host, tmp_path):
     host.run("key", "generate", check=EXIT_OK)
     for f in ("kms-host.db", "kms-host.db.lock"):
