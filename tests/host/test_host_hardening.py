@@ -88,6 +88,12 @@ def test_database_symlink_into_a_shared_directory_is_refused(tmp_path):
     Host(cfg).run("--db", str(shared / "keys.db"), "key", "generate", check=EXIT_OK)
     (tmp_path / "link.db").symlink_to(shared / "keys.db")
     Host(cfg).run("key", "list", check=EXIT_OK)
+    journal = shared / "keys.db-journal"  # SQLite's journal is beside the target
+    journal.write_bytes(b"")
+    journal.chmod(0o644)
+    p = Host(cfg).run("key", "list", check=EXIT_CONFIG)
+    assert f"database journal {journal}" in p.stderr, p.stderr
+    journal.unlink()
     shared.chmod(0o1777)
     p = Host(cfg).run("key", "list", check=EXIT_CONFIG)
     assert f"directory {shared} is writable by group or others" in p.stderr, p.stderr
