@@ -67,8 +67,10 @@ host_status host_file_private(const char *what, const char *path, const struct s
 }
 
 static host_status dir_private(const char *path, host_result *r) {
-  char *dir = strdup(path);
-  if (!dir) return host_fail(r, HOST_FAILED, "out of memory");
+  /* The directory that really holds the file: --db may be a symlink. */
+  char *dir = realpath(path, NULL);
+  if (!dir && errno == ENOENT) dir = strdup(path); /* not created yet */
+  if (!dir) return host_fail(r, HOST_CONFIG, "cannot use database %s: %s", path, strerror(errno));
   char *slash = strrchr(dir, '/');
   if (slash == dir) slash[1] = '\0';
   else if (slash) *slash = '\0';
@@ -91,19 +93,26 @@ static host_status dir_private(const char *path, host_result *r) {
   return s;
 }
 
-/* SQLite's side files: each, if present, must be as private as the file. */
+/* SQLite's side files: each, if present, must be as private as the file.
+ * SQLite puts them beside the file a symlink points to, and so do we. */
 static host_status side_files_private(const char *path, host_result *r) {
   static const char *const suffixes[] = {"-journal", "-wal", "-shm"};
-  size_t n = strlen(path) + 16;
+  char *real = realpath(path, NULL);
+  const char *base = real ? real : path;
+  size_t n = strlen(base) + 16;
   char *p = malloc(n);
-  if (!p) return host_fail(r, HOST_FAILED, "out of memory");
+  if (!p) {
+    free(real);
+    return host_fail(r, HOST_FAILED, "out of memory");
+  }
   host_status s = HOST_OK;
   for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes && s == HOST_OK; i++) {
-    snprintf(p, n, "%s%s", path, suffixes[i]);
+    snprintf(p, n, "%s%s", base, suffixes[i]);
     struct stat st;
     if (lstat(p, &st) == 0) s = host_file_private("database journal", p, &st, r);
   }
   free(p);
+  free(real);
   return s;
 }
 

@@ -9,6 +9,9 @@
  * terminal-safe output), plugin.c (loading the configured plugin through
  * libkmsloader), result.c (the result type and the clock) and main.c (the
  * command table; the only file that prints or chooses an exit status).
+ *
+ * Threads: kms-host calls everything here from its main thread; only
+ * host_log (and the kms_host table's log) may be called from plugin threads.
  */
 #ifndef KMS_HOST_H
 #define KMS_HOST_H

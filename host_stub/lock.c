@@ -42,13 +42,14 @@ static host_status open_lock(const char *lp, int *fd, host_result *r) {
     return host_fail(r, HOST_FAILED, "cannot open the delivery lock %s: %s", lp,
                      strerror(errno));
   struct stat st;
-  if (fstat(*fd, &st) != 0 || host_file_private("delivery lock", lp, &st, r) != HOST_OK) {
-    if (r->status == HOST_OK) host_fail(r, HOST_FAILED, "cannot stat %s", lp);
+  host_status s = fstat(*fd, &st) == 0 ? host_file_private("delivery lock", lp, &st, r)
+                                       : host_fail(r, HOST_FAILED, "cannot stat %s: %s", lp,
+                                                   strerror(errno));
+  if (s != HOST_OK) {
     close(*fd);
     *fd = -1;
-    return r->status;
   }
-  return HOST_OK;
+  return s;
 }
 
 host_status host_lock_acquire(const char *db_path, unsigned timeout_ms, const host_clock *clock,
@@ -59,9 +60,10 @@ host_status host_lock_acquire(const char *db_path, unsigned timeout_ms, const ho
   if (!lp) return host_fail(r, HOST_FAILED, "out of memory");
   snprintf(lp, n, "%s.lock", db_path);
   int fd;
-  if (open_lock(lp, &fd, r) != HOST_OK) {
+  host_status s = open_lock(lp, &fd, r);
+  if (s != HOST_OK) {
     free(lp);
-    return r->status;
+    return s;
   }
   uint64_t start = clock->now_ms(clock->ctx);
   for (;;) {
@@ -72,7 +74,7 @@ host_status host_lock_acquire(const char *db_path, unsigned timeout_ms, const ho
       return HOST_OK;
     }
     if (errno != EWOULDBLOCK && errno != EINTR) {
-      host_fail(r, HOST_FAILED, "cannot lock %s: %s", lp, strerror(errno));
+      s = host_fail(r, HOST_FAILED, "cannot lock %s: %s", lp, strerror(errno));
       break;
     }
     uint64_t waited = clock->now_ms(clock->ctx) - start;
@@ -80,9 +82,9 @@ host_status host_lock_acquire(const char *db_path, unsigned timeout_ms, const ho
       long pid = holder_pid(fd);
       char who[48] = "another process";
       if (pid) snprintf(who, sizeof who, "process %ld", pid);
-      host_fail(r, HOST_FAILED, "the delivery lock %s is held by %s (another kms-host changing "
-                "keys or delivering queued work); gave up after %u ms: try again when it is "
-                "done, or raise --lock-timeout", lp, who, timeout_ms);
+      s = host_fail(r, HOST_FAILED, "the delivery lock %s is held by %s (another kms-host "
+                    "changing keys or delivering queued work); gave up after %u ms: try again "
+                    "when it is done, or raise --lock-timeout", lp, who, timeout_ms);
       break;
     }
     uint64_t left = timeout_ms - waited;
@@ -90,7 +92,7 @@ host_status host_lock_acquire(const char *db_path, unsigned timeout_ms, const ho
   }
   close(fd);
   free(lp);
-  return r->status;
+  return s;
 }
 
 void host_lock_release(int fd) {

@@ -540,11 +540,6 @@ static host_status parse_lock_timeout(const char *s, const char *origin, host_st
 
 /* Load what the command needs, then run it. */
 static host_status dispatch(app *a, const command *c, int argc, char **argv, host_result *r) {
-  host_status s = a->o.lock_timeout
-      ? parse_lock_timeout(a->o.lock_timeout, "--lock-timeout", HOST_USAGE, &a->lock_timeout_ms, r)
-      : parse_lock_timeout(getenv("KMS_HOST_LOCK_TIMEOUT"), "KMS_HOST_LOCK_TIMEOUT", HOST_CONFIG,
-                           &a->lock_timeout_ms, r);
-  if (s != HOST_OK) return s;
   if (!a->o.config && c->needs_config)
     return host_fail(r, HOST_USAGE, "%s needs --config FILE", c->name);
   (void)host_services(a->o.verbose);
@@ -582,12 +577,17 @@ static host_status run(int argc, char **argv, app *a, host_result *r, const comm
   if (i >= argc) return host_fail(r, HOST_USAGE, "a COMMAND is needed");
   const command *c = find_command(argv[i]);
   if (!c) return host_fail(r, HOST_USAGE, "unknown command '%s'", argv[i]);
-  *cmd = c;
   for (int j = i + 1; j < argc; j++)
     if (is_help(argv[j])) { /* --help never needs a config */
       fputs(c->usage, stdout);
       return HOST_OK;
     }
+  host_status s = a->o.lock_timeout
+      ? parse_lock_timeout(a->o.lock_timeout, "--lock-timeout", HOST_USAGE, &a->lock_timeout_ms, r)
+      : parse_lock_timeout(getenv("KMS_HOST_LOCK_TIMEOUT"), "KMS_HOST_LOCK_TIMEOUT", HOST_CONFIG,
+                           &a->lock_timeout_ms, r);
+  if (s != HOST_OK) return s;
+  *cmd = c; /* from here a usage error shows the command's usage */
   return dispatch(a, c, argc - i - 1, argv + i + 1, r);
 }
 

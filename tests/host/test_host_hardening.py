@@ -80,6 +80,25 @@ def test_database_directory_writable_by_others_is_refused(tmp_path, mode):
     assert not (d / "keys.db").exists()  # refused before anything was written
 
 
+def test_database_symlink_into_a_shared_directory_is_refused(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"general_settings:\n  kms_db_path: {tmp_path}/link.db\n")
+    Host(cfg).run("--db", str(shared / "keys.db"), "key", "generate", check=EXIT_OK)
+    (tmp_path / "link.db").symlink_to(shared / "keys.db")
+    Host(cfg).run("key", "list", check=EXIT_OK)
+    journal = shared / "keys.db-journal"  # SQLite's journal is beside the target
+    journal.write_bytes(b"")
+    journal.chmod(0o644)
+    p = Host(cfg).run("key", "list", check=EXIT_CONFIG)
+    assert f"database journal {journal}" in p.stderr, p.stderr
+    journal.unlink()
+    shared.chmod(0o1777)
+    p = Host(cfg).run("key", "list", check=EXIT_CONFIG)
+    assert f"directory {shared} is writable by group or others" in p.stderr, p.stderr
+
+
 def test_new_database_and_lock_are_private(host, tmp_path):
     host.run("key", "generate", check=EXIT_OK)
     for f in ("kms-host.db", "kms-host.db.lock"):
@@ -164,6 +183,9 @@ def test_core_dumps_and_ptrace_are_off():
         # A process that is not dumpable has its /proc entries owned by root,
         # and ptrace attach and /proc/<pid>/mem are refused to its own user.
         assert os.stat(f"/proc/{proc.pid}/status").st_uid == 0
+        # and whatever it or SQLite creates (journal included) is private
+        status = pathlib.Path(f"/proc/{proc.pid}/status").read_text()
+        assert "\nUmask:\t0077\n" in status, status
     finally:
         _finish(proc, d)
 
@@ -212,7 +234,7 @@ def test_key_change_waits_a_bounded_time_and_names_the_holder(host, tmp_path):
     try:
         for args, how in ((["key", "generate"], {"KMS_HOST_LOCK_TIMEOUT": "0"}),
                           (["--lock-timeout", "1", "key", "delete", "--alias", "a"], {}),
-                          (["sync"], {"KMS_HOST_LOCK_TIMEOUT": "1"})):
+                          (["sync"], {"KMS_HOST_LOCK_TIMEOUT": "0"})):
             p = host.run(*args, extra_env=how, timeout=30, check=EXIT_FAIL)
             assert f"{lock.path} is held by process {os.getpid()}" in p.stderr, p.stderr
             assert "--lock-timeout" in p.stderr
