@@ -311,101 +311,117 @@ static kms_status fail_copy(const vault_auth *a, kms_error *err) {
   return a->fail.status;
 }
 
-/*
- * One login or renewal, run by the thread that set busy = 1 (mu NOT held on
- * entry or exit). `old` is a copy of the token to renew (OP_RENEW; wiped and
- * freed here). Renewal falls back to a login when it fails or is capped.
- * Installs the result, clears busy, wakes the waiters, logs.
- */
-static kms_status run_op(vault_auth *a, auth_op op, char *old, int64_t increment,
-                         int64_t deadline, kms_error *err) {
-  grant g;
+/* What one login/renewal operation did (run_op's steps share it). */
+typedef struct op_outcome {
+  kms_status st;
   kms_error e;
-  kms_error_clear(&e);
-  kms_status st = KMS_OK;
-  int renewed = 0, capped = 0, unreachable = 0;
-  char renew_why[sizeof e.message] = "";
-  if (op == OP_RENEW) {
-    st = do_renew(a, old, increment, deadline, &g, &e);
-    if (st == KMS_OK && !g.capped) {
-      renewed = 1;
-    } else if (st == KMS_UNAVAILABLE) {
-      /* Vault unreachable: a login would fail the same way; keep the token
-       * and renew again after the pause */
-      unreachable = 1;
-    } else {
-      capped = st == KMS_OK;
-      if (!capped) snprintf(renew_why, sizeof renew_why, "%s", e.message);
-      if (capped) {
-        /* keep the capped lease: the token stays usable if the login fails */
-        pthread_mutex_lock(&a->mu);
-        schedule(a, now_ms(a), g.lease_s);
-        a->next_is_login = 1;
-        pthread_mutex_unlock(&a->mu);
-      }
-      kms_error_clear(&e);
-      st = do_login(a, deadline, &g, &e);
-    }
-  } else {
-    st = do_login(a, deadline, &g, &e);
-  }
-  vault_wipe_free(old);
+  grant g;
+  int renewed, capped, unreachable;
+  char renew_why[KMS_ERROR_MESSAGE_SIZE]; /* a refused renewal, before the login */
+  int first_failure, recovered, still_usable;
+} op_outcome;
 
-  int64_t now = now_ms(a);
-  int still_usable, first_failure = 0, recovered = 0;
-  int64_t lease = g.lease_s;
-  pthread_mutex_lock(&a->mu);
-  if (st == KMS_OK) {
-    recovered = a->failing;
-    a->failing = 0;
-  } else {
-    first_failure = !a->failing;
-    a->failing = 1;
+/* Step 1 (no lock): talk to Vault. Renewal falls back to a login when it is
+ * refused or capped; when Vault is unreachable a login would fail the same
+ * way, so the token is kept and renewed again after the pause. */
+static void op_talk(vault_auth *a, auth_op op, const char *old, int64_t increment,
+                    int64_t deadline, op_outcome *o) {
+  if (op == OP_LOGIN) {
+    o->st = do_login(a, deadline, &o->g, &o->e);
+    return;
   }
-  if (renewed) {
-    schedule(a, now, g.lease_s);
-    a->renewable = g.renewable;
-    if (!g.renewable) a->next_is_login = 1;
-  } else if (st == KMS_OK) {
-    install(a, &g, now);
+  o->st = do_renew(a, old, increment, deadline, &o->g, &o->e);
+  if (o->st == KMS_OK && !o->g.capped) {
+    o->renewed = 1;
+    return;
+  }
+  if (o->st == KMS_UNAVAILABLE) {
+    o->unreachable = 1;
+    return;
+  }
+  o->capped = o->st == KMS_OK;
+  if (o->capped) { /* keep the capped lease: the token stays usable if the login fails */
+    pthread_mutex_lock(&a->mu);
+    schedule(a, now_ms(a), o->g.lease_s);
+    a->next_is_login = 1;
+    pthread_mutex_unlock(&a->mu);
   } else {
-    a->fail = e;
+    snprintf(o->renew_why, sizeof o->renew_why, "%s", o->e.message);
+  }
+  grant_clear(&o->g);
+  kms_error_clear(&o->e);
+  o->st = do_login(a, deadline, &o->g, &o->e);
+}
+
+/* Step 2 (takes mu once): install the result, clear busy, wake waiters. */
+static void op_settle(vault_auth *a, op_outcome *o) {
+  int64_t now = now_ms(a);
+  pthread_mutex_lock(&a->mu);
+  o->recovered = o->st == KMS_OK && a->failing;
+  o->first_failure = o->st != KMS_OK && !a->failing;
+  a->failing = o->st != KMS_OK;
+  if (o->renewed) {
+    schedule(a, now, o->g.lease_s);
+    a->renewable = o->g.renewable;
+    if (!o->g.renewable) a->next_is_login = 1;
+  } else if (o->st == KMS_OK) {
+    install(a, &o->g, now);
+  } else {
+    a->fail = o->e;
     a->fail_until_ms = now + VAULT_AUTH_RETRY_MS;
     /* a still-valid token keeps serving; try again after the pause */
     if (usable(a, now)) {
       int64_t next = now + VAULT_AUTH_RETRY_MS;
       a->renew_at_ms = a->expire_at_ms && next > a->expire_at_ms ? a->expire_at_ms : next;
-      if (!unreachable) a->next_is_login = 1;
+      if (!o->unreachable) a->next_is_login = 1;
     }
   }
-  still_usable = usable(a, now);
+  o->still_usable = usable(a, now);
   a->busy = 0;
   a->completed++;
   pthread_cond_broadcast(&a->cv);
   pthread_mutex_unlock(&a->mu);
-  grant_clear(&g);
+}
 
-  /* log outside the lock: never a token, never the secret id */
-  if (renew_why[0])
-    vault_logf(a->lg, KMS_LOG_WARN, "%s; logging in again",
-               renew_why);
-  if (renewed)
-    vault_logf(a->lg, recovered ? KMS_LOG_INFO : KMS_LOG_DEBUG,
+/* Step 3 (no lock): log. Never a token, never the secret id; the first
+ * failure of an outage at WARN/ERROR, repeats at DEBUG. */
+static void op_report(vault_auth *a, const op_outcome *o) {
+  int64_t lease = o->g.lease_s;
+  if (o->renew_why[0]) vault_logf(a->lg, KMS_LOG_WARN, "%s; logging in again", o->renew_why);
+  if (o->renewed)
+    vault_logf(a->lg, o->recovered ? KMS_LOG_INFO : KMS_LOG_DEBUG,
                "renewed the Vault token (lease %lld s)%s", (long long)lease,
-               recovered ? " after earlier failures" : "");
-  else if (st == KMS_OK)
+               o->recovered ? " after earlier failures" : "");
+  else if (o->st == KMS_OK)
     vault_logf(a->lg, KMS_LOG_INFO, "%s succeeded (POST %s)%s; token lease %lld s%s", a->what,
-               a->login_path, capped ? " after the token reached its max TTL"
-                              : renew_why[0] ? " after renewal failed" : "",
+               a->login_path, o->capped ? " after the token reached its max TTL"
+                              : o->renew_why[0] ? " after renewal failed" : "",
                (long long)lease, lease ? "" : " (no expiry)");
-  else /* the first failure of an outage at WARN/ERROR, repeats at DEBUG */
-    vault_logf(a->lg, !first_failure ? KMS_LOG_DEBUG : still_usable ? KMS_LOG_WARN : KMS_LOG_ERROR,
-               "%s%s%s",
-               e.message,
-               still_usable ? "; the current token stays in use until it expires" : "",
-               renew_why[0] ? " (renewal had failed too)" : "");
-  if (st != KMS_OK && err) *err = e;
-  return st;
+  else
+    vault_logf(a->lg,
+               !o->first_failure ? KMS_LOG_DEBUG : o->still_usable ? KMS_LOG_WARN : KMS_LOG_ERROR,
+               "%s%s%s", o->e.message,
+               o->still_usable ? "; the current token stays in use until it expires" : "",
+               o->renew_why[0] ? " (renewal had failed too)" : "");
+}
+
+/*
+ * One login or renewal, run by the thread that set busy = 1 (mu NOT held on
+ * entry or exit). `old` is a copy of the token to renew (OP_RENEW; wiped and
+ * freed here). Installs the result, clears busy, wakes the waiters, logs.
+ */
+static kms_status run_op(vault_auth *a, auth_op op, char *old, int64_t increment,
+                         int64_t deadline, kms_error *err) {
+  op_outcome o;
+  memset(&o, 0, sizeof o);
+  kms_error_clear(&o.e);
+  op_talk(a, op, old, increment, deadline, &o);
+  vault_wipe_free(old);
+  op_settle(a, &o);
+  op_report(a, &o);
+  grant_clear(&o.g);
+  if (o.st != KMS_OK && err) *err = o.e;
+  return o.st;
 }
 
 /* Wait (mu held) for the operation in flight, at most until `deadline`:

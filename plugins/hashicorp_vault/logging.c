@@ -14,7 +14,7 @@ void vault_logf(const vault_logger *lg, kms_log_level level, const char *fmt, ..
   const kms_host *h = lg->host;
   if (!KMS_FIELD_PRESENT(h, kms_host, log) || !h->log) return;
   char line[512];
-  int n = snprintf(line, sizeof line, "hashicorp_vault: ");
+  int n = snprintf(line, sizeof line, VAULT_MSG_PREFIX);
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);

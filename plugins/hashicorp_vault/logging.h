@@ -14,6 +14,10 @@
 
 #include "kms_plugin.h"
 
+/* Put once in front of every log line (vault_logf) and every error message
+ * (plugin.c, on the way out of a slot); nothing else writes it. */
+#define VAULT_MSG_PREFIX "hashicorp_vault: "
+
 typedef struct vault_logger {
   const kms_host *host; /* may be NULL: silent */
 } vault_logger;

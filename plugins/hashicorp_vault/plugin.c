@@ -61,7 +61,7 @@ static kms_status fetch_background(void *ctx, const char *url, vault_cache_value
 /* Messages are written without the plugin's name; it is added here, once,
  * on the way out of every slot (logging.c does the same for log lines). */
 static kms_status boundary(kms_status st, kms_error *err) {
-  static const char prefix[] = "hashicorp_vault: ";
+  static const char prefix[] = VAULT_MSG_PREFIX;
   if (st == KMS_OK || !err) return st;
   size_t n = strlen(err->message), p = sizeof prefix - 1;
   if (n + p >= sizeof err->message) n = sizeof err->message - p - 1;
