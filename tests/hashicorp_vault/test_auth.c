@@ -616,6 +616,45 @@ static void test_renewal_while_vault_down(void **state) {
   clocked_stop(&k);
 }
 
+static void test_login_failure_pause(void **state) {
+  /* a failed login is repeated to callers without a request for 1 s, then
+   * tried once more: bad credentials never become a login per request, and
+   * a Vault that comes back is used at once after the pause */
+  policy(NULL, "kv", KV_RW);
+  creds cr = approle(NULL, "approle", "app", "kv", 3600, 7200);
+  const char *bad_sid = "0f1e2d3c-bad0-secr-et00-123456789abc";
+  for (int unavailable = 0; unavailable < 2; unavailable++) {
+    vf_clear_requests(srv);
+    if (unavailable)
+      assert_int_equal(vf_fault(srv, "{\"method\":\"POST\",\"path\":\"^/v1/auth/approle/login$\","
+                                     "\"status\":503,\"times\":-1}"), 0);
+    clocked k;
+    clocked_start(&k, (const char *[]){"HCP_VAULT_APPROLE_ROLE_ID", cr.role_id,
+                                       "HCP_VAULT_APPROLE_SECRET_ID",
+                                       unavailable ? cr.secret_id : bad_sid,
+                                       "VAULT_MAX_RETRIES", "0", NULL});
+    kms_status want = unavailable ? KMS_UNAVAILABLE : KMS_UNAUTHENTICATED;
+    char *t = NULL;
+    uint64_t gen;
+    kms_error err;
+    assert_int_equal(vault_auth_token(k.auth, vault_http_deadline(k.http), &t, &gen, &err), want);
+    k.now += 900; /* inside the pause: the same answer, no request */
+    assert_int_equal(vault_auth_token(k.auth, vault_http_deadline(k.http), &t, &gen, &err), want);
+    vf_log *log = vf_requests(srv);
+    expect_log(log, (const char *[]){"POST " APPROLE_LOGIN, NULL});
+    vf_log_free(log);
+    vf_clear_faults(srv);
+    k.now += 200; /* past it: one new attempt */
+    kms_status st = vault_auth_token(k.auth, vault_http_deadline(k.http), &t, &gen, &err);
+    assert_int_equal(st, unavailable ? KMS_OK : KMS_UNAUTHENTICATED);
+    vault_auth_token_free(t);
+    log = vf_requests(srv);
+    expect_log(log, (const char *[]){"POST " APPROLE_LOGIN, "POST " APPROLE_LOGIN, NULL});
+    vf_log_free(log);
+    clocked_stop(&k);
+  }
+}
+
 static void test_max_ttl_fresh_login(void **state) {
   /* lease 9 s, max TTL 12 s: the renewal at 6 s is capped (about 5 s left,
    * less than asked for) -> a fresh login right away */
@@ -786,10 +825,10 @@ static void test_login_unavailable_then_recovers(void **state) {
   if (!strstr(err.message, "Vault is sealed") || !strstr(err.message, "AppRole login"))
     fail_msg("message: %s", err.message);
   vf_clear_faults(srv);
-  it_sleep_ms(1100); /* past the pause after a failed login */
-  read_ok(c, "u", "vu");
+  /* (the recovery after the 1 s pause: test_login_failure_pause, on the
+   * injected clock) */
   vf_log *log = vf_requests(srv);
-  expect_log(log, (const char *[]){"POST " APPROLE_LOGIN, "POST " APPROLE_LOGIN, "GET /v1/secret/data/u", NULL});
+  expect_log(log, (const char *[]){"POST " APPROLE_LOGIN, NULL});
   vf_log_free(log);
   done(&h, c);
 }
@@ -859,12 +898,7 @@ static void test_bad_approle_secret(void **state) {
   vf_log *log = vf_requests(srv);
   expect_log(log, (const char *[]){"POST " APPROLE_LOGIN, NULL});
   vf_log_free(log);
-  /* after the pause, one new attempt */
-  it_sleep_ms(1100);
-  assert_int_equal(rd(c, "x", NULL, 0, &err), KMS_UNAUTHENTICATED);
-  log = vf_requests(srv);
-  expect_log(log, (const char *[]){"POST " APPROLE_LOGIN, "POST " APPROLE_LOGIN, NULL});
-  vf_log_free(log);
+  /* (one new attempt after the pause: test_login_failure_pause) */
   char *logs = it_logs(&h);
   assert_null(strstr(logs, bad_sid));
   assert_non_null(strstr(logs, "invalid role or secret ID"));
@@ -991,6 +1025,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_relogin_still_denied_no_loop, start, stop),
     cmocka_unit_test_setup_teardown(test_renewal, start, stop),
     cmocka_unit_test_setup_teardown(test_renewal_while_vault_down, start, stop),
+    cmocka_unit_test_setup_teardown(test_login_failure_pause, start, stop),
     cmocka_unit_test_setup_teardown(test_max_ttl_fresh_login, start, stop),
     cmocka_unit_test_setup_teardown(test_refresh_renews, start, stop),
     cmocka_unit_test_setup_teardown(test_cold_start_threads_one_login, start, stop),
