@@ -69,8 +69,10 @@ class AwsServer:
 
     def signed(self, op, payload, key=KEY_ID, secret=SECRET_KEY, token=None, region=REGION,
                service="secretsmanager", headers=None):
-        """A SecretsManager request signed by botocore's SigV4Auth: (method, path, body, headers)."""
-        body = json.dumps(payload).encode()
+        """A SecretsManager request signed by botocore's SigV4Auth: (body, headers).
+
+        payload: a JSON-able object, or bytes sent as they are."""
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         hdrs = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "secretsmanager." + op}
         hdrs.update(headers or {})
         req = botocore.awsrequest.AWSRequest(method="POST", url=self.url + "/", data=body, headers=hdrs)

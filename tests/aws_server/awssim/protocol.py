@@ -19,7 +19,6 @@ import json
 import random
 import re
 import threading
-import urllib.parse
 import uuid
 
 from testserver.controls import bool_field, sha256_redact
@@ -80,7 +79,8 @@ class AwsProtocol(Protocol):
                         500: "InternalFailure"}.get(status, "ValidationException" if status < 500
                                                      else "ServiceUnavailableException")
         key = "message" if code in FRONT_END else "Message"
-        body = {"__type": code, key: "; ".join(messages)} if messages else {"__type": code}
+        text = "; ".join(m for m in messages if m)
+        body = {"__type": code, key: text} if text else {"__type": code}
         return self._json(status, body, headers)
 
     def internal_error(self):
