@@ -150,3 +150,22 @@ def test_exits_cleanly_on_sigterm(start_server):
     assert proc.stop() == 0
     with pytest.raises(OSError):
         socket.create_connection((srv.host, srv.port), timeout=2).close()
+
+
+def test_expire_control_and_planned_deletion_listing(aws, uniq):
+    form = ("Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012"
+            "%3Arole%2Fr&RoleSessionName=gw&WebIdentityToken=" + WEB_TOKEN).encode()
+    raw = aws.http("POST", "/", form, {"Content-Type": "application/x-www-form-urlencoded"})[2].decode()
+    pick = lambda tag: raw.split("<%s>" % tag)[1].split("</%s>" % tag)[0]   # noqa: E731
+    key, secret, token = pick("AccessKeyId"), pick("SecretAccessKey"), pick("SessionToken")
+    assert aws.call_signed("CreateSecret", {"Name": uniq, "SecretString": "x"}, key=key, secret=secret,
+                           token=token)[0] == 200
+    assert aws.control("credentials/expire", {"access_key_id": key}) == {"expired": 1}
+    st, ans = aws.call_signed("GetSecretValue", {"SecretId": uniq}, key=key, secret=secret, token=token)
+    assert (st, ans["__type"]) == (400, "ExpiredTokenException")
+    aws.call_signed("DeleteSecret", {"SecretId": uniq, "RecoveryWindowInDays": 10})
+    names = lambda body: [s["Name"] for s in aws.call_signed("ListSecrets", body)[1]["SecretList"]]  # noqa: E731
+    assert uniq not in names({})
+    assert uniq in names({"IncludePlannedDeletion": True})
+    st, ans = aws.call_signed("UpdateSecret", {"SecretId": uniq, "Description": "x"})
+    assert (st, ans["__type"]) == (400, "InvalidRequestException")
