@@ -3,6 +3,7 @@ operations, its errors, and credentials from STS, IMDS and ECS, as a real
 AWS client sees them."""
 
 import base64
+import concurrent.futures
 import datetime
 
 import pytest
@@ -108,6 +109,14 @@ def test_list_pagination_and_filters(sm, aws, uniq):
     tagged = sm.list_secrets(Filters=[{"Key": "tag-value", "Values": ["3"]}, {"Key": "name", "Values": [uniq]}])
     assert [s["Name"] for s in tagged["SecretList"]] == [names[3]]
     assert "SecretVersionsToStages" in even[0]
+    assert [s["Name"] for s in sm.list_secrets(Filters=flt + [{"Key": "description", "Values": ["EVEN"]}])[
+        "SecretList"]] == names[0::2]                                   # description ignores case
+    assert sm.list_secrets(Filters=[{"Key": "name", "Values": [uniq.upper()]}])["SecretList"] == []
+    both = sm.list_secrets(Filters=flt + [{"Key": "all", "Values": ["ODD idx"]}])["SecretList"]
+    assert [s["Name"] for s in both] == names[1::2]                      # every word, any attribute
+    with pytest.raises(ClientError) as ei:
+        sm.list_secrets(Filters=[{"Key": "name", "Values": ["bad*char"]}])
+    assert error_of(ei)[0] == "ValidationException"
     desc = sm.list_secrets(Filters=flt, SortOrder="desc", MaxResults=2)["SecretList"]
     assert [s["Name"] for s in desc] == names[::-1][:2]
     with pytest.raises(ClientError) as ei:
@@ -303,3 +312,19 @@ def test_static_session_credentials(start_server, uniq):
         srv.client().get_secret_value(SecretId=uniq)
     assert error_of(ei)[0] == "UnrecognizedClientException"
     assert KEY_ID and ok.get_secret_value(SecretId=uniq)["SecretString"] == "aw=="
+
+
+def test_concurrent_writers_keep_labels_consistent(aws, uniq):
+    """Eight boto3 clients writing at once: every version is kept, exactly one AWSCURRENT and one AWSPREVIOUS."""
+    aws.client().create_secret(Name=uniq, SecretString="v0")
+
+    def writer(n):
+        c = aws.client()
+        return [c.put_secret_value(SecretId=uniq, SecretString="w%d-%d" % (n, i))["VersionId"] for i in range(10)]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        ids = [v for vs in pool.map(writer, range(8)) for v in vs]
+    assert len(set(ids)) == 80
+    sm = aws.client()
+    stages = sm.describe_secret(SecretId=uniq)["VersionIdsToStages"]
+    assert sorted(map(tuple, stages.values())) == [("AWSCURRENT",), ("AWSPREVIOUS",)]
+    assert all(sm.get_secret_value(SecretId=uniq, VersionId=v)["SecretString"].startswith("w") for v in ids[::9])

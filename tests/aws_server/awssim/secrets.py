@@ -23,6 +23,7 @@ DAY = 86400
 MAX_UNLABELED_VERSIONS = 100      # AWS drops older versions that have no staging label
 NAME_RE = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
 TOKEN_RE = re.compile(r"[A-Za-z0-9-]{32,64}")
+FILTER_VALUE_RE = re.compile(r"!?[a-zA-Z0-9 :_@/+=.\-!]*")
 FILTER_KEYS = ["description", "name", "tag-key", "tag-value", "primary-region", "owning-service", "all"]
 SUFFIX_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
@@ -395,22 +396,36 @@ def _parse_filters(raw):
         values = f.get("Values") or []
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values) or not 1 <= len(values) <= 10:
             raise invalid_parameter("Filter values must be a list of 1 to 10 strings.")
+        for v in values:
+            if len(v) > 512 or not FILTER_VALUE_RE.fullmatch(v):
+                raise validation("Value '%s' at 'filters.%d.member.values' failed to satisfy constraint: Member "
+                                 "must satisfy regular expression pattern: ^\\!?[a-zA-Z0-9 :_@\\/\\+\\=\\.\\-\\!]*$"
+                                 % (v, i))
         out.append((key, values))
     return out
 
 
 def _matches(s, filters, region):
-    """Filters AND together, the values of one filter OR; prefix match; a leading ! negates."""
+    """Filters AND together, the values of one filter OR; a leading ! negates.  As AWS documents:
+    prefix matches, case-sensitive except description; "all" splits the value into words, each of
+    which must prefix-match (ignoring case) a word of the name, description or a tag."""
     fields = {"name": [s.name], "description": [s.description or ""], "tag-key": [t["Key"] for t in s.tags],
               "tag-value": [t["Value"] for t in s.tags], "primary-region": [region], "owning-service": []}
-    fields["all"] = fields["name"] + fields["description"] + fields["tag-key"] + fields["tag-value"]
+    everything = fields["name"] + fields["description"] + fields["tag-key"] + fields["tag-value"]
+    words = [w.lower() for v in everything for w in re.split(r"[\s/_.:@+=-]+", v) + [v] if w]
+
+    def hit(key, value):
+        if key == "all":
+            return all(any(w.startswith(q) for w in words) for q in value.lower().split())
+        if key == "description":
+            return any(h.lower().startswith(value.lower()) for h in fields[key])
+        return any(h.startswith(value) for h in fields[key])
     for key, values in filters:
         positive = [v for v in values if not v.startswith("!")]
         negative = [v[1:] for v in values if v.startswith("!")]
-        have = fields[key]
-        if positive and not any(h.startswith(v) for v in positive for h in have):
+        if positive and not any(hit(key, v) for v in positive):
             return False
-        if any(h.startswith(v) for v in negative for h in have):
+        if any(hit(key, v) for v in negative):
             return False
     return True
 
