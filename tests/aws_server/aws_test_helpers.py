@@ -7,6 +7,7 @@ the suites, it never skips them."""
 
 import http.client
 import json
+import ssl
 import sys
 import urllib.parse
 
@@ -34,14 +35,19 @@ __all__ = ["ClientError", "boto3", "botocore"]
 class AwsServer:
     """A running server (URL) with its /__test__/ controls and client factories."""
 
-    def __init__(self, url):
+    def __init__(self, url, cafile=None):
         self.url = url
+        self.cafile = cafile
         parts = urllib.parse.urlsplit(url)
         self.host, self.port = parts.hostname, parts.port
 
     def http(self, method, path, body=b"", headers=None):
         """(status, headers dict lower-cased, body bytes) of one raw request."""
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=15)
+        if self.url.startswith("https:"):
+            ctx = ssl.create_default_context(cafile=self.cafile)
+            conn = http.client.HTTPSConnection(self.host, self.port, timeout=15, context=ctx)
+        else:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=15)
         try:
             conn.request(method, path, body=body, headers=headers or {})
             r = conn.getresponse()
@@ -63,9 +69,11 @@ class AwsServer:
         return self.control("requests", method="GET")["requests"]
 
     def client(self, service="secretsmanager", region=REGION, key=KEY_ID, secret=SECRET_KEY, token=None,
-               config=NO_RETRY):
+               config=NO_RETRY, verify=None):
+        """A boto3 client; over HTTPS it trusts the test CA unless verify says otherwise."""
         return boto3.client(service, endpoint_url=self.url, region_name=region, aws_access_key_id=key,
-                            aws_secret_access_key=secret, aws_session_token=token, config=config)
+                            aws_secret_access_key=secret, aws_session_token=token, config=config,
+                            verify=verify if verify is not None else self.cafile)
 
     def signed(self, op, payload, key=KEY_ID, secret=SECRET_KEY, token=None, region=REGION,
                service="secretsmanager", headers=None):

@@ -6,6 +6,7 @@ SIGTERM at the end of its scope and must exit with status 0.
 """
 
 import os
+import subprocess
 import sys
 import uuid
 
@@ -18,6 +19,7 @@ from testserver.launcher import ServerProcess  # noqa: E402
 from aws_test_helpers import KEY_ID, REGION, SECRET_KEY, WEB_TOKEN, AwsServer  # noqa: E402
 
 SERVER = os.path.join(HERE, "server.py")
+MAKE_CERTS = os.path.join(os.path.dirname(HERE), "vault_server", "make_certs.sh")
 
 
 @pytest.fixture(scope="session")
@@ -49,15 +51,25 @@ def aws(server_proc):
     srv.clean()
 
 
+@pytest.fixture(scope="session")
+def certs(workdir):
+    """The Vault server's throwaway PKI (make_certs.sh serves every test server)."""
+    out = os.path.join(workdir, "certs")
+    subprocess.run(["bash", MAKE_CERTS, out], check=True, stdout=subprocess.DEVNULL)
+    return {name: os.path.join(out, name) for name in os.listdir(out)}
+
+
 @pytest.fixture
-def start_server(workdir):
-    """Factory for a private server (extra command-line options); stopped after the test."""
+def start_server(workdir, certs):
+    """Factory for a private server (extra command-line options, tls=True for HTTPS); stopped after the test."""
     started = []
 
-    def start(*extra):
+    def start(*extra, tls=False):
+        if tls:
+            extra = ("--tls-cert", certs["server.pem"], "--tls-key", certs["server.key"]) + extra
         proc = _start(os.path.join(workdir, "private"), *extra)
         started.append(proc)
-        return AwsServer(proc.url), proc
+        return AwsServer(proc.url, certs["ca.pem"] if tls else None), proc
     yield start
     assert [p.stop() for p in started] == [0] * len(started), "a private server did not exit cleanly"
 

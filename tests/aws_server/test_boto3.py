@@ -328,3 +328,13 @@ def test_concurrent_writers_keep_labels_consistent(aws, uniq):
     stages = sm.describe_secret(SecretId=uniq)["VersionIdsToStages"]
     assert sorted(map(tuple, stages.values())) == [("AWSCURRENT",), ("AWSPREVIOUS",)]
     assert all(sm.get_secret_value(SecretId=uniq, VersionId=v)["SecretString"].startswith("w") for v in ids[::9])
+
+
+def test_https_with_a_verified_certificate(start_server, uniq):
+    srv, _ = start_server(tls=True)
+    assert srv.url.startswith("https://")
+    srv.client().create_secret(Name=uniq, SecretString="over-tls")
+    assert srv.client().get_secret_value(SecretId=uniq)["SecretString"] == "over-tls"
+    untrusted = srv.client(verify=True)          # the system CAs do not know the test CA
+    with pytest.raises(botocore.exceptions.SSLError):
+        untrusted.get_secret_value(SecretId=uniq)
