@@ -134,6 +134,7 @@ def test_reset_and_control_errors(aws, uniq):
     assert aws.http("POST", "/__test__/clock", b'{"advance": "soon"}')[0] == 400
     assert aws.http("POST", "/__test__/credentials", b'{"access_key_id": 1}')[0] == 400
     assert aws.http("POST", "/__test__/web-identity-tokens", b'{"tokens": [""]}')[0] == 400
+    assert aws.http("POST", "/__test__/deny", b'{"action": "("}')[0] == 400
     assert aws.http("POST", "/__test__/nothing", b'{}')[0] == 404
 
 

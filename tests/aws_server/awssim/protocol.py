@@ -219,7 +219,13 @@ class AwsProtocol(Protocol):
         if path == "credentials/expire":
             return {"expired": self.store.expire(self.clock.now(), data.get("access_key_id"))}
         if path == "deny":
-            self.sm.deny(data.get("access_key_id"), str(data.get("action", ".*")), str(data.get("secret", "")))
+            action, secret = data.get("action", ".*"), data.get("secret", "")
+            try:
+                re.compile(action)
+                re.compile(secret)
+            except (re.error, TypeError) as e:
+                raise AwsError("ValidationException", '"action" and "secret" must be regular expressions: %s' % e)
+            self.sm.deny(data.get("access_key_id"), action, secret)
             return {"denied": True}
         if path == "web-identity-tokens":
             tokens = data.get("tokens")
