@@ -1,6 +1,6 @@
 """testserver -- the protocol-independent half of kmsplug's test servers.
 
-A test server (tests/vault_server today, an AWS Secrets Manager one next) is a
+A test server (tests/vault_server, tests/aws_server) is a
 `Protocol` object plugged into this package, which owns everything that is
 the same for every protocol:
 
@@ -9,9 +9,12 @@ the same for every protocol:
   httpserver.py  threaded HTTP/1.1 keep-alive server, TLS handshake in the
                  worker thread, optional client certificates, body limits
                  (413, chunked bodies, Expect: 100-continue)
-  controls.py    /__test__/ endpoints: fault injection, request log (secrets
-                 redacted by the protocol), connection/TLS/request counters;
-                 a protocol adds its own endpoints through Protocol.control
+  controls.py    /__test__/ endpoints: fault injection (a fault may match
+                 headers with "match_headers" and answer in the protocol's
+                 error shape with "code"/"message"), request log (header
+                 values and bodies redacted by the protocol: redact,
+                 redact_body), connection/TLS/request counters; a protocol
+                 adds its own endpoints through Protocol.control
   runner.py      the command line every server shares, ready/pid files,
                  SIGTERM/SIGINT, --exit-with-parent
   launcher.py    start/stop a server as a subprocess from pytest suites

@@ -92,6 +92,19 @@ class Fault:
         except (re.error, TypeError) as e:
             raise _bad("invalid path regex: %s" % e)
         self.status = int_field(spec, "status", 0)
+        self.code = spec.get("code")          # rendered by Protocol.error with message
+        self.message = spec.get("message")
+        if not isinstance(self.code, (str, type(None))) or not isinstance(self.message, (str, type(None))):
+            raise _bad("code and message must be strings")
+        self.match_headers = {}               # header name -> regex, all must match
+        mh = spec.get("match_headers") or {}
+        if not isinstance(mh, dict):
+            raise _bad("match_headers must be an object")
+        for name, rx in mh.items():
+            try:
+                self.match_headers[str(name)] = re.compile(rx)
+            except (re.error, TypeError) as e:
+                raise _bad("invalid match_headers regex for %s: %s" % (name, e))
         self.body = spec.get("body")
         self.raw_body = spec.get("raw_body")
         self.headers = spec.get("headers") or {}
@@ -102,13 +115,17 @@ class Fault:
         self.times = int_field(spec, "times", 1)
         self.hits = 0
 
-    def matches(self, method, path):
+    def matches(self, method, path, headers=None):
         if self.times == 0:
             return False
         if self.method and self.method.upper() != method.upper():
             return False
         if self.path_re is not None and not self.path_re.search(path):
             return False
+        for name, rx in self.match_headers.items():
+            value = headers.get(name) if headers is not None else None
+            if value is None or not rx.search(value):
+                return False
         return True
 
     def describe(self):
@@ -149,7 +166,8 @@ class Controls:
         for k, v in ex.headers.items():
             v = protocol.redact(k.lower(), v)
             hdrs[k] = v if k not in hdrs else hdrs[k] + ", " + v
-        text = ex.body[:LOG_BODY_MAX].decode("utf-8", "replace")
+        body = protocol.redact_body(ex)
+        text = body[:LOG_BODY_MAX].decode("utf-8", "replace")
         with self.lock:
             self.stats["requests"] += 1
             self.log_seq += 1
@@ -157,17 +175,17 @@ class Controls:
                      "path": ex.raw_path, "query": ex.raw_query, "headers": hdrs, "body": text,
                      "client_cert_subject": ex.peer_subject, "connection_id": ex.conn_id,
                      "tls": ex.is_tls}
-            if len(ex.body) > LOG_BODY_MAX:
+            if len(body) > LOG_BODY_MAX:
                 entry["body_truncated"] = True
             self.log.append(entry)
             if len(self.log) > self.max_log:
                 del self.log[:len(self.log) - self.max_log]
 
-    def take_fault(self, method, path):
+    def take_fault(self, method, path, headers=None):
         """The first matching fault (its count used up by one), or None."""
         with self.lock:
             for f in self.faults:
-                if f.matches(method, path):
+                if f.matches(method, path, headers):
                     f.hits += 1
                     if f.times > 0:
                         f.times -= 1

@@ -82,6 +82,10 @@ class Protocol:
         """A header value as the request log stores it (hash secrets)."""
         return value
 
+    def redact_body(self, ex):
+        """The request body (bytes) as the request log stores it (hide secret values)."""
+        return ex.body
+
     def handle(self, ex):
         """Answer one request (an Exchange); may raise ProtocolError."""
         raise NotImplementedError

@@ -301,7 +301,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def apply_fault(self, ex):
         """Applies the first matching fault; True when it answered (or dropped)."""
-        fault = self.server.controls.take_fault(ex.method, ex.raw_path)
+        fault = self.server.controls.take_fault(ex.method, ex.raw_path, ex.headers)
         if fault is None:
             return False
         if fault.delay_ms > 0:
@@ -315,10 +315,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if fault.raw_body is not None:
             ctype = hdrs.pop("Content-Type", "text/plain; charset=utf-8")
             self._write(fault.status, str(fault.raw_body).encode("utf-8"), hdrs, ctype, head=head)
-        else:
-            b = fault.body if fault.body is not None else self.server.protocol.error(fault.status, []).body
+        elif fault.body is not None:
             ctype = hdrs.pop("Content-Type", "application/json")
-            self._write(fault.status, (json.dumps(b) + "\n").encode("utf-8"), hdrs, ctype, head=head)
+            self._write(fault.status, (json.dumps(fault.body) + "\n").encode("utf-8"), hdrs, ctype, head=head)
+        else:   # the protocol's own error shape (with the fault's code and message, if any)
+            resp = self.server.protocol.error(fault.status, [fault.message] if fault.message else [],
+                                              code=fault.code)
+            resp.headers = dict(resp.headers, **hdrs)
+            self.send(resp, head=head)
         return True
 
     def test_control(self, ex):

@@ -32,6 +32,9 @@ class Echo(Protocol):
     def redact(self, name, value):
         return sha256_redact(value) if name == "authorization" else value
 
+    def redact_body(self, ex):
+        return ex.body.replace(b"hunter2", b"<redacted>")
+
     def handle(self, ex):
         if ex.raw_path == "/api/fail":
             raise ProtocolError(400, ["bad input"], code="ValidationException")
@@ -88,3 +91,23 @@ def test_faults_log_and_controls_come_with_the_layer(server):
     assert call(server, "POST", "/__test__/ping", json.dumps({"x": 7})) == (200, {"pong": 7})
     assert call(server, "POST", "/__test__/nothing", "{}") == (404, {"errors": []})
     assert call(server, "POST", "/__test__/faults", json.dumps({"times": "many"}))[0] == 400
+
+
+def test_faults_in_the_protocols_shape_matched_on_headers(server):
+    """A fault with code/message renders through Protocol.error; match_headers narrows it."""
+    spec = {"path": "^/api/", "match_headers": {"X-Op": "^Get"}, "status": 400,
+            "code": "ThrottlingException", "message": "Rate exceeded", "times": -1}
+    assert call(server, "POST", "/__test__/faults", json.dumps(spec))[0] == 200
+    assert call(server, "GET", "/api/x")[0] == 200                                   # no header
+    assert call(server, "GET", "/api/x", headers={"X-Op": "Put"})[0] == 200         # no match
+    assert call(server, "GET", "/api/x", headers={"X-Op": "GetIt"}) == (
+        400, {"__type": "ThrottlingException", "message": "Rate exceeded"})
+    bad = {"match_headers": {"X-Op": "("}}
+    assert call(server, "POST", "/__test__/faults", json.dumps(bad))[0] == 400
+
+
+def test_request_log_body_goes_through_redact_body(server):
+    call(server, "POST", "/api/x", b'{"password": "hunter2"}')
+    log = call(server, "GET", "/__test__/requests")[1]["requests"]
+    assert log[-1]["body"] == '{"password": "<redacted>"}'
+    assert "hunter2" not in json.dumps(log)
