@@ -549,7 +549,7 @@ kms_status vault_cache_get(vault_cache *c, const char *key, int force, vault_cac
 kms_status vault_cache_refresh_key(vault_cache *c, const char *key, vault_cache_fetch_fn fetch,
                                    void *fetch_ctx, int64_t retry_ms, int *fetched,
                                    kms_error *err) {
-  vault_cache_value v;
+  vault_cache_value v = {0}; /* get_impl may leave it untouched (nothing cached) */
   kms_error e;
   kms_error_clear(&e);
   get_call g = {.c = c, .key = key, .mode = MODE_BACKGROUND, .fetch = fetch,

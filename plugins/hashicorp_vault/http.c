@@ -763,7 +763,7 @@ static int retry_or_stop(xfer *x, xfer_class cls, kms_status *st) {
 kms_status vault_http_perform(vault_http *h, const vault_http_request *req,
                               vault_http_response *resp, kms_error *err) {
   memset(resp, 0, sizeof *resp);
-  kms_error local;
+  kms_error local = {0}; /* stands in when the caller passes no err; cppcheck wants it set */
   xfer x = {.h = h, .req = req, .resp = resp, .err = err ? err : &local};
   x.deadline = req->deadline_ms ? req->deadline_ms : vault_http_deadline(h);
   x.path = vault_url_path(h->cfg->addr, req->url);
