@@ -175,7 +175,7 @@ kms_status kms_client_read_opt(kms_client *c, const char *name, const kms_call_o
   if (!c || !out)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "kms_client_read_opt: NULL argument");
   *out = NULL;
-  kms_status st = kms_options_check(options, KMS_CALL_READ, NULL, "kms_client_read_opt", err);
+  kms_status st = kms_options_check(options, KMS_CALL_KIND_READ, NULL, "kms_client_read_opt", err);
   if (st != KMS_OK) return st;
   if (!KMS_SLOT_AVAILABLE(c->plugin, read_secret_opt) ||
       !KMS_SLOT_AVAILABLE(c->plugin, free_secret)) {
@@ -215,7 +215,7 @@ kms_status kms_client_read_into(kms_client *c, const char *name, const kms_call_
                          "sizeof(kms_secret_info)");
   if (!KMS_SLOT_AVAILABLE(c->plugin, read_secret_into))
     return read_into_fallback(c, name, options, buf, size, info, err);
-  kms_status st = kms_options_check(options, KMS_CALL_READ, NULL, "kms_client_read_into", err);
+  kms_status st = kms_options_check(options, KMS_CALL_KIND_READ, NULL, "kms_client_read_into", err);
   if (st == KMS_OK) st = check_name(name, err);
   if (st != KMS_OK) return st;
   kms_error local;
@@ -234,7 +234,7 @@ kms_status kms_client_write_opt(kms_client *c, const char *name, const char *val
                                 const kms_call_options *options, kms_error *err) {
   kms_error_clear(err);
   if (!c) return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "kms_client_write_opt: NULL client");
-  kms_status st = kms_options_check(options, KMS_CALL_WRITE, NULL, "kms_client_write_opt", err);
+  kms_status st = kms_options_check(options, KMS_CALL_KIND_WRITE, NULL, "kms_client_write_opt", err);
   if (st != KMS_OK) return st;
   if (!KMS_SLOT_AVAILABLE(c->plugin, write_secret_opt)) {
     if (kms_call_options_default(options))
@@ -255,7 +255,7 @@ kms_status kms_client_delete_opt(kms_client *c, const char *name, const kms_call
                                  kms_error *err) {
   kms_error_clear(err);
   if (!c) return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "kms_client_delete_opt: NULL client");
-  kms_status st = kms_options_check(options, KMS_CALL_DELETE, NULL, "kms_client_delete_opt", err);
+  kms_status st = kms_options_check(options, KMS_CALL_KIND_DELETE, NULL, "kms_client_delete_opt", err);
   if (st != KMS_OK) return st;
   if (!KMS_SLOT_AVAILABLE(c->plugin, delete_secret_opt)) {
     if (kms_call_options_default(options)) return kms_client_delete(c, name, err);
@@ -273,7 +273,7 @@ kms_status kms_client_list(kms_client *c, const char *prefix, const kms_call_opt
   kms_error_clear(err);
   if (!c || !fn)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "kms_client_list: NULL argument");
-  kms_status st = kms_options_check(options, KMS_CALL_LIST, NULL, "kms_client_list", err);
+  kms_status st = kms_options_check(options, KMS_CALL_KIND_LIST, NULL, "kms_client_list", err);
   if (st != KMS_OK) return st;
   if (!KMS_SLOT_AVAILABLE(c->plugin, list_secrets)) return unsupported(c, "list_secrets", err);
   kms_error local;

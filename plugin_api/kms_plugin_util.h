@@ -74,10 +74,10 @@ void kms_secret_free(kms_secret *secret);
 
 /* Which call a kms_call_options belongs to (what kms_options_check allows). */
 typedef enum kms_call_kind {
-  KMS_CALL_READ = 0,   /* flags, location, version */
-  KMS_CALL_WRITE = 1,  /* location */
-  KMS_CALL_DELETE = 2, /* location, delete_mode, recovery_window_days */
-  KMS_CALL_LIST = 3    /* location */
+  KMS_CALL_KIND_READ = 0,   /* flags, location, version */
+  KMS_CALL_KIND_WRITE = 1,  /* location */
+  KMS_CALL_KIND_DELETE = 2, /* location, delete_mode, recovery_window_days */
+  KMS_CALL_KIND_LIST = 3    /* location */
 } kms_call_kind;
 
 /* 1 if `options` is NULL or every field inside its struct_size is zero:

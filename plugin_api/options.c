@@ -28,10 +28,10 @@ int kms_call_options_default(const kms_call_options *o) {
 
 static const char *kind_name(kms_call_kind kind) {
   switch (kind) {
-  case KMS_CALL_READ: return "read";
-  case KMS_CALL_WRITE: return "write";
-  case KMS_CALL_DELETE: return "delete";
-  case KMS_CALL_LIST: return "list";
+  case KMS_CALL_KIND_READ: return "read";
+  case KMS_CALL_KIND_WRITE: return "write";
+  case KMS_CALL_KIND_DELETE: return "delete";
+  case KMS_CALL_KIND_LIST: return "list";
   }
   return "this call";
 }
@@ -46,7 +46,7 @@ static kms_status check_fields(const kms_call_options *o, kms_call_kind kind, co
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                          "%s: unknown option flag bits 0x%x (this ABI knows 0x%x)", who,
                          (unsigned)(flags & ~known), (unsigned)known);
-  if (flags && kind != KMS_CALL_READ)
+  if (flags && kind != KMS_CALL_KIND_READ)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                          "%s: option flags (nonblocking, bypass_cache) apply to reads, not to "
                          "%s", who, k);
@@ -54,7 +54,7 @@ static kms_status check_fields(const kms_call_options *o, kms_call_kind kind, co
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                          "%s: options nonblocking and bypass_cache contradict each other: "
                          "choose one", who);
-  if (OPT_HAS(o, version) && o->version && kind != KMS_CALL_READ)
+  if (OPT_HAS(o, version) && o->version && kind != KMS_CALL_KIND_READ)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                          "%s: option 'version' pins reads only, not %s", who, k);
   if (OPT_HAS(o, version) && o->version < 0)
@@ -62,7 +62,7 @@ static kms_status check_fields(const kms_call_options *o, kms_call_kind kind, co
                          "%s: option 'version' must be positive (0 = the current version)", who);
   uint32_t mode = OPT_HAS(o, delete_mode) ? o->delete_mode : 0;
   uint32_t window = OPT_HAS(o, recovery_window_days) ? o->recovery_window_days : 0;
-  if ((mode || window) && kind != KMS_CALL_DELETE)
+  if ((mode || window) && kind != KMS_CALL_KIND_DELETE)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                          "%s: option '%s' applies to deletes, not to %s", who,
                          mode ? "delete_mode" : "recovery_window_days", k);

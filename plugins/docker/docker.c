@@ -215,7 +215,7 @@ static kms_status docker_fetch(kms_instance *in, const char *name, char **out, s
  * NONBLOCKING and BYPASS_CACHE need nothing (no cache, local files). */
 static kms_status check_read_options(const kms_call_options *opt, kms_error *err) {
   static const char *const keys[] = {NULL};
-  kms_status st = kms_options_check(opt, KMS_CALL_READ, keys, "docker", err);
+  kms_status st = kms_options_check(opt, KMS_CALL_KIND_READ, keys, "docker", err);
   if (st == KMS_OK && opt && KMS_FIELD_PRESENT(opt, kms_call_options, version) && opt->version)
     st = kms_error_set(err, KMS_UNSUPPORTED, 0,
                        "docker: option 'version' cannot be honoured: secret files keep no "
@@ -274,7 +274,7 @@ static kms_status docker_read_into(kms_instance *in, const char *name,
 static kms_status docker_list(kms_instance *in, const char *prefix, const kms_call_options *opt,
                               kms_list_fn fn, void *ctx, kms_error *err) {
   static const char *const keys[] = {NULL};
-  kms_status st = kms_options_check(opt, KMS_CALL_LIST, keys, "docker", err);
+  kms_status st = kms_options_check(opt, KMS_CALL_KIND_LIST, keys, "docker", err);
   if (st != KMS_OK) return kms_stats_result(in->stats, st, err);
   DIR *d = opendir(in->dir);
   if (!d)
@@ -327,7 +327,7 @@ static kms_status docker_write_opt(kms_instance *in, const char *name, const cha
                                    size_t len, const kms_write_options *wopt,
                                    const kms_call_options *opt, kms_error *err) {
   static const char *const keys[] = {NULL};
-  kms_status st = kms_options_check(opt, KMS_CALL_WRITE, keys, "docker", err);
+  kms_status st = kms_options_check(opt, KMS_CALL_KIND_WRITE, keys, "docker", err);
   if (st == KMS_OK) st = docker_write(in, name, value, len, wopt, err);
   return kms_stats_result(in->stats, st, err);
 }
@@ -335,7 +335,7 @@ static kms_status docker_write_opt(kms_instance *in, const char *name, const cha
 static kms_status docker_delete_opt(kms_instance *in, const char *name,
                                     const kms_call_options *opt, kms_error *err) {
   static const char *const keys[] = {NULL};
-  kms_status st = kms_options_check(opt, KMS_CALL_DELETE, keys, "docker", err);
+  kms_status st = kms_options_check(opt, KMS_CALL_KIND_DELETE, keys, "docker", err);
   if (st == KMS_OK) st = docker_delete(in, name, err);
   return kms_stats_result(in->stats, st, err);
 }

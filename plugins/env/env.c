@@ -96,7 +96,7 @@ static kms_status env_lookup(kms_instance *in, const char *name, const kms_call_
                              const char **value, kms_error *err) {
   static const char *const keys[] = {"prefix", NULL};
   *value = NULL;
-  kms_status st = kms_options_check(opt, KMS_CALL_READ, keys, "env", err);
+  kms_status st = kms_options_check(opt, KMS_CALL_KIND_READ, keys, "env", err);
   if (st != KMS_OK) return st;
   if (opt && KMS_FIELD_PRESENT(opt, kms_call_options, version) && opt->version)
     return kms_error_set(err, KMS_UNSUPPORTED, 0,
@@ -154,7 +154,7 @@ static kms_status env_read_into(kms_instance *in, const char *name, const kms_ca
 static kms_status env_list(kms_instance *in, const char *prefix, const kms_call_options *opt,
                            kms_list_fn fn, void *ctx, kms_error *err) {
   static const char *const keys[] = {"prefix", NULL};
-  kms_status st = kms_options_check(opt, KMS_CALL_LIST, keys, "env", err);
+  kms_status st = kms_options_check(opt, KMS_CALL_KIND_LIST, keys, "env", err);
   if (st != KMS_OK) return kms_stats_result(in->stats, st, err);
   if (host_has_getenv(in->host))
     return kms_stats_result(in->stats, kms_error_set(err, KMS_UNSUPPORTED, 0,
@@ -204,7 +204,7 @@ static kms_status env_write_opt(kms_instance *in, const char *name, const char *
                                 size_t len, const kms_write_options *wopt,
                                 const kms_call_options *opt, kms_error *err) {
   static const char *const keys[] = {"prefix", NULL};
-  kms_status st = kms_options_check(opt, KMS_CALL_WRITE, keys, "env", err);
+  kms_status st = kms_options_check(opt, KMS_CALL_KIND_WRITE, keys, "env", err);
   if (st == KMS_OK) st = env_write(in, name, value, len, wopt, err);
   return kms_stats_result(in->stats, st, err);
 }
@@ -212,7 +212,7 @@ static kms_status env_write_opt(kms_instance *in, const char *name, const char *
 static kms_status env_delete_opt(kms_instance *in, const char *name, const kms_call_options *opt,
                                  kms_error *err) {
   static const char *const keys[] = {"prefix", NULL};
-  kms_status st = kms_options_check(opt, KMS_CALL_DELETE, keys, "env", err);
+  kms_status st = kms_options_check(opt, KMS_CALL_KIND_DELETE, keys, "env", err);
   if (st == KMS_OK) st = env_delete(in, name, err);
   return kms_stats_result(in->stats, st, err);
 }

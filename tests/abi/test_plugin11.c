@@ -219,7 +219,7 @@ static void *fetch_main(void *arg) {
 static kms_status read_core(kms_instance *in, const char *name, const kms_call_options *opt,
                             char value[VAL_MAX], int64_t *ver, kms_error *err) {
   char ns[NS_MAX];
-  kms_status st = call_ns(opt, KMS_CALL_READ, ns, err);
+  kms_status st = call_ns(opt, KMS_CALL_KIND_READ, ns, err);
   if (st == KMS_OK) st = check_name(name, err);
   if (st != KMS_OK) return st;
   uint32_t flags = opt ? opt->flags : 0;
@@ -288,7 +288,7 @@ static kms_status f_write_opt(kms_instance *in, const char *name, const char *va
                               const kms_write_options *w, const kms_call_options *opt,
                               kms_error *err) {
   char ns[NS_MAX];
-  kms_status st = call_ns(opt, KMS_CALL_WRITE, ns, err);
+  kms_status st = call_ns(opt, KMS_CALL_KIND_WRITE, ns, err);
   if (st == KMS_OK) st = check_name(name, err);
   if (st == KMS_OK && (len >= VAL_MAX || memchr(value, '\0', len)))
     st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "full: values are text of at most 63 bytes");
@@ -334,7 +334,7 @@ static kms_status f_write(kms_instance *in, const char *name, const char *value,
 static kms_status f_delete_opt(kms_instance *in, const char *name, const kms_call_options *opt,
                                kms_error *err) {
   char ns[NS_MAX];
-  kms_status st = call_ns(opt, KMS_CALL_DELETE, ns, err);
+  kms_status st = call_ns(opt, KMS_CALL_KIND_DELETE, ns, err);
   if (st == KMS_OK) st = check_name(name, err);
   if (st == KMS_OK) st = lock(&backend_lock, err);
   if (st != KMS_OK) return kms_stats_result(in->stats, st, err);
@@ -380,7 +380,7 @@ static kms_status f_list(kms_instance *in, const char *prefix, const kms_call_op
   char ns[NS_MAX];
   char (*names)[NAME_MAX_] = malloc(BACKEND_SLOTS * sizeof *names);
   if (!names) return kms_error_set(err, KMS_NO_MEMORY, 0, "full: out of memory");
-  kms_status st = call_ns(opt, KMS_CALL_LIST, ns, err);
+  kms_status st = call_ns(opt, KMS_CALL_KIND_LIST, ns, err);
   if (st == KMS_OK) st = lock(&backend_lock, err);
   int n = 0;
   if (st == KMS_OK) {
