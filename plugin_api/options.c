@@ -138,19 +138,41 @@ kms_status kms_secret_copy_into(const char *value, size_t length, int64_t versio
 /* ---------------------------------------------------------------------- */
 /* Health counters.                                                        */
 
+/* Counters are striped: each thread adds to its own cache line, so a hit
+ * counted on every cached read does not make two readers' cores fight over
+ * one line (the reads themselves scale; the counting must not undo that).
+ * health sums the stripes. */
+#define STATS_STRIPES 8
+#define CACHE_LINE 64
+
+struct stats_stripe {
+  _Alignas(CACHE_LINE) _Atomic uint64_t counters[KMS_STAT_COUNT];
+};
+
 struct kms_stats {
-  _Atomic uint64_t counters[KMS_STAT_COUNT];
-  _Atomic uint64_t errors[KMS_HEALTH_STATUS_SLOTS];
+  struct stats_stripe stripes[STATS_STRIPES];
+  _Atomic uint64_t errors[KMS_HEALTH_STATUS_SLOTS]; /* failures only: rare */
   pthread_mutex_t lock; /* guards the last error only */
   kms_status last_status;
   int64_t last_time;
   char last_message[KMS_ERROR_MESSAGE_SIZE];
 };
 
+/* This thread's stripe: threads take stripes round-robin on first use. */
+static unsigned stripe_index(void) {
+  static _Atomic unsigned next;
+  static _Thread_local unsigned mine; /* 0: not assigned yet */
+  if (!mine) mine = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed) % STATS_STRIPES + 1;
+  return mine - 1;
+}
+
 kms_stats *kms_stats_new(void) {
-  kms_stats *s = calloc(1, sizeof *s);
+  size_t size = (sizeof(kms_stats) + CACHE_LINE - 1) / CACHE_LINE * CACHE_LINE;
+  kms_stats *s = aligned_alloc(CACHE_LINE, size);
   if (!s) return NULL;
-  for (int i = 0; i < KMS_STAT_COUNT; i++) atomic_init(&s->counters[i], 0);
+  memset(s, 0, size);
+  for (int k = 0; k < STATS_STRIPES; k++)
+    for (int i = 0; i < KMS_STAT_COUNT; i++) atomic_init(&s->stripes[k].counters[i], 0);
   for (int i = 0; i < KMS_HEALTH_STATUS_SLOTS; i++) atomic_init(&s->errors[i], 0);
   if (pthread_mutex_init(&s->lock, NULL) != 0) {
     free(s);
@@ -167,7 +189,8 @@ void kms_stats_free(kms_stats *s) {
 
 void kms_stats_add(kms_stats *s, kms_stat which, uint64_t n) {
   if (s && (int)which >= 0 && which < KMS_STAT_COUNT)
-    atomic_fetch_add_explicit(&s->counters[which], n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->stripes[stripe_index()].counters[which], n,
+                              memory_order_relaxed);
 }
 
 kms_status kms_stats_result(kms_stats *s, kms_status st, const kms_error *err) {
@@ -189,9 +212,16 @@ kms_status kms_stats_result(kms_stats *s, kms_status st, const kms_error *err) {
 
 #define HEALTH_HAS(h, field) KMS_FIELD_PRESENT(h, kms_health, field)
 
+static uint64_t stat_sum(kms_stats *s, kms_stat which) {
+  uint64_t sum = 0;
+  for (int k = 0; k < STATS_STRIPES; k++)
+    sum += atomic_load_explicit(&s->stripes[k].counters[which], memory_order_relaxed);
+  return sum;
+}
+
 void kms_stats_fill(kms_stats *s, kms_health *h) {
   if (!s || !h) return;
-#define LOAD(i) atomic_load_explicit(&s->counters[i], memory_order_relaxed)
+#define LOAD(i) stat_sum(s, i)
   if (HEALTH_HAS(h, hits)) h->hits = LOAD(KMS_STAT_HITS);
   if (HEALTH_HAS(h, misses)) h->misses = LOAD(KMS_STAT_MISSES);
   if (HEALTH_HAS(h, negative_hits)) h->negative_hits = LOAD(KMS_STAT_NEGATIVE_HITS);

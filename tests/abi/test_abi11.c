@@ -514,6 +514,36 @@ static void test_options_default(void **state) {
   assert_null(kms_options_get(NULL, "a"));
 }
 
+/* kms_stats from many threads: striped counters still sum exactly. */
+static void *add_hits(void *arg) {
+  for (int i = 0; i < 10000; i++) kms_stats_add(arg, KMS_STAT_HITS, 1);
+  kms_stats_add(arg, KMS_STAT_FETCHES, 2);
+  return NULL;
+}
+
+static void test_stats_threads(void **state) {
+  (void)state;
+  kms_stats *st = kms_stats_new();
+  assert_non_null(st);
+  pthread_t t[12];
+  for (int i = 0; i < 12; i++) assert_int_equal(pthread_create(&t[i], NULL, add_hits, st), 0);
+  for (int i = 0; i < 12; i++) pthread_join(t[i], NULL);
+  kms_error e;
+  kms_error_set(&e, KMS_UNAVAILABLE, 503, "backend down: retry later");
+  assert_int_equal(kms_stats_result(st, KMS_UNAVAILABLE, &e), KMS_UNAVAILABLE);
+  assert_int_equal(kms_stats_result(st, KMS_OK, NULL), KMS_OK);
+  assert_int_equal(kms_stats_result(st, (kms_status)99, NULL), (kms_status)99);
+  kms_health h = {.struct_size = sizeof h};
+  kms_stats_fill(st, &h);
+  assert_int_equal(h.hits, 120000);
+  assert_int_equal(h.fetches, 24);
+  assert_int_equal(h.errors_by_status[KMS_UNAVAILABLE], 1);
+  assert_int_equal(h.errors_by_status[KMS_INTERNAL], 1); /* out-of-range statuses land here */
+  assert_int_equal(h.last_error_status, 99);
+  assert_string_equal(h.last_error, "UNKNOWN"); /* no message: the status name */
+  kms_stats_free(st);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_location_and_unknown_keys, setup_full, teardown_full),
@@ -526,6 +556,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_health, setup_full, teardown_full),
       cmocka_unit_test(test_1_0_plugin_in_1_1_host),
       cmocka_unit_test(test_options_default),
+      cmocka_unit_test(test_stats_threads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
