@@ -497,6 +497,24 @@ static void test_1_0_plugin_in_1_1_host(void **state) {
   kms_module_unload(m);
 }
 
+/* A plugin claiming more bytes than the buffer holds: the loader does not
+ * pass the claim on; the buffer is wiped. */
+static void test_read_into_overrun_refused(void **state) {
+  (void)state;
+  kms_module *m = load("liar");
+  kms_client *c = NULL;
+  kms_error err;
+  assert_int_equal(kms_client_create(m, NULL, NULL, 0, &c, &err), KMS_OK);
+  expect(kms_client_write(c, "l", "secret", 6, NULL, &err), KMS_OK, &err, NULL);
+  char buf[16];
+  kms_secret_info info = {sizeof info, 0, 0, 0};
+  expect(kms_client_read_into(c, "l", NULL, buf, sizeof buf, &info, &err), KMS_INTERNAL, &err,
+         "overran");
+  for (size_t i = 0; i < sizeof buf; i++) assert_int_equal(buf[i], 0);
+  kms_client_destroy(c);
+  kms_module_unload(m);
+}
+
 /* The default-ness test every fallback relies on. */
 static void test_options_default(void **state) {
   (void)state;
@@ -555,6 +573,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_notifications, setup_full, teardown_full),
       cmocka_unit_test_setup_teardown(test_health, setup_full, teardown_full),
       cmocka_unit_test(test_1_0_plugin_in_1_1_host),
+      cmocka_unit_test(test_read_into_overrun_refused),
       cmocka_unit_test(test_options_default),
       cmocka_unit_test(test_stats_threads),
   };

@@ -18,6 +18,10 @@
  * calls back into the instance from notify or a list callback therefore sees
  * at once if the plugin broke "never call the host under a lock".
  * Values are at most 63 bytes; names at most 63.
+ *
+ * Built twice: full.so, and liar.so (-DVARIANT_LIAR) whose read_secret_into
+ * claims a length its buffer cannot hold, so the loader's check of that
+ * claim is tested.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* PTHREAD_ERRORCHECK_MUTEX_INITIALIZER_NP */
@@ -280,6 +284,9 @@ static kms_status f_read_into(kms_instance *in, const char *name, const kms_call
   kms_status st = read_core(in, name, opt, value, &ver, err);
   if (st == KMS_OK)
     st = kms_secret_copy_into(value, strlen(value), ver, 0, buf, size, info, "full", err);
+#ifdef VARIANT_LIAR
+  if (st == KMS_OK) info->length = size; /* no room for the NUL it promised */
+#endif
   kms_wipe(value, sizeof value);
   return kms_stats_result(in->stats, st, err);
 }
@@ -439,7 +446,7 @@ static const kms_plugin table = {
     .struct_size = sizeof(kms_plugin),
     .abi_major = KMS_ABI_MAJOR,
     .abi_minor = KMS_ABI_MINOR,
-    .name = "full",
+    .name = TEST_PLUGIN_NAME,
     .version = "1.1.0",
     .capabilities = KMS_CAP_READ | KMS_CAP_WRITE | KMS_CAP_DELETE | KMS_CAP_REFRESH |
                     KMS_CAP_THREAD_SAFE | KMS_CAP_LIST | KMS_CAP_NOTIFY,
