@@ -75,20 +75,17 @@ void kms_client_destroy(kms_client *c) {
 
 const kms_plugin *kms_client_plugin(const kms_client *c) { return c ? c->plugin : NULL; }
 
-kms_status kms_client_read(kms_client *c, const char *name, kms_secret **out, kms_error *err) {
-  kms_error_clear(err);
-  if (!c || !out) return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "kms_client_read: NULL argument");
-  *out = NULL;
-  if (!KMS_SLOT_AVAILABLE(c->plugin, read_secret) || !KMS_SLOT_AVAILABLE(c->plugin, free_secret))
-    return unsupported(c, "read_secret", err);
-  kms_status st = check_name(name, err);
-  if (st != KMS_OK) return st;
-  kms_error local = {0};
-  kms_error *e = err ? err : &local;
+/* The error a plugin fills: the caller's, or a local one when the caller
+ * wants no details (a plugin always gets a non-NULL err). */
+static kms_error *plugin_err(kms_error *err, kms_error *local) {
+  kms_error *e = err ? err : local;
   kms_error_clear(e);
-  st = c->plugin->read_secret(c->instance, name, out, e);
-  if (st == KMS_OK && (!*out || !(*out)->value ||
-                       !KMS_SECRET_HAS(*out, length))) {
+  return e;
+}
+
+/* After a plugin's read: a secret only with KMS_OK, and a well-formed one. */
+static kms_status check_read(const kms_client *c, kms_status st, kms_secret **out, kms_error *e) {
+  if (st == KMS_OK && (!*out || !(*out)->value || !KMS_SECRET_HAS(*out, length))) {
     if (*out) c->plugin->free_secret(*out);
     *out = NULL;
     st = kms_error_set(e, KMS_INTERNAL, 0, "plugin '%s' returned a malformed secret",
@@ -97,7 +94,21 @@ kms_status kms_client_read(kms_client *c, const char *name, kms_secret **out, km
     c->plugin->free_secret(*out);
     *out = NULL;
   }
-  return finish(c, "read_secret", st, err);
+  return st;
+}
+
+kms_status kms_client_read(kms_client *c, const char *name, kms_secret **out, kms_error *err) {
+  kms_error_clear(err);
+  if (!c || !out) return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "kms_client_read: NULL argument");
+  *out = NULL;
+  if (!KMS_SLOT_AVAILABLE(c->plugin, read_secret) || !KMS_SLOT_AVAILABLE(c->plugin, free_secret))
+    return unsupported(c, "read_secret", err);
+  kms_status st = check_name(name, err);
+  if (st != KMS_OK) return st;
+  kms_error local;
+  kms_error *e = plugin_err(err, &local);
+  st = c->plugin->read_secret(c->instance, name, out, e);
+  return finish(c, "read_secret", check_read(c, st, out, e), err);
 }
 
 kms_status kms_client_write(kms_client *c, const char *name, const char *value, size_t length,
@@ -143,4 +154,205 @@ kms_status kms_client_refresh(kms_client *c, kms_error *err) {
 void kms_client_free_secret(kms_client *c, kms_secret *secret) {
   if (!c || !secret) return;
   if (KMS_SLOT_AVAILABLE(c->plugin, free_secret)) c->plugin->free_secret(secret);
+}
+
+/* ---------------------------------------------------------------------- */
+/* ABI 1.1: options, buffer reads, listing, health.                        */
+
+/* The plugin lacks the 1.1 slot `slot` and the caller asked for options
+ * only that slot can honour: say so, and what to do. */
+static kms_status needs_1_1(const kms_client *c, const char *slot, kms_error *err) {
+  return kms_error_set(err, KMS_UNSUPPORTED, 0,
+                       "plugin '%s' (ABI %u.%u) does not provide %s, so it cannot take per-call "
+                       "options (location, version, flags, delete mode): update the plugin to "
+                       "ABI 1.1, or call without options", c->plugin->name, c->plugin->abi_major,
+                       c->plugin->abi_minor, slot);
+}
+
+kms_status kms_client_read_opt(kms_client *c, const char *name, const kms_call_options *options,
+                               kms_secret **out, kms_error *err) {
+  kms_error_clear(err);
+  if (!c || !out)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "kms_client_read_opt: NULL argument");
+  *out = NULL;
+  kms_status st = kms_options_check(options, KMS_CALL_KIND_READ, NULL, "kms_client_read_opt", err);
+  if (st != KMS_OK) return st;
+  if (!KMS_SLOT_AVAILABLE(c->plugin, read_secret_opt) ||
+      !KMS_SLOT_AVAILABLE(c->plugin, free_secret)) {
+    if (kms_call_options_default(options)) return kms_client_read(c, name, out, err);
+    return needs_1_1(c, "read_secret_opt", err);
+  }
+  if ((st = check_name(name, err)) != KMS_OK) return st;
+  kms_error local;
+  kms_error *e = plugin_err(err, &local);
+  st = c->plugin->read_secret_opt(c->instance, name, options, out, e);
+  return finish(c, "read_secret_opt", check_read(c, st, out, e), err);
+}
+
+/* read_secret_into for a plugin without the slot: an allocating read, then
+ * the copy. Same results, not the same cost. */
+static kms_status read_into_fallback(kms_client *c, const char *name,
+                                     const kms_call_options *options, char *buf, size_t size,
+                                     kms_secret_info *info, kms_error *err) {
+  kms_secret *s = NULL;
+  kms_status st = kms_client_read_opt(c, name, options, &s, err);
+  if (st != KMS_OK) return st;
+  st = kms_secret_copy_into(s->value, s->length, KMS_SECRET_HAS(s, version) ? s->version : 0,
+                            KMS_SECRET_HAS(s, flags) ? s->flags : 0, buf, size, info,
+                            "kms_client_read_into", err);
+  c->plugin->free_secret(s);
+  return st;
+}
+
+kms_status kms_client_read_into(kms_client *c, const char *name, const kms_call_options *options,
+                                char *buf, size_t size, kms_secret_info *info, kms_error *err) {
+  kms_error_clear(err);
+  if (!c || !info || (!buf && size))
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "kms_client_read_into: NULL argument");
+  if (info->struct_size < offsetof(kms_secret_info, length) + sizeof info->length)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         "kms_client_read_into: set info->struct_size to "
+                         "sizeof(kms_secret_info)");
+  if (!KMS_SLOT_AVAILABLE(c->plugin, read_secret_into))
+    return read_into_fallback(c, name, options, buf, size, info, err);
+  kms_status st = kms_options_check(options, KMS_CALL_KIND_READ, NULL, "kms_client_read_into", err);
+  if (st == KMS_OK) st = check_name(name, err);
+  if (st != KMS_OK) return st;
+  kms_error local;
+  kms_error *e = plugin_err(err, &local);
+  st = c->plugin->read_secret_into(c->instance, name, options, buf, size, info, e);
+  if (st == KMS_OK && (info->length >= size || buf[info->length] != '\0')) {
+    kms_wipe(buf, size);
+    st = kms_error_set(e, KMS_INTERNAL, 0, "plugin '%s' overran the read buffer's bounds",
+                       c->plugin->name);
+  }
+  return finish(c, "read_secret_into", st, err);
+}
+
+kms_status kms_client_write_opt(kms_client *c, const char *name, const char *value,
+                                size_t length, const kms_write_options *write_options,
+                                const kms_call_options *options, kms_error *err) {
+  kms_error_clear(err);
+  if (!c) return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "kms_client_write_opt: NULL client");
+  kms_status st = kms_options_check(options, KMS_CALL_KIND_WRITE, NULL, "kms_client_write_opt", err);
+  if (st != KMS_OK) return st;
+  if (!KMS_SLOT_AVAILABLE(c->plugin, write_secret_opt)) {
+    if (kms_call_options_default(options))
+      return kms_client_write(c, name, value, length, write_options, err);
+    return needs_1_1(c, "write_secret_opt", err);
+  }
+  if ((st = check_name(name, err)) != KMS_OK) return st;
+  if (!value && length)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "secret value is NULL");
+  kms_error local;
+  kms_error *e = plugin_err(err, &local);
+  st = c->plugin->write_secret_opt(c->instance, name, value ? value : "", length, write_options,
+                                   options, e);
+  return finish(c, "write_secret_opt", st, err);
+}
+
+kms_status kms_client_delete_opt(kms_client *c, const char *name, const kms_call_options *options,
+                                 kms_error *err) {
+  kms_error_clear(err);
+  if (!c) return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "kms_client_delete_opt: NULL client");
+  kms_status st = kms_options_check(options, KMS_CALL_KIND_DELETE, NULL, "kms_client_delete_opt", err);
+  if (st != KMS_OK) return st;
+  if (!KMS_SLOT_AVAILABLE(c->plugin, delete_secret_opt)) {
+    if (kms_call_options_default(options)) return kms_client_delete(c, name, err);
+    return needs_1_1(c, "delete_secret_opt", err);
+  }
+  if ((st = check_name(name, err)) != KMS_OK) return st;
+  kms_error local;
+  kms_error *e = plugin_err(err, &local);
+  st = c->plugin->delete_secret_opt(c->instance, name, options, e);
+  return finish(c, "delete_secret_opt", st, err);
+}
+
+kms_status kms_client_list(kms_client *c, const char *prefix, const kms_call_options *options,
+                           kms_list_fn fn, void *ctx, kms_error *err) {
+  kms_error_clear(err);
+  if (!c || !fn)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "kms_client_list: NULL argument");
+  kms_status st = kms_options_check(options, KMS_CALL_KIND_LIST, NULL, "kms_client_list", err);
+  if (st != KMS_OK) return st;
+  if (!KMS_SLOT_AVAILABLE(c->plugin, list_secrets)) return unsupported(c, "list_secrets", err);
+  kms_error local;
+  kms_error *e = plugin_err(err, &local);
+  st = c->plugin->list_secrets(c->instance, prefix ? prefix : "", options, fn, ctx, e);
+  return finish(c, "list_secrets", st, err);
+}
+
+/* kms_client_list_names' collector. */
+struct name_list {
+  char **names;
+  size_t n, cap;
+  int failed; /* out of memory */
+};
+
+static int collect_name(void *ctx, const char *name) {
+  struct name_list *l = ctx;
+  if (l->n == l->cap) {
+    size_t ncap = l->cap ? l->cap * 2 : 16;
+    char **nn = realloc(l->names, ncap * sizeof *nn);
+    if (!nn) return l->failed = 1;
+    l->names = nn;
+    l->cap = ncap;
+  }
+  if (!name || !(l->names[l->n] = strdup(name))) return l->failed = 1;
+  l->n++;
+  return 0;
+}
+
+static int name_cmp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+kms_status kms_client_list_names(kms_client *c, const char *prefix,
+                                 const kms_call_options *options, char ***names, size_t *count,
+                                 kms_error *err) {
+  if (!names || !count)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "kms_client_list_names: NULL argument");
+  *names = NULL;
+  *count = 0;
+  struct name_list l = {0};
+  kms_status st = kms_client_list(c, prefix, options, collect_name, &l, err);
+  if (st == KMS_OK && l.failed)
+    st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory listing plugin '%s'",
+                       c->plugin->name);
+  if (st != KMS_OK) {
+    kms_client_list_names_free(l.names, l.n);
+    return st;
+  }
+  if (l.n) qsort(l.names, l.n, sizeof *l.names, name_cmp);
+  *names = l.names;
+  *count = l.n;
+  return KMS_OK;
+}
+
+void kms_client_list_names_free(char **names, size_t count) {
+  if (!names) return;
+  for (size_t i = 0; i < count; i++) free(names[i]);
+  free(names);
+}
+
+kms_status kms_client_health(kms_client *c, kms_health *out, kms_error *err) {
+  kms_error_clear(err);
+  if (!c || !out)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "kms_client_health: NULL argument");
+  size_t size = out->struct_size;
+  if (size < offsetof(kms_health, reachable) + sizeof out->reachable)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         "kms_client_health: set out->struct_size to sizeof(kms_health)");
+  memset(out, 0, size); /* the caller's struct, as large as it says (a newer header's too) */
+  out->struct_size = size;
+  /* "Unknown" until the plugin says otherwise. */
+  out->reachable = -1;
+  if (KMS_FIELD_PRESENT(out, kms_health, authenticated)) out->authenticated = -1;
+  if (KMS_FIELD_PRESENT(out, kms_health, token_ttl_seconds)) out->token_ttl_seconds = -1;
+  if (!KMS_SLOT_AVAILABLE(c->plugin, health)) return unsupported(c, "health", err);
+  kms_error local;
+  kms_error *e = plugin_err(err, &local);
+  kms_status st = c->plugin->health(c->instance, out, e);
+  out->struct_size = size;
+  return finish(c, "health", st, err);
 }

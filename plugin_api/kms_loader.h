@@ -161,6 +161,62 @@ void kms_client_free_secret(kms_client *client, kms_secret *secret);
 /* The table behind a client. */
 const kms_plugin *kms_client_plugin(const kms_client *client);
 
+/* ---------------------------------------------------------------------- */
+/* Added in 1.1: per-call options, buffer reads, listing, health.          */
+/*
+ * Common rules: `options` may be NULL (defaults). The loader first checks the
+ * options with kms_options_check (flags and fields must apply to the call,
+ * location entries well-formed), then uses the plugin's 1.1 slot when
+ * kms_slot_available says it exists; without it, default options fall back
+ * to the 1.0 slot (same result), and anything else is KMS_UNSUPPORTED saying
+ * the plugin needs ABI 1.1 -- the plugin is not called. Unknown location keys
+ * are refused by the plugin (INVALID_ARGUMENT naming the key). Thread safety
+ * as the 1.0 operations: thread-safe iff the plugin declares
+ * KMS_CAP_THREAD_SAFE.
+ */
+kms_status kms_client_read_opt(kms_client *client, const char *name,
+                               const kms_call_options *options, kms_secret **out,
+                               kms_error *err);
+kms_status kms_client_write_opt(kms_client *client, const char *name, const char *value,
+                                size_t length, const kms_write_options *write_options,
+                                const kms_call_options *options, kms_error *err);
+kms_status kms_client_delete_opt(kms_client *client, const char *name,
+                                 const kms_call_options *options, kms_error *err);
+
+/*
+ * Read into `buf` (`size` bytes): on KMS_OK it holds info->length bytes and a
+ * NUL; KMS_BUFFER_TOO_SMALL sets info->length to the value's length (a buffer
+ * of length + 1 fits; buf NULL with size 0 asks just that). info->struct_size
+ * must be set by the caller. With the plugin's read_secret_into (1.1) a cached
+ * read allocates nothing; without it the loader reads through
+ * read_secret(_opt) and copies (same result, one allocation). The caller
+ * wipes buf when done.
+ */
+kms_status kms_client_read_into(kms_client *client, const char *name,
+                                const kms_call_options *options, char *buf, size_t size,
+                                kms_secret_info *info, kms_error *err);
+
+/* Call fn(ctx, name) for each secret under `prefix` (NULL or "" = all);
+ * fn returns 0 to go on. KMS_UNSUPPORTED without the plugin's list_secrets. */
+kms_status kms_client_list(kms_client *client, const char *prefix,
+                           const kms_call_options *options, kms_list_fn fn, void *ctx,
+                           kms_error *err);
+
+/* The same, collected: *names is a sorted malloc'ed array of *count
+ * malloc'ed strings, released with kms_client_list_names_free. */
+kms_status kms_client_list_names(kms_client *client, const char *prefix,
+                                 const kms_call_options *options, char ***names, size_t *count,
+                                 kms_error *err);
+void kms_client_list_names_free(char **names, size_t count);
+
+/*
+ * Health and statistics. The caller sets out->struct_size (sizeof(kms_health));
+ * the loader zeroes the rest, presets reachable, authenticated and
+ * token_ttl_seconds to -1 ("unknown") and lets the plugin fill what it knows.
+ * Never contacts the backend. KMS_UNSUPPORTED without the plugin's health.
+ */
+kms_status kms_client_health(kms_client *client, kms_health *out, kms_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,7 +19,9 @@
  *
  * This header is pure C99 and depends only on <stddef.h> and <stdint.h>.
  * Every name it declares is prefixed kms_ / KMS_. "Added in" notes give the
- * ABI minor that introduced a name; everything below is 1.0.
+ * ABI minor that introduced a name; names without one are 1.0. ABI 1.1 adds
+ * per-call options, a read into a caller-supplied buffer, listing, change
+ * notifications and health (all appended; see docs/design.md "ABI 1.1").
  */
 #ifndef KMS_PLUGIN_H
 #define KMS_PLUGIN_H
@@ -33,7 +35,7 @@ extern "C" {
 
 /* ABI version implemented by this header. Added in 1.0. */
 #define KMS_ABI_MAJOR 1
-#define KMS_ABI_MINOR 0
+#define KMS_ABI_MINOR 1
 
 /* The name of the single symbol a plugin exports. Added in 1.0. */
 #define KMS_PLUGIN_ENTRY_SYMBOL "kms_plugin_entry"
@@ -61,7 +63,11 @@ typedef enum kms_status {
   KMS_CONFLICT = 6,          /* check-and-set version did not match */
   KMS_UNSUPPORTED = 7,       /* the plugin (or this ABI slot) cannot do that */
   KMS_NO_MEMORY = 8,
-  KMS_INTERNAL = 9           /* a bug or an unexpected backend answer */
+  KMS_INTERNAL = 9,          /* a bug or an unexpected backend answer */
+  /* Added in 1.1: read_secret_into's buffer cannot hold the value; the
+   * kms_secret_info it was given says how many bytes are needed. Only that
+   * slot returns it, so a 1.0 host never meets it. */
+  KMS_BUFFER_TOO_SMALL = 10
 } kms_status;
 
 /* Size of kms_error.message, including the terminating NUL. */
@@ -90,6 +96,33 @@ typedef enum kms_log_level {
   KMS_LOG_DEBUG = 3
 } kms_log_level;
 
+/* kms_change.kind. Added in 1.1. */
+#define KMS_CHANGE_UPDATED 1u /* a new version exists (version says which) */
+#define KMS_CHANGE_DELETED 2u /* the secret is gone from the backend */
+
+/*
+ * What host->notify reports. Size-prefixed, written by the plugin (the host
+ * reads a field only inside struct_size).
+ *   name        the secret's name as the host uses it in read_secret.
+ *   kind        KMS_CHANGE_*; a host treats an unknown kind as "re-read it".
+ *   version     the backend's new version for UPDATED (0 if it has none).
+ *   location    the location override (kms_call_options) under which the
+ *               change was seen, or NULL/0 for the instance's own location,
+ *               so a host with per-team locations knows which secret it is.
+ * A plugin notifies changes it learns from the backend (a refresh, a read,
+ * a background fetch) and that it did not make itself through this instance:
+ * the caller of a write or delete already knows. Never a secret value.
+ * Added in 1.1.
+ */
+typedef struct kms_change {
+  size_t struct_size;
+  const char *name;
+  uint32_t kind;
+  int64_t version;
+  const struct kms_setting *location;
+  size_t n_location;
+} kms_change;
+
 /*
  * Services the host offers a plugin instance. Size-prefixed: a plugin reads a
  * field only if it lies inside struct_size. Any function pointer may be NULL.
@@ -117,6 +150,14 @@ typedef struct kms_host {
   void *ctx;
   void (*log)(void *ctx, kms_log_level level, const char *message);
   const char *(*getenv)(void *ctx, const char *name);
+  /* Added in 1.1: a change the plugin learned (see kms_change). Called from
+   * any thread (often the plugin's background refresher), never while the
+   * plugin holds one of its own locks, so it may call read/list/health on
+   * the same instance -- but never destroy() (destroy waits for the thread
+   * that is calling). Must be thread-safe and should return quickly (queue
+   * the work). `change` and every pointer in it are borrowed for the call.
+   * NULL, or outside struct_size (a 1.0 host): the plugin notifies nobody. */
+  void (*notify)(void *ctx, const struct kms_change *change);
 } kms_host;
 
 /* One key/value pair from the gateway's key_management_settings. Both strings
@@ -125,6 +166,58 @@ typedef struct kms_setting {
   const char *key;
   const char *value;
 } kms_setting;
+
+/* kms_call_options.flags. Bits not listed are refused (INVALID_ARGUMENT).
+ * Added in 1.1. */
+/* read: never block. Answer from the cache at once -- a fresh value, or one
+ * past its TTL flagged KMS_SECRET_STALE -- or, on a miss, return
+ * KMS_UNAVAILABLE at once and start a background fetch (at most one per
+ * name) whose result later reads find; the plugin notifies KMS_CHANGE_UPDATED
+ * when it lands if the host has notify. For event-loop hosts. */
+#define KMS_CALL_NONBLOCKING 0x1u
+/* read: skip the cache and ask the backend; the answer refreshes the cache.
+ * Not together with KMS_CALL_NONBLOCKING. */
+#define KMS_CALL_BYPASS_CACHE 0x2u
+
+/* kms_call_options.delete_mode. Added in 1.1. */
+#define KMS_DELETE_DEFAULT 0u   /* what the instance is configured to do */
+#define KMS_DELETE_SOFT 1u      /* recoverable (Vault KV v2: DELETE on data/) */
+#define KMS_DELETE_PERMANENT 2u /* every version destroyed (Vault: metadata/) */
+
+/*
+ * Per-call options of read_secret_opt, read_secret_into, write_secret_opt,
+ * delete_secret_opt and list_secrets. Size-prefixed (struct_size as the host
+ * compiled it); NULL or all fields zero means defaults, which is exactly what
+ * the 1.0 slots do.
+ *   flags          KMS_CALL_* bits (read only; 0 for the other calls).
+ *   location       key/value pairs naming WHERE the secret lives, overriding
+ *                  the instance's configuration for this call; each plugin
+ *                  documents its keys (Vault: namespace, mount, path_prefix,
+ *                  field). Borrowed for the call. NULL when n_location is 0.
+ *   version        read: pin this backend version (KV v2 ?version=); 0 =
+ *                  the current one. 0 for the other calls.
+ *   delete_mode    delete: KMS_DELETE_*. 0 for the other calls.
+ *   recovery_window_days
+ *                  delete, soft: how long the backend keeps it recoverable,
+ *                  for backends that have such a window (AWS: 7-30); 0 = the
+ *                  backend's default.
+ * Plugin obligations: an unknown location key, an unknown flag bit or a field
+ * that does not apply to the call is KMS_INVALID_ARGUMENT naming it (never
+ * silently ignored: a write meant for a team's namespace must not land in the
+ * default one); a known option the backend cannot honour (a version pin on a
+ * store without versions) is KMS_UNSUPPORTED naming it. Location values are
+ * validated like the settings they override.
+ * Added in 1.1.
+ */
+typedef struct kms_call_options {
+  size_t struct_size;
+  uint32_t flags;
+  const kms_setting *location;
+  size_t n_location;
+  int64_t version;
+  uint32_t delete_mode;
+  uint32_t recovery_window_days;
+} kms_call_options;
 
 /* kms_secret.flags. Added in 1.0. */
 #define KMS_SECRET_STALE 0x1u /* served from cache after a backend failure */
@@ -147,6 +240,22 @@ typedef struct kms_secret {
   int64_t version;
   uint32_t flags;
 } kms_secret;
+
+/*
+ * What read_secret_into reports besides the bytes. Caller-allocated and
+ * size-prefixed: the caller sets struct_size to its sizeof, the plugin writes
+ * only fields inside it.
+ *   length   bytes of the value (without the NUL). With KMS_BUFFER_TOO_SMALL:
+ *            the length the value has, so a buffer of length + 1 fits.
+ *   version, flags   as in kms_secret.
+ * Added in 1.1.
+ */
+typedef struct kms_secret_info {
+  size_t struct_size;
+  size_t length;
+  int64_t version;
+  uint32_t flags;
+} kms_secret_info;
 
 /* kms_write_options.flags. Added in 1.0. */
 #define KMS_WRITE_CAS 0x1u /* honour cas_version (check-and-set) */
@@ -174,6 +283,57 @@ typedef struct kms_write_options {
 #define KMS_CAP_DELETE 0x4u
 #define KMS_CAP_REFRESH 0x8u
 #define KMS_CAP_THREAD_SAFE 0x10u /* calls on one instance may run concurrently */
+/* Added in 1.1 (informational, like every capability: the slots decide). */
+#define KMS_CAP_LIST 0x20u   /* list_secrets works */
+#define KMS_CAP_NOTIFY 0x40u /* the plugin calls host->notify when it learns a change */
+
+/* Number of kms_health.errors_by_status counters. Added in 1.1. */
+#define KMS_HEALTH_STATUS_SLOTS 16
+
+/*
+ * Health and statistics of an instance, filled by the health slot.
+ * Caller-allocated and size-prefixed: the caller sets struct_size and presets
+ * the "unknown" values (kms_client_health does both); the plugin writes only
+ * fields inside struct_size and leaves what it does not track alone.
+ *   reachable, authenticated   1 yes, 0 no, -1 unknown / not applicable, as
+ *                   last observed (health never contacts the backend).
+ *   token_ttl_seconds   seconds the current credential has left; -1 when it
+ *                   does not expire or there is none.
+ *   cache_entries   secrets held in the cache now.
+ *   hits, misses    cached reads answered / not answered from the cache.
+ *   negative_hits   reads answered NOT_FOUND from a cached "not found".
+ *   stale_serves    reads answered with a KMS_SECRET_STALE value.
+ *   fetches         backend reads of a secret; logins, renewals: of credentials.
+ *   errors_by_status  calls that failed, indexed by kms_status (values at or
+ *                   past KMS_HEALTH_STATUS_SLOTS counted at KMS_INTERNAL).
+ *   last_error_status, last_error   the latest failure (a kms_error message:
+ *                   no secret, no credential), KMS_OK and "" when none.
+ *   last_error_time  its time in seconds since the Unix epoch, 0 when none.
+ * Every counter counts since create(). Added in 1.1.
+ */
+typedef struct kms_health {
+  size_t struct_size;
+  int32_t reachable;
+  int32_t authenticated;
+  int64_t token_ttl_seconds;
+  uint64_t cache_entries;
+  uint64_t hits;
+  uint64_t misses;
+  uint64_t negative_hits;
+  uint64_t stale_serves;
+  uint64_t fetches;
+  uint64_t logins;
+  uint64_t renewals;
+  uint64_t errors_by_status[KMS_HEALTH_STATUS_SLOTS];
+  kms_status last_error_status;
+  int64_t last_error_time;
+  char last_error[KMS_ERROR_MESSAGE_SIZE];
+} kms_health;
+
+/* Called by list_secrets once per name, with the name borrowed for the call.
+ * Return 0 to go on, anything else to stop (list_secrets then returns
+ * KMS_OK). Added in 1.1. */
+typedef int (*kms_list_fn)(void *ctx, const char *name);
 
 /* An instance of a plugin, opaque to the host. */
 typedef struct kms_instance kms_instance;
@@ -241,6 +401,52 @@ typedef struct kms_plugin {
    * called from any thread, also after the instance was destroyed (but not
    * after the plugin was unloaded). */
   void (*free_secret)(kms_secret *secret);
+
+  /* ---- Added in 1.1. Each slot may be absent; kms_client_* falls back to
+   * the 1.0 slots when the options are defaults. ---- */
+
+  /* read_secret with options (location, version pin, NONBLOCKING,
+   * BYPASS_CACHE). `options` may be NULL. Otherwise as read_secret. */
+  kms_status (*read_secret_opt)(kms_instance *instance, const char *name,
+                                const kms_call_options *options, kms_secret **out,
+                                kms_error *err);
+
+  /* write_secret with options (location). Both option pointers may be
+   * NULL. */
+  kms_status (*write_secret_opt)(kms_instance *instance, const char *name, const char *value,
+                                 size_t length, const kms_write_options *write_options,
+                                 const kms_call_options *options, kms_error *err);
+
+  /* delete_secret with options (location, delete_mode, recovery window).
+   * A missing secret is still KMS_OK. `options` may be NULL. */
+  kms_status (*delete_secret_opt)(kms_instance *instance, const char *name,
+                                  const kms_call_options *options, kms_error *err);
+
+  /* Read into the caller's buffer: on KMS_OK buf holds the value's bytes and
+   * a NUL (info->length bytes, not counting the NUL) and info says version
+   * and flags. If `size` < length + 1: KMS_BUFFER_TOO_SMALL, info->length set
+   * to the value's length, and buf holds no part of the value. A cached read
+   * allocates nothing and takes no lock a reader of another name contends on
+   * long -- that is the point of this slot (the cheapest read the ABI has).
+   * `options` as read_secret_opt; `info` is never NULL through the loader.
+   * The caller wipes buf when done. */
+  kms_status (*read_secret_into)(kms_instance *instance, const char *name,
+                                 const kms_call_options *options, char *buf, size_t size,
+                                 kms_secret_info *info, kms_error *err);
+
+  /* Call fn(ctx, name) for every secret whose name starts with `prefix`
+   * ("" = all), in no promised order, each name once, as the host would pass
+   * it to read_secret (within the location of `options`). The plugin pages
+   * through the backend itself. fn is host code: never called under the
+   * plugin's locks. On an error after some names were delivered the status
+   * says so; the names delivered stay true. */
+  kms_status (*list_secrets)(kms_instance *instance, const char *prefix,
+                             const kms_call_options *options, kms_list_fn fn, void *ctx,
+                             kms_error *err);
+
+  /* Fill `out` (see kms_health) from what the instance knows now. Never
+   * contacts the backend and never blocks on it, so a host may poll it. */
+  kms_status (*health)(kms_instance *instance, kms_health *out, kms_error *err);
 
   /* New slots are appended here, each with an "Added in 1.N" note. */
 } kms_plugin;

@@ -69,6 +69,78 @@ kms_status kms_secret_new(const char *value, size_t length, kms_secret **out, km
  * NULL is a no-op. Usable directly as the table's free_secret slot. */
 void kms_secret_free(kms_secret *secret);
 
+/* ---------------------------------------------------------------------- */
+/* Added in 1.1: per-call options, buffer reads, health counters.          */
+
+/* Which call a kms_call_options belongs to (what kms_options_check allows). */
+typedef enum kms_call_kind {
+  KMS_CALL_KIND_READ = 0,   /* flags, location, version */
+  KMS_CALL_KIND_WRITE = 1,  /* location */
+  KMS_CALL_KIND_DELETE = 2, /* location, delete_mode, recovery_window_days */
+  KMS_CALL_KIND_LIST = 3    /* location */
+} kms_call_kind;
+
+/* 1 if `options` is NULL or every field inside its struct_size is zero:
+ * the call means exactly what the 1.0 slot does. */
+int kms_call_options_default(const kms_call_options *options);
+
+/*
+ * Check `options` for a call of `kind` the way ABI 1.1 obliges a plugin to:
+ * a struct_size too small for the header, an unknown flag bit, flags or
+ * fields that do not apply to `kind`, NONBLOCKING with BYPASS_CACHE, an
+ * unknown delete_mode, a location entry with a NULL key or value, a location
+ * key twice, or (when `known_keys`, a NULL-terminated list, is not NULL) a
+ * location key not in it are KMS_INVALID_ARGUMENT with a message that starts
+ * with `who` (the plugin's name) and names the offending key or field.
+ * NULL options are fine. The loader runs it with known_keys NULL before a
+ * plugin sees the options; a plugin runs it with its own keys.
+ */
+kms_status kms_options_check(const kms_call_options *options, kms_call_kind kind,
+                             const char *const *known_keys, const char *who, kms_error *err);
+
+/* The value of location key `key` in `options`, or NULL if absent. */
+const char *kms_options_get(const kms_call_options *options, const char *key);
+
+/*
+ * The body of a read_secret_into: copy `length` bytes at `value` and a NUL
+ * into buf and fill `info` (fields inside its struct_size), or, if `size` <
+ * length + 1, return KMS_BUFFER_TOO_SMALL with info->length = length and
+ * buf untouched. Allocates nothing. `who` starts the error message.
+ */
+kms_status kms_secret_copy_into(const char *value, size_t length, int64_t version, uint32_t flags,
+                                char *buf, size_t size, kms_secret_info *info, const char *who,
+                                kms_error *err);
+
+/* Counters a plugin keeps for its health slot (opaque; lock-free counters,
+ * a mutex only around the last error's text). Thread-safe. */
+typedef struct kms_stats kms_stats;
+typedef enum kms_stat {
+  KMS_STAT_HITS = 0,
+  KMS_STAT_MISSES,
+  KMS_STAT_NEGATIVE_HITS,
+  KMS_STAT_STALE_SERVES,
+  KMS_STAT_FETCHES,
+  KMS_STAT_LOGINS,
+  KMS_STAT_RENEWALS,
+  KMS_STAT_COUNT /* not a counter: how many there are */
+} kms_stat;
+
+/* A zeroed set of counters, or NULL when out of memory. */
+kms_stats *kms_stats_new(void);
+/* NULL is a no-op. */
+void kms_stats_free(kms_stats *stats);
+/* Add n to one counter. NULL stats is a no-op. */
+void kms_stats_add(kms_stats *stats, kms_stat which, uint64_t n);
+/* Record the outcome of a call: a status other than KMS_OK is counted by
+ * status, and err's message (which by the ABI's rules holds no secret) and
+ * the time become the last error. Returns `status`, so a slot can end with
+ * `return kms_stats_result(stats, st, err);`. */
+kms_status kms_stats_result(kms_stats *stats, kms_status status, const kms_error *err);
+/* Copy the counters and the last error into the fields of `out` that lie
+ * inside its struct_size; the other fields (reachable, cache_entries, ...)
+ * are the plugin's to fill. */
+void kms_stats_fill(kms_stats *stats, kms_health *out);
+
 #ifdef __cplusplus
 }
 #endif

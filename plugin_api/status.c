@@ -21,6 +21,7 @@ const char *kms_status_str(kms_status status) {
   case KMS_UNSUPPORTED: return "UNSUPPORTED";
   case KMS_NO_MEMORY: return "NO_MEMORY";
   case KMS_INTERNAL: return "INTERNAL";
+  case KMS_BUFFER_TOO_SMALL: return "BUFFER_TOO_SMALL";
   }
   return "UNKNOWN";
 }
@@ -74,7 +75,8 @@ char *kms_capabilities_str(uint64_t caps, char *buf, size_t size) {
   static const struct { uint64_t bit; const char *name; } names[] = {
     {KMS_CAP_READ, "read"},       {KMS_CAP_WRITE, "write"},
     {KMS_CAP_DELETE, "delete"},   {KMS_CAP_REFRESH, "refresh"},
-    {KMS_CAP_THREAD_SAFE, "thread-safe"},
+    {KMS_CAP_THREAD_SAFE, "thread-safe"}, {KMS_CAP_LIST, "list"},
+    {KMS_CAP_NOTIFY, "notify"},
   };
   if (!buf || size == 0) return buf;
   buf[0] = '\0';

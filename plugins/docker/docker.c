@@ -16,11 +16,18 @@
  * A missing directory is a warning at create (no secret mounted yet), and
  * reads then say NOT_FOUND naming it, as LiteLLM warns and returns None.
  *
+ * ABI 1.1: read_secret_opt, read_secret_into, list_secrets (regular files,
+ * dot-files skipped), health (reachable = the directory exists) and the
+ * option checks: docker takes no location keys (a per-call directory would
+ * let a caller read any directory) and refuses a version pin (UNSUPPORTED).
+ *
  * Thread safety: every slot but create/destroy may run concurrently; the
- * instance is immutable after create and reads share nothing.
+ * instance is immutable after create (its counters are atomic) and reads
+ * share nothing.
  */
 #include "kms_loader.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -31,7 +38,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define DOCKER_PLUGIN_VERSION "1.0.0"
+#define DOCKER_PLUGIN_VERSION "1.1.0"
 #define DOCKER_DEFAULT_PATH "/run/secrets"
 #define DOCKER_NAME_MAX 255          /* a file name (NAME_MAX) */
 #define DOCKER_VALUE_MAX (1u << 20)  /* 1 MiB: Docker's own limit is 500 KiB */
@@ -39,6 +46,7 @@
 struct kms_instance {
   const kms_host *host; /* may be NULL */
   char dir[PATH_MAX];   /* realpath of secrets_path, or as given when it is missing */
+  kms_stats *stats;     /* for the health slot */
 };
 
 static void plog(const kms_host *h, kms_log_level level, const char *msg) {
@@ -69,9 +77,14 @@ static kms_status docker_create(const kms_host *host, const kms_setting *setting
   struct kms_instance *in = calloc(1, sizeof *in);
   if (!in) return kms_error_set(err, KMS_NO_MEMORY, 0, "docker: out of memory");
   in->host = host;
+  if (!(in->stats = kms_stats_new())) {
+    free(in);
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "docker: out of memory");
+  }
   struct stat st;
   if (realpath(path, in->dir) && stat(in->dir, &st) == 0) {
     if (!S_ISDIR(st.st_mode)) {
+      kms_stats_free(in->stats);
       free(in);
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                            "docker: secrets_path %.200s is not a directory", path);
@@ -87,7 +100,11 @@ static kms_status docker_create(const kms_host *host, const kms_setting *setting
   return KMS_OK;
 }
 
-static void docker_destroy(kms_instance *in) { free(in); }
+static void docker_destroy(kms_instance *in) {
+  if (!in) return;
+  kms_stats_free(in->stats);
+  free(in);
+}
 
 /* 1 if the resolved path `real` lies inside the resolved directory `dir`. */
 static int inside(const char *dir, const char *real) {
@@ -165,13 +182,17 @@ static kms_status read_one(const kms_instance *in, const char *name, char **buf,
 
 static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
 
-static kms_status docker_read(kms_instance *in, const char *name, kms_secret **out,
-                              kms_error *err) {
+/* The value of `name`: the file (or its lower-case twin) with surrounding
+ * whitespace stripped, in a malloc'ed NUL-terminated buffer (*buf, *len)
+ * the caller wipes and frees. */
+static kms_status docker_fetch(kms_instance *in, const char *name, char **out, size_t *out_len,
+                               kms_error *err) {
   *out = NULL;
   if (!name_valid(name))
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                          "docker: secret name must be a file name (1 to %d characters, no '/', "
                          "not . or .., no control characters)", DOCKER_NAME_MAX);
+  kms_stats_add(in->stats, KMS_STAT_FETCHES, 1);
   char *buf = NULL;
   size_t len = 0;
   kms_status st = read_one(in, name, &buf, &len, err);
@@ -204,16 +225,106 @@ static kms_status docker_read(kms_instance *in, const char *name, kms_secret **o
   memmove(buf, buf + a, b - a);
   OPENSSL_cleanse(buf + (b - a), len - (b - a));
   buf[b - a] = '\0';
-  kms_secret *s = calloc(1, sizeof *s);
-  if (!s) {
+  *out = buf;
+  *out_len = b - a;
+  return KMS_OK;
+}
+
+/* The options a docker read takes: no location keys (a per-call directory
+ * would let a caller read any directory), no version pin (files have none);
+ * NONBLOCKING and BYPASS_CACHE need nothing (no cache, local files). */
+static kms_status check_read_options(const kms_call_options *opt, kms_error *err) {
+  static const char *const keys[] = {NULL};
+  kms_status st = kms_options_check(opt, KMS_CALL_KIND_READ, keys, "docker", err);
+  if (st == KMS_OK && opt && KMS_FIELD_PRESENT(opt, kms_call_options, version) && opt->version)
+    st = kms_error_set(err, KMS_UNSUPPORTED, 0,
+                       "docker: option 'version' cannot be honoured: secret files keep no "
+                       "versions (read without a version pin)");
+  return st;
+}
+
+static kms_status docker_read_opt(kms_instance *in, const char *name,
+                                  const kms_call_options *opt, kms_secret **out, kms_error *err) {
+  *out = NULL;
+  char *buf = NULL;
+  size_t len = 0;
+  kms_status st = check_read_options(opt, err);
+  if (st == KMS_OK) st = docker_fetch(in, name, &buf, &len, err);
+  if (st == KMS_OK) {
+    kms_secret *s = calloc(1, sizeof *s);
+    if (!s) {
+      OPENSSL_cleanse(buf, len);
+      free(buf);
+      st = kms_error_set(err, KMS_NO_MEMORY, 0, "docker: out of memory");
+    } else {
+      s->struct_size = sizeof *s;
+      s->value = buf;
+      s->length = len;
+      *out = s;
+    }
+  }
+  return kms_stats_result(in->stats, st, err);
+}
+
+static kms_status docker_read(kms_instance *in, const char *name, kms_secret **out,
+                              kms_error *err) {
+  return docker_read_opt(in, name, NULL, out, err);
+}
+
+/* Reading a file needs a buffer of the file's size anyway; the copy into the
+ * caller's buffer is wiped and freed at once. */
+static kms_status docker_read_into(kms_instance *in, const char *name,
+                                   const kms_call_options *opt, char *out, size_t size,
+                                   kms_secret_info *info, kms_error *err) {
+  char *buf = NULL;
+  size_t len = 0;
+  kms_status st = check_read_options(opt, err);
+  if (st == KMS_OK) st = docker_fetch(in, name, &buf, &len, err);
+  if (st == KMS_OK) {
+    st = kms_secret_copy_into(buf, len, 0, 0, out, size, info, "docker", err);
     OPENSSL_cleanse(buf, len);
     free(buf);
-    return kms_error_set(err, KMS_NO_MEMORY, 0, "docker: out of memory");
   }
-  s->struct_size = sizeof *s;
-  s->value = buf;
-  s->length = b - a;
-  *out = s;
+  return kms_stats_result(in->stats, st, err);
+}
+
+/* Every regular file in the directory (through symlinks that stay inside it,
+ * as reads do) whose name starts with `prefix`. Dot-files are skipped:
+ * Kubernetes keeps its ..data bookkeeping there. */
+static kms_status docker_list(kms_instance *in, const char *prefix, const kms_call_options *opt,
+                              kms_list_fn fn, void *ctx, kms_error *err) {
+  static const char *const keys[] = {NULL};
+  kms_status st = kms_options_check(opt, KMS_CALL_KIND_LIST, keys, "docker", err);
+  if (st != KMS_OK) return kms_stats_result(in->stats, st, err);
+  DIR *d = opendir(in->dir);
+  if (!d)
+    return kms_stats_result(in->stats, kms_error_set(err, errno == ENOENT ? KMS_NOT_FOUND
+                                       : errno == EACCES ? KMS_PERMISSION_DENIED : KMS_UNAVAILABLE,
+                                       0, "docker: cannot list %s: %s", in->dir,
+                                       strerror(errno)), err);
+  size_t plen = strlen(prefix);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.' || !name_valid(e->d_name) || strncmp(e->d_name, prefix, plen) != 0)
+      continue;
+    char path[PATH_MAX], real[PATH_MAX];
+    struct stat st2;
+    size_t dl = strlen(in->dir);
+    if (snprintf(path, sizeof path, "%s/%s", in->dir, e->d_name) >= (int)sizeof path ||
+        !realpath(path, real) || strncmp(real, in->dir, dl) != 0 || real[dl] != '/' ||
+        stat(real, &st2) != 0 || !S_ISREG(st2.st_mode))
+      continue;
+    if (fn(ctx, e->d_name) != 0) break;
+  }
+  closedir(d);
+  return KMS_OK;
+}
+
+static kms_status docker_health(kms_instance *in, kms_health *out, kms_error *err) {
+  (void)err;
+  kms_stats_fill(in->stats, out);
+  struct stat st;
+  out->reachable = stat(in->dir, &st) == 0 && S_ISDIR(st.st_mode); /* mounted yet? */
   return KMS_OK;
 }
 
@@ -229,6 +340,24 @@ static kms_status docker_delete(kms_instance *in, const char *name, kms_error *e
   (void)in, (void)name;
   return kms_error_set(err, KMS_UNSUPPORTED, 0,
                        "docker: the docker backend is read-only and cannot delete secrets");
+}
+
+/* Options are checked first, so a bad key is named even here. */
+static kms_status docker_write_opt(kms_instance *in, const char *name, const char *value,
+                                   size_t len, const kms_write_options *wopt,
+                                   const kms_call_options *opt, kms_error *err) {
+  static const char *const keys[] = {NULL};
+  kms_status st = kms_options_check(opt, KMS_CALL_KIND_WRITE, keys, "docker", err);
+  if (st == KMS_OK) st = docker_write(in, name, value, len, wopt, err);
+  return kms_stats_result(in->stats, st, err);
+}
+
+static kms_status docker_delete_opt(kms_instance *in, const char *name,
+                                    const kms_call_options *opt, kms_error *err) {
+  static const char *const keys[] = {NULL};
+  kms_status st = kms_options_check(opt, KMS_CALL_KIND_DELETE, keys, "docker", err);
+  if (st == KMS_OK) st = docker_delete(in, name, err);
+  return kms_stats_result(in->stats, st, err);
 }
 
 static kms_status docker_refresh(kms_instance *in, kms_error *err) {
@@ -252,7 +381,7 @@ static const kms_plugin docker_plugin = {
   .abi_minor = KMS_ABI_MINOR,
   .name = "docker",
   .version = DOCKER_PLUGIN_VERSION,
-  .capabilities = KMS_CAP_READ | KMS_CAP_REFRESH | KMS_CAP_THREAD_SAFE,
+  .capabilities = KMS_CAP_READ | KMS_CAP_REFRESH | KMS_CAP_THREAD_SAFE | KMS_CAP_LIST,
   .create = docker_create,
   .destroy = docker_destroy,
   .read_secret = docker_read,
@@ -260,6 +389,13 @@ static const kms_plugin docker_plugin = {
   .delete_secret = docker_delete,
   .refresh = docker_refresh,
   .free_secret = docker_free_secret,
+  /* ABI 1.1 */
+  .read_secret_opt = docker_read_opt,
+  .write_secret_opt = docker_write_opt,
+  .delete_secret_opt = docker_delete_opt,
+  .read_secret_into = docker_read_into,
+  .list_secrets = docker_list,
+  .health = docker_health,
 };
 
 KMS_PLUGIN_EXPORT const kms_plugin *kms_plugin_entry(uint32_t host_major, uint32_t host_minor);

@@ -1,7 +1,9 @@
 /*
  * test_env_plugin.c -- the env backend: reads through the host's getenv (or
  * the process environment), the prefix setting, read-only refusals, names,
- * and concurrent readers.
+ * and concurrent readers; ABI 1.1: options (the `prefix` location key,
+ * unknown keys, version pins), the allocation-free buffer read, listing the
+ * process environment, health.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,8 +36,8 @@ static const char *host_getenv(void *ctx, const char *name) {
   return NULL;
 }
 
-static const kms_host host = {sizeof(kms_host), KMS_ABI_MAJOR, KMS_ABI_MINOR, &module, NULL,
-                              host_getenv};
+static const kms_host host = {.struct_size = sizeof(kms_host), .abi_major = KMS_ABI_MAJOR,
+                              .abi_minor = KMS_ABI_MINOR, .ctx = &module, .getenv = host_getenv};
 
 static int setup(void **state) {
   kms_error err;
@@ -75,6 +77,10 @@ static void test_table_and_capabilities(void **state) {
   assert_true(p->capabilities & KMS_CAP_THREAD_SAFE);
   assert_false(p->capabilities & KMS_CAP_WRITE);
   assert_false(p->capabilities & KMS_CAP_DELETE);
+  assert_true(p->capabilities & KMS_CAP_LIST);
+  assert_int_equal(p->abi_minor, 1);
+  assert_true(KMS_SLOT_AVAILABLE(p, read_secret_into));
+  assert_true(KMS_SLOT_AVAILABLE(p, health));
 }
 
 static void test_reads_through_host_getenv(void **state) {
@@ -174,6 +180,137 @@ static void test_concurrent_readers(void **state) {
   kms_client_destroy(c);
 }
 
+/* ---- ABI 1.1 ------------------------------------------------------------ */
+
+#define OPTS(...) ((kms_call_options){sizeof(kms_call_options), __VA_ARGS__})
+
+static void expect(kms_status got, kms_status want, const kms_error *err, const char *needle) {
+  if (got != want)
+    fail_msg("want %s got %s (%s)", kms_status_str(want), kms_status_str(got), err->message);
+  if (needle && !strstr(err->message, needle))
+    fail_msg("message '%s' lacks '%s'", err->message, needle);
+}
+
+static void test_options(void **state) {
+  kms_client *c = client(&host, NULL, 0);
+  kms_error err;
+  kms_secret *s = NULL;
+  /* `prefix` overrides the setting for one call. */
+  kms_setting team[] = {{"prefix", "TEAM_A_"}};
+  kms_call_options o = OPTS(0, team, 1, 0, 0, 0);
+  expect(kms_client_read_opt(c, "AZURE_API_KEY", &o, &s, &err), KMS_OK, &err, NULL);
+  assert_string_equal(s->value, "azure-secret");
+  kms_client_free_secret(c, s);
+  /* Never-blocking and cache-bypassing reads are honoured as they stand. */
+  o = OPTS(KMS_CALL_NONBLOCKING, NULL, 0, 0, 0, 0);
+  expect(kms_client_read_opt(c, "OPENAI_API_KEY", &o, &s, &err), KMS_OK, &err, NULL);
+  kms_client_free_secret(c, s);
+  o = OPTS(KMS_CALL_BYPASS_CACHE, NULL, 0, 0, 0, 0);
+  expect(kms_client_read_opt(c, "OPENAI_API_KEY", &o, &s, &err), KMS_OK, &err, NULL);
+  kms_client_free_secret(c, s);
+  /* Unknown keys are refused by name, on reads, writes, deletes and lists. */
+  kms_setting bad[] = {{"namespace", "x"}};
+  o = OPTS(0, bad, 1, 0, 0, 0);
+  expect(kms_client_read_opt(c, "OPENAI_API_KEY", &o, &s, &err), KMS_INVALID_ARGUMENT, &err,
+         "unknown location key 'namespace'");
+  assert_null(s);
+  expect(kms_client_write_opt(c, "X", "v", 1, NULL, &o, &err), KMS_INVALID_ARGUMENT, &err,
+         "'namespace'");
+  expect(kms_client_delete_opt(c, "X", &o, &err), KMS_INVALID_ARGUMENT, &err, "'namespace'");
+  char buf[8];
+  kms_secret_info info = {sizeof info, 0, 0, 0};
+  expect(kms_client_read_into(c, "X", &o, buf, sizeof buf, &info, &err), KMS_INVALID_ARGUMENT,
+         &err, "'namespace'");
+  /* A bad prefix value, a version pin the environment cannot honour. */
+  kms_setting badp[] = {{"prefix", "A-B"}};
+  o = OPTS(0, badp, 1, 0, 0, 0);
+  expect(kms_client_read_opt(c, "X", &o, &s, &err), KMS_INVALID_ARGUMENT, &err, "'prefix'");
+  o = OPTS(0, NULL, 0, 2, 0, 0);
+  expect(kms_client_read_opt(c, "OPENAI_API_KEY", &o, &s, &err), KMS_UNSUPPORTED, &err,
+         "'version'");
+  /* Valid options on a write: still read-only. */
+  kms_setting good[] = {{"prefix", "TEAM_A_"}};
+  o = OPTS(0, good, 1, 0, 0, 0);
+  expect(kms_client_write_opt(c, "X", "v", 1, NULL, &o, &err), KMS_UNSUPPORTED, &err,
+         "read-only");
+  kms_client_destroy(c);
+}
+
+static void test_read_into(void **state) {
+  kms_client *c = client(&host, NULL, 0);
+  kms_error err;
+  char buf[32];
+  kms_secret_info info = {sizeof info, 0, -1, 0};
+  expect(kms_client_read_into(c, "OPENAI_API_KEY", NULL, buf, sizeof buf, &info, &err), KMS_OK,
+         &err, NULL);
+  assert_string_equal(buf, "sk-openai-test");
+  assert_int_equal(info.length, 14);
+  assert_int_equal(info.version, 0);
+  memset(buf, 'x', sizeof buf);
+  expect(kms_client_read_into(c, "OPENAI_API_KEY", NULL, buf, 14, &info, &err),
+         KMS_BUFFER_TOO_SMALL, &err, "at least 15");
+  assert_int_equal(info.length, 14);
+  for (size_t i = 0; i < sizeof buf; i++) assert_int_equal(buf[i], 'x');
+  expect(kms_client_read_into(c, "EMPTY", NULL, buf, 1, &info, &err), KMS_OK, &err, NULL);
+  assert_string_equal(buf, "");
+  expect(kms_client_read_into(c, "NOPE", NULL, buf, sizeof buf, &info, &err), KMS_NOT_FOUND,
+         &err, "NOPE is not set");
+  kms_client_destroy(c);
+}
+
+static void test_list(void **state) {
+  kms_error err;
+  char **names;
+  size_t n;
+  /* A host's own getenv cannot be enumerated: said so, not an empty list. */
+  kms_client *c = client(&host, NULL, 0);
+  expect(kms_client_list_names(c, "", NULL, &names, &n, &err), KMS_UNSUPPORTED, &err,
+         "cannot be enumerated");
+  kms_client_destroy(c);
+  /* The process environment, under the instance's prefix and the call's. */
+  assert_int_equal(setenv("KMSLIST_ONE", "1", 1), 0);
+  assert_int_equal(setenv("KMSLIST_TWO", "2", 1), 0);
+  assert_int_equal(setenv("KMSLISTX_THREE", "3", 1), 0);
+  kms_setting s[] = {{"prefix", "KMSLIST_"}};
+  c = client(NULL, s, 1);
+  expect(kms_client_list_names(c, "", NULL, &names, &n, &err), KMS_OK, &err, NULL);
+  assert_int_equal(n, 2);
+  assert_string_equal(names[0], "ONE");
+  assert_string_equal(names[1], "TWO");
+  kms_client_list_names_free(names, n);
+  expect(kms_client_list_names(c, "T", NULL, &names, &n, &err), KMS_OK, &err, NULL);
+  assert_int_equal(n, 1);
+  assert_string_equal(names[0], "TWO");
+  kms_client_list_names_free(names, n);
+  kms_setting other[] = {{"prefix", "KMSLISTX_"}};
+  kms_call_options o = OPTS(0, other, 1, 0, 0, 0);
+  expect(kms_client_list_names(c, "", &o, &names, &n, &err), KMS_OK, &err, NULL);
+  assert_int_equal(n, 1);
+  assert_string_equal(names[0], "THREE");
+  kms_client_list_names_free(names, n);
+  kms_client_destroy(c);
+  unsetenv("KMSLIST_ONE");
+  unsetenv("KMSLIST_TWO");
+  unsetenv("KMSLISTX_THREE");
+}
+
+static void test_health(void **state) {
+  kms_client *c = client(&host, NULL, 0);
+  kms_error err;
+  read_expect(c, "OPENAI_API_KEY", "sk-openai-test");
+  kms_secret *s = NULL;
+  expect(kms_client_read(c, "NOPE", &s, &err), KMS_NOT_FOUND, &err, NULL);
+  kms_health h = {.struct_size = sizeof h};
+  expect(kms_client_health(c, &h, &err), KMS_OK, &err, NULL);
+  assert_int_equal(h.reachable, 1);
+  assert_int_equal(h.authenticated, -1); /* nothing to authenticate */
+  assert_int_equal(h.fetches, 2);
+  assert_int_equal(h.errors_by_status[KMS_NOT_FOUND], 1);
+  assert_int_equal(h.last_error_status, KMS_NOT_FOUND);
+  assert_non_null(strstr(h.last_error, "NOPE"));
+  kms_client_destroy(c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_table_and_capabilities),
@@ -184,6 +321,10 @@ int main(void) {
       cmocka_unit_test(test_read_only),
       cmocka_unit_test(test_invalid_names),
       cmocka_unit_test(test_concurrent_readers),
+      cmocka_unit_test(test_options),
+      cmocka_unit_test(test_read_into),
+      cmocka_unit_test(test_list),
+      cmocka_unit_test(test_health),
   };
   return cmocka_run_group_tests_name("env_plugin", tests, setup, teardown);
 }

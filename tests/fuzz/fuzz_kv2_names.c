@@ -163,7 +163,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                      "HCP_VAULT_PATH_PREFIX"};
   for (size_t i = 0; i < 3 && i < nf; i++)
     if (*field[i]) fuzz_env_set(&env, vars[i], field[i]);
-  kms_host host = {sizeof host, KMS_ABI_MAJOR, KMS_ABI_MINOR, &env, NULL, fuzz_env_get};
+  kms_host host = {sizeof host, KMS_ABI_MAJOR, KMS_ABI_MINOR, &env, NULL, fuzz_env_get, NULL};
 
   vault_config cfg;
   kms_error err;

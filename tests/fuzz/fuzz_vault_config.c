@@ -185,7 +185,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (nowned == FUZZ_ENV_MAX) break;
   }
 
-  kms_host host = {sizeof host, KMS_ABI_MAJOR, KMS_ABI_MINOR, &env, on_log, fuzz_env_get};
+  kms_host host = {sizeof host, KMS_ABI_MAJOR, KMS_ABI_MINOR, &env, on_log, fuzz_env_get, NULL};
   vault_logger lg = {&host};
   vault_config cfg;
   kms_error err;

@@ -36,7 +36,7 @@ static const char *env_get(void *ctx, const char *name) {
 
 static kms_status load(envt *e, const kms_setting *s, size_t n, vault_config *cfg,
                        kms_error *err) {
-  kms_host h = {sizeof h, KMS_ABI_MAJOR, KMS_ABI_MINOR, e, NULL, env_get};
+  kms_host h = {sizeof h, KMS_ABI_MAJOR, KMS_ABI_MINOR, e, NULL, env_get, NULL};
   vault_logger lg = {&h};
   return vault_config_load(cfg, &h, s, n, &lg, err);
 }

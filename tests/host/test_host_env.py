@@ -86,7 +86,7 @@ def test_plugins_lists_env(env_host):
     p = env_host.run("plugins", check=EXIT_OK)
     line = next(l for l in p.stdout.splitlines() if " env " in l)
     assert line.startswith("*")  # the configured one
-    assert re.search(r"\benv\s+1\.\d+\.\d+\s+1\.0\s+read,refresh,thread-safe", line), line
+    assert re.search(r"\benv\s+1\.\d+\.\d+\s+1\.1\s+read,refresh,thread-safe,list", line), line
     assert "configured: env" in p.stdout
 
 

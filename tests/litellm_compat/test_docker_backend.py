@@ -98,7 +98,7 @@ def test_read_only(tmp_path, secrets):
     store = docker_host(tmp_path, secrets, "    store_virtual_keys: true\n")
     assert "cannot write secrets" in store.run("key", "generate", check=EXIT_CONFIG).stderr
     line = [x for x in h.run("plugins", check=EXIT_OK).stdout.splitlines() if x.startswith("* docker ")]
-    assert len(line) == 1 and line[0].split()[-1] == "read,refresh,thread-safe"
+    assert len(line) == 1 and line[0].split()[-1] == "read,refresh,thread-safe,list"
 
 
 def test_secrets_path_setting(tmp_path, secrets):

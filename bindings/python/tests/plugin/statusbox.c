@@ -275,10 +275,12 @@ static kms_status sb_delete(kms_instance *in, const char *name, kms_error *err) 
 
 static kms_status sb_refresh(kms_instance *in, kms_error *err) { return KMS_OK; }
 
+/* A 1.0 table (the binding's tests check 1.0 behaviour), whichever 1.x
+ * header builds it: it ends after free_secret, the last 1.0 slot. */
 static const kms_plugin table = {
-    .struct_size = sizeof(kms_plugin),
+    .struct_size = offsetof(kms_plugin, free_secret) + sizeof(void (*)(kms_secret *)),
     .abi_major = KMS_ABI_MAJOR,
-    .abi_minor = KMS_ABI_MINOR,
+    .abi_minor = 0,
     .name = SB_NAME,
     .version = "0.0.1-test",
     .capabilities = SB_CAPS,
