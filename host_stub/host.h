@@ -129,6 +129,8 @@ typedef struct host_config {
   int kms_line;
   char *plugin_dir;     /* general_settings.plugin_dir (resolved), or NULL */
   char *db_path;        /* general_settings.kms_db_path (resolved), or NULL */
+  char *master_key;     /* general_settings.master_key as written (a literal or an
+                           os.environ/ reference; `serve` resolves it), or NULL */
   host_setting *settings; /* every scalar of key_management_settings */
   size_t n_settings;
   int store_virtual_keys;        /* default 0 */
@@ -381,6 +383,11 @@ void host_key_change_clear(host_key_change *c);
  * alias), HOST_CONFIG (the store cannot take the work), HOST_FAILED. */
 host_status host_key_generate(host_key_ctx *k, const char *alias, host_key_change *out,
                               host_result *r);
+/* generate with a caller-chosen key (`given`, checked by
+ * host_key_format_valid; NULL: a fresh random one), as LiteLLM's
+ * /key/generate {"key": "sk-..."}. A key already in use: HOST_FAILED. */
+host_status host_key_generate_given(host_key_ctx *k, const char *alias, const char *given,
+                                    host_key_change *out, host_result *r);
 host_status host_key_delete(host_key_ctx *k, const char *alias, const char *key,
                             host_key_change *out, host_result *r);
 host_status host_key_regenerate(host_key_ctx *k, const char *alias, const char *key,

@@ -164,7 +164,15 @@ static int dup_or_null(char **dst, const char *s) {
 
 host_status host_key_generate(host_key_ctx *k, const char *alias, host_key_change *out,
                               host_result *r) {
+  return host_key_generate_given(k, alias, NULL, out, r);
+}
+
+host_status host_key_generate_given(host_key_ctx *k, const char *alias, const char *given,
+                                    host_key_change *out, host_result *r) {
   memset(out, 0, sizeof *out);
+  if (given && !host_key_format_valid(given))
+    return host_fail(r, HOST_USAGE, "a caller-chosen key must be sk- followed by 22 to %d "
+                     "base64url characters (letters, digits, '-', '_')", HOST_KEY_MAX - 4);
   if (alias && !host_alias_valid(alias))
     return host_fail(r, HOST_USAGE, "alias '%s' is not valid: 1 to %d characters, '/'-separated "
                      "segments of letters, digits, '.', '_' and '-', each starting with a letter "
@@ -172,7 +180,22 @@ host_status host_key_generate(host_key_ctx *k, const char *alias, host_key_chang
   int store = k->cfg->store_virtual_keys;
   if (store && check_store(k, 1, 0, r) != HOST_OK) return r->status;
   char hash[65];
-  if (new_key(out, hash, r) != HOST_OK) return r->status;
+  if (given) {
+    snprintf(out->key, sizeof out->key, "%s", given);
+    if (host_key_hash(out->key, hash) != 0) {
+      host_key_change_clear(out);
+      return host_fail(r, HOST_FAILED, "cannot hash the key (OpenSSL)");
+    }
+    host_key_row row;
+    host_result nf = {HOST_OK, ""};
+    if (host_store_find(k->db, NULL, hash, &row, &nf) == HOST_OK) {
+      host_key_row_free(&row);
+      host_key_change_clear(out);
+      return host_fail(r, HOST_FAILED, "that key is already in use: choose another");
+    }
+  } else if (new_key(out, hash, r) != HOST_OK) {
+    return r->status;
+  }
   if (host_key_id_new(out->key_id) != 0) {
     host_key_change_clear(out);
     return host_fail(r, HOST_FAILED, "OpenSSL could not generate a key id");
