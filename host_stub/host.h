@@ -393,6 +393,14 @@ host_status host_key_delete(host_key_ctx *k, const char *alias, const char *key,
 host_status host_key_regenerate(host_key_ctx *k, const char *alias, const char *key,
                                 host_key_change *out, host_result *r);
 
+/* Give the key `key` the alias `alias` (NULL: none), as LiteLLM's
+ * /key/update does: with store_virtual_keys (or a secret stored earlier)
+ * the secret moves -- `key` is written under the new name and the old name
+ * deleted, in the same transaction as the change. The caller knows the key,
+ * so no value is read back from the store. */
+host_status host_key_update_alias(host_key_ctx *k, const char *key, const char *alias,
+                                  host_key_change *out, host_result *r);
+
 /* ------------------------------------------------------------------ store.c */
 
 /* Every SQL statement of the host, one function per transaction, so a key
@@ -423,6 +431,10 @@ host_status host_store_delete(sqlite3 *db, const host_key_row *row, host_result 
 host_status host_store_regenerate(sqlite3 *db, const host_key_row *row, const char *token_hash,
                                   const char *name, const char *key, int drop_old,
                                   host_result *r);
+/* rename (an alias change): the new alias and name, the write of `key` to
+ * `name` (if any) and the delete of the old name when it differs. */
+host_status host_store_rename(sqlite3 *db, const host_key_row *row, const char *alias,
+                              const char *name, const char *key, host_result *r);
 /* Queue an operation in the caller's transaction (or alone). A queued write
  * or delete supersedes earlier queued writes of the same name (they would
  * be overwritten anyway, and this drops their values sooner). */

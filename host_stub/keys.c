@@ -268,3 +268,40 @@ fail:
   host_key_change_clear(out);
   return r->status;
 }
+
+host_status host_key_update_alias(host_key_ctx *k, const char *key, const char *alias,
+                                  host_key_change *out, host_result *r) {
+  memset(out, 0, sizeof *out);
+  if (alias && !host_alias_valid(alias))
+    return host_fail(r, HOST_USAGE, "alias '%s' is not valid: 1 to %d characters, '/'-separated "
+                     "segments of letters, digits, '.', '_' and '-', each starting with a letter "
+                     "or digit (it becomes a secret name)", alias, HOST_ALIAS_MAX);
+  host_key_row row;
+  if (find(k, NULL, key, &row, r) != HOST_OK) return r->status;
+  int store = k->cfg->store_virtual_keys;
+  char *name = NULL, *new_alias = NULL;
+  if ((store || (row.secret_name && k->plugin)) &&
+      check_store(k, store, row.secret_name != NULL, r) != HOST_OK)
+    goto fail;
+  if ((store && !(name = host_key_secret_name(k->cfg->prefix, alias, row.key_id))) ||
+      !dup_or_null(&new_alias, alias)) {
+    host_fail(r, HOST_FAILED, "out of memory");
+    goto fail;
+  }
+  if (host_store_rename(k->db, &row, alias, name, key, r) != HOST_OK) goto fail;
+  int drop_old = row.secret_name && (!name || strcmp(name, row.secret_name) != 0);
+  out->queued = name || drop_old;
+  char *old = row.secret_name;
+  free(row.alias);
+  row.alias = new_alias;
+  row.secret_name = name;
+  adopt_row(out, &row);
+  out->removed_secret = drop_old ? old : NULL;
+  if (!drop_old) free(old);
+  return HOST_OK;
+fail:
+  free(name);
+  free(new_alias);
+  host_key_row_free(&row);
+  return r->status;
+}

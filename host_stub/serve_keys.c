@@ -210,6 +210,68 @@ static void regenerate(serve_ctx *s, const char *path_key, serve_req *q, serve_r
   serve_reply_json(rep, 200, o);
 }
 
+/* POST /key/update {"key": "sk-...", "key_alias": ...}: an alias change
+ * moves the stored secret (LiteLLM does the same); other fields are
+ * echoed and listed as not enforced. */
+static void update(serve_ctx *s, serve_req *q, serve_reply *rep) {
+  cJSON *req = serve_parse_object(q, rep);
+  if (!req) return;
+  const char *key, *alias;
+  if (serve_get_string(req, "key", &key, rep) != 0 ||
+      serve_get_string(req, "key_alias", &alias, rep) != 0) {
+    cJSON_Delete(req);
+    return;
+  }
+  if (!key) {
+    serve_reply_error(rep, 400, "bad_request_error", "key", "give the key to update: "
+                      "{\"key\": \"sk-...\", \"key_alias\": \"new-alias\"}");
+    cJSON_Delete(req);
+    return;
+  }
+  host_key_ctx k = key_ctx(s);
+  host_key_change c;
+  memset(&c, 0, sizeof c);
+  host_result r = {HOST_OK, ""};
+  host_status st = HOST_OK;
+  if (cJSON_HasObjectItem(req, "key_alias")) { /* "key_alias": null removes it */
+    pthread_mutex_lock(&s->db_mu);
+    st = host_key_update_alias(&k, key, alias, &c, &r);
+    pthread_mutex_unlock(&s->db_mu);
+  } else {
+    char hash[65];
+    host_key_row row;
+    pthread_mutex_lock(&s->db_mu);
+    st = host_key_format_valid(key) && host_key_hash(key, hash) == 0
+             ? host_store_find(s->db, NULL, hash, &row, &r)
+             : host_fail(&r, HOST_FAILED, "'key' expects a virtual key (sk- followed by at "
+                         "least 22 base64url characters)");
+    pthread_mutex_unlock(&s->db_mu);
+    if (st == HOST_OK) {
+      memcpy(c.key_id, row.key_id, sizeof c.key_id);
+      c.alias = row.alias;
+      row.alias = NULL;
+      host_key_row_free(&row);
+    }
+  }
+  if (st != HOST_OK) {
+    serve_reply_result(rep, &r, "key");
+    cJSON_Delete(req);
+    return;
+  }
+  cJSON *o = cJSON_Duplicate(req, 1);
+  if (o) {
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "key_alias");
+    if (c.alias) cJSON_AddStringToObject(o, "key_alias", c.alias);
+    else cJSON_AddNullToObject(o, "key_alias");
+    cJSON_AddStringToObject(o, "token_id", c.key_id);
+    add_delivery(s, o, &c);
+    add_not_enforced(o, req);
+  }
+  host_key_change_clear(&c);
+  cJSON_Delete(req);
+  serve_reply_json(rep, 200, o);
+}
+
 /* ------------------------------------------------------------ read-only */
 
 static cJSON *row_info(const host_key_row *row) {
@@ -369,7 +431,8 @@ static int is(const char *method, const char *path, const char *m, const char *p
  * runs after the request's own buffers are gone). */
 static const char *const routes[] = {"/health/liveliness", "/health/liveness",
                                      "/health/readiness", "/key/generate", "/key/delete",
-                                     "/key/regenerate", "/key/info", "/key/list", NULL};
+                                     "/key/regenerate", "/key/update", "/key/info", "/key/list",
+                                     NULL};
 
 static const char *route_of(const char *path) {
   for (size_t i = 0; routes[i]; i++)
@@ -390,7 +453,8 @@ void serve_handle(serve_ctx *s, const char *method, const char *path, serve_quer
     return;
   }
   int known = is(method, path, "POST", "/key/generate") || is(method, path, "POST", "/key/delete") ||
-              is(method, path, "POST", "/key/regenerate") || is(method, path, "GET", "/key/info") ||
+              is(method, path, "POST", "/key/regenerate") || is(method, path, "POST", "/key/update") ||
+              is(method, path, "GET", "/key/info") ||
               is(method, path, "GET", "/key/list");
   if (!known && !strcmp(method, "POST") && (pk = path_key(path))) q->route = "/key/{key}/regenerate";
   if (!known && !pk) {
@@ -411,6 +475,8 @@ void serve_handle(serve_ctx *s, const char *method, const char *path, serve_quer
     generate(s, q, rep);
   } else if (is(method, path, "POST", "/key/delete")) {
     delete_keys(s, q, rep);
+  } else if (is(method, path, "POST", "/key/update")) {
+    update(s, q, rep);
   } else if (is(method, path, "POST", "/key/regenerate") || pk) {
     regenerate(s, pk, q, rep);
   } else if (is(method, path, "GET", "/key/info")) {

@@ -134,6 +134,32 @@ def test_regenerate_both_forms(serve, vault, form):
     assert serve.call("GET", f"/key/info?key={old}")[0] == 404
 
 
+def test_update_alias_moves_the_secret(serve, vault, tmp_path):
+    key = serve.call("POST", "/key/generate", {"key_alias": "before"})[1]["key"]
+    # LiteLLM's docs: curl /key/update -d '{"key": "sk-...", "key_alias": ..., "metadata": ...}'
+    st, body = serve.call("POST", "/key/update", {"key": key, "key_alias": "tenant-b/after",
+                                                  "metadata": {"team": "x"}})
+    assert st == 200, body
+    assert body["key_alias"] == "tenant-b/after" and body["metadata"] == {"team": "x"}
+    assert body["kms_host"]["secret_manager"] == "landed"
+    assert body["kms_host"]["secret_name"] == "litellm/tenant-b/after"
+    assert body["kms_host"]["removed_secret"] == "litellm/before"
+    assert body["kms_host"]["not_enforced"] == ["metadata"]
+    assert vault.live_names() == ["litellm/tenant-b/after"]
+    assert vault.read("litellm/tenant-b/after") == key
+    assert serve.call("GET", f"/key/info?key={key}")[1]["info"]["key_alias"] == "tenant-b/after"
+    # Without key_alias nothing moves; with an alias in use, nothing changes.
+    st, body = serve.call("POST", "/key/update", {"key": key, "models": ["gpt-4"]})
+    assert st == 200 and body["kms_host"]["secret_manager"] == "not_stored", body
+    serve.call("POST", "/key/generate", {"key_alias": "taken"})
+    st, body = serve.call("POST", "/key/update", {"key": key, "key_alias": "taken"})
+    assert st == 400 and "already" in body["error"]["message"], body
+    assert vault.read("litellm/tenant-b/after") == key
+    st, body = serve.call("POST", "/key/update", {"key_alias": "x"})
+    assert st == 400 and body["error"]["param"] == "key"
+    assert serve.call("POST", "/key/update", {"key": "sk-" + "n" * 30, "key_alias": "y"})[0] == 404
+
+
 def test_info_and_list(serve):
     k1 = serve.call("POST", "/key/generate", {"key_alias": "i1"})[1]
     k2 = serve.call("POST", "/key/generate", {})[1]
