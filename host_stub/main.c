@@ -439,7 +439,7 @@ static const char usage_serve[] =
     "usage: kms-host --config FILE serve [--listen ADDR:PORT] [--threads N]\n"
     "                                    [--deliver-wait-ms MS]\n"
     "Answer LiteLLM's virtual-key API over HTTP: POST /key/generate, /key/delete,\n"
-    "/key/regenerate, /key/{key}/regenerate; GET /key/info, /key/list,\n"
+    "/key/update, /key/regenerate, /key/{key}/regenerate; GET /key/info, /key/list,\n"
     "/health/liveliness, /health/readiness. Callers send general_settings.master_key as\n"
     "'Authorization: Bearer KEY' or 'x-litellm-api-key: KEY'. Key changes are committed\n"
     "with their outbox rows, then delivered by a background worker; a reply waits at most\n"

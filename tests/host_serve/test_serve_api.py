@@ -104,6 +104,18 @@ def test_body_limit_is_413(serve):
     assert_litellm_error(body, 413)
 
 
+def test_header_limit_is_431(serve):
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request(serve.url + "/health/liveliness", headers={"X-Big": "a" * 40000})
+    try:
+        urllib.request.urlopen(req, timeout=30)
+        raise AssertionError("a 40 KB header was accepted")
+    except urllib.error.HTTPError as e:
+        assert e.code == 431
+    assert serve.call("GET", "/health/liveliness")[0] == 200  # the server is fine
+
+
 def test_delete_by_keys_and_by_aliases(serve, vault, tmp_path):
     a = serve.call("POST", "/key/generate", {"key_alias": "tenant-a/one"})[1]["key"]
     serve.call("POST", "/key/generate", {"key_alias": "two"})
