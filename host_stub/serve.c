@@ -3,7 +3,7 @@
  * serve_keys.c.
  *
  * A thread pool (--threads) with keep-alive, loopback by default (--listen
- * ADDR:PORT), bounded request bodies (SERVE_BODY_MAX: 413), bounded headers
+ * ADDR:PORT), optional TLS (--tls-cert/--tls-key, GnuTLS inside MHD), bounded request bodies (SERVE_BODY_MAX: 413), bounded headers
  * (MHD's per-connection memory limit: 431/413 from MHD), an idle timeout
  * against slow clients, and a connection limit. The main thread blocks
  * SIGTERM/SIGINT before any thread starts and waits for them; then it stops
@@ -32,10 +32,15 @@
 #define SERVE_BACKOFF_MIN_MS 200
 #define SERVE_BACKOFF_MAX_MS 30000
 
+#define SERVE_PEM_MAX (1u << 20)   /* --tls-cert / --tls-key files */
+
 typedef struct serve_opts {
   struct sockaddr_in addr;
   unsigned threads;
   unsigned deliver_wait_ms;
+  const char *tls_cert, *tls_key; /* paths; both or neither */
+  char *cert_pem, *key_pem;       /* their contents; the key is wiped when freed */
+  size_t cert_len, key_len;
 } serve_opts;
 
 typedef struct serve_server {
@@ -89,11 +94,45 @@ static host_status parse_opts(int argc, char **argv, serve_opts *o, host_result 
     else if (!strcmp(a, "--threads")) s = parse_uint(a, v, 1, 256, &o->threads, r);
     else if (!strcmp(a, "--deliver-wait-ms"))
       s = parse_uint(a, v, 0, 600000, &o->deliver_wait_ms, r);
+    else if (!strcmp(a, "--tls-cert")) o->tls_cert = v, s = HOST_OK;
+    else if (!strcmp(a, "--tls-key")) o->tls_key = v, s = HOST_OK;
     else return host_fail(r, HOST_USAGE, "unexpected argument '%s'", a);
     if (s != HOST_OK) return s;
     i++;
   }
+  if (!o->tls_cert != !o->tls_key)
+    return host_fail(r, HOST_USAGE, "--tls-cert and --tls-key go together (a PEM certificate "
+                     "chain and its private key)");
   return HOST_OK;
+}
+
+/* Read --tls-cert and --tls-key (PEM) into memory for MHD (GnuTLS). */
+static host_status read_pem(const char *path, const char *what, char **buf, size_t *len,
+                            host_result *r) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return host_fail(r, HOST_CONFIG, "%s %s: %s", what, path, strerror(errno));
+  host_result rr = {HOST_OK, ""};
+  host_status s = host_read_all(f, SERVE_PEM_MAX, what, buf, len, &rr);
+  fclose(f);
+  if (s != HOST_OK) return host_fail(r, HOST_CONFIG, "%s %s: %s", what, path, rr.msg);
+  (*buf)[*len] = '\0'; /* host_read_all leaves a spare byte */
+  return HOST_OK;
+}
+
+static host_status load_tls(serve_opts *o, host_result *r) {
+  if (!o->tls_cert) return HOST_OK;
+  if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+    return host_fail(r, HOST_CONFIG, "this libmicrohttpd was built without TLS: drop "
+                     "--tls-cert/--tls-key and put a TLS proxy in front");
+  if (read_pem(o->tls_cert, "--tls-cert", &o->cert_pem, &o->cert_len, r) != HOST_OK)
+    return r->status;
+  return read_pem(o->tls_key, "--tls-key", &o->key_pem, &o->key_len, r);
+}
+
+static void free_tls(serve_opts *o) {
+  free(o->cert_pem);
+  if (o->key_pem) OPENSSL_cleanse(o->key_pem, o->key_len);
+  free(o->key_pem);
 }
 
 /* ------------------------------------------------------------ requests */
@@ -178,16 +217,25 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 /* ------------------------------------------------------------- running */
 
 static struct MHD_Daemon *start_daemon(serve_server *srv, const serve_opts *o) {
-  return MHD_start_daemon(
-      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG,
-      0, NULL, NULL, on_request, srv,
-      MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&o->addr,
-      MHD_OPTION_THREAD_POOL_SIZE, o->threads,
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SERVE_TIMEOUT_S,
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)SERVE_HEADER_MEMORY,
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)SERVE_CONNECTIONS_MAX,
-      MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-      MHD_OPTION_END);
+  struct MHD_OptionItem common[] = {
+      {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)o->threads, NULL},
+      {MHD_OPTION_CONNECTION_TIMEOUT, SERVE_TIMEOUT_S, NULL},
+      {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)SERVE_HEADER_MEMORY, NULL},
+      {MHD_OPTION_CONNECTION_LIMIT, SERVE_CONNECTIONS_MAX, NULL},
+      {MHD_OPTION_END, 0, NULL}};
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
+                   MHD_USE_ERROR_LOG;
+  if (o->key_pem)
+    return MHD_start_daemon(flags | MHD_USE_TLS, 0, NULL, NULL, on_request, srv,
+                            MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&o->addr,
+                            MHD_OPTION_HTTPS_MEM_KEY, o->key_pem,
+                            MHD_OPTION_HTTPS_MEM_CERT, o->cert_pem,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+                            MHD_OPTION_ARRAY, common, MHD_OPTION_END);
+  return MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv,
+                          MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&o->addr,
+                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+                          MHD_OPTION_ARRAY, common, MHD_OPTION_END);
 }
 
 /* Wait for SIGTERM or SIGINT (blocked in every thread since before they
@@ -220,13 +268,14 @@ static host_status run_server(serve_server *srv, const serve_opts *o, const sigs
   if (!d) {
     char a[INET_ADDRSTRLEN];
     inet_ntop(AF_INET, &o->addr.sin_addr, a, sizeof a);
-    return host_fail(r, HOST_FAILED, "cannot listen on %s:%u (in use, or not an address of this "
-                     "machine): choose another --listen", a, ntohs(o->addr.sin_port));
+    return host_fail(r, HOST_FAILED, "cannot listen on %s:%u (in use, not an address of this "
+                     "machine%s): choose another --listen", a, ntohs(o->addr.sin_port),
+                     o->key_pem ? ", or --tls-cert/--tls-key are not a matching PEM pair" : "");
   }
   char a[INET_ADDRSTRLEN];
   inet_ntop(AF_INET, &o->addr.sin_addr, a, sizeof a);
   /* The one stdout line: scripts (and the tests) read the port from it. */
-  printf("listening: http://%s:%u\n", a, bound_port(d, o));
+  printf("listening: %s://%s:%u\n", o->key_pem ? "https" : "http", a, bound_port(d, o));
   fflush(stdout);
   int sig = wait_for_signal(set);
   host_log(KMS_LOG_INFO, "serve: %s: finishing in-flight requests, then stopping",
@@ -239,6 +288,10 @@ host_status host_serve(const host_config *cfg, host_plugin *hp, sqlite3 *db, con
                        int argc, char **argv, host_result *r) {
   serve_opts o;
   if (parse_opts(argc, argv, &o, r) != HOST_OK) return r->status;
+  if (load_tls(&o, r) != HOST_OK) {
+    free_tls(&o);
+    return r->status;
+  }
   serve_server srv;
   memset(&srv, 0, sizeof srv);
   serve_ctx *s = &srv.ctx;
@@ -247,7 +300,10 @@ host_status host_serve(const host_config *cfg, host_plugin *hp, sqlite3 *db, con
   s->client = hp->client;
   s->db = db;
   s->deliver_wait_ms = o.deliver_wait_ms;
-  if (serve_master_key(cfg, hp->client, s->master_sha, r) != HOST_OK) return r->status;
+  if (serve_master_key(cfg, hp->client, s->master_sha, r) != HOST_OK) {
+    free_tls(&o);
+    return r->status;
+  }
   /* Block the signals before any thread starts, so only sigwait sees them. */
   sigset_t set;
   sigemptyset(&set);
@@ -264,5 +320,6 @@ host_status host_serve(const host_config *cfg, host_plugin *hp, sqlite3 *db, con
   pthread_mutex_destroy(&s->plugin_mu);
   pthread_mutex_destroy(&s->db_mu);
   OPENSSL_cleanse(s->master_sha, sizeof s->master_sha);
+  free_tls(&o);
   return st;
 }

@@ -303,3 +303,31 @@ def test_bad_listen_is_a_usage_error(tmp_path, vault):
                         str(PLUGIN_DIR), "serve", "--listen", "localhost"],
                        env=vault.plugin_env(), capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "ADDR:PORT" in p.stderr
+
+
+def test_tls(tmp_path, vault, certs):
+    import json
+    import ssl
+    import urllib.request
+    s = Serve(write_config(tmp_path), vault.plugin_env(),
+              args=("--tls-cert", str(certs / "server.pem"), "--tls-key", str(certs / "server.key")))
+    try:
+        assert s.url.startswith("https://127.0.0.1:")
+        ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        req = urllib.request.Request(s.url + "/key/generate", data=b'{"key_alias": "tls"}',
+                                     method="POST", headers={"Authorization": f"Bearer {MASTER}"})
+        with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
+            body = json.loads(r.read())
+        assert body["kms_host"]["secret_manager"] == "landed"
+        assert vault.read("litellm/tls") == body["key"]
+    finally:
+        assert s.stop() == 0
+
+
+def test_tls_options_go_together(tmp_path, vault, certs):
+    import subprocess
+    from kms_host_helpers import HOST, PLUGIN_DIR
+    p = subprocess.run([str(HOST), "--config", str(write_config(tmp_path)), "--plugin-dir",
+                        str(PLUGIN_DIR), "serve", "--tls-cert", str(certs / "server.pem")],
+                       env=vault.plugin_env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "go together" in p.stderr
