@@ -2,7 +2,6 @@
 do (python urllib: method, JSON body, Authorization / x-litellm-api-key)."""
 
 import json
-import os
 import pathlib
 import signal
 import sqlite3
