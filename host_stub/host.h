@@ -10,8 +10,11 @@
  * libkmsloader), result.c (the result type and the clock) and main.c (the
  * command table; the only file that prints or chooses an exit status).
  *
- * Threads: kms-host calls everything here from its main thread; only
+ * Threads: the CLI calls everything here from its main thread; only
  * host_log (and the kms_host table's log) may be called from plugin threads.
+ * `serve` (serve.h) calls host_key_* and host_store_* from its request
+ * threads on one connection under one mutex, and delivers on its worker's
+ * own connection: a connection is never used by two threads at once.
  */
 #ifndef KMS_HOST_H
 #define KMS_HOST_H
