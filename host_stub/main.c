@@ -437,7 +437,8 @@ static const char usage_refresh[] =
 
 static const char usage_serve[] =
     "usage: kms-host --config FILE serve [--listen ADDR:PORT] [--threads N]\n"
-    "                                    [--deliver-wait-ms MS] [--tls-cert PEM --tls-key PEM]\n"
+    "                                    [--deliver-wait-ms MS] [--client-timeout S]\n"
+    "                                    [--tls-cert PEM --tls-key PEM]\n"
     "Answer LiteLLM's virtual-key API over HTTP: POST /key/generate, /key/delete,\n"
     "/key/update, /key/regenerate, /key/{key}/regenerate; GET /key/info, /key/list,\n"
     "/health/liveliness, /health/readiness. Callers send general_settings.master_key as\n"
@@ -446,6 +447,7 @@ static const char usage_serve[] =
     "--deliver-wait-ms (default 5000) and says whether the store side landed or is queued.\n"
     "  --listen ADDR:PORT   IPv4 address and port (default 127.0.0.1:4000; port 0 picks one)\n"
     "  --threads N          request threads (default 4)\n"
+    "  --client-timeout S   close a connection idle or stalled for S seconds (default 30)\n"
     "  --tls-cert, --tls-key  serve HTTPS with this PEM certificate (chain) and key\n"
     "Prints 'listening: http://ADDR:PORT' once ready; SIGTERM or SIGINT finish in-flight\n"
     "requests, stop the worker and exit 0. An access line per request goes to stderr.\n";

@@ -25,7 +25,7 @@
 
 #define SERVE_THREADS_DEFAULT 4
 #define SERVE_DELIVER_WAIT_DEFAULT_MS 5000
-#define SERVE_TIMEOUT_S 30          /* idle connection */
+#define SERVE_TIMEOUT_S 30          /* idle or slow connection (--client-timeout) */
 #define SERVE_HEADER_MEMORY (32u * 1024u) /* headers and MHD's buffers per connection */
 #define SERVE_CONNECTIONS_MAX 512
 #define SERVE_DRAIN_MS 30000        /* in-flight requests at shutdown */
@@ -38,6 +38,7 @@ typedef struct serve_opts {
   struct sockaddr_in addr;
   unsigned threads;
   unsigned deliver_wait_ms;
+  unsigned client_timeout_s;
   const char *tls_cert, *tls_key; /* paths; both or neither */
   char *cert_pem, *key_pem;       /* their contents; the key is wiped when freed */
   size_t cert_len, key_len;
@@ -86,6 +87,7 @@ static host_status parse_opts(int argc, char **argv, serve_opts *o, host_result 
   if (parse_listen("127.0.0.1:4000", &o->addr, r) != HOST_OK) return r->status;
   o->threads = SERVE_THREADS_DEFAULT;
   o->deliver_wait_ms = SERVE_DELIVER_WAIT_DEFAULT_MS;
+  o->client_timeout_s = SERVE_TIMEOUT_S;
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     host_status s;
@@ -94,6 +96,8 @@ static host_status parse_opts(int argc, char **argv, serve_opts *o, host_result 
     else if (!strcmp(a, "--threads")) s = parse_uint(a, v, 1, 256, &o->threads, r);
     else if (!strcmp(a, "--deliver-wait-ms"))
       s = parse_uint(a, v, 0, 600000, &o->deliver_wait_ms, r);
+    else if (!strcmp(a, "--client-timeout"))
+      s = parse_uint(a, v, 1, 3600, &o->client_timeout_s, r);
     else if (!strcmp(a, "--tls-cert")) o->tls_cert = v, s = HOST_OK;
     else if (!strcmp(a, "--tls-key")) o->tls_key = v, s = HOST_OK;
     else return host_fail(r, HOST_USAGE, "unexpected argument '%s'", a);
@@ -219,7 +223,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 static struct MHD_Daemon *start_daemon(serve_server *srv, const serve_opts *o) {
   struct MHD_OptionItem common[] = {
       {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)o->threads, NULL},
-      {MHD_OPTION_CONNECTION_TIMEOUT, SERVE_TIMEOUT_S, NULL},
+      {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)o->client_timeout_s, NULL},
       {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)SERVE_HEADER_MEMORY, NULL},
       {MHD_OPTION_CONNECTION_LIMIT, SERVE_CONNECTIONS_MAX, NULL},
       {MHD_OPTION_END, 0, NULL}};

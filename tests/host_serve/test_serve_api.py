@@ -331,3 +331,18 @@ def test_tls_options_go_together(tmp_path, vault, certs):
                         str(PLUGIN_DIR), "serve", "--tls-cert", str(certs / "server.pem")],
                        env=vault.plugin_env(), capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "go together" in p.stderr
+
+
+def test_slow_client_is_cut_off(tmp_path, vault):
+    import socket
+    s = Serve(write_config(tmp_path), vault.plugin_env(), args=("--client-timeout", "1"))
+    try:
+        host, port = s.url.rsplit("/", 1)[1].split(":")
+        c = socket.create_connection((host, int(port)), timeout=30)
+        c.sendall(b"POST /key/generate HTTP/1.1\r\nHost: x\r\n")  # and then nothing
+        # The server closes it; without the timeout recv would raise socket.timeout.
+        assert c.recv(1024) == b""
+        c.close()
+        assert s.call("GET", "/health/liveliness")[0] == 200  # others are served
+    finally:
+        assert s.stop() == 0
