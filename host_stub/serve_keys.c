@@ -320,11 +320,14 @@ typedef struct list_acc {
   cJSON *keys;
   int full;
   long queued;
+  unsigned long seen, first, size; /* the page is rows [first, first + size) */
 } list_acc;
 
 static void list_key(void *ctx, const char *key_id, const char *alias, const char *name,
                      const char *updated) {
   list_acc *a = ctx;
+  unsigned long at = a->seen++;
+  if (at < a->first || at >= a->first + a->size) return;
   if (!a->full) {
     cJSON_AddItemToArray(a->keys, cJSON_CreateString(key_id));
     return;
@@ -342,8 +345,28 @@ static void list_queued(void *ctx, long long seq, const char *op, const char *na
   ((list_acc *)ctx)->queued++;
 }
 
-static void key_list(serve_ctx *s, const char *full, serve_reply *rep) {
-  list_acc a = {cJSON_CreateArray(), full && !strcmp(full, "true"), 0};
+/* A query parameter as a whole number in [lo, hi], `dflt` when absent; -1
+ * with a 400 reply otherwise. */
+static long query_uint(const char *v, const char *name, long lo, long hi, long dflt,
+                       serve_reply *rep) {
+  if (!v) return dflt;
+  char *end;
+  long n = strtol(v, &end, 10);
+  if (*v && !*end && n >= lo && n <= hi) return n;
+  serve_reply_error(rep, 400, "bad_request_error", name, "'%s' must be a whole number from %ld "
+                    "to %ld", name, lo, hi);
+  return -1;
+}
+
+/* GET /key/list?page=P&size=S (LiteLLM's defaults: page 1, size 10, size
+ * at most 100) [&return_full_object=true]. */
+static void key_list(serve_ctx *s, serve_query_fn query, void *qctx, serve_reply *rep) {
+  long page = query_uint(query(qctx, "page"), "page", 1, 1000000, 1, rep);
+  long size = page < 0 ? -1 : query_uint(query(qctx, "size"), "size", 1, 100, 10, rep);
+  if (size < 0) return;
+  const char *full = query(qctx, "return_full_object");
+  list_acc a = {cJSON_CreateArray(), full && !strcmp(full, "true"), 0, 0,
+                (unsigned long)(page - 1) * (unsigned long)size, (unsigned long)size};
   host_list_sink sink = {list_key, list_queued, &a};
   host_result r = {HOST_OK, ""};
   pthread_mutex_lock(&s->db_mu);
@@ -355,11 +378,10 @@ static void key_list(serve_ctx *s, const char *full, serve_reply *rep) {
     return;
   }
   cJSON *o = cJSON_CreateObject();
-  int n = cJSON_GetArraySize(a.keys);
   cJSON_AddItemToObject(o, "keys", a.keys);
-  cJSON_AddNumberToObject(o, "total_count", n);
-  cJSON_AddNumberToObject(o, "current_page", 1);
-  cJSON_AddNumberToObject(o, "total_pages", 1);
+  cJSON_AddNumberToObject(o, "total_count", (double)a.seen);
+  cJSON_AddNumberToObject(o, "current_page", (double)page);
+  cJSON_AddNumberToObject(o, "total_pages", (double)((a.seen + a.size - 1) / a.size));
   cJSON_AddNumberToObject(o, "queued_operations", (double)a.queued);
   serve_reply_json(rep, 200, o);
 }
@@ -482,7 +504,7 @@ void serve_handle(serve_ctx *s, const char *method, const char *path, serve_quer
   } else if (is(method, path, "GET", "/key/info")) {
     key_info(s, who, credential, query(query_ctx, "key"), rep);
   } else {
-    key_list(s, query(query_ctx, "return_full_object"), rep);
+    key_list(s, query, query_ctx, rep);
   }
   if (pk) OPENSSL_cleanse(pk, strlen(pk));
   free(pk);

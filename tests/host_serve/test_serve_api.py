@@ -195,6 +195,23 @@ def test_info_and_list(serve):
     assert {k["key_alias"] for k in body["keys"]} == {"i1", None}
 
 
+def test_list_pages_as_litellm(serve):
+    ids = [serve.call("POST", "/key/generate", {"key_alias": f"p{i}"})[1]["token_id"]
+           for i in range(12)]
+    st, first = serve.call("GET", "/key/list")  # LiteLLM's default: page 1, size 10
+    assert st == 200 and len(first["keys"]) == 10, first
+    assert (first["total_count"], first["current_page"], first["total_pages"]) == (12, 1, 2)
+    st, second = serve.call("GET", "/key/list?page=2&size=10")
+    assert len(second["keys"]) == 2 and second["current_page"] == 2
+    assert sorted(first["keys"] + second["keys"]) == sorted(ids)  # each key on one page
+    st, body = serve.call("GET", "/key/list?page=3&size=5&return_full_object=true")
+    assert [k["token"] for k in body["keys"]] == second["keys"]  # the same order every time
+    assert serve.call("GET", "/key/list?page=9")[1]["keys"] == []
+    for bad in ("page=0", "size=101", "size=x", "page=-1"):
+        st, body = serve.call("GET", f"/key/list?{bad}")
+        assert st == 400 and body["error"]["param"] == bad.split("=")[0], body
+
+
 def test_store_down_queues_then_worker_delivers(serve, vault, tmp_path):
     vault.seal()
     st, body = serve.call("POST", "/key/generate", {"key_alias": "later"})
