@@ -108,6 +108,11 @@ static void generate(serve_ctx *s, serve_req *q, serve_reply *rep) {
 /* Delete one key (by value or alias); 0, or -1 with rep filled. */
 static int delete_one(serve_ctx *s, const char *alias, const char *key, int *queued,
                       host_key_change *last, serve_reply *rep) {
+  if (key && !host_key_format_valid(key)) {
+    serve_reply_error(rep, 400, "bad_request_error", "keys", "'keys' holds a value that is not a "
+                      "virtual key (sk- followed by at least 22 base64url characters)");
+    return -1;
+  }
   host_key_ctx k = key_ctx(s);
   host_key_change c;
   host_result r = {HOST_OK, ""};
@@ -171,6 +176,11 @@ static void delete_keys(serve_ctx *s, serve_req *q, serve_reply *rep) {
     last.queued = queued;
     add_delivery(s, o, &last);
     serve_reply_json(rep, 200, o);
+  } else if (queued) {
+    /* Keys before the failing one are deleted and their store work is
+     * committed: start its delivery, without waiting (the reply is the error). */
+    serve_delivery d;
+    serve_worker_deliver(s->worker, 0, &d);
   }
   host_key_change_clear(&last);
   cJSON_Delete(deleted);

@@ -133,6 +133,19 @@ def test_delete_by_keys_and_by_aliases(serve, vault, tmp_path):
     assert_litellm_error(body, 404)
 
 
+
+def test_delete_stopping_at_an_unknown_key_still_delivers_the_earlier_ones(serve, vault, tmp_path):
+    serve.call("POST", "/key/generate", {"key_alias": "first"})
+    assert vault.live_names() == ["litellm/first"]
+    st, body = serve.call("POST", "/key/delete", {"key_aliases": ["first", "unknown"]})
+    assert st == 404 and "unknown" in body["error"]["message"], body
+    # "first" is deleted, and its Vault delete goes out with no further request.
+    assert wait_until(lambda: vault.live_names() == [], timeout=30)
+    assert key_table(tmp_path / "kms-host.db") == ({}, [])
+    st, body = serve.call("POST", "/key/delete", {"keys": ["sk-short"]})
+    assert st == 400 and body["error"]["param"] == "keys" and "--key" not in body["error"]["message"]
+
+
 @pytest.mark.parametrize("form", ["body", "path"])
 def test_regenerate_both_forms(serve, vault, form):
     old = serve.call("POST", "/key/generate", {"key_alias": "rot"})[1]["key"]
