@@ -10,8 +10,11 @@
  * libkmsloader), result.c (the result type and the clock) and main.c (the
  * command table; the only file that prints or chooses an exit status).
  *
- * Threads: kms-host calls everything here from its main thread; only
+ * Threads: the CLI calls everything here from its main thread; only
  * host_log (and the kms_host table's log) may be called from plugin threads.
+ * `serve` (serve.h) calls host_key_* and host_store_* from its request
+ * threads on one connection under one mutex, and delivers on its worker's
+ * own connection: a connection is never used by two threads at once.
  */
 #ifndef KMS_HOST_H
 #define KMS_HOST_H
@@ -129,6 +132,8 @@ typedef struct host_config {
   int kms_line;
   char *plugin_dir;     /* general_settings.plugin_dir (resolved), or NULL */
   char *db_path;        /* general_settings.kms_db_path (resolved), or NULL */
+  char *master_key;     /* general_settings.master_key as written (a literal or an
+                           os.environ/ reference; `serve` resolves it), or NULL */
   host_setting *settings; /* every scalar of key_management_settings */
   size_t n_settings;
   int store_virtual_keys;        /* default 0 */
@@ -381,10 +386,23 @@ void host_key_change_clear(host_key_change *c);
  * alias), HOST_CONFIG (the store cannot take the work), HOST_FAILED. */
 host_status host_key_generate(host_key_ctx *k, const char *alias, host_key_change *out,
                               host_result *r);
+/* generate with a caller-chosen key (`given`, checked by
+ * host_key_format_valid; NULL: a fresh random one), as LiteLLM's
+ * /key/generate {"key": "sk-..."}. A key already in use: HOST_FAILED. */
+host_status host_key_generate_given(host_key_ctx *k, const char *alias, const char *given,
+                                    host_key_change *out, host_result *r);
 host_status host_key_delete(host_key_ctx *k, const char *alias, const char *key,
                             host_key_change *out, host_result *r);
 host_status host_key_regenerate(host_key_ctx *k, const char *alias, const char *key,
                                 host_key_change *out, host_result *r);
+
+/* Give the key `key` the alias `alias` (NULL: none), as LiteLLM's
+ * /key/update does: with store_virtual_keys (or a secret stored earlier)
+ * the secret moves -- `key` is written under the new name and the old name
+ * deleted, in the same transaction as the change. The caller knows the key,
+ * so no value is read back from the store. */
+host_status host_key_update_alias(host_key_ctx *k, const char *key, const char *alias,
+                                  host_key_change *out, host_result *r);
 
 /* ------------------------------------------------------------------ store.c */
 
@@ -416,6 +434,10 @@ host_status host_store_delete(sqlite3 *db, const host_key_row *row, host_result 
 host_status host_store_regenerate(sqlite3 *db, const host_key_row *row, const char *token_hash,
                                   const char *name, const char *key, int drop_old,
                                   host_result *r);
+/* rename (an alias change): the new alias and name, the write of `key` to
+ * `name` (if any) and the delete of the old name when it differs. */
+host_status host_store_rename(sqlite3 *db, const host_key_row *row, const char *alias,
+                              const char *name, const char *key, host_result *r);
 /* Queue an operation in the caller's transaction (or alone). A queued write
  * or delete supersedes earlier queued writes of the same name (they would
  * be overwritten anyway, and this drops their values sooner). */

@@ -164,7 +164,15 @@ static int dup_or_null(char **dst, const char *s) {
 
 host_status host_key_generate(host_key_ctx *k, const char *alias, host_key_change *out,
                               host_result *r) {
+  return host_key_generate_given(k, alias, NULL, out, r);
+}
+
+host_status host_key_generate_given(host_key_ctx *k, const char *alias, const char *given,
+                                    host_key_change *out, host_result *r) {
   memset(out, 0, sizeof *out);
+  if (given && !host_key_format_valid(given))
+    return host_fail(r, HOST_USAGE, "a caller-chosen key must be sk- followed by 22 to %d "
+                     "base64url characters (letters, digits, '-', '_')", HOST_KEY_MAX - 4);
   if (alias && !host_alias_valid(alias))
     return host_fail(r, HOST_USAGE, "alias '%s' is not valid: 1 to %d characters, '/'-separated "
                      "segments of letters, digits, '.', '_' and '-', each starting with a letter "
@@ -172,7 +180,22 @@ host_status host_key_generate(host_key_ctx *k, const char *alias, host_key_chang
   int store = k->cfg->store_virtual_keys;
   if (store && check_store(k, 1, 0, r) != HOST_OK) return r->status;
   char hash[65];
-  if (new_key(out, hash, r) != HOST_OK) return r->status;
+  if (given) {
+    snprintf(out->key, sizeof out->key, "%s", given);
+    if (host_key_hash(out->key, hash) != 0) {
+      host_key_change_clear(out);
+      return host_fail(r, HOST_FAILED, "cannot hash the key (OpenSSL)");
+    }
+    host_key_row row;
+    host_result nf = {HOST_OK, ""};
+    if (host_store_find(k->db, NULL, hash, &row, &nf) == HOST_OK) {
+      host_key_row_free(&row);
+      host_key_change_clear(out);
+      return host_fail(r, HOST_FAILED, "that key is already in use: choose another");
+    }
+  } else if (new_key(out, hash, r) != HOST_OK) {
+    return r->status;
+  }
   if (host_key_id_new(out->key_id) != 0) {
     host_key_change_clear(out);
     return host_fail(r, HOST_FAILED, "OpenSSL could not generate a key id");
@@ -243,5 +266,42 @@ fail:
   free(name);
   host_key_row_free(&row);
   host_key_change_clear(out);
+  return r->status;
+}
+
+host_status host_key_update_alias(host_key_ctx *k, const char *key, const char *alias,
+                                  host_key_change *out, host_result *r) {
+  memset(out, 0, sizeof *out);
+  if (alias && !host_alias_valid(alias))
+    return host_fail(r, HOST_USAGE, "alias '%s' is not valid: 1 to %d characters, '/'-separated "
+                     "segments of letters, digits, '.', '_' and '-', each starting with a letter "
+                     "or digit (it becomes a secret name)", alias, HOST_ALIAS_MAX);
+  host_key_row row;
+  if (find(k, NULL, key, &row, r) != HOST_OK) return r->status;
+  int store = k->cfg->store_virtual_keys;
+  char *name = NULL, *new_alias = NULL;
+  if ((store || (row.secret_name && k->plugin)) &&
+      check_store(k, store, row.secret_name != NULL, r) != HOST_OK)
+    goto fail;
+  if ((store && !(name = host_key_secret_name(k->cfg->prefix, alias, row.key_id))) ||
+      !dup_or_null(&new_alias, alias)) {
+    host_fail(r, HOST_FAILED, "out of memory");
+    goto fail;
+  }
+  if (host_store_rename(k->db, &row, alias, name, key, r) != HOST_OK) goto fail;
+  int drop_old = row.secret_name && (!name || strcmp(name, row.secret_name) != 0);
+  out->queued = name || drop_old;
+  char *old = row.secret_name;
+  free(row.alias);
+  row.alias = new_alias;
+  row.secret_name = name;
+  adopt_row(out, &row);
+  out->removed_secret = drop_old ? old : NULL;
+  if (!drop_old) free(old);
+  return HOST_OK;
+fail:
+  free(name);
+  free(new_alias);
+  host_key_row_free(&row);
   return r->status;
 }

@@ -11,6 +11,7 @@
  * database, 4 saved but queued).
  */
 #include "host.h"
+#include "serve.h"
 
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -379,6 +380,16 @@ static host_status cmd_refresh(app *a, int argc, char **argv, host_result *r) {
   return HOST_OK;
 }
 
+/* -------------------------------------------------------------------- serve */
+
+/* The HTTP API (serve*.c): the database without the delivery lock (the
+ * server's worker takes it per delivery round) and a plugin that started. */
+static host_status cmd_serve(app *a, int argc, char **argv, host_result *r) {
+  if (open_db(a, 0, r) != HOST_OK) return r->status;
+  if (a->cfg.kms && open_plugin(a, 0, r) != HOST_OK) return r->status;
+  return host_serve(&a->cfg, &a->hp, a->db, a->db_path, argc, argv, r);
+}
+
 /* ------------------------------------------------------------ the table */
 
 static const char usage_plugins[] =
@@ -424,6 +435,23 @@ static const char usage_refresh[] =
     "Ask the plugin to revalidate its credentials and re-read cached secrets now.\n";
 
 
+static const char usage_serve[] =
+    "usage: kms-host --config FILE serve [--listen ADDR:PORT] [--threads N]\n"
+    "                                    [--deliver-wait-ms MS] [--client-timeout S]\n"
+    "                                    [--tls-cert PEM --tls-key PEM]\n"
+    "Answer LiteLLM's virtual-key API over HTTP: POST /key/generate, /key/delete,\n"
+    "/key/update, /key/regenerate, /key/{key}/regenerate; GET /key/info, /key/list,\n"
+    "/health/liveliness, /health/readiness. Callers send general_settings.master_key as\n"
+    "'Authorization: Bearer KEY' or 'x-litellm-api-key: KEY'. Key changes are committed\n"
+    "with their outbox rows, then delivered by a background worker; a reply waits at most\n"
+    "--deliver-wait-ms (default 5000) and says whether the store side landed or is queued.\n"
+    "  --listen ADDR:PORT   IPv4 address and port (default 127.0.0.1:4000; port 0 picks one)\n"
+    "  --threads N          request threads (default 4)\n"
+    "  --client-timeout S   close a connection idle or stalled for S seconds (default 30)\n"
+    "  --tls-cert, --tls-key  serve HTTPS with this PEM certificate (chain) and key\n"
+    "Prints 'listening: http://ADDR:PORT' once ready; SIGTERM or SIGINT finish in-flight\n"
+    "requests, stop the worker and exit 0. An access line per request goes to stderr.\n";
+
 static const command commands[] = {
   {"plugins", "  plugins                      list the plugins in the plugin directory\n",
    usage_plugins, 0, cmd_plugins},
@@ -444,6 +472,8 @@ static const command commands[] = {
   {"refresh",
    "  refresh                      ask the plugin to revalidate credentials and caches\n",
    usage_refresh, 1, cmd_refresh},
+  {"serve", "  serve [--listen ADDR:PORT]   answer LiteLLM's /key/* HTTP API\n", usage_serve, 1,
+   cmd_serve},
 };
 
 static const command *find_command(const char *name) {

@@ -218,6 +218,19 @@ host_status host_store_regenerate(sqlite3 *db, const host_key_row *row, const ch
   return finish(db, s, r);
 }
 
+host_status host_store_rename(sqlite3 *db, const host_key_row *row, const char *alias,
+                              const char *name, const char *key, host_result *r) {
+  if (host_db_exec(db, "BEGIN IMMEDIATE", r) != HOST_OK) return r->status;
+  host_status s = run4(db, "UPDATE virtual_keys SET alias=?2, secret_name=?3, "
+                       "updated_at=strftime('%Y-%m-%dT%H:%M:%SZ','now') WHERE key_id=?1",
+                       row->key_id, alias, name, NULL, r);
+  if (s == HOST_OK && name)
+    s = host_store_enqueue(db, HOST_OUTBOX_WRITE, name, key, strlen(key), r);
+  if (s == HOST_OK && row->secret_name && (!name || strcmp(name, row->secret_name) != 0))
+    s = host_store_enqueue(db, HOST_OUTBOX_DELETE, row->secret_name, NULL, 0, r);
+  return finish(db, s, r);
+}
+
 /* ----------------------------------------------------------------- listing */
 
 static const char *col_text(sqlite3_stmt *st, int i) {

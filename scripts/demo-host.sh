@@ -5,7 +5,8 @@
 # then runs the reference host against it: list plugins, read a provider key
 # from Vault through os.environ/, generate a virtual key and see it in Vault
 # under litellm/, delete it and see it gone, survive a Vault outage with the
-# outbox, and switch the same config to the env backend with no code change.
+# outbox, do the same over HTTP with `kms-host serve` and curl (LiteLLM's API),
+# and switch the same config to the env backend with no code change.
 # scripts/demo builds first and then calls this. The server is stopped and
 # the temporary directory removed on exit.
 set -euo pipefail
@@ -21,11 +22,14 @@ done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/kms-demo.XXXXXX")
 server_pid=
+serve_pid=
 cleanup() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
+  for pid in $serve_pid $server_pid; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -83,6 +87,7 @@ model_list:
       model: openai/gpt-4o
       api_key: os.environ/OPENAI_API_KEY
 general_settings:
+  master_key: sk-1234          # LiteLLM's; kms-host serve checks it
   key_management_system: hashicorp_vault
   plugin_dir: $plugins
   key_management_settings:
@@ -138,7 +143,31 @@ run sync
 say "Vault secret/data/litellm/outage now: $(vault_get litellm/outage | cut -c1-6)... -- delivered."
 run key delete --alias outage >/dev/null
 
-step "7. Same config, other backend: key_management_system: env -- no code change"
+step "7. The same over HTTP, the way the LiteLLM docs do it: kms-host serve + curl"
+"$host" --config "$work/config.yaml" serve --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" &
+serve_pid=$!
+for _ in $(seq 200); do grep -q '^listening: ' "$work/serve.out" 2>/dev/null && break; sleep 0.05; done
+grep -q '^listening: ' "$work/serve.out" || { echo "demo-host: serve did not start:" >&2; cat "$work/serve.log" >&2; exit 1; }
+api=$(sed -n 's/^listening: //p' "$work/serve.out")
+say "kms-host serve is listening on $api"
+printf '%s$ %s%s\n' "$bold" "curl -X POST $api/key/generate -H 'Authorization: Bearer sk-1234' -d '{\"key_alias\": \"my-vault-key\", \"duration\": \"20m\"}'" "$plain"
+out=$(curl -sS -X POST "$api/key/generate" -H 'Authorization: Bearer sk-1234' \
+        -H 'Content-Type: application/json' -d '{"key_alias": "my-vault-key", "duration": "20m"}')
+say "$out"
+key=$("$python" -c 'import json,sys; print(json.load(sys.stdin)["key"])' <<<"$out")
+[ "$(vault_get litellm/my-vault-key)" = "$key" ] || { say "UNEXPECTED: Vault does not hold the key"; exit 1; }
+say "Vault secret/data/litellm/my-vault-key holds that key (kms_host.secret_manager: landed)."
+printf '%s$ %s%s\n' "$bold" "curl -X POST $api/key/delete -H 'Authorization: Bearer sk-1234' -d '{\"key_aliases\": [\"my-vault-key\"]}'" "$plain"
+say "$(curl -sS -X POST "$api/key/delete" -H 'Authorization: Bearer sk-1234' \
+        -H 'Content-Type: application/json' -d '{"key_aliases": ["my-vault-key"]}')"
+say "Vault secret/data/litellm/my-vault-key now: $(vault_get litellm/my-vault-key)"
+kill -TERM "$serve_pid"
+wait "$serve_pid"
+serve_pid=
+say "SIGTERM: in-flight requests finished, exit 0. Its access log names routes, never keys:"
+grep 'access' "$work/serve.log" | sed 's/^/   | /'
+
+step "8. Same config, other backend: key_management_system: env -- no code change"
 sed -i 's/key_management_system: hashicorp_vault/key_management_system: env/;
         /store_virtual_keys/d; /prefix_for_stored/d; /access_mode/d' "$work/config.yaml"
 sed -i 's/^  key_management_settings:$/  key_management_settings: {}/' "$work/config.yaml"
