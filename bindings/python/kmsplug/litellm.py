@@ -144,7 +144,7 @@ class KmsplugSecretManager(CustomSecretManager):
         self._config = None
         self._pool = None
         self._warned_tags = False
-        self._warned_window = False
+        self._no_window = False  # the plugin said it has no recovery window
 
     # -- setup --------------------------------------------------------------
 
@@ -300,9 +300,10 @@ class KmsplugSecretManager(CustomSecretManager):
         """Delete with the recovery window when the plugin has 1.1 delete
         options. LiteLLM always sends one (default 7, AWS's minimum); a plugin
         whose backend has no window (Vault) answers UNSUPPORTED naming
-        recovery_window_days before touching anything: that is logged once
-        and the delete runs without it. A 1.0 plugin has no window option."""
-        if window is not None and not isinstance(window, bool) and isinstance(window, int) \
+        recovery_window_days before touching anything: that is logged once,
+        remembered, and the delete runs without it. A 1.0 plugin has no window
+        option."""
+        if not self._no_window and isinstance(window, int) and not isinstance(window, bool) \
                 and window > 0 and c.module.has_slots("delete_secret_opt"):
             try:
                 c.delete(name, location=location, recovery_window_days=window)
@@ -310,8 +311,8 @@ class KmsplugSecretManager(CustomSecretManager):
             except UnsupportedError as e:
                 if "recovery_window_days" not in e.message:
                     raise
-                if not self._warned_window:
-                    self._warned_window = True
+                if not self._no_window:
+                    self._no_window = True
                     log.warning("kmsplug: plugin %s has no recovery window (%s); deletes use its "
                                 "configured delete mode", c.module.name, e.message)
         c.delete(name, location=location)
