@@ -31,9 +31,8 @@ gets no call at all: UnsupportedError names the keys and the plugin's ABI.
 recovery_window_in_days goes to a 1.1 plugin's delete options (a plugin
 that has no recovery window says so, is logged once, and the delete runs
 with the plugin's configured mode); a 1.0 plugin has no such option.
-async_health_check asks the plugin's health slot (1.1), and reads a probe
-secret when the plugin has none or does not know yet whether the backend is
-reachable.
+async_health_check reads a probe secret (a fresh answer) and, when that
+fails, logs what the plugin's health slot (1.1) knows.
 """
 
 import asyncio
@@ -342,28 +341,39 @@ class KmsplugSecretManager(CustomSecretManager):
         return True
 
     async def async_health_check(self, timeout=None):
-        """True when the backend is usable. First the plugin's health slot (ABI
-        1.1; it never contacts the backend): False when the plugin last saw the
-        backend unreachable or its credentials refused. Then, since that is
-        only the last observation, a read of $KMSPLUG_HEALTH_PROBE (default
-        'kmsplug-health-probe') asks the backend now: OK or NOT_FOUND is
-        healthy. Failures are logged with their status and give False."""
+        """True when the backend answers now: a read of $KMSPLUG_HEALTH_PROBE
+        (default 'kmsplug-health-probe') is OK or NOT_FOUND. The plugin's
+        health slot (ABI 1.1) never contacts the backend, so it only reports
+        the last observation: deciding by it would keep answering False after
+        the backend recovered (nothing else may read meanwhile) and True after
+        it failed. It explains a failure instead: the warning carries what the
+        plugin knows (reachable, authenticated, token time left, last error).
+        Failures give False, never an exception."""
         probe = os.environ.get(HEALTH_PROBE_ENV, DEFAULT_HEALTH_PROBE)
 
         def fn(c):
-            if c.module.has_slots("health") and c.module.library.has_feature("health"):
-                h = c.health()
-                if h["reachable"] is False or h["authenticated"] is False:
-                    log.warning("kmsplug: health check: plugin %s reports reachable=%s "
-                                "authenticated=%s; last error %s: %s", c.module.name,
-                                h["reachable"], h["authenticated"], h["last_error_status"],
-                                h["last_error"])
-                    return False
-            self._read(probe, None)(c)  # None (NOT_FOUND) is an answer too: healthy
-            return True
+            try:
+                self._read(probe, None)(c)  # None (NOT_FOUND) is an answer too: healthy
+                return True
+            except KmsError as e:
+                log.warning("kmsplug: health check failed: %s%s", e, _health_detail(c))
+                return False
 
         try:
             return await self._in_thread("health check", probe, fn, timeout)
         except (KmsError, OSError) as e:  # OSError: LibraryError, no libkmsloader
             log.warning("kmsplug: health check failed: %s", e)
             return False
+
+
+def _health_detail(c):
+    """'; plugin health: ...' from the plugin's health slot, or '' without one."""
+    if not (c.module.has_slots("health") and c.module.library.has_feature("health")):
+        return ""
+    try:
+        h = c.health()
+    except KmsError as e:
+        return f"; plugin health unavailable: {e}"
+    last = f", last error {h['last_error_status']}: {h['last_error']}" if h["last_error_status"] else ""
+    return (f"; plugin {c.module.name} health: reachable={h['reachable']} "
+            f"authenticated={h['authenticated']} token_ttl_seconds={h['token_ttl_seconds']}{last}")

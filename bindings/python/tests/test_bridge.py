@@ -257,14 +257,15 @@ def test_a_plugin_without_a_recovery_window_deletes_with_a_warning(box_gateway, 
     assert m.client().list("litellm/") == []
 
 
-def test_health_check_asks_the_plugins_health(box_gateway, caplog):
+def test_health_check_failure_says_what_the_plugin_knows(box_gateway, caplog):
     assert run(box_gateway().async_health_check()) is True
+    assert run(box_gateway("statusbox").async_health_check()) is True  # 1.0: no health slot
     m = box_gateway(plugin_settings={"unreachable": "1"})
     with caplog.at_level(logging.WARNING, logger="kmsplug"):
         assert run(m.async_health_check()) is False
-    assert "reachable=False" in caplog.text
-    assert m.client().health()["misses"] == 0  # decided by health alone: no probe read
-    assert run(box_gateway("statusbox").async_health_check()) is True  # 1.0: the probe read
+    assert "UNAVAILABLE: statusbox: backend unreachable (setting unreachable=1)" in caplog.text
+    assert ("plugin statusbox_v11 health: reachable=False authenticated=True token_ttl_seconds=None, "
+            "last error UNAVAILABLE: statusbox: backend unreachable") in caplog.text
 
 
 def test_litellms_own_settings_in_optional_params_are_not_overrides(gateway, vault):

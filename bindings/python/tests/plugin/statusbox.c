@@ -13,7 +13,8 @@
  * Settings: fail_status=<N> makes create fail with N; log=<text> logs it at
  * INFO from create; wait_gate=1 makes create wait for the gate (a slow
  * create); access_mode is accepted and ignored (the LiteLLM bridge passes
- * it); unreachable=1 makes health report the backend unreachable;
+ * it); unreachable=1 makes reads of stored names fail with UNAVAILABLE and
+ * health report the backend unreachable;
  * no_recovery_window=1 makes a delete with a recovery window UNSUPPORTED
  * (a backend without one); anything else is INVALID_ARGUMENT naming the key.
  * Built three times: statusbox (thread-safe, ABI 1.0 table), with
@@ -309,7 +310,9 @@ static kms_status lookup(kms_instance *in, const char *key, const kms_call_optio
   kms_status st;
   pthread_mutex_lock(&in->lock);
   struct entry *e = find(in, key);
-  if (e && pin && pin != e->version)
+  if (in->unreachable)
+    st = fail(err, KMS_UNAVAILABLE, 503, "backend unreachable (setting unreachable=1)");
+  else if (e && pin && pin != e->version)
     st = fail(err, KMS_NOT_FOUND, 404, "no such version");
   else if (e)
     st = make_secret(e->value, e->length, e->version, out, err);
