@@ -254,7 +254,9 @@ class Library:
                 setattr(self, name, fn)
 
     def has_feature(self, feature):
-        """True when every loader symbol the ABI 1.1 feature needs is exported."""
+        """True when every loader symbol the ABI 1.1 feature needs is exported.
+        Looked up each time (cheap): tests narrow ABI11_FEATURES to simulate
+        an older loader."""
         return all(hasattr(self, s) for s in ABI11_FEATURES[feature])
 
     def status_name(self, status):

@@ -354,7 +354,7 @@ class Client:
         finally:
             with self._cond:
                 self._inflight -= 1
-                if self._inflight == 0:
+                if self._inflight == 0 and self._closed:  # only close() ever waits
                     self._cond.notify_all()
 
     def _need(self, feature, what):
