@@ -309,6 +309,9 @@ class Client:
     health on this client but never close() it (close would wait for the
     very thread that runs the callback: ClientClosedError is raised instead).
     Its exceptions are logged to `logger`, never raised into the plugin.
+    The client keeps on_change alive until it is closed, so a callback that
+    refers to its own client keeps it from being garbage-collected: close
+    such a client explicitly (or use `with`).
     """
 
     def __init__(self, module, settings=None, env=None, logger=None, on_change=None):
