@@ -10,16 +10,16 @@ Errors are KmsError subclasses, one per kms_status (kmsplug.errors).
 kmsplug.litellm holds the LiteLLM CustomSecretManager bridge.
 """
 
-from .client import (Client, Module, PluginInfo, Secret, capability_names, list_plugins,
+from .client import (Change, Client, Module, PluginInfo, ReadInfo, Secret, capability_names, list_plugins,
                      open_client as open, plugin_dir)  # noqa: A001 -- kmsplug.open mirrors io.open
-from .errors import (ClientClosedError, ConflictError, InternalError, InvalidArgumentError, KmsError,
+from .errors import (BufferTooSmallError, ClientClosedError, ConflictError, InternalError, InvalidArgumentError, KmsError,
                      NoMemoryError, NotFoundError, PermissionDeniedError, UnauthenticatedError,
                      UnavailableError, UnsupportedError, error_for)
 from ._lib import LIBRARY_ENV, LibraryError
 
 __version__ = "0.1.0"
 
-__all__ = ["Client", "Module", "PluginInfo", "Secret", "capability_names", "list_plugins", "open",
+__all__ = ["BufferTooSmallError", "Change", "Client", "Module", "PluginInfo", "ReadInfo", "Secret", "capability_names", "list_plugins", "open",
            "plugin_dir", "ClientClosedError", "ConflictError", "InternalError",
            "InvalidArgumentError", "KmsError", "NoMemoryError", "NotFoundError",
            "PermissionDeniedError", "UnauthenticatedError", "UnavailableError", "UnsupportedError",

@@ -17,11 +17,13 @@ CONFLICT = 6
 UNSUPPORTED = 7
 NO_MEMORY = 8
 INTERNAL = 9
+BUFFER_TOO_SMALL = 10  # Added in ABI 1.1 (read_into only)
 
 STATUS_NAMES = {OK: "OK", NOT_FOUND: "NOT_FOUND", INVALID_ARGUMENT: "INVALID_ARGUMENT",
                 PERMISSION_DENIED: "PERMISSION_DENIED", UNAUTHENTICATED: "UNAUTHENTICATED",
                 UNAVAILABLE: "UNAVAILABLE", CONFLICT: "CONFLICT", UNSUPPORTED: "UNSUPPORTED",
-                NO_MEMORY: "NO_MEMORY", INTERNAL: "INTERNAL"}
+                NO_MEMORY: "NO_MEMORY", INTERNAL: "INTERNAL",
+                BUFFER_TOO_SMALL: "BUFFER_TOO_SMALL"}
 
 
 class KmsError(Exception):
@@ -79,9 +81,21 @@ class InternalError(KmsError):
     status = INTERNAL
 
 
+class BufferTooSmallError(KmsError):
+    """read_into's buffer cannot hold the value; `needed` is the value's
+    length plus one (its NUL), the buffer size that fits."""
+
+    status = BUFFER_TOO_SMALL
+
+    def __init__(self, message, backend_status=0, status=None, needed=0):
+        super().__init__(message, backend_status, status)
+        self.needed = needed
+
+
 ERRORS = {cls.status: cls for cls in (NotFoundError, InvalidArgumentError, PermissionDeniedError,
                                       UnauthenticatedError, UnavailableError, ConflictError,
-                                      UnsupportedError, NoMemoryError, InternalError)}
+                                      UnsupportedError, NoMemoryError, InternalError,
+                                      BufferTooSmallError)}
 
 
 def error_for(status, message, backend_status=0):

@@ -25,8 +25,14 @@ event loop never waits on the backend. A read returns None only for
 NOT_FOUND; every other failure is logged (status, backend status, reason)
 and raised -- LiteLLM then logs it and falls back to the environment for
 reads, and logs a warning for key storage. `optional_params` keys that are
-not LiteLLM settings (a team's namespace / mount / path_prefix) are per-call
-options, which need ABI 1.1: with ABI 1.0 they raise UnsupportedError.
+not LiteLLM settings (a team's namespace / mount / path_prefix) become the
+call's location (kms_call_options, ABI 1.1); a plugin without the 1.1 slots
+gets no call at all: UnsupportedError names the keys and the plugin's ABI.
+recovery_window_in_days goes to a 1.1 plugin's delete options (a plugin
+that has no recovery window says so, is logged once, and the delete runs
+with the plugin's configured mode); a 1.0 plugin has no such option.
+async_health_check reads a probe secret (a fresh answer) and, when that
+fails, logs what the plugin's health slot (1.1) knows.
 """
 
 import asyncio
@@ -44,7 +50,8 @@ except ImportError as _e:  # pragma: no cover - exercised only without LiteLLM
                       "'litellm[proxy]') in the same environment as kmsplug") from _e
 
 from . import client as _client
-from .errors import InvalidArgumentError, KmsError, NotFoundError, UnavailableError
+from .errors import (InvalidArgumentError, KmsError, NotFoundError, UnavailableError,
+                     UnsupportedError)
 
 log = logging.getLogger("kmsplug.litellm")
 
@@ -136,6 +143,7 @@ class KmsplugSecretManager(CustomSecretManager):
         self._config = None
         self._pool = None
         self._warned_tags = False
+        self._no_window = False  # the plugin said it has no recovery window
 
     # -- setup --------------------------------------------------------------
 
@@ -173,13 +181,24 @@ class KmsplugSecretManager(CustomSecretManager):
         if c is not None:
             c.close()
 
-    def _options(self, optional_params):
-        """Per-call location options: optional_params keys that are not LiteLLM
-        settings, not bridge keys and not simply this client's own settings."""
+    def _location(self, c, optional_params):
+        """The call's location: optional_params keys that are not LiteLLM
+        settings, not bridge keys and not simply this client's own settings
+        (a team's secret_manager_settings). UnsupportedError, before any
+        backend call, when the plugin cannot take per-call options: a team's
+        key must never land in the default location."""
         own = self._config.settings if self._config else {}
-        return {k: v for k, v in (optional_params or {}).items()
-                if v is not None and k not in LITELLM_SETTINGS and k not in BRIDGE_KEYS
-                and own.get(k, object()) != _setting_value(k, v)}
+        loc = {k: _setting_value(k, v) for k, v in (optional_params or {}).items()
+               if v is not None and k not in LITELLM_SETTINGS and k not in BRIDGE_KEYS
+               and own.get(k, object()) != _setting_value(k, v)}
+        if loc and not c.supports_options:
+            m = c.module
+            raise UnsupportedError(
+                f"kmsplug: team location overrides ({', '.join(sorted(loc))}) need per-call "
+                f"options (kmsplug ABI 1.1); plugin '{m.name}' {m.version} (ABI {m.abi[0]}."
+                f"{m.abi[1]}) does not offer them: update the plugin, or remove these keys from "
+                "the team's secret_manager_settings")
+        return {k: _client.setting_str(v) for k, v in loc.items()}
 
     # -- calls --------------------------------------------------------------
 
@@ -210,7 +229,7 @@ class KmsplugSecretManager(CustomSecretManager):
     def _read(self, secret_name, optional_params):
         def fn(c):
             try:
-                value = c.read(secret_name, options=self._options(optional_params))
+                value = c.read(secret_name, location=self._location(c, optional_params))
             except NotFoundError:
                 log.debug("kmsplug: %r not found", secret_name)
                 return None
@@ -245,12 +264,12 @@ class KmsplugSecretManager(CustomSecretManager):
         """Create or replace; {"status": "success", ...} or a raised KmsError."""
         if tags and not self._warned_tags:
             self._warned_tags = True
-            log.warning("kmsplug: tags are not stored: the plugin ABI 1.0 write has a "
+            log.warning("kmsplug: tags are not stored: the plugin ABI write has a "
                         "description but no tags")
 
         def fn(c):
             c.write(secret_name, secret_value, description=description,
-                    options=self._options(optional_params))
+                    location=self._location(c, optional_params))
             return {"status": "success", "secret_name": secret_name, "plugin": c.module.name,
                     "message": f"Secret {secret_name} written"}
 
@@ -264,15 +283,38 @@ class KmsplugSecretManager(CustomSecretManager):
 
     async def async_delete_secret(self, secret_name, recovery_window_in_days=7,
                                   optional_params=None, timeout=None):
-        """Delete (a missing secret is success). The plugin's own setting decides
-        how: hashicorp_vault's delete_mode (soft: recoverable; destroy: every
-        version). ABI 1.0 has no recovery window, so the argument is not used."""
+        """Delete (a missing secret is success), in the team's location when
+        optional_params carries one. The plugin's own setting decides how
+        (hashicorp_vault's delete_mode). recovery_window_in_days reaches a 1.1
+        plugin's delete options; see _delete for plugins without a window."""
         def fn(c):
-            c.delete(secret_name, options=self._options(optional_params))
+            self._delete(c, secret_name, recovery_window_in_days,
+                         self._location(c, optional_params))
             return {"status": "success", "secret_name": secret_name, "plugin": c.module.name,
                     "message": f"Secret {secret_name} deleted"}
 
         return await self._in_thread("delete", secret_name, fn, timeout)
+
+    def _delete(self, c, name, window, location):
+        """Delete with the recovery window when the plugin has 1.1 delete
+        options. LiteLLM always sends one (default 7, AWS's minimum); a plugin
+        whose backend has no window (Vault) answers UNSUPPORTED naming
+        recovery_window_days before touching anything: that is logged once,
+        remembered, and the delete runs without it. A 1.0 plugin has no window
+        option."""
+        if not self._no_window and isinstance(window, int) and not isinstance(window, bool) \
+                and window > 0 and c.module.has_slots("delete_secret_opt"):
+            try:
+                c.delete(name, location=location, recovery_window_days=window)
+                return
+            except UnsupportedError as e:
+                if "recovery_window_days" not in e.message:
+                    raise
+                if not self._no_window:
+                    self._no_window = True
+                    log.warning("kmsplug: plugin %s has no recovery window (%s); deletes use its "
+                                "configured delete mode", c.module.name, e.message)
+        c.delete(name, location=location)
 
     async def async_rotate_secret(self, current_secret_name, new_secret_name, new_secret_value,
                                   optional_params=None, timeout=None):
@@ -299,13 +341,39 @@ class KmsplugSecretManager(CustomSecretManager):
         return True
 
     async def async_health_check(self, timeout=None):
-        """True when the backend answers: a read of $KMSPLUG_HEALTH_PROBE
-        (default 'kmsplug-health-probe') is OK or NOT_FOUND. Anything else is
-        logged with its status and gives False."""
+        """True when the backend answers now: a read of $KMSPLUG_HEALTH_PROBE
+        (default 'kmsplug-health-probe') is OK or NOT_FOUND. The plugin's
+        health slot (ABI 1.1) never contacts the backend, so it only reports
+        the last observation: deciding by it would keep answering False after
+        the backend recovered (nothing else may read meanwhile) and True after
+        it failed. It explains a failure instead: the warning carries what the
+        plugin knows (reachable, authenticated, token time left, last error).
+        Failures give False, never an exception."""
         probe = os.environ.get(HEALTH_PROBE_ENV, DEFAULT_HEALTH_PROBE)
+
+        def fn(c):
+            try:
+                self._read(probe, None)(c)  # None (NOT_FOUND) is an answer too: healthy
+                return True
+            except KmsError as e:
+                log.warning("kmsplug: health check failed: %s%s", e, _health_detail(c))
+                return False
+
         try:
-            await self._in_thread("health check read", probe, self._read(probe, None), timeout)
-            return True
+            return await self._in_thread("health check", probe, fn, timeout)
         except (KmsError, OSError) as e:  # OSError: LibraryError, no libkmsloader
             log.warning("kmsplug: health check failed: %s", e)
             return False
+
+
+def _health_detail(c):
+    """'; plugin health: ...' from the plugin's health slot, or '' without one."""
+    if not (c.module.has_slots("health") and c.module.library.has_feature("health")):
+        return ""
+    try:
+        h = c.health()
+    except KmsError as e:
+        return f"; plugin health unavailable: {e}"
+    last = f", last error {h['last_error_status']}: {h['last_error']}" if h["last_error_status"] else ""
+    return (f"; plugin {c.module.name} health: reachable={h['reachable']} "
+            f"authenticated={h['authenticated']} token_ttl_seconds={h['token_ttl_seconds']}{last}")

@@ -1,6 +1,6 @@
 """The kmsplug binding on its own: every status, bytes with NULs, threads,
-loading errors, the context manager, the host services (log, env), and ABI
-1.1 calls reported as UNSUPPORTED. Uses the purpose-built statusbox plugin
+loading errors, the context manager, the host services (log, env). The ABI
+1.1 calls have their own suite (test_abi11.py). Uses the purpose-built statusbox plugin
 (tests/plugin/statusbox.c) and the real env plugin."""
 
 import ctypes
@@ -20,7 +20,8 @@ STATUS_CLASSES = [
     (3, "PERMISSION_DENIED", kmsplug.PermissionDeniedError),
     (4, "UNAUTHENTICATED", kmsplug.UnauthenticatedError), (5, "UNAVAILABLE", kmsplug.UnavailableError),
     (6, "CONFLICT", kmsplug.ConflictError), (7, "UNSUPPORTED", kmsplug.UnsupportedError),
-    (8, "NO_MEMORY", kmsplug.NoMemoryError), (9, "INTERNAL", kmsplug.InternalError)]
+    (8, "NO_MEMORY", kmsplug.NoMemoryError), (9, "INTERNAL", kmsplug.InternalError),
+    (10, "BUFFER_TOO_SMALL", kmsplug.BufferTooSmallError)]
 
 
 def box(name="statusbox", **settings):
@@ -59,7 +60,7 @@ def test_status_classes_also_are_the_python_builtins_callers_expect():
     assert issubclass(kmsplug.PermissionDeniedError, PermissionError)
     assert issubclass(kmsplug.UnsupportedError, NotImplementedError)
     assert issubclass(kmsplug.NoMemoryError, MemoryError)
-    assert {cls.status for _, _, cls in STATUS_CLASSES} == set(range(1, 10))
+    assert {cls.status for _, _, cls in STATUS_CLASSES} == set(range(1, 11))
 
 
 def test_unknown_status_is_internal_with_the_number_kept(client):
@@ -236,31 +237,30 @@ def test_module_context_manager_closes_its_clients():
 
 # --- loading errors --------------------------------------------------------------------
 
-def test_loading_errors(tmp_path):
+def test_loading_errors(trusted_tmp):
     with pytest.raises(kmsplug.InvalidArgumentError, match="Bad-Name"):
         kmsplug.Module("Bad-Name", TEST_PLUGIN_DIR)
     with pytest.raises(kmsplug.NotFoundError) as ei:
         kmsplug.Module("nope", TEST_PLUGIN_DIR)
     assert "statusbox" in ei.value.message  # the loader lists what is there
 
-    os.chmod(tmp_path, 0o755)
-    shutil.copy(TEST_PLUGIN_DIR / "statusbox.so", tmp_path / "statusbox.so")
-    os.chmod(tmp_path / "statusbox.so", 0o775)
+    shutil.copy(TEST_PLUGIN_DIR / "statusbox.so", trusted_tmp / "statusbox.so")
+    os.chmod(trusted_tmp / "statusbox.so", 0o775)
     with pytest.raises(kmsplug.PermissionDeniedError, match="writable"):
-        kmsplug.Module("statusbox", tmp_path)
+        kmsplug.Module("statusbox", trusted_tmp)
 
-    shutil.copy(TEST_PLUGIN_DIR / "statusbox.so", tmp_path / "other.so")  # table name != file name
-    os.chmod(tmp_path / "other.so", 0o755)
+    shutil.copy(TEST_PLUGIN_DIR / "statusbox.so", trusted_tmp / "other.so")  # table name != file name
+    os.chmod(trusted_tmp / "other.so", 0o755)
     with pytest.raises(kmsplug.UnsupportedError, match="other"):
-        kmsplug.Module("other", tmp_path)
+        kmsplug.Module("other", trusted_tmp)
 
-    (tmp_path / "junk.so").write_bytes(b"not an ELF file")
-    os.chmod(tmp_path / "junk.so", 0o644)
+    (trusted_tmp / "junk.so").write_bytes(b"not an ELF file")
+    os.chmod(trusted_tmp / "junk.so", 0o644)
     with pytest.raises(kmsplug.UnsupportedError, match="junk"):
-        kmsplug.Module("junk", tmp_path)
+        kmsplug.Module("junk", trusted_tmp)
 
     with pytest.raises(kmsplug.NotFoundError):
-        kmsplug.list_plugins(tmp_path / "missing")
+        kmsplug.list_plugins(trusted_tmp / "missing")
 
 
 def test_create_errors():
@@ -292,7 +292,7 @@ def test_library_search_order(monkeypatch):
 
 def test_list_plugins_and_plugin_dir(monkeypatch):
     infos = {p.name: p for p in kmsplug.list_plugins(TEST_PLUGIN_DIR)}
-    assert set(infos) == {"statusbox", "statusbox_serial"}
+    assert set(infos) == {"statusbox", "statusbox_serial", "statusbox_v11"}
     assert infos["statusbox_serial"].capabilities == ("read", "write", "delete", "refresh")
     assert infos["statusbox"].status == "OK" and infos["statusbox"].abi == (1, 0)
     monkeypatch.setenv("KMS_PLUGIN_PATH", str(TEST_PLUGIN_DIR))
@@ -326,19 +326,3 @@ def test_capability_missing_is_unsupported_from_the_real_plugin():
     with kmsplug.open("env", plugin_dir=PLUGIN_DIR, env={}) as c:
         with pytest.raises(kmsplug.UnsupportedError, match="read-only"):
             c.write("X", "y")
-
-
-# --- ABI 1.1 ---------------------------------------------------------------------------
-
-def test_abi_1_1_calls_are_unsupported_with_a_clear_message(client):
-    assert client.supports_options is False
-    with pytest.raises(kmsplug.UnsupportedError) as ei:
-        client.read("x", options={"namespace": "team1", "mount": "kv2"})
-    msg = str(ei.value)
-    assert "ABI 1.1" in msg and "(mount, namespace)" in msg and "ABI 1.0" in msg
-    assert ei.value.status == errors.UNSUPPORTED
-    for call in (lambda: client.write("x", "v", options={"path_prefix": "t"}),
-                 lambda: client.delete("x", options={"permanent": "true"}),
-                 client.list, client.health):
-        with pytest.raises(kmsplug.UnsupportedError, match="ABI 1.1"):
-            call()

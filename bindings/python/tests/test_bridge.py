@@ -1,11 +1,13 @@
 """kmsplug.litellm against the Vault-compatible server, inside the stand-in
 `litellm` (tests/stand_in): LiteLLM's loader rule, read / write / delete /
-rotate, health check, team overrides (UNSUPPORTED with ABI 1.0), concurrent
+rotate, health check, team overrides (ABI 1.1 locations on statusbox_v11,
+UNSUPPORTED on an ABI 1.0 plugin), the recovery window, concurrent
 reads from an asyncio loop (its lag is measured and reported), and the error
 mapping the docs describe, including what LiteLLM then does."""
 
 import asyncio
 import inspect
+import json
 import logging
 import os
 import statistics
@@ -22,7 +24,7 @@ from litellm.secret_managers.custom_secret_manager_loader import load_custom_sec
 from litellm.secret_managers.main import get_secret
 from litellm.types.secret_managers.main import KeyManagementSettings, KeyManagementSystem
 
-from conftest import PLUGIN_DIR
+from conftest import PLUGIN_DIR, TEST_PLUGIN_DIR
 from kmsplug.litellm import KmsplugSecretManager
 from vault import VaultServer
 
@@ -169,27 +171,101 @@ def test_health_check_without_a_plugin_is_false_not_an_exception(gateway, monkey
     assert "KMSPLUG_PLUGIN" in caplog.text
 
 
-# --- team overrides (per-call options: ABI 1.1) ------------------------------------------
+# --- team overrides, recovery window, health (ABI 1.1) -----------------------------------
+# Against statusbox_v11 (every 1.1 slot) and statusbox (an ABI 1.0 table). The
+# Vault plugin's 1.1 slots are being written separately; a team key landing in
+# a Vault namespace is not tested here (docs/litellm.md says so).
 
-def test_team_overrides_are_a_clear_error_with_abi_1_0(gateway, vault, caplog):
-    m = gateway()
-    vault.request("DELETE", "/__test__/requests")
+@pytest.fixture
+def box_gateway(gateway, monkeypatch):
+    """gateway() on a statusbox plugin: box_gateway("statusbox_v11", **settings)."""
+    def make(plugin="statusbox_v11", plugin_settings=None, **settings):
+        monkeypatch.setenv("KMSPLUG_PLUGIN", plugin)
+        monkeypatch.setenv("KMSPLUG_PLUGIN_DIR", str(TEST_PLUGIN_DIR))
+        if plugin_settings:
+            monkeypatch.setenv("KMSPLUG_SETTINGS", json.dumps(plugin_settings))
+        return gateway(**settings)
+    return make
+
+
+def test_team_overrides_become_the_call_location(box_gateway):
+    m = box_gateway()
+    run(m.async_write_secret("litellm/team-key", "sk-team", optional_params=TEAM))
+    c = m.client()
+    assert c.read_text("last_options") == ("flags=0 version=0 delete_mode=0 recovery=0 "
+                                           "location=namespace=team1,mount=kv2,path_prefix=teams")
+    assert run(m.async_read_secret("litellm/team-key")) is None  # not in the default location
+    assert run(m.async_read_secret("litellm/team-key", optional_params=TEAM)) == "sk-team"
+    assert m.sync_read_secret("litellm/team-key", optional_params=TEAM) == "sk-team"
+    # Through LiteLLM's key hooks: generate, rotate to a new name, delete -- all in the team's place.
+    run(hooks.key_generated("k1", "sk-1", team_settings=TEAM))
+    run(hooks.key_rotated("k1", "k2", "sk-2", team_settings=TEAM))
+    assert c.list("litellm/", location=TEAM) == ["litellm/k2", "litellm/team-key"]
+    assert c.list("litellm/") == []
+    run(hooks.key_deleted("k2", team_settings=TEAM))
+    assert c.read_text("last_options").startswith("flags=0 version=0 delete_mode=0 recovery=7 "
+                                                  "location=namespace=team1")
+    assert c.list("litellm/", location=TEAM) == ["litellm/team-key"]
+    with pytest.raises(kmsplug.InvalidArgumentError, match="'region'"):
+        run(m.async_read_secret("x", optional_params={"region": "eu"}))  # the plugin names it
+
+
+def test_team_overrides_are_a_clear_error_without_abi_1_1(box_gateway, caplog):
+    m = box_gateway("statusbox")
     with pytest.raises(kmsplug.UnsupportedError) as ei:
         run(m.async_write_secret("litellm/team-key", "sk-team", optional_params=TEAM))
     msg = str(ei.value)
-    assert "ABI 1.1" in msg and "(mount, namespace, path_prefix)" in msg and "hashicorp_vault" in msg
+    assert "(mount, namespace, path_prefix)" in msg and "ABI 1.1" in msg
+    assert "'statusbox'" in msg and "(ABI 1.0)" in msg
     for call in (m.async_read_secret("X", optional_params=TEAM),
                  m.async_delete_secret("X", optional_params=TEAM)):
         with pytest.raises(kmsplug.UnsupportedError, match="ABI 1.1"):
             run(call)
     with pytest.raises(kmsplug.UnsupportedError):
         m.sync_read_secret("X", optional_params={"namespace": "team1"})
-    assert [r for r in vault.requests() if "/data/" in r["path"]] == []  # nothing reached Vault
-    # Through the hook, LiteLLM logs a warning and the key is not stored.
+    c = m.client()
+    assert c.read_text("last_options") == ""  # the plugin was never called with them
     with caplog.at_level(logging.WARNING):
         run(hooks.key_generated("team-key", "sk-team", team_settings=TEAM))
     assert "Failed to store virtual key in secret manager: UNSUPPORTED" in caplog.text
-    assert vault.read("team-key", mount="kv2") is None and vault.read("litellm/team-key") is None
+    with pytest.raises(kmsplug.NotFoundError):
+        c.read("litellm/team-key")  # never written to the default location instead
+    # Without team settings the 1.0 plugin serves everything, the window dropped.
+    run(m.async_write_secret("litellm/k", "v"))
+    run(m.async_delete_secret("litellm/k", recovery_window_in_days=14))
+    assert run(m.async_read_secret("litellm/k")) is None
+
+
+def test_recovery_window_reaches_the_delete_options(box_gateway, caplog):
+    m = box_gateway()
+    run(m.async_write_secret("litellm/k", "v"))
+    run(m.async_delete_secret("litellm/k", recovery_window_in_days=14))
+    assert m.client().read_text("last_options") == "flags=0 version=0 delete_mode=0 recovery=14 location="
+    assert run(m.async_read_secret("litellm/k")) is None
+
+
+def test_a_plugin_without_a_recovery_window_deletes_with_a_warning(box_gateway, caplog):
+    m = box_gateway(plugin_settings={"no_recovery_window": "1"})
+    for name in ("litellm/a", "litellm/b"):
+        run(m.async_write_secret(name, "v"))
+    with caplog.at_level(logging.WARNING, logger="kmsplug"):
+        for name in ("litellm/a", "litellm/b"):
+            run(m.async_delete_secret(name))  # LiteLLM's default: 7 days
+    assert caplog.text.count("deletes use its configured delete mode") == 1  # once, then remembered
+    assert "recovery_window_days" in caplog.text
+    assert m.client().health()["errors_by_status"] == {"UNSUPPORTED": 1}  # one refused try in all
+    assert m.client().list("litellm/") == []
+
+
+def test_health_check_failure_says_what_the_plugin_knows(box_gateway, caplog):
+    assert run(box_gateway().async_health_check()) is True
+    assert run(box_gateway("statusbox").async_health_check()) is True  # 1.0: no health slot
+    m = box_gateway(plugin_settings={"unreachable": "1"})
+    with caplog.at_level(logging.WARNING, logger="kmsplug"):
+        assert run(m.async_health_check()) is False
+    assert "UNAVAILABLE: statusbox: backend unreachable (setting unreachable=1)" in caplog.text
+    assert ("plugin statusbox_v11 health: reachable=False authenticated=True token_ttl_seconds=None, "
+            "last error UNAVAILABLE: statusbox: backend unreachable") in caplog.text
 
 
 def test_litellms_own_settings_in_optional_params_are_not_overrides(gateway, vault):

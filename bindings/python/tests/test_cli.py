@@ -20,7 +20,9 @@ def test_plugins_lists_name_version_abi_capabilities():
     assert p.returncode == 0, p.stderr
     assert p.stdout.decode().splitlines() == [
         f"statusbox\t0.0.1-test\tABI 1.0\tread,write,delete,refresh,thread-safe\t{TEST_PLUGIN_DIR}/statusbox.so",
-        f"statusbox_serial\t0.0.1-test\tABI 1.0\tread,write,delete,refresh\t{TEST_PLUGIN_DIR}/statusbox_serial.so"]
+        f"statusbox_serial\t0.0.1-test\tABI 1.0\tread,write,delete,refresh\t{TEST_PLUGIN_DIR}/statusbox_serial.so",
+        f"statusbox_v11\t0.0.1-test\tABI 1.1\tread,write,delete,refresh,thread-safe,list,notify"
+        f"\t{TEST_PLUGIN_DIR}/statusbox_v11.so"]
 
 
 def test_plugins_uses_kms_plugin_path_and_reports_a_missing_directory(tmp_path):

@@ -13,11 +13,30 @@
  * Settings: fail_status=<N> makes create fail with N; log=<text> logs it at
  * INFO from create; wait_gate=1 makes create wait for the gate (a slow
  * create); access_mode is accepted and ignored (the LiteLLM bridge passes
- * it); anything else is INVALID_ARGUMENT naming the key.
- * Built twice: statusbox (thread-safe) and, with STATUSBOX_SERIAL,
- * statusbox_serial (no thread-safe capability: the host must serialise).
+ * it); unreachable=1 makes reads of stored names fail with UNAVAILABLE and
+ * health report the backend unreachable;
+ * no_recovery_window=1 makes a delete with a recovery window UNSUPPORTED
+ * (a backend without one); anything else is INVALID_ARGUMENT naming the key.
+ * Built three times: statusbox (thread-safe, ABI 1.0 table), with
+ * STATUSBOX_SERIAL statusbox_serial (ABI 1.0, no thread-safe capability: the
+ * host must serialise), and with STATUSBOX_V11 statusbox_v11, an ABI 1.1
+ * table with every 1.1 slot:
+ *   location keys namespace, mount, path_prefix (others INVALID_ARGUMENT):
+ *                  a value lives under "<namespace>:<mount>:<path_prefix>:"
+ *                  + name, so a location is a separate store;
+ *   last_options   reads back the options of the latest read/write/delete
+ *                  ("flags=F version=V delete_mode=D recovery=R location=k=v,..")
+ *                  so tests see exactly what reached the plugin;
+ *   a version pin other than the stored version is NOT_FOUND; a NONBLOCKING
+ *   read of a missing name is UNAVAILABLE (nothing to fetch in memory);
+ *   notify/<name>, notify_deleted/<name> call host->notify (UPDATED with
+ *   version 7 / DELETED, with the call's location) from the calling thread;
+ *   notify_thread/<name> does so from a new thread the plugin starts and joins;
+ *   read_secret_into, list_secrets (within the location) and health (hits,
+ *   misses, errors by status, last error) as the ABI describes.
  */
 #include "kms_plugin.h"
+#include "kms_plugin_util.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -31,12 +50,17 @@
 #ifdef STATUSBOX_SERIAL
 #define SB_NAME "statusbox_serial"
 #define SB_CAPS (KMS_CAP_READ | KMS_CAP_WRITE | KMS_CAP_DELETE | KMS_CAP_REFRESH)
+#elif defined(STATUSBOX_V11)
+#define SB_NAME "statusbox_v11"
+#define SB_CAPS (KMS_CAP_READ | KMS_CAP_WRITE | KMS_CAP_DELETE | KMS_CAP_REFRESH | \
+                 KMS_CAP_THREAD_SAFE | KMS_CAP_LIST | KMS_CAP_NOTIFY)
 #else
 #define SB_NAME "statusbox"
 #define SB_CAPS (KMS_CAP_READ | KMS_CAP_WRITE | KMS_CAP_DELETE | KMS_CAP_REFRESH | KMS_CAP_THREAD_SAFE)
 #endif
 
 #define SB_MAX 256
+#define SB_KEY_MAX 512 /* composed "<location>:" + name */
 
 struct entry {
   char *name;
@@ -52,6 +76,10 @@ struct kms_instance {
   int inside;  /* callers currently in a barrier */
   atomic_int active; /* calls in progress (overlap detection) */
   atomic_int overlaps;
+  const kms_host *host;      /* for notify (1.1 variant) */
+  kms_stats *stats;          /* for health (1.1 variant) */
+  char last_options[512];    /* under lock: see the file comment */
+  int unreachable, no_recovery_window; /* settings */
 };
 
 static atomic_long g_outstanding; /* secrets handed out, not yet freed */
@@ -119,7 +147,12 @@ static kms_status gate(const char *what, kms_secret **out, kms_error *err) {
 
 static kms_status sb_create(const kms_host *host, const kms_setting *s, size_t n, kms_instance **out,
                             kms_error *err) {
+  int unreachable = 0, no_window = 0;
   for (size_t i = 0; i < n; i++) {
+    if (strcmp(s[i].key, "unreachable") == 0 || strcmp(s[i].key, "no_recovery_window") == 0) {
+      *(s[i].key[0] == 'u' ? &unreachable : &no_window) = strcmp(s[i].value, "1") == 0;
+      continue;
+    }
     if (strcmp(s[i].key, "fail_status") == 0)
       return fail(err, (kms_status)atoi(s[i].value), 0, "create failed as asked (fail_status)");
     if (strcmp(s[i].key, "access_mode") == 0) continue;
@@ -136,11 +169,19 @@ static kms_status sb_create(const kms_host *host, const kms_setting *s, size_t n
       continue;
     }
     char msg[200];
-    snprintf(msg, sizeof msg, "unknown setting '%.64s' (known: fail_status, log, wait_gate, access_mode)", s[i].key);
+    snprintf(msg, sizeof msg,
+             "unknown setting '%.64s' (known: fail_status, log, wait_gate, access_mode, "
+             "unreachable, no_recovery_window)", s[i].key);
     return fail(err, KMS_INVALID_ARGUMENT, 0, msg);
   }
   kms_instance *in = calloc(1, sizeof *in);
-  if (!in) return fail(err, KMS_NO_MEMORY, 0, "out of memory");
+  if (!in || !(in->stats = kms_stats_new())) {
+    free(in);
+    return fail(err, KMS_NO_MEMORY, 0, "out of memory");
+  }
+  in->host = host;
+  in->unreachable = unreachable;
+  in->no_recovery_window = no_window;
   pthread_mutex_init(&in->lock, NULL);
   pthread_cond_init(&in->cond, NULL);
   *out = in;
@@ -153,6 +194,7 @@ static void sb_destroy(kms_instance *in) {
     free(in->entries[i].name);
     free(in->entries[i].value);
   }
+  kms_stats_free(in->stats);
   pthread_cond_destroy(&in->cond);
   pthread_mutex_destroy(&in->lock);
   free(in);
@@ -191,8 +233,101 @@ static struct entry *find(kms_instance *in, const char *name) {
   return NULL;
 }
 
-static kms_status sb_read(kms_instance *in, const char *name, kms_secret **out, kms_error *err) {
-  char num[32];
+static const char *const sb_keys[] = {"namespace", "mount", "path_prefix", NULL};
+
+/* The store key of `name` under the call's location: each location is its
+ * own store, so a write through one location is invisible from another.
+ * Checks the options as a 1.1 plugin must (unknown keys named). */
+static kms_status sb_key(kms_instance *in, const char *name, const kms_call_options *opt,
+                         kms_call_kind kind, char *key, kms_error *err) {
+  kms_status st = kms_options_check(opt, kind, sb_keys, "statusbox", err);
+  if (st != KMS_OK) return st;
+  const char *ns = kms_options_get(opt, "namespace"), *mount = kms_options_get(opt, "mount");
+  const char *pp = kms_options_get(opt, "path_prefix");
+  int n = (ns || mount || pp)
+              ? snprintf(key, SB_KEY_MAX, "%s:%s:%s:%s", ns ? ns : "", mount ? mount : "",
+                         pp ? pp : "", name)
+              : snprintf(key, SB_KEY_MAX, "%s", name);
+  if (n < 0 || n >= SB_KEY_MAX) return fail(err, KMS_INVALID_ARGUMENT, 0, "name too long");
+  if (opt) { /* record what arrived, for the last_options name */
+    char loc[256] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < opt->n_location && used < sizeof loc; i++)
+      used += (size_t)snprintf(loc + used, sizeof loc - used, "%s%s=%s", i ? "," : "",
+                               opt->location[i].key, opt->location[i].value);
+    pthread_mutex_lock(&in->lock);
+    snprintf(in->last_options, sizeof in->last_options,
+             "flags=%u version=%lld delete_mode=%u recovery=%u location=%s", opt->flags,
+             (long long)opt->version, opt->delete_mode, opt->recovery_window_days, loc);
+    pthread_mutex_unlock(&in->lock);
+  }
+  return KMS_OK;
+}
+
+#ifdef STATUSBOX_V11
+struct notice {
+  const kms_host *host;
+  kms_change change;
+};
+
+static void *notice_thread(void *arg) {
+  struct notice *n = arg;
+  n->host->notify(n->host->ctx, &n->change);
+  return NULL;
+}
+
+/* notify/<name>, notify_deleted/<name>, notify_thread/<name>: tell the host,
+ * never under a lock of ours (the ABI's rule). */
+static kms_status notify_name(kms_instance *in, const char *name, const kms_call_options *opt,
+                              kms_secret **out, kms_error *err) {
+  const kms_host *h = in->host;
+  if (!h || h->struct_size < offsetof(kms_host, notify) + sizeof h->notify || !h->notify)
+    return fail(err, KMS_UNSUPPORTED, 0, "the host has no notify");
+  const char *slash = strchr(name, '/');
+  struct notice n = {h, {sizeof(kms_change), slash + 1, KMS_CHANGE_UPDATED, 7,
+                         opt ? opt->location : NULL, opt ? opt->n_location : 0}};
+  if (strncmp(name, "notify_deleted/", 15) == 0) {
+    n.change.kind = KMS_CHANGE_DELETED;
+    n.change.version = 0;
+  }
+  if (strncmp(name, "notify_thread/", 14) == 0) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, notice_thread, &n) != 0)
+      return fail(err, KMS_INTERNAL, 0, "cannot start a thread");
+    pthread_join(t, NULL);
+  } else {
+    notice_thread(&n);
+  }
+  return make_secret("notified", 8, 0, out, err);
+}
+#endif
+
+/* The stored value of `key` (under the lock), honouring a version pin and
+ * NONBLOCKING; counts hits and misses for health. */
+static kms_status lookup(kms_instance *in, const char *key, const kms_call_options *opt,
+                         kms_secret **out, kms_error *err) {
+  int64_t pin = opt ? opt->version : 0;
+  kms_status st;
+  pthread_mutex_lock(&in->lock);
+  struct entry *e = find(in, key);
+  if (in->unreachable)
+    st = fail(err, KMS_UNAVAILABLE, 503, "backend unreachable (setting unreachable=1)");
+  else if (e && pin && pin != e->version)
+    st = fail(err, KMS_NOT_FOUND, 404, "no such version");
+  else if (e)
+    st = make_secret(e->value, e->length, e->version, out, err);
+  else if (opt && (opt->flags & KMS_CALL_NONBLOCKING))
+    st = fail(err, KMS_UNAVAILABLE, 0, "not cached (nonblocking read)");
+  else
+    st = fail(err, KMS_NOT_FOUND, 404, "no such secret");
+  pthread_mutex_unlock(&in->lock);
+  kms_stats_add(in->stats, st == KMS_OK ? KMS_STAT_HITS : KMS_STAT_MISSES, 1);
+  return st;
+}
+
+static kms_status sb_read_opt(kms_instance *in, const char *name, const kms_call_options *opt,
+                              kms_secret **out, kms_error *err) {
+  char num[32], key[SB_KEY_MAX];
   kms_status st;
   enter(in);
   if (strncmp(name, "status/", 7) == 0) {
@@ -206,15 +341,25 @@ static kms_status sb_read(kms_instance *in, const char *name, kms_secret **out, 
     long v = name[0] == 'o' && name[1] == 'u' ? atomic_load(&g_outstanding) : atomic_load(&in->overlaps);
     int len = snprintf(num, sizeof num, "%ld", v);
     st = make_secret(num, (size_t)len, 0, out, err);
-  } else {
+  } else if (strcmp(name, "last_options") == 0) {
     pthread_mutex_lock(&in->lock);
-    struct entry *e = find(in, name);
-    st = e ? make_secret(e->value, e->length, e->version, out, err)
-           : fail(err, KMS_NOT_FOUND, 404, "no such secret");
+    st = make_secret(in->last_options, strlen(in->last_options), 0, out, err);
     pthread_mutex_unlock(&in->lock);
+#ifdef STATUSBOX_V11
+  } else if (strncmp(name, "notify", 6) == 0 && strchr(name, '/')) {
+    st = sb_key(in, name, opt, KMS_CALL_KIND_READ, key, err);
+    if (st == KMS_OK) st = notify_name(in, name, opt, out, err);
+#endif
+  } else {
+    st = sb_key(in, name, opt, KMS_CALL_KIND_READ, key, err);
+    if (st == KMS_OK) st = lookup(in, key, opt, out, err);
   }
   leave(in);
-  return st;
+  return kms_stats_result(in->stats, st, err);
+}
+
+static kms_status sb_read(kms_instance *in, const char *name, kms_secret **out, kms_error *err) {
+  return sb_read_opt(in, name, NULL, out, err);
 }
 
 static kms_status store(kms_instance *in, const char *name, const char *value, size_t len,
@@ -243,38 +388,129 @@ static kms_status store(kms_instance *in, const char *name, const char *value, s
   return KMS_OK;
 }
 
-static kms_status sb_write(kms_instance *in, const char *name, const char *value, size_t len,
-                           const kms_write_options *o, kms_error *err) {
+static kms_status sb_write_opt(kms_instance *in, const char *name, const char *value, size_t len,
+                               const kms_write_options *o, const kms_call_options *opt,
+                               kms_error *err) {
+  char key[SB_KEY_MAX];
   enter(in);
   kms_status st;
   if (strncmp(name, "status/", 7) == 0) {
     int n = atoi(name + 7);
     st = fail(err, (kms_status)n, 400 + n, "status requested by name");
-  } else {
+  } else if ((st = sb_key(in, name, opt, KMS_CALL_KIND_WRITE, key, err)) == KMS_OK) {
     pthread_mutex_lock(&in->lock);
-    st = store(in, name, value, len, o, err);
+    st = store(in, key, value, len, o, err);
     pthread_mutex_unlock(&in->lock);
   }
   leave(in);
-  return st;
+  return kms_stats_result(in->stats, st, err);
+}
+
+static kms_status sb_write(kms_instance *in, const char *name, const char *value, size_t len,
+                           const kms_write_options *o, kms_error *err) {
+  return sb_write_opt(in, name, value, len, o, NULL, err);
+}
+
+static kms_status sb_delete_opt(kms_instance *in, const char *name, const kms_call_options *opt,
+                                kms_error *err) {
+  char key[SB_KEY_MAX];
+  enter(in);
+  kms_status st = sb_key(in, name, opt, KMS_CALL_KIND_DELETE, key, err);
+  if (st == KMS_OK && in->no_recovery_window && opt && opt->recovery_window_days)
+    st = fail(err, KMS_UNSUPPORTED, 0, "option 'recovery_window_days': this store has no recovery window");
+  if (st == KMS_OK) {
+    pthread_mutex_lock(&in->lock);
+    struct entry *e = find(in, key);
+    if (e) {
+      free(e->name);
+      free(e->value);
+      memset(e, 0, sizeof *e);
+    }
+    pthread_mutex_unlock(&in->lock);
+  }
+  leave(in);
+  return kms_stats_result(in->stats, st, err);
 }
 
 static kms_status sb_delete(kms_instance *in, const char *name, kms_error *err) {
-  enter(in);
-  pthread_mutex_lock(&in->lock);
-  struct entry *e = find(in, name);
-  if (e) {
-    free(e->name);
-    free(e->value);
-    memset(e, 0, sizeof *e);
-  }
-  pthread_mutex_unlock(&in->lock);
-  leave(in);
-  return KMS_OK;
+  return sb_delete_opt(in, name, NULL, err);
 }
 
 static kms_status sb_refresh(kms_instance *in, kms_error *err) { return KMS_OK; }
 
+#ifdef STATUSBOX_V11
+static kms_status sb_read_into(kms_instance *in, const char *name, const kms_call_options *opt,
+                               char *buf, size_t size, kms_secret_info *info, kms_error *err) {
+  kms_secret *s = NULL; /* the test plugin reuses its read; the loader's contract is the same */
+  kms_status st = sb_read_opt(in, name, opt, &s, err);
+  if (st != KMS_OK) return st;
+  st = kms_secret_copy_into(s->value, s->length, s->version, s->flags, buf, size, info,
+                            "statusbox", err);
+  sb_free_secret(s);
+  return kms_stats_result(in->stats, st, err);
+}
+
+/* Names under the location's store key prefix + `prefix`, collected under
+ * the lock and delivered outside it (fn is host code). */
+static kms_status sb_list(kms_instance *in, const char *prefix, const kms_call_options *opt,
+                          kms_list_fn fn, void *ctx, kms_error *err) {
+  char base[SB_KEY_MAX];
+  kms_status st = sb_key(in, "", opt, KMS_CALL_KIND_LIST, base, err);
+  if (st != KMS_OK) return kms_stats_result(in->stats, st, err);
+  size_t blen = strlen(base), plen = prefix ? strlen(prefix) : 0, n = 0;
+  char *names[SB_MAX];
+  pthread_mutex_lock(&in->lock);
+  for (int i = 0; i < SB_MAX; i++) {
+    const char *k = in->entries[i].name;
+    if (!k || strncmp(k, base, blen) != 0 || (!blen && strchr(k, ':'))) continue;
+    if (plen && strncmp(k + blen, prefix, plen) != 0) continue;
+    if (!(names[n] = strdup(k + blen))) break;
+    n++;
+  }
+  pthread_mutex_unlock(&in->lock);
+  int stop = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!stop) stop = fn(ctx, names[i]);
+    free(names[i]);
+  }
+  return KMS_OK;
+}
+
+static kms_status sb_health(kms_instance *in, kms_health *out, kms_error *err) {
+  (void)err;
+  uint64_t count = 0;
+  pthread_mutex_lock(&in->lock);
+  for (int i = 0; i < SB_MAX; i++) count += in->entries[i].name != NULL;
+  pthread_mutex_unlock(&in->lock);
+  kms_stats_fill(in->stats, out);
+  out->reachable = in->unreachable ? 0 : 1;
+  out->authenticated = 1;
+  out->cache_entries = count;
+  return KMS_OK;
+}
+
+static const kms_plugin table = {
+    .struct_size = sizeof(kms_plugin),
+    .abi_major = KMS_ABI_MAJOR,
+    .abi_minor = 1,
+    .name = SB_NAME,
+    .version = "0.0.1-test",
+    .capabilities = SB_CAPS,
+    .create = sb_create,
+    .destroy = sb_destroy,
+    .read_secret = sb_read,
+    .write_secret = sb_write,
+    .delete_secret = sb_delete,
+    .refresh = sb_refresh,
+    .free_secret = sb_free_secret,
+    .read_secret_opt = sb_read_opt,
+    .write_secret_opt = sb_write_opt,
+    .delete_secret_opt = sb_delete_opt,
+    .read_secret_into = sb_read_into,
+    .list_secrets = sb_list,
+    .health = sb_health,
+};
+#else
 /* A 1.0 table (the binding's tests check 1.0 behaviour), whichever 1.x
  * header builds it: it ends after free_secret, the last 1.0 slot. */
 static const kms_plugin table = {
@@ -292,6 +528,7 @@ static const kms_plugin table = {
     .refresh = sb_refresh,
     .free_secret = sb_free_secret,
 };
+#endif
 
 KMS_PLUGIN_EXPORT const kms_plugin *kms_plugin_entry(uint32_t major, uint32_t minor);
 KMS_PLUGIN_EXPORT const kms_plugin *kms_plugin_entry(uint32_t major, uint32_t minor) {
