@@ -226,9 +226,39 @@ out:
   return st;
 }
 
-/* Validate and normalise the Vault address: http(s)://host[:port], no
- * credentials, path, query or fragment. */
-static kms_status norm_addr(const char *var, const char *in, char **out, kms_error *err) {
+/* A path prefix of the address (LiteLLM appends /v1/... to whatever
+ * HCP_VAULT_ADDR holds, so a gateway in front of Vault at /vault works):
+ * '/'-separated segments, none empty, "." or ".." (also percent-encoded:
+ * libcurl or the gateway would resolve them), no control characters.
+ * 0 if usable. */
+static int addr_path_ok(const char *path) {
+  const char *seg = path + 1; /* path starts with '/' */
+  for (const char *p = seg;; p++) {
+    if ((unsigned char)*p < 0x20 && *p) return 0;
+    if (*p == 0x7f) return 0;
+    if (*p != '/' && *p) continue;
+    size_t len = (size_t)(p - seg), dots = 0;
+    for (size_t i = 0; i < len; i++) {
+      if (seg[i] == '.') dots++;
+      else if (seg[i] == '%' && i + 2 < len && seg[i + 1] == '2' &&
+               (seg[i + 2] == 'e' || seg[i + 2] == 'E'))
+        dots++, i += 2;
+      else {
+        dots = 3; /* an ordinary character: not a dot segment */
+        break;
+      }
+    }
+    if (len == 0 || dots == 1 || dots == 2) return 0;
+    if (!*p) return 1;
+    seg = p + 1;
+  }
+}
+
+/* Validate and normalise the Vault address: http(s)://host[:port][/prefix],
+ * no credentials, query or fragment; trailing '/' removed. Requests go to
+ * {addr}/v1/..., as in LiteLLM's client. */
+static kms_status norm_addr(const char *var, const char *in, char **out, const vault_logger *lg,
+                            kms_error *err) {
   *out = NULL;
   char *s = dup_trim(in);
   if (!s) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
@@ -236,7 +266,7 @@ static kms_status norm_addr(const char *var, const char *in, char **out, kms_err
   while (n && s[n - 1] == '/') s[--n] = '\0';
   kms_status st = KMS_OK;
   CURLU *u = curl_url();
-  char *host = NULL, *user = NULL, *path = NULL, *query = NULL, *frag = NULL;
+  char *host = NULL, *user = NULL, *query = NULL, *frag = NULL;
   if (!u) {
     free(s);
     return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
@@ -247,34 +277,46 @@ static kms_status norm_addr(const char *var, const char *in, char **out, kms_err
                        "https://vault.example.com:8200", var, s);
     goto out;
   }
+  /* The path is checked on the text as written: libcurl would silently
+   * resolve "/a/../b". */
+  const char *path = strchr(s + (s[4] == 's' ? 8 : 7), '/');
   if (curl_url_set(u, CURLUPART_URL, s, 0) != CURLUE_OK ||
       curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !*host) {
     st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                        "%s is not a valid URL (got '%.80s'), e.g. https://vault.example.com:8200",
-                       var, s);
+                       var, strchr(s, '@') ? "(not shown: it has a '@')" : s);
     goto out;
   }
   curl_url_get(u, CURLUPART_USER, &user, 0);
-  curl_url_get(u, CURLUPART_PATH, &path, 0);
   curl_url_get(u, CURLUPART_QUERY, &query, 0);
   curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0);
-  if (user) {
+  if (user) { /* first: the later messages quote the address */
     st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                        "%s must not contain credentials (user@); use HCP_VAULT_TOKEN", var);
     goto out;
   }
-  if ((path && strcmp(path, "/") != 0 && *path) || query || frag) {
+  if (query || frag || strpbrk(s, "?#")) {
     st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                       "%s must be scheme://host[:port] only, without a path such as /v1 "
-                       "(got '%.80s')", var, s);
+                       "%s must not have a query (?) or fragment (#): use "
+                       "scheme://host[:port][/path] (got '%.80s')", var, s);
     goto out;
   }
+  if (path && !addr_path_ok(path)) {
+    st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                       "%s has a bad path prefix (got '%.80s'): use '/'-separated segments "
+                       "without empty, '.' or '..' segments or control characters, e.g. "
+                       "https://gw.example.com/vault", var, s);
+    goto out;
+  }
+  if (path && n >= 3 && strcmp(s + n - 3, "/v1") == 0)
+    vault_logf(lg, KMS_LOG_WARN,
+               "%s ends in /v1: requests go to %.80s/v1/... (as LiteLLM's client does); drop the "
+               "/v1 if it is Vault's API root", var, s);
   *out = s;
   s = NULL;
 out:
   curl_free(host);
   curl_free(user);
-  curl_free(path);
   curl_free(query);
   curl_free(frag);
   curl_url_cleanup(u);
@@ -651,13 +693,14 @@ static kms_status choose_auth(vault_config *cfg, kms_error *err) {
 }
 
 /* Where: address, namespaces, mount, prefix. */
-static kms_status load_where(vault_config *cfg, const env_ctx *e, kms_error *err) {
+static kms_status load_where(vault_config *cfg, const env_ctx *e, const vault_logger *lg,
+                             kms_error *err) {
   kms_status st;
   const char *which, *v;
   /* Address. */
   v = env_first(e, NAMES("HCP_VAULT_ADDR", "VAULT_ADDR", "BAO_ADDR"), &which);
   if ((st = norm_addr(v ? which : "HCP_VAULT_ADDR", v ? v : VAULT_DEFAULT_ADDR, &cfg->addr,
-                      err)) != KMS_OK)
+                      lg, err)) != KMS_OK)
     return st;
 
   /* Namespaces: the secret namespace goes into KV paths, the login namespace
@@ -785,7 +828,7 @@ static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *s
                        size_t n_settings, const vault_logger *lg, kms_error *err) {
   kms_status st;
   set_defaults(cfg);
-  if ((st = load_where(cfg, e, err)) != KMS_OK || (st = load_credentials(cfg, e, err)) != KMS_OK ||
+  if ((st = load_where(cfg, e, lg, err)) != KMS_OK || (st = load_credentials(cfg, e, err)) != KMS_OK ||
       (st = load_tls(cfg, e, err)) != KMS_OK || (st = load_proxies(cfg, e, err)) != KMS_OK ||
       (st = load_table_env(cfg, e, err)) != KMS_OK)
     return st;

@@ -71,7 +71,8 @@ typedef enum vault_auth_request {
 
 typedef struct vault_config {
   /* Where. addr has no trailing slash, scheme http or https, no user info,
-   * no path/query. Namespaces/mount/prefix have no leading/trailing '/' and
+   * query or fragment; it may end in a path prefix ("https://gw/vault"),
+   * before which every request's "/v1/..." goes (as in LiteLLM). Namespaces/mount/prefix have no leading/trailing '/' and
    * no empty, "." or ".." segment; NULL when unset. */
   char *addr;
   char *secret_namespace; /* path prefix of every KV request */

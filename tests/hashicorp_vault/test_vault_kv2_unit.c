@@ -110,6 +110,29 @@ static void test_url_layout(void **state) {
   check_url(&e5, "k", "/v1/gen/secret/data/k", "/v1/gen/secret/metadata/k");
 }
 
+/* Issue 10 item 8: LiteLLM appends /v1/... to HCP_VAULT_ADDR as written, so
+ * a path prefix (a gateway in front of Vault) is kept, trailing '/' trimmed. */
+static void test_addr_path_prefix(void **state) {
+  envt e1 = {{"HCP_VAULT_TOKEN", "t", "HCP_VAULT_ADDR", " https://gw.example.com/vault/ ", NULL}};
+  check_url(&e1, "k", "/v1/secret/data/k", "/v1/secret/metadata/k");
+  vault_config c;
+  kms_error err;
+  assert_int_equal(load(&e1, NULL, 0, &c, &err), KMS_OK);
+  assert_string_equal(c.addr, "https://gw.example.com/vault");
+  kv2_layout l;
+  char *u;
+  assert_int_equal(kv2_layout_init(&l, &c, &err), KMS_OK);
+  assert_int_equal(kv2_url(&l, KV2_DATA, "a/b", &u, &err), KMS_OK);
+  assert_string_equal(u, "https://gw.example.com/vault/v1/secret/data/a/b");
+  free(u);
+  kv2_layout_free(&l);
+  vault_config_free(&c);
+  envt e2 = {{"HCP_VAULT_TOKEN", "t", "VAULT_ADDR", "http://h:8200/a/b-c.d//", NULL}};
+  assert_int_equal(load(&e2, NULL, 0, &c, &err), KMS_OK);
+  assert_string_equal(c.addr, "http://h:8200/a/b-c.d");
+  vault_config_free(&c);
+}
+
 static void test_config_defaults_and_fallbacks(void **state) {
   vault_config c;
   kms_error err;
@@ -166,7 +189,14 @@ static void test_config_errors(void **state) {
   static const bad_case cases[] = {
     {{"HCP_VAULT_ADDR", "ftp://x", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "HCP_VAULT_ADDR"},
     {{"VAULT_ADDR", "http://", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "VAULT_ADDR"},
-    {{"HCP_VAULT_ADDR", "http://h:8200/v1", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "without a path"},
+    /* a path prefix is kept (issue 10 item 8), but never with a query, fragment or dot segment */
+    {{"HCP_VAULT_ADDR", "http://h:8200/vault?x=1", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "query (?) or fragment"},
+    {{"HCP_VAULT_ADDR", "http://h:8200/vault#top", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "query (?) or fragment"},
+    {{"HCP_VAULT_ADDR", "http://h/a/../b", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "bad path prefix"},
+    {{"HCP_VAULT_ADDR", "http://h/a/%2E%2e/b", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "bad path prefix"},
+    {{"HCP_VAULT_ADDR", "http://h//vault", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "bad path prefix"},
+    {{"HCP_VAULT_ADDR", "http://h/./vault", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "bad path prefix"},
+    {{"HCP_VAULT_ADDR", "http://u@h/vault", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "credentials"},
     {{"HCP_VAULT_ADDR", "http://u:p@h", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "credentials"},
     {{"HCP_VAULT_REFRESH_INTERVAL", "abc", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "HCP_VAULT_REFRESH_INTERVAL"},
     {{"HCP_VAULT_REFRESH_INTERVAL", "-1", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "HCP_VAULT_REFRESH_INTERVAL"},
@@ -482,6 +512,7 @@ int main(void) {
     cmocka_unit_test(test_names),
     cmocka_unit_test(test_encoding),
     cmocka_unit_test(test_url_layout),
+    cmocka_unit_test(test_addr_path_prefix),
     cmocka_unit_test(test_config_defaults_and_fallbacks),
     cmocka_unit_test(test_config_errors),
     cmocka_unit_test(test_durations),

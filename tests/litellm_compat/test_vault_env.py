@@ -1,0 +1,152 @@
+"""LiteLLM drop-in, the Vault plugin's part (issue 10 items 8, 9, 10, 12):
+the environment LiteLLM's HashicorpSecretManager reads, run through kms-host
+and the real hashicorp_vault.so against tests/vault_server, asserting the
+exact requests it logs. Facts from LiteLLM's source
+(litellm/secret_managers/hashicorp_secret_manager.py, get_ssl_verify in
+litellm/llms/custom_httpx/http_handler.py): URLs are f"{HCP_VAULT_ADDR}/v1/..."
+with the address as written; only HCP_VAULT_* variables are read; TLS follows
+SSL_VERIFY (a path or true/false) and SSL_CERT_FILE; a write with a
+description sends {"data": {"key": v, "description": d}}."""
+
+import http.server
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, Host, clean_env
+
+KEY = "sk-openai-from-vault-0123456789"
+
+GET_CONFIG = """\
+    general_settings:
+      key_management_system: hashicorp_vault
+    """
+
+
+class PrefixProxy:
+    """A loopback reverse proxy serving Vault under /vault (as a gateway
+    would): /vault/v1/... goes to the Vault server's /v1/...; anything else
+    is a 404 that Vault never sees. Records (method, path) it was asked for."""
+
+    def __init__(self, vault, prefix="/vault"):
+        self.seen = []
+        self.redirects = {}  # path -> Location of a 307 answer
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _any(self):
+                outer.seen.append((self.command, self.path))
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                if self.path in outer.redirects:
+                    self.send_response(307)
+                    self.send_header("Location", outer.redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if not self.path.startswith(prefix + "/v1/"):
+                    self.send_response(404)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"{}")
+                    return
+                req = urllib.request.Request(vault.url + self.path[len(prefix):], data=body,
+                                             method=self.command)
+                for k in ("X-Vault-Token", "X-Vault-Request", "Content-Type",
+                          "X-Vault-Namespace"):
+                    if self.headers.get(k):
+                        req.add_header(k, self.headers[k])
+                try:
+                    with urllib.request.urlopen(req, context=vault.ctx, timeout=10) as r:
+                        status, raw = r.status, r.read()
+                except urllib.error.HTTPError as e:
+                    status, raw = e.code, e.read()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _any
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.srv.server_address[1]}"
+        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+@pytest.fixture
+def prefix_proxy(vault):
+    p = PrefixProxy(vault)
+    yield p
+    p.stop()
+
+
+def secret_get(tmp_path, env, name="OPENAI_API_KEY", check=EXIT_OK):
+    return Host(tmp_path, GET_CONFIG, env=env).run("secret", "get", name, check=check)
+
+
+# --- item 8: HCP_VAULT_ADDR with a path prefix -------------------------------------
+
+@pytest.mark.parametrize("var,suffix", [("HCP_VAULT_ADDR", "/vault"), ("HCP_VAULT_ADDR", "/vault//"),
+                                        ("VAULT_ADDR", "/vault/"), ("BAO_ADDR", "/vault")])
+def test_address_path_prefix_is_kept(tmp_path, vault, prefix_proxy, var, suffix):
+    vault.write("OPENAI_API_KEY", {"key": KEY})
+    vault.clear_log()
+    token = {"HCP_VAULT_ADDR": "HCP_VAULT_TOKEN", "VAULT_ADDR": "VAULT_TOKEN",
+             "BAO_ADDR": "BAO_TOKEN"}[var]
+    env = clean_env(**{var: prefix_proxy.url + suffix, token: "root",
+                       "VAULT_MAX_RETRIES": 0, "HCP_VAULT_REFRESH_INTERVAL": 0})
+    p = secret_get(tmp_path, env)
+    assert p.stdout.strip() == KEY
+    assert prefix_proxy.seen == [("GET", "/vault/v1/secret/data/OPENAI_API_KEY")]
+    assert vault.kv_requests() == [("GET", "/v1/secret/data/OPENAI_API_KEY", None)]
+
+
+@pytest.mark.parametrize("addr,needle", [
+    ("http://127.0.0.1:1/vault?x=1", "query (?) or fragment"),
+    ("http://127.0.0.1:1/vault#f", "query (?) or fragment"),
+    ("http://user:pw@127.0.0.1:1/vault", "credentials"),
+    ("http://127.0.0.1:1/a/../vault", "bad path prefix"),
+    ("http://user:pw@127.0.0.1:1/vault?q#f", "credentials"),
+])
+def test_address_path_prefix_errors(tmp_path, addr, needle):
+    p = secret_get(tmp_path, clean_env(HCP_VAULT_ADDR=addr, HCP_VAULT_TOKEN="root"),
+                   check=EXIT_CONFIG)
+    assert needle in p.stderr + p.stdout and "HCP_VAULT_ADDR" in p.stderr + p.stdout
+    assert "pw" not in p.stderr + p.stdout
+
+
+def test_address_path_prefix_keeps_redirect_rules(tmp_path, vault, prefix_proxy):
+    """Same origin (another path under the prefix) is followed; another port
+    is refused and is sent nothing, the token included."""
+    other = PrefixProxy(vault)
+    try:
+        vault.write("OPENAI_API_KEY", {"key": KEY})
+        env = clean_env(HCP_VAULT_ADDR=prefix_proxy.url + "/vault", HCP_VAULT_TOKEN="root",
+                        VAULT_MAX_RETRIES=0, HCP_VAULT_REFRESH_INTERVAL=0)
+        prefix_proxy.redirects["/vault/v1/secret/data/MOVED"] = (
+            prefix_proxy.url + "/vault/v1/secret/data/OPENAI_API_KEY")
+        p = secret_get(tmp_path, env, "MOVED")
+        assert p.stdout.strip() == KEY
+        assert prefix_proxy.seen == [("GET", "/vault/v1/secret/data/MOVED"),
+                                     ("GET", "/vault/v1/secret/data/OPENAI_API_KEY")]
+        prefix_proxy.seen.clear()
+        prefix_proxy.redirects["/vault/v1/secret/data/AWAY"] = (
+            other.url + "/vault/v1/secret/data/OPENAI_API_KEY")
+        p = secret_get(tmp_path, env, "AWAY", check=EXIT_FAIL)
+        assert "redirect_allowed_hosts" in p.stderr + p.stdout
+        assert prefix_proxy.seen == [("GET", "/vault/v1/secret/data/AWAY")]
+        assert other.seen == []
+    finally:
+        other.stop()
