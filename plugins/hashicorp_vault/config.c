@@ -26,6 +26,7 @@
 
 typedef struct env_ctx {
   const kms_host *host;
+  const char *family; /* "HCP_VAULT_", "VAULT_" or "BAO_": see pick_family() */
 } env_ctx;
 
 static const char *env_raw(const env_ctx *e, const char *name) {
@@ -48,6 +49,71 @@ static const char *env_first(const env_ctx *e, const char *const *names, const c
   }
   *which = names[0];
   return NULL;
+}
+
+/*
+ * The variables that say where secrets are read and as whom, named in each
+ * family as {family}{suffix}. One family is used for all of them (issue 10
+ * item 9): mixing LiteLLM's HCP_VAULT_ADDR with a VAULT_NAMESPACE exported for
+ * the Vault CLI would read secrets from another place than LiteLLM does.
+ */
+static const char *const FAMILY_SUFFIXES[] = {"ADDR", "TOKEN", "NAMESPACE", "CLIENT_CERT",
+                                              "CLIENT_KEY", NULL};
+/* LiteLLM-only names: any of them set also selects the HCP_VAULT_ family. */
+static const char *const HCP_ONLY[] = {
+    "HCP_VAULT_SECRET_NAMESPACE", "HCP_VAULT_LOGIN_NAMESPACE", "HCP_VAULT_MOUNT_NAME",
+    "HCP_VAULT_PATH_PREFIX",      "HCP_VAULT_CERT_ROLE",       "HCP_VAULT_APPROLE_ROLE_ID",
+    "HCP_VAULT_APPROLE_SECRET_ID", "HCP_VAULT_APPROLE_MOUNT_PATH", "HCP_VAULT_REFRESH_INTERVAL",
+    NULL};
+static const char *const FAMILIES[] = {"HCP_VAULT_", "VAULT_", "BAO_", NULL};
+
+/* {family}{suffix} into buf (always fits: the longest is 22 bytes). */
+static const char *fam_name(const char *family, const char *suffix, char buf[32]) {
+  snprintf(buf, 32, "%s%s", family, suffix);
+  return buf;
+}
+
+static int env_set(const env_ctx *e, const char *name) {
+  const char *which;
+  return env_first(e, (const char *const[]){name, NULL}, &which) != NULL;
+}
+
+static int family_set(const env_ctx *e, const char *family) {
+  char buf[32];
+  for (size_t i = 0; FAMILY_SUFFIXES[i]; i++)
+    if (env_set(e, fam_name(family, FAMILY_SUFFIXES[i], buf))) return 1;
+  if (strcmp(family, "HCP_VAULT_") == 0)
+    for (size_t i = 0; HCP_ONLY[i]; i++)
+      if (env_set(e, HCP_ONLY[i])) return 1;
+  return 0;
+}
+
+/* HCP_VAULT_ when any HCP_VAULT_* variable is set (LiteLLM reads only
+ * those), else VAULT_ when any of its family is set, else BAO_; nothing set:
+ * HCP_VAULT_ (the defaults). Logs once which family is used and which set
+ * variables of the others are ignored (names only). */
+static void pick_family(env_ctx *e, const vault_logger *lg) {
+  e->family = FAMILIES[0];
+  for (size_t f = 0; FAMILIES[f]; f++)
+    if (family_set(e, FAMILIES[f])) {
+      e->family = FAMILIES[f];
+      break;
+    }
+  char ignored[256] = "";
+  size_t used = 0;
+  for (size_t f = 0; FAMILIES[f]; f++) {
+    if (FAMILIES[f] == e->family) continue;
+    for (size_t i = 0; FAMILY_SUFFIXES[i]; i++) {
+      char buf[32];
+      if (!env_set(e, fam_name(FAMILIES[f], FAMILY_SUFFIXES[i], buf))) continue;
+      int w = snprintf(ignored + used, sizeof ignored - used, "%s%s", used ? ", " : "", buf);
+      if (w > 0 && (size_t)w < sizeof ignored - used) used += (size_t)w;
+    }
+  }
+  vault_logf(lg, KMS_LOG_INFO, "address, token, namespace and client certificate come from the "
+             "%s* variables%s%s%s", e->family,
+             e->family == FAMILIES[0] ? " (LiteLLM's)" : " (no HCP_VAULT_* variable is set)",
+             used ? "; ignored: " : "", ignored);
 }
 
 /* Copy of s without leading/trailing whitespace. */
@@ -688,7 +754,9 @@ static kms_status choose_auth(vault_config *cfg, kms_error *err) {
   else
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                          "no Vault credentials: set HCP_VAULT_TOKEN (or VAULT_TOKEN), or "
-                         "HCP_VAULT_CLIENT_CERT+KEY, or HCP_VAULT_APPROLE_ROLE_ID+SECRET_ID");
+                         "HCP_VAULT_CLIENT_CERT+KEY, or HCP_VAULT_APPROLE_ROLE_ID+SECRET_ID "
+                         "(VAULT_* and BAO_* are read only when no HCP_VAULT_* variable is "
+                         "set)");
   return KMS_OK;
 }
 
@@ -698,15 +766,16 @@ static kms_status load_where(vault_config *cfg, const env_ctx *e, const vault_lo
   kms_status st;
   const char *which, *v;
   /* Address. */
-  v = env_first(e, NAMES("HCP_VAULT_ADDR", "VAULT_ADDR", "BAO_ADDR"), &which);
-  if ((st = norm_addr(v ? which : "HCP_VAULT_ADDR", v ? v : VAULT_DEFAULT_ADDR, &cfg->addr,
+  char fb[32];
+  v = env_first(e, NAMES(fam_name(e->family, "ADDR", fb)), &which);
+  if ((st = norm_addr(which, v ? v : VAULT_DEFAULT_ADDR, &cfg->addr,
                       lg, err)) != KMS_OK)
     return st;
 
   /* Namespaces: the secret namespace goes into KV paths, the login namespace
    * into X-Vault-Namespace of login requests; both default to the general one. */
   char *general_ns = NULL;
-  if ((st = take_path(e, NAMES("HCP_VAULT_NAMESPACE", "VAULT_NAMESPACE", "BAO_NAMESPACE"),
+  if ((st = take_path(e, NAMES(fam_name(e->family, "NAMESPACE", fb)),
                       &general_ns, "namespace", err)) != KMS_OK)
     return st;
   st = take_path(e, NAMES("HCP_VAULT_SECRET_NAMESPACE"), &cfg->secret_namespace, "namespace", err);
@@ -738,7 +807,8 @@ static kms_status load_credentials(vault_config *cfg, const env_ctx *e, kms_erro
   const char *which;
   /* Credentials. */
   const char *token_var, *cert_var, *key_var, *role_var, *sid_var;
-  if ((st = take_str(e, NAMES("HCP_VAULT_TOKEN", "VAULT_TOKEN", "BAO_TOKEN"), &cfg->token,
+  char fb[32];
+  if ((st = take_str(e, NAMES(fam_name(e->family, "TOKEN", fb)), &cfg->token,
                      &token_var, err)) != KMS_OK)
     return st;
   if (cfg->token) {
@@ -748,9 +818,10 @@ static kms_status load_credentials(vault_config *cfg, const env_ctx *e, kms_erro
                              "%s contains spaces or control characters; paste the token "
                              "exactly", token_var);
   }
-  if ((st = take_str(e, NAMES("HCP_VAULT_CLIENT_CERT", "VAULT_CLIENT_CERT", "BAO_CLIENT_CERT"),
+  char fb2[32], fb3[32];
+  if ((st = take_str(e, NAMES(fam_name(e->family, "CLIENT_CERT", fb2)),
                      &cfg->client_cert, &cert_var, err)) != KMS_OK ||
-      (st = take_str(e, NAMES("HCP_VAULT_CLIENT_KEY", "VAULT_CLIENT_KEY", "BAO_CLIENT_KEY"),
+      (st = take_str(e, NAMES(fam_name(e->family, "CLIENT_KEY", fb3)),
                      &cfg->client_key, &key_var, err)) != KMS_OK ||
       (st = take_str(e, NAMES("HCP_VAULT_CERT_ROLE"), &cfg->cert_role, &which, err)) != KMS_OK ||
       (st = take_str(e, NAMES("HCP_VAULT_APPROLE_ROLE_ID"), &cfg->approle_role_id, &role_var,
@@ -824,10 +895,11 @@ static void set_defaults(vault_config *cfg) {
   cfg->delete_mode = VAULT_DELETE_SOFT;
 }
 
-static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *settings,
+static kms_status load(vault_config *cfg, env_ctx *e, const kms_setting *settings,
                        size_t n_settings, const vault_logger *lg, kms_error *err) {
   kms_status st;
   set_defaults(cfg);
+  pick_family(e, lg);
   if ((st = load_where(cfg, e, lg, err)) != KMS_OK || (st = load_credentials(cfg, e, err)) != KMS_OK ||
       (st = load_tls(cfg, e, err)) != KMS_OK || (st = load_proxies(cfg, e, err)) != KMS_OK ||
       (st = load_table_env(cfg, e, err)) != KMS_OK)
@@ -853,7 +925,7 @@ static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *s
 kms_status vault_config_load(vault_config *cfg, const kms_host *host, const kms_setting *settings,
                              size_t n_settings, const vault_logger *lg, kms_error *err) {
   memset(cfg, 0, sizeof *cfg);
-  env_ctx e = {host};
+  env_ctx e = {host, NULL};
   kms_status st = load(cfg, &e, settings, n_settings, lg, err);
   if (st != KMS_OK) vault_config_free(cfg);
   return st;

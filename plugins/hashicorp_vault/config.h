@@ -6,9 +6,12 @@
  * Every error names the variable or setting and says how to fix it; nothing
  * here ever prints a token or a secret id.
  *
- * Sources, in order of precedence for each value:
- *   HCP_VAULT_* (LiteLLM's names), then VAULT_*, then BAO_* (OpenBao), then
- *   the documented default. The environment is read through host->getenv
+ * Sources: address, token, namespace and client certificate/key come from
+ *   ONE family: HCP_VAULT_* (LiteLLM's names) when any HCP_VAULT_* variable
+ *   is set, else VAULT_* when any of those five is set, else BAO_* (OpenBao);
+ *   then the documented default. Logged once (INFO) at load. Variables with no
+ *   HCP_VAULT_* name (TLS, timeouts, retries, proxies) are read in every
+ *   family: VAULT_* first, then BAO_*. The environment is read through host->getenv
  *   when the host provides one, else the process environment.
  * The full table is in README.md next to this file.
  *

@@ -176,6 +176,9 @@ static void test_fallback_variables(void **state) {
   assert_int_equal(log->n, 1);
   expect_headers(&log->r[0], 0);
   vf_log_free(log);
+  /* which family was used is logged once (issue 10 item 9) */
+  assert_int_equal(it_log_count(&h, "come from the VAULT_* variables (no HCP_VAULT_* variable "
+                                    "is set)"), 1);
   it_done(&h, c);
 }
 

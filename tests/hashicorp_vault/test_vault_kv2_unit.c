@@ -106,8 +106,20 @@ static void test_url_layout(void **state) {
   envt e4 = {{"HCP_VAULT_TOKEN", "t", "VAULT_NAMESPACE", "gen", "HCP_VAULT_SECRET_NAMESPACE", "sec",
               NULL}};
   check_url(&e4, "k", "/v1/sec/secret/data/k", "/v1/sec/secret/metadata/k");
+  /* Issue 10 item 9: one family. With any HCP_VAULT_* set, VAULT_NAMESPACE
+   * (exported for the Vault CLI) is ignored, as LiteLLM ignores it. */
   envt e5 = {{"HCP_VAULT_TOKEN", "t", "VAULT_NAMESPACE", "gen", "BAO_NAMESPACE", "bao", NULL}};
-  check_url(&e5, "k", "/v1/gen/secret/data/k", "/v1/gen/secret/metadata/k");
+  check_url(&e5, "k", "/v1/secret/data/k", "/v1/secret/metadata/k");
+  envt e6 = {{"VAULT_TOKEN", "t", "VAULT_NAMESPACE", "gen", "BAO_NAMESPACE", "bao", NULL}};
+  check_url(&e6, "k", "/v1/gen/secret/data/k", "/v1/gen/secret/metadata/k");
+  envt e7 = {{"BAO_TOKEN", "t", "BAO_NAMESPACE", "bao", NULL}};
+  check_url(&e7, "k", "/v1/bao/secret/data/k", "/v1/bao/secret/metadata/k");
+  /* an HCP_VAULT_-only variable selects the family too */
+  envt e8 = {{"VAULT_TOKEN", "t", "VAULT_NAMESPACE", "gen", "HCP_VAULT_MOUNT_NAME", "kv", NULL}};
+  vault_config c;
+  kms_error err;
+  assert_int_equal(load(&e8, NULL, 0, &c, &err), KMS_INVALID_ARGUMENT); /* no HCP_VAULT_TOKEN */
+  assert_non_null(strstr(err.message, "HCP_VAULT_TOKEN"));
 }
 
 /* Issue 10 item 8: LiteLLM appends /v1/... to HCP_VAULT_ADDR as written, so
@@ -127,7 +139,7 @@ static void test_addr_path_prefix(void **state) {
   free(u);
   kv2_layout_free(&l);
   vault_config_free(&c);
-  envt e2 = {{"HCP_VAULT_TOKEN", "t", "VAULT_ADDR", "http://h:8200/a/b-c.d//", NULL}};
+  envt e2 = {{"VAULT_TOKEN", "t", "VAULT_ADDR", "http://h:8200/a/b-c.d//", NULL}};
   assert_int_equal(load(&e2, NULL, 0, &c, &err), KMS_OK);
   assert_string_equal(c.addr, "http://h:8200/a/b-c.d");
   vault_config_free(&c);
@@ -136,7 +148,7 @@ static void test_addr_path_prefix(void **state) {
 static void test_config_defaults_and_fallbacks(void **state) {
   vault_config c;
   kms_error err;
-  envt e = {{"VAULT_TOKEN", "vt", "BAO_ADDR", " https://bao.example:8200/ ", NULL}};
+  envt e = {{"BAO_TOKEN", "vt", "BAO_ADDR", " https://bao.example:8200/ ", NULL}};
   assert_int_equal(load(&e, NULL, 0, &c, &err), KMS_OK);
   assert_string_equal(c.addr, "https://bao.example:8200");
   assert_string_equal(c.token, "vt");
@@ -241,7 +253,10 @@ static void test_config_errors(void **state) {
       if (strstr(e.kv[k], "ROLE") || strstr(e.kv[k], "CLIENT_")) has_token = 1; /* keep no token */
     }
     if (!has_token || strstr(cases[i].kv[0], "CLIENT_")) {
-      e.kv[k++] = "HCP_VAULT_TOKEN";
+      /* a token of the case's family (one family is read: issue 10 item 9) */
+      e.kv[k++] = !cases[i].kv[0] || !strncmp(cases[i].kv[0], "HCP_", 4) ? "HCP_VAULT_TOKEN"
+                  : !strncmp(cases[i].kv[0], "BAO_", 4)                   ? "BAO_TOKEN"
+                                                                          : "VAULT_TOKEN";
       e.kv[k++] = "tok";
     }
     e.kv[k] = NULL;

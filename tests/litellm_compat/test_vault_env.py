@@ -105,8 +105,7 @@ def test_address_path_prefix_is_kept(tmp_path, vault, prefix_proxy, var, suffix)
     vault.clear_log()
     token = {"HCP_VAULT_ADDR": "HCP_VAULT_TOKEN", "VAULT_ADDR": "VAULT_TOKEN",
              "BAO_ADDR": "BAO_TOKEN"}[var]
-    env = clean_env(**{var: prefix_proxy.url + suffix, token: "root",
-                       "VAULT_MAX_RETRIES": 0, "HCP_VAULT_REFRESH_INTERVAL": 0})
+    env = clean_env(**{var: prefix_proxy.url + suffix, token: "root", "VAULT_MAX_RETRIES": 0})
     p = secret_get(tmp_path, env)
     assert p.stdout.strip() == KEY
     assert prefix_proxy.seen == [("GET", "/vault/v1/secret/data/OPENAI_API_KEY")]
@@ -150,3 +149,50 @@ def test_address_path_prefix_keeps_redirect_rules(tmp_path, vault, prefix_proxy)
         assert other.seen == []
     finally:
         other.stop()
+
+
+# --- item 9: HCP_VAULT_* only, when any is set ---------------------------------------
+
+def all_requests(vault):
+    st, body = vault.call("GET", "/__test__/requests")
+    assert st == 200
+    return [(r["method"], r["path"]) for r in body["requests"]]
+
+
+def test_hcp_family_ignores_vault_cli_variables(tmp_path, vault, certs):
+    """VAULT_NAMESPACE=admin (and a VAULT_ADDR/VAULT_TOKEN) exported for the
+    Vault CLI: with HCP_VAULT_ADDR/TOKEN set, LiteLLM reads /v1/secret/...,
+    and so do we; the INFO line names the family and the ignored names."""
+    vault.write("OPENAI_API_KEY", {"key": KEY})
+    vault.clear_log()
+    env = vault.env(VAULT_NAMESPACE="admin", VAULT_ADDR="http://127.0.0.1:1",
+                    VAULT_TOKEN="cli-token-not-for-the-gateway", BAO_NAMESPACE="bao")
+    p = secret_get(tmp_path, env)
+    assert p.stdout.strip() == KEY
+    assert all_requests(vault) == [("GET", "/v1/secret/data/OPENAI_API_KEY")]
+    info = [l for l in p.stderr.splitlines() if "come from the HCP_VAULT_* variables" in l]
+    assert len(info) == 1, p.stderr
+    assert "ignored: VAULT_ADDR, VAULT_TOKEN, VAULT_NAMESPACE, BAO_NAMESPACE" in info[0]
+    assert "cli-token" not in p.stderr + p.stdout
+
+
+def test_vault_family_when_no_hcp_variable(tmp_path, vault):
+    """No HCP_VAULT_*: the VAULT_* family (the namespace goes into the path);
+    BAO_* is ignored then."""
+    vault.clear_log()
+    env = clean_env(VAULT_ADDR=vault.url, VAULT_TOKEN="root", VAULT_NAMESPACE="team1",
+                    VAULT_CACERT=vault.certs / "ca.pem", VAULT_MAX_RETRIES=0,
+                    BAO_NAMESPACE="bao", BAO_ADDR="http://127.0.0.1:1")
+    p = secret_get(tmp_path, env, check=None)
+    assert all_requests(vault) == [("GET", "/v1/team1/secret/data/OPENAI_API_KEY")], p.stderr
+    assert "come from the VAULT_* variables (no HCP_VAULT_* variable is set); ignored: " \
+           "BAO_ADDR, BAO_NAMESPACE" in p.stderr
+
+
+def test_bao_family_last(tmp_path, vault):
+    vault.write("OPENAI_API_KEY", {"key": KEY})
+    vault.clear_log()
+    env = clean_env(BAO_ADDR=vault.url, BAO_TOKEN="root", VAULT_CACERT=vault.certs / "ca.pem",
+                    VAULT_MAX_RETRIES=0)
+    assert secret_get(tmp_path, env).stdout.strip() == KEY
+    assert all_requests(vault) == [("GET", "/v1/secret/data/OPENAI_API_KEY")]
