@@ -239,6 +239,18 @@ static int has_certificate(const char *path) {
   return x != NULL;
 }
 
+/* A CA bundle named by `var`: a readable file holding a certificate. */
+static kms_status check_ca_file(const char *var, const char *path, kms_error *err) {
+  if (!file_readable(path, 0))
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         "%s=%s is not a readable file; point it at the PEM CA bundle", var, path);
+  if (!has_certificate(path))
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         "%s=%s holds no PEM certificate, so no server could be trusted; point "
+                         "it at the PEM CA bundle", var, path);
+  return KMS_OK;
+}
+
 /* Check that the client certificate and key load, match and are in date.
  * Reports the file at fault. */
 static kms_status check_client_cert(const char *cert_var, const char *cert, const char *key_var,
@@ -855,14 +867,7 @@ static kms_status load_tls(vault_config *cfg, const env_ctx *e, kms_error *err) 
   /* TLS. */
   if ((st = take_str(e, NAMES("VAULT_CACERT", "BAO_CACERT"), &cfg->ca_file, &which, err)) != KMS_OK)
     return st;
-  if (cfg->ca_file && !file_readable(cfg->ca_file, 0))
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         "%s=%s is not a readable file; point it at the PEM CA bundle", which,
-                         cfg->ca_file);
-  if (cfg->ca_file && !has_certificate(cfg->ca_file))
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         "%s=%s holds no PEM certificate, so no server could be trusted; point "
-                         "it at the PEM CA bundle", which, cfg->ca_file);
+  if (cfg->ca_file && (st = check_ca_file(which, cfg->ca_file, err)) != KMS_OK) return st;
   if ((st = take_str(e, NAMES("VAULT_CAPATH", "BAO_CAPATH"), &cfg->ca_path, &which, err)) != KMS_OK)
     return st;
   if (cfg->ca_path && !file_readable(cfg->ca_path, 1))
@@ -880,6 +885,57 @@ static kms_status load_tls(vault_config *cfg, const env_ctx *e, kms_error *err) 
   }
 
   return KMS_OK;
+}
+
+/*
+ * LiteLLM's global TLS settings, which its Vault client uses (get_ssl_verify
+ * in LiteLLM): SSL_VERIFY is the path of an existing CA bundle, or a boolean
+ * (true/false in any case, as LiteLLM's str_to_bool; also 1/0); with
+ * verification on, SSL_CERT_FILE is the CA bundle. Both come AFTER the
+ * VAULT_* ones: VAULT_SKIP_VERIFY (set either way) decides verification,
+ * VAULT_CACERT / VAULT_CAPATH the trust. SSL_VERIFY is always checked;
+ * SSL_CERT_FILE only when it is used (a bad one is an error where LiteLLM
+ * silently ignores a missing file).
+ */
+static kms_status load_litellm_tls(vault_config *cfg, const env_ctx *e, kms_error *err) {
+  const char *which;
+  const char *sv = env_first(e, NAMES("SSL_VERIFY"), &which);
+  int skip_set = env_first(e, NAMES("VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY"), &which) != NULL;
+  int verify = 1;
+  char *sv_path = NULL;
+  if (sv) {
+    char *t = dup_trim(sv);
+    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+    if (strcasecmp(t, "true") == 0 || strcmp(t, "1") == 0) verify = 1;
+    else if (strcasecmp(t, "false") == 0 || strcmp(t, "0") == 0) verify = 0;
+    else if (access(t, F_OK) == 0) sv_path = t, t = NULL;
+    else {
+      kms_status st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                                    "SSL_VERIFY must be true, false or the path of a PEM CA "
+                                    "bundle file (got '%.80s', which is neither)", t);
+      free(t);
+      return st;
+    }
+    free(t);
+  }
+  kms_status st = KMS_OK;
+  if (!skip_set && !verify) {
+    cfg->skip_verify = 1;
+    cfg->skip_verify_var = "SSL_VERIFY";
+  }
+  if (cfg->ca_file || cfg->ca_path || cfg->skip_verify) {
+    free(sv_path);
+    return KMS_OK;
+  }
+  if (sv_path) {
+    if ((st = check_ca_file("SSL_VERIFY", sv_path, err)) == KMS_OK) cfg->ca_file = sv_path;
+    else free(sv_path);
+    return st;
+  }
+  if ((st = take_str(e, NAMES("SSL_CERT_FILE"), &cfg->ca_file, &which, err)) != KMS_OK ||
+      !cfg->ca_file)
+    return st;
+  return check_ca_file("SSL_CERT_FILE", cfg->ca_file, err);
 }
 
 static void set_defaults(vault_config *cfg) {
@@ -902,8 +958,9 @@ static kms_status load(vault_config *cfg, env_ctx *e, const kms_setting *setting
   pick_family(e, lg);
   if ((st = load_where(cfg, e, lg, err)) != KMS_OK || (st = load_credentials(cfg, e, err)) != KMS_OK ||
       (st = load_tls(cfg, e, err)) != KMS_OK || (st = load_proxies(cfg, e, err)) != KMS_OK ||
-      (st = load_table_env(cfg, e, err)) != KMS_OK)
+      (st = load_table_env(cfg, e, err)) != KMS_OK || (st = load_litellm_tls(cfg, e, err)) != KMS_OK)
     return st;
+  if (cfg->skip_verify && !cfg->skip_verify_var) cfg->skip_verify_var = "VAULT_SKIP_VERIFY";
 
   /* Settings. */
   for (size_t i = 0; i < n_settings; i++) {
@@ -917,8 +974,9 @@ static kms_status load(vault_config *cfg, env_ctx *e, const kms_setting *setting
 
   if (cfg->skip_verify && strncmp(cfg->addr, "https://", 8) == 0)
     vault_logf(lg, KMS_LOG_WARN,
-               "VAULT_SKIP_VERIFY is set: the Vault server's TLS certificate is NOT verified, "
-               "so anyone on the network path can impersonate it; use VAULT_CACERT instead");
+               "%s turns TLS verification off: the Vault server's TLS certificate is NOT "
+               "verified, so anyone on the network path can impersonate it; use VAULT_CACERT "
+               "(or SSL_CERT_FILE) instead", cfg->skip_verify_var);
   return KMS_OK;
 }
 

@@ -93,9 +93,13 @@ typedef struct vault_config {
   char *approle_secret_id; /* wiped on free */
   char *approle_mount;
 
-  /* TLS. */
+  /* TLS. ca_file: VAULT_CACERT / BAO_CACERT, else (no VAULT_CAPATH either)
+   * LiteLLM's SSL_VERIFY=<path>, else SSL_CERT_FILE. skip_verify:
+   * VAULT_SKIP_VERIFY / BAO_SKIP_VERIFY, else SSL_VERIFY=false;
+   * skip_verify_var names the variable that turned it on (a literal). */
   char *ca_file, *ca_path, *tls_server_name;
   int skip_verify;
+  const char *skip_verify_var;
 
   /* Proxies (proxy.h decides per request): the explicit proxy
    * (VAULT_PROXY_ADDR / VAULT_HTTP_PROXY / BAO_HTTP_PROXY), else the

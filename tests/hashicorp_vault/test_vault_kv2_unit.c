@@ -477,6 +477,58 @@ static void test_cacert_without_certificate(void **state) {
   unlink(path);
 }
 
+/* Issue 10 item 10: LiteLLM's SSL_VERIFY / SSL_CERT_FILE, after the VAULT_* ones. */
+static void test_litellm_tls_variables(void **state) {
+  vault_config c;
+  kms_error err;
+  static const struct {
+    const char *kv[8];
+    int skip;
+    const char *var;
+  } ok[] = {
+    {{"SSL_VERIFY", "False", NULL}, 1, "SSL_VERIFY"},
+    {{"SSL_VERIFY", " false ", NULL}, 1, "SSL_VERIFY"},
+    {{"SSL_VERIFY", "0", NULL}, 1, "SSL_VERIFY"},
+    {{"SSL_VERIFY", "TRUE", NULL}, 0, NULL},
+    {{"SSL_VERIFY", "1", NULL}, 0, NULL},
+    /* VAULT_SKIP_VERIFY, set either way, wins */
+    {{"SSL_VERIFY", "false", "VAULT_SKIP_VERIFY", "false", NULL}, 0, NULL},
+    {{"SSL_VERIFY", "true", "BAO_SKIP_VERIFY", "true", NULL}, 1, "VAULT_SKIP_VERIFY"},
+    /* SSL_CERT_FILE is not looked at when verification is off or VAULT_CAPATH is set */
+    {{"SSL_VERIFY", "false", "SSL_CERT_FILE", "/nonexistent/ca.pem", NULL}, 1, "SSL_VERIFY"},
+    {{"VAULT_CAPATH", "/tmp", "SSL_CERT_FILE", "/nonexistent/ca.pem", NULL}, 0, NULL},
+  };
+  for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+    envt e = {{"HCP_VAULT_TOKEN", "tok", NULL}};
+    for (size_t k = 0; ok[i].kv[k]; k++) e.kv[2 + k] = ok[i].kv[k];
+    if (load(&e, NULL, 0, &c, &err) != KMS_OK) fail_msg("case %zu: %s", i, err.message);
+    assert_int_equal(c.skip_verify, ok[i].skip);
+    if (ok[i].var) assert_string_equal(c.skip_verify_var, ok[i].var);
+    assert_null(c.ca_file);
+    vault_config_free(&c);
+  }
+  char path[] = "/tmp/vault_sslcert.XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, "junk\n", 5), 5);
+  close(fd);
+  const struct {
+    const char *name, *value, *needle;
+  } bad[] = {
+    {"SSL_VERIFY", "maybe", "SSL_VERIFY must be true, false or the path"},
+    {"SSL_VERIFY", "/nonexistent/ca.pem", "SSL_VERIFY must be true, false or the path"},
+    {"SSL_VERIFY", path, "SSL_VERIFY"},
+    {"SSL_CERT_FILE", path, "SSL_CERT_FILE"},
+    {"SSL_CERT_FILE", "/nonexistent/ca.pem", "SSL_CERT_FILE=/nonexistent/ca.pem is not a readable"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    envt e = {{"HCP_VAULT_TOKEN", "tok", bad[i].name, bad[i].value, NULL}};
+    assert_int_equal(load(&e, NULL, 0, &c, &err), KMS_INVALID_ARGUMENT);
+    if (!strstr(err.message, bad[i].needle)) fail_msg("case %zu: %s", i, err.message);
+  }
+  unlink(path);
+}
+
 /* Issue 15: every numeric variable and setting: a value past its range
  * (including int64 overflow) is an error naming it; the largest accepted
  * values do not overflow anything derived from them (UBSan in --asan). */
@@ -536,6 +588,7 @@ int main(void) {
     cmocka_unit_test(test_status_map),
     cmocka_unit_test(test_parse_read_refuses_nul_and_bad_utf8),
     cmocka_unit_test(test_cacert_without_certificate),
+    cmocka_unit_test(test_litellm_tls_variables),
     cmocka_unit_test(test_numeric_overflow),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

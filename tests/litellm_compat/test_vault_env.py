@@ -196,3 +196,67 @@ def test_bao_family_last(tmp_path, vault):
                     VAULT_MAX_RETRIES=0)
     assert secret_get(tmp_path, env).stdout.strip() == KEY
     assert all_requests(vault) == [("GET", "/v1/secret/data/OPENAI_API_KEY")]
+
+
+# --- item 10: LiteLLM's SSL_VERIFY / SSL_CERT_FILE, after the VAULT_* ones ------------
+
+def tls_env(vault, **extra):
+    """LiteLLM's variables against the TLS server, without VAULT_CACERT."""
+    env = clean_env(HCP_VAULT_ADDR=vault.url, HCP_VAULT_TOKEN="root", VAULT_MAX_RETRIES=0)
+    for k in ("SSL_VERIFY", "SSL_CERT_FILE"):  # none from the caller's environment
+        env.pop(k, None)
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+@pytest.mark.parametrize("extra", [
+    {"SSL_CERT_FILE": "ca"},                     # LiteLLM: CA bundle when verifying
+    {"SSL_VERIFY": "ca"},                        # LiteLLM: SSL_VERIFY may be the bundle's path
+    {"SSL_VERIFY": "True", "SSL_CERT_FILE": "ca"},
+])
+def test_ssl_cert_file_and_ssl_verify_path_trust_the_ca(tmp_path, vault, extra):
+    vault.write("OPENAI_API_KEY", {"key": KEY})
+    ca = str(vault.certs / "ca.pem")
+    env = tls_env(vault, **{k: ca if v == "ca" else v for k, v in extra.items()})
+    p = secret_get(tmp_path, env)
+    assert p.stdout.strip() == KEY
+    assert "NOT verified" not in p.stderr
+
+
+def test_without_any_ca_the_test_server_is_not_trusted(tmp_path, vault):
+    """The control for the test above: the system store does not trust the test CA."""
+    p = secret_get(tmp_path, tls_env(vault), check=EXIT_FAIL)
+    assert "TLS" in p.stderr + p.stdout or "certificate" in p.stderr + p.stdout
+
+
+@pytest.mark.parametrize("value", ["false", "False", "0"])
+def test_ssl_verify_false_turns_verification_off_loudly(tmp_path, vault, value):
+    vault.write("OPENAI_API_KEY", {"key": KEY})
+    p = secret_get(tmp_path, tls_env(vault, SSL_VERIFY=value))
+    assert p.stdout.strip() == KEY
+    warn = [l for l in p.stderr.splitlines() if "NOT verified" in l]
+    assert len(warn) == 1 and "SSL_VERIFY turns TLS verification off" in warn[0], p.stderr
+
+
+def test_vault_variables_come_first(tmp_path, vault):
+    """VAULT_SKIP_VERIFY=false beats SSL_VERIFY=false; VAULT_CACERT beats
+    SSL_CERT_FILE (a broken SSL_CERT_FILE is then not even looked at)."""
+    p = secret_get(tmp_path, tls_env(vault, SSL_VERIFY="false", VAULT_SKIP_VERIFY="false"),
+                   check=EXIT_FAIL)
+    assert "NOT verified" not in p.stderr
+    vault.write("OPENAI_API_KEY", {"key": KEY})
+    p = secret_get(tmp_path, tls_env(vault, VAULT_CACERT=vault.certs / "ca.pem",
+                                     SSL_CERT_FILE="/nonexistent/ca.pem"))
+    assert p.stdout.strip() == KEY
+
+
+@pytest.mark.parametrize("extra,needle", [
+    ({"SSL_VERIFY": "maybe"}, "SSL_VERIFY must be true, false or the path"),
+    ({"SSL_VERIFY": "/nonexistent/ca.pem"}, "SSL_VERIFY must be true, false or the path"),
+    ({"SSL_CERT_FILE": "/nonexistent/ca.pem"}, "SSL_CERT_FILE=/nonexistent/ca.pem"),
+])
+def test_bad_ssl_variables_are_config_errors(tmp_path, vault, extra, needle):
+    vault.clear_log()
+    p = secret_get(tmp_path, tls_env(vault, **extra), check=EXIT_CONFIG)
+    assert needle in p.stderr
+    assert all_requests(vault) == []
