@@ -7,6 +7,7 @@
 
 #include "common.h"
 #include "kms_loader.h"
+#include "kv2.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -511,6 +512,7 @@ typedef enum value_kind {
   V_BOOL,     /* Go booleans */
   V_ENUM,     /* one of choices[] -> its index */
   V_HOSTS,    /* redirect_allowed_hosts */
+  V_TEXT,     /* free text (UTF-8, at most KV2_DESCRIPTION_MAX bytes) -> char * field */
   V_IGNORED   /* host-level key_management_settings: accepted, not ours */
 } value_kind;
 
@@ -566,6 +568,9 @@ static const setting_row ROWS[] = {
     {NULL, "max_idle_connections", V_INT, 1, 256, 0, NULL, FIELD(max_idle_connections, F_UINT),
      "an integer between 1 and 256"},
     {NULL, "redirect_allowed_hosts", V_HOSTS, 0, 0, 0, NULL, 0, F_INT, NULL},
+    {NULL, "description", V_TEXT, 0, 0, 0, NULL, FIELD(description, F_INT), NULL},
+    {NULL, "description_metadata", V_BOOL, 0, 0, 0, NULL, FIELD(description_metadata, F_INT),
+     "true or false"},
     /* LiteLLM's host-level key_management_settings */
     {NULL, "store_virtual_keys", V_IGNORED, 0, 0, 0, NULL, 0, F_INT, NULL},
     {NULL, "prefix_for_stored_virtual_keys", V_IGNORED, 0, 0, 0, NULL, 0, F_INT, NULL},
@@ -617,6 +622,23 @@ static int parse_value(const setting_row *r, const char *t, int64_t *out) {
 static kms_status apply_row(vault_config *cfg, const setting_row *r, const char *name,
                             const char *v, kms_error *err) {
   if (r->kind == V_IGNORED) return KMS_OK;
+  if (r->kind == V_TEXT) {
+    char **f = (char **)(void *)((char *)cfg + r->off);
+    free(*f);
+    *f = NULL;
+    char *t = dup_trim(v);
+    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+    size_t n = strlen(t);
+    if (!kv2_utf8_valid((const unsigned char *)t, n) || n > KV2_DESCRIPTION_MAX) {
+      free(t);
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           "setting '%s' must be valid UTF-8 text of at most %d bytes", name,
+                           KV2_DESCRIPTION_MAX);
+    }
+    if (*t) *f = t;
+    else free(t); /* blank: unset */
+    return KMS_OK;
+  }
   if (r->kind == V_HOSTS) {
     for (size_t i = 0; i < cfg->n_redirect_allowed_hosts; i++)
       free(cfg->redirect_allowed_hosts[i]);
@@ -693,6 +715,7 @@ void vault_config_free(vault_config *cfg) {
   free(cfg->no_proxy);
   for (size_t i = 0; i < cfg->n_redirect_allowed_hosts; i++) free(cfg->redirect_allowed_hosts[i]);
   free(cfg->redirect_allowed_hosts);
+  free(cfg->description);
   memset(cfg, 0, sizeof *cfg);
 }
 

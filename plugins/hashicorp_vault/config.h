@@ -121,6 +121,8 @@ typedef struct vault_config {
   vault_access_mode access_mode;
   vault_delete_mode delete_mode;
   int background_refresh; /* setting background_refresh: refresher.c re-reads before expiry */
+  char *description;      /* setting description: written next to `key` (LiteLLM's); NULL if unset */
+  int description_metadata; /* setting description_metadata: also POST custom_metadata */
   char **redirect_allowed_hosts; /* "host:port", lower-case; NULL-terminated */
   size_t n_redirect_allowed_hosts;
 } vault_config;

@@ -4,7 +4,8 @@
  * What lives here: the instance (config + http + auth + cache + URL layout),
  * the access_mode gate (checked before any request), and the glue of each
  * slot: read = cache(single-flight, stale-if-error) -> GET data/;
- * write = POST data/ (+ POST metadata/ for a description) -> cache update;
+ * write = POST data/ (a description inside the data, as LiteLLM; + POST
+ *   metadata/ with description_metadata) -> cache update;
  * delete = DELETE data/ (soft) or metadata/ (destroy) -> cache invalidation;
  * refresh = credentials + re-read of every cached secret; the optional
  * background refresher (refresher.c, setting background_refresh) re-reads
@@ -246,7 +247,7 @@ static kms_status write_secret(kms_instance *in, const char *name, const char *v
   if (in->cfg.access_mode == VAULT_ACCESS_READ_ONLY) return write_denied("writes", err);
   int cas = 0;
   uint64_t cas_version = 0;
-  const char *description = NULL;
+  const char *description = in->cfg.description; /* the setting, unless the write gives one */
   if (opt) {
     if (KMS_FIELD_PRESENT(opt, kms_write_options, flags) && (opt->flags & KMS_WRITE_CAS) &&
         KMS_FIELD_PRESENT(opt, kms_write_options, cas_version)) {
@@ -262,7 +263,8 @@ static kms_status write_secret(kms_instance *in, const char *name, const char *v
   kms_status st = kv2_url(&in->layout, KV2_DATA, name, &url, err);
   if (st != KMS_OK) return st;
   const char *path = vault_url_path(in->cfg.addr, url);
-  if ((st = kv2_write_body(value, len, cas, cas_version, &body, &body_len, err)) != KMS_OK) {
+  if ((st = kv2_write_body_desc(value, len, description, cas, cas_version, &body, &body_len,
+                                err)) != KMS_OK) {
     free(url);
     return st;
   }
@@ -284,7 +286,7 @@ static kms_status write_secret(kms_instance *in, const char *name, const char *v
   }
   if (st != KMS_OK) vault_cache_invalidate(in->cache, url); /* state unknown */
 
-  if (st == KMS_OK && description) {
+  if (st == KMS_OK && description && in->cfg.description_metadata) {
     char *murl = NULL;
     if ((st = kv2_url(&in->layout, KV2_METADATA, name, &murl, err)) == KMS_OK &&
         (st = kv2_metadata_body(description, &body, &body_len, err)) == KMS_OK) {

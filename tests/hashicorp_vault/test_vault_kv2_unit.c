@@ -477,6 +477,42 @@ static void test_cacert_without_certificate(void **state) {
   unlink(path);
 }
 
+/* Issue 10 item 12: a description goes inside the data, next to key (LiteLLM's layout). */
+static void test_description_in_data(void **state) {
+  char *b;
+  size_t n;
+  kms_error err;
+  assert_int_equal(kv2_write_body_desc("v", 1, "Virtual key \"a\" \xc3\xa9", 1, 3, &b, &n, &err),
+                   KMS_OK);
+  assert_string_equal(b, "{\"data\":{\"key\":\"v\",\"description\":\"Virtual key \\\"a\\\" \xc3\xa9\"},"
+                         "\"options\":{\"cas\":3}}");
+  kv2_free_body(b, n);
+  assert_int_equal(kv2_write_body_desc("v", 1, "\xff", 0, 0, &b, &n, &err), KMS_INVALID_ARGUMENT);
+  assert_non_null(strstr(err.message, "description is not valid UTF-8"));
+  char big[KV2_DESCRIPTION_MAX + 2];
+  memset(big, 'd', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  assert_int_equal(kv2_write_body_desc("v", 1, big, 0, 0, &b, &n, &err), KMS_INVALID_ARGUMENT);
+  /* the setting: trimmed, blank = unset, checked at create */
+  vault_config c;
+  envt e = {{"HCP_VAULT_TOKEN", "t", NULL}};
+  kms_setting s[] = {{"description", "  stored by LiteLLM "}, {"description_metadata", "true"}};
+  assert_int_equal(load(&e, s, 2, &c, &err), KMS_OK);
+  assert_string_equal(c.description, "stored by LiteLLM");
+  assert_int_equal(c.description_metadata, 1);
+  vault_config_free(&c);
+  kms_setting blank = {"description", "  "};
+  assert_int_equal(load(&e, &blank, 1, &c, &err), KMS_OK);
+  assert_null(c.description);
+  assert_int_equal(c.description_metadata, 0);
+  vault_config_free(&c);
+  kms_setting bad = {"description", "\xc3"};
+  assert_int_equal(load(&e, &bad, 1, &c, &err), KMS_INVALID_ARGUMENT);
+  assert_non_null(strstr(err.message, "setting 'description' must be valid UTF-8"));
+  kms_setting bad2 = {"description", big};
+  assert_int_equal(load(&e, &bad2, 1, &c, &err), KMS_INVALID_ARGUMENT);
+}
+
 /* Issue 10 item 10: LiteLLM's SSL_VERIFY / SSL_CERT_FILE, after the VAULT_* ones. */
 static void test_litellm_tls_variables(void **state) {
   vault_config c;
@@ -589,6 +625,7 @@ int main(void) {
     cmocka_unit_test(test_parse_read_refuses_nul_and_bad_utf8),
     cmocka_unit_test(test_cacert_without_certificate),
     cmocka_unit_test(test_litellm_tls_variables),
+    cmocka_unit_test(test_description_in_data),
     cmocka_unit_test(test_numeric_overflow),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

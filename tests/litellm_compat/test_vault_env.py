@@ -260,3 +260,48 @@ def test_bad_ssl_variables_are_config_errors(tmp_path, vault, extra, needle):
     p = secret_get(tmp_path, tls_env(vault, **extra), check=EXIT_CONFIG)
     assert needle in p.stderr
     assert all_requests(vault) == []
+
+
+# --- item 12: the description inside the KV data, as LiteLLM writes it ---------------
+
+DESCRIBED = """\
+    general_settings:
+      key_management_system: hashicorp_vault
+      key_management_settings:
+        store_virtual_keys: true
+        access_mode: read_and_write
+        description: "Virtual key stored by LiteLLM"
+    """
+
+
+def test_description_setting_is_written_next_to_key(tmp_path, vault):
+    vault.clear_log()
+    h = Host(tmp_path, DESCRIBED, env=vault.env())
+    p = h.run("key", "generate", "--alias", "team-a/gw", check=EXIT_OK)
+    key = next(w for w in p.stdout.split() if w.startswith("sk-"))
+    assert "ignoring unknown setting 'description'" not in p.stderr
+    # exactly LiteLLM's body, and no custom_metadata request (LiteLLM makes none)
+    assert vault.kv_requests() == [
+        ("POST", "/v1/secret/data/litellm/team-a/gw",
+         {"data": {"key": key, "description": "Virtual key stored by LiteLLM"}})]
+    assert [r for r in all_requests(vault) if "/metadata/" in r[1]] == []
+    assert vault.read("litellm/team-a/gw") == {"key": key,
+                                               "description": "Virtual key stored by LiteLLM"}
+
+
+def test_description_metadata_setting_also_posts_custom_metadata(tmp_path, vault):
+    vault.clear_log()
+    h = Host(tmp_path, DESCRIBED.rstrip(" ") + "        description_metadata: true\n",
+             env=vault.env())
+    h.run("key", "generate", "--alias", "k2", check=EXIT_OK)
+    reqs = vault.kv_requests()
+    assert [(m, p) for m, p, _ in reqs] == [("POST", "/v1/secret/data/litellm/k2"),
+                                            ("POST", "/v1/secret/metadata/litellm/k2")]
+    assert reqs[1][2] == {"custom_metadata": {"description": "Virtual key stored by LiteLLM"}}
+
+
+def test_value_written_by_litellm_with_description_reads_back(tmp_path, vault):
+    """What LiteLLM's async_write_secret stores with a description."""
+    vault.write("OPENAI_API_KEY", {"key": KEY, "description": "written by LiteLLM"})
+    p = secret_get(tmp_path, vault.env())
+    assert p.stdout.strip() == KEY
