@@ -6,7 +6,7 @@
 #include "config.h"
 
 #include "common.h"
-#include "kms_loader.h"
+#include "kms_plugin_util.h"
 #include "kv2.h"
 
 #include <ctype.h>

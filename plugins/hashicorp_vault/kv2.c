@@ -4,7 +4,7 @@
 #include "kv2.h"
 
 #include "common.h"
-#include "kms_loader.h"
+#include "kms_plugin_util.h"
 
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>

@@ -27,7 +27,7 @@
 #include "common.h"
 #include "config.h"
 #include "http.h"
-#include "kms_loader.h"
+#include "kms_plugin_util.h"
 #include "kv2.h"
 #include "logging.h"
 #include "refresher.h"
@@ -226,16 +226,6 @@ static kms_status vp_read(kms_instance *in, const char *name, kms_secret **out, 
   return boundary(read_secret(in, name, out, err), err);
 }
 
-static void vp_free_secret(kms_secret *s) {
-  if (!s) return;
-  if (s->value) {
-    OPENSSL_cleanse((void *)s->value, s->length);
-    free((void *)s->value);
-  }
-  OPENSSL_cleanse(s, sizeof *s);
-  free(s);
-}
-
 static kms_status write_denied(const char *what, kms_error *err) {
   return kms_error_set(err, KMS_PERMISSION_DENIED, 0,
                        "access_mode is read_only: %s are refused (set access_mode to "
@@ -388,7 +378,7 @@ static const kms_plugin vault_plugin = {
   .write_secret = vp_write,
   .delete_secret = vp_delete,
   .refresh = vp_refresh,
-  .free_secret = vp_free_secret,
+  .free_secret = kms_secret_free,
 };
 
 KMS_PLUGIN_EXPORT const kms_plugin *kms_plugin_entry(uint32_t host_major, uint32_t host_minor);

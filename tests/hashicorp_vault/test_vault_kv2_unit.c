@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "config.h"
-#include "kms_loader.h"
+#include "kms_plugin_util.h"
 #include "common.h"
 #include "kv2.h"
 
