@@ -23,7 +23,7 @@
 #include "auth.h"
 
 #include "common.h"
-#include "kms_loader.h"
+#include "kms_plugin_util.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

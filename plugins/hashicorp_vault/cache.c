@@ -17,7 +17,7 @@
  */
 #include "cache.h"
 
-#include "kms_loader.h"
+#include "kms_plugin_util.h"
 
 #include <openssl/crypto.h>
 #include <pthread.h>

@@ -3,6 +3,8 @@
  */
 #include "common.h"
 
+#include "kms_plugin_util.h"
+
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,7 +62,7 @@ int64_t vault_rng_jitter(vault_rng *r, int64_t d) {
 
 void vault_wipe_free(char *s) {
   if (!s) return;
-  OPENSSL_cleanse(s, strlen(s));
+  kms_wipe(s, strlen(s));
   free(s);
 }
 

@@ -45,7 +45,7 @@ uint64_t vault_rng_next(vault_rng *r);
 /* Uniform in [d/2, d] (d >= 0): the jitter of every backoff. */
 int64_t vault_rng_jitter(vault_rng *r, int64_t d);
 
-/* Wipe (OPENSSL_cleanse) a NUL-terminated string, then free it. NULL ok. */
+/* Wipe (kms_wipe) a NUL-terminated string, then free it. NULL ok. */
 void vault_wipe_free(char *s);
 
 /* Wipe every string (values and keys) of a parsed tree, then delete it.

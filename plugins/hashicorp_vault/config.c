@@ -6,7 +6,8 @@
 #include "config.h"
 
 #include "common.h"
-#include "kms_loader.h"
+#include "kms_plugin_util.h"
+#include "kv2.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -26,6 +27,7 @@
 
 typedef struct env_ctx {
   const kms_host *host;
+  const char *family; /* "HCP_VAULT_", "VAULT_" or "BAO_": see pick_family() */
 } env_ctx;
 
 static const char *env_raw(const env_ctx *e, const char *name) {
@@ -48,6 +50,71 @@ static const char *env_first(const env_ctx *e, const char *const *names, const c
   }
   *which = names[0];
   return NULL;
+}
+
+/*
+ * The variables that say where secrets are read and as whom, named in each
+ * family as {family}{suffix}. One family is used for all of them (issue 10
+ * item 9): mixing LiteLLM's HCP_VAULT_ADDR with a VAULT_NAMESPACE exported for
+ * the Vault CLI would read secrets from another place than LiteLLM does.
+ */
+static const char *const FAMILY_SUFFIXES[] = {"ADDR", "TOKEN", "NAMESPACE", "CLIENT_CERT",
+                                              "CLIENT_KEY", NULL};
+/* LiteLLM-only names: any of them set also selects the HCP_VAULT_ family. */
+static const char *const HCP_ONLY[] = {
+    "HCP_VAULT_SECRET_NAMESPACE", "HCP_VAULT_LOGIN_NAMESPACE", "HCP_VAULT_MOUNT_NAME",
+    "HCP_VAULT_PATH_PREFIX",      "HCP_VAULT_CERT_ROLE",       "HCP_VAULT_APPROLE_ROLE_ID",
+    "HCP_VAULT_APPROLE_SECRET_ID", "HCP_VAULT_APPROLE_MOUNT_PATH", "HCP_VAULT_REFRESH_INTERVAL",
+    NULL};
+static const char *const FAMILIES[] = {"HCP_VAULT_", "VAULT_", "BAO_", NULL};
+
+/* {family}{suffix} into buf (always fits: the longest is 22 bytes). */
+static const char *fam_name(const char *family, const char *suffix, char buf[32]) {
+  snprintf(buf, 32, "%s%s", family, suffix);
+  return buf;
+}
+
+static int env_set(const env_ctx *e, const char *name) {
+  const char *which;
+  return env_first(e, (const char *const[]){name, NULL}, &which) != NULL;
+}
+
+static int family_set(const env_ctx *e, const char *family) {
+  char buf[32];
+  for (size_t i = 0; FAMILY_SUFFIXES[i]; i++)
+    if (env_set(e, fam_name(family, FAMILY_SUFFIXES[i], buf))) return 1;
+  if (strcmp(family, "HCP_VAULT_") == 0)
+    for (size_t i = 0; HCP_ONLY[i]; i++)
+      if (env_set(e, HCP_ONLY[i])) return 1;
+  return 0;
+}
+
+/* HCP_VAULT_ when any HCP_VAULT_* variable is set (LiteLLM reads only
+ * those), else VAULT_ when any of its family is set, else BAO_; nothing set:
+ * HCP_VAULT_ (the defaults). Logs once which family is used and which set
+ * variables of the others are ignored (names only). */
+static void pick_family(env_ctx *e, const vault_logger *lg) {
+  e->family = FAMILIES[0];
+  for (size_t f = 0; FAMILIES[f]; f++)
+    if (family_set(e, FAMILIES[f])) {
+      e->family = FAMILIES[f];
+      break;
+    }
+  char ignored[256] = "";
+  size_t used = 0;
+  for (size_t f = 0; FAMILIES[f]; f++) {
+    if (FAMILIES[f] == e->family) continue;
+    for (size_t i = 0; FAMILY_SUFFIXES[i]; i++) {
+      char buf[32];
+      if (!env_set(e, fam_name(FAMILIES[f], FAMILY_SUFFIXES[i], buf))) continue;
+      int w = snprintf(ignored + used, sizeof ignored - used, "%s%s", used ? ", " : "", buf);
+      if (w > 0 && (size_t)w < sizeof ignored - used) used += (size_t)w;
+    }
+  }
+  vault_logf(lg, KMS_LOG_INFO, "address, token, namespace and client certificate come from the "
+             "%s* variables%s%s%s", e->family,
+             e->family == FAMILIES[0] ? " (LiteLLM's)" : " (no HCP_VAULT_* variable is set)",
+             used ? "; ignored: " : "", ignored);
 }
 
 /* Copy of s without leading/trailing whitespace. */
@@ -173,6 +240,18 @@ static int has_certificate(const char *path) {
   return x != NULL;
 }
 
+/* A CA bundle named by `var`: a readable file holding a certificate. */
+static kms_status check_ca_file(const char *var, const char *path, kms_error *err) {
+  if (!file_readable(path, 0))
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         "%s=%s is not a readable file; point it at the PEM CA bundle", var, path);
+  if (!has_certificate(path))
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         "%s=%s holds no PEM certificate, so no server could be trusted; point "
+                         "it at the PEM CA bundle", var, path);
+  return KMS_OK;
+}
+
 /* Check that the client certificate and key load, match and are in date.
  * Reports the file at fault. */
 static kms_status check_client_cert(const char *cert_var, const char *cert, const char *key_var,
@@ -226,9 +305,39 @@ out:
   return st;
 }
 
-/* Validate and normalise the Vault address: http(s)://host[:port], no
- * credentials, path, query or fragment. */
-static kms_status norm_addr(const char *var, const char *in, char **out, kms_error *err) {
+/* A path prefix of the address (LiteLLM appends /v1/... to whatever
+ * HCP_VAULT_ADDR holds, so a gateway in front of Vault at /vault works):
+ * '/'-separated segments, none empty, "." or ".." (also percent-encoded:
+ * libcurl or the gateway would resolve them), no control characters.
+ * 0 if usable. */
+static int addr_path_ok(const char *path) {
+  const char *seg = path + 1; /* path starts with '/' */
+  for (const char *p = seg;; p++) {
+    if ((unsigned char)*p < 0x20 && *p) return 0;
+    if (*p == 0x7f) return 0;
+    if (*p != '/' && *p) continue;
+    size_t len = (size_t)(p - seg), dots = 0;
+    for (size_t i = 0; i < len; i++) {
+      if (seg[i] == '.') dots++;
+      else if (seg[i] == '%' && i + 2 < len && seg[i + 1] == '2' &&
+               (seg[i + 2] == 'e' || seg[i + 2] == 'E'))
+        dots++, i += 2;
+      else {
+        dots = 3; /* an ordinary character: not a dot segment */
+        break;
+      }
+    }
+    if (len == 0 || dots == 1 || dots == 2) return 0;
+    if (!*p) return 1;
+    seg = p + 1;
+  }
+}
+
+/* Validate and normalise the Vault address: http(s)://host[:port][/prefix],
+ * no credentials, query or fragment; trailing '/' removed. Requests go to
+ * {addr}/v1/..., as in LiteLLM's client. */
+static kms_status norm_addr(const char *var, const char *in, char **out, const vault_logger *lg,
+                            kms_error *err) {
   *out = NULL;
   char *s = dup_trim(in);
   if (!s) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
@@ -236,7 +345,7 @@ static kms_status norm_addr(const char *var, const char *in, char **out, kms_err
   while (n && s[n - 1] == '/') s[--n] = '\0';
   kms_status st = KMS_OK;
   CURLU *u = curl_url();
-  char *host = NULL, *user = NULL, *path = NULL, *query = NULL, *frag = NULL;
+  char *host = NULL, *user = NULL, *query = NULL, *frag = NULL;
   if (!u) {
     free(s);
     return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
@@ -247,34 +356,46 @@ static kms_status norm_addr(const char *var, const char *in, char **out, kms_err
                        "https://vault.example.com:8200", var, s);
     goto out;
   }
+  /* The path is checked on the text as written: libcurl would silently
+   * resolve "/a/../b". */
+  const char *path = strchr(s + (s[4] == 's' ? 8 : 7), '/');
   if (curl_url_set(u, CURLUPART_URL, s, 0) != CURLUE_OK ||
       curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !*host) {
     st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                        "%s is not a valid URL (got '%.80s'), e.g. https://vault.example.com:8200",
-                       var, s);
+                       var, strchr(s, '@') ? "(not shown: it has a '@')" : s);
     goto out;
   }
   curl_url_get(u, CURLUPART_USER, &user, 0);
-  curl_url_get(u, CURLUPART_PATH, &path, 0);
   curl_url_get(u, CURLUPART_QUERY, &query, 0);
   curl_url_get(u, CURLUPART_FRAGMENT, &frag, 0);
-  if (user) {
+  if (user) { /* first: the later messages quote the address */
     st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                        "%s must not contain credentials (user@); use HCP_VAULT_TOKEN", var);
     goto out;
   }
-  if ((path && strcmp(path, "/") != 0 && *path) || query || frag) {
+  if (query || frag || strpbrk(s, "?#")) {
     st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                       "%s must be scheme://host[:port] only, without a path such as /v1 "
-                       "(got '%.80s')", var, s);
+                       "%s must not have a query (?) or fragment (#): use "
+                       "scheme://host[:port][/path] (got '%.80s')", var, s);
     goto out;
   }
+  if (path && !addr_path_ok(path)) {
+    st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                       "%s has a bad path prefix (got '%.80s'): use '/'-separated segments "
+                       "without empty, '.' or '..' segments or control characters, e.g. "
+                       "https://gw.example.com/vault", var, s);
+    goto out;
+  }
+  if (path && n >= 3 && strcmp(s + n - 3, "/v1") == 0)
+    vault_logf(lg, KMS_LOG_WARN,
+               "%s ends in /v1: requests go to %.80s/v1/... (as LiteLLM's client does); drop the "
+               "/v1 if it is Vault's API root", var, s);
   *out = s;
   s = NULL;
 out:
   curl_free(host);
   curl_free(user);
-  curl_free(path);
   curl_free(query);
   curl_free(frag);
   curl_url_cleanup(u);
@@ -391,6 +512,7 @@ typedef enum value_kind {
   V_BOOL,     /* Go booleans */
   V_ENUM,     /* one of choices[] -> its index */
   V_HOSTS,    /* redirect_allowed_hosts */
+  V_TEXT,     /* free text (UTF-8, at most KV2_DESCRIPTION_MAX bytes) -> char * field */
   V_IGNORED   /* host-level key_management_settings: accepted, not ours */
 } value_kind;
 
@@ -446,6 +568,9 @@ static const setting_row ROWS[] = {
     {NULL, "max_idle_connections", V_INT, 1, 256, 0, NULL, FIELD(max_idle_connections, F_UINT),
      "an integer between 1 and 256"},
     {NULL, "redirect_allowed_hosts", V_HOSTS, 0, 0, 0, NULL, 0, F_INT, NULL},
+    {NULL, "description", V_TEXT, 0, 0, 0, NULL, FIELD(description, F_INT), NULL},
+    {NULL, "description_metadata", V_BOOL, 0, 0, 0, NULL, FIELD(description_metadata, F_INT),
+     "true or false"},
     /* LiteLLM's host-level key_management_settings */
     {NULL, "store_virtual_keys", V_IGNORED, 0, 0, 0, NULL, 0, F_INT, NULL},
     {NULL, "prefix_for_stored_virtual_keys", V_IGNORED, 0, 0, 0, NULL, 0, F_INT, NULL},
@@ -497,6 +622,23 @@ static int parse_value(const setting_row *r, const char *t, int64_t *out) {
 static kms_status apply_row(vault_config *cfg, const setting_row *r, const char *name,
                             const char *v, kms_error *err) {
   if (r->kind == V_IGNORED) return KMS_OK;
+  if (r->kind == V_TEXT) {
+    char **f = (char **)(void *)((char *)cfg + r->off);
+    free(*f);
+    *f = NULL;
+    char *t = dup_trim(v);
+    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+    size_t n = strlen(t);
+    if (!kv2_utf8_valid((const unsigned char *)t, n) || n > KV2_DESCRIPTION_MAX) {
+      free(t);
+      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                           "setting '%s' must be valid UTF-8 text of at most %d bytes", name,
+                           KV2_DESCRIPTION_MAX);
+    }
+    if (*t) *f = t;
+    else free(t); /* blank: unset */
+    return KMS_OK;
+  }
   if (r->kind == V_HOSTS) {
     for (size_t i = 0; i < cfg->n_redirect_allowed_hosts; i++)
       free(cfg->redirect_allowed_hosts[i]);
@@ -573,6 +715,7 @@ void vault_config_free(vault_config *cfg) {
   free(cfg->no_proxy);
   for (size_t i = 0; i < cfg->n_redirect_allowed_hosts; i++) free(cfg->redirect_allowed_hosts[i]);
   free(cfg->redirect_allowed_hosts);
+  free(cfg->description);
   memset(cfg, 0, sizeof *cfg);
 }
 
@@ -646,24 +789,28 @@ static kms_status choose_auth(vault_config *cfg, kms_error *err) {
   else
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                          "no Vault credentials: set HCP_VAULT_TOKEN (or VAULT_TOKEN), or "
-                         "HCP_VAULT_CLIENT_CERT+KEY, or HCP_VAULT_APPROLE_ROLE_ID+SECRET_ID");
+                         "HCP_VAULT_CLIENT_CERT+KEY, or HCP_VAULT_APPROLE_ROLE_ID+SECRET_ID "
+                         "(VAULT_* and BAO_* are read only when no HCP_VAULT_* variable is "
+                         "set)");
   return KMS_OK;
 }
 
 /* Where: address, namespaces, mount, prefix. */
-static kms_status load_where(vault_config *cfg, const env_ctx *e, kms_error *err) {
+static kms_status load_where(vault_config *cfg, const env_ctx *e, const vault_logger *lg,
+                             kms_error *err) {
   kms_status st;
   const char *which, *v;
   /* Address. */
-  v = env_first(e, NAMES("HCP_VAULT_ADDR", "VAULT_ADDR", "BAO_ADDR"), &which);
-  if ((st = norm_addr(v ? which : "HCP_VAULT_ADDR", v ? v : VAULT_DEFAULT_ADDR, &cfg->addr,
-                      err)) != KMS_OK)
+  char fb[32];
+  v = env_first(e, NAMES(fam_name(e->family, "ADDR", fb)), &which);
+  if ((st = norm_addr(which, v ? v : VAULT_DEFAULT_ADDR, &cfg->addr,
+                      lg, err)) != KMS_OK)
     return st;
 
   /* Namespaces: the secret namespace goes into KV paths, the login namespace
    * into X-Vault-Namespace of login requests; both default to the general one. */
   char *general_ns = NULL;
-  if ((st = take_path(e, NAMES("HCP_VAULT_NAMESPACE", "VAULT_NAMESPACE", "BAO_NAMESPACE"),
+  if ((st = take_path(e, NAMES(fam_name(e->family, "NAMESPACE", fb)),
                       &general_ns, "namespace", err)) != KMS_OK)
     return st;
   st = take_path(e, NAMES("HCP_VAULT_SECRET_NAMESPACE"), &cfg->secret_namespace, "namespace", err);
@@ -695,7 +842,8 @@ static kms_status load_credentials(vault_config *cfg, const env_ctx *e, kms_erro
   const char *which;
   /* Credentials. */
   const char *token_var, *cert_var, *key_var, *role_var, *sid_var;
-  if ((st = take_str(e, NAMES("HCP_VAULT_TOKEN", "VAULT_TOKEN", "BAO_TOKEN"), &cfg->token,
+  char fb[32];
+  if ((st = take_str(e, NAMES(fam_name(e->family, "TOKEN", fb)), &cfg->token,
                      &token_var, err)) != KMS_OK)
     return st;
   if (cfg->token) {
@@ -705,9 +853,10 @@ static kms_status load_credentials(vault_config *cfg, const env_ctx *e, kms_erro
                              "%s contains spaces or control characters; paste the token "
                              "exactly", token_var);
   }
-  if ((st = take_str(e, NAMES("HCP_VAULT_CLIENT_CERT", "VAULT_CLIENT_CERT", "BAO_CLIENT_CERT"),
+  char fb2[32], fb3[32];
+  if ((st = take_str(e, NAMES(fam_name(e->family, "CLIENT_CERT", fb2)),
                      &cfg->client_cert, &cert_var, err)) != KMS_OK ||
-      (st = take_str(e, NAMES("HCP_VAULT_CLIENT_KEY", "VAULT_CLIENT_KEY", "BAO_CLIENT_KEY"),
+      (st = take_str(e, NAMES(fam_name(e->family, "CLIENT_KEY", fb3)),
                      &cfg->client_key, &key_var, err)) != KMS_OK ||
       (st = take_str(e, NAMES("HCP_VAULT_CERT_ROLE"), &cfg->cert_role, &which, err)) != KMS_OK ||
       (st = take_str(e, NAMES("HCP_VAULT_APPROLE_ROLE_ID"), &cfg->approle_role_id, &role_var,
@@ -741,14 +890,7 @@ static kms_status load_tls(vault_config *cfg, const env_ctx *e, kms_error *err) 
   /* TLS. */
   if ((st = take_str(e, NAMES("VAULT_CACERT", "BAO_CACERT"), &cfg->ca_file, &which, err)) != KMS_OK)
     return st;
-  if (cfg->ca_file && !file_readable(cfg->ca_file, 0))
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         "%s=%s is not a readable file; point it at the PEM CA bundle", which,
-                         cfg->ca_file);
-  if (cfg->ca_file && !has_certificate(cfg->ca_file))
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         "%s=%s holds no PEM certificate, so no server could be trusted; point "
-                         "it at the PEM CA bundle", which, cfg->ca_file);
+  if (cfg->ca_file && (st = check_ca_file(which, cfg->ca_file, err)) != KMS_OK) return st;
   if ((st = take_str(e, NAMES("VAULT_CAPATH", "BAO_CAPATH"), &cfg->ca_path, &which, err)) != KMS_OK)
     return st;
   if (cfg->ca_path && !file_readable(cfg->ca_path, 1))
@@ -768,6 +910,57 @@ static kms_status load_tls(vault_config *cfg, const env_ctx *e, kms_error *err) 
   return KMS_OK;
 }
 
+/*
+ * LiteLLM's global TLS settings, which its Vault client uses (get_ssl_verify
+ * in LiteLLM): SSL_VERIFY is the path of an existing CA bundle, or a boolean
+ * (true/false in any case, as LiteLLM's str_to_bool; also 1/0); with
+ * verification on, SSL_CERT_FILE is the CA bundle. Both come AFTER the
+ * VAULT_* ones: VAULT_SKIP_VERIFY (set either way) decides verification,
+ * VAULT_CACERT / VAULT_CAPATH the trust. SSL_VERIFY is always checked;
+ * SSL_CERT_FILE only when it is used (a bad one is an error where LiteLLM
+ * silently ignores a missing file).
+ */
+static kms_status load_litellm_tls(vault_config *cfg, const env_ctx *e, kms_error *err) {
+  const char *which;
+  const char *sv = env_first(e, NAMES("SSL_VERIFY"), &which);
+  int skip_set = env_first(e, NAMES("VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY"), &which) != NULL;
+  int verify = 1;
+  char *sv_path = NULL;
+  if (sv) {
+    char *t = dup_trim(sv);
+    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+    if (strcasecmp(t, "true") == 0 || strcmp(t, "1") == 0) verify = 1;
+    else if (strcasecmp(t, "false") == 0 || strcmp(t, "0") == 0) verify = 0;
+    else if (access(t, F_OK) == 0) sv_path = t, t = NULL;
+    else {
+      kms_status st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                                    "SSL_VERIFY must be true, false or the path of a PEM CA "
+                                    "bundle file (got '%.80s', which is neither)", t);
+      free(t);
+      return st;
+    }
+    free(t);
+  }
+  kms_status st = KMS_OK;
+  if (!skip_set && !verify) {
+    cfg->skip_verify = 1;
+    cfg->skip_verify_var = "SSL_VERIFY";
+  }
+  if (cfg->ca_file || cfg->ca_path || cfg->skip_verify) {
+    free(sv_path);
+    return KMS_OK;
+  }
+  if (sv_path) {
+    if ((st = check_ca_file("SSL_VERIFY", sv_path, err)) == KMS_OK) cfg->ca_file = sv_path;
+    else free(sv_path);
+    return st;
+  }
+  if ((st = take_str(e, NAMES("SSL_CERT_FILE"), &cfg->ca_file, &which, err)) != KMS_OK ||
+      !cfg->ca_file)
+    return st;
+  return check_ca_file("SSL_CERT_FILE", cfg->ca_file, err);
+}
+
 static void set_defaults(vault_config *cfg) {
   cfg->refresh_interval_s = VAULT_DEFAULT_REFRESH_S;
   cfg->timeout_ms = VAULT_DEFAULT_TIMEOUT_MS;
@@ -781,14 +974,16 @@ static void set_defaults(vault_config *cfg) {
   cfg->delete_mode = VAULT_DELETE_SOFT;
 }
 
-static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *settings,
+static kms_status load(vault_config *cfg, env_ctx *e, const kms_setting *settings,
                        size_t n_settings, const vault_logger *lg, kms_error *err) {
   kms_status st;
   set_defaults(cfg);
-  if ((st = load_where(cfg, e, err)) != KMS_OK || (st = load_credentials(cfg, e, err)) != KMS_OK ||
+  pick_family(e, lg);
+  if ((st = load_where(cfg, e, lg, err)) != KMS_OK || (st = load_credentials(cfg, e, err)) != KMS_OK ||
       (st = load_tls(cfg, e, err)) != KMS_OK || (st = load_proxies(cfg, e, err)) != KMS_OK ||
-      (st = load_table_env(cfg, e, err)) != KMS_OK)
+      (st = load_table_env(cfg, e, err)) != KMS_OK || (st = load_litellm_tls(cfg, e, err)) != KMS_OK)
     return st;
+  if (cfg->skip_verify && !cfg->skip_verify_var) cfg->skip_verify_var = "VAULT_SKIP_VERIFY";
 
   /* Settings. */
   for (size_t i = 0; i < n_settings; i++) {
@@ -802,15 +997,16 @@ static kms_status load(vault_config *cfg, const env_ctx *e, const kms_setting *s
 
   if (cfg->skip_verify && strncmp(cfg->addr, "https://", 8) == 0)
     vault_logf(lg, KMS_LOG_WARN,
-               "VAULT_SKIP_VERIFY is set: the Vault server's TLS certificate is NOT verified, "
-               "so anyone on the network path can impersonate it; use VAULT_CACERT instead");
+               "%s turns TLS verification off: the Vault server's TLS certificate is NOT "
+               "verified, so anyone on the network path can impersonate it; use VAULT_CACERT "
+               "(or SSL_CERT_FILE) instead", cfg->skip_verify_var);
   return KMS_OK;
 }
 
 kms_status vault_config_load(vault_config *cfg, const kms_host *host, const kms_setting *settings,
                              size_t n_settings, const vault_logger *lg, kms_error *err) {
   memset(cfg, 0, sizeof *cfg);
-  env_ctx e = {host};
+  env_ctx e = {host, NULL};
   kms_status st = load(cfg, &e, settings, n_settings, lg, err);
   if (st != KMS_OK) vault_config_free(cfg);
   return st;

@@ -6,9 +6,12 @@
  * Every error names the variable or setting and says how to fix it; nothing
  * here ever prints a token or a secret id.
  *
- * Sources, in order of precedence for each value:
- *   HCP_VAULT_* (LiteLLM's names), then VAULT_*, then BAO_* (OpenBao), then
- *   the documented default. The environment is read through host->getenv
+ * Sources: address, token, namespace and client certificate/key come from
+ *   ONE family: HCP_VAULT_* (LiteLLM's names) when any HCP_VAULT_* variable
+ *   is set, else VAULT_* when any of those five is set, else BAO_* (OpenBao);
+ *   then the documented default. Logged once (INFO) at load. Variables with no
+ *   HCP_VAULT_* name (TLS, timeouts, retries, proxies) are read in every
+ *   family: VAULT_* first, then BAO_*. The environment is read through host->getenv
  *   when the host provides one, else the process environment.
  * The full table is in README.md next to this file.
  *
@@ -71,7 +74,8 @@ typedef enum vault_auth_request {
 
 typedef struct vault_config {
   /* Where. addr has no trailing slash, scheme http or https, no user info,
-   * no path/query. Namespaces/mount/prefix have no leading/trailing '/' and
+   * query or fragment; it may end in a path prefix ("https://gw/vault"),
+   * before which every request's "/v1/..." goes (as in LiteLLM). Namespaces/mount/prefix have no leading/trailing '/' and
    * no empty, "." or ".." segment; NULL when unset. */
   char *addr;
   char *secret_namespace; /* path prefix of every KV request */
@@ -89,9 +93,13 @@ typedef struct vault_config {
   char *approle_secret_id; /* wiped on free */
   char *approle_mount;
 
-  /* TLS. */
+  /* TLS. ca_file: VAULT_CACERT / BAO_CACERT, else (no VAULT_CAPATH either)
+   * LiteLLM's SSL_VERIFY=<path>, else SSL_CERT_FILE. skip_verify:
+   * VAULT_SKIP_VERIFY / BAO_SKIP_VERIFY, else SSL_VERIFY=false;
+   * skip_verify_var names the variable that turned it on (a literal). */
   char *ca_file, *ca_path, *tls_server_name;
   int skip_verify;
+  const char *skip_verify_var;
 
   /* Proxies (proxy.h decides per request): the explicit proxy
    * (VAULT_PROXY_ADDR / VAULT_HTTP_PROXY / BAO_HTTP_PROXY), else the
@@ -113,6 +121,8 @@ typedef struct vault_config {
   vault_access_mode access_mode;
   vault_delete_mode delete_mode;
   int background_refresh; /* setting background_refresh: refresher.c re-reads before expiry */
+  char *description;      /* setting description: written next to `key` (LiteLLM's); NULL if unset */
+  int description_metadata; /* setting description_metadata: also POST custom_metadata */
   char **redirect_allowed_hosts; /* "host:port", lower-case; NULL-terminated */
   size_t n_redirect_allowed_hosts;
 } vault_config;

@@ -5,7 +5,7 @@
  */
 #include "http.h"
 
-#include "kms_loader.h"
+#include "kms_plugin_util.h"
 #include "proxy.h"
 
 #include <ctype.h>

@@ -4,7 +4,7 @@
 #include "kv2.h"
 
 #include "common.h"
-#include "kms_loader.h"
+#include "kms_plugin_util.h"
 
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
@@ -123,7 +123,7 @@ kms_status kv2_url(const kv2_layout *l, kv2_kind kind, const char *name, char **
 
 /* ---- bodies ------------------------------------------------------------ */
 
-static int utf8_valid(const unsigned char *s, size_t n) {
+int kv2_utf8_valid(const unsigned char *s, size_t n) {
   size_t i = 0;
   while (i < n) {
     unsigned char c = s[i];
@@ -172,13 +172,32 @@ static kms_status print_wiped(cJSON *root, size_t payload, char **body, size_t *
 
 kms_status kv2_write_body(const char *value, size_t len, int cas, uint64_t cas_version,
                           char **body, size_t *body_len, kms_error *err) {
+  return kv2_write_body_desc(value, len, NULL, cas, cas_version, body, body_len, err);
+}
+
+/* Checks of a description (the same wherever it is stored). */
+static kms_status check_description(const char *description, kms_error *err) {
+  size_t len = strlen(description);
+  if (!kv2_utf8_valid((const unsigned char *)description, len))
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "description is not valid UTF-8");
+  if (len > KV2_DESCRIPTION_MAX)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "description is %zu bytes; at most %d",
+                         len, KV2_DESCRIPTION_MAX);
+  return KMS_OK;
+}
+
+kms_status kv2_write_body_desc(const char *value, size_t len, const char *description, int cas,
+                               uint64_t cas_version, char **body, size_t *body_len,
+                               kms_error *err) {
   *body = NULL;
   *body_len = 0;
+  kms_status dst;
+  if (description && (dst = check_description(description, err)) != KMS_OK) return dst;
   if (memchr(value, '\0', len))
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                          "secret value contains a NUL byte; Vault KV stores text (encode binary "
                          "values, e.g. base64)");
-  if (!utf8_valid((const unsigned char *)value, len))
+  if (!kv2_utf8_valid((const unsigned char *)value, len))
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                          "secret value is not valid UTF-8; Vault KV stores text (encode binary "
                          "values, e.g. base64)");
@@ -202,12 +221,16 @@ kms_status kv2_write_body(const char *value, size_t len, int cas, uint64_t cas_v
   }
   cJSON_AddItemToObject(data, "key", str);
   cJSON_AddItemToObject(root, "data", data);
+  /* LiteLLM's layout: the description next to the value, inside the data */
+  if (description && !cJSON_AddStringToObject(data, "description", description))
+    st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   if (cas) {
     cJSON *opts = cJSON_AddObjectToObject(root, "options");
     if (!opts || !cJSON_AddNumberToObject(opts, "cas", (double)cas_version))
       st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   }
-  if (st == KMS_OK) st = print_wiped(root, len, body, body_len, err);
+  if (st == KMS_OK)
+    st = print_wiped(root, len + (description ? strlen(description) : 0), body, body_len, err);
   vault_json_wipe_delete(root);
   return st;
 }
@@ -217,11 +240,8 @@ kms_status kv2_metadata_body(const char *description, char **body, size_t *body_
   *body = NULL;
   *body_len = 0;
   size_t len = strlen(description);
-  if (!utf8_valid((const unsigned char *)description, len))
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "description is not valid UTF-8");
-  if (len > 4096)
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         "description is %zu bytes; at most 4096 fit in custom_metadata", len);
+  kms_status dst = check_description(description, err);
+  if (dst != KMS_OK) return dst;
   cJSON *root = cJSON_CreateObject();
   cJSON *md = root ? cJSON_AddObjectToObject(root, "custom_metadata") : NULL;
   if (!md || !cJSON_AddStringToObject(md, "description", description)) {
@@ -331,7 +351,7 @@ kms_status kv2_parse_read(const char *body, size_t len, const char *name, char *
                        "cannot be returned intact; store binary secrets base64-encoded", name);
     goto out;
   }
-  if (!utf8_valid((const unsigned char *)key->valuestring, n)) {
+  if (!kv2_utf8_valid((const unsigned char *)key->valuestring, n)) {
     st = kms_error_set(err, KMS_UNSUPPORTED, 200,
                        "read '%.100s': the value is not valid UTF-8 (as a write would refuse); "
                        "store binary secrets base64-encoded", name);

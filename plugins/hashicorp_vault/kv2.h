@@ -48,8 +48,18 @@ kms_status kv2_url(const kv2_layout *l, kv2_kind kind, const char *name, char **
  * NUL bytes (else KMS_INVALID_ARGUMENT). */
 kms_status kv2_write_body(const char *value, size_t len, int cas, uint64_t cas_version,
                           char **body, size_t *body_len, kms_error *err);
+/* The same with a description stored as LiteLLM stores it, inside the data:
+ * {"data":{"key":value,"description":description}}; NULL: none. A
+ * description must be valid UTF-8 of at most KV2_DESCRIPTION_MAX bytes. */
+#define KV2_DESCRIPTION_MAX 4096
+kms_status kv2_write_body_desc(const char *value, size_t len, const char *description, int cas,
+                               uint64_t cas_version, char **body, size_t *body_len,
+                               kms_error *err);
+/* {"custom_metadata":{"description":...}} (the description_metadata setting). */
 kms_status kv2_metadata_body(const char *description, char **body, size_t *body_len,
                              kms_error *err);
+/* 1 if s[0..n) is valid UTF-8 (no surrogates, no overlong forms). */
+int kv2_utf8_valid(const unsigned char *s, size_t n);
 void kv2_free_body(char *body, size_t len);
 
 /* Parse a 200 read response. On KMS_OK *value (malloc'ed, NUL-terminated,

@@ -4,7 +4,7 @@
  */
 #include "logging.h"
 
-#include "kms_loader.h"
+#include "kms_plugin_util.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -4,7 +4,8 @@
  * What lives here: the instance (config + http + auth + cache + URL layout),
  * the access_mode gate (checked before any request), and the glue of each
  * slot: read = cache(single-flight, stale-if-error) -> GET data/;
- * write = POST data/ (+ POST metadata/ for a description) -> cache update;
+ * write = POST data/ (a description inside the data, as LiteLLM; + POST
+ *   metadata/ with description_metadata) -> cache update;
  * delete = DELETE data/ (soft) or metadata/ (destroy) -> cache invalidation;
  * refresh = credentials + re-read of every cached secret; the optional
  * background refresher (refresher.c, setting background_refresh) re-reads
@@ -26,7 +27,7 @@
 #include "common.h"
 #include "config.h"
 #include "http.h"
-#include "kms_loader.h"
+#include "kms_plugin_util.h"
 #include "kv2.h"
 #include "logging.h"
 #include "refresher.h"
@@ -225,16 +226,6 @@ static kms_status vp_read(kms_instance *in, const char *name, kms_secret **out, 
   return boundary(read_secret(in, name, out, err), err);
 }
 
-static void vp_free_secret(kms_secret *s) {
-  if (!s) return;
-  if (s->value) {
-    OPENSSL_cleanse((void *)s->value, s->length);
-    free((void *)s->value);
-  }
-  OPENSSL_cleanse(s, sizeof *s);
-  free(s);
-}
-
 static kms_status write_denied(const char *what, kms_error *err) {
   return kms_error_set(err, KMS_PERMISSION_DENIED, 0,
                        "access_mode is read_only: %s are refused (set access_mode to "
@@ -246,7 +237,7 @@ static kms_status write_secret(kms_instance *in, const char *name, const char *v
   if (in->cfg.access_mode == VAULT_ACCESS_READ_ONLY) return write_denied("writes", err);
   int cas = 0;
   uint64_t cas_version = 0;
-  const char *description = NULL;
+  const char *description = in->cfg.description; /* the setting, unless the write gives one */
   if (opt) {
     if (KMS_FIELD_PRESENT(opt, kms_write_options, flags) && (opt->flags & KMS_WRITE_CAS) &&
         KMS_FIELD_PRESENT(opt, kms_write_options, cas_version)) {
@@ -262,7 +253,8 @@ static kms_status write_secret(kms_instance *in, const char *name, const char *v
   kms_status st = kv2_url(&in->layout, KV2_DATA, name, &url, err);
   if (st != KMS_OK) return st;
   const char *path = vault_url_path(in->cfg.addr, url);
-  if ((st = kv2_write_body(value, len, cas, cas_version, &body, &body_len, err)) != KMS_OK) {
+  if ((st = kv2_write_body_desc(value, len, description, cas, cas_version, &body, &body_len,
+                                err)) != KMS_OK) {
     free(url);
     return st;
   }
@@ -284,7 +276,7 @@ static kms_status write_secret(kms_instance *in, const char *name, const char *v
   }
   if (st != KMS_OK) vault_cache_invalidate(in->cache, url); /* state unknown */
 
-  if (st == KMS_OK && description) {
+  if (st == KMS_OK && description && in->cfg.description_metadata) {
     char *murl = NULL;
     if ((st = kv2_url(&in->layout, KV2_METADATA, name, &murl, err)) == KMS_OK &&
         (st = kv2_metadata_body(description, &body, &body_len, err)) == KMS_OK) {
@@ -386,7 +378,7 @@ static const kms_plugin vault_plugin = {
   .write_secret = vp_write,
   .delete_secret = vp_delete,
   .refresh = vp_refresh,
-  .free_secret = vp_free_secret,
+  .free_secret = kms_secret_free,
 };
 
 KMS_PLUGIN_EXPORT const kms_plugin *kms_plugin_entry(uint32_t host_major, uint32_t host_minor);

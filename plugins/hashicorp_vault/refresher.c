@@ -6,7 +6,7 @@
  */
 #include "refresher.h"
 
-#include "kms_loader.h"
+#include "kms_plugin_util.h"
 
 #include <errno.h>
 #include <openssl/crypto.h>

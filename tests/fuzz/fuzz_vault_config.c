@@ -16,7 +16,8 @@
  *   - on failure: INVALID_ARGUMENT/UNSUPPORTED/NO_MEMORY, a non-empty
  *     one-line message, and *cfg left zeroed (freed);
  *   - on success: every field is normalised and in its documented range
- *     (address scheme://host[:port] without trailing '/', paths without
+ *     (address scheme://host[:port][/prefix] without trailing '/', query,
+ *     fragment or empty/./.. prefix segment; paths without
  *     leading/trailing '/' or empty/./.. segments or control bytes, timeouts
  *     positive with connect <= total, redirect hosts "host:port" lower-case,
  *     token printable, an auth method whose credentials are present);
@@ -42,11 +43,12 @@ static const char *const env_names[] = {
     "HCP_VAULT_APPROLE_SECRET_ID", "HCP_VAULT_APPROLE_MOUNT_PATH", "VAULT_CACERT", "BAO_CACERT",
     "VAULT_CAPATH", "BAO_CAPATH", "VAULT_TLS_SERVER_NAME", "BAO_TLS_SERVER_NAME",
     "VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY", "HCP_VAULT_REFRESH_INTERVAL", "VAULT_CLIENT_TIMEOUT",
-    "BAO_CLIENT_TIMEOUT", "VAULT_MAX_RETRIES", "BAO_MAX_RETRIES", NULL};
+    "BAO_CLIENT_TIMEOUT", "VAULT_MAX_RETRIES", "BAO_MAX_RETRIES", "SSL_VERIFY", "SSL_CERT_FILE",
+    NULL};
 
 static int is_file_var(const char *n) {
   return strstr(n, "_CLIENT_CERT") || strstr(n, "_CLIENT_KEY") || strstr(n, "CACERT") ||
-         strstr(n, "CAPATH");
+         strstr(n, "CAPATH") || !strcmp(n, "SSL_CERT_FILE");
 }
 static int is_secret_var(const char *n) {
   return !strcmp(n, "HCP_VAULT_TOKEN") || !strcmp(n, "VAULT_TOKEN") || !strcmp(n, "BAO_TOKEN") ||
@@ -88,6 +90,11 @@ static void check_ok(const vault_config *c) {
              "addr '%s'", c->addr ? c->addr : "(null)");
   size_t al = strlen(c->addr);
   FUZZ_CHECK(c->addr[al - 1] != '/', "addr '%s' ends with '/'", c->addr);
+  FUZZ_CHECK(!strpbrk(c->addr, "?#"), "addr '%s' has a query or fragment", c->addr);
+  const char *pfx = strchr(c->addr + (c->addr[4] == 's' ? 8 : 7), '/');
+  FUZZ_CHECK(!pfx || (!strstr(pfx, "//") && !strstr(pfx, "/./") && !strstr(pfx, "/../") &&
+                      strcmp(pfx + strlen(pfx) - 2, "/.") && strcmp(pfx + strlen(pfx) - 3, "/..")),
+             "addr '%s' has an empty or dot segment", c->addr);
   for (const char *p = c->addr; *p; p++)
     FUZZ_CHECK((unsigned char)*p > 0x20 && *p != 0x7f, "addr has a space or control byte");
   check_norm_path("secret namespace", c->secret_namespace);
@@ -164,7 +171,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (!strcmp(line, env_names[i])) envname = env_names[i];
     if (envname) {
       if (!value) value = "";
-      if (is_file_var(envname) && !blank(value)) {
+      /* SSL_VERIFY may be a path too: never let it name a real file */
+      if ((is_file_var(envname) || (!strcmp(envname, "SSL_VERIFY") && strchr(value, '/'))) &&
+          !blank(value)) {
         char *v = malloc(64);
         if (!v) abort();
         snprintf(v, 64, "/nonexistent/kmsplug-fuzz/%s", envname);

@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "cache.h"
-#include "kms_loader.h"
+#include "kms_plugin_util.h"
 
 #include <pthread.h>
 #include <stdio.h>

@@ -176,6 +176,9 @@ static void test_fallback_variables(void **state) {
   assert_int_equal(log->n, 1);
   expect_headers(&log->r[0], 0);
   vf_log_free(log);
+  /* which family was used is logged once (issue 10 item 9) */
+  assert_int_equal(it_log_count(&h, "come from the VAULT_* variables (no HCP_VAULT_* variable "
+                                    "is set)"), 1);
   it_done(&h, c);
 }
 
@@ -193,22 +196,49 @@ static void test_cas_and_description(void **state) {
   kms_write_options d = {sizeof d, "virtual key for team \"x\"", 0, 0};
   assert_int_equal(kms_client_write(c, "desc1", "v", 1, &d, &err), KMS_OK);
 
+  /* Issue 10 item 12: the description goes inside the data, next to key, as
+   * LiteLLM writes it; no metadata request (a LiteLLM policy may grant only data/). */
   vf_log *log = vf_requests(srv);
-  assert_int_equal(log->n, 5);
+  assert_int_equal(log->n, 4);
   assert_string_equal(log->r[0].body, "{\"data\":{\"key\":\"a\"},\"options\":{\"cas\":0}}");
   assert_string_equal(log->r[2].body, "{\"data\":{\"key\":\"b\"},\"options\":{\"cas\":1}}");
   assert_string_equal(log->r[3].path, "/v1/secret/data/desc1");
-  assert_string_equal(log->r[3].body, "{\"data\":{\"key\":\"v\"}}");
-  assert_string_equal(log->r[4].method, "POST");
-  assert_string_equal(log->r[4].path, "/v1/secret/metadata/desc1");
-  assert_string_equal(log->r[4].body,
-                      "{\"custom_metadata\":{\"description\":\"virtual key for team \\\"x\\\"\"}}");
-  expect_headers(&log->r[4], 1);
+  assert_string_equal(log->r[3].body,
+                      "{\"data\":{\"key\":\"v\",\"description\":\"virtual key for team \\\"x\\\"\"}}");
   vf_log_free(log);
+  /* and reads still return key */
+  char val[16];
+  assert_int_equal(it_read(c, "desc1", val, sizeof val, NULL, &err), KMS_OK);
+  assert_string_equal(val, "v");
+  it_done(&h, c);
 
-  /* the metadata landed */
+  /* The `description` setting (LiteLLM's KeyManagementSettings.description) is
+   * the default; a write's own description wins; description_metadata also
+   * POSTs custom_metadata. */
+  vf_clear_requests(srv);
+  const kms_setting s2[] = {{"access_mode", "read_and_write"},
+                            {"description", "stored by the gateway"},
+                            {"description_metadata", "true"}};
+  const char *env0[] = {"HCP_VAULT_REFRESH_INTERVAL", "0", NULL};
+  c = client(&h, env0, s2, 3);
+  assert_int_equal(kms_client_write(c, "desc2", "w", 1, NULL, &err), KMS_OK);
+  assert_int_equal(kms_client_write(c, "desc3", "x", 1, &d, &err), KMS_OK);
+  assert_int_equal(it_read(c, "desc2", val, sizeof val, NULL, &err), KMS_OK);
+  assert_string_equal(val, "w");
+  log = vf_requests(srv);
+  assert_int_equal(log->n, 5);
+  assert_string_equal(log->r[0].body,
+                      "{\"data\":{\"key\":\"w\",\"description\":\"stored by the gateway\"}}");
+  assert_string_equal(log->r[1].path, "/v1/secret/metadata/desc2");
+  assert_string_equal(log->r[1].body,
+                      "{\"custom_metadata\":{\"description\":\"stored by the gateway\"}}");
+  expect_headers(&log->r[1], 1);
+  assert_string_equal(log->r[2].body,
+                      "{\"data\":{\"key\":\"x\",\"description\":\"virtual key for team \\\"x\\\"\"}}");
+  assert_string_equal(log->r[3].path, "/v1/secret/metadata/desc3");
+  vf_log_free(log);
   char *body = NULL;
-  assert_int_equal(vf_http(srv, "GET", "/v1/secret/metadata/desc1", vf_root_token(srv), NULL, &body), 200);
+  assert_int_equal(vf_http(srv, "GET", "/v1/secret/metadata/desc3", vf_root_token(srv), NULL, &body), 200);
   assert_non_null(strstr(body, "virtual key for team"));
   free(body);
   it_done(&h, c);

@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "config.h"
-#include "kms_loader.h"
+#include "kms_plugin_util.h"
 #include "common.h"
 #include "kv2.h"
 
@@ -106,14 +106,49 @@ static void test_url_layout(void **state) {
   envt e4 = {{"HCP_VAULT_TOKEN", "t", "VAULT_NAMESPACE", "gen", "HCP_VAULT_SECRET_NAMESPACE", "sec",
               NULL}};
   check_url(&e4, "k", "/v1/sec/secret/data/k", "/v1/sec/secret/metadata/k");
+  /* Issue 10 item 9: one family. With any HCP_VAULT_* set, VAULT_NAMESPACE
+   * (exported for the Vault CLI) is ignored, as LiteLLM ignores it. */
   envt e5 = {{"HCP_VAULT_TOKEN", "t", "VAULT_NAMESPACE", "gen", "BAO_NAMESPACE", "bao", NULL}};
-  check_url(&e5, "k", "/v1/gen/secret/data/k", "/v1/gen/secret/metadata/k");
+  check_url(&e5, "k", "/v1/secret/data/k", "/v1/secret/metadata/k");
+  envt e6 = {{"VAULT_TOKEN", "t", "VAULT_NAMESPACE", "gen", "BAO_NAMESPACE", "bao", NULL}};
+  check_url(&e6, "k", "/v1/gen/secret/data/k", "/v1/gen/secret/metadata/k");
+  envt e7 = {{"BAO_TOKEN", "t", "BAO_NAMESPACE", "bao", NULL}};
+  check_url(&e7, "k", "/v1/bao/secret/data/k", "/v1/bao/secret/metadata/k");
+  /* an HCP_VAULT_-only variable selects the family too */
+  envt e8 = {{"VAULT_TOKEN", "t", "VAULT_NAMESPACE", "gen", "HCP_VAULT_MOUNT_NAME", "kv", NULL}};
+  vault_config c;
+  kms_error err;
+  assert_int_equal(load(&e8, NULL, 0, &c, &err), KMS_INVALID_ARGUMENT); /* no HCP_VAULT_TOKEN */
+  assert_non_null(strstr(err.message, "HCP_VAULT_TOKEN"));
+}
+
+/* Issue 10 item 8: LiteLLM appends /v1/... to HCP_VAULT_ADDR as written, so
+ * a path prefix (a gateway in front of Vault) is kept, trailing '/' trimmed. */
+static void test_addr_path_prefix(void **state) {
+  envt e1 = {{"HCP_VAULT_TOKEN", "t", "HCP_VAULT_ADDR", " https://gw.example.com/vault/ ", NULL}};
+  check_url(&e1, "k", "/v1/secret/data/k", "/v1/secret/metadata/k");
+  vault_config c;
+  kms_error err;
+  assert_int_equal(load(&e1, NULL, 0, &c, &err), KMS_OK);
+  assert_string_equal(c.addr, "https://gw.example.com/vault");
+  kv2_layout l;
+  char *u;
+  assert_int_equal(kv2_layout_init(&l, &c, &err), KMS_OK);
+  assert_int_equal(kv2_url(&l, KV2_DATA, "a/b", &u, &err), KMS_OK);
+  assert_string_equal(u, "https://gw.example.com/vault/v1/secret/data/a/b");
+  free(u);
+  kv2_layout_free(&l);
+  vault_config_free(&c);
+  envt e2 = {{"VAULT_TOKEN", "t", "VAULT_ADDR", "http://h:8200/a/b-c.d//", NULL}};
+  assert_int_equal(load(&e2, NULL, 0, &c, &err), KMS_OK);
+  assert_string_equal(c.addr, "http://h:8200/a/b-c.d");
+  vault_config_free(&c);
 }
 
 static void test_config_defaults_and_fallbacks(void **state) {
   vault_config c;
   kms_error err;
-  envt e = {{"VAULT_TOKEN", "vt", "BAO_ADDR", " https://bao.example:8200/ ", NULL}};
+  envt e = {{"BAO_TOKEN", "vt", "BAO_ADDR", " https://bao.example:8200/ ", NULL}};
   assert_int_equal(load(&e, NULL, 0, &c, &err), KMS_OK);
   assert_string_equal(c.addr, "https://bao.example:8200");
   assert_string_equal(c.token, "vt");
@@ -166,7 +201,14 @@ static void test_config_errors(void **state) {
   static const bad_case cases[] = {
     {{"HCP_VAULT_ADDR", "ftp://x", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "HCP_VAULT_ADDR"},
     {{"VAULT_ADDR", "http://", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "VAULT_ADDR"},
-    {{"HCP_VAULT_ADDR", "http://h:8200/v1", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "without a path"},
+    /* a path prefix is kept (issue 10 item 8), but never with a query, fragment or dot segment */
+    {{"HCP_VAULT_ADDR", "http://h:8200/vault?x=1", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "query (?) or fragment"},
+    {{"HCP_VAULT_ADDR", "http://h:8200/vault#top", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "query (?) or fragment"},
+    {{"HCP_VAULT_ADDR", "http://h/a/../b", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "bad path prefix"},
+    {{"HCP_VAULT_ADDR", "http://h/a/%2E%2e/b", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "bad path prefix"},
+    {{"HCP_VAULT_ADDR", "http://h//vault", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "bad path prefix"},
+    {{"HCP_VAULT_ADDR", "http://h/./vault", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "bad path prefix"},
+    {{"HCP_VAULT_ADDR", "http://u@h/vault", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "credentials"},
     {{"HCP_VAULT_ADDR", "http://u:p@h", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "credentials"},
     {{"HCP_VAULT_REFRESH_INTERVAL", "abc", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "HCP_VAULT_REFRESH_INTERVAL"},
     {{"HCP_VAULT_REFRESH_INTERVAL", "-1", NULL}, NULL, NULL, KMS_INVALID_ARGUMENT, "HCP_VAULT_REFRESH_INTERVAL"},
@@ -211,7 +253,10 @@ static void test_config_errors(void **state) {
       if (strstr(e.kv[k], "ROLE") || strstr(e.kv[k], "CLIENT_")) has_token = 1; /* keep no token */
     }
     if (!has_token || strstr(cases[i].kv[0], "CLIENT_")) {
-      e.kv[k++] = "HCP_VAULT_TOKEN";
+      /* a token of the case's family (one family is read: issue 10 item 9) */
+      e.kv[k++] = !cases[i].kv[0] || !strncmp(cases[i].kv[0], "HCP_", 4) ? "HCP_VAULT_TOKEN"
+                  : !strncmp(cases[i].kv[0], "BAO_", 4)                   ? "BAO_TOKEN"
+                                                                          : "VAULT_TOKEN";
       e.kv[k++] = "tok";
     }
     e.kv[k] = NULL;
@@ -432,6 +477,94 @@ static void test_cacert_without_certificate(void **state) {
   unlink(path);
 }
 
+/* Issue 10 item 12: a description goes inside the data, next to key (LiteLLM's layout). */
+static void test_description_in_data(void **state) {
+  char *b;
+  size_t n;
+  kms_error err;
+  assert_int_equal(kv2_write_body_desc("v", 1, "Virtual key \"a\" \xc3\xa9", 1, 3, &b, &n, &err),
+                   KMS_OK);
+  assert_string_equal(b, "{\"data\":{\"key\":\"v\",\"description\":\"Virtual key \\\"a\\\" \xc3\xa9\"},"
+                         "\"options\":{\"cas\":3}}");
+  kv2_free_body(b, n);
+  assert_int_equal(kv2_write_body_desc("v", 1, "\xff", 0, 0, &b, &n, &err), KMS_INVALID_ARGUMENT);
+  assert_non_null(strstr(err.message, "description is not valid UTF-8"));
+  char big[KV2_DESCRIPTION_MAX + 2];
+  memset(big, 'd', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  assert_int_equal(kv2_write_body_desc("v", 1, big, 0, 0, &b, &n, &err), KMS_INVALID_ARGUMENT);
+  /* the setting: trimmed, blank = unset, checked at create */
+  vault_config c;
+  envt e = {{"HCP_VAULT_TOKEN", "t", NULL}};
+  kms_setting s[] = {{"description", "  stored by LiteLLM "}, {"description_metadata", "true"}};
+  assert_int_equal(load(&e, s, 2, &c, &err), KMS_OK);
+  assert_string_equal(c.description, "stored by LiteLLM");
+  assert_int_equal(c.description_metadata, 1);
+  vault_config_free(&c);
+  kms_setting blank = {"description", "  "};
+  assert_int_equal(load(&e, &blank, 1, &c, &err), KMS_OK);
+  assert_null(c.description);
+  assert_int_equal(c.description_metadata, 0);
+  vault_config_free(&c);
+  kms_setting bad = {"description", "\xc3"};
+  assert_int_equal(load(&e, &bad, 1, &c, &err), KMS_INVALID_ARGUMENT);
+  assert_non_null(strstr(err.message, "setting 'description' must be valid UTF-8"));
+  kms_setting bad2 = {"description", big};
+  assert_int_equal(load(&e, &bad2, 1, &c, &err), KMS_INVALID_ARGUMENT);
+}
+
+/* Issue 10 item 10: LiteLLM's SSL_VERIFY / SSL_CERT_FILE, after the VAULT_* ones. */
+static void test_litellm_tls_variables(void **state) {
+  vault_config c;
+  kms_error err;
+  static const struct {
+    const char *kv[8];
+    int skip;
+    const char *var;
+  } ok[] = {
+    {{"SSL_VERIFY", "False", NULL}, 1, "SSL_VERIFY"},
+    {{"SSL_VERIFY", " false ", NULL}, 1, "SSL_VERIFY"},
+    {{"SSL_VERIFY", "0", NULL}, 1, "SSL_VERIFY"},
+    {{"SSL_VERIFY", "TRUE", NULL}, 0, NULL},
+    {{"SSL_VERIFY", "1", NULL}, 0, NULL},
+    /* VAULT_SKIP_VERIFY, set either way, wins */
+    {{"SSL_VERIFY", "false", "VAULT_SKIP_VERIFY", "false", NULL}, 0, NULL},
+    {{"SSL_VERIFY", "true", "BAO_SKIP_VERIFY", "true", NULL}, 1, "VAULT_SKIP_VERIFY"},
+    /* SSL_CERT_FILE is not looked at when verification is off or VAULT_CAPATH is set */
+    {{"SSL_VERIFY", "false", "SSL_CERT_FILE", "/nonexistent/ca.pem", NULL}, 1, "SSL_VERIFY"},
+    {{"VAULT_CAPATH", "/tmp", "SSL_CERT_FILE", "/nonexistent/ca.pem", NULL}, 0, NULL},
+  };
+  for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+    envt e = {{"HCP_VAULT_TOKEN", "tok", NULL}};
+    for (size_t k = 0; ok[i].kv[k]; k++) e.kv[2 + k] = ok[i].kv[k];
+    if (load(&e, NULL, 0, &c, &err) != KMS_OK) fail_msg("case %zu: %s", i, err.message);
+    assert_int_equal(c.skip_verify, ok[i].skip);
+    if (ok[i].var) assert_string_equal(c.skip_verify_var, ok[i].var);
+    assert_null(c.ca_file);
+    vault_config_free(&c);
+  }
+  char path[] = "/tmp/vault_sslcert.XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, "junk\n", 5), 5);
+  close(fd);
+  const struct {
+    const char *name, *value, *needle;
+  } bad[] = {
+    {"SSL_VERIFY", "maybe", "SSL_VERIFY must be true, false or the path"},
+    {"SSL_VERIFY", "/nonexistent/ca.pem", "SSL_VERIFY must be true, false or the path"},
+    {"SSL_VERIFY", path, "SSL_VERIFY"},
+    {"SSL_CERT_FILE", path, "SSL_CERT_FILE"},
+    {"SSL_CERT_FILE", "/nonexistent/ca.pem", "SSL_CERT_FILE=/nonexistent/ca.pem is not a readable"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    envt e = {{"HCP_VAULT_TOKEN", "tok", bad[i].name, bad[i].value, NULL}};
+    assert_int_equal(load(&e, NULL, 0, &c, &err), KMS_INVALID_ARGUMENT);
+    if (!strstr(err.message, bad[i].needle)) fail_msg("case %zu: %s", i, err.message);
+  }
+  unlink(path);
+}
+
 /* Issue 15: every numeric variable and setting: a value past its range
  * (including int64 overflow) is an error naming it; the largest accepted
  * values do not overflow anything derived from them (UBSan in --asan). */
@@ -482,6 +615,7 @@ int main(void) {
     cmocka_unit_test(test_names),
     cmocka_unit_test(test_encoding),
     cmocka_unit_test(test_url_layout),
+    cmocka_unit_test(test_addr_path_prefix),
     cmocka_unit_test(test_config_defaults_and_fallbacks),
     cmocka_unit_test(test_config_errors),
     cmocka_unit_test(test_durations),
@@ -490,6 +624,8 @@ int main(void) {
     cmocka_unit_test(test_status_map),
     cmocka_unit_test(test_parse_read_refuses_nul_and_bad_utf8),
     cmocka_unit_test(test_cacert_without_certificate),
+    cmocka_unit_test(test_litellm_tls_variables),
+    cmocka_unit_test(test_description_in_data),
     cmocka_unit_test(test_numeric_overflow),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -68,13 +68,15 @@ def test_tags_flow_mapping_with_reference(tmp_path):
 
 
 def test_tags_accepted_by_vault_and_not_sent(tmp_path, vault):
-    # The Vault plugin ignores tags (KV v2 data holds only the value): the
-    # config loads and the write body is exactly {"data": {"key": ...}}.
+    # The Vault plugin ignores tags: the config loads and the write body is
+    # exactly LiteLLM's {"data": {"key": ..., "description": ...}} (the
+    # description setting, issue 10 item 12; see test_vault_env.py).
     h = vault_host(tmp_path, vault, TAGS_CONFIG.replace("probe", "hashicorp_vault"))
     out = h.run("key", "generate", "--alias", "tagged", check=EXIT_OK).stdout
     key = re.search(r"key: (sk-\S+)", out).group(1)
     writes = [(m, p, b) for m, p, b in vault.kv_requests() if m in ("POST", "PUT")]
-    assert writes == [("POST", "/v1/secret/data/litellm/tagged", {"data": {"key": key}})]
+    assert writes == [("POST", "/v1/secret/data/litellm/tagged",
+                       {"data": {"key": key, "description": "Virtual key stored by LiteLLM"}})]
 
 
 # --- item 2: os.environ/ in every place LiteLLM resolves it ------------------------
