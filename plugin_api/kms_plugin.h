@@ -262,7 +262,7 @@ typedef struct kms_secret_info {
 
 /*
  * Optional arguments of write_secret. Size-prefixed; NULL means defaults.
- *   description  human text stored next to the secret (Vault: custom_metadata),
+ *   description  human text stored next to the secret (Vault: inside the KV data next to `key`, as LiteLLM writes it),
  *                or NULL.
  *   flags        KMS_WRITE_* bits.
  *   cas_version  with KMS_WRITE_CAS: the write lands only if the current
