@@ -119,7 +119,8 @@ def test_write_and_delete(gateway, vault):
     assert got == {"status": "success", "secret_name": "litellm/alias-1", "plugin": "hashicorp_vault",
                    "message": "Secret litellm/alias-1 written"}
     assert vault.read("litellm/alias-1") == "sk-1"
-    assert vault.metadata("litellm/alias-1")["custom_metadata"] == {"description": "team A key"}
+    # as LiteLLM writes it: the description inside the KV data, next to key
+    assert vault.data("litellm/alias-1") == {"key": "sk-1", "description": "team A key"}
     got = run(m.async_delete_secret("litellm/alias-1"))
     assert got["status"] == "success" and got["message"] == "Secret litellm/alias-1 deleted"
     assert vault.read("litellm/alias-1") is None
@@ -134,7 +135,7 @@ def test_key_hooks_store_rotate_and_delete(gateway, vault):
     assert vault.read("gw/alias-2") == "sk-two-b"
     run(hooks.key_rotated("alias-2", "alias-3", "sk-three"))         # new name: move
     assert (vault.read("gw/alias-2"), vault.read("gw/alias-3")) == (None, "sk-three")
-    assert vault.metadata("gw/alias-3")["custom_metadata"] == {"description": "Rotated from gw/alias-2"}
+    assert vault.data("gw/alias-3") == {"key": "sk-three", "description": "Rotated from gw/alias-2"}
     run(hooks.key_deleted("alias-3"))
     assert vault.read("gw/alias-3") is None
 

@@ -76,6 +76,12 @@ class VaultServer:
         assert st == 200, (st, body)
         return body["data"]["data"]["key"]
 
+    def data(self, path, mount="secret"):
+        """The whole KV data at <mount>/data/<path> (key and, as LiteLLM writes it, description)."""
+        st, body = self.request("GET", f"/v1/{mount}/data/{path}")
+        assert st == 200, (st, body)
+        return body["data"]["data"]
+
     def write(self, path, value, mount="secret"):
         st, body = self.request("POST", f"/v1/{mount}/data/{path}", {"data": {"key": value}})
         assert st in (200, 204), (st, body)
