@@ -38,7 +38,7 @@ static kms_status deliver_one(kms_client *client, const host_outbox_item *it, km
   return kms_client_delete(client, it->name, e);
 }
 
-host_status host_outbox_deliver(sqlite3 *db, kms_client *client, long *left, host_result *r) {
+host_status host_outbox_deliver(host_db *db, kms_client *client, long *left, host_result *r) {
   *left = 0;
   for (;;) {
     host_outbox_item it;
@@ -64,7 +64,7 @@ host_status host_outbox_deliver(sqlite3 *db, kms_client *client, long *left, hos
   }
 }
 
-host_status host_outbox_deliver_after_commit(sqlite3 *db, kms_client *client, host_result *r) {
+host_status host_outbox_deliver_after_commit(host_db *db, kms_client *client, host_result *r) {
   host_crash_point();
   long left = 0;
   host_result d = {HOST_OK, ""};
