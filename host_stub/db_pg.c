@@ -90,6 +90,8 @@ static host_status pg_fail(host_pg_db *d, const PGresult *res, host_result *r) {
   return host_fail(r, HOST_FAILED, "database (PostgreSQL %s): %s", srv, msg);
 }
 
+static host_status hold_claimer_lock(host_pg_db *d, host_result *r);
+
 host_status host_pg_reconnect(host_pg_db *d, host_result *r) {
   int had_lock = d->lock_held;
   d->lock_held = 0;
@@ -100,6 +102,7 @@ host_status host_pg_reconnect(host_pg_db *d, host_result *r) {
       char srv[256];
       server_name(d->conn, srv, sizeof srv);
       host_log(KMS_LOG_WARN, "reconnected to PostgreSQL %s after the connection was lost", srv);
+      if (hold_claimer_lock(d, r) != HOST_OK) return r->status;
       if (had_lock) {
         PGresult *res = PQexec(d->conn, "SELECT pg_try_advisory_lock(" HOST_PG_LOCK_CLASS ", " HOST_PG_LOCK_DELIVERY ")");
         d->lock_held = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
@@ -262,15 +265,20 @@ static host_status lease_from_env(unsigned *out, host_result *r) {
   return HOST_OK;
 }
 
-/* A name no other connection has: host, pid and 64 random bits. */
+/* A claimer number no other live connection has (1 .. 2^31-1), and the
+ * session lock that tells the others this connection is alive. */
 static void claimer_name(char *buf, size_t n) {
-  char host[64] = "?";
-  unsigned char rnd[8] = {0};
-  (void)gethostname(host, sizeof host - 1);
-  host[sizeof host - 1] = '\0';
+  unsigned char rnd[4] = {0};
   (void)RAND_bytes(rnd, sizeof rnd);
-  snprintf(buf, n, "%s:%ld:%02x%02x%02x%02x%02x%02x%02x%02x", host, (long)getpid(), rnd[0],
-           rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+  unsigned long v = ((unsigned long)rnd[0] << 24 | (unsigned long)rnd[1] << 16 |
+                     (unsigned long)rnd[2] << 8 | rnd[3]) & 0x7fffffffUL;
+  snprintf(buf, n, "%lu", v ? v : 1UL);
+}
+
+static host_status hold_claimer_lock(host_pg_db *d, host_result *r) {
+  const char *const args[1] = {d->claimer};
+  return host_pg_query(d, "SELECT pg_advisory_lock(" HOST_PG_LOCK_CLAIMS ", $1::integer)", 1,
+                       args, NULL, NULL, 0, NULL, r);
 }
 
 /* Server notices ("relation ... already exists, skipping") are not for
@@ -315,7 +323,8 @@ host_status host_db_open_pg(const char *url, host_db **out, host_result *r) {
     host_db_close(&d->base);
     return HOST_FAILED;
   }
-  if (host_pg_migrate(&d->base, pg_schema_history, HOST_SCHEMA_VERSION, r) != HOST_OK) {
+  if (hold_claimer_lock(d, r) != HOST_OK ||
+      host_pg_migrate(&d->base, pg_schema_history, HOST_SCHEMA_VERSION, r) != HOST_OK) {
     host_db_close(&d->base);
     return r->status;
   }

@@ -56,7 +56,10 @@ typedef struct pg_result PGresult;
 typedef struct host_pg_db {
   host_db base;
   PGconn *conn;
-  char claimer[96];    /* this connection's name on the outbox rows it claims */
+  char claimer[16];    /* this connection's name on the outbox rows it claims: a
+                          random number it holds a session advisory lock on
+                          (class HOST_PG_LOCK_CLAIMS), so a claim of a dead
+                          session is seen as dead at once */
   unsigned lease_s;    /* how long a claim holds (KMS_HOST_OUTBOX_LEASE) */
   int in_tx;           /* inside BEGIN: a lost connection is not retried here */
   int lock_held;       /* the delivery lock (advisory, of this session) */
@@ -65,10 +68,12 @@ typedef struct host_pg_db {
 extern const host_store_ops host_pg_ops;
 
 /* Advisory lock keys (classid, objid) of kms-host in a shared database:
- * class 0x6b6d7368 ("kmsh"); 1 the delivery lock, 2 migrations. */
+ * class 0x6b6d7368 ("kmsh"); 1 the delivery lock, 2 migrations; class
+ * 0x6b6d7369 holds one lock per live connection (its claimer number). */
 #define HOST_PG_LOCK_CLASS "1802335080"
 #define HOST_PG_LOCK_DELIVERY "1"
 #define HOST_PG_LOCK_MIGRATE "2"
+#define HOST_PG_LOCK_CLAIMS "1802335081" /* class of the claimers' locks */
 
 /* Run one statement with text parameters (NULL binds NULL; `lens`/`fmts`
  * may be NULL: all text) and results in text (binary 0) or binary (1).

@@ -96,12 +96,18 @@ static host_status pg_next(host_db *h, host_outbox_item *it, int *found, host_re
   const char *const args[2] = {d->claimer, lease};
   PGresult *res = NULL;
   /* The oldest row of a name with no earlier row, not claimed by a live
-   * lease (our own claims excepted: a retry after a lost connection). */
+   * lease of a live connection (our own claims excepted: a retry after a
+   * lost connection). A killed process's connection ends, and with it the
+   * session lock on its claimer number: its claims are free at once; a
+   * connection alive but stuck keeps them until the lease ends. */
   if (host_pg_query(d, "UPDATE kms_host_outbox SET claimed_by = $1, "
                     "claimed_until = now() + make_interval(secs => $2::double precision) "
                     "WHERE seq = (SELECT o.seq FROM kms_host_outbox o "
                     "  WHERE (o.claimed_until IS NULL OR o.claimed_until < now() "
-                    "         OR o.claimed_by = $1) "
+                    "         OR o.claimed_by = $1 OR NOT EXISTS (SELECT 1 FROM pg_locks l "
+                    "           WHERE l.locktype = 'advisory' AND l.classid = "
+                    HOST_PG_LOCK_CLAIMS " AND l.objsubid = 2 AND l.granted "
+                    "             AND l.objid::text = o.claimed_by)) "
                     "    AND NOT EXISTS (SELECT 1 FROM kms_host_outbox p "
                     "                    WHERE p.secret_name = o.secret_name AND p.seq < o.seq) "
                     "  ORDER BY o.seq LIMIT 1 FOR UPDATE SKIP LOCKED) "

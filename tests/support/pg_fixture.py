@@ -144,7 +144,8 @@ class PostgresServer:
     def psql(self, sql, db="postgres"):
         """Run SQL; rows as lists of strings (tab-separated, unaligned)."""
         env = dict(os.environ, PGPASSWORD=self.password, PGCONNECT_TIMEOUT="10")
-        p = subprocess.run(["psql", "-X", "-q", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+        p = subprocess.run(["psql", "-X", "-q", "-At", "-F", "\t", "-P", "null=<NULL>",
+                            "-v", "ON_ERROR_STOP=1",
                             "-h", "127.0.0.1", "-p", str(self.port), "-U", self.superuser,
                             "-d", db, "-c", sql], capture_output=True, text=True, env=env,
                            timeout=60)
