@@ -2,11 +2,13 @@
 the binary must be built, and on the PostgreSQL pass (KMS_TEST_STORE=
 postgresql) one server per session and a fresh database per test."""
 
+import subprocess
 import uuid
 
 import pytest
 
 import kms_host_helpers as H
+from pg_fixture import PostgresServer  # tests/support, on sys.path through H
 
 
 def pytest_configure(config):
@@ -36,7 +38,7 @@ def pg_server(tmp_path_factory):
     """The session's PostgreSQL (a missing postgresql-15 is an error)."""
     if H.STORE != "postgresql":
         pytest.fail("a PostgreSQL test ran on the sqlite pass (mark it postgresql_only)")
-    srv = H.PostgresServer(str(tmp_path_factory.mktemp("pg"))).start()
+    srv = PostgresServer(str(tmp_path_factory.mktemp("pg"))).start()
     H.PG["server"] = srv
     yield srv
     srv.cleanup()
@@ -55,3 +57,19 @@ def _store(request, monkeypatch):
     H.PG["db"] = name
     yield name
     H.PG["db"] = None
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """TLS material for tests/vault_server."""
+    d = tmp_path_factory.mktemp("certs")
+    subprocess.run(["bash", str(H.MAKE_CERTS), str(d)], check=True, capture_output=True)
+    return d
+
+
+@pytest.fixture
+def vault(tmp_path, certs):
+    """A fresh Vault-compatible server over TLS for this test."""
+    v = H.VaultServer(tmp_path, certs).start()
+    yield v
+    v.stop()

@@ -37,8 +37,7 @@ STORE = os.environ.get("KMS_TEST_STORE", "sqlite")
 if STORE not in ("sqlite", "postgresql"):
     raise RuntimeError(f"KMS_TEST_STORE={STORE!r}: expected sqlite or postgresql")
 
-sys.path.insert(0, str(SRC / "tests" / "support"))
-from pg_fixture import PostgresServer  # noqa: E402
+sys.path.insert(0, str(SRC / "tests" / "support"))  # pg_fixture, for conftest.py
 
 PG = {"server": None, "db": None}  # the session's server, the current test's database
 

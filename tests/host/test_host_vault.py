@@ -15,8 +15,8 @@ import time
 import pytest
 
 from kms_host_helpers import (EXIT_CONFIG, EXIT_FAIL, EXIT_OK, EXIT_QUEUED, EXIT_TEST_CRASH,
-                              HOST, MAKE_CERTS, PLUGIN_DIR, VAULT_PLUGIN, VAULT_SERVER, Host,
-                              VaultServer, key_rows, outbox_rows, parse_fields)
+                              HOST, PLUGIN_DIR, VAULT_PLUGIN, VAULT_SERVER, Host, key_rows,
+                              outbox_rows, parse_fields)
 
 @pytest.fixture(scope="module", autouse=True)
 def _need_vault_plugin_and_server():
@@ -44,18 +44,7 @@ general_settings:
 """
 
 
-@pytest.fixture(scope="session")
-def certs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("certs")
-    subprocess.run(["bash", str(MAKE_CERTS), str(d)], check=True, capture_output=True)
-    return d
-
-
-@pytest.fixture
-def vault(tmp_path, certs):
-    v = VaultServer(tmp_path, certs).start()
-    yield v
-    v.stop()
+# certs, vault: conftest.py
 
 
 def make_host(tmp_path, vault, settings=None, **env):
