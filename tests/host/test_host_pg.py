@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from kms_host_helpers import (EXIT_CONFIG, EXIT_FAIL, EXIT_OK, EXIT_QUEUED, HOST, PG,
+from kms_host_helpers import (BUILD, EXIT_CONFIG, EXIT_FAIL, EXIT_OK, EXIT_QUEUED, HOST, PG,
                               PLUGIN_DIR, Host, base_env, key_rows, outbox_rows, parse_fields)
 
 pytestmark = pytest.mark.postgresql_only
@@ -193,6 +193,18 @@ def test_reconnects_after_a_restart_during_delivery(tmp_path, pg_server, vault):
     assert proc.returncode == EXIT_OK, err
     assert "reconnected to PostgreSQL" in err
     assert_vault_equals_table(tmp_path, vault)
+
+
+# --- the outbox's claims between replicas ----------------------------------------------
+
+def test_outbox_claims_between_connections(pg_server):
+    """tests/host/test_host_pg_claims.c: per-name order, skip-locked claims,
+    takeover of a dead connection's claim and of an ended lease."""
+    exe = BUILD / "tests" / "host" / "test_host_pg_claims"
+    assert exe.exists(), f"{exe} is not built"
+    p = subprocess.run([str(exe)], env=base_env(KMS_TEST_PG_URL=os.environ["DATABASE_URL"]),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
 
 
 # --- many processes, one database, Vault faults, PostgreSQL restarted ----------------
