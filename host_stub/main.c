@@ -91,15 +91,25 @@ static host_status database_url_of(const app *a, char **out, host_result *r) {
 static host_status db_path_for(const app *a, char **out, host_result *r) {
   *out = NULL;
   const char *env = getenv("DATABASE_URL");
-  if (a->o.db && *a->o.db) *out = strdup(a->o.db);
-  else if (a->cfg.db_path) *out = strdup(a->cfg.db_path);
-  else if (a->cfg.database_url) return database_url_of(a, out, r);
-  else if (env && *env) *out = strdup(env);
-  else {
-    size_t n = strlen(a->cfg.dir) + 16;
-    if ((*out = malloc(n)) != NULL) snprintf(*out, n, "%s/kms-host.db", a->cfg.dir);
+  const char *own = a->o.db && *a->o.db ? a->o.db : a->cfg.db_path;
+  if (own) return (*out = strdup(own)) ? HOST_OK : host_fail(r, HOST_FAILED, "out of memory");
+  size_t n = strlen(a->cfg.dir) + 16;
+  char *file = malloc(n);
+  if (!file) return host_fail(r, HOST_FAILED, "out of memory");
+  snprintf(file, n, "%s/kms-host.db", a->cfg.dir);
+  if (!a->cfg.database_url && !(env && *env)) {
+    *out = file;
+    return HOST_OK;
   }
-  return *out ? HOST_OK : host_fail(r, HOST_FAILED, "out of memory");
+  host_status s = a->cfg.database_url ? database_url_of(a, out, r)
+                  : (*out = strdup(env)) ? HOST_OK : host_fail(r, HOST_FAILED, "out of memory");
+  struct stat st;
+  if (s == HOST_OK && stat(file, &st) == 0) /* its keys would seem to vanish */
+    host_log(KMS_LOG_WARN, "%s is not used: %s selects PostgreSQL; set general_settings."
+             "kms_db_path to it to keep using that file", file,
+             a->cfg.database_url ? "general_settings.database_url" : "DATABASE_URL");
+  free(file);
+  return s;
 }
 
 /* Open the database; with `lock`, also take the delivery lock (commands

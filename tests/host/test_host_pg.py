@@ -69,6 +69,16 @@ def test_kms_db_path_and_db_option_come_before_database_url(tmp_path, pg_server)
     assert len(key_rows(tmp_path / "kms-host.db")) == 1
 
 
+def test_unused_sqlite_file_is_named(tmp_path, pg_server):
+    """A kms-host.db beside the config is not silently forgotten when
+    DATABASE_URL starts selecting PostgreSQL."""
+    cfg = write(tmp_path, "general_settings: {}\n")
+    Host(cfg, env=env_without_url()).run("key", "generate", check=EXIT_OK)  # SQLite
+    p = Host(cfg).run("key", "list", check=EXIT_OK)  # DATABASE_URL: PostgreSQL
+    assert f"{tmp_path / 'kms-host.db'} is not used: DATABASE_URL selects PostgreSQL" in p.stderr
+    assert key_rows(tmp_path / "kms-host.db") == []  # the test's PostgreSQL database
+
+
 # --- schema ---------------------------------------------------------------------------
 
 def test_concurrent_first_starts_migrate_once(tmp_path, pg_server):
