@@ -30,7 +30,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PG_RECONNECT_TRIES 40      /* x PG_RECONNECT_PAUSE_MS: about 20 s */
+#define PG_RECONNECT_MS 20000u     /* how long a lost connection is retried */
 #define PG_RECONNECT_PAUSE_MS 500u
 #define PG_LEASE_DEFAULT 120u       /* seconds */
 #define PG_LEASE_MAX 86400u
@@ -96,15 +96,20 @@ host_status host_pg_reconnect(host_pg_db *d, host_result *r) {
   int had_lock = d->lock_held;
   d->lock_held = 0;
   d->in_tx = 0;
-  for (int i = 0; i < PG_RECONNECT_TRIES; i++) {
+  uint64_t start = d->clock->now_ms(d->clock->ctx);
+  while (d->clock->now_ms(d->clock->ctx) - start < PG_RECONNECT_MS) {
     PQreset(d->conn);
     if (PQstatus(d->conn) == CONNECTION_OK) {
       char srv[256];
       server_name(d->conn, srv, sizeof srv);
       host_log(KMS_LOG_WARN, "reconnected to PostgreSQL %s after the connection was lost", srv);
-      if (hold_claimer_lock(d, r) != HOST_OK) return r->status;
+      d->reconnecting = 1; /* no nested reconnect from the statements below */
+      host_status s = hold_claimer_lock(d, r);
+      d->reconnecting = 0;
+      if (s != HOST_OK) return s;
       if (had_lock) {
-        PGresult *res = PQexec(d->conn, "SELECT pg_try_advisory_lock(" HOST_PG_LOCK_CLASS ", " HOST_PG_LOCK_DELIVERY ")");
+        PGresult *res = PQexec(d->conn, "SELECT pg_try_advisory_lock(" HOST_PG_LOCK_CLASS ", "
+                               HOST_PG_LOCK_DELIVERY ")");
         d->lock_held = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
                        PQgetvalue(res, 0, 0)[0] == 't';
         PQclear(res);
@@ -136,7 +141,7 @@ host_status host_pg_query(host_pg_db *d, const char *sql, int n, const char *con
       return HOST_OK;
     }
     int lost = PQstatus(d->conn) == CONNECTION_BAD;
-    if (!lost || d->in_tx || attempt > 0) {
+    if (!lost || d->in_tx || d->reconnecting || attempt > 0) {
       host_status s = pg_fail(d, res, r);
       PQclear(res);
       return s;
@@ -200,7 +205,8 @@ static host_status migrate_body(host_pg_db *d, void *vctx, host_result *r) {
   PGresult *res = NULL;
   /* Concurrent first starts queue here; the later ones then see the
    * version the first one wrote. */
-  if (pg_exec(d, "SELECT pg_advisory_xact_lock(" HOST_PG_LOCK_CLASS ", " HOST_PG_LOCK_MIGRATE ")", r) != HOST_OK ||
+  if (pg_exec(d, "SELECT pg_advisory_xact_lock(" HOST_PG_LOCK_CLASS ", " HOST_PG_LOCK_MIGRATE ")",
+              r) != HOST_OK ||
       pg_exec(d, "CREATE TABLE IF NOT EXISTS kms_host_schema("
                  "id integer PRIMARY KEY CHECK (id = 1), version integer NOT NULL)", r) !=
           HOST_OK ||
@@ -275,10 +281,22 @@ static void claimer_name(char *buf, size_t n) {
   snprintf(buf, n, "%lu", v ? v : 1UL);
 }
 
+/* Take the session lock on this connection's claimer number; a number
+ * another live connection holds (a 1 in 2^31 chance) is drawn again, except
+ * after a reconnect, when our own claims carry it. */
 static host_status hold_claimer_lock(host_pg_db *d, host_result *r) {
-  const char *const args[1] = {d->claimer};
-  return host_pg_query(d, "SELECT pg_advisory_lock(" HOST_PG_LOCK_CLAIMS ", $1::integer)", 1,
-                       args, NULL, NULL, 0, NULL, r);
+  for (int i = 0; i < 8; i++) {
+    const char *const args[1] = {d->claimer};
+    PGresult *res = NULL;
+    if (host_pg_query(d, "SELECT pg_try_advisory_lock(" HOST_PG_LOCK_CLAIMS ", $1::integer)", 1,
+                      args, NULL, NULL, 0, &res, r) != HOST_OK)
+      return r->status;
+    int got = PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    if (got) return HOST_OK;
+    claimer_name(d->claimer, sizeof d->claimer);
+  }
+  return host_fail(r, HOST_FAILED, "database: no free outbox claimer number after 8 tries");
 }
 
 /* Server notices ("relation ... already exists, skipping") are not for

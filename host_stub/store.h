@@ -62,6 +62,7 @@ typedef struct host_pg_db {
                           session is seen as dead at once */
   unsigned lease_s;    /* how long a claim holds (KMS_HOST_OUTBOX_LEASE) */
   int in_tx;           /* inside BEGIN: a lost connection is not retried here */
+  int reconnecting;    /* host_pg_reconnect's own statements: not retried either */
   int lock_held;       /* the delivery lock (advisory, of this session) */
   const host_clock *clock;
 } host_pg_db;
