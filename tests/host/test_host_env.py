@@ -405,6 +405,12 @@ def test_db_path_options(tmp_path):
     assert not (tmp_path / "kms-host.db").exists()
 
 
+def test_database_url_must_be_a_string(tmp_path):
+    cfg = write(tmp_path, "general_settings:\n  database_url: [postgresql://x]\n")
+    p = Host(cfg).run("key", "list", check=EXIT_CONFIG)
+    assert "general_settings.database_url: expected a PostgreSQL URL, got a list" in p.stderr
+
+
 def test_store_with_read_only_backend_refused(tmp_path):
     cfg = write(tmp_path, """\
         general_settings:
