@@ -205,6 +205,13 @@ def test_reconnects_after_a_restart_during_delivery(tmp_path, pg_server, vault):
     assert_vault_equals_table(tmp_path, vault)
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "1.5", "x", "86401", ""])
+def test_bad_outbox_lease(tmp_path, pg_server, value):
+    p = Host(write(tmp_path, "general_settings: {}\n")).run(
+        "key", "list", extra_env={"KMS_HOST_OUTBOX_LEASE": value}, check=EXIT_CONFIG)
+    assert "KMS_HOST_OUTBOX_LEASE: expected whole seconds from 1 to 86400" in p.stderr
+
+
 # --- the outbox's claims between replicas ----------------------------------------------
 
 def test_outbox_claims_between_connections(pg_server):
