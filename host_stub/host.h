@@ -2,9 +2,11 @@
  * host.h -- internal interfaces of the reference host kms-host (not installed).
  *
  * The host is split by job: config.c (YAML -> host_config), resolve.c
- * (os.environ/ references, redaction), keys.c (virtual keys), store.c (every
- * SQL transaction), outbox.c (delivering the durable secret-manager queue),
- * db.c (the database file: privacy checks, journal wiping, migrations),
+ * (os.environ/ references, redaction), keys.c (virtual keys), store.c (the
+ * storage interface; store.h) over store_sqlite.c + db.c (the SQLite file:
+ * privacy checks, journal wiping, migrations) and store_pg.c + db_pg.c
+ * (PostgreSQL for many replicas), outbox.c (delivering the durable
+ * secret-manager queue),
  * lock.c (the delivery lock), harden.c (core dumps, ptrace), io.c (stdin,
  * terminal-safe output), plugin.c (loading the configured plugin through
  * libkmsloader), result.c (the result type and the clock) and main.c (the
