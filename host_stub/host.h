@@ -336,6 +336,16 @@ sqlite3 *host_db_sqlite(host_db *db);
  * since a file lock cannot span machines. Same bounded wait and messages. */
 host_status host_db_lock(host_db *db, const char *target, unsigned timeout_ms,
                          const host_clock *clock, int *fd, host_result *r);
+/* A small pool of connections to one store, for a multi-threaded host
+ * (pool.c): the first is opened here (errors surface at start), the others
+ * on demand up to `size`; take blocks while all are busy. take/give are
+ * thread-safe; open/close are not. Close only when every one is given back. */
+typedef struct host_db_pool host_db_pool;
+host_status host_db_pool_open(const char *target, unsigned size, host_db_pool **pool,
+                              host_result *r);
+host_status host_db_pool_take(host_db_pool *pool, host_db **db, host_result *r);
+void host_db_pool_give(host_db_pool *pool, host_db *db);
+void host_db_pool_close(host_db_pool *pool);
 /* SQLite only (db.c, store_sqlite.c, tests). Run SQL without results. */
 host_status host_db_exec(sqlite3 *db, const char *sql, host_result *r);
 /* Bring `db` from its user_version to steps[n-1].version by running the

@@ -10,6 +10,7 @@
  * once; a live claim whose lease ended is taken over (the lease is moved
  * into the past with SQL, so nothing sleeps); a claimed write is not
  * superseded by a newer operation of its name (it could still land).
+ * And the connection pool's check (pool_check.c) on PostgreSQL.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pool_check.h"
 #include "store.h"
 
 static const char *url(void) {
@@ -121,7 +123,16 @@ static void test_claims(void **state) {
   host_db_close(c);
 }
 
+/* The connection pool on PostgreSQL (pool_check.c). */
+static void test_pool(void **state) {
+  (void)state;
+  host_db *db = open_db();
+  sql(db, "DELETE FROM kms_host_outbox");
+  host_db_close(db);
+  pool_check(url());
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_claims)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_claims), cmocka_unit_test(test_pool)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

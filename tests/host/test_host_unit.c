@@ -20,6 +20,7 @@
 #include <sqlite3.h>
 
 #include "host.h"
+#include "pool_check.h"
 
 static char err[HOST_ERR_SIZE];
 
@@ -602,8 +603,18 @@ static void test_read_all(void **state) {
   assert_int_equal(host_strip_newline("", 0), 0);
 }
 
+/* The connection pool on SQLite: threads share 3 connections to one file. */
+static void test_pool_sqlite(void **state) {
+  (void)state;
+  tmpdb t = {"", ""};
+  tmpdb_make(&t);
+  pool_check(t.path);
+  tmpdb_remove(&t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_pool_sqlite),
     cmocka_unit_test(test_config_full),  cmocka_unit_test(test_config_defaults),
     cmocka_unit_test(test_config_errors), cmocka_unit_test(test_bool),
     cmocka_unit_test(test_env_ref),      cmocka_unit_test(test_routing),
