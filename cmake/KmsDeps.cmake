@@ -29,6 +29,7 @@ endif()
 if(KMS_BUILD_HOST)
   kms_require_pkg(YAML yaml-0.1 libyaml-dev)
   kms_require_pkg(SQLITE3 sqlite3 libsqlite3-dev)
+  kms_require_pkg(LIBPQ libpq libpq-dev) # kms-host on PostgreSQL (host_stub/store_pg.c)
 endif()
 
 find_package(OpenSSL 3.0)

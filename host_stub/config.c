@@ -724,6 +724,10 @@ static int parse_general(parse_ctx *p, host_config *cfg, yaml_node_t *g) {
   if (rc == 0 && v && !(cfg->db_path = resolve_path(p, sval(v)))) rc = oom(p);
   if (rc == 0) rc = scalar_setting(p, &l, "master_key", "a key", &v);
   if (rc == 0 && v && !(cfg->master_key = strdup(sval(v)))) rc = oom(p);
+  if (rc == 0) rc = scalar_setting(p, &l, "database_url", "a PostgreSQL URL", &v);
+  /* Kept as written: an os.environ/ reference is resolved when the store is
+   * opened (main.c), so commands that never open it (resolve) need no URL. */
+  if (rc == 0 && v && !(cfg->database_url = strdup(sval(v)))) rc = oom(p);
   if (rc == 0) rc = scalar_setting(p, &l, "kms_env_fallback", "any, not_found or off", &v);
   if (rc == 0 && v) {
     const char *s = sval(v);
@@ -1009,6 +1013,7 @@ void host_config_free(host_config *cfg) {
   free(cfg->plugin_dir);
   free(cfg->db_path);
   free_secret_str(cfg->master_key);
+  free_secret_str(cfg->database_url);
   for (size_t i = 0; i < cfg->n_settings; i++) {
     free(cfg->settings[i].key);
     free_secret_str(cfg->settings[i].value);

@@ -17,7 +17,7 @@
  * The schema has a version (PRAGMA user_version) and an ordered list of
  * migration steps; a binary refuses a database newer than it knows.
  */
-#include "host.h"
+#include "store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -237,7 +237,7 @@ host_status host_db_migrate(sqlite3 *db, const char *path, const host_migration 
 
 /* ------------------------------------------------------------------- open */
 
-host_status host_db_open(const char *path, sqlite3 **out, host_result *r) {
+host_status host_db_open(const char *path, host_db **out, host_result *r) {
   *out = NULL;
   if (dir_private(path, r) != HOST_OK || file_private(path, r) != HOST_OK ||
       side_files_private(path, r) != HOST_OK)
@@ -262,8 +262,17 @@ host_status host_db_open(const char *path, sqlite3 **out, host_result *r) {
     sqlite3_close(db);
     return r->status;
   }
-  *out = db;
+  host_sqlite_db *h = calloc(1, sizeof *h);
+  if (!h) {
+    sqlite3_close(db);
+    return host_fail(r, HOST_FAILED, "out of memory");
+  }
+  h->base.ops = &host_sqlite_ops;
+  h->conn = db;
+  *out = &h->base;
   return HOST_OK;
 }
 
-void host_db_close(sqlite3 *db) { sqlite3_close(db); }
+sqlite3 *host_db_sqlite(host_db *db) {
+  return db && db->ops == &host_sqlite_ops ? ((host_sqlite_db *)db)->conn : NULL;
+}

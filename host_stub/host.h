@@ -2,9 +2,11 @@
  * host.h -- internal interfaces of the reference host kms-host (not installed).
  *
  * The host is split by job: config.c (YAML -> host_config), resolve.c
- * (os.environ/ references, redaction), keys.c (virtual keys), store.c (every
- * SQL transaction), outbox.c (delivering the durable secret-manager queue),
- * db.c (the database file: privacy checks, journal wiping, migrations),
+ * (os.environ/ references, redaction), keys.c (virtual keys), store.c (the
+ * storage interface; store.h) over store_sqlite.c + db.c (the SQLite file:
+ * privacy checks, journal wiping, migrations) and store_pg.c + db_pg.c
+ * (PostgreSQL for many replicas), outbox.c (delivering the durable
+ * secret-manager queue),
  * lock.c (the delivery lock), harden.c (core dumps, ptrace), io.c (stdin,
  * terminal-safe output), plugin.c (loading the configured plugin through
  * libkmsloader), result.c (the result type and the clock) and main.c (the
@@ -27,6 +29,8 @@
 #include "kms_loader.h"
 
 typedef struct sqlite3 sqlite3;
+/* A connection to the host's store: SQLite or PostgreSQL (store.h). */
+typedef struct host_db host_db;
 
 /* ------------------------------------------------------------------ result.c */
 
@@ -134,6 +138,9 @@ typedef struct host_config {
   char *db_path;        /* general_settings.kms_db_path (resolved), or NULL */
   char *master_key;     /* general_settings.master_key as written (a literal or an
                            os.environ/ reference; `serve` resolves it), or NULL */
+  char *database_url;   /* general_settings.database_url as written (an os.environ/
+                           reference is resolved when the store opens; may hold a
+                           password: wiped on free), or NULL */
   host_setting *settings; /* every scalar of key_management_settings */
   size_t n_settings;
   int store_virtual_keys;        /* default 0 */
@@ -306,14 +313,45 @@ typedef struct host_migration {
  * HOST_CONFIG naming the path and the fix. */
 host_status host_file_private(const char *what, const char *path, const struct stat *st,
                               host_result *r);
-/* Open (creating, mode 0600) the host database after checking it, its
+/* Open (creating, mode 0600) the SQLite host database after checking it, its
  * directory and any journal beside it are private (HOST_CONFIG otherwise),
  * with secure_delete, a journal that is zeroed before it is deleted, and
  * the schema migrated to HOST_SCHEMA_VERSION (a newer schema: HOST_CONFIG).
  * The connection is used by one thread at a time. */
-host_status host_db_open(const char *path, sqlite3 **db, host_result *r);
-void host_db_close(sqlite3 *db);
-/* Run SQL (one or more statements) without results. */
+host_status host_db_open(const char *path, host_db **db, host_result *r);
+/* 1 if `target` is a PostgreSQL URL (postgres:// or postgresql://). */
+int host_db_is_url(const char *target);
+/* Open the store `target` names: a PostgreSQL URL (host_db_open_pg) or a
+ * SQLite path (host_db_open). */
+host_status host_store_open(const char *target, host_db **db, host_result *r);
+/* Connect to PostgreSQL (libpq: the URL's sslmode and other parameters pass
+ * through; the password comes from the URL, PGPASSWORD or ~/.pgpass and is
+ * never put in a message), set the statement timeout and migrate the schema
+ * under an advisory lock (a newer schema: HOST_CONFIG). One thread at a
+ * time per connection. */
+host_status host_db_open_pg(const char *url, host_db **db, host_result *r);
+void host_db_close(host_db *db);
+/* "sqlite" or "postgresql". */
+const char *host_db_kind(const host_db *db);
+/* The SQLite connection behind `db`, or NULL on PostgreSQL (tests). */
+sqlite3 *host_db_sqlite(host_db *db);
+/* The delivery lock for commands that change keys or deliver: on SQLite
+ * the flock on <target>.lock (lock.c, *fd set); on PostgreSQL an advisory
+ * lock of this session (*fd stays -1; released when the connection closes),
+ * since a file lock cannot span machines. Same bounded wait and messages. */
+host_status host_db_lock(host_db *db, const char *target, unsigned timeout_ms,
+                         const host_clock *clock, int *fd, host_result *r);
+/* A small pool of connections to one store, for a multi-threaded host
+ * (pool.c): the first is opened here (errors surface at start), the others
+ * on demand up to `size`; take blocks while all are busy. take/give are
+ * thread-safe; open/close are not. Close only when every one is given back. */
+typedef struct host_db_pool host_db_pool;
+host_status host_db_pool_open(const char *target, unsigned size, host_db_pool **pool,
+                              host_result *r);
+host_status host_db_pool_take(host_db_pool *pool, host_db **db, host_result *r);
+void host_db_pool_give(host_db_pool *pool, host_db *db);
+void host_db_pool_close(host_db_pool *pool);
+/* SQLite only (db.c, store_sqlite.c, tests). Run SQL without results. */
 host_status host_db_exec(sqlite3 *db, const char *sql, host_result *r);
 /* Bring `db` from its user_version to steps[n-1].version by running the
  * steps above it in order; refuse a database newer than that. `path`
@@ -361,7 +399,7 @@ int host_key_format_valid(const char *key);
 char *host_key_secret_name(const char *prefix, const char *alias, const char *key_id);
 
 typedef struct host_key_ctx {
-  sqlite3 *db;
+  host_db *db;
   const host_config *cfg;
   const kms_plugin *plugin; /* the configured plugin's table, or NULL */
   kms_client *client;       /* its instance; NULL when none is configured or when
@@ -406,9 +444,15 @@ host_status host_key_update_alias(host_key_ctx *k, const char *key, const char *
 
 /* ------------------------------------------------------------------ store.c */
 
-/* Every SQL statement of the host, one function per transaction, so a key
- * change and its outbox rows read as one unit. Connections are used by one
- * thread at a time. */
+/* The storage interface: one function per transaction, so a key change and
+ * its outbox rows read as one unit. store.c forwards each to the store's
+ * implementation (store_sqlite.c, store_pg.c; see store.h). Connections are
+ * used by one thread at a time. On PostgreSQL, host_store_next claims the
+ * oldest operation of a secret name with no earlier queued one and no live
+ * claim (FOR UPDATE SKIP LOCKED, a lease of KMS_HOST_OUTBOX_LEASE seconds,
+ * default 120), so replicas deliver concurrently, never two operations of
+ * one name at once or out of order; a claim of a killed process is taken
+ * over when its lease ends. */
 
 typedef enum host_outbox_op { HOST_OUTBOX_WRITE = 1, HOST_OUTBOX_DELETE = 2 } host_outbox_op;
 
@@ -421,27 +465,27 @@ void host_key_row_free(host_key_row *row);
 
 /* Find a key by alias, or by the hash of its value. HOST_FAILED (not
  * found: the message says so) or HOST_OK. */
-host_status host_store_find(sqlite3 *db, const char *alias, const char *token_hash,
+host_status host_store_find(host_db *db, const char *alias, const char *token_hash,
                             host_key_row *row, host_result *r);
 /* generate: the key row and, when `name` is set, the write of `key` to it. */
-host_status host_store_generate(sqlite3 *db, const char *key_id, const char *token_hash,
+host_status host_store_generate(host_db *db, const char *key_id, const char *token_hash,
                                 const char *alias, const char *name, const char *key,
                                 host_result *r);
 /* delete: the key row goes and, when it was stored, the delete of its name. */
-host_status host_store_delete(sqlite3 *db, const host_key_row *row, host_result *r);
+host_status host_store_delete(host_db *db, const host_key_row *row, host_result *r);
 /* regenerate: the new hash and name, the write of `key` to `name` (if any)
  * and the delete of the old name when `drop_old`. */
-host_status host_store_regenerate(sqlite3 *db, const host_key_row *row, const char *token_hash,
+host_status host_store_regenerate(host_db *db, const host_key_row *row, const char *token_hash,
                                   const char *name, const char *key, int drop_old,
                                   host_result *r);
 /* rename (an alias change): the new alias and name, the write of `key` to
  * `name` (if any) and the delete of the old name when it differs. */
-host_status host_store_rename(sqlite3 *db, const host_key_row *row, const char *alias,
+host_status host_store_rename(host_db *db, const host_key_row *row, const char *alias,
                               const char *name, const char *key, host_result *r);
 /* Queue an operation in the caller's transaction (or alone). A queued write
  * or delete supersedes earlier queued writes of the same name (they would
  * be overwritten anyway, and this drops their values sooner). */
-host_status host_store_enqueue(sqlite3 *db, host_outbox_op op, const char *name,
+host_status host_store_enqueue(host_db *db, host_outbox_op op, const char *name,
                                const char *value, size_t len, host_result *r);
 
 typedef struct host_outbox_item {
@@ -453,13 +497,13 @@ typedef struct host_outbox_item {
 } host_outbox_item;
 void host_outbox_item_free(host_outbox_item *it);
 /* The oldest queued operation: HOST_OK with *found 0 or 1. */
-host_status host_store_next(sqlite3 *db, host_outbox_item *it, int *found, host_result *r);
+host_status host_store_next(host_db *db, host_outbox_item *it, int *found, host_result *r);
 /* It landed: remove it (secure_delete overwrites the value). */
-host_status host_store_landed(sqlite3 *db, long long seq, host_result *r);
+host_status host_store_landed(host_db *db, long long seq, host_result *r);
 /* It failed: count the attempt, keep the reason (best effort). */
-void host_store_failed(sqlite3 *db, long long seq, const char *why);
+void host_store_failed(host_db *db, long long seq, const char *why);
 /* The number of queued operations. */
-host_status host_store_pending(sqlite3 *db, long *n, host_result *r);
+host_status host_store_pending(host_db *db, long *n, host_result *r);
 
 /* key list: each key, then each queued operation, in order. */
 typedef struct host_list_sink {
@@ -469,7 +513,7 @@ typedef struct host_list_sink {
                  int attempts, const char *last_error);
   void *ctx;
 } host_list_sink;
-host_status host_store_list(sqlite3 *db, const host_list_sink *sink, host_result *r);
+host_status host_store_list(host_db *db, const host_list_sink *sink, host_result *r);
 
 /* ----------------------------------------------------------------- outbox.c */
 
@@ -478,10 +522,10 @@ host_status host_store_list(sqlite3 *db, const host_list_sink *sink, host_result
  * with the delivery error when some are (*left says how many); HOST_FAILED
  * on a database error. `client` may be NULL (nothing can land). The caller
  * holds the delivery lock. */
-host_status host_outbox_deliver(sqlite3 *db, kms_client *client, long *left, host_result *r);
+host_status host_outbox_deliver(host_db *db, kms_client *client, long *left, host_result *r);
 /* After a key change committed: the crash test hook, then delivery, with
  * messages that say the change itself is saved. */
-host_status host_outbox_deliver_after_commit(sqlite3 *db, kms_client *client, host_result *r);
+host_status host_outbox_deliver_after_commit(host_db *db, kms_client *client, host_result *r);
 /* Test hook: if KMS_HOST_CRASH_AFTER_COMMIT=1, _exit(99) now. */
 void host_crash_point(void);
 

@@ -43,8 +43,8 @@ typedef struct app {
   const char *dir; /* plugin directory */
   unsigned lock_timeout_ms;
   host_plugin hp;
-  sqlite3 *db;
-  char *db_path;
+  host_db *db;
+  char *db_path; /* the store: a SQLite path or a PostgreSQL URL (wiped) */
   int lock_fd;
 } app;
 
@@ -62,27 +62,64 @@ static void app_close(app *a) {
   host_plugin_close(&a->hp);
   if (a->db) host_db_close(a->db);
   host_lock_release(a->lock_fd);
+  if (a->db_path) OPENSSL_cleanse(a->db_path, strlen(a->db_path)); /* a URL may hold a password */
   free(a->db_path);
   if (a->have_cfg) host_config_free(&a->cfg);
 }
 
-/* --db, else general_settings.kms_db_path, else kms-host.db beside the config. */
-static char *db_path_for(const app *a) {
-  if (a->o.db && *a->o.db) return strdup(a->o.db);
-  if (a->cfg.db_path) return strdup(a->cfg.db_path);
+/* general_settings.database_url, an os.environ/ reference resolved from the
+ * environment (environment_variables, then the process). */
+static host_status database_url_of(const app *a, char **out, host_result *r) {
+  char *name = NULL;
+  int ref = host_env_ref_name(a->cfg.database_url, &name);
+  if (ref < 0) return host_fail(r, HOST_FAILED, "out of memory");
+  const char *v = ref ? (name[0] ? host_env_lookup(&a->cfg, name) : NULL) : a->cfg.database_url;
+  host_status s = HOST_OK;
+  if (!v || !*v)
+    s = host_fail(r, HOST_CONFIG, "%s: general_settings.database_url: %s: environment variable "
+                  "'%s' is not set or empty; set it, or remove database_url to use SQLite",
+                  a->cfg.path, a->cfg.database_url, name);
+  else if (!(*out = strdup(v)))
+    s = host_fail(r, HOST_FAILED, "out of memory");
+  free(name);
+  return s;
+}
+
+/* The store: --db (a path or a PostgreSQL URL), else general_settings.
+ * kms_db_path, else general_settings.database_url, else $DATABASE_URL
+ * (LiteLLM's names: PostgreSQL), else kms-host.db beside the config.
+ * kms-host's own settings come before LiteLLM's shared ones. */
+static host_status db_path_for(const app *a, char **out, host_result *r) {
+  *out = NULL;
+  const char *env = getenv("DATABASE_URL");
+  const char *own = a->o.db && *a->o.db ? a->o.db : a->cfg.db_path;
+  if (own) return (*out = strdup(own)) ? HOST_OK : host_fail(r, HOST_FAILED, "out of memory");
   size_t n = strlen(a->cfg.dir) + 16;
-  char *p = malloc(n);
-  if (p) snprintf(p, n, "%s/kms-host.db", a->cfg.dir);
-  return p;
+  char *file = malloc(n);
+  if (!file) return host_fail(r, HOST_FAILED, "out of memory");
+  snprintf(file, n, "%s/kms-host.db", a->cfg.dir);
+  if (!a->cfg.database_url && !(env && *env)) {
+    *out = file;
+    return HOST_OK;
+  }
+  host_status s = a->cfg.database_url ? database_url_of(a, out, r)
+                  : (*out = strdup(env)) ? HOST_OK : host_fail(r, HOST_FAILED, "out of memory");
+  struct stat st;
+  if (s == HOST_OK && stat(file, &st) == 0) /* its keys would seem to vanish */
+    host_log(KMS_LOG_WARN, "%s is not used: %s selects PostgreSQL; set general_settings."
+             "kms_db_path to it to keep using that file", file,
+             a->cfg.database_url ? "general_settings.database_url" : "DATABASE_URL");
+  free(file);
+  return s;
 }
 
 /* Open the database; with `lock`, also take the delivery lock (commands
  * that change keys or deliver). Read-only commands pass 0. */
 static host_status open_db(app *a, int lock, host_result *r) {
-  if (!(a->db_path = db_path_for(a))) return host_fail(r, HOST_FAILED, "out of memory");
-  if (host_db_open(a->db_path, &a->db, r) != HOST_OK) return r->status;
-  if (lock && host_lock_acquire(a->db_path, a->lock_timeout_ms, host_clock_system(),
-                                &a->lock_fd, r) != HOST_OK)
+  if (db_path_for(a, &a->db_path, r) != HOST_OK) return r->status;
+  if (host_store_open(a->db_path, &a->db, r) != HOST_OK) return r->status;
+  if (lock && host_db_lock(a->db, a->db_path, a->lock_timeout_ms, host_clock_system(),
+                           &a->lock_fd, r) != HOST_OK)
     return r->status;
   return HOST_OK;
 }

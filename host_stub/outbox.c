@@ -8,7 +8,9 @@
  * idempotent at the store (rewriting the same value; deleting a missing
  * secret is KMS_OK), so a crash after the call but before the row is
  * removed only repeats work -- never loses it. Callers hold the delivery
- * lock (lock.c) so two processes never deliver concurrently.
+ * lock (host_db_lock) so two processes never deliver concurrently; on
+ * PostgreSQL the store's claims also keep replicas that deliver at once
+ * from taking the same operation or two of one secret name (host.h).
  */
 #include "host.h"
 
@@ -38,13 +40,23 @@ static kms_status deliver_one(kms_client *client, const host_outbox_item *it, km
   return kms_client_delete(client, it->name, e);
 }
 
-host_status host_outbox_deliver(sqlite3 *db, kms_client *client, long *left, host_result *r) {
+/* Nothing this process may take: on SQLite the queue is empty; on
+ * PostgreSQL the rest may be claimed by another live kms-host. */
+static host_status claimed_elsewhere(host_db *db, long *left, host_result *r) {
+  if (host_store_pending(db, left, r) != HOST_OK) return r->status;
+  if (*left == 0) return HOST_OK;
+  return host_fail(r, HOST_QUEUED, "%ld operation(s) are being delivered by another kms-host "
+                   "(claimed; a claim of a process that died lapses at once, one of a process "
+                   "that hangs after KMS_HOST_OUTBOX_LEASE seconds)", *left);
+}
+
+host_status host_outbox_deliver(host_db *db, kms_client *client, long *left, host_result *r) {
   *left = 0;
   for (;;) {
     host_outbox_item it;
     int found;
     if (host_store_next(db, &it, &found, r) != HOST_OK) return r->status;
-    if (!found) return HOST_OK;
+    if (!found) return claimed_elsewhere(db, left, r);
     kms_error e;
     kms_status ks = deliver_one(client, &it, &e);
     const char *verb = it.op == HOST_OUTBOX_WRITE ? "write" : "delete";
@@ -64,7 +76,7 @@ host_status host_outbox_deliver(sqlite3 *db, kms_client *client, long *left, hos
   }
 }
 
-host_status host_outbox_deliver_after_commit(sqlite3 *db, kms_client *client, host_result *r) {
+host_status host_outbox_deliver_after_commit(host_db *db, kms_client *client, host_result *r) {
   host_crash_point();
   long left = 0;
   host_result d = {HOST_OK, ""};

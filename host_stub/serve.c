@@ -288,7 +288,7 @@ static host_status run_server(serve_server *srv, const serve_opts *o, const sigs
   return HOST_OK;
 }
 
-host_status host_serve(const host_config *cfg, host_plugin *hp, sqlite3 *db, const char *db_path,
+host_status host_serve(const host_config *cfg, host_plugin *hp, host_db *db, const char *db_path,
                        int argc, char **argv, host_result *r) {
   serve_opts o;
   if (parse_opts(argc, argv, &o, r) != HOST_OK) return r->status;

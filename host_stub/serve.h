@@ -120,7 +120,7 @@ typedef struct serve_ctx {
   const host_config *cfg;
   const kms_plugin *plugin; /* NULL when no plugin is configured */
   kms_client *client;       /* NULL when none, or the backend was down at start */
-  sqlite3 *db;              /* the request threads' connection, under db_mu */
+  host_db *db;              /* the request threads' connection, under db_mu */
   pthread_mutex_t db_mu;
   pthread_mutex_t plugin_mu; /* plugin calls, when it is not KMS_CAP_THREAD_SAFE */
   unsigned char master_sha[32];
@@ -139,7 +139,7 @@ void serve_handle(serve_ctx *s, const char *method, const char *path, serve_quer
 /* `kms-host serve [--listen ADDR:PORT] [--threads N] ...`: runs until
  * SIGTERM/SIGINT, then finishes in-flight requests, stops the worker and
  * returns HOST_OK. The plugin and the database are opened by main.c. */
-host_status host_serve(const host_config *cfg, host_plugin *hp, sqlite3 *db, const char *db_path,
+host_status host_serve(const host_config *cfg, host_plugin *hp, host_db *db, const char *db_path,
                        int argc, char **argv, host_result *r);
 
 #endif /* KMS_HOST_SERVE_H */

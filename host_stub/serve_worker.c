@@ -31,7 +31,7 @@ struct serve_worker {
   long queued;
   char error[HOST_ERR_SIZE];
   int stop;
-  sqlite3 *db; /* the worker's own connection */
+  host_db *db; /* the worker's own connection (SQLite file or PostgreSQL) */
   char *db_path;
   kms_client *client;
   pthread_mutex_t *plugin_mu;
@@ -65,11 +65,16 @@ static int cond_init_monotonic(pthread_cond_t *c) {
 static host_status round_once(serve_worker *w, long *left, host_result *r) {
   int fd = -1;
   *left = -1;
-  if (host_lock_acquire(w->db_path, 0, w->clock, &fd, r) != HOST_OK) return HOST_QUEUED;
+  /* SQLite: the file lock the CLI takes too. PostgreSQL: no lock -- the
+   * outbox's claims (FOR UPDATE SKIP LOCKED, per name in order) already let
+   * replicas deliver side by side, and its advisory delivery lock lives as
+   * long as the session, which for this connection is the whole run. */
+  if (host_db_sqlite(w->db) && host_lock_acquire(w->db_path, 0, w->clock, &fd, r) != HOST_OK)
+    return HOST_QUEUED;
   pthread_mutex_lock(w->plugin_mu);
   host_status s = host_outbox_deliver(w->db, w->client, left, r);
   pthread_mutex_unlock(w->plugin_mu);
-  host_lock_release(fd);
+  if (fd >= 0) host_lock_release(fd);
   return s;
 }
 
@@ -128,7 +133,7 @@ host_status serve_worker_start(const char *db_path, kms_client *client,
   w->backoff_min_ms = backoff_min_ms ? backoff_min_ms : 1;
   w->backoff_max_ms = backoff_max_ms < w->backoff_min_ms ? w->backoff_min_ms : backoff_max_ms;
   w->clock = clock;
-  if (host_db_open(db_path, &w->db, r) != HOST_OK) {
+  if (host_store_open(db_path, &w->db, r) != HOST_OK) {
     free(w->db_path);
     free(w);
     return r->status;

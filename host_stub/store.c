@@ -1,79 +1,37 @@
 /*
- * store.c -- every SQL statement of kms-host, one function per transaction.
+ * store.c -- the storage interface: host_store_* forward to the store the
+ * connection belongs to (store.h), and the helpers both stores share.
  *
- * A key change and the secret-manager work it implies are committed in ONE
- * transaction (BEGIN IMMEDIATE ... COMMIT, rolled back on any error), so
- * each host_store_<change> below holds all of its statements: the
- * virtual_keys change and the outbox rows. Delivery (outbox.c) then reads
- * the oldest row, and removes it only once the plugin said it landed.
- * Statements bind every value; nothing is formatted into SQL.
+ * The key and outbox logic above (keys.c, outbox.c, main.c, serve) is
+ * written once against these functions; store_sqlite.c and store_pg.c hold
+ * the SQL of each store. Which store: host_store_open's target, a
+ * PostgreSQL URL or a SQLite path (main.c picks it from --db,
+ * kms_db_path, database_url, DATABASE_URL). Thread safety: as the
+ * connection (one thread at a time).
  */
-#include "host.h"
+#include "store.h"
 
 #include <openssl/crypto.h>
-#include <sqlite3.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static host_status db_fail(sqlite3 *db, host_result *r) {
-  return host_fail(r, HOST_FAILED, "database: %s", sqlite3_errmsg(db));
+int host_db_is_url(const char *target) {
+  return target && (!strncmp(target, "postgresql://", 13) || !strncmp(target, "postgres://", 11));
 }
 
-/* Bind text, or NULL when `s` is NULL. */
-static void bind_text(sqlite3_stmt *st, int i, const char *s) {
-  if (s) sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
-  else sqlite3_bind_null(st, i);
+host_status host_store_open(const char *target, host_db **db, host_result *r) {
+  return host_db_is_url(target) ? host_db_open_pg(target, db, r) : host_db_open(target, db, r);
 }
 
-/* Prepare `sql`, bind its text parameters ?1..?4 (NULL binds NULL), run it
- * to completion. A constraint violation can only be the alias's UNIQUE. */
-static host_status run4(sqlite3 *db, const char *sql, const char *a, const char *b,
-                        const char *c, const char *d, host_result *r) {
-  sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return db_fail(db, r);
-  const char *args[4] = {a, b, c, d};
-  int n = sqlite3_bind_parameter_count(st);
-  for (int i = 0; i < n && i < 4; i++) bind_text(st, i + 1, args[i]);
-  int rc = sqlite3_step(st);
-  host_status s = HOST_OK;
-  if (rc == SQLITE_CONSTRAINT)
-    s = host_fail(r, HOST_FAILED, "that alias is already used by another virtual key");
-  else if (rc != SQLITE_DONE)
-    s = db_fail(db, r);
-  sqlite3_finalize(st);
-  return s;
+void host_db_close(host_db *db) {
+  if (db) db->ops->close(db);
 }
 
-/* End the caller's transaction: COMMIT when `s` is HOST_OK, else ROLLBACK
- * (keeping the first error). */
-static host_status finish(sqlite3 *db, host_status s, host_result *r) {
-  if (s == HOST_OK && host_db_exec(db, "COMMIT", r) == HOST_OK) return HOST_OK;
-  host_result ignored = {HOST_OK, ""};
-  (void)host_db_exec(db, "ROLLBACK", &ignored);
-  return r->status;
-}
+const char *host_db_kind(const host_db *db) { return db->ops->kind; }
 
-/* ------------------------------------------------------------------ outbox */
-
-host_status host_store_enqueue(sqlite3 *db, host_outbox_op op, const char *name,
-                               const char *value, size_t len, host_result *r) {
-  /* Earlier queued writes of this name are superseded. */
-  if (run4(db, "DELETE FROM outbox WHERE secret_name=?1 AND op='write'", name, NULL, NULL, NULL,
-           r) !=
-      HOST_OK)
-    return r->status;
-  sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(db, "INSERT INTO outbox(op, secret_name, value) VALUES(?1, ?2, ?3)", -1,
-                         &st, NULL) != SQLITE_OK)
-    return db_fail(db, r);
-  sqlite3_bind_text(st, 1, op == HOST_OUTBOX_WRITE ? "write" : "delete", -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
-  if (op == HOST_OUTBOX_WRITE) sqlite3_bind_blob(st, 3, value, (int)len, SQLITE_TRANSIENT);
-  else sqlite3_bind_null(st, 3);
-  int rc = sqlite3_step(st);
-  sqlite3_finalize(st);
-  return rc == SQLITE_DONE ? HOST_OK : db_fail(db, r);
+host_status host_db_lock(host_db *db, const char *target, unsigned timeout_ms,
+                         const host_clock *clock, int *fd, host_result *r) {
+  return db->ops->lock(db, target, timeout_ms, clock, fd, r);
 }
 
 void host_outbox_item_free(host_outbox_item *it) {
@@ -83,176 +41,59 @@ void host_outbox_item_free(host_outbox_item *it) {
   memset(it, 0, sizeof *it);
 }
 
-host_status host_store_next(sqlite3 *db, host_outbox_item *it, int *found, host_result *r) {
-  memset(it, 0, sizeof *it);
-  *found = 0;
-  sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(db, "SELECT seq, op, secret_name, value FROM outbox ORDER BY seq LIMIT 1",
-                         -1, &st, NULL) != SQLITE_OK)
-    return db_fail(db, r);
-  int rc = sqlite3_step(st);
-  host_status s = HOST_OK;
-  if (rc == SQLITE_ROW) {
-    it->seq = sqlite3_column_int64(st, 0);
-    it->op = strcmp((const char *)sqlite3_column_text(st, 1), "write") ? HOST_OUTBOX_DELETE
-                                                                        : HOST_OUTBOX_WRITE;
-    it->name = strdup((const char *)sqlite3_column_text(st, 2));
-    it->len = (size_t)sqlite3_column_bytes(st, 3);
-    it->value = malloc(it->len + 1);
-    if (it->value && it->len) memcpy(it->value, sqlite3_column_blob(st, 3), it->len);
-    if (it->value) it->value[it->len] = '\0';
-    if (!it->name || !it->value) {
-      host_outbox_item_free(it);
-      s = host_fail(r, HOST_FAILED, "out of memory");
-    } else {
-      *found = 1;
-    }
-  } else if (rc != SQLITE_DONE) {
-    s = db_fail(db, r);
-  }
-  sqlite3_finalize(st);
-  return s;
-}
-
-host_status host_store_landed(sqlite3 *db, long long seq, host_result *r) {
-  sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(db, "DELETE FROM outbox WHERE seq=?1", -1, &st, NULL) != SQLITE_OK)
-    return db_fail(db, r);
-  sqlite3_bind_int64(st, 1, seq);
-  int rc = sqlite3_step(st);
-  sqlite3_finalize(st);
-  return rc == SQLITE_DONE ? HOST_OK : db_fail(db, r);
-}
-
-void host_store_failed(sqlite3 *db, long long seq, const char *why) {
-  sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(db, "UPDATE outbox SET attempts=attempts+1, last_error=?2 WHERE seq=?1",
-                         -1, &st, NULL) != SQLITE_OK)
-    return;
-  sqlite3_bind_int64(st, 1, seq);
-  sqlite3_bind_text(st, 2, why, -1, SQLITE_TRANSIENT);
-  (void)sqlite3_step(st);
-  sqlite3_finalize(st);
-}
-
-host_status host_store_pending(sqlite3 *db, long *n, host_result *r) {
-  sqlite3_stmt *st = NULL;
-  *n = -1;
-  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM outbox", -1, &st, NULL) == SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW)
-    *n = (long)sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  return *n < 0 ? db_fail(db, r) : HOST_OK;
-}
-
-/* ------------------------------------------------------------ virtual keys */
-
 void host_key_row_free(host_key_row *row) {
   free(row->alias);
   free(row->secret_name);
   memset(row, 0, sizeof *row);
 }
 
-static char *col_dup(sqlite3_stmt *st, int i) {
-  const unsigned char *t = sqlite3_column_text(st, i);
-  return t ? strdup((const char *)t) : NULL;
-}
-
-host_status host_store_find(sqlite3 *db, const char *alias, const char *token_hash,
+host_status host_store_find(host_db *db, const char *alias, const char *token_hash,
                             host_key_row *row, host_result *r) {
-  memset(row, 0, sizeof *row);
-  sqlite3_stmt *st = NULL;
-  const char *sql = alias ? "SELECT key_id, alias, secret_name FROM virtual_keys WHERE alias=?1"
-                          : "SELECT key_id, alias, secret_name FROM virtual_keys "
-                            "WHERE token_hash=?1";
-  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) return db_fail(db, r);
-  sqlite3_bind_text(st, 1, alias ? alias : token_hash, -1, SQLITE_TRANSIENT);
-  int rc = sqlite3_step(st);
-  host_status s = HOST_OK;
-  if (rc == SQLITE_ROW) {
-    snprintf(row->key_id, sizeof row->key_id, "%s", (const char *)sqlite3_column_text(st, 0));
-    row->alias = col_dup(st, 1);
-    row->secret_name = col_dup(st, 2);
-  } else if (rc != SQLITE_DONE) {
-    s = db_fail(db, r);
-  } else if (alias) {
-    s = host_fail(r, HOST_FAILED, "no virtual key with alias '%s'", alias);
-  } else {
-    s = host_fail(r, HOST_FAILED, "no such virtual key (it may have been deleted or regenerated)");
-  }
-  sqlite3_finalize(st);
-  return s;
+  return db->ops->find(db, alias, token_hash, row, r);
 }
 
-host_status host_store_generate(sqlite3 *db, const char *key_id, const char *token_hash,
+host_status host_store_generate(host_db *db, const char *key_id, const char *token_hash,
                                 const char *alias, const char *name, const char *key,
                                 host_result *r) {
-  if (host_db_exec(db, "BEGIN IMMEDIATE", r) != HOST_OK) return r->status;
-  host_status s = run4(db, "INSERT INTO virtual_keys(key_id, token_hash, alias, secret_name) "
-                       "VALUES(?1, ?2, ?3, ?4)", key_id, token_hash, alias, name, r);
-  if (s == HOST_OK && name)
-    s = host_store_enqueue(db, HOST_OUTBOX_WRITE, name, key, strlen(key), r);
-  return finish(db, s, r);
+  return db->ops->generate(db, key_id, token_hash, alias, name, key, r);
 }
 
-host_status host_store_delete(sqlite3 *db, const host_key_row *row, host_result *r) {
-  if (host_db_exec(db, "BEGIN IMMEDIATE", r) != HOST_OK) return r->status;
-  host_status s = run4(db, "DELETE FROM virtual_keys WHERE key_id=?1", row->key_id, NULL, NULL,
-                       NULL, r);
-  if (s == HOST_OK && row->secret_name)
-    s = host_store_enqueue(db, HOST_OUTBOX_DELETE, row->secret_name, NULL, 0, r);
-  return finish(db, s, r);
+host_status host_store_delete(host_db *db, const host_key_row *row, host_result *r) {
+  return db->ops->remove(db, row, r);
 }
 
-host_status host_store_regenerate(sqlite3 *db, const host_key_row *row, const char *token_hash,
+host_status host_store_regenerate(host_db *db, const host_key_row *row, const char *token_hash,
                                   const char *name, const char *key, int drop_old,
                                   host_result *r) {
-  if (host_db_exec(db, "BEGIN IMMEDIATE", r) != HOST_OK) return r->status;
-  host_status s = run4(db, "UPDATE virtual_keys SET token_hash=?2, secret_name=?3, "
-                       "updated_at=strftime('%Y-%m-%dT%H:%M:%SZ','now') WHERE key_id=?1",
-                       row->key_id, token_hash, name, NULL, r);
-  if (s == HOST_OK && name)
-    s = host_store_enqueue(db, HOST_OUTBOX_WRITE, name, key, strlen(key), r);
-  if (s == HOST_OK && drop_old)
-    s = host_store_enqueue(db, HOST_OUTBOX_DELETE, row->secret_name, NULL, 0, r);
-  return finish(db, s, r);
+  return db->ops->regenerate(db, row, token_hash, name, key, drop_old, r);
 }
 
-host_status host_store_rename(sqlite3 *db, const host_key_row *row, const char *alias,
+host_status host_store_rename(host_db *db, const host_key_row *row, const char *alias,
                               const char *name, const char *key, host_result *r) {
-  if (host_db_exec(db, "BEGIN IMMEDIATE", r) != HOST_OK) return r->status;
-  host_status s = run4(db, "UPDATE virtual_keys SET alias=?2, secret_name=?3, "
-                       "updated_at=strftime('%Y-%m-%dT%H:%M:%SZ','now') WHERE key_id=?1",
-                       row->key_id, alias, name, NULL, r);
-  if (s == HOST_OK && name)
-    s = host_store_enqueue(db, HOST_OUTBOX_WRITE, name, key, strlen(key), r);
-  if (s == HOST_OK && row->secret_name && (!name || strcmp(name, row->secret_name) != 0))
-    s = host_store_enqueue(db, HOST_OUTBOX_DELETE, row->secret_name, NULL, 0, r);
-  return finish(db, s, r);
+  return db->ops->rename(db, row, alias, name, key, r);
 }
 
-/* ----------------------------------------------------------------- listing */
-
-static const char *col_text(sqlite3_stmt *st, int i) {
-  return (const char *)sqlite3_column_text(st, i);
+host_status host_store_enqueue(host_db *db, host_outbox_op op, const char *name,
+                               const char *value, size_t len, host_result *r) {
+  return db->ops->enqueue(db, op, name, value, len, r);
 }
 
-host_status host_store_list(sqlite3 *db, const host_list_sink *sink, host_result *r) {
-  sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(db, "SELECT key_id, alias, secret_name, updated_at FROM virtual_keys "
-                         "ORDER BY created_at, key_id", -1, &st, NULL) != SQLITE_OK)
-    return db_fail(db, r);
-  int rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-    sink->key(sink->ctx, col_text(st, 0), col_text(st, 1), col_text(st, 2), col_text(st, 3));
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE) return db_fail(db, r);
-  if (sqlite3_prepare_v2(db, "SELECT seq, op, secret_name, attempts, last_error FROM outbox "
-                         "ORDER BY seq", -1, &st, NULL) != SQLITE_OK)
-    return db_fail(db, r);
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-    sink->queued(sink->ctx, (long long)sqlite3_column_int64(st, 0), col_text(st, 1),
-                 col_text(st, 2), sqlite3_column_int(st, 3), col_text(st, 4));
-  sqlite3_finalize(st);
-  return rc == SQLITE_DONE ? HOST_OK : db_fail(db, r);
+host_status host_store_next(host_db *db, host_outbox_item *it, int *found, host_result *r) {
+  return db->ops->next(db, it, found, r);
+}
+
+host_status host_store_landed(host_db *db, long long seq, host_result *r) {
+  return db->ops->landed(db, seq, r);
+}
+
+void host_store_failed(host_db *db, long long seq, const char *why) {
+  db->ops->failed(db, seq, why);
+}
+
+host_status host_store_pending(host_db *db, long *n, host_result *r) {
+  return db->ops->pending(db, n, r);
+}
+
+host_status host_store_list(host_db *db, const host_list_sink *sink, host_result *r) {
+  return db->ops->list(db, sink, r);
 }

@@ -11,6 +11,9 @@
 # the temporary directory removed on exit.
 set -euo pipefail
 
+# The demo keeps its keys in SQLite in its temporary directory: a DATABASE_URL
+# of the caller's (LiteLLM's name) would select PostgreSQL instead.
+unset DATABASE_URL
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
 host="$build/host_stub/kms-host"
@@ -181,5 +184,9 @@ say "export HCP_VAULT_ADDR=https://vault.example.com:8200   # or VAULT_ADDR"
 say "export HCP_VAULT_TOKEN=...                              # or VAULT_TOKEN / cert / AppRole login"
 say "export VAULT_CACERT=/path/to/ca.pem                     # if your CA is private"
 say "$build/host_stub/kms-host --config host_stub/examples/config.yaml resolve"
+say "Several gateway replicas? Share one key table in PostgreSQL (LiteLLM's setting):"
+say "  general_settings: {database_url: os.environ/DATABASE_URL}   # or export DATABASE_URL"
+say "  export DATABASE_URL='postgresql://kms@db.example.com/litellm?sslmode=verify-full'"
+say "(the password from PGPASSWORD or ~/.pgpass; without either setting: SQLite, as above)."
 say "See host_stub/README.md and plugins/hashicorp_vault/README.md."
 printf '\n%sdemo finished%s (the server is stopped and its files removed)\n' "$bold" "$plain"

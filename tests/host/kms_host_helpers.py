@@ -7,7 +7,9 @@ build/. Standard library + pytest only (Debian's python3-pytest)."""
 
 import os
 import pathlib
+import sqlite3
 import subprocess
+import sys
 
 import pytest
 
@@ -19,6 +21,58 @@ HOST = BUILD / "host_stub" / "kms-host"
 # Exit statuses (host_stub/host.h, README.md).
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_CONFIG, EXIT_QUEUED = 0, 1, 2, 3, 4
 EXIT_TEST_CRASH = 99  # KMS_HOST_CRASH_AFTER_COMMIT=1
+
+
+# --- the store under test ---------------------------------------------------------
+#
+# KMS_TEST_STORE=sqlite (default) or postgresql runs the same suites against
+# either store: on postgresql, conftest.py starts one server per session
+# (tests/support/pg_fixture.py) and gives every test a fresh database through
+# DATABASE_URL, which kms-host uses wherever a test does not name a SQLite
+# file (--db / kms_db_path). Tests about the SQLite file itself are marked
+# sqlite_only, PostgreSQL-only ones postgresql_only; the other pass deselects
+# them (they run in the ctest entry of their store, never skipped green).
+
+STORE = os.environ.get("KMS_TEST_STORE", "sqlite")
+if STORE not in ("sqlite", "postgresql"):
+    raise RuntimeError(f"KMS_TEST_STORE={STORE!r}: expected sqlite or postgresql")
+
+sys.path.insert(0, str(SRC / "tests" / "support"))  # pg_fixture, for conftest.py
+
+PG = {"server": None, "db": None}  # the session's server, the current test's database
+
+
+def _pg_rows(sql):
+    rows = PG["server"].psql(sql, db=PG["db"])
+    return [tuple(None if c == "<NULL>" else c for c in r) for r in rows]
+
+
+def key_rows(db_file):
+    """(key_id, token_hash, alias, secret_name) of every key, oldest first.
+    `db_file` is the SQLite file the test expects; the default one
+    (kms-host.db beside the config) is the test's PostgreSQL database on
+    the postgresql pass."""
+    sql = "SELECT key_id, token_hash, alias, secret_name FROM {}virtual_keys " \
+          "ORDER BY created_at, key_id"
+    if STORE == "postgresql" and pathlib.Path(db_file).name == "kms-host.db":
+        return _pg_rows(sql.format("kms_host_"))
+    con = sqlite3.connect(db_file)
+    try:
+        return con.execute(sql.format("")).fetchall()
+    finally:
+        con.close()
+
+
+def outbox_rows(db_file):
+    """(op, secret_name) of every queued operation, in order (as key_rows)."""
+    sql = "SELECT op, secret_name FROM {}outbox ORDER BY seq"
+    if STORE == "postgresql" and pathlib.Path(db_file).name == "kms-host.db":
+        return _pg_rows(sql.format("kms_host_"))
+    con = sqlite3.connect(db_file)
+    try:
+        return con.execute(sql.format("")).fetchall()
+    finally:
+        con.close()
 
 
 def base_env(**extra):

@@ -6,14 +6,13 @@ store_virtual_keys."""
 import hashlib
 import os
 import re
-import sqlite3
 import stat
 import textwrap
 
 import pytest
 
-from kms_host_helpers import (EXIT_CONFIG, EXIT_FAIL, EXIT_OK, EXIT_USAGE, PLUGIN_DIR, Host,
-                      base_env, parse_fields, run_raw)
+from kms_host_helpers import (EXIT_CONFIG, EXIT_FAIL, EXIT_OK, EXIT_USAGE, PLUGIN_DIR, STORE,
+                              Host, base_env, key_rows, parse_fields, run_raw)
 
 SECRET = "sk-live-0123456789abcdefSECRETSECRET"
 
@@ -335,12 +334,7 @@ def test_secret_needs_kms(tmp_path):
 # --- virtual keys without storage -------------------------------------------------
 
 def db_rows(path):
-    con = sqlite3.connect(path)
-    try:
-        return con.execute("SELECT key_id, token_hash, alias, secret_name FROM virtual_keys "
-                           "ORDER BY created_at, key_id").fetchall()
-    finally:
-        con.close()
+    return [tuple(r) for r in key_rows(path)]
 
 
 def test_keys_local_only(env_host, tmp_path):
@@ -349,11 +343,14 @@ def test_keys_local_only(env_host, tmp_path):
     key = g["key"]
     assert re.fullmatch(r"sk-[A-Za-z0-9_-]{32}", key)
     assert g["secret_name"].startswith("-")
-    db = tmp_path / "kms-host.db"  # default: next to the config
-    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    db = tmp_path / "kms-host.db"  # default: next to the config (or DATABASE_URL)
     rows = db_rows(db)
     assert rows == [(g["key_id"], hashlib.sha256(key.encode()).hexdigest(), "team-a", None)]
-    assert key not in db.read_bytes().decode("latin-1")  # only the hash is kept
+    if STORE == "sqlite":
+        assert stat.S_IMODE(db.stat().st_mode) == 0o600
+        assert key not in db.read_bytes().decode("latin-1")  # only the hash is kept
+    else:
+        assert not db.exists()
 
     g2 = parse_fields(h.run("key", "generate", check=EXIT_OK).stdout)
     assert g2["key"] != key and g2["alias"] == "-"
@@ -406,6 +403,12 @@ def test_db_path_options(tmp_path):
     Host(cfg).run("--db", str(other), "key", "generate", check=EXIT_OK)  # --db wins
     assert len(db_rows(other)) == 1 and len(db_rows(tmp_path / "sub" / "keys.db")) == 1
     assert not (tmp_path / "kms-host.db").exists()
+
+
+def test_database_url_must_be_a_string(tmp_path):
+    cfg = write(tmp_path, "general_settings:\n  database_url: [postgresql://x]\n")
+    p = Host(cfg).run("key", "list", check=EXIT_CONFIG)
+    assert "general_settings.database_url: expected a PostgreSQL URL, got a list" in p.stderr
 
 
 def test_store_with_read_only_backend_refused(tmp_path):

@@ -43,6 +43,7 @@ def host(tmp_path):
 
 # --- item 3: the database, its journal and its directory are private -------------------
 
+@pytest.mark.sqlite_only
 def test_database_readable_by_others_is_refused(host, tmp_path):
     host.run("key", "generate", check=EXIT_OK)
     db = tmp_path / "kms-host.db"
@@ -55,6 +56,7 @@ def test_database_readable_by_others_is_refused(host, tmp_path):
     host.run("key", "list", check=EXIT_OK)
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("suffix", ["-journal", "-wal"])
 def test_journal_readable_by_others_is_refused(host, tmp_path, suffix):
     host.run("key", "generate", check=EXIT_OK)
@@ -67,6 +69,7 @@ def test_journal_readable_by_others_is_refused(host, tmp_path, suffix):
     host.run("key", "list", check=EXIT_OK)
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("mode", [0o777, 0o1777, 0o775])
 def test_database_directory_writable_by_others_is_refused(tmp_path, mode):
     d = tmp_path / "shared"
@@ -80,6 +83,7 @@ def test_database_directory_writable_by_others_is_refused(tmp_path, mode):
     assert not (d / "keys.db").exists()  # refused before anything was written
 
 
+@pytest.mark.sqlite_only
 def test_database_symlink_into_a_shared_directory_is_refused(tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -99,6 +103,7 @@ def test_database_symlink_into_a_shared_directory_is_refused(tmp_path):
     assert f"directory {shared} is writable by group or others" in p.stderr, p.stderr
 
 
+@pytest.mark.sqlite_only
 def test_new_database_and_lock_are_private(host, tmp_path):
     host.run("key", "generate", check=EXIT_OK)
     for f in ("kms-host.db", "kms-host.db.lock"):
@@ -106,6 +111,7 @@ def test_new_database_and_lock_are_private(host, tmp_path):
     assert not (tmp_path / "kms-host.db-journal").exists()
 
 
+@pytest.mark.sqlite_only
 def test_newer_schema_is_refused(host, tmp_path):
     host.run("key", "generate", check=EXIT_OK)
     con = sqlite3.connect(tmp_path / "kms-host.db")
@@ -216,6 +222,7 @@ class HeldLock:
         os.close(self.fd)
 
 
+@pytest.mark.sqlite_only
 def test_read_only_commands_do_not_take_the_lock(host, tmp_path):
     host.run("key", "generate", "--alias", "a", check=EXIT_OK)  # the database exists
     lock = HeldLock(tmp_path / "kms-host.db")
@@ -228,6 +235,7 @@ def test_read_only_commands_do_not_take_the_lock(host, tmp_path):
         lock.release()
 
 
+@pytest.mark.sqlite_only
 def test_key_change_waits_a_bounded_time_and_names_the_holder(host, tmp_path):
     host.run("key", "generate", "--alias", "a", check=EXIT_OK)
     lock = HeldLock(tmp_path / "kms-host.db")

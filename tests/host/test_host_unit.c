@@ -20,6 +20,7 @@
 #include <sqlite3.h>
 
 #include "host.h"
+#include "pool_check.h"
 
 static char err[HOST_ERR_SIZE];
 
@@ -341,7 +342,7 @@ static void test_outbox_queue(void **state) {
   tmpdb t = {"", ""};
   tmpdb_make(&t);
   const char *path = t.path;
-  sqlite3 *db = NULL;
+  host_db *db = NULL;
   host_result r = {HOST_OK, ""};
   long n = 0;
   assert_int_equal(host_db_open(path, &db, &r), HOST_OK);
@@ -351,20 +352,20 @@ static void test_outbox_queue(void **state) {
   assert_int_equal(host_store_enqueue(db, HOST_OUTBOX_WRITE, "p/a", "v2", 2, &r), HOST_OK);
   assert_int_equal(host_store_pending(db, &n, &r), HOST_OK);
   assert_int_equal(n, 2);
-  assert_int_equal(count(db, "SELECT count(*) FROM outbox WHERE value='v1' AND secret_name='p/a'"),
+  assert_int_equal(count(host_db_sqlite(db), "SELECT count(*) FROM outbox WHERE value='v1' AND secret_name='p/a'"),
                    0);
   /* a delete drops queued writes of that name but is itself queued */
   assert_int_equal(host_store_enqueue(db, HOST_OUTBOX_DELETE, "p/a", NULL, 0, &r), HOST_OK);
   assert_int_equal(host_store_pending(db, &n, &r), HOST_OK);
   assert_int_equal(n, 2);
-  assert_int_equal(count(db, "SELECT count(*) FROM outbox WHERE op='delete' AND value IS NULL"), 1);
+  assert_int_equal(count(host_db_sqlite(db), "SELECT count(*) FROM outbox WHERE op='delete' AND value IS NULL"), 1);
   /* order is kept: p/b first, then the delete of p/a */
-  assert_int_equal(count(db, "SELECT secret_name='p/b' FROM outbox ORDER BY seq LIMIT 1"), 1);
+  assert_int_equal(count(host_db_sqlite(db), "SELECT secret_name='p/b' FROM outbox ORDER BY seq LIMIT 1"), 1);
   /* with no plugin nothing can land; the queue stays, the error says why */
   assert_int_equal(host_outbox_deliver(db, NULL, &n, &r), HOST_QUEUED);
   assert_int_equal(n, 2);
   assert_non_null(strstr(r.msg, "key_management_system"));
-  assert_int_equal(count(db, "SELECT attempts FROM outbox ORDER BY seq LIMIT 1"), 1);
+  assert_int_equal(count(host_db_sqlite(db), "SELECT attempts FROM outbox ORDER BY seq LIMIT 1"), 1);
   host_db_close(db);
   tmpdb_remove(&t);
 }
@@ -408,9 +409,11 @@ static void test_migrations(void **state) {
   sqlite3_close(db);
   /* the real history: a fresh file gets HOST_SCHEMA_VERSION */
   assert_int_equal(unlink(t.path), 0);
-  assert_int_equal(host_db_open(t.path, &db, &r), HOST_OK);
-  assert_int_equal(host_db_schema_version(db), HOST_SCHEMA_VERSION);
-  host_db_close(db);
+  host_db *hdb = NULL;
+  assert_int_equal(host_db_open(t.path, &hdb, &r), HOST_OK);
+  assert_string_equal(host_db_kind(hdb), "sqlite");
+  assert_int_equal(host_db_schema_version(host_db_sqlite(hdb)), HOST_SCHEMA_VERSION);
+  host_db_close(hdb);
   tmpdb_remove(&t);
 }
 
@@ -433,7 +436,7 @@ static void test_delivered_key_leaves_no_copy(void **state) {
   (void)state;
   tmpdb t = {"", ""};
   tmpdb_make(&t);
-  sqlite3 *db = NULL;
+  host_db *db = NULL;
   host_result r = {HOST_OK, ""};
   static const char key[] = "sk-QUEUEDkeyQUEUEDkeyQUEUEDkey0123";
   assert_int_equal(host_db_open(t.path, &db, &r), HOST_OK);
@@ -600,8 +603,18 @@ static void test_read_all(void **state) {
   assert_int_equal(host_strip_newline("", 0), 0);
 }
 
+/* The connection pool on SQLite: threads share 3 connections to one file. */
+static void test_pool_sqlite(void **state) {
+  (void)state;
+  tmpdb t = {"", ""};
+  tmpdb_make(&t);
+  pool_check(t.path);
+  tmpdb_remove(&t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_pool_sqlite),
     cmocka_unit_test(test_config_full),  cmocka_unit_test(test_config_defaults),
     cmocka_unit_test(test_config_errors), cmocka_unit_test(test_bool),
     cmocka_unit_test(test_env_ref),      cmocka_unit_test(test_routing),

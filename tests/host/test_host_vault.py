@@ -9,15 +9,14 @@ Vault equal the key table: no lost write, no duplicate, no orphan."""
 import hashlib
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 
 import pytest
 
 from kms_host_helpers import (EXIT_CONFIG, EXIT_FAIL, EXIT_OK, EXIT_QUEUED, EXIT_TEST_CRASH,
-                              HOST, MAKE_CERTS, PLUGIN_DIR, VAULT_PLUGIN, VAULT_SERVER, Host,
-                              VaultServer, parse_fields)
+                              HOST, PLUGIN_DIR, VAULT_PLUGIN, VAULT_SERVER, Host, key_rows,
+                              outbox_rows, parse_fields)
 
 @pytest.fixture(scope="module", autouse=True)
 def _need_vault_plugin_and_server():
@@ -45,18 +44,7 @@ general_settings:
 """
 
 
-@pytest.fixture(scope="session")
-def certs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("certs")
-    subprocess.run(["bash", str(MAKE_CERTS), str(d)], check=True, capture_output=True)
-    return d
-
-
-@pytest.fixture
-def vault(tmp_path, certs):
-    v = VaultServer(tmp_path, certs).start()
-    yield v
-    v.stop()
+# certs, vault: conftest.py
 
 
 def make_host(tmp_path, vault, settings=None, **env):
@@ -69,13 +57,10 @@ def make_host(tmp_path, vault, settings=None, **env):
 
 
 def rows(tmp_path):
-    con = sqlite3.connect(tmp_path / "kms-host.db")
-    try:
-        keys = con.execute("SELECT key_id, token_hash, alias, secret_name FROM virtual_keys").fetchall()
-        outbox = con.execute("SELECT op, secret_name FROM outbox ORDER BY seq").fetchall()
-        return keys, outbox
-    finally:
-        con.close()
+    """The key table and the queue, of SQLite beside the config or the
+    test's PostgreSQL database (kms_host_helpers.key_rows)."""
+    db = tmp_path / "kms-host.db"
+    return [tuple(r) for r in key_rows(db)], [tuple(r) for r in outbox_rows(db)]
 
 
 def assert_vault_equals_table(tmp_path, vault):
@@ -282,6 +267,7 @@ def test_regenerate_while_sealed_then_sync(tmp_path, vault):
     assert_vault_equals_table(tmp_path, vault)
 
 
+@pytest.mark.sqlite_only
 def test_delivered_key_leaves_no_copy_on_disk(tmp_path, vault):
     """While queued the key is in the database (that is what the outbox is
     for); once delivered, no byte of it is left in the file or in the
