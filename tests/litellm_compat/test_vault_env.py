@@ -9,7 +9,6 @@ SSL_VERIFY (a path or true/false) and SSL_CERT_FILE; a write with a
 description sends {"data": {"key": v, "description": d}}."""
 
 import http.server
-import json
 import threading
 import urllib.error
 import urllib.request
