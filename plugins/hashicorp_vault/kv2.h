@@ -59,6 +59,18 @@ void kv2_free_body(char *body, size_t len);
 kms_status kv2_parse_read(const char *body, size_t len, const char *name, char **value,
                           size_t *value_len, int64_t *version, kms_error *err);
 
+/* kv2_parse_read reading data.data.<field> instead of data.data.key (the
+ * per-call location override `field`). */
+kms_status kv2_parse_read_field(const char *body, size_t len, const char *name,
+                                const char *field, char **value, size_t *value_len,
+                                int64_t *version, kms_error *err);
+
+/* Parse a 200 LIST metadata/ answer: data.keys, each passed to fn(ctx, key)
+ * (folders end with '/'); fn returns 0 to go on. KMS_INTERNAL when the
+ * body is not such an answer. */
+kms_status kv2_parse_list(const char *body, size_t len, const char *path,
+                          int (*fn)(void *ctx, const char *key), void *ctx, kms_error *err);
+
 /* Parse a 200 write response: data.version (0 if absent). */
 int64_t kv2_parse_write_version(const char *body, size_t len);
 
