@@ -446,6 +446,8 @@ static const setting_row ROWS[] = {
     {NULL, "max_idle_connections", V_INT, 1, 256, 0, NULL, FIELD(max_idle_connections, F_UINT),
      "an integer between 1 and 256"},
     {NULL, "redirect_allowed_hosts", V_HOSTS, 0, 0, 0, NULL, 0, F_INT, NULL},
+    {NULL, "neg_ttl", V_DURATION, 0, INT64_MAX / 4, 1, NULL, FIELD(neg_ttl_ms, F_I64),
+     "a number of seconds or a duration such as '5s' (0 disables negative caching)"},
     /* LiteLLM's host-level key_management_settings */
     {NULL, "store_virtual_keys", V_IGNORED, 0, 0, 0, NULL, 0, F_INT, NULL},
     {NULL, "prefix_for_stored_virtual_keys", V_IGNORED, 0, 0, 0, NULL, 0, F_INT, NULL},
