@@ -461,6 +461,26 @@ static void test_notify(void **state) {
   it_done(&h, c);
 }
 
+/* The background refresher sees a rotation made elsewhere and notifies
+ * within one refresh interval (1 s here; polled, bounded at 10 s). */
+static void test_notify_from_refresher(void **state) {
+  (void)state;
+  rec_clear();
+  it_host h;
+  static const kms_setting bg[] = {{"background_refresh", "true"}};
+  kms_client *c = client_with(&h, "1", bg, 1);
+  char v[64];
+  vf_put(srv, "secret/data/bgrot", "{\"key\":\"k1\"}");
+  assert_int_equal(it_read(c, "bgrot", v, sizeof v, NULL, NULL), KMS_OK);
+  vf_put(srv, "secret/data/bgrot", "{\"key\":\"k2\"}");
+  long long t0 = it_now_ms();
+  while (!rec_has("UPD bgrot v2\n") && it_now_ms() - t0 < 10000) it_sleep_ms(20);
+  assert_true(rec_has("UPD bgrot v2\n"));
+  assert_int_equal(it_read(c, "bgrot", v, sizeof v, NULL, NULL), KMS_OK);
+  assert_string_equal(v, "k2");
+  it_done(&h, c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_health, reset),
@@ -471,6 +491,7 @@ int main(void) {
       cmocka_unit_test_setup(test_nonblocking, reset),
       cmocka_unit_test_setup(test_list, reset),
       cmocka_unit_test_setup(test_notify, reset),
+      cmocka_unit_test_setup(test_notify_from_refresher, reset),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
