@@ -174,25 +174,31 @@ static void loc_close(vault_loc *loc) {
   if (loc->l == &loc->own) kv2_layout_free(&loc->own);
 }
 
-/* The cache key of a read (see the top of this file). */
-static kms_status read_key(const vault_loc *loc, const char *name, int64_t version, char **key,
-                           kms_error *err) {
-  char *url = NULL;
-  kms_status st = kv2_url(loc->l, KV2_DATA, name, &url, err);
-  if (st != KMS_OK || (!version && !loc->field)) {
-    *key = url;
+/* The cache key of a read (see the top of this file), built in `stack`
+ * (ssize bytes) when it fits, so a cached read allocates nothing; else
+ * malloc'ed. The caller frees *key unless it is `stack`. */
+static kms_status read_key(const vault_loc *loc, const char *name, int64_t version, char *stack,
+                           size_t ssize, char **key, kms_error *err) {
+  size_t tail = 32 + (loc->field ? strlen(loc->field) + 3 : 0), need = 0;
+  *key = NULL;
+  char *k = ssize > tail ? stack : NULL;
+  kms_status st = k ? kv2_url_to(loc->l, KV2_DATA, name, k, ssize - tail, &need, err)
+                    : KMS_NO_MEMORY;
+  if (st == KMS_NO_MEMORY) { /* too long for the stack */
+    if (!need && (st = kv2_url_to(loc->l, KV2_DATA, name, NULL, 0, &need, err)) != KMS_NO_MEMORY)
+      return st;
+    if (!(k = malloc(need + tail))) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+    st = kv2_url_to(loc->l, KV2_DATA, name, k, need, &need, err);
+  }
+  if (st != KMS_OK) {
+    if (k != stack) free(k);
     return st;
   }
-  size_t n = strlen(url) + 32 + (loc->field ? strlen(loc->field) : 0);
-  char *k = malloc(n);
-  if (k) {
-    int p = snprintf(k, n, "%s", url);
-    if (version) p += snprintf(k + p, n - (size_t)p, "?version=%lld", (long long)version);
-    if (loc->field) snprintf(k + p, n - (size_t)p, "#f=%s", loc->field);
-  }
-  free(url);
+  size_t p = strlen(k);
+  if (version) p += (size_t)snprintf(k + p, 32, "?version=%lld", (long long)version);
+  if (loc->field) snprintf(k + p, tail - 30, "#f=%s", loc->field);
   *key = k;
-  return k ? KMS_OK : kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+  return KMS_OK;
 }
 
 /* ---- notifications --------------------------------------------------------- */
@@ -439,16 +445,16 @@ static kms_status read_common(kms_instance *in, const char *name, const kms_call
   uint32_t flags = o && KMS_FIELD_PRESENT(o, kms_call_options, flags) ? o->flags : 0;
   int64_t version = o && KMS_FIELD_PRESENT(o, kms_call_options, version) ? o->version : 0;
   vault_loc loc;
-  char *key = NULL;
+  char stack[512], *key = NULL;
   if ((st = loc_open(in, o, &loc, err)) != KMS_OK) return st;
-  st = read_key(&loc, name, version, &key, err);
+  st = read_key(&loc, name, version, stack, sizeof stack, &key, err);
   loc_close(&loc);
   if (st != KMS_OK) return st;
   unsigned cflags = 0;
   kms_error why;
   kms_error_clear(&why);
   st = read_cached(in, key, flags, s, &cflags, &why);
-  free(key);
+  if (key != stack) free(key);
   vault_count_read(in, st, cflags);
   if ((cflags & VAULT_CACHE_WARN) && st == KMS_OK)
     vault_logf(&in->lg, KMS_LOG_WARN,

@@ -121,6 +121,19 @@ kms_status kv2_url(const kv2_layout *l, kv2_kind kind, const char *name, char **
   return KMS_OK;
 }
 
+kms_status kv2_url_to(const kv2_layout *l, kv2_kind kind, const char *name, char *buf,
+                      size_t size, size_t *needed, kms_error *err) {
+  kms_status st = kv2_validate_name(name, err);
+  if (st != KMS_OK) return st;
+  const char *base = kind == KV2_DATA ? l->data_base : l->meta_base;
+  size_t bl = strlen(base);
+  *needed = bl + 3 * strlen(name) + 1;
+  if (size < *needed) return KMS_NO_MEMORY; /* not an error yet: the caller allocates */
+  memcpy(buf, base, bl);
+  vault_encode_path_to(name, buf + bl);
+  return KMS_OK;
+}
+
 /* ---- bodies ------------------------------------------------------------ */
 
 static int utf8_valid(const unsigned char *s, size_t n) {
