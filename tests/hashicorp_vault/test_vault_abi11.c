@@ -481,6 +481,35 @@ static void test_notify_from_refresher(void **state) {
   it_done(&h, c);
 }
 
+/* A 1.0 host's table ends before notify: the plugin must not read it (the
+ * slot holds a poisoned pointer here that would crash if called). */
+static void poisoned(void *ctx, const kms_change *ch) {
+  (void)ctx;
+  (void)ch;
+  fail_msg("notify called although it lies outside the host's struct_size");
+}
+
+static void test_notify_respects_host_size(void **state) {
+  (void)state;
+  it_host h;
+  it_host_init(&h);
+  it_target(&h, srv, 0, 0);
+  it_set(&h, "HCP_VAULT_REFRESH_INTERVAL", "300");
+  h.host.struct_size = offsetof(kms_host, notify);
+  h.host.notify = poisoned;
+  kms_client *c = NULL;
+  kms_error err;
+  assert_int_equal(it_client(&h, IT_RW, IT_RW_N, &c, &err), KMS_OK);
+  char v[32];
+  vf_put(srv, "secret/data/old-host", "{\"key\":\"a\"}");
+  assert_int_equal(it_read(c, "old-host", v, sizeof v, NULL, NULL), KMS_OK);
+  vf_put(srv, "secret/data/old-host", "{\"key\":\"b\"}");
+  assert_int_equal(kms_client_refresh(c, &err), KMS_OK); /* a change the plugin learns */
+  assert_int_equal(it_read(c, "old-host", v, sizeof v, NULL, NULL), KMS_OK);
+  assert_string_equal(v, "b");
+  it_done(&h, c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_health, reset),
@@ -492,6 +521,7 @@ int main(void) {
       cmocka_unit_test_setup(test_list, reset),
       cmocka_unit_test_setup(test_notify, reset),
       cmocka_unit_test_setup(test_notify_from_refresher, reset),
+      cmocka_unit_test_setup(test_notify_respects_host_size, reset),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
