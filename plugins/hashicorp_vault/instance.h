@@ -52,7 +52,8 @@ kms_status vault_call(const vault_call_ctx *k, const char *op, const char *metho
                       const char *url, const char *body, size_t body_len,
                       vault_http_response *resp, kms_error *err);
 
-/* The cache's fetch (ctx: a vault_call_ctx). The key is a data URL,
+/* The cache's fetch (ctx: a vault_call_ctx; a deadline of 0 is set to the
+ * call's deadline here, when the first fetch starts). The key is a data URL,
  * optionally followed by "?version=N" and "#f=<field>" (read that field
  * instead of "key"): see abi11.c. */
 kms_status vault_fetch_secret(void *ctx, const char *key, vault_cache_value *out,

@@ -159,7 +159,8 @@ kms_status vault_call(const vault_call_ctx *k, const char *op, const char *metho
  * field: cut before sending). */
 kms_status vault_fetch_secret(void *ctx, const char *key, vault_cache_value *out,
                               kms_error *err) {
-  const vault_call_ctx *k = ctx;
+  vault_call_ctx *k = ctx;
+  if (!k->deadline) k->deadline = vault_http_deadline(k->in->http); /* see read_cached */
   kms_stats_add(k->in->stats, KMS_STAT_FETCHES, 1);
   const char *hash = strstr(key, "#f=");
   char *url = hash ? strndup(key, (size_t)(hash - key)) : NULL;
@@ -201,7 +202,7 @@ static kms_status read_secret(kms_instance *in, const char *name, kms_secret **o
   unsigned flags = 0;
   kms_error why;
   kms_error_clear(&why);
-  vault_call_ctx k = vault_call_start(in);
+  vault_call_ctx k = {in, 0}; /* the deadline starts with a fetch: a hit reads no clock */
   st = vault_cache_get(in->cache, url, 0, vault_fetch_secret, &k, &v, &flags, &why);
   vault_count_read(in, st, flags);
   free(url);
