@@ -293,7 +293,7 @@ static char **make_names(const char *prefix, long n) {
 /* ------------------------------------------------------------------ */
 /* mode: cached                                                         */
 
-enum { IMPL_FLOOR, IMPL_CLIENT };
+enum { IMPL_FLOOR, IMPL_CLIENT, IMPL_INTO }; /* IMPL_INTO: kms_client_read_into (ABI 1.1) */
 
 typedef struct cworker {
   int impl;
@@ -329,6 +329,17 @@ static void *cached_worker(void *arg) {
         SINK(copy);
         sink += (unsigned char)copy[0];
         free(copy);
+      } else if (w->impl == IMPL_INTO) { /* the caller's buffer: nothing allocated */
+        char buf[256];
+        kms_secret_info info = {sizeof info, 0, 0, 0};
+        kms_error err;
+        kms_status st = kms_client_read_into(w->c, name, NULL, buf, sizeof buf, &info, &err);
+        if (st != KMS_OK) {
+          w->st = st;
+          snprintf(w->msg, sizeof w->msg, "%s", err.message);
+          goto out;
+        }
+        sink += (unsigned char)buf[0];
       } else {
         kms_secret *sec;
         kms_error err;
@@ -478,28 +489,34 @@ static int mode_cached(const opts *o) {
 
   for (int ti = 0; ti < o->n_threads; ti++) {
     int th = o->threads[ti];
-    double fl[64] = {0}, pl[64] = {0}, en[64] = {0};
+    double fl[64] = {0}, pl[64] = {0}, en[64] = {0}, in[64] = {0};
     int runs = o->runs > 64 ? 64 : o->runs;
     for (int r = 0; r < runs; r++) { /* interleaved so drift hits all alike */
       fl[r] = cached_run(o, IMPL_FLOOR, NULL, &t, names, n, th, (uint64_t)r + 1);
       if (c) pl[r] = cached_run(o, IMPL_CLIENT, c, &t, names, n, th, (uint64_t)r + 1);
+      if (c) in[r] = cached_run(o, IMPL_INTO, c, &t, names, n, th, (uint64_t)r + 1);
       if (ec) en[r] = cached_run(o, IMPL_CLIENT, ec, &t, names, n, th, (uint64_t)r + 1);
     }
     /* paired per-run ratios (each run's plugin figure ÷ the floor measured
      * right before it): slow drift in machine load cancels out */
-    double pr[64] = {0}, er[64] = {0};
+    double pr[64] = {0}, er[64] = {0}, ir[64] = {0};
     for (int r = 0; r < runs; r++) {
+      ir[r] = c ? in[r] / fl[r] : 0;
       pr[r] = c ? pl[r] / fl[r] : 0;
       er[r] = ec ? en[r] / fl[r] : 0;
     }
     double mfl = median_dbl(fl, (size_t)runs), mpl = median_dbl(pl, (size_t)runs);
     double men = median_dbl(en, (size_t)runs), mpr = median_dbl(pr, (size_t)runs);
     double mer = median_dbl(er, (size_t)runs); /* sorts er: er[0] is the min */
+    double min_ = median_dbl(in, (size_t)runs), mir = median_dbl(ir, (size_t)runs);
     printf("RESULT mode=cached what=read secrets=%ld threads=%d runs=%d floor_ns=%.1f", n, th,
            runs, mfl);
     if (c)
       printf(" plugin_ns=%.1f plugin_ratio=%.3f plugin_ratio_min=%.3f plugin_ratio_max=%.3f", mpl,
              mpr, pr[0], pr[runs - 1]);
+    if (c)
+      printf(" into_ns=%.1f into_ratio=%.3f into_ratio_min=%.3f into_ratio_max=%.3f", min_, mir,
+             ir[0], ir[runs - 1]);
     if (ec)
       printf(" env_ns=%.1f env_ratio=%.3f env_ratio_min=%.3f env_ratio_max=%.3f", men, mer, er[0],
              er[runs - 1]);

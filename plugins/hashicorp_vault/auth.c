@@ -66,6 +66,7 @@ struct vault_auth {
   kms_error fail;        /* last login failure (status KMS_OK = none) */
   int failing;           /* logins/renewals failing: warn once per outage */
   int64_t fail_until_ms; /* callers before this get `fail` without a request */
+  uint64_t logins, renewals; /* attempts, for health (atomic: no lock taken) */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -186,6 +187,7 @@ static int transient(long s) { return s == 412 || s == 429 || s == 501 || (s >= 
 static kms_status do_login(vault_auth *a, int64_t deadline, grant *g, kms_error *err) {
   const vault_config *cfg = a->cfg;
   memset(g, 0, sizeof *g);
+  __atomic_add_fetch(&a->logins, 1, __ATOMIC_RELAXED);
   char *body = login_body(cfg);
   if (!body) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   vault_http_request req = {a->what, "POST", a->login_url, NULL, cfg->login_namespace,
@@ -232,6 +234,7 @@ static kms_status do_login(vault_auth *a, int64_t deadline, grant *g, kms_error 
 static kms_status do_renew(vault_auth *a, const char *token, int64_t increment,
                            int64_t deadline, grant *g, kms_error *err) {
   memset(g, 0, sizeof *g);
+  __atomic_add_fetch(&a->renewals, 1, __ATOMIC_RELAXED);
   char body[64];
   snprintf(body, sizeof body, "{\"increment\":%lld}", (long long)increment);
   vault_http_request req = {"token renewal", "POST", a->renew_url, token,
@@ -633,6 +636,22 @@ int64_t vault_auth_renew_due_ms(vault_auth *a) {
   int64_t due = !a->busy && usable(a, now_ms(a)) ? a->renew_at_ms : 0;
   pthread_mutex_unlock(&a->mu);
   return due;
+}
+
+void vault_auth_health(vault_auth *a, uint64_t *logins, uint64_t *renewals, int64_t *ttl_s) {
+  *logins = __atomic_load_n(&a->logins, __ATOMIC_RELAXED);
+  *renewals = __atomic_load_n(&a->renewals, __ATOMIC_RELAXED);
+  *ttl_s = -1;
+  if (!a->login_based) return;
+  pthread_mutex_lock(&a->mu);
+  int64_t now = now_ms(a);
+  if (a->token && a->valid && a->expire_at_ms) {
+    int64_t left = a->expire_at_ms - now;
+    *ttl_s = left > 0 ? left / 1000 : 0;
+  } else if (!a->token || !a->valid) {
+    *ttl_s = 0;
+  }
+  pthread_mutex_unlock(&a->mu);
 }
 
 /* refresh() with a static token: ask Vault whether it still accepts it. */

@@ -114,4 +114,10 @@ kms_status vault_auth_refresh(vault_auth *a, int64_t deadline, kms_error *err);
  * Thread-safety: any number of threads concurrently. */
 int64_t vault_auth_renew_due_ms(vault_auth *a);
 
+/* For the health slot: login and renewal attempts since create, and the
+ * seconds the current token has left (-1: a static token or one without a
+ * lease; 0: none yet or known dead). No I/O.
+ * Thread-safety: any number of threads concurrently. */
+void vault_auth_health(vault_auth *a, uint64_t *logins, uint64_t *renewals, int64_t *ttl_s);
+
 #endif

@@ -48,6 +48,8 @@ typedef struct entry {
   int64_t next_fetch;  /* while stale_serving: do not fetch before */
   kms_error *last_err; /* the failure behind stale_serving (NULL otherwise) */
   int64_t refresh_at;  /* background refresh point (0: none) */
+  int64_t neg_until;   /* a cached NOT_FOUND answers reads until then (0: none) */
+  kms_error *neg_err;  /* that answer's error (NULL unless neg_until) */
   uint64_t gen;
   flight *fl; /* in-flight fetch, or NULL */
 } entry;
@@ -135,8 +137,21 @@ static void entry_drop_value(vault_cache *c, entry *e) {
   clear_last_err(e);
 }
 
+/* Forget a cached "not found". */
+static void clear_neg(entry *e) {
+  if (e->neg_err) {
+    OPENSSL_cleanse(e->neg_err, sizeof *e->neg_err);
+    free(e->neg_err);
+  }
+  e->neg_err = NULL;
+  e->neg_until = 0;
+}
+
+static int neg_live(const entry *e, int64_t now) { return e->neg_err && now < e->neg_until; }
+
 static void entry_free(vault_cache *c, entry *e) {
   entry_drop_value(c, e);
+  clear_neg(e);
   free(e->key);
   free(e);
 }
@@ -209,6 +224,7 @@ static void remove_entry(vault_cache *c, entry *e) {
 /* Drop a value whose stale window has passed (it can never be served). */
 static void expire_value(vault_cache *c, entry *e, int64_t now) {
   if (e->has && now >= e->expires && now >= e->stale_until) entry_drop_value(c, e);
+  if (e->neg_err && !neg_live(e, now)) clear_neg(e);
 }
 
 /* Amortised eviction (rw held exclusive): look at a few buckets per call,
@@ -220,7 +236,7 @@ static void sweep_bucket_unlocked(vault_cache *c, size_t b, int64_t now) {
   while (e) {
     entry *n = e->next;
     expire_value(c, e, now);
-    if (!e->has && !e->fl) remove_entry(c, e);
+    if (!e->has && !e->fl && !e->neg_err) remove_entry(c, e);
     e = n;
   }
 }
@@ -250,23 +266,33 @@ static kms_status nomem(kms_error *err) {
   return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
 }
 
-/* 1 if e can be answered from the cache without a fetch: a fresh value, or
- * a stale value inside its retry pause. Needs rw held (shared is enough). */
+/* 1 if e can be answered from the cache without a fetch: a fresh value, a
+ * stale value inside its retry pause, or a cached "not found". Needs rw
+ * held (shared is enough). */
 static int servable(const entry *e, int64_t now, int force) {
-  if (!e || !e->has || force) return 0;
+  if (!e || force) return 0;
+  if (!e->has) return neg_live(e, now) && !e->fl;
   if (now < e->expires) return 1;
   return e->stale_serving && now < e->next_fetch && now < e->stale_until && !e->fl;
 }
 
-/* Copy out a servable value (rw held, shared is enough). */
-static kms_status serve(const entry *e, int64_t now, vault_cache_value *out, unsigned *flags,
+/* Hand out a servable value (rw held, shared is enough): a copy into
+ * `out`, or, with `into`, whatever into does with it (nothing allocated). */
+static kms_status serve(const entry *e, int64_t now, vault_cache_value *out,
+                        vault_cache_into_fn into, void *into_ctx, unsigned *flags,
                         kms_error *err) {
-  if (value_copy(out, &e->v) != 0) return nomem(err);
+  if (!e->has) { /* a cached "not found" */
+    *flags = VAULT_CACHE_HIT | VAULT_CACHE_NEGATIVE;
+    if (err) *err = *e->neg_err;
+    return KMS_NOT_FOUND;
+  }
   *flags = VAULT_CACHE_HIT;
   if (now >= e->expires) {
     *flags |= VAULT_CACHE_STALE;
     if (err && e->last_err) *err = *e->last_err;
   }
+  if (into) return into(into_ctx, &e->v, *flags);
+  if (value_copy(out, &e->v) != 0) return nomem(err);
   return KMS_OK;
 }
 
@@ -297,10 +323,14 @@ typedef struct get_call {
   void *fetch_ctx;
   int64_t retry_ms; /* MODE_BACKGROUND: next try after a failure */
   vault_cache_value *out;
+  vault_cache_into_fn into; /* fresh hits go here instead of into out */
+  void *into_ctx;
   unsigned flags;
   kms_error *err;
   kms_status raw; /* the fetch's own status (before a stale serve) */
   int fetched;    /* this call fetched */
+  int change;     /* VAULT_CHANGE_* the fetch revealed (0: none) */
+  int64_t change_version;
 } get_call;
 
 /* Step 1 (takes and drops rw shared): a fresh hit, copied under the shared
@@ -311,7 +341,7 @@ static int serve_shared(get_call *g, kms_status *st) {
   int64_t now = now_ms(c);
   entry *e = find(c, g->key, g->hash);
   int ok = servable(e, now, 0);
-  if (ok) *st = serve(e, now, g->out, &g->flags, g->err);
+  if (ok) *st = serve(e, now, g->out, g->into, g->into_ctx, &g->flags, g->err);
   pthread_rwlock_unlock(&c->rw);
   return ok;
 }
@@ -446,7 +476,14 @@ static void settle_unlocked(get_call *g, entry *e, flight *f, fetch_result *r) {
   int64_t now = now_ms(c);
   int same_gen = e->gen == f->gen;
   kms_status st = r->st;
+  if (e->has && same_gen && st == KMS_OK && r->v.version != e->v.version) {
+    g->change = VAULT_CHANGE_UPDATED;
+    g->change_version = r->v.version;
+  } else if (e->has && same_gen && st == KMS_NOT_FOUND) {
+    g->change = VAULT_CHANGE_DELETED;
+  }
   if (st == KMS_OK) {
+    clear_neg(e);
     store_unlocked(c, e, same_gen, r, now);
     *g->out = r->v; /* move */
     memset(&r->v, 0, sizeof r->v);
@@ -459,6 +496,11 @@ static void settle_unlocked(get_call *g, entry *e, flight *f, fetch_result *r) {
      * background re-read keeps the value on UNAUTHENTICATED: that is about
      * the plugin's credentials, and the value is still fresh.) */
     entry_drop_value(c, e);
+    if (st == KMS_NOT_FOUND && same_gen && c->opt.neg_ttl_ms > 0 &&
+        (e->neg_err || (e->neg_err = malloc(sizeof *e->neg_err)) != NULL)) {
+      *e->neg_err = r->err;
+      e->neg_until = now + c->opt.neg_ttl_ms;
+    }
     e->gen++;
   } else if (g->mode == MODE_BACKGROUND && e->has && same_gen) {
     e->refresh_at = now + (g->retry_ms > 0 ? g->retry_ms : 1); /* keep it, try again later */
@@ -483,7 +525,7 @@ static int publish_unlocked(get_call *g, entry *e, flight *f, fetch_result *r) {
     }
   }
   e->fl = NULL;
-  if (!e->has) remove_entry(c, e);
+  if (!e->has && !e->neg_err) remove_entry(c, e);
   pthread_mutex_lock(&c->fmu);
   f->done = 1;
   pthread_cond_broadcast(&c->fcv);
@@ -511,6 +553,8 @@ static kms_status lead_fetch(get_call *g, entry *e) {
   g->flags = r.flags;
   if (g->err && (r.st != KMS_OK || (r.flags & VAULT_CACHE_STALE))) *g->err = r.err;
   OPENSSL_cleanse(&r.err, sizeof r.err);
+  if (g->change && c->opt.changed)
+    c->opt.changed(c->opt.changed_ctx, g->key, g->change, g->change_version);
   return r.st;
 }
 
@@ -562,12 +606,68 @@ kms_status vault_cache_refresh_key(vault_cache *c, const char *key, vault_cache_
   return g.raw;
 }
 
+kms_status vault_cache_get_into(vault_cache *c, const char *key, vault_cache_fetch_fn fetch,
+                                void *fetch_ctx, vault_cache_into_fn into, void *into_ctx,
+                                unsigned *flags, kms_error *err) {
+  vault_cache_value v = {0};
+  get_call g = {.c = c, .key = key, .mode = MODE_READ, .fetch = fetch, .fetch_ctx = fetch_ctx,
+                .out = &v, .into = into, .into_ctx = into_ctx, .err = err};
+  kms_status st = get_impl(&g);
+  if (st == KMS_OK && v.data) st = into(into_ctx, &v, g.flags); /* fetched: a copy */
+  vault_cache_value_clear(&v);
+  if (flags) *flags = g.flags;
+  return st;
+}
+
+kms_status vault_cache_peek(vault_cache *c, const char *key, vault_cache_value *out,
+                            vault_cache_into_fn into, void *into_ctx, unsigned *flags,
+                            kms_error *err) {
+  if (out) memset(out, 0, sizeof *out);
+  *flags = 0;
+  kms_status st = KMS_UNAVAILABLE;
+  pthread_rwlock_rdlock(&c->rw);
+  int64_t now = now_ms(c);
+  entry *e = find(c, key, fnv1a(key));
+  if (e && ((e->has && now < e->stale_until) || (!e->has && neg_live(e, now)))) {
+    st = serve(e, now, out, into, into_ctx, flags, err);
+    if (*flags & VAULT_CACHE_STALE) *flags |= VAULT_CACHE_MISS;
+  } else {
+    *flags = VAULT_CACHE_MISS;
+  }
+  pthread_rwlock_unlock(&c->rw);
+  return st;
+}
+
+static int extends(const char *k, const char *key, size_t n) {
+  return strncmp(k, key, n) == 0 && (k[n] == '\0' || k[n] == '?' || k[n] == '#');
+}
+
+void vault_cache_invalidate_all(vault_cache *c, const char *key) {
+  size_t n = strlen(key);
+  pthread_rwlock_wrlock(&c->rw);
+  for (size_t i = 0; i < c->nbuckets; i++) {
+    entry *e = c->buckets[i];
+    while (e) {
+      entry *next = e->next;
+      if (extends(e->key, key, n)) {
+        entry_drop_value(c, e);
+        clear_neg(e);
+        e->gen++;
+        if (!e->fl) remove_entry(c, e);
+      }
+      e = next;
+    }
+  }
+  pthread_rwlock_unlock(&c->rw);
+}
+
 void vault_cache_put(vault_cache *c, const char *key, const char *data, size_t len,
                      int64_t version) {
   uint64_t h = fnv1a(key);
   pthread_rwlock_wrlock(&c->rw);
   sweep_some(c, now_ms(c));
   entry *e = find(c, key, h);
+  if (e) clear_neg(e);
   if (c->opt.ttl_ms <= 0) {
     if (e) {
       entry_drop_value(c, e);
@@ -602,6 +702,7 @@ void vault_cache_invalidate(vault_cache *c, const char *key) {
   entry *e = find(c, key, h);
   if (e) {
     entry_drop_value(c, e);
+    clear_neg(e);
     e->gen++;
     if (!e->fl) remove_entry(c, e);
   }

@@ -79,12 +79,28 @@ typedef struct vault_cache_options {
    * no refresh points (vault_cache_due lists nothing). */
   int refresh_lo_pm, refresh_hi_pm;
   uint64_t seed; /* jitter seed; 0: from the clock, pid and address */
+  /* Negative caching (setting neg_ttl): a fetch answering NOT_FOUND is
+   * remembered this long and later reads of the key get NOT_FOUND (with
+   * VAULT_CACHE_NEGATIVE, the first answer's message) without a fetch, until
+   * a put/invalidate of the key. 0 disables. */
+  int64_t neg_ttl_ms;
+  /* Change observer: called after a fetch (of any mode) found that a value
+   * the cache held has a new version (VAULT_CHANGE_UPDATED) or is gone
+   * (VAULT_CHANGE_DELETED: NOT_FOUND). Called with no cache lock held, from
+   * the fetching thread. NULL: nobody is told. */
+  void (*changed)(void *ctx, const char *key, int kind, int64_t version);
+  void *changed_ctx;
 } vault_cache_options;
+
+#define VAULT_CHANGE_UPDATED 1
+#define VAULT_CHANGE_DELETED 2
 
 /* Result flags of vault_cache_get. */
 #define VAULT_CACHE_HIT 0x1u   /* served without fetching */
 #define VAULT_CACHE_STALE 0x2u /* stale value served after a failed fetch */
 #define VAULT_CACHE_WARN 0x4u  /* first stale serve of this outage: log it */
+#define VAULT_CACHE_NEGATIVE 0x8u /* NOT_FOUND answered from a cached "not found" */
+#define VAULT_CACHE_MISS 0x10u    /* vault_cache_peek: nothing servable (fetch it elsewhere) */
 
 vault_cache *vault_cache_new(const vault_cache_options *opt);
 /* Wipes every value. No call may be in progress. */
@@ -96,6 +112,29 @@ void vault_cache_free(vault_cache *c);
 kms_status vault_cache_get(vault_cache *c, const char *key, int force, vault_cache_fetch_fn fetch,
                            void *fetch_ctx, vault_cache_value *out, unsigned *flags,
                            kms_error *err);
+
+/* Never fetch (KMS_CALL_NONBLOCKING): a fresh value (VAULT_CACHE_HIT), a
+ * value past its TTL but inside its stale window (HIT|STALE), a cached "not
+ * found" (KMS_NOT_FOUND, NEGATIVE), or KMS_UNAVAILABLE with VAULT_CACHE_MISS
+ * when there is nothing to serve. *flags also gets VAULT_CACHE_MISS for a
+ * stale serve (the caller should start a fetch). `out` may be NULL with
+ * `into` set: then the value is copied into into_buf (into_size bytes) by
+ * `into` under the shared lock, allocating nothing. */
+typedef kms_status (*vault_cache_into_fn)(void *ctx, const vault_cache_value *v, unsigned flags);
+kms_status vault_cache_peek(vault_cache *c, const char *key, vault_cache_value *out,
+                            vault_cache_into_fn into, void *into_ctx, unsigned *flags,
+                            kms_error *err);
+
+/* vault_cache_get whose fresh hit is handed to `into` under the shared lock
+ * instead of copied (the buffer read: nothing allocated on a hit). A miss
+ * fetches as vault_cache_get and passes the fetched copy to `into`. */
+kms_status vault_cache_get_into(vault_cache *c, const char *key, vault_cache_fetch_fn fetch,
+                                void *fetch_ctx, vault_cache_into_fn into, void *into_ctx,
+                                unsigned *flags, kms_error *err);
+
+/* Forget `key` and every key that extends it with '?' or '#' (version pins
+ * and field reads of the same secret). */
+void vault_cache_invalidate_all(vault_cache *c, const char *key);
 
 /* After a successful write: store a copy of `data` as the fresh value
  * (no-op when ttl == 0, beyond invalidating). */

@@ -97,11 +97,9 @@ static int unreserved(unsigned char c) {
          c == '.' || c == '_' || c == '~';
 }
 
-char *vault_encode_path(const char *s) {
+size_t vault_encode_path_to(const char *s, char *out) {
   static const char hex[] = "0123456789ABCDEF";
-  size_t n = strlen(s);
-  char *out = malloc(3 * n + 1), *o = out;
-  if (!out) return NULL;
+  char *o = out;
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
     if (unreserved(*p) || *p == '/') {
       *o++ = (char)*p;
@@ -112,6 +110,12 @@ char *vault_encode_path(const char *s) {
     }
   }
   *o = '\0';
+  return (size_t)(o - out);
+}
+
+char *vault_encode_path(const char *s) {
+  char *out = malloc(3 * strlen(s) + 1);
+  if (out) vault_encode_path_to(s, out);
   return out;
 }
 

@@ -61,6 +61,10 @@ cJSON *vault_json_parse(const char *body, size_t len);
  * characters kept, everything else %XX). malloc'ed, or NULL on
  * out-of-memory. (KV paths and auth mount paths alike.) */
 char *vault_encode_path(const char *s);
+/* The same into `out`, which holds at least 3 * strlen(s) + 1 bytes (no
+ * allocation: the buffer read builds its cache key on the stack). Returns
+ * the encoded length. */
+size_t vault_encode_path_to(const char *s, char *out);
 
 /* Vault's `errors` array (every Vault API answer may carry one) joined
  * with "; " into buf, one printable line (empty if none). */

@@ -571,6 +571,8 @@ static const setting_row ROWS[] = {
     {NULL, "description", V_TEXT, 0, 0, 0, NULL, FIELD(description, F_INT), NULL},
     {NULL, "description_metadata", V_BOOL, 0, 0, 0, NULL, FIELD(description_metadata, F_INT),
      "true or false"},
+    {NULL, "neg_ttl", V_DURATION, 0, INT64_MAX / 4, 1, NULL, FIELD(neg_ttl_ms, F_I64),
+     "a number of seconds or a duration such as '5s' (0 disables negative caching)"},
     /* LiteLLM's host-level key_management_settings */
     {NULL, "store_virtual_keys", V_IGNORED, 0, 0, 0, NULL, 0, F_INT, NULL},
     {NULL, "prefix_for_stored_virtual_keys", V_IGNORED, 0, 0, 0, NULL, 0, F_INT, NULL},

@@ -114,6 +114,7 @@ typedef struct vault_config {
   int max_retries;
   int64_t stale_if_error_s;
   int64_t stale_retry_ms;
+  int64_t neg_ttl_ms; /* setting neg_ttl: NOT_FOUND answers cached this long; 0 = off */
   size_t max_response_bytes;
   unsigned max_idle_connections;
 

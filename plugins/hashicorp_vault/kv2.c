@@ -121,6 +121,19 @@ kms_status kv2_url(const kv2_layout *l, kv2_kind kind, const char *name, char **
   return KMS_OK;
 }
 
+kms_status kv2_url_to(const kv2_layout *l, kv2_kind kind, const char *name, char *buf,
+                      size_t size, size_t *needed, kms_error *err) {
+  kms_status st = kv2_validate_name(name, err);
+  if (st != KMS_OK) return st;
+  const char *base = kind == KV2_DATA ? l->data_base : l->meta_base;
+  size_t bl = strlen(base);
+  *needed = bl + 3 * strlen(name) + 1;
+  if (size < *needed) return KMS_NO_MEMORY; /* not an error yet: the caller allocates */
+  memcpy(buf, base, bl);
+  vault_encode_path_to(name, buf + bl);
+  return KMS_OK;
+}
+
 /* ---- bodies ------------------------------------------------------------ */
 
 int kv2_utf8_valid(const unsigned char *s, size_t n) {
@@ -275,7 +288,7 @@ static int64_t json_version(const cJSON *ver) {
  * that escape: parse a copy with every "\u0000" turned into "\u0001" (same
  * length; an escaped backslash before "u0000" only changes literal text of the
  * same length) and see whether data.data.key grows. */
-static int key_lost_nul(const char *body, size_t len, size_t decoded_len) {
+static int key_lost_nul(const char *body, size_t len, const char *field, size_t decoded_len) {
   static const char esc[] = "\\u0000";
   if (len < 6 || !memmem(body, len, esc, 6)) return 0;
   char *copy = malloc(len);
@@ -287,7 +300,7 @@ static int key_lost_nul(const char *body, size_t len, size_t decoded_len) {
   free(copy);
   cJSON *data = root ? cJSON_GetObjectItemCaseSensitive(root, "data") : NULL;
   cJSON *inner = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "data") : NULL;
-  cJSON *key = cJSON_IsObject(inner) ? cJSON_GetObjectItemCaseSensitive(inner, "key") : NULL;
+  cJSON *key = cJSON_IsObject(inner) ? cJSON_GetObjectItemCaseSensitive(inner, field) : NULL;
   int lost = !cJSON_IsString(key) || !key->valuestring || strlen(key->valuestring) != decoded_len;
   vault_json_wipe_delete(root);
   return lost;
@@ -295,6 +308,12 @@ static int key_lost_nul(const char *body, size_t len, size_t decoded_len) {
 
 kms_status kv2_parse_read(const char *body, size_t len, const char *name, char **value,
                           size_t *value_len, int64_t *version, kms_error *err) {
+  return kv2_parse_read_field(body, len, name, "key", value, value_len, version, err);
+}
+
+kms_status kv2_parse_read_field(const char *body, size_t len, const char *name,
+                                const char *field, char **value, size_t *value_len,
+                                int64_t *version, kms_error *err) {
   *value = NULL;
   *value_len = 0;
   *version = 0;
@@ -329,23 +348,24 @@ kms_status kv2_parse_read(const char *body, size_t len, const char *name, char *
                        "HCP_VAULT_MOUNT_NAME a KV version 2 mount?)", name);
     goto out;
   }
-  cJSON *key = cJSON_GetObjectItemCaseSensitive(inner, "key");
+  cJSON *key = cJSON_GetObjectItemCaseSensitive(inner, field);
   if (!key) {
     st = kms_error_set(err, KMS_INTERNAL, 200,
-                       "read '%.100s': the secret has no field \"key\"; store it as "
-                       "{\"key\": \"<value>\"}", name);
+                       "read '%.100s': the secret has no field \"%.60s\"; store it as "
+                       "{\"%.60s\": \"<value>\"}", name, field, field);
     goto out;
   }
   if (!cJSON_IsString(key) || !key->valuestring) {
     st = kms_error_set(err, KMS_INTERNAL, 200,
-                       "read '%.100s': field \"key\" is a %s, not a string; store it as "
-                       "{\"key\": \"<value>\"}", name,
+                       "read '%.100s': field \"%.60s\" is a %s, not a string; store it as "
+                       "{\"%.60s\": \"<value>\"}", name, field,
                        cJSON_IsNumber(key) ? "number" : cJSON_IsBool(key) ? "boolean"
-                       : cJSON_IsNull(key) ? "null" : cJSON_IsArray(key) ? "array" : "object");
+                       : cJSON_IsNull(key) ? "null" : cJSON_IsArray(key) ? "array" : "object",
+                       field);
     goto out;
   }
   size_t n = strlen(key->valuestring);
-  if (key_lost_nul(body, len, n)) {
+  if (key_lost_nul(body, len, field, n)) {
     st = kms_error_set(err, KMS_UNSUPPORTED, 200,
                        "read '%.100s': the value contains a NUL character (\\u0000), which "
                        "cannot be returned intact; store binary secrets base64-encoded", name);
@@ -400,6 +420,25 @@ static const char *deleted_state(const char *body, size_t len, int64_t *version)
 }
 
 static int contains(const char *hay, const char *needle) { return strstr(hay, needle) != NULL; }
+
+kms_status kv2_parse_list(const char *body, size_t len, const char *path,
+                          int (*fn)(void *ctx, const char *key), void *ctx, kms_error *err) {
+  cJSON *root = vault_json_parse(body, len);
+  cJSON *data = root ? cJSON_GetObjectItemCaseSensitive(root, "data") : NULL;
+  cJSON *keys = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "keys") : NULL;
+  if (!cJSON_IsArray(keys)) {
+    cJSON_Delete(root);
+    return kms_error_set(err, KMS_INTERNAL, 200,
+                         "list '%.100s': Vault answered HTTP 200 without a data.keys array (is "
+                         "the mount a KV version 2 mount?)", path);
+  }
+  cJSON *k;
+  cJSON_ArrayForEach(k, keys) {
+    if (cJSON_IsString(k) && k->valuestring && fn(ctx, k->valuestring)) break;
+  }
+  cJSON_Delete(root);
+  return KMS_OK;
+}
 
 kms_status kv2_map_status(const char *op, const char *path, long http, const char *body,
                           size_t len, int attempts, int have_token, kms_error *err) {

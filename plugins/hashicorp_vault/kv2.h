@@ -43,6 +43,12 @@ kms_status kv2_validate_name(const char *name, kms_error *err);
 kms_status kv2_url(const kv2_layout *l, kv2_kind kind, const char *name, char **url,
                    kms_error *err);
 
+/* kv2_url into a caller's buffer: KMS_OK with the URL in buf when it fits
+ * (size >= *needed), KMS_NO_MEMORY with *needed set when it does not (the
+ * caller allocates and calls again). Allocates nothing. */
+kms_status kv2_url_to(const kv2_layout *l, kv2_kind kind, const char *name, char *buf,
+                      size_t size, size_t *needed, kms_error *err);
+
 /* Bodies. *body is malloc'ed, NUL-terminated, and must be released with
  * kv2_free_body (which wipes it). The value must be valid UTF-8 without
  * NUL bytes (else KMS_INVALID_ARGUMENT). */
@@ -68,6 +74,18 @@ void kv2_free_body(char *body, size_t len);
  * store the secret. `name` is used in messages only. */
 kms_status kv2_parse_read(const char *body, size_t len, const char *name, char **value,
                           size_t *value_len, int64_t *version, kms_error *err);
+
+/* kv2_parse_read reading data.data.<field> instead of data.data.key (the
+ * per-call location override `field`). */
+kms_status kv2_parse_read_field(const char *body, size_t len, const char *name,
+                                const char *field, char **value, size_t *value_len,
+                                int64_t *version, kms_error *err);
+
+/* Parse a 200 LIST metadata/ answer: data.keys, each passed to fn(ctx, key)
+ * (folders end with '/'); fn returns 0 to go on. KMS_INTERNAL when the
+ * body is not such an answer. */
+kms_status kv2_parse_list(const char *body, size_t len, const char *path,
+                          int (*fn)(void *ctx, const char *key), void *ctx, kms_error *err);
 
 /* Parse a 200 write response: data.version (0 if absent). */
 int64_t kv2_parse_write_version(const char *body, size_t len);

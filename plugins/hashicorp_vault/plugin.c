@@ -22,46 +22,20 @@
  * (cancelling a request it has in flight) before freeing anything.
  * Otherwise the plugin starts no threads.
  */
-#include "auth.h"
-#include "cache.h"
-#include "common.h"
-#include "config.h"
-#include "http.h"
-#include "kms_plugin_util.h"
-#include "kv2.h"
-#include "logging.h"
-#include "refresher.h"
+#include "instance.h"
 
 #include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define VAULT_PLUGIN_VERSION "0.1.0"
-
-struct kms_instance {
-  vault_logger lg;
-  vault_clock clock; /* CLOCK_MONOTONIC (zeroed); one clock for http, auth, cache, refresher */
-  vault_config cfg;
-  kv2_layout layout;
-  vault_http *http;
-  vault_auth *auth;
-  vault_cache *cache;
-  vault_refresher *refresher; /* NULL unless background_refresh */
-};
-
-/* One plugin call: every request, login, retry and wait it causes shares
- * its deadline (VAULT_CLIENT_TIMEOUT from the start of the call). */
-typedef struct vault_call_ctx {
-  kms_instance *in;
-  int64_t deadline;
-} vault_call_ctx;
+#define VAULT_PLUGIN_VERSION "0.2.0"
 
 static kms_status fetch_background(void *ctx, const char *url, vault_cache_value *out,
                                    kms_error *err);
 
 /* Messages are written without the plugin's name; it is added here, once,
  * on the way out of every slot (logging.c does the same for log lines). */
-static kms_status boundary(kms_status st, kms_error *err) {
+kms_status vault_boundary(kms_status st, kms_error *err) {
   static const char prefix[] = VAULT_MSG_PREFIX;
   if (st == KMS_OK || !err) return st;
   size_t n = strlen(err->message), p = sizeof prefix - 1;
@@ -76,12 +50,15 @@ static kms_status boundary(kms_status st, kms_error *err) {
  * stopped and joined before anything it uses is freed. */
 static void vp_destroy(kms_instance *in) {
   if (!in) return;
+  vault_abi11_free(in); /* first: its thread uses everything below */
   vault_refresher_stop(in->refresher);
   vault_cache_free(in->cache);
   vault_auth_free(in->auth);
   vault_http_free(in->http);
   kv2_layout_free(&in->layout);
   vault_config_free(&in->cfg);
+  kms_stats_free(in->stats);
+  pthread_mutex_destroy(&in->mu);
   free(in);
 }
 
@@ -94,6 +71,13 @@ static kms_status create(const kms_host *host, const kms_setting *settings, size
   kms_instance *in = calloc(1, sizeof *in);
   if (!in) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   in->lg.host = host;
+  in->reachable = in->authenticated = -1;
+  pthread_mutex_init(&in->mu, NULL);
+  in->stats = kms_stats_new();
+  if (!in->stats) {
+    vp_destroy(in);
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+  }
   kms_status st = vault_config_load(&in->cfg, host, settings, n, &in->lg, err);
   if (st == KMS_OK) st = kv2_layout_init(&in->layout, &in->cfg, err);
   if (st == KMS_OK) st = vault_http_new(&in->cfg, &in->lg, &in->clock, &in->http, err);
@@ -109,6 +93,9 @@ static kms_status create(const kms_host *host, const kms_setting *settings, size
       .refresh_lo_pm = bg ? VAULT_REFRESH_LO_PM : 0,
       .refresh_hi_pm = bg ? VAULT_REFRESH_HI_PM : 0,
       .clock = in->clock,
+      .neg_ttl_ms = in->cfg.neg_ttl_ms,
+      .changed = vault_on_change,
+      .changed_ctx = in,
     };
     in->cache = vault_cache_new(&co);
     if (!in->cache) st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
@@ -128,16 +115,16 @@ static kms_status create(const kms_host *host, const kms_setting *settings, size
 
 static kms_status vp_create(const kms_host *host, const kms_setting *settings, size_t n,
                             kms_instance **out, kms_error *err) {
-  return boundary(create(host, settings, n, out, err), err);
+  return vault_boundary(create(host, settings, n, out, err), err);
 }
 
-static vault_call_ctx call_start(kms_instance *in) {
+vault_call_ctx vault_call_start(kms_instance *in) {
   return (vault_call_ctx){in, vault_http_deadline(in->http)};
 }
 
 /* One Vault request with the current token; on 403 the auth provider may
  * supply a new token, and the request is repeated once (never more). */
-static kms_status vault_call(const vault_call_ctx *k, const char *op, const char *method,
+kms_status vault_call(const vault_call_ctx *k, const char *op, const char *method,
                              const char *url, const char *body, size_t body_len,
                              vault_http_response *resp, kms_error *err) {
   kms_instance *in = k->in;
@@ -145,11 +132,19 @@ static kms_status vault_call(const vault_call_ctx *k, const char *op, const char
   for (int round = 0; round < 2; round++) {
     char *token = NULL;
     uint64_t gen = 0;
-    if ((st = vault_auth_token(in->auth, k->deadline, &token, &gen, err)) != KMS_OK) return st;
+    if ((st = vault_auth_token(in->auth, k->deadline, &token, &gen, err)) != KMS_OK) {
+      if (st == KMS_UNAUTHENTICATED) __atomic_store_n(&in->authenticated, 0, __ATOMIC_RELAXED);
+      if (st == KMS_UNAVAILABLE) __atomic_store_n(&in->reachable, 0, __ATOMIC_RELAXED);
+      return st;
+    }
     vault_http_request req = {op, method, url, token, NULL, body, body_len, k->deadline};
     st = vault_http_perform(in->http, &req, resp, err);
     vault_auth_token_free(token);
+    /* health: Vault answered (any status) or could not be reached */
+    __atomic_store_n(&in->reachable, st == KMS_OK ? 1 : 0, __ATOMIC_RELAXED);
     if (st != KMS_OK) return st;
+    if (resp->status != 401 && resp->status != 403)
+      __atomic_store_n(&in->authenticated, 1, __ATOMIC_RELAXED);
     if (resp->status == 403 && round == 0 && vault_auth_forbidden(in->auth, gen, k->deadline)) {
       vault_http_response_clear(resp);
       continue;
@@ -159,27 +154,38 @@ static kms_status vault_call(const vault_call_ctx *k, const char *op, const char
   return st;
 }
 
-/* The cache's fetch: ctx is the calling vault_call_ctx. */
-static kms_status fetch_secret(void *ctx, const char *url, vault_cache_value *out,
-                               kms_error *err) {
-  const vault_call_ctx *k = ctx;
-  const char *path = vault_url_path(k->in->cfg.addr, url);
+/* The cache's fetch: ctx is the calling vault_call_ctx. The key is a data
+ * URL, possibly with "?version=N" (sent as is) and "#f=<field>" (read that
+ * field: cut before sending). */
+kms_status vault_fetch_secret(void *ctx, const char *key, vault_cache_value *out,
+                              kms_error *err) {
+  vault_call_ctx *k = ctx;
+  if (!k->deadline) k->deadline = vault_http_deadline(k->in->http); /* see read_cached */
+  kms_stats_add(k->in->stats, KMS_STAT_FETCHES, 1);
+  const char *hash = strstr(key, "#f=");
+  char *url = hash ? strndup(key, (size_t)(hash - key)) : NULL;
+  if (hash && !url) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+  const char *u = url ? url : key;
+  const char *path = vault_url_path(k->in->cfg.addr, u);
   vault_http_response resp;
-  kms_status st = vault_call(k, "read", "GET", url, NULL, 0, &resp, err);
-  if (st != KMS_OK) return st;
-  if (resp.status == 200)
-    st = kv2_parse_read(resp.body, resp.len, path, &out->data, &out->len, &out->version, err);
-  else
-    st = kv2_map_status("read", path, resp.status, resp.body, resp.len, resp.attempts, 1, err);
-  vault_http_response_clear(&resp);
+  kms_status st = vault_call(k, "read", "GET", u, NULL, 0, &resp, err);
+  if (st == KMS_OK) {
+    if (resp.status == 200)
+      st = kv2_parse_read_field(resp.body, resp.len, path, hash ? hash + 3 : "key", &out->data,
+                                &out->len, &out->version, err);
+    else
+      st = kv2_map_status("read", path, resp.status, resp.body, resp.len, resp.attempts, 1, err);
+    vault_http_response_clear(&resp);
+  }
+  free(url);
   return st;
 }
 
 /* The background refresher's fetch (ctx is the instance): a call of its own. */
 static kms_status fetch_background(void *ctx, const char *url, vault_cache_value *out,
                                    kms_error *err) {
-  vault_call_ctx k = call_start(ctx);
-  return fetch_secret(&k, url, out, err);
+  vault_call_ctx k = vault_call_start(ctx);
+  return vault_fetch_secret(&k, url, out, err);
 }
 
 static kms_status read_secret(kms_instance *in, const char *name, kms_secret **out,
@@ -196,8 +202,9 @@ static kms_status read_secret(kms_instance *in, const char *name, kms_secret **o
   unsigned flags = 0;
   kms_error why;
   kms_error_clear(&why);
-  vault_call_ctx k = call_start(in);
-  st = vault_cache_get(in->cache, url, 0, fetch_secret, &k, &v, &flags, &why);
+  vault_call_ctx k = {in, 0}; /* the deadline starts with a fetch: a hit reads no clock */
+  st = vault_cache_get(in->cache, url, 0, vault_fetch_secret, &k, &v, &flags, &why);
+  vault_count_read(in, st, flags);
   free(url);
   if (st != KMS_OK) {
     if (err) *err = why;
@@ -223,7 +230,7 @@ static kms_status read_secret(kms_instance *in, const char *name, kms_secret **o
 }
 
 static kms_status vp_read(kms_instance *in, const char *name, kms_secret **out, kms_error *err) {
-  return boundary(read_secret(in, name, out, err), err);
+  return vault_slot_end(in, read_secret(in, name, out, err), err);
 }
 
 static kms_status write_denied(const char *what, kms_error *err) {
@@ -232,8 +239,10 @@ static kms_status write_denied(const char *what, kms_error *err) {
                        "read_and_write or write_only to allow them)", what);
 }
 
-static kms_status write_secret(kms_instance *in, const char *name, const char *value, size_t len,
-                               const kms_write_options *opt, kms_error *err) {
+/* Thread-safety: any thread (KMS_CAP_THREAD_SAFE). */
+kms_status vault_do_write(kms_instance *in, const kv2_layout *l, const char *name,
+                          const char *value, size_t len, const kms_write_options *opt,
+                          kms_error *err) {
   if (in->cfg.access_mode == VAULT_ACCESS_READ_ONLY) return write_denied("writes", err);
   int cas = 0;
   uint64_t cas_version = 0;
@@ -250,7 +259,7 @@ static kms_status write_secret(kms_instance *in, const char *name, const char *v
   }
   char *url = NULL, *body = NULL;
   size_t body_len = 0;
-  kms_status st = kv2_url(&in->layout, KV2_DATA, name, &url, err);
+  kms_status st = kv2_url(l, KV2_DATA, name, &url, err);
   if (st != KMS_OK) return st;
   const char *path = vault_url_path(in->cfg.addr, url);
   if ((st = kv2_write_body_desc(value, len, description, cas, cas_version, &body, &body_len,
@@ -259,12 +268,13 @@ static kms_status write_secret(kms_instance *in, const char *name, const char *v
     return st;
   }
   vault_http_response resp;
-  vault_call_ctx k = call_start(in);
+  vault_call_ctx k = vault_call_start(in);
   st = vault_call(&k, "write", "POST", url, body, body_len, &resp, err);
   kv2_free_body(body, body_len);
   if (st == KMS_OK) {
     if (resp.status == 200 || resp.status == 204) {
       int64_t version = kv2_parse_write_version(resp.body, resp.len);
+      vault_cache_invalidate_all(in->cache, url); /* version pins, fields, a cached "not found" */
       if (in->cfg.access_mode == VAULT_ACCESS_READ_AND_WRITE)
         vault_cache_put(in->cache, url, value, len, version);
       else
@@ -274,11 +284,11 @@ static kms_status write_secret(kms_instance *in, const char *name, const char *v
     }
     vault_http_response_clear(&resp);
   }
-  if (st != KMS_OK) vault_cache_invalidate(in->cache, url); /* state unknown */
+  if (st != KMS_OK) vault_cache_invalidate_all(in->cache, url); /* state unknown */
 
   if (st == KMS_OK && description && in->cfg.description_metadata) {
     char *murl = NULL;
-    if ((st = kv2_url(&in->layout, KV2_METADATA, name, &murl, err)) == KMS_OK &&
+    if ((st = kv2_url(l, KV2_METADATA, name, &murl, err)) == KMS_OK &&
         (st = kv2_metadata_body(description, &body, &body_len, err)) == KMS_OK) {
       st = vault_call(&k, "write metadata", "POST", murl, body, body_len, &resp, err);
       kv2_free_body(body, body_len);
@@ -295,26 +305,33 @@ static kms_status write_secret(kms_instance *in, const char *name, const char *v
   return st;
 }
 
-static kms_status vp_write(kms_instance *in, const char *name, const char *value, size_t len,
-                           const kms_write_options *opt, kms_error *err) {
-  return boundary(write_secret(in, name, value, len, opt, err), err);
+static kms_status write_secret(kms_instance *in, const char *name, const char *value, size_t len,
+                               const kms_write_options *opt, kms_error *err) {
+  return vault_do_write(in, &in->layout, name, value, len, opt, err);
 }
 
-static kms_status delete_secret(kms_instance *in, const char *name, kms_error *err) {
+static kms_status vp_write(kms_instance *in, const char *name, const char *value, size_t len,
+                           const kms_write_options *opt, kms_error *err) {
+  return vault_slot_end(in, write_secret(in, name, value, len, opt, err), err);
+}
+
+/* Thread-safety: any thread (KMS_CAP_THREAD_SAFE). */
+kms_status vault_do_delete(kms_instance *in, const kv2_layout *l, const char *name, int destroy,
+                           kms_error *err) {
   if (in->cfg.access_mode == VAULT_ACCESS_READ_ONLY) return write_denied("deletes", err);
   char *data_url = NULL, *url = NULL;
-  kms_status st = kv2_url(&in->layout, KV2_DATA, name, &data_url, err);
+  kms_status st = kv2_url(l, KV2_DATA, name, &data_url, err);
   if (st != KMS_OK) return st;
-  if (in->cfg.delete_mode == VAULT_DELETE_DESTROY &&
-      (st = kv2_url(&in->layout, KV2_METADATA, name, &url, err)) != KMS_OK) {
+  if (destroy &&
+      (st = kv2_url(l, KV2_METADATA, name, &url, err)) != KMS_OK) {
     free(data_url);
     return st;
   }
   const char *target = url ? url : data_url;
-  vault_cache_invalidate(in->cache, data_url);
+  vault_cache_invalidate_all(in->cache, data_url);
   vault_http_response resp;
-  vault_call_ctx k = call_start(in);
-  st = vault_call(&k, in->cfg.delete_mode == VAULT_DELETE_DESTROY ? "destroy" : "delete",
+  vault_call_ctx k = vault_call_start(in);
+  st = vault_call(&k, destroy ? "destroy" : "delete",
                   "DELETE", target, NULL, 0, &resp, err);
   if (st == KMS_OK) {
     if (resp.status != 200 && resp.status != 204 && resp.status != 404)
@@ -322,20 +339,24 @@ static kms_status delete_secret(kms_instance *in, const char *name, kms_error *e
                           resp.len, resp.attempts, 1, err);
     vault_http_response_clear(&resp);
   }
-  vault_cache_invalidate(in->cache, data_url); /* a read may have raced the delete */
+  vault_cache_invalidate_all(in->cache, data_url); /* a read may have raced the delete */
   free(data_url);
   free(url);
   return st;
 }
 
+static kms_status delete_secret(kms_instance *in, const char *name, kms_error *err) {
+  return vault_do_delete(in, &in->layout, name, in->cfg.delete_mode == VAULT_DELETE_DESTROY, err);
+}
+
 static kms_status vp_delete(kms_instance *in, const char *name, kms_error *err) {
-  return boundary(delete_secret(in, name, err), err);
+  return vault_slot_end(in, delete_secret(in, name, err), err);
 }
 
 /* Credentials, then a re-read of every cached secret, all in one call's
  * deadline. */
 static kms_status refresh(kms_instance *in, kms_error *err) {
-  vault_call_ctx k = call_start(in);
+  vault_call_ctx k = vault_call_start(in);
   kms_status st = vault_auth_refresh(in->auth, k.deadline, err);
   if (st != KMS_OK) return st;
   if (in->cfg.access_mode == VAULT_ACCESS_WRITE_ONLY) return KMS_OK;
@@ -347,7 +368,7 @@ static kms_status refresh(kms_instance *in, kms_error *err) {
     vault_cache_value v;
     kms_error e;
     kms_error_clear(&e);
-    kms_status s = vault_cache_get(in->cache, keys[i], 1, fetch_secret, &k, &v, NULL, &e);
+    kms_status s = vault_cache_get(in->cache, keys[i], 1, vault_fetch_secret, &k, &v, NULL, &e);
     vault_cache_value_clear(&v);
     if (s == KMS_OK || s == KMS_NOT_FOUND) continue; /* NOT_FOUND: evicted, as it should be */
     if (!failed++) first = e;
@@ -361,7 +382,7 @@ static kms_status refresh(kms_instance *in, kms_error *err) {
 }
 
 static kms_status vp_refresh(kms_instance *in, kms_error *err) {
-  return boundary(refresh(in, err), err);
+  return vault_slot_end(in, refresh(in, err), err);
 }
 
 static const kms_plugin vault_plugin = {
@@ -370,8 +391,8 @@ static const kms_plugin vault_plugin = {
   .abi_minor = KMS_ABI_MINOR,
   .name = "hashicorp_vault",
   .version = VAULT_PLUGIN_VERSION,
-  .capabilities =
-      KMS_CAP_READ | KMS_CAP_WRITE | KMS_CAP_DELETE | KMS_CAP_REFRESH | KMS_CAP_THREAD_SAFE,
+  .capabilities = KMS_CAP_READ | KMS_CAP_WRITE | KMS_CAP_DELETE | KMS_CAP_REFRESH |
+                  KMS_CAP_THREAD_SAFE | KMS_CAP_LIST | KMS_CAP_NOTIFY,
   .create = vp_create,
   .destroy = vp_destroy,
   .read_secret = vp_read,
@@ -379,6 +400,12 @@ static const kms_plugin vault_plugin = {
   .delete_secret = vp_delete,
   .refresh = vp_refresh,
   .free_secret = kms_secret_free,
+  .read_secret_opt = vault_read_opt,
+  .write_secret_opt = vault_write_opt,
+  .delete_secret_opt = vault_delete_opt,
+  .read_secret_into = vault_read_into,
+  .list_secrets = vault_list,
+  .health = vault_health,
 };
 
 KMS_PLUGIN_EXPORT const kms_plugin *kms_plugin_entry(uint32_t host_major, uint32_t host_minor);

@@ -550,6 +550,134 @@ static void test_dead_values_swept(void **state) {
   done(&f);
 }
 
+/* ---- ABI 1.1 additions: negative entries, peek, change observer ---- */
+
+static int changes_kind[8];
+static int64_t changes_version[8];
+static int nchanges;
+
+static void observe(void *ctx, const char *key, int kind, int64_t version) {
+  (void)ctx;
+  (void)key;
+  if (nchanges < 8) {
+    changes_kind[nchanges] = kind;
+    changes_version[nchanges] = version;
+  }
+  nchanges++;
+}
+
+static vault_cache *mk_neg(fake *f, int64_t ttl, int64_t stale, int64_t neg) {
+  mk(f, ttl, stale, 0);
+  vault_cache_free(f->cache);
+  vault_cache_options o = {.ttl_ms = ttl, .stale_ms = stale, .clock = {fake_clock, f},
+                           .neg_ttl_ms = neg, .changed = observe};
+  f->cache = vault_cache_new(&o);
+  assert_non_null(f->cache);
+  nchanges = 0;
+  return f->cache;
+}
+
+static void test_negative_ttl(void **state) {
+  fake f;
+  mk_neg(&f, 1000, 0, 500);
+  unsigned fl;
+  f.next = KMS_NOT_FOUND;
+  assert_int_equal(get(&f, "a", NULL, 0, &fl), KMS_NOT_FOUND);
+  assert_int_equal(fl, 0);
+  for (int i = 0; i < 100; i++) {
+    assert_int_equal(get(&f, "a", NULL, 0, &fl), KMS_NOT_FOUND);
+    assert_int_equal(fl, VAULT_CACHE_HIT | VAULT_CACHE_NEGATIVE);
+  }
+  assert_int_equal(f.calls, 1);
+  assert_int_equal(vault_cache_size(f.cache), 0); /* not a value */
+  f.now += 500; /* neg_ttl passed: ask again */
+  assert_int_equal(get(&f, "a", NULL, 0, NULL), KMS_NOT_FOUND);
+  assert_int_equal(f.calls, 2);
+  vault_cache_put(f.cache, "a", "w", 1, 3); /* a write clears it */
+  char v[8];
+  assert_int_equal(get(&f, "a", v, sizeof v, NULL), KMS_OK);
+  assert_string_equal(v, "w");
+  vault_cache_invalidate(f.cache, "a");
+  assert_int_equal(get(&f, "a", NULL, 0, NULL), KMS_NOT_FOUND);
+  assert_int_equal(f.calls, 3);
+  vault_cache_invalidate_all(f.cache, "a"); /* a delete clears it */
+  f.next = KMS_OK;
+  assert_int_equal(get(&f, "a", v, sizeof v, NULL), KMS_OK);
+  assert_string_equal(v, "v1");
+  /* neg_ttl 0: nothing remembered */
+  done(&f);
+  mk_neg(&f, 1000, 0, 0);
+  f.next = KMS_NOT_FOUND;
+  for (int i = 0; i < 3; i++) assert_int_equal(get(&f, "a", NULL, 0, NULL), KMS_NOT_FOUND);
+  assert_int_equal(f.calls, 3);
+  done(&f);
+}
+
+static void test_peek(void **state) {
+  fake f;
+  mk_neg(&f, 1000, 5000, 500);
+  unsigned fl;
+  vault_cache_value v;
+  kms_error err;
+  assert_int_equal(vault_cache_peek(f.cache, "a", &v, NULL, NULL, &fl, &err), KMS_UNAVAILABLE);
+  assert_int_equal(fl, VAULT_CACHE_MISS);
+  assert_int_equal(f.calls, 0); /* never fetches */
+  assert_int_equal(get(&f, "a", NULL, 0, NULL), KMS_OK);
+  assert_int_equal(vault_cache_peek(f.cache, "a", &v, NULL, NULL, &fl, &err), KMS_OK);
+  assert_int_equal(fl, VAULT_CACHE_HIT);
+  assert_string_equal(v.data, "v1");
+  vault_cache_value_clear(&v);
+  f.now += 2000; /* expired, inside the stale window: served stale, fetch wanted */
+  assert_int_equal(vault_cache_peek(f.cache, "a", &v, NULL, NULL, &fl, &err), KMS_OK);
+  assert_int_equal(fl, VAULT_CACHE_HIT | VAULT_CACHE_STALE | VAULT_CACHE_MISS);
+  vault_cache_value_clear(&v);
+  f.next = KMS_NOT_FOUND;
+  assert_int_equal(get(&f, "b", NULL, 0, NULL), KMS_NOT_FOUND);
+  assert_int_equal(vault_cache_peek(f.cache, "b", &v, NULL, NULL, &fl, &err), KMS_NOT_FOUND);
+  assert_int_equal(fl, VAULT_CACHE_HIT | VAULT_CACHE_NEGATIVE);
+  assert_int_equal(f.calls, 2);
+  done(&f);
+}
+
+static void test_change_observer(void **state) {
+  fake f;
+  mk_neg(&f, 1000, 0, 0);
+  assert_int_equal(get(&f, "a", NULL, 0, NULL), KMS_OK); /* first fetch: no change */
+  assert_int_equal(nchanges, 0);
+  vault_cache_value v;
+  kms_error err;
+  assert_int_equal(vault_cache_get(f.cache, "a", 1, fake_fetch, &f, &v, NULL, &err), KMS_OK);
+  vault_cache_value_clear(&v);
+  assert_int_equal(nchanges, 0); /* same version */
+  f.version = 2;
+  assert_int_equal(vault_cache_get(f.cache, "a", 1, fake_fetch, &f, &v, NULL, &err), KMS_OK);
+  vault_cache_value_clear(&v);
+  assert_int_equal(nchanges, 1);
+  assert_int_equal(changes_kind[0], VAULT_CHANGE_UPDATED);
+  assert_int_equal(changes_version[0], 2);
+  vault_cache_put(f.cache, "a", "own", 3, 3); /* our own write: not a change */
+  assert_int_equal(nchanges, 1);
+  f.next = KMS_NOT_FOUND;
+  assert_int_equal(vault_cache_get(f.cache, "a", 1, fake_fetch, &f, &v, NULL, &err),
+                   KMS_NOT_FOUND);
+  assert_int_equal(nchanges, 2);
+  assert_int_equal(changes_kind[1], VAULT_CHANGE_DELETED);
+  done(&f);
+}
+
+static void test_invalidate_all(void **state) {
+  fake f;
+  mk(&f, 1000, 0, 0);
+  const char *keys[] = {"u", "u?version=1", "u#f=x", "uv", "u/x"};
+  for (size_t i = 0; i < 5; i++) vault_cache_put(f.cache, keys[i], "x", 1, 1);
+  vault_cache_invalidate_all(f.cache, "u");
+  char **k = NULL;
+  size_t n = vault_cache_keys(f.cache, &k);
+  assert_int_equal(n, 2); /* uv and u/x are other secrets */
+  vault_cache_keys_free(k, n);
+  done(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_ttl),
@@ -568,6 +696,10 @@ int main(void) {
     cmocka_unit_test(test_background_refresh_failures),
     cmocka_unit_test(test_background_fetch_does_not_block_readers),
     cmocka_unit_test(test_dead_values_swept),
+    cmocka_unit_test(test_negative_ttl),
+    cmocka_unit_test(test_peek),
+    cmocka_unit_test(test_change_observer),
+    cmocka_unit_test(test_invalidate_all),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

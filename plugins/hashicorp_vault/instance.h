@@ -1,0 +1,99 @@
+/*
+ * instance.h -- the hashicorp_vault instance as plugin.c (the 1.0 slots)
+ * and abi11.c (the 1.1 slots: options, buffer read, listing, health,
+ * notifications, the never-blocking read) share it. Private to the plugin.
+ *
+ * Thread-safety: as plugin.c's header comment says; the fields below are
+ * immutable after create except those named atomic.
+ */
+#ifndef VAULT_INSTANCE_H
+#define VAULT_INSTANCE_H
+
+#include "auth.h"
+#include "cache.h"
+#include "common.h"
+#include "config.h"
+#include "http.h"
+#include "kms_plugin_util.h"
+#include "kv2.h"
+#include "logging.h"
+#include "refresher.h"
+
+typedef struct vault_bg vault_bg;       /* abi11.c: background fetches of NONBLOCKING reads */
+typedef struct vault_locs vault_locs;   /* abi11.c: location overrides seen, for notify */
+
+struct kms_instance {
+  vault_logger lg;
+  vault_clock clock; /* CLOCK_MONOTONIC (zeroed); one clock for http, auth, cache, refresher */
+  vault_config cfg;
+  kv2_layout layout;
+  vault_http *http;
+  vault_auth *auth;
+  vault_cache *cache;
+  vault_refresher *refresher; /* NULL unless background_refresh */
+  kms_stats *stats;           /* health counters (thread-safe) */
+  int reachable, authenticated; /* atomic: last observation, -1 unknown */
+  vault_bg *bg;                 /* NULL until the first NONBLOCKING miss */
+  vault_locs *locs;             /* location overrides (for notify), lazily */
+  pthread_mutex_t mu;           /* guards bg creation and locs; never held across calls out */
+};
+
+/* One plugin call: every request, login, retry and wait it causes shares
+ * its deadline (VAULT_CLIENT_TIMEOUT from the start of the call). */
+typedef struct vault_call_ctx {
+  kms_instance *in;
+  int64_t deadline;
+} vault_call_ctx;
+
+vault_call_ctx vault_call_start(kms_instance *in);
+
+/* One Vault request with the current token (403: one re-login and retry). */
+kms_status vault_call(const vault_call_ctx *k, const char *op, const char *method,
+                      const char *url, const char *body, size_t body_len,
+                      vault_http_response *resp, kms_error *err);
+
+/* The cache's fetch (ctx: a vault_call_ctx; a deadline of 0 is set to the
+ * call's deadline here, when the first fetch starts). The key is a data URL,
+ * optionally followed by "?version=N" and "#f=<field>" (read that field
+ * instead of "key"): see abi11.c. */
+kms_status vault_fetch_secret(void *ctx, const char *key, vault_cache_value *out,
+                              kms_error *err);
+
+/* Adds the plugin's name to err's message; returns st. */
+kms_status vault_boundary(kms_status st, kms_error *err);
+
+/* Count a slot's outcome for health and add the plugin's name. */
+kms_status vault_slot_end(kms_instance *in, kms_status st, kms_error *err);
+
+/* Count a read's cache outcome (flags from vault_cache_*). */
+void vault_count_read(kms_instance *in, kms_status st, unsigned flags);
+
+/* The cache's change observer (ctx: the instance): host->notify. */
+void vault_on_change(void *ctx, const char *key, int kind, int64_t version);
+
+/* abi11.c: stop the background fetcher, free the location registry. */
+void vault_abi11_free(kms_instance *in);
+
+/* The 1.1 slots (abi11.c). */
+kms_status vault_read_opt(kms_instance *in, const char *name, const kms_call_options *o,
+                          kms_secret **out, kms_error *err);
+kms_status vault_write_opt(kms_instance *in, const char *name, const char *value, size_t len,
+                           const kms_write_options *wo, const kms_call_options *o,
+                           kms_error *err);
+kms_status vault_delete_opt(kms_instance *in, const char *name, const kms_call_options *o,
+                            kms_error *err);
+kms_status vault_read_into(kms_instance *in, const char *name, const kms_call_options *o,
+                           char *buf, size_t size, kms_secret_info *info, kms_error *err);
+kms_status vault_list(kms_instance *in, const char *prefix, const kms_call_options *o,
+                      kms_list_fn fn, void *ctx, kms_error *err);
+kms_status vault_health(kms_instance *in, kms_health *out, kms_error *err);
+
+/* plugin.c's 1.0 bodies, taking a resolved layout and field (abi11.c adds
+ * the options around them). `field` NULL means "key". */
+kms_status vault_do_write(kms_instance *in, const kv2_layout *l, const char *name,
+                          const char *value, size_t len, const kms_write_options *opt,
+                          kms_error *err);
+kms_status vault_do_delete(kms_instance *in, const kv2_layout *l, const char *name, int destroy,
+                           kms_error *err);
+
+#endif
