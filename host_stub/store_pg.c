@@ -216,16 +216,22 @@ static host_status pg_delete(host_db *h, const host_key_row *row, host_result *r
   return host_pg_tx(pg(h), delete_body, &c, r);
 }
 
-static host_status regenerate_body(host_pg_db *d, void *vctx, host_result *r) {
-  change_ctx *c = vctx;
-  host_status s = run4(d, "UPDATE kms_host_virtual_keys SET token_hash = $2, secret_name = $3, "
-                       "updated_at = now() WHERE key_id = $1", 3, c->row->key_id, c->token_hash,
-                       c->name, NULL, r);
+/* regenerate and rename: one UPDATE (`sql`, with $2 = `arg2` and $3 = the
+ * new name), the write of the key to the new name, the delete of the old. */
+static host_status update_body(host_pg_db *d, const change_ctx *c, const char *sql,
+                               const char *arg2, host_result *r) {
+  host_status s = run4(d, sql, 3, c->row->key_id, arg2, c->name, NULL, r);
   if (s == HOST_OK && c->name)
     s = enqueue_in_tx(d, HOST_OUTBOX_WRITE, c->name, c->key, strlen(c->key), r);
   if (s == HOST_OK && c->drop_old)
     s = enqueue_in_tx(d, HOST_OUTBOX_DELETE, c->row->secret_name, NULL, 0, r);
   return s;
+}
+
+static host_status regenerate_body(host_pg_db *d, void *vctx, host_result *r) {
+  const change_ctx *c = vctx;
+  return update_body(d, c, "UPDATE kms_host_virtual_keys SET token_hash = $2, secret_name = $3, "
+                     "updated_at = now() WHERE key_id = $1", c->token_hash, r);
 }
 
 static host_status pg_regenerate(host_db *h, const host_key_row *row, const char *token_hash,
@@ -236,15 +242,9 @@ static host_status pg_regenerate(host_db *h, const host_key_row *row, const char
 }
 
 static host_status rename_body(host_pg_db *d, void *vctx, host_result *r) {
-  change_ctx *c = vctx;
-  host_status s = run4(d, "UPDATE kms_host_virtual_keys SET alias = $2, secret_name = $3, "
-                       "updated_at = now() WHERE key_id = $1", 3, c->row->key_id, c->alias,
-                       c->name, NULL, r);
-  if (s == HOST_OK && c->name)
-    s = enqueue_in_tx(d, HOST_OUTBOX_WRITE, c->name, c->key, strlen(c->key), r);
-  if (s == HOST_OK && c->drop_old)
-    s = enqueue_in_tx(d, HOST_OUTBOX_DELETE, c->row->secret_name, NULL, 0, r);
-  return s;
+  const change_ctx *c = vctx;
+  return update_body(d, c, "UPDATE kms_host_virtual_keys SET alias = $2, secret_name = $3, "
+                     "updated_at = now() WHERE key_id = $1", c->alias, r);
 }
 
 /* An alias change: the new alias and name, the write of `key` to `name` and

@@ -202,14 +202,15 @@ static host_status sq_delete(host_db *h, const host_key_row *row, host_result *r
   return finish(db, s, r);
 }
 
-static host_status sq_regenerate(host_db *h, const host_key_row *row, const char *token_hash,
-                                  const char *name, const char *key, int drop_old,
-                                  host_result *r) {
+/* regenerate and rename: one UPDATE (`sql`, with ?2 = `arg2` and ?3 = the
+ * new name), the write of the key to the new name, the delete of the old,
+ * in one transaction. */
+static host_status sq_update(host_db *h, const host_key_row *row, const char *sql,
+                             const char *arg2, const char *name, const char *key, int drop_old,
+                             host_result *r) {
   sqlite3 *db = conn_of(h);
   if (host_db_exec(db, "BEGIN IMMEDIATE", r) != HOST_OK) return r->status;
-  host_status s = run4(db, "UPDATE virtual_keys SET token_hash=?2, secret_name=?3, "
-                       "updated_at=strftime('%Y-%m-%dT%H:%M:%SZ','now') WHERE key_id=?1",
-                       row->key_id, token_hash, name, NULL, r);
+  host_status s = run4(db, sql, row->key_id, arg2, name, NULL, r);
   if (s == HOST_OK && name)
     s = sq_enqueue(h, HOST_OUTBOX_WRITE, name, key, strlen(key), r);
   if (s == HOST_OK && drop_old)
@@ -217,18 +218,20 @@ static host_status sq_regenerate(host_db *h, const host_key_row *row, const char
   return finish(db, s, r);
 }
 
+static host_status sq_regenerate(host_db *h, const host_key_row *row, const char *token_hash,
+                                 const char *name, const char *key, int drop_old,
+                                 host_result *r) {
+  return sq_update(h, row, "UPDATE virtual_keys SET token_hash=?2, secret_name=?3, "
+                   "updated_at=strftime('%Y-%m-%dT%H:%M:%SZ','now') WHERE key_id=?1",
+                   token_hash, name, key, drop_old, r);
+}
+
 static host_status sq_rename(host_db *h, const host_key_row *row, const char *alias,
                              const char *name, const char *key, host_result *r) {
-  sqlite3 *db = conn_of(h);
-  if (host_db_exec(db, "BEGIN IMMEDIATE", r) != HOST_OK) return r->status;
-  host_status s = run4(db, "UPDATE virtual_keys SET alias=?2, secret_name=?3, "
-                       "updated_at=strftime('%Y-%m-%dT%H:%M:%SZ','now') WHERE key_id=?1",
-                       row->key_id, alias, name, NULL, r);
-  if (s == HOST_OK && name)
-    s = sq_enqueue(h, HOST_OUTBOX_WRITE, name, key, strlen(key), r);
-  if (s == HOST_OK && row->secret_name && (!name || strcmp(name, row->secret_name) != 0))
-    s = sq_enqueue(h, HOST_OUTBOX_DELETE, row->secret_name, NULL, 0, r);
-  return finish(db, s, r);
+  int drop_old = row->secret_name && (!name || strcmp(name, row->secret_name) != 0);
+  return sq_update(h, row, "UPDATE virtual_keys SET alias=?2, secret_name=?3, "
+                   "updated_at=strftime('%Y-%m-%dT%H:%M:%SZ','now') WHERE key_id=?1",
+                   alias, name, key, drop_old, r);
 }
 
 /* ----------------------------------------------------------------- listing */

@@ -80,7 +80,7 @@ def assert_vault_equals_table(tmp_path, vault):
 def test_plugins_lists_vault(tmp_path, vault):
     p = make_host(tmp_path, vault).run("plugins", check=EXIT_OK)
     line = next(l for l in p.stdout.splitlines() if "hashicorp_vault" in l)
-    assert line.startswith("*") and "read,write,delete" in line and "1.0" in line
+    assert line.startswith("*") and "read,write,delete" in line and " 1.1 " in line and "list,notify" in line
 
 
 def test_secret_roundtrip(tmp_path, vault):
