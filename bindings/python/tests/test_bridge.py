@@ -211,6 +211,33 @@ def test_team_overrides_become_the_call_location(box_gateway):
         run(m.async_read_secret("x", optional_params={"region": "eu"}))  # the plugin names it
 
 
+def test_team_overrides_land_in_the_teams_vault_location(gateway, vault, caplog):
+    # hashicorp_vault speaks ABI 1.1: a team's mount and path prefix become the
+    # call's location, through the manager and through LiteLLM's key hooks.
+    st, body = vault.request("POST", "/v1/sys/mounts/teamkv",
+                             {"type": "kv", "options": {"version": "2"}})
+    assert st in (200, 204), (st, body)
+    team = {"mount": "teamkv", "path_prefix": "team-a"}
+    m = gateway()
+    run(m.async_write_secret("litellm/team-key", "sk-team", optional_params=team))
+    assert vault.read("team-a/litellm/team-key", mount="teamkv") == "sk-team"
+    assert vault.read("litellm/team-key") is None  # nothing in the default place
+    assert run(m.async_read_secret("litellm/team-key", optional_params=team)) == "sk-team"
+    assert run(m.async_read_secret("litellm/team-key")) is None
+    run(hooks.key_generated("k1", "sk-1", team_settings=team))
+    run(hooks.key_rotated("k1", "k2", "sk-2", team_settings=team))
+    assert (vault.read("team-a/litellm/k1", mount="teamkv"),
+            vault.read("team-a/litellm/k2", mount="teamkv")) == (None, "sk-2")
+    # LiteLLM always asks for a 7-day recovery window, which KV v2 has not:
+    # the delete still lands (with one warning), in the team's place.
+    with caplog.at_level(logging.WARNING):
+        run(hooks.key_deleted("k2", team_settings=team))
+    assert vault.read("team-a/litellm/k2", mount="teamkv") is None
+    assert "recovery_window_days" in caplog.text
+    with pytest.raises(kmsplug.InvalidArgumentError, match="'region'"):
+        run(m.async_read_secret("x", optional_params={"region": "eu"}))
+
+
 def test_team_overrides_are_a_clear_error_without_abi_1_1(box_gateway, caplog):
     m = box_gateway("statusbox")
     with pytest.raises(kmsplug.UnsupportedError) as ei:
