@@ -27,6 +27,8 @@
  * Errors name the file, the line and the dotted key. Wrong types are errors;
  * duplicate keys in the mappings the host reads are errors (PyYAML would
  * silently keep the last one, which hides typos in a security setting).
+ * Errors travel in a host_result (HOST_CONFIG): the parser's internal steps
+ * return 0 or the status of fail()/oom(), which filled parse_ctx.r.
  */
 #include "host.h"
 
@@ -49,8 +51,7 @@ typedef struct parse_ctx {
   yaml_document_t *doc;
   const char *name;
   const char *base_dir;
-  char *err;
-  size_t errsz;
+  host_result *r;         /* the first error (HOST_CONFIG) */
   size_t work;            /* entries visited so far (see HOST_MAX_WORK) */
   size_t refs_cap;        /* capacity of cfg->refs */
 } parse_ctx;
@@ -68,27 +69,31 @@ typedef struct kv_list {
   size_t n, cap;
 } kv_list;
 
-static int fail(parse_ctx *p, const yaml_node_t *n, const char *key, const char *fmt, ...)
+static host_status fail(parse_ctx *p, const yaml_node_t *n, const char *key, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
-static int fail(parse_ctx *p, const yaml_node_t *n, const char *key, const char *fmt, ...) {
+static host_status fail(parse_ctx *p, const yaml_node_t *n, const char *key, const char *fmt, ...) {
   char msg[HOST_ERR_SIZE];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   if (n)
-    snprintf(p->err, p->errsz, "%s:%d: %s: %s", p->name, (int)n->start_mark.line + 1, key, msg);
-  else
-    snprintf(p->err, p->errsz, "%s: %s: %s", p->name, key, msg);
-  return -1;
+    return host_fail(p->r, HOST_CONFIG, "%s:%d: %s: %s", p->name, (int)n->start_mark.line + 1,
+                     key, msg);
+  return host_fail(p->r, HOST_CONFIG, "%s: %s: %s", p->name, key, msg);
 }
 
-static int oom(parse_ctx *p) {
-  snprintf(p->err, p->errsz, "%s: out of memory", p->name);
-  return -1;
+static host_status oom(parse_ctx *p) {
+  return host_fail(p->r, HOST_CONFIG, "%s: out of memory", p->name);
+}
+
+/* host_env_ref_name with its out-of-memory reported as the parser's. */
+static host_status ref_name(parse_ctx *p, const char *value, char **name) {
+  host_result e;
+  return host_env_ref_name(value, name, &e) == HOST_OK ? HOST_OK : oom(p);
 }
 
 static const char *type_name(const yaml_node_t *n) {
@@ -271,21 +276,17 @@ int host_parse_bool(const char *s, int *out) {
   return 0;
 }
 
-char *host_prefix_normalise(const char *prefix, char *err, size_t errsz) {
+host_status host_prefix_normalise(const char *prefix, char **out_prefix, host_result *r) {
+  *out_prefix = NULL;
   size_t n = strlen(prefix);
-  if (n == 0 || n > 200) {
-    snprintf(err, errsz, "must be 1 to 200 characters");
-    return NULL;
-  }
-  if (prefix[0] == '/') {
-    snprintf(err, errsz, "must not start with '/'");
-    return NULL;
-  }
+  if (n == 0 || n > 200)
+    return host_fail(r, HOST_CONFIG, "must be 1 to 200 characters");
+  if (prefix[0] == '/')
+    return host_fail(r, HOST_CONFIG, "must not start with '/'");
   for (const char *c = prefix; *c; c++) {
     if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
           *c == '_' || *c == '-' || *c == '.' || *c == '/')) {
-      snprintf(err, errsz, "may only contain letters, digits, '_', '-', '.' and '/'");
-      return NULL;
+      return host_fail(r, HOST_CONFIG, "may only contain letters, digits, '_', '-', '.' and '/'");
     }
   }
   /* No empty, "." or ".." segments: they would escape or alias paths. */
@@ -295,24 +296,22 @@ char *host_prefix_normalise(const char *prefix, char *err, size_t errsz) {
     size_t len = end ? (size_t)(end - seg) : strlen(seg);
     if ((len == 0 && end) || (len == 1 && seg[0] == '.') ||
         (len == 2 && seg[0] == '.' && seg[1] == '.')) {
-      snprintf(err, errsz, "has an empty, '.' or '..' path segment");
-      return NULL;
+      return host_fail(r, HOST_CONFIG, "has an empty, '.' or '..' path segment");
     }
     if (!end) break;
     seg = end + 1;
     if (!*seg) break;
   }
   char *out = malloc(n + 2);
-  if (!out) {
-    snprintf(err, errsz, "out of memory");
-    return NULL;
-  }
+  if (!out)
+    return host_fail(r, HOST_CONFIG, "out of memory");
   memcpy(out, prefix, n + 1);
   if (out[n - 1] != '/') {
     out[n] = '/';
     out[n + 1] = '\0';
   }
-  return out;
+  *out_prefix = out;
+  return HOST_OK;
 }
 
 /* Setting and environment values may be secrets (a token in
@@ -391,9 +390,8 @@ static int walk_value(parse_ctx *p, host_config *cfg, const char *key, yaml_node
   if (v->type != YAML_SCALAR_NODE) return walk(p, cfg, v, path, depth + 1, w);
   if (is_null(v)) return 0;
   char *name = NULL;
-  int r = host_env_ref_name(sval(v), &name);
-  if (r < 0) return oom(p);
-  if (r == 0) return 0;
+  if (ref_name(p, sval(v), &name) != HOST_OK) return p->r->status;
+  if (!name) return 0;
   return add_ref(p, cfg, w->model_index, w->model_name, key, path, v, name, w->at_load);
 }
 
@@ -507,9 +505,8 @@ static int to_json(parse_ctx *p, const host_config *cfg, yaml_node_t *n, const c
       return 0;
     }
     char *name = NULL;
-    int r = host_env_ref_name(sval(n), &name);
-    if (r < 0) return oom(p);
-    if (r == 0) {
+    if (ref_name(p, sval(n), &name) != HOST_OK) return p->r->status;
+    if (!name) {
       sb_json_str(b, sval(n));
       return 0;
     }
@@ -589,9 +586,8 @@ static int setting_value(parse_ctx *p, const host_config *cfg, yaml_node_t *v, c
                          char **out) {
   char *name = NULL;
   *out = NULL;
-  int r = host_env_ref_name(sval(v), &name);
-  if (r < 0) return oom(p);
-  if (r == 0) {
+  if (ref_name(p, sval(v), &name) != HOST_OK) return p->r->status;
+  if (!name) {
     if (!(*out = strdup(sval(v)))) return oom(p);
     return 0;
   }
@@ -614,9 +610,10 @@ static int apply_typed_setting(parse_ctx *p, host_config *cfg, const char *ks, c
     if (!host_parse_bool(vs, &cfg->store_virtual_keys))
       return fail(p, v, path, "expected true or false, got '%s'", vs);
   } else if (!strcmp(ks, "prefix_for_stored_virtual_keys")) {
-    char e[200];
-    char *norm = host_prefix_normalise(vs, e, sizeof e);
-    if (!norm) return fail(p, v, path, "'%s' %s", vs, e);
+    char *norm = NULL;
+    host_result e;
+    if (host_prefix_normalise(vs, &norm, &e) != HOST_OK)
+      return fail(p, v, path, "'%s' %s", vs, e.msg);
     free(cfg->prefix);
     cfg->prefix = norm;
   } else if (!strcmp(ks, "access_mode")) {
@@ -805,14 +802,14 @@ static int parse_env_vars(parse_ctx *p, host_config *cfg, yaml_node_t *m) {
         host_parse_bool(s, &b))
       s = b ? "True" : "False";
     char *value = NULL;
-    if (host_env_ref_name(s, &value) == 1) {
+    if ((rc = ref_name(p, s, &value)) != HOST_OK) break;
+    if (value) {
       /* against the process environment and the entries before this one */
       const char *e = value[0] ? host_env_lookup(cfg, value) : NULL;
       if (!e) rc = fail(p, v, path, "%s: environment variable '%s' is not set", s, value);
       free(value);
       value = rc == 0 ? strdup(e) : NULL;
     } else {
-      free(value);
       value = strdup(s);
     }
     if (rc == 0 && (!value || !(cfg->env_vars[cfg->n_env_vars].name = strdup(k)))) {
@@ -832,15 +829,14 @@ static int parse_env_vars(parse_ctx *p, host_config *cfg, yaml_node_t *m) {
 
 /* Before libyaml builds the document: refuse nesting deeper than the limit
  * (libyaml's scanner is quadratic in the depth: 200000 '[' took minutes). */
-static int check_depth(const char *text, size_t len, const char *name, char *err, size_t errsz) {
+static host_status check_depth(const char *text, size_t len, const char *name, host_result *r) {
   yaml_parser_t parser;
   yaml_event_t ev;
-  if (!yaml_parser_initialize(&parser)) {
-    snprintf(err, errsz, "%s: out of memory", name);
-    return -1;
-  }
+  if (!yaml_parser_initialize(&parser))
+    return host_fail(r, HOST_CONFIG, "%s: out of memory", name);
   yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-  int depth = 0, rc = 0;
+  int depth = 0;
+  host_status rc = HOST_OK;
   for (;;) {
     if (!yaml_parser_parse(&parser, &ev)) break; /* the loader reports it */
     yaml_event_type_t t = ev.type;
@@ -848,9 +844,8 @@ static int check_depth(const char *text, size_t len, const char *name, char *err
     yaml_event_delete(&ev);
     if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
       if (++depth > HOST_MAX_DEPTH) {
-        snprintf(err, errsz, "%s:%zu: (config): nested deeper than %d levels; no gateway config "
-                 "needs that", name, line, HOST_MAX_DEPTH);
-        rc = -1;
+        rc = host_fail(r, HOST_CONFIG, "%s:%zu: (config): nested deeper than %d levels; no "
+                       "gateway config needs that", name, line, HOST_MAX_DEPTH);
         break;
       }
     } else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) {
@@ -888,14 +883,14 @@ static int parse_document(parse_ctx *p, host_config *cfg, yaml_node_t *root) {
   return ml ? check_model_list(p, ml) : 0;
 }
 
-int host_config_parse(const char *text, size_t len, const char *name, const char *base_dir,
-                      host_config *cfg, char *err, size_t errsz) {
+host_status host_config_parse(const char *text, size_t len, const char *name,
+                              const char *base_dir, host_config *cfg, host_result *r) {
   memset(cfg, 0, sizeof *cfg);
-  parse_ctx p = {NULL, name, base_dir, err, errsz, 0, 0};
+  parse_ctx p = {NULL, name, base_dir, r, 0, 0};
   if (!(cfg->prefix = strdup("litellm/"))) return oom(&p);
-  if (check_depth(text, len, name, err, errsz) != 0) {
+  if (check_depth(text, len, name, r) != HOST_OK) {
     host_config_free(cfg);
-    return -1;
+    return HOST_CONFIG;
   }
   yaml_parser_t parser;
   yaml_document_t doc;
@@ -905,34 +900,33 @@ int host_config_parse(const char *text, size_t len, const char *name, const char
   }
   yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
   if (!yaml_parser_load(&parser, &doc)) {
-    snprintf(err, errsz, "%s:%d: YAML syntax error: %s%s%s", name,
-             (int)(parser.problem_mark.line + 1), parser.problem ? parser.problem : "invalid",
-             parser.context ? " " : "", parser.context ? parser.context : "");
+    host_fail(r, HOST_CONFIG, "%s:%d: YAML syntax error: %s%s%s", name,
+              (int)(parser.problem_mark.line + 1), parser.problem ? parser.problem : "invalid",
+              parser.context ? " " : "", parser.context ? parser.context : "");
     yaml_parser_delete(&parser);
     host_config_free(cfg);
-    return -1;
+    return HOST_CONFIG;
   }
   p.doc = &doc;
-  int rc = 0;
+  host_status rc = HOST_OK;
   yaml_node_t *root = yaml_document_get_root_node(&doc);
   if (!root || is_null(root)) {
-    snprintf(err, errsz, "%s: the config is empty", name);
-    rc = -1;
+    rc = host_fail(r, HOST_CONFIG, "%s: the config is empty", name);
   } else if (root->type != YAML_MAPPING_NODE) {
     rc = fail(&p, root, "(top level)", "expected a mapping, got %s", type_name(root));
-  } else {
-    rc = parse_document(&p, cfg, root);
+  } else if (parse_document(&p, cfg, root) != 0) {
+    rc = HOST_CONFIG; /* p.r holds the message */
   }
   yaml_document_delete(&doc);
   yaml_parser_delete(&parser);
-  if (rc != 0) host_config_free(cfg);
+  if (rc != HOST_OK) host_config_free(cfg);
   return rc;
 }
 
-static char *read_file(const char *path, size_t *len, char *err, size_t errsz) {
+static char *read_file(const char *path, size_t *len, host_result *r) {
   FILE *f = fopen(path, "rb");
   if (!f) {
-    snprintf(err, errsz, "cannot open config %s: %s", path, strerror(errno));
+    host_fail(r, HOST_CONFIG, "cannot open config %s: %s", path, strerror(errno));
     return NULL;
   }
   char *buf = NULL;
@@ -942,66 +936,64 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errsz) {
       cap = cap ? cap * 2 : 8192;
       char *nb = cap > (16u << 20) ? NULL : realloc(buf, cap);
       if (!nb) {
-        snprintf(err, errsz, cap > (16u << 20) ? "config %s is larger than 16 MiB"
-                                               : "out of memory reading %s", path);
+        host_fail(r, HOST_CONFIG, cap > (16u << 20) ? "config %s is larger than 16 MiB"
+                                                    : "out of memory reading %s", path);
         free(buf);
         fclose(f);
         return NULL;
       }
       buf = nb;
     }
-    size_t r = fread(buf + n, 1, cap - n, f);
-    n += r;
-    if (r == 0) break;
+    size_t got = fread(buf + n, 1, cap - n, f);
+    n += got;
+    if (got == 0) break;
   }
   int bad = ferror(f);
   fclose(f);
   if (bad) {
     free(buf);
-    snprintf(err, errsz, "cannot read config %s", path);
+    host_fail(r, HOST_CONFIG, "cannot read config %s", path);
     return NULL;
   }
   *len = n;
   return buf;
 }
 
-int host_config_load(const char *path, host_config *cfg, char *err, size_t errsz) {
+host_status host_config_load(const char *path, host_config *cfg, host_result *r) {
   memset(cfg, 0, sizeof *cfg);
   size_t len = 0;
-  char *buf = read_file(path, &len, err, errsz);
-  if (!buf) return -1;
+  char *buf = read_file(path, &len, r);
+  if (!buf) return HOST_CONFIG;
   char *dir = strdup(path);
   if (!dir) {
     free(buf);
-    snprintf(err, errsz, "out of memory");
-    return -1;
+    return host_fail(r, HOST_CONFIG, "out of memory");
   }
   char *slash = strrchr(dir, '/');
   if (slash == dir) slash[1] = '\0';
   else if (slash) *slash = '\0';
   else strcpy(dir, ".");
-  int rc = host_config_parse(buf, len, path, dir, cfg, err, errsz);
+  host_status rc = host_config_parse(buf, len, path, dir, cfg, r);
   free(buf);
-  if (rc != 0) {
+  if (rc != HOST_OK) {
     free(dir);
     return rc;
   }
   cfg->dir = dir;
   if (!(cfg->path = strdup(path))) {
     host_config_free(cfg);
-    snprintf(err, errsz, "out of memory");
-    return -1;
+    return host_fail(r, HOST_CONFIG, "out of memory");
   }
   /* LiteLLM: os.environ[key] = value, before the secret manager starts. */
   for (size_t i = 0; i < cfg->n_env_vars; i++) {
     if (setenv(cfg->env_vars[i].name, cfg->env_vars[i].value, 1) != 0) {
-      snprintf(err, errsz, "%s:%d: environment_variables.%s: cannot set it: %s", path,
-               cfg->env_vars[i].line, cfg->env_vars[i].name, strerror(errno));
+      host_fail(r, HOST_CONFIG, "%s:%d: environment_variables.%s: cannot set it: %s", path,
+                cfg->env_vars[i].line, cfg->env_vars[i].name, strerror(errno));
       host_config_free(cfg);
-      return -1;
+      return HOST_CONFIG;
     }
   }
-  return 0;
+  return HOST_OK;
 }
 
 void host_config_free(host_config *cfg) {

@@ -34,10 +34,10 @@ typedef struct host_db host_db;
 
 /* ------------------------------------------------------------------ result.c */
 
-/* The host's one error convention. Every function outside config.c and
- * resolve.c returns a host_status and, when it is not HOST_OK, fills a
- * host_result with the same status and a message naming what went wrong and
- * what to do. Library code never prints and never exits; main.c alone maps a
+/* The host's one error convention, in every layer (config.c and resolve.c
+ * included): a function that can fail returns a host_status and, when it is
+ * not HOST_OK, fills a host_result with the same status and a message naming
+ * what went wrong and what to do. Library code never prints and never exits; main.c alone maps a
  * status to an exit code (README.md's table) and prints the message. */
 typedef enum host_status {
   HOST_OK = 0,     /* done */
@@ -62,8 +62,6 @@ host_status host_fail(host_result *r, host_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
-/* Adapt a legacy `char err[]` error of config.c/resolve.c to a result. */
-host_status host_fail_text(host_result *r, host_status status, const char *err);
 
 /* An injectable clock (milliseconds), so waits are testable without
  * sleeping. host_clock_system() is the real monotonic clock. */
@@ -160,21 +158,24 @@ typedef struct host_config {
 } host_config;
 
 /* Parse YAML text. `name` names the file in messages, `base_dir` resolves
- * relative paths. Returns 0, or -1 with `err` naming file:line and the key.
+ * relative paths. HOST_OK, or HOST_CONFIG with `r` naming file:line and the
+ * key (cfg is then zeroed).
  * References inside key_management_settings and environment_variables are
  * resolved here, from environment_variables first and then the process
  * environment (read only: nothing is set). Not thread-safe against setenv. */
-int host_config_parse(const char *text, size_t len, const char *name, const char *base_dir,
-                      host_config *cfg, char *err, size_t errsz);
+host_status host_config_parse(const char *text, size_t len, const char *name,
+                              const char *base_dir, host_config *cfg, host_result *r);
 /* Read and parse a file, then export its environment_variables into the
  * process environment (setenv, overriding, as LiteLLM does) so the plugin and
- * everything after see them. Call before any thread starts. */
-int host_config_load(const char *path, host_config *cfg, char *err, size_t errsz);
+ * everything after see them. Call before any thread starts. HOST_OK or
+ * HOST_CONFIG (with `r`). */
+host_status host_config_load(const char *path, host_config *cfg, host_result *r);
 void host_config_free(host_config *cfg);
 
 /* prefix_for_stored_virtual_keys: validated and given a trailing '/'.
- * Returns a malloc'ed string or NULL with err set. */
-char *host_prefix_normalise(const char *prefix, char *err, size_t errsz);
+ * HOST_OK with *out a malloc'ed string, or HOST_CONFIG (*out NULL) with `r`
+ * saying what is wrong with it (without the value: the caller adds it). */
+host_status host_prefix_normalise(const char *prefix, char **out, host_result *r);
 
 /* 1 if `s` spells a YAML 1.1 boolean (true/false/yes/no/on/off, any case
  * of those LiteLLM/PyYAML/pydantic accept, and 1/0); *out set. Else 0. */
@@ -184,9 +185,10 @@ int host_parse_bool(const char *s, int *out);
 
 /* LiteLLM's rule: a string value that starts with "os.environ/" is a
  * reference, and the secret name is the value with every "os.environ/"
- * removed (Python's str.replace). Returns 1 and a malloc'ed name (possibly
- * empty: the caller reports that), 0 when not a reference, -1 on OOM. */
-int host_env_ref_name(const char *value, char **name);
+ * removed (Python's str.replace). HOST_OK with *name a malloc'ed name
+ * (possibly empty: the caller reports that) when `value` is a reference,
+ * HOST_OK with *name NULL when it is not; HOST_FAILED (out of memory). */
+host_status host_env_ref_name(const char *value, char **name, host_result *r);
 
 /* Whether a reference named `name` is read through the plugin (1) or from
  * the process environment (0): LiteLLM reads through the secret manager only
@@ -214,13 +216,12 @@ typedef struct host_reader {
 } host_reader;
 
 /* One reference resolved. `value` is malloc'ed and wiped by
- * host_resolved_clear; NULL on failure, with `error` saying why. */
+ * host_resolved_clear; NULL on failure. */
 typedef struct host_resolved {
   char *value;
   size_t length;
   char source[96]; /* "environment", the plugin's name, "environment, fallback from ..." */
   int stale;
-  char error[HOST_ERR_SIZE];
 } host_resolved;
 
 /* Resolve `r` as LiteLLM's get_secret does: through the plugin when
@@ -228,14 +229,17 @@ typedef struct host_resolved {
  * has no value or fails, fall back to the environment as cfg->fallback
  * allows, with a warning through reader->warn naming the reference and the
  * reason. An empty value is never a resolved secret. `reader` may be NULL
- * when no plugin is loaded. Returns 0 or -1. */
-int host_resolve_ref(const host_config *cfg, const host_reader *reader, const host_ref *r,
-                     host_resolved *out);
+ * when no plugin is loaded. HOST_OK, or HOST_FAILED with `r` saying why
+ * (the reference's location is the caller's to add). */
+host_status host_resolve_ref(const host_config *cfg, const host_reader *reader,
+                             const host_ref *ref, host_resolved *out, host_result *r);
 void host_resolved_clear(host_resolved *out);
 
 /* The `resolve` command: every reference in the config with a redacted
- * value or the error, one line each. Returns 0, or -1 when any failed. */
-int host_resolve_print(const host_config *cfg, const host_reader *reader, FILE *out);
+ * value or the error, one line each, to `out`. HOST_OK, or HOST_FAILED
+ * (with `r`) when any failed. */
+host_status host_resolve_print(const host_config *cfg, const host_reader *reader, FILE *out,
+                               host_result *r);
 
 /* ----------------------------------------------------------------- plugin.c */
 

@@ -71,9 +71,8 @@ static void app_close(app *a) {
  * environment (environment_variables, then the process). */
 static host_status database_url_of(const app *a, char **out, host_result *r) {
   char *name = NULL;
-  int ref = host_env_ref_name(a->cfg.database_url, &name);
-  if (ref < 0) return host_fail(r, HOST_FAILED, "out of memory");
-  const char *v = ref ? (name[0] ? host_env_lookup(&a->cfg, name) : NULL) : a->cfg.database_url;
+  if (host_env_ref_name(a->cfg.database_url, &name, r) != HOST_OK) return r->status;
+  const char *v = name ? (name[0] ? host_env_lookup(&a->cfg, name) : NULL) : a->cfg.database_url;
   host_status s = HOST_OK;
   if (!v || !*v)
     s = host_fail(r, HOST_CONFIG, "%s: general_settings.database_url: %s: environment variable "
@@ -267,10 +266,7 @@ static host_status cmd_resolve(app *a, int argc, char **argv, host_result *r) {
     need_plugin |= host_ref_uses_plugin(&a->cfg, a->cfg.refs[i].env_name);
   if (need_plugin && open_plugin(a, 0, r) != HOST_OK) return r->status;
   host_reader rd = {a->hp.client, a->cfg.kms, resolve_read, resolve_release, resolve_warn};
-  if (host_resolve_print(&a->cfg, a->hp.client ? &rd : NULL, stdout) != 0)
-    return host_fail(r, HOST_FAILED, "some os.environ/ references could not be resolved (each "
-                     "is listed above with its error)");
-  return HOST_OK;
+  return host_resolve_print(&a->cfg, a->hp.client ? &rd : NULL, stdout, r);
 }
 
 /* ---------------------------------------------------------------------- key */
@@ -611,9 +607,7 @@ static host_status dispatch(app *a, const command *c, int argc, char **argv, hos
     return host_fail(r, HOST_USAGE, "%s needs --config FILE", c->name);
   (void)host_services(a->o.verbose);
   if (a->o.config) {
-    char err[HOST_ERR_SIZE];
-    if (host_config_load(a->o.config, &a->cfg, err, sizeof err) != 0)
-      return host_fail_text(r, HOST_CONFIG, err); /* config.c keeps its char[] convention */
+    if (host_config_load(a->o.config, &a->cfg, r) != HOST_OK) return r->status;
     a->have_cfg = 1;
   }
   a->dir = host_plugin_dir(a->o.plugin_dir, a->have_cfg ? &a->cfg : NULL);

@@ -21,12 +21,12 @@
 
 #define ENV_MARKER "os.environ/"
 
-int host_env_ref_name(const char *value, char **name) {
+host_status host_env_ref_name(const char *value, char **name, host_result *r) {
   *name = NULL;
   size_t mlen = strlen(ENV_MARKER);
-  if (strncmp(value, ENV_MARKER, mlen) != 0) return 0;
+  if (strncmp(value, ENV_MARKER, mlen) != 0) return HOST_OK;
   char *out = malloc(strlen(value) + 1);
-  if (!out) return -1;
+  if (!out) return host_fail(r, HOST_FAILED, "out of memory");
   char *o = out;
   for (const char *s = value; *s;) {
     if (strncmp(s, ENV_MARKER, mlen) == 0) {
@@ -37,7 +37,7 @@ int host_env_ref_name(const char *value, char **name) {
   }
   *o = '\0';
   *name = out;
-  return 1;
+  return HOST_OK;
 }
 
 int host_ref_uses_plugin(const host_config *cfg, const char *name) {
@@ -78,48 +78,40 @@ void host_resolved_clear(host_resolved *out) {
   memset(out, 0, sizeof *out);
 }
 
-static int take(host_resolved *out, const char *v, size_t n, const char *source) {
-  if (!(out->value = malloc(n + 1))) {
-    snprintf(out->error, sizeof out->error, "out of memory");
-    return -1;
-  }
+static host_status take(host_resolved *out, const char *v, size_t n, const char *source,
+                        host_result *r) {
+  if (!(out->value = malloc(n + 1))) return host_fail(r, HOST_FAILED, "out of memory");
   memcpy(out->value, v, n);
   out->value[n] = '\0';
   out->length = n;
   snprintf(out->source, sizeof out->source, "%s", source);
-  return 0;
+  return HOST_OK;
 }
 
 /* From the environment; `why` prefixes the error (a failed plugin read). */
-static int from_env(const host_config *cfg, const char *name, const char *why, const char *source,
-                    host_resolved *out) {
+static host_status from_env(const host_config *cfg, const char *name, const char *why,
+                            const char *source, host_resolved *out, host_result *r) {
   const char *v = host_env_lookup(cfg, name);
-  if (v && *v) return take(out, v, strlen(v), source);
-  snprintf(out->error, sizeof out->error, "%s%senvironment variable %s is %s", why ? why : "",
-           why ? "; and the " : "", name, v ? "set but empty" : "not set");
-  return -1;
+  if (v && *v) return take(out, v, strlen(v), source, r);
+  return host_fail(r, HOST_FAILED, "%s%senvironment variable %s is %s", why ? why : "",
+                   why ? "; and the " : "", name, v ? "set but empty" : "not set");
 }
 
-int host_resolve_ref(const host_config *cfg, const host_reader *reader, const host_ref *r,
-                     host_resolved *out) {
+host_status host_resolve_ref(const host_config *cfg, const host_reader *reader,
+                             const host_ref *ref, host_resolved *out, host_result *r) {
   memset(out, 0, sizeof *out);
-  const char *name = r->env_name;
-  if (!name[0]) {
-    snprintf(out->error, sizeof out->error, "empty secret name after os.environ/");
-    return -1;
-  }
-  if (r->at_load || !host_ref_uses_plugin(cfg, name))
-    return from_env(cfg, name, NULL, r->at_load ? "environment, at load" : "environment", out);
-  if (!reader) {
-    snprintf(out->error, sizeof out->error, "no plugin is loaded to read %s", name);
-    return -1;
-  }
+  const char *name = ref->env_name;
+  if (!name[0]) return host_fail(r, HOST_FAILED, "empty secret name after os.environ/");
+  if (ref->at_load || !host_ref_uses_plugin(cfg, name))
+    return from_env(cfg, name, NULL, ref->at_load ? "environment, at load" : "environment", out,
+                    r);
+  if (!reader) return host_fail(r, HOST_FAILED, "no plugin is loaded to read %s", name);
   kms_secret *s = NULL;
   kms_error e;
   memset(&e, 0, sizeof e);
   kms_status st = reader->read(reader->ctx, name, &s, &e);
   if (st == KMS_OK && s && s->length > 0) {
-    int rc = take(out, s->value, s->length, reader->name);
+    host_status rc = take(out, s->value, s->length, reader->name, r);
     out->stale = KMS_SECRET_HAS(s, flags) && (s->flags & KMS_SECRET_STALE);
     reader->release(reader->ctx, s);
     return rc;
@@ -133,24 +125,24 @@ int host_resolve_ref(const host_config *cfg, const host_reader *reader, const ho
   int no_value = st == KMS_OK || st == KMS_NOT_FOUND;
   if (cfg->fallback == HOST_FALLBACK_OFF ||
       (cfg->fallback == HOST_FALLBACK_NOT_FOUND && !no_value)) {
-    snprintf(out->error, sizeof out->error, "%s [kms_env_fallback: %s]", why,
-             cfg->fallback == HOST_FALLBACK_OFF ? "off" : "not_found");
-    return -1;
+    return host_fail(r, HOST_FAILED, "%s [kms_env_fallback: %s]", why,
+                     cfg->fallback == HOST_FALLBACK_OFF ? "off" : "not_found");
   }
   char source[96];
   snprintf(source, sizeof source, "environment, fallback from %s", reader->name);
-  if (from_env(cfg, name, why, source, out) != 0) return -1;
+  if (from_env(cfg, name, why, source, out, r) != HOST_OK) return r->status;
   if (reader->warn) {
     char msg[HOST_ERR_SIZE + 256];
     snprintf(msg, sizeof msg, "%s:%d %s: %s: %s; using environment variable %s instead "
              "(LiteLLM's fallback; general_settings.kms_env_fallback: off makes this an error)",
-             cfg->path ? cfg->path : "config", r->line, r->path, r->value, why, name);
+             cfg->path ? cfg->path : "config", ref->line, ref->path, ref->value, why, name);
     reader->warn(msg);
   }
-  return 0;
+  return HOST_OK;
 }
 
-int host_resolve_print(const host_config *cfg, const host_reader *reader, FILE *out) {
+host_status host_resolve_print(const host_config *cfg, const host_reader *reader, FILE *out,
+                               host_result *res) {
   int failed = 0;
   const char *file = cfg->path ? cfg->path : "config";
   if (cfg->n_refs == 0) fprintf(out, "no os.environ/ references in %s\n", file);
@@ -164,8 +156,9 @@ int host_resolve_print(const host_config *cfg, const host_reader *reader, FILE *
     else
       snprintf(where, sizeof where, "%s:%d %s", file, r->line, r->path);
     host_resolved v;
-    if (host_resolve_ref(cfg, reader, r, &v) != 0) {
-      fprintf(out, "%s: %s -> ERROR: %s\n", where, r->value, v.error);
+    host_result why;
+    if (host_resolve_ref(cfg, reader, r, &v, &why) != HOST_OK) {
+      fprintf(out, "%s: %s -> ERROR: %s\n", where, r->value, why.msg);
       failed = 1;
     } else {
       char shown[96];
@@ -176,5 +169,8 @@ int host_resolve_print(const host_config *cfg, const host_reader *reader, FILE *
     host_resolved_clear(&v);
   }
   fflush(out);
-  return failed ? -1 : 0;
+  if (failed)
+    return host_fail(res, HOST_FAILED, "some os.environ/ references could not be resolved (each "
+                     "is listed above with its error)");
+  return HOST_OK;
 }

@@ -21,10 +21,6 @@ host_status host_fail(host_result *r, host_status status, const char *fmt, ...) 
   return status;
 }
 
-host_status host_fail_text(host_result *r, host_status status, const char *err) {
-  return host_fail(r, status, "%s", err && *err ? err : "unknown error");
-}
-
 static uint64_t system_now_ms(void *ctx) {
   (void)ctx;
   struct timespec ts;

@@ -40,10 +40,11 @@ static host_status resolve_master(const host_config *cfg, kms_client *client,
   host_resolved res;
   memset(&res, 0, sizeof res);
   host_status s = HOST_OK;
-  if (host_resolve_ref(cfg, client ? &rd : NULL, ref, &res) != 0)
+  host_result why;
+  if (host_resolve_ref(cfg, client ? &rd : NULL, ref, &res, &why) != HOST_OK)
     s = host_fail(r, HOST_CONFIG, "%s:%d: general_settings.master_key (%s) cannot be resolved: "
                   "%s; serve needs it to authenticate callers", cfg->path, ref->line, ref->value,
-                  res.error);
+                  why.msg);
   else if (sha256(res.value, res.length, out) != 0)
     s = host_fail(r, HOST_FAILED, "cannot hash the master key (OpenSSL)");
   host_resolved_clear(&res);
@@ -57,9 +58,9 @@ host_status serve_master_key(const host_config *cfg, kms_client *client, unsigne
                      "to authenticate callers (LiteLLM's `master_key: sk-...`, or "
                      "os.environ/LITELLM_MASTER_KEY)", cfg->path);
   char *name = NULL;
-  int ref = host_env_ref_name(cfg->master_key, &name);
+  if (host_env_ref_name(cfg->master_key, &name, r) != HOST_OK) return r->status;
+  int ref = name != NULL;
   free(name);
-  if (ref < 0) return host_fail(r, HOST_FAILED, "out of memory");
   if (ref) return resolve_master(cfg, client, out, r);
   if (sha256(cfg->master_key, strlen(cfg->master_key), out) != 0)
     return host_fail(r, HOST_FAILED, "cannot hash the master key (OpenSSL)");

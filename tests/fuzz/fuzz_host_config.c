@@ -95,16 +95,18 @@ static void check_ok(const host_config *c) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  char err[HOST_ERR_SIZE];
-  memset(err, 'X', sizeof err);
+  host_result res;
+  memset(&res, 'X', sizeof res);
+  const char *err = res.msg;
   host_config cfg;
-  int rc = host_config_parse((const char *)data, size, NAME, BASE, &cfg, err, sizeof err);
-  if (rc == 0) {
+  host_status rc = host_config_parse((const char *)data, size, NAME, BASE, &cfg, &res);
+  if (rc == HOST_OK) {
     check_ok(&cfg);
     host_config_free(&cfg);
   } else {
-    FUZZ_CHECK(rc == -1, "rc %d", rc);
-    FUZZ_CHECK(strnlen(err, sizeof err) < sizeof err, "error not NUL-terminated");
+    FUZZ_CHECK(rc == HOST_CONFIG && res.status == HOST_CONFIG, "rc %d status %d", (int)rc,
+               (int)res.status);
+    FUZZ_CHECK(strnlen(err, sizeof res.msg) < sizeof res.msg, "error not NUL-terminated");
     FUZZ_CHECK(!strncmp(err, NAME, strlen(NAME)) && strlen(err) > strlen(NAME) + 2,
                "error '%s' does not name the file", err);
     static const host_config zero;

@@ -22,18 +22,20 @@
 #include "host.h"
 #include "pool_check.h"
 
-static char err[HOST_ERR_SIZE];
+static host_result res;
+static const char *err = res.msg;
 
-static int parse(const char *yaml, host_config *cfg) {
-  err[0] = '\0';
-  return host_config_parse(yaml, strlen(yaml), "cfg.yaml", "/etc/gw", cfg, err, sizeof err);
+static host_status parse(const char *yaml, host_config *cfg) {
+  res.msg[0] = '\0';
+  return host_config_parse(yaml, strlen(yaml), "cfg.yaml", "/etc/gw", cfg, &res);
 }
 
 static void expect_error(const char *yaml, const char *needle1, const char *needle2) {
   host_config cfg;
-  int rc = parse(yaml, &cfg);
-  if (rc == 0) host_config_free(&cfg);
-  assert_int_equal(rc, -1);
+  host_status rc = parse(yaml, &cfg);
+  if (rc == HOST_OK) host_config_free(&cfg);
+  assert_int_equal(rc, HOST_CONFIG);
+  assert_int_equal(res.status, HOST_CONFIG);
   if (!strstr(err, needle1) || (needle2 && !strstr(err, needle2)))
     fail_msg("error '%s' lacks '%s' / '%s'", err, needle1, needle2 ? needle2 : "");
 }
@@ -176,22 +178,26 @@ static void test_bool(void **state) {
 static void test_env_ref(void **state) {
   (void)state;
   char *n = NULL;
-  assert_int_equal(host_env_ref_name("os.environ/OPENAI_API_KEY", &n), 1);
+  host_result e;
+  assert_int_equal(host_env_ref_name("os.environ/OPENAI_API_KEY", &n, &e), HOST_OK);
   assert_string_equal(n, "OPENAI_API_KEY");
   free(n);
   /* Python str.replace removes every occurrence */
-  assert_int_equal(host_env_ref_name("os.environ/A/os.environ/B", &n), 1);
+  assert_int_equal(host_env_ref_name("os.environ/A/os.environ/B", &n, &e), HOST_OK);
   assert_string_equal(n, "A/B");
   free(n);
-  assert_int_equal(host_env_ref_name("os.environ/", &n), 1);
+  assert_int_equal(host_env_ref_name("os.environ/", &n, &e), HOST_OK);
   assert_string_equal(n, "");
   free(n);
-  /* must start with the marker, case-sensitive, no leading space */
-  assert_int_equal(host_env_ref_name(" os.environ/A", &n), 0);
-  assert_null(n);
-  assert_int_equal(host_env_ref_name("OS.ENVIRON/A", &n), 0);
-  assert_int_equal(host_env_ref_name("os.environ.A", &n), 0);
-  assert_int_equal(host_env_ref_name("https://x/os.environ/A", &n), 0);
+  /* must start with the marker, case-sensitive, no leading space: not a
+   * reference is HOST_OK with no name */
+  static const char *const plain[] = {" os.environ/A", "OS.ENVIRON/A", "os.environ.A",
+                                      "https://x/os.environ/A"};
+  for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+    n = (char *)"unchanged";
+    assert_int_equal(host_env_ref_name(plain[i], &n, &e), HOST_OK);
+    assert_null(n);
+  }
 }
 
 static void test_routing(void **state) {
@@ -216,21 +222,25 @@ static void test_routing(void **state) {
 
 static void test_prefix(void **state) {
   (void)state;
-  char e[128];
-  char *p;
-  p = host_prefix_normalise("litellm", e, sizeof e);
+  host_result e;
+  char *p = NULL;
+  assert_int_equal(host_prefix_normalise("litellm", &p, &e), HOST_OK);
   assert_string_equal(p, "litellm/");
   free(p);
-  p = host_prefix_normalise("a/b/", e, sizeof e);
+  assert_int_equal(host_prefix_normalise("a/b/", &p, &e), HOST_OK);
   assert_string_equal(p, "a/b/");
   free(p);
-  assert_null(host_prefix_normalise("", e, sizeof e));
-  assert_null(host_prefix_normalise("/abs", e, sizeof e));
-  assert_null(host_prefix_normalise("a//b", e, sizeof e));
-  assert_null(host_prefix_normalise("a/./b", e, sizeof e));
-  assert_null(host_prefix_normalise("a/..", e, sizeof e));
-  assert_null(host_prefix_normalise("a b", e, sizeof e));
-  assert_null(host_prefix_normalise("a\nb", e, sizeof e));
+  static const char *const bad[] = {"", "/abs", "a//b", "a/./b", "a/..", "a b", "a\nb"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    e.msg[0] = '\0';
+    p = (char *)"unchanged";
+    assert_int_equal(host_prefix_normalise(bad[i], &p, &e), HOST_CONFIG);
+    assert_null(p);
+    assert_int_equal(e.status, HOST_CONFIG);
+    assert_true(e.msg[0] != '\0');
+  }
+  assert_int_equal(host_prefix_normalise("/abs", &p, &e), HOST_CONFIG);
+  assert_string_equal(e.msg, "must not start with '/'");
 }
 
 static void test_redact(void **state) {

@@ -51,19 +51,19 @@ static void test_is_master(void **state) {
 /* config.c keeps general_settings.master_key as written, for serve. */
 static void test_config_master_key(void **state) {
   (void)state;
-  char err[HOST_ERR_SIZE];
+  host_result err;
   host_config cfg;
   const char *lit = "general_settings:\n  master_key: sk-1234\n";
-  assert_int_equal(host_config_parse(lit, strlen(lit), "c.yaml", "/etc", &cfg, err, sizeof err), 0);
+  assert_int_equal(host_config_parse(lit, strlen(lit), "c.yaml", "/etc", &cfg, &err), HOST_OK);
   assert_string_equal(cfg.master_key, "sk-1234");
   host_config_free(&cfg);
   const char *ref = "general_settings:\n  master_key: os.environ/LITELLM_MASTER_KEY\n";
-  assert_int_equal(host_config_parse(ref, strlen(ref), "c.yaml", "/etc", &cfg, err, sizeof err), 0);
+  assert_int_equal(host_config_parse(ref, strlen(ref), "c.yaml", "/etc", &cfg, &err), HOST_OK);
   assert_string_equal(cfg.master_key, "os.environ/LITELLM_MASTER_KEY");
   host_config_free(&cfg);
   const char *bad = "general_settings:\n  master_key: [a, b]\n";
-  assert_int_equal(host_config_parse(bad, strlen(bad), "c.yaml", "/etc", &cfg, err, sizeof err), -1);
-  assert_non_null(strstr(err, "general_settings.master_key"));
+  assert_int_equal(host_config_parse(bad, strlen(bad), "c.yaml", "/etc", &cfg, &err), HOST_CONFIG);
+  assert_non_null(strstr(err.msg, "general_settings.master_key"));
 }
 
 static void test_body_limit(void **state) {
