@@ -323,25 +323,35 @@ static void test_stale_never_masks_not_found_or_denied(void **state) {
     int http;
     kms_status st;
   } t[] = {{404, KMS_NOT_FOUND}, {403, KMS_PERMISSION_DENIED}};
+  /* both cases side by side (one secret and one client each), so that one
+   * wait past the 1 s TTL covers both */
+  it_host h[2];
+  kms_client *c[2];
+  char path[64], name[16], f[200];
+  kms_error err;
   for (size_t i = 0; i < 2; i++) {
-    reset(NULL);
-    vf_put(A, "secret/data/nm", "{\"key\":\"v\"}");
+    snprintf(path, sizeof path, "secret/data/nm%zu", i);
+    snprintf(name, sizeof name, "nm%zu", i);
+    vf_put(A, path, "{\"key\":\"v\"}");
     const char *env[] = {"HCP_VAULT_REFRESH_INTERVAL", "1", NULL};
-    it_host h;
-    kms_client *c = client(&h, A, env, NULL, 0);
-    kms_error err;
-    assert_int_equal(rd(c, "nm", NULL, 0, NULL, &err), KMS_OK);
-    struct timespec ts = {1, 200000000};
-    nanosleep(&ts, NULL);
-    char f[200];
-    snprintf(f, sizeof f, "{\"method\":\"GET\",\"path\":\"^/v1/secret/data/nm$\",\"status\":%d,\"times\":-1}", t[i].http);
+    c[i] = client(&h[i], A, env, NULL, 0);
+    assert_int_equal(rd(c[i], name, NULL, 0, NULL, &err), KMS_OK);
+  }
+  struct timespec ts = {1, 200000000};
+  nanosleep(&ts, NULL);
+  for (size_t i = 0; i < 2; i++) {
+    snprintf(name, sizeof name, "nm%zu", i);
+    snprintf(f, sizeof f, "{\"method\":\"GET\",\"path\":\"^/v1/secret/data/nm%zu$\",\"status\":%d,\"times\":-1}", i, t[i].http);
     vf_fault(A, f);
-    assert_int_equal(rd(c, "nm", NULL, 0, NULL, &err), t[i].st);
-    /* and the old value is gone for good: an outage now has nothing to serve */
-    vf_clear_faults(A);
-    vf_seal(A, 1);
-    assert_int_equal(rd(c, "nm", NULL, 0, NULL, &err), KMS_UNAVAILABLE);
-    it_done(&h, c);
+    assert_int_equal(rd(c[i], name, NULL, 0, NULL, &err), t[i].st);
+  }
+  /* and the old values are gone for good: an outage now has nothing to serve */
+  vf_clear_faults(A);
+  vf_seal(A, 1);
+  for (size_t i = 0; i < 2; i++) {
+    snprintf(name, sizeof name, "nm%zu", i);
+    assert_int_equal(rd(c[i], name, NULL, 0, NULL, &err), KMS_UNAVAILABLE);
+    it_done(&h[i], c[i]);
   }
 }
 
