@@ -86,7 +86,7 @@ static void kit_start(kit *k, int64_t stale_ms) {
   it_set(&k->h, "HCP_VAULT_TOKEN", "test-token");
   k->lg.host = &k->h.host;
   k->now = 1000000;
-  k->clk = (vault_clock){fake_now, &k->now};
+  k->clk = (vault_clock){.now_ms = fake_now, .ctx = &k->now};
   k->value = "one";
   kms_error err;
   if (vault_config_load(&k->cfg, &k->h.host, NULL, 0, &k->lg, &err) != KMS_OK ||
