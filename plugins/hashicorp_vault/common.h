@@ -18,10 +18,14 @@
 #include <time.h>
 
 /* Monotonic milliseconds. Tests pass their own now_ms (and advance it)
- * instead of sleeping; NULL (or a NULL now_ms) means CLOCK_MONOTONIC. */
+ * instead of sleeping; NULL (or a NULL now_ms) means CLOCK_MONOTONIC.
+ * sleep_ms, when set, replaces the HTTP client's real-time waits between
+ * retries (backoff, Retry-After): an injected clock advances itself by ms
+ * and returns at once, so retry tests do not sleep. NULL: real waits. */
 typedef struct vault_clock {
   int64_t (*now_ms)(void *ctx);
   void *ctx;
+  void (*sleep_ms)(void *ctx, int64_t ms);
 } vault_clock;
 
 int64_t vault_clock_now(const vault_clock *c);

@@ -52,8 +52,13 @@ static int64_t now_ms(const vault_http *h) { return vault_clock_now(h->clock); }
 static int is_cancelled(vault_http *h) { return __atomic_load_n(&h->cancelled, __ATOMIC_ACQUIRE); }
 
 /* Wait ms milliseconds (real time: the condition variable cannot follow
- * an injected clock), or less if the client is cancelled: returns 1 then. */
+ * an injected clock), or less if the client is cancelled: returns 1 then.
+ * An injected clock with sleep_ms advances itself instead (tests). */
 static int wait_ms(vault_http *h, int64_t ms) {
+  if (h->clock && h->clock->sleep_ms) {
+    h->clock->sleep_ms(h->clock->ctx, ms);
+    return is_cancelled(h);
+  }
   struct timespec ts;
   vault_timespec_in(ms, &ts);
   pthread_mutex_lock(&h->mu);

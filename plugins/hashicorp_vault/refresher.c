@@ -26,8 +26,12 @@ struct vault_refresher {
   vault_refresher_deps d;
   pthread_t thread;
   pthread_mutex_t mu; /* guards stop (also read atomically) around the sleep */
-  pthread_cond_t cv;  /* CLOCK_MONOTONIC; signalled by stop */
+  pthread_cond_t cv;  /* CLOCK_MONOTONIC; signalled by stop and settle */
+  pthread_cond_t idle; /* signalled each time the thread goes to sleep (settle) */
   int stop;
+  /* Clock time at which the thread last went to sleep with nothing due
+   * (INT64_MIN while a round runs); guarded by mu. For vault_refresher_settle. */
+  int64_t checked_at;
 
   /* Used by the thread only. */
   vault_rng rng;
@@ -128,13 +132,18 @@ static void *run(void *arg) {
   for (;;) {
     pthread_mutex_lock(&r->mu);
     int64_t left;
-    while (!r->stop && (left = wake - now_ms(r)) > 0) {
-      /* real time: the condition variable cannot follow an injected clock */
+    int64_t t;
+    while (!r->stop && (left = wake - (t = now_ms(r))) > 0) {
+      /* real time: the condition variable cannot follow an injected clock;
+       * a test that advances its clock wakes us (vault_refresher_settle) */
+      r->checked_at = t;
+      pthread_cond_broadcast(&r->idle);
       struct timespec ts;
       vault_timespec_in(left, &ts);
       int rc = pthread_cond_timedwait(&r->cv, &r->mu, &ts);
       if (rc != 0 && rc != ETIMEDOUT && rc != EINTR) break;
     }
+    r->checked_at = INT64_MIN; /* a round runs */
     int stop = r->stop;
     pthread_mutex_unlock(&r->mu);
     if (stop) break;
@@ -165,8 +174,10 @@ kms_status vault_refresher_start(const vault_refresher_deps *deps, vault_refresh
   r->backoff0_ms = r->backoff_ms = clamp(ttl / 10, 250, 5000);
   r->auth_gap_ms = 1000;
   vault_rng_seed(&r->rng, 0, r);
+  r->checked_at = INT64_MIN;
   pthread_mutex_init(&r->mu, NULL);
   vault_cond_init(&r->cv);
+  vault_cond_init(&r->idle);
 
   /* The thread blocks the asynchronous signals: the host's handlers run on
    * its own threads, never on ours (faults still reach their handlers). */
@@ -179,6 +190,7 @@ kms_status vault_refresher_start(const vault_refresher_deps *deps, vault_refresh
   int rc = pthread_create(&r->thread, NULL, run, r);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (rc != 0) {
+    pthread_cond_destroy(&r->idle);
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
     free(r);
@@ -199,7 +211,22 @@ void vault_refresher_stop(vault_refresher *r) {
   pthread_mutex_unlock(&r->mu);
   vault_http_cancel(r->d.http); /* abort a request in flight */
   pthread_join(r->thread, NULL);
+  pthread_cond_destroy(&r->idle);
   pthread_cond_destroy(&r->cv);
   pthread_mutex_destroy(&r->mu);
   free(r);
+}
+
+int vault_refresher_settle(vault_refresher *r, int64_t timeout_ms) {
+  int64_t at = now_ms(r);
+  struct timespec ts;
+  vault_timespec_in(timeout_ms, &ts);
+  int rc = 0;
+  pthread_mutex_lock(&r->mu);
+  pthread_cond_broadcast(&r->cv); /* look at the (advanced) clock again */
+  while (!r->stop && r->checked_at < at && rc != ETIMEDOUT)
+    rc = pthread_cond_timedwait(&r->idle, &r->mu, &ts);
+  int ok = !r->stop && r->checked_at >= at;
+  pthread_mutex_unlock(&r->mu);
+  return ok ? 0 : -1;
 }

@@ -74,4 +74,12 @@ kms_status vault_refresher_start(const vault_refresher_deps *deps, vault_refresh
  * Thread-safety: from destroy() only (nothing else runs on the instance). */
 void vault_refresher_stop(vault_refresher *r);
 
+/* For tests that drive the refresher on an injected clock (the thread's
+ * timed wait is in real time and cannot follow it): after advancing the
+ * clock, wake the thread and wait (at most timeout_ms of real time) until
+ * it has done everything due at the clock's current time and sleeps again.
+ * 0 when settled, -1 on timeout or when stopped.
+ * Thread-safety: any thread, while the refresher runs. */
+int vault_refresher_settle(vault_refresher *r, int64_t timeout_ms);
+
 #endif

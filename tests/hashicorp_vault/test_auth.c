@@ -525,7 +525,7 @@ static void clocked_start(clocked *k, const char *const *env) {
   for (size_t i = 0; env && env[i]; i += 2) it_set(&k->h, env[i], env[i + 1]);
   k->lg.host = &k->h.host;
   k->now = 1000000;
-  k->clk = (vault_clock){fake_now, &k->now};
+  k->clk = (vault_clock){.now_ms = fake_now, .ctx = &k->now};
   kms_error err;
   if (vault_config_load(&k->cfg, &k->h.host, NULL, 0, &k->lg, &err) != KMS_OK ||
       vault_http_new(&k->cfg, &k->lg, &k->clk, &k->http, &err) != KMS_OK ||

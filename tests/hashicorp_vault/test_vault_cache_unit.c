@@ -63,7 +63,7 @@ static vault_cache *mk(fake *f, int64_t ttl, int64_t stale, int64_t stale_retry)
   f->value = "v1";
   f->version = 1;
   vault_cache_options o = {.ttl_ms = ttl, .stale_ms = stale, .stale_retry_ms = stale_retry,
-                           .clock = {fake_clock, f}};
+                           .clock = {.now_ms = fake_clock, .ctx = f}};
   f->cache = vault_cache_new(&o);
   assert_non_null(f->cache);
   return f->cache;
@@ -73,7 +73,7 @@ static vault_cache *mk(fake *f, int64_t ttl, int64_t stale, int64_t stale_retry)
 static vault_cache *mk_bg(fake *f, int64_t ttl, int64_t stale) {
   mk(f, ttl, stale, 0);
   vault_cache_free(f->cache);
-  vault_cache_options o = {.ttl_ms = ttl, .stale_ms = stale, .clock = {fake_clock, f},
+  vault_cache_options o = {.ttl_ms = ttl, .stale_ms = stale, .clock = {.now_ms = fake_clock, .ctx = f},
                            .refresh_lo_pm = 750, .refresh_hi_pm = 900, .seed = 42};
   f->cache = vault_cache_new(&o);
   assert_non_null(f->cache);
@@ -569,7 +569,7 @@ static void observe(void *ctx, const char *key, int kind, int64_t version) {
 static vault_cache *mk_neg(fake *f, int64_t ttl, int64_t stale, int64_t neg) {
   mk(f, ttl, stale, 0);
   vault_cache_free(f->cache);
-  vault_cache_options o = {.ttl_ms = ttl, .stale_ms = stale, .clock = {fake_clock, f},
+  vault_cache_options o = {.ttl_ms = ttl, .stale_ms = stale, .clock = {.now_ms = fake_clock, .ctx = f},
                            .neg_ttl_ms = neg, .changed = observe};
   f->cache = vault_cache_new(&o);
   assert_non_null(f->cache);
