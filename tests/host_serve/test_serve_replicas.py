@@ -95,6 +95,7 @@ class Record:
     def __init__(self):
         self.lock = threading.Lock()
         self.live, self.deleted, self.unknown, self.errors = {}, set(), set(), []
+        self.delivery = {}  # kms_host.secret_manager of each generate: landed / queued
 
 
 def call(cluster, rec, req):
@@ -112,6 +113,9 @@ def client(cluster, rec, n, stop):
         st, body = call(cluster, rec, ("POST", "/key/generate", {"key_alias": alias}))
         if st == 200:
             mine[alias] = body["key"]
+            how = body["kms_host"]["secret_manager"]
+            with rec.lock:
+                rec.delivery[how] = rec.delivery.get(how, 0) + 1
         else:
             with rec.lock:
                 rec.unknown.add(alias)
@@ -170,6 +174,9 @@ def test_three_replicas_sigkill_and_pg_restart_end_consistent(tmp_path, vault, p
         assert not any(t.is_alive() for t in threads)
         assert stats["kills"] >= 2 and stats["pg_restarts"] == 1, stats
         assert rec.errors == [], rec.errors[:5]
+        # The faults happened: some changes were queued, some landed at once.
+        assert rec.delivery.get("queued", 0) > 0 and rec.delivery.get("landed", 0) > 0, \
+            rec.delivery
         # The survivors' workers drain the outbox (a killed replica's claims
         # lapse when its connection ends).
         assert wait_until(lambda: table(pg, db)[1] == 0, timeout=180), table(pg, db)[1]
@@ -192,4 +199,5 @@ def test_three_replicas_sigkill_and_pg_restart_end_consistent(tmp_path, vault, p
     assert codes == [0] * REPLICAS, [s.stderr()[-2000:] for s in cluster.slots]
     print(f"replicas: {REPLICAS} x serve, {CLIENTS} clients x {SECONDS:g} s, "
           f"{stats['kills']} SIGKILLs, {stats['pg_restarts']} PostgreSQL restart: "
-          f"{len(keys)} live keys, {len(rec.deleted)} deleted, {len(rec.unknown)} unknown")
+          f"{len(keys)} live keys, {len(rec.deleted)} deleted, {len(rec.unknown)} unknown, "
+          f"{rec.delivery}")
