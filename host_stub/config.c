@@ -92,7 +92,7 @@ static host_status oom(parse_ctx *p) {
 
 /* host_env_ref_name with its out-of-memory reported as the parser's. */
 static host_status ref_name(parse_ctx *p, const char *value, char **name) {
-  host_result e;
+  host_result e = {HOST_OK, ""};
   return host_env_ref_name(value, name, &e) == HOST_OK ? HOST_OK : oom(p);
 }
 
@@ -611,7 +611,7 @@ static int apply_typed_setting(parse_ctx *p, host_config *cfg, const char *ks, c
       return fail(p, v, path, "expected true or false, got '%s'", vs);
   } else if (!strcmp(ks, "prefix_for_stored_virtual_keys")) {
     char *norm = NULL;
-    host_result e;
+    host_result e = {HOST_OK, ""};
     if (host_prefix_normalise(vs, &norm, &e) != HOST_OK)
       return fail(p, v, path, "'%s' %s", vs, e.msg);
     free(cfg->prefix);

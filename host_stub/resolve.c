@@ -156,7 +156,7 @@ host_status host_resolve_print(const host_config *cfg, const host_reader *reader
     else
       snprintf(where, sizeof where, "%s:%d %s", file, r->line, r->path);
     host_resolved v;
-    host_result why;
+    host_result why = {HOST_OK, ""};
     if (host_resolve_ref(cfg, reader, r, &v, &why) != HOST_OK) {
       fprintf(out, "%s: %s -> ERROR: %s\n", where, r->value, why.msg);
       failed = 1;

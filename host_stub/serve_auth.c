@@ -40,7 +40,7 @@ static host_status resolve_master(const host_config *cfg, kms_client *client,
   host_resolved res;
   memset(&res, 0, sizeof res);
   host_status s = HOST_OK;
-  host_result why;
+  host_result why = {HOST_OK, ""};
   if (host_resolve_ref(cfg, client ? &rd : NULL, ref, &res, &why) != HOST_OK)
     s = host_fail(r, HOST_CONFIG, "%s:%d: general_settings.master_key (%s) cannot be resolved: "
                   "%s; serve needs it to authenticate callers", cfg->path, ref->line, ref->value,
