@@ -645,6 +645,17 @@ class Client:
         if owned is not None:
             owned.close()
 
+    def abandon(self):
+        """For a forked child only: forget this client without destroying it.
+        The instance's threads did not survive fork(), so destroy() would wait
+        on them; the parent still owns and destroys the real instance."""
+        with self._cond:
+            self._closed = True
+        self._finalizer.detach()
+        owned = self.__dict__.pop("_owned_module", None)
+        if owned is not None:
+            owned._finalizer.detach()  # pylint: disable=protected-access
+
     @property
     def closed(self):
         return self._closed

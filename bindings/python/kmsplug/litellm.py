@@ -37,10 +37,12 @@ fails, logs what the plugin's health slot (1.1) knows.
 
 import asyncio
 import concurrent.futures
+import functools
 import json
 import logging
 import os
 import threading
+import weakref
 
 try:
     import litellm as _litellm
@@ -129,9 +131,15 @@ class _Config:
         return {k: _setting_value(k, v) for k, v in value.items() if v is not None}
 
 
+def _after_fork(ref):
+    manager = ref()
+    if manager is not None:
+        manager._forget_parent_state()  # pylint: disable=protected-access
+
+
 class KmsplugSecretManager(CustomSecretManager):
     """LiteLLM custom secret manager backed by a kmsplug plugin. Thread-safe;
-    one plugin client per manager, created at the first call."""
+    one plugin client per manager (per process), created at the first call."""
 
     def __init__(self):
         super().__init__(secret_manager_name="kmsplug")
@@ -144,6 +152,16 @@ class KmsplugSecretManager(CustomSecretManager):
         self._pool = None
         self._warned_tags = False
         self._no_window = False  # the plugin said it has no recovery window
+        # A forked worker must not use the parent's plugin instance (its
+        # connections and threads) nor its worker pool: it makes its own.
+        os.register_at_fork(after_in_child=functools.partial(_after_fork, weakref.ref(self)))
+
+    def _forget_parent_state(self):
+        self._client_lock = threading.Lock()  # the parent's locks may have been held at fork
+        self._pool_lock = threading.Lock()
+        c, self._client, self._pool = self._client, None, None
+        if c is not None:
+            c.abandon()
 
     # -- setup --------------------------------------------------------------
 

@@ -491,3 +491,37 @@ def test_a_slow_plugin_create_does_not_block_the_loop(gateway, monkeypatch):
 
         assert run(main()) == (None, None)
         opener.read("gate/reset")
+
+
+def test_a_forked_worker_gets_its_own_plugin_instance(gateway, vault):
+    """After fork() the child must not call into the parent's plugin instance
+    (its threads are gone, its connections shared); it creates its own."""
+    m = gateway(access_mode="read_and_write")
+    vault.write("FORK_KEY", "before")
+    assert run(m.async_read_secret("FORK_KEY")) == "before"
+    parent_client = m._client
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report, never return into pytest
+        code = 1
+        try:
+            vault.write("FORK_KEY", "child")
+            ok = (run(m.async_read_secret("FORK_KEY")) == "child" and m._client is not parent_client
+                  and parent_client.closed)
+            code = 0 if ok else 2
+            m.close()
+        finally:
+            os.write(w, bytes([code]))
+            os._exit(code)
+    os.close(w)
+    deadline = time.monotonic() + 60
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:  # a child stuck on the parent's dead worker threads
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung (it used the parent's plugin client or pool)")
+        time.sleep(0.05)
+    assert os.read(r, 1) == b"\x00", "the child did not create its own plugin instance"
+    os.close(r)
+    assert m._client is parent_client and not parent_client.closed  # the parent's is untouched
+    assert run(m.async_read_secret("FORK_KEY")) == "child"
