@@ -19,6 +19,8 @@ import re
 import time
 import urllib.parse
 
+from testserver.paths import clean_path
+
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW = 300                    # seconds AWS tolerates between the client's and its clock
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -69,28 +71,9 @@ def _uri_encode(s, safe):
     return urllib.parse.quote(s, safe=safe)
 
 
-def _normalize_path(path):
-    """Removes . and .. segments and duplicate slashes (not for S3), keeping a trailing slash."""
-    if not path:
-        return "/"
-    out = []
-    for seg in path.split("/"):
-        if seg in ("", "."):
-            continue
-        if seg == "..":
-            if out:
-                out.pop()
-            continue
-        out.append(seg)
-    norm = "/" + "/".join(out)
-    if path.endswith("/") and norm != "/":
-        norm += "/"
-    return norm
-
-
 def canonical_uri(raw_path):
     """Non-S3 services encode the (already encoded) normalized path once more."""
-    return _uri_encode(_normalize_path(raw_path), "/~")
+    return _uri_encode(clean_path(raw_path), "/~")
 
 
 def canonical_query(raw_query):

@@ -12,6 +12,8 @@ import secrets
 import string
 import uuid
 
+from testserver.paths import clean_path
+
 from .base import bad
 
 ALNUM = string.ascii_letters + string.digits
@@ -231,20 +233,4 @@ def glob_match(pattern, value):
 
 def go_clean_path(p):
     """Go's path.Clean as used by net/http.ServeMux (keeps a trailing slash)."""
-    if p == "":
-        return "/"
-    if p[0] != "/":
-        p = "/" + p
-    out = []
-    for seg in p.split("/"):
-        if seg in ("", "."):
-            continue
-        if seg == "..":
-            if out:
-                out.pop()
-            continue
-        out.append(seg)
-    np = "/" + "/".join(out)
-    if p.endswith("/") and np != "/":
-        np += "/"
-    return np
+    return clean_path(p)
