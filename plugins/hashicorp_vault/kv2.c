@@ -227,9 +227,9 @@ kms_status kv2_write_body_desc(const char *value, size_t len, const char *descri
   free(copy);
   if (!root || !data || !str) {
     st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-    vault_json_wipe_delete(str);
-    vault_json_wipe_delete(data);
-    vault_json_wipe_delete(root);
+    kpc_json_wipe_delete(str);
+    kpc_json_wipe_delete(data);
+    kpc_json_wipe_delete(root);
     return st;
   }
   cJSON_AddItemToObject(data, "key", str);
@@ -244,7 +244,7 @@ kms_status kv2_write_body_desc(const char *value, size_t len, const char *descri
   }
   if (st == KMS_OK)
     st = print_wiped(root, len + (description ? strlen(description) : 0), body, body_len, err);
-  vault_json_wipe_delete(root);
+  kpc_json_wipe_delete(root);
   return st;
 }
 
@@ -302,7 +302,7 @@ static int key_lost_nul(const char *body, size_t len, const char *field, size_t 
   cJSON *inner = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "data") : NULL;
   cJSON *key = cJSON_IsObject(inner) ? cJSON_GetObjectItemCaseSensitive(inner, field) : NULL;
   int lost = !cJSON_IsString(key) || !key->valuestring || strlen(key->valuestring) != decoded_len;
-  vault_json_wipe_delete(root);
+  kpc_json_wipe_delete(root);
   return lost;
 }
 
@@ -322,7 +322,7 @@ kms_status kv2_parse_read_field(const char *body, size_t len, const char *name,
                          "read '%.100s': the response holds a raw NUL byte, which JSON never "
                          "does; refused rather than cut short (is HCP_VAULT_ADDR a Vault "
                          "server?)", name);
-  cJSON *root = vault_json_parse(body, len);
+  cJSON *root = kpc_json_parse(body, len);
   if (!root)
     return kms_error_set(err, KMS_INTERNAL, 200,
                          "read '%.100s': Vault answered HTTP 200 with a body that is not JSON "
@@ -388,24 +388,24 @@ kms_status kv2_parse_read_field(const char *body, size_t len, const char *name,
   *version = json_version(cJSON_IsObject(md) ? cJSON_GetObjectItemCaseSensitive(md, "version")
                                              : NULL);
 out:
-  vault_json_wipe_delete(root);
+  kpc_json_wipe_delete(root);
   return st;
 }
 
 int64_t kv2_parse_write_version(const char *body, size_t len) {
   int64_t v = 0;
-  cJSON *root = vault_json_parse(body, len);
+  cJSON *root = kpc_json_parse(body, len);
   cJSON *data = root ? cJSON_GetObjectItemCaseSensitive(root, "data") : NULL;
   v = json_version(cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "version")
                                         : NULL);
-  vault_json_wipe_delete(root);
+  kpc_json_wipe_delete(root);
   return v;
 }
 
 /* For a 404: is the body a KV v2 envelope of a deleted or destroyed version? */
 static const char *deleted_state(const char *body, size_t len, int64_t *version) {
   const char *r = NULL;
-  cJSON *root = vault_json_parse(body, len);
+  cJSON *root = kpc_json_parse(body, len);
   cJSON *data = root ? cJSON_GetObjectItemCaseSensitive(root, "data") : NULL;
   cJSON *md = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "metadata") : NULL;
   if (cJSON_IsObject(md)) {
@@ -415,7 +415,7 @@ static const char *deleted_state(const char *body, size_t len, int64_t *version)
     if (cJSON_IsTrue(destroyed)) r = "destroyed";
     else if (cJSON_IsString(dt) && dt->valuestring && *dt->valuestring) r = "deleted";
   }
-  vault_json_wipe_delete(root);
+  kpc_json_wipe_delete(root);
   return r;
 }
 
@@ -423,7 +423,7 @@ static int contains(const char *hay, const char *needle) { return strstr(hay, ne
 
 kms_status kv2_parse_list(const char *body, size_t len, const char *path,
                           int (*fn)(void *ctx, const char *key), void *ctx, kms_error *err) {
-  cJSON *root = vault_json_parse(body, len);
+  cJSON *root = kpc_json_parse(body, len);
   cJSON *data = root ? cJSON_GetObjectItemCaseSensitive(root, "data") : NULL;
   cJSON *keys = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "keys") : NULL;
   if (!cJSON_IsArray(keys)) {
