@@ -5,7 +5,6 @@ the 1.0 test plugin (tests/abi's v10.so, built against the frozen 1.0
 headers) for the "plugin has no such slot" exit status."""
 
 import json
-import os
 import select
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import pytest
 
 from kms_host_helpers import (BUILD, EXIT_CONFIG, EXIT_FAIL, EXIT_OK, EXIT_QUEUED, EXIT_USAGE,
                               HOST, PLUGIN_DIR, VAULT_PLUGIN, VAULT_SERVER, Host, base_env,
-                              key_rows, outbox_rows, parse_fields)
+                              outbox_rows, parse_fields)
 
 EXIT_UNSUPPORTED, EXIT_BACKEND = 5, 6  # host_stub/host.h, README.md
 ABI_PLUGIN_DIR = BUILD / "tests" / "abi" / "plugins"  # v10.so: a plugin built against ABI 1.0
