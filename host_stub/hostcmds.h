@@ -66,6 +66,9 @@ typedef struct host_watch host_watch;
 host_status host_watch_new(host_watch **w, host_result *r);
 void host_watch_free(host_watch *w);
 void host_watch_notify(void *ctx, const kms_change *change);
+/* How many changes wait in the queue and how many were dropped since the
+ * last drain (tests; thread-safe). */
+void host_watch_counts(host_watch *w, size_t *queued, unsigned long *dropped);
 
 /* Watch `a`'s names, else the config's os.environ/ references read through
  * the plugin: read each once (the plugin notices changes of what it holds),

@@ -170,6 +170,13 @@ void host_watch_notify(void *ctx, const kms_change *c) {
   event_free(e);
 }
 
+void host_watch_counts(host_watch *w, size_t *queued, unsigned long *dropped) {
+  pthread_mutex_lock(&w->mu);
+  *queued = w->queued;
+  *dropped = w->dropped;
+  pthread_mutex_unlock(&w->mu);
+}
+
 static void deadline_in(struct timespec *ts, unsigned ms) {
   clock_gettime(CLOCK_MONOTONIC, ts);
   ts->tv_sec += ms / 1000u;
