@@ -177,11 +177,6 @@ static const rc_op *last_op(const rc_snapshot *s, const char *name) {
   return found;
 }
 
-static const rc_key *owner(const rc_key *const *keys, size_t n, const char *name) {
-  for (size_t i = 0; i < n; i++)
-    if (keys[i]->name && !strcmp(keys[i]->name, name)) return keys[i];
-  return NULL;
-}
 
 /* ------------------------------------------------------------ locations */
 
@@ -257,12 +252,13 @@ static int name_cmp(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Orphans among the listed names, then keys whose secret is missing. */
+/* Orphans among the listed names, then keys whose secret is missing.
+ * `owned` is the sorted names of the location's keys (`n_owned`). */
 static host_status compare(kms_client *client, const char *prefix, const rc_location *loc,
-                           char **names, size_t n, const rc_snapshot *s, rc_report *rep,
-                           host_result *r) {
+                           char **names, size_t n, const char **owned, size_t n_owned,
+                           const rc_snapshot *s, rc_report *rep, host_result *r) {
   for (size_t i = 0; i < n; i++) {
-    if (owner(loc->keys, loc->n_keys, names[i])) continue; /* checked below */
+    if (bsearch(&names[i], owned, n_owned, sizeof *owned, name_cmp)) continue; /* below */
     int live;
     if (rc_live(client, loc, names[i], &live, r) != HOST_OK) return r->status;
     if (live && add_finding(rep, RC_ORPHAN, names[i], NULL, loc, last_op(s, names[i]), r) !=
@@ -304,7 +300,16 @@ static host_status reconcile_location(kms_client *client, const char *prefix, rc
                      "nothing was compared or changed", prefix, e.message, kms_status_str(st));
   loc->listed = n;
   qsort(names, n, sizeof *names, name_cmp); /* sorted already; bsearch relies on it */
-  host_status hs = compare(client, prefix, loc, names, n, s, rep, r);
+  const char **owned = calloc(loc->n_keys ? loc->n_keys : 1, sizeof *owned);
+  size_t n_owned = 0;
+  for (size_t i = 0; owned && i < loc->n_keys; i++)
+    if (loc->keys[i]->name) owned[n_owned++] = loc->keys[i]->name;
+  host_status hs = owned ? HOST_OK : host_fail(r, HOST_FAILED, "out of memory");
+  if (hs == HOST_OK) {
+    qsort(owned, n_owned, sizeof *owned, name_cmp);
+    hs = compare(client, prefix, loc, names, n, owned, n_owned, s, rep, r);
+  }
+  free(owned);
   kms_client_list_names_free(names, n);
   return hs;
 }
