@@ -594,10 +594,12 @@ static const command commands[] = {
    cmd_serve},
   {"health", "  health [--json]              probe the secret manager, print the plugin's health\n",
    usage_health, 1, cmd_health},
-  {"watch", "  watch [--count N] [--timeout S] [NAME...]  print secret changes as they come\n",
+  {"watch", "  watch [--count N] [--timeout S] [NAME...]\n"
+            "                               print secret changes (rotations) as they come\n",
    usage_watch, 1, cmd_watch},
   {"reconcile",
-   "  reconcile [--delete-orphans] [--json]  compare the secret manager with the key table\n",
+   "  reconcile [--delete-orphans] [--json]\n"
+   "                               compare the secret manager with the key table\n",
    usage_reconcile, 1, cmd_reconcile},
 };
 
