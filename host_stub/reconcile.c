@@ -270,7 +270,7 @@ static host_status compare(kms_client *client, const char *prefix, const rc_loca
     const rc_key *k = loc->keys[i];
     if (!k->name) continue; /* store_virtual_keys was off for it: nothing to hold */
     const char *nm = k->name;
-    int listed = bsearch(&nm, names, n, sizeof *names, name_cmp) != NULL;
+    int listed = n && bsearch(&nm, names, n, sizeof *names, name_cmp) != NULL;
     int live = 0;
     /* a name outside today's prefix (written under an earlier one) is not
      * in the listing: a read decides */
@@ -299,14 +299,14 @@ static host_status reconcile_location(kms_client *client, const char *prefix, rc
     return host_fail(r, HOST_BACKEND, "reconcile: cannot list the secrets under %s: %s (%s); "
                      "nothing was compared or changed", prefix, e.message, kms_status_str(st));
   loc->listed = n;
-  qsort(names, n, sizeof *names, name_cmp); /* sorted already; bsearch relies on it */
+  if (n) qsort(names, n, sizeof *names, name_cmp); /* sorted already; bsearch relies on it */
   const char **owned = calloc(loc->n_keys ? loc->n_keys : 1, sizeof *owned);
   size_t n_owned = 0;
   for (size_t i = 0; owned && i < loc->n_keys; i++)
     if (loc->keys[i]->name) owned[n_owned++] = loc->keys[i]->name;
   host_status hs = owned ? HOST_OK : host_fail(r, HOST_FAILED, "out of memory");
   if (hs == HOST_OK) {
-    qsort(owned, n_owned, sizeof *owned, name_cmp);
+    if (n_owned) qsort(owned, n_owned, sizeof *owned, name_cmp);
     hs = compare(client, prefix, loc, names, n, owned, n_owned, s, rep, r);
   }
   free(owned);
