@@ -318,7 +318,11 @@ static host_status reconcile_location(kms_client *client, const char *prefix, rc
 
 /* --delete-orphans: a delete per orphan, queued like a key delete's. The
  * key table is read again first, so a key created since the comparison
- * (by serve, which commits without the delivery lock) keeps its secret. */
+ * (by serve, which commits without the delivery lock) keeps its secret.
+ * A key committed between that read and the enqueue (milliseconds) would
+ * still lose its queued write to the delete; closing that needs one store
+ * transaction "enqueue the delete unless a key owns the name" (store.h has
+ * no such op yet). */
 static host_status enqueue_orphan_deletes(host_db *db, rc_report *rep, host_result *r) {
   rc_snapshot now;
   if (snap_take(db, &now, r) != HOST_OK) return r->status;
