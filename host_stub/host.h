@@ -13,7 +13,9 @@
  * command table; the only file that prints or chooses an exit status).
  *
  * Threads: the CLI calls everything here from its main thread; only
- * host_log (and the kms_host table's log) may be called from plugin threads.
+ * host_log (and the kms_host table's log and notify) may be called from
+ * plugin threads. The ABI 1.1 commands health, watch and reconcile live in
+ * cmd_health.c, watch.c and reconcile.c (hostcmds.h).
  * `serve` (serve.h) calls host_key_* and host_store_* from its request
  * threads on one connection under one mutex, and delivers on its worker's
  * own connection: a connection is never used by two threads at once.
@@ -44,8 +46,11 @@ typedef enum host_status {
   HOST_FAILED,     /* failed; nothing was changed unless the message says so */
   HOST_USAGE,      /* bad command line */
   HOST_CONFIG,     /* bad or unusable config, plugin or database */
-  HOST_QUEUED      /* the key change is saved, secret-manager work is still
+  HOST_QUEUED,     /* the key change is saved, secret-manager work is still
                       queued in the outbox: run `kms-host sync` */
+  HOST_UNSUPPORTED, /* the plugin lacks the (ABI 1.1) slot the command needs */
+  HOST_BACKEND     /* the secret manager failed a call the command cannot do
+                      without (reconcile's listing): nothing was compared */
 } host_status;
 
 /* Error text buffers throughout the host. */
@@ -260,7 +265,19 @@ const char *host_plugin_dir(const char *cli_dir, const host_config *cfg);
  * queued). */
 host_status host_plugin_open(const host_config *cfg, const char *dir, int verbose,
                              host_plugin *hp, host_result *r);
+/* The same with `extra` settings appended to key_management_settings (a
+ * command's own, e.g. watch turning on background_refresh). */
+host_status host_plugin_open_with(const host_config *cfg, const char *dir,
+                                  const kms_setting *extra, size_t n_extra, int verbose,
+                                  host_plugin *hp, host_result *r);
 void host_plugin_close(host_plugin *hp);
+/* Where the kms_host table's notify sends a plugin's change (kms_change):
+ * `fn(ctx, change)` runs on plugin threads, never under a plugin lock, and
+ * must be thread-safe and quick (watch.c queues). Set it before
+ * host_plugin_open and clear it (NULL) after host_plugin_close; without a
+ * sink changes are dropped. Thread-safe. */
+typedef void (*host_notify_fn)(void *ctx, const kms_change *change);
+void host_notify_set(host_notify_fn fn, void *ctx);
 /* The kms_host table (log to stderr, process environment). */
 const kms_host *host_services(int verbose);
 /* The host's log line (stderr, one whole line, thread-safe). For warnings

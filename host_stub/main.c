@@ -8,9 +8,11 @@
  * Every command is one row of `commands` (name, summary, usage, handler).
  * Handlers return a host_status and fill a host_result; exit_status() maps
  * it to README.md's exit codes (0 ok, 1 failed, 2 usage, 3 config/plugin/
- * database, 4 saved but queued).
+ * database, 4 saved but queued, 5 the plugin lacks an ABI 1.1 slot, 6 the
+ * secret manager failed a call reconcile needs).
  */
 #include "host.h"
+#include "hostcmds.h"
 #include "serve.h"
 
 #include <errno.h>
@@ -423,6 +425,54 @@ static host_status cmd_serve(app *a, int argc, char **argv, host_result *r) {
   return host_serve(&a->cfg, &a->hp, a->db, a->db_path, argc, argv, r);
 }
 
+/* ------------------------------------------ health, watch, reconcile (1.1) */
+
+/* cmd_health.c: an unreachable backend at create() is a report, not an error. */
+static host_status cmd_health(app *a, int argc, char **argv, host_result *r) {
+  int json;
+  if (host_health_parse(argc, argv, &json, r) != HOST_OK) return r->status;
+  host_status s = host_plugin_open(&a->cfg, a->dir, a->o.verbose, &a->hp, r);
+  if (s != HOST_OK && !a->hp.backend_down) return s;
+  char down[HOST_ERR_SIZE];
+  snprintf(down, sizeof down, "%s", s == HOST_OK ? "" : r->msg);
+  host_health_report rep;
+  if (host_health_check(a->hp.client, a->cfg.kms, down, &rep, r) != HOST_OK ||
+      host_health_print(&rep, json, stdout, r) != HOST_OK)
+    return r->status;
+  return rep.healthy ? HOST_OK : host_fail(r, HOST_FAILED, "%s is unhealthy: %s", a->cfg.kms,
+                                           rep.reason);
+}
+
+/* watch.c: the notify sink lives until the instance (and its threads) is gone. */
+static host_status cmd_watch(app *a, int argc, char **argv, host_result *r) {
+  host_watch_args wa;
+  kms_setting extra[1];
+  size_t n_extra = 0;
+  host_watch *w = NULL;
+  if (host_watch_parse(argc, argv, &wa, r) != HOST_OK ||
+      host_watch_settings(&a->cfg, extra, &n_extra, r) != HOST_OK ||
+      host_watch_new(&w, r) != HOST_OK)
+    return r->status;
+  host_notify_set(host_watch_notify, w);
+  host_status s = host_plugin_open_with(&a->cfg, a->dir, extra, n_extra, a->o.verbose, &a->hp, r);
+  if (s == HOST_OK) s = host_watch_run(w, a->hp.client, &a->cfg, &wa, stdout, r);
+  host_plugin_close(&a->hp);
+  host_notify_set(NULL, NULL);
+  host_watch_free(w);
+  return s;
+}
+
+/* reconcile.c: repairs go through the outbox, so it holds the delivery lock. */
+static host_status cmd_reconcile(app *a, int argc, char **argv, host_result *r) {
+  host_reconcile_args ra;
+  if (host_reconcile_parse(argc, argv, &ra, r) != HOST_OK) return r->status;
+  if (open_db(a, 1, r) != HOST_OK) return r->status;
+  host_status s = host_plugin_open(&a->cfg, a->dir, a->o.verbose, &a->hp, r);
+  if (s == HOST_FAILED && a->hp.backend_down) return host_fail(r, HOST_BACKEND, "%s", r->msg);
+  if (s != HOST_OK) return s;
+  return host_reconcile_run(a->db, &a->cfg, a->hp.client, &ra, stdout, r);
+}
+
 /* ------------------------------------------------------------ the table */
 
 static const char usage_plugins[] =
@@ -467,6 +517,41 @@ static const char usage_refresh[] =
     "usage: kms-host --config FILE refresh\n"
     "Ask the plugin to revalidate its credentials and re-read cached secrets now.\n";
 
+static const char usage_health[] =
+    "usage: kms-host --config FILE health [--json]\n"
+    "Probe the secret manager through the plugin's refresh (credentials checked now), then\n"
+    "print the plugin's health: reachable, authenticated, token time left, cache entries,\n"
+    "hits, misses, negative hits, stale serves, fetches, logins, renewals, errors by status\n"
+    "and the last error (never a secret). --json prints one JSON object instead.\n"
+    "Exit 0 healthy; 1 unhealthy (unreachable, sealed, credential refused: the reason is\n"
+    "printed); 5 the plugin has no health slot (built against ABI 1.0).\n";
+static const char usage_watch[] =
+    "usage: kms-host --config FILE watch [--count N] [--timeout S] [NAME...]\n"
+    "Print the plugin's change notifications as they come, one line each:\n"
+    "  updated NAME version=V   a new version (a rotation)\n"
+    "  deleted NAME             the secret is gone\n"
+    "never a value. Watches the NAMEs given, else every os.environ/ reference of the config\n"
+    "read through the plugin; each is read once at the start (a 'watching' line) so the\n"
+    "plugin holds it. Changes are seen when the plugin re-reads: watch turns on\n"
+    "key_management_settings.background_refresh for its own instance unless the config\n"
+    "sets it (false is refused); hashicorp_vault re-reads at 75-90% of\n"
+    "HCP_VAULT_REFRESH_INTERVAL (seconds; 0 = no cache, refused here).\n"
+    "  --count N     exit 0 after N changes (exit 1 if --timeout ends first)\n"
+    "  --timeout S   stop after S seconds\n"
+    "SIGINT or SIGTERM stop it cleanly (exit 0). Exit 5: the plugin does not notify.\n";
+static const char usage_reconcile[] =
+    "usage: kms-host --config FILE reconcile [--delete-orphans] [--json]\n"
+    "List the secrets under prefix_for_stored_virtual_keys through the plugin and compare\n"
+    "them with the key table: orphans (no key owns them), keys whose secret is missing, and\n"
+    "queued outbox operations. A missing secret whose write is still queued, and an orphan\n"
+    "whose delete is queued, are delivered now. --delete-orphans queues a delete for each\n"
+    "orphan in the outbox and delivers it (never a direct delete). A missing secret with no\n"
+    "queued write cannot be recreated (only the key's hash is stored): it is reported with\n"
+    "the fix, `kms-host key regenerate`. Takes the delivery lock.\n"
+    "Exit 0 consistent (or repaired now); 1 differences remain; 3 config, plugin or\n"
+    "database; 4 repairs queued (run `sync`); 5 the plugin cannot list (ABI 1.0);\n"
+    "6 the secret manager could not be listed or read (nothing was changed).\n";
+
 
 static const char usage_serve[] =
     "usage: kms-host --config FILE serve [--listen ADDR:PORT] [--threads N]\n"
@@ -507,6 +592,15 @@ static const command commands[] = {
    usage_refresh, 1, cmd_refresh},
   {"serve", "  serve [--listen ADDR:PORT]   answer LiteLLM's /key/* HTTP API\n", usage_serve, 1,
    cmd_serve},
+  {"health", "  health [--json]              probe the secret manager, print the plugin's health\n",
+   usage_health, 1, cmd_health},
+  {"watch", "  watch [--count N] [--timeout S] [NAME...]\n"
+            "                               print secret changes (rotations) as they come\n",
+   usage_watch, 1, cmd_watch},
+  {"reconcile",
+   "  reconcile [--delete-orphans] [--json]\n"
+   "                               compare the secret manager with the key table\n",
+   usage_reconcile, 1, cmd_reconcile},
 };
 
 static const command *find_command(const char *name) {
@@ -536,7 +630,9 @@ static void print_main_usage(FILE *f) {
         "                     because memory holds secrets); for debugging kms-host only\n"
         "\n"
         "exit status: 0 ok; 1 failed; 2 bad command line; 3 bad config, plugin or database;\n"
-        "4 the key change is saved but secret-manager work is still queued (run `sync`).\n"
+        "4 the key change is saved but secret-manager work is still queued (run `sync`);\n"
+        "5 the plugin lacks the ABI 1.1 slot the command needs; 6 the secret manager failed a\n"
+        "call reconcile needs.\n"
         "Run `kms-host COMMAND --help` for a command's details.\n", f);
 }
 
@@ -549,6 +645,8 @@ static int exit_status(host_status s) {
   case HOST_USAGE: return 2;
   case HOST_CONFIG: return 3;
   case HOST_QUEUED: return 4;
+  case HOST_UNSUPPORTED: return 5;
+  case HOST_BACKEND: return 6;
   }
   return 1;
 }

@@ -1,7 +1,8 @@
 /*
  * plugin.c -- the host's side of the ABI: the kms_host services table (a
- * thread-safe stderr logger, the process environment) and loading the
- * configured plugin through libkmsloader (kms_module_load + kms_client_*).
+ * thread-safe stderr logger, the process environment, change notifications
+ * forwarded to the one sink a command registers) and loading the configured
+ * plugin through libkmsloader (kms_module_load + kms_client_*).
  */
 #include "host.h"
 
@@ -44,6 +45,31 @@ void host_log(kms_log_level level, const char *fmt, ...) {
   log_cb(NULL, level, msg);
 }
 
+/* The notify sink (host_notify_set). Set and cleared only while no instance
+ * lives, read by plugin threads: the mutex makes that ordering visible. */
+static pthread_mutex_t notify_lock = PTHREAD_MUTEX_INITIALIZER;
+static host_notify_fn notify_fn;
+static void *notify_ctx;
+
+/* kms_host.notify: hand the change to the registered sink, if any. Without
+ * one (every command but `watch`) a change is dropped: those commands read
+ * afresh anyway. */
+static void notify_cb(void *ctx, const kms_change *change) {
+  (void)ctx;
+  pthread_mutex_lock(&notify_lock);
+  host_notify_fn fn = notify_fn;
+  void *fctx = notify_ctx;
+  pthread_mutex_unlock(&notify_lock);
+  if (fn && change) fn(fctx, change);
+}
+
+void host_notify_set(host_notify_fn fn, void *ctx) {
+  pthread_mutex_lock(&notify_lock);
+  notify_fn = fn;
+  notify_ctx = ctx;
+  pthread_mutex_unlock(&notify_lock);
+}
+
 static const kms_host host_table = {
   .struct_size = sizeof(kms_host),
   .abi_major = KMS_ABI_MAJOR,
@@ -51,6 +77,7 @@ static const kms_host host_table = {
   .ctx = NULL,
   .log = log_cb,
   .getenv = NULL, /* the process environment */
+  .notify = notify_cb,
 };
 
 const kms_host *host_services(int verbose) {
@@ -85,23 +112,32 @@ static void list_names(const char *dir, char *buf, size_t size) {
   kms_plugin_list_free(list);
 }
 
-/* The create() settings: every scalar of key_management_settings. */
-static kms_status create_client(const host_config *cfg, int verbose, host_plugin *hp,
-                                kms_error *e) {
-  kms_setting *settings = calloc(cfg->n_settings ? cfg->n_settings : 1, sizeof *settings);
+/* The create() settings: every scalar of key_management_settings, then
+ * `extra` (a command's own additions, e.g. watch's background_refresh). */
+static kms_status create_client(const host_config *cfg, const kms_setting *extra, size_t n_extra,
+                                int verbose, host_plugin *hp, kms_error *e) {
+  size_t n = cfg->n_settings + n_extra;
+  kms_setting *settings = calloc(n ? n : 1, sizeof *settings);
   if (!settings) return kms_error_set(e, KMS_NO_MEMORY, 0, "out of memory");
   for (size_t i = 0; i < cfg->n_settings; i++) {
     settings[i].key = cfg->settings[i].key;
     settings[i].value = cfg->settings[i].value;
   }
-  kms_status st = kms_client_create(hp->module, host_services(verbose), settings, cfg->n_settings,
-                                    &hp->client, e);
+  for (size_t i = 0; i < n_extra; i++) settings[cfg->n_settings + i] = extra[i];
+  kms_status st = kms_client_create(hp->module, host_services(verbose), settings, n, &hp->client,
+                                    e);
   free(settings);
   return st;
 }
 
 host_status host_plugin_open(const host_config *cfg, const char *dir, int verbose,
                              host_plugin *hp, host_result *r) {
+  return host_plugin_open_with(cfg, dir, NULL, 0, verbose, hp, r);
+}
+
+host_status host_plugin_open_with(const host_config *cfg, const char *dir,
+                                  const kms_setting *extra, size_t n_extra, int verbose,
+                                  host_plugin *hp, host_result *r) {
   memset(hp, 0, sizeof *hp);
   const char *file = cfg->path ? cfg->path : "config";
   if (!cfg->kms)
@@ -119,7 +155,7 @@ host_status host_plugin_open(const host_config *cfg, const char *dir, int verbos
     return host_fail(r, HOST_CONFIG, "cannot load plugin '%s': %s (%s); plugins found in %s: %s",
                      cfg->kms, e.message, kms_status_str(st), dir, names);
   }
-  st = create_client(cfg, verbose, hp, &e);
+  st = create_client(cfg, extra, n_extra, verbose, hp, &e);
   if (st == KMS_UNAVAILABLE) {
     hp->backend_down = 1;
     return host_fail(r, HOST_FAILED, "plugin '%s' cannot reach its backend: %s (%s)", cfg->kms,

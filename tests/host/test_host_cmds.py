@@ -1,0 +1,374 @@
+"""kms-host's ABI 1.1 commands end to end: `health`, `watch` and `reconcile`,
+with the hashicorp_vault plugin against tests/vault_server over TLS (sealed,
+stopped, a refused token, faults injected on one path), the env plugin, and
+the 1.0 test plugin (tests/abi's v10.so, built against the frozen 1.0
+headers) for the "plugin has no such slot" exit status."""
+
+import json
+import select
+import signal
+import subprocess
+import time
+
+import pytest
+
+from kms_host_helpers import (BUILD, EXIT_CONFIG, EXIT_FAIL, EXIT_OK, EXIT_QUEUED, EXIT_USAGE,
+                              HOST, PLUGIN_DIR, VAULT_PLUGIN, VAULT_SERVER, Host, base_env,
+                              outbox_rows, parse_fields)
+
+EXIT_UNSUPPORTED, EXIT_BACKEND = 5, 6  # host_stub/host.h, README.md
+ABI_PLUGIN_DIR = BUILD / "tests" / "abi" / "plugins"  # v10.so: a plugin built against ABI 1.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _need_plugins_and_server():
+    # A missing plugin or server fails the suite; it never skips it green.
+    for f in (VAULT_PLUGIN, VAULT_SERVER, ABI_PLUGIN_DIR / "v10.so"):
+        if not f.exists():
+            pytest.fail(f"{f} is not built / missing (cmake --build build)", pytrace=False)
+
+
+CONFIG = """\
+model_list:
+  - model_name: gpt-4o
+    litellm_params:
+      model: openai/gpt-4o
+      api_key: os.environ/OPENAI_API_KEY
+general_settings:
+  key_management_system: {kms}
+  key_management_settings:
+"""
+
+KEYS = {"store_virtual_keys": "true", "access_mode": "read_and_write"}
+
+
+def make_host(tmp_path, vault=None, settings=None, kms="hashicorp_vault", plugin_dir=PLUGIN_DIR,
+              **env):
+    settings = KEYS if settings is None else settings
+    text = CONFIG.format(kms=kms)
+    if settings:
+        text += "".join(f"    {k}: {v}\n" for k, v in settings.items())
+    else:
+        text = text.replace("  key_management_settings:\n", "")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(text)
+    e = vault.plugin_env() if vault else base_env()
+    e.update({k: str(v) for k, v in env.items()})
+    return Host(cfg, env=e, plugin_dir=plugin_dir)
+
+
+def outbox(tmp_path):
+    return [tuple(r) for r in outbox_rows(tmp_path / "kms-host.db")]
+
+
+# --- health -------------------------------------------------------------------------
+
+def test_health_healthy_vault(tmp_path, vault):
+    h = make_host(tmp_path, vault)
+    f = parse_fields(h.run("health", check=EXIT_OK).stdout)
+    assert f["plugin"] == "hashicorp_vault" and f["healthy"] == "yes" and f["probe"] == "OK"
+    assert f["authenticated"] in ("yes", "unknown") and f["reachable"] in ("yes", "unknown")
+    assert f["last_error"] == "none" and f["errors"] == "none"
+    for k in ("token_ttl", "cache_entries", "hits", "misses", "negative_hits", "stale_serves",
+              "fetches", "logins", "renewals"):
+        assert k in f
+    j = json.loads(h.run("health", "--json", check=EXIT_OK).stdout)
+    assert j["healthy"] is True and j["reason"] is None and j["probe"]["status"] == "OK"
+    assert j["token_ttl_seconds"] is None  # a static token does not expire
+    assert j["errors_by_status"] == {} and j["last_error"] is None
+    for k in ("cache_entries", "hits", "misses", "negative_hits", "stale_serves", "fetches",
+              "logins", "renewals"):
+        assert isinstance(j[k], int)
+
+
+def test_health_sealed_vault_is_unhealthy(tmp_path, vault):
+    h = make_host(tmp_path, vault)
+    vault.seal()
+    p = h.run("health", check=EXIT_FAIL)
+    f = parse_fields(p.stdout)
+    assert f["healthy"].startswith("no -- the secret manager is unreachable")
+    assert "sealed" in p.stdout.lower()
+    assert "hashicorp_vault is unhealthy: the secret manager is unreachable" in p.stderr
+    assert f["last_error"].startswith("UNAVAILABLE at ") and "UNAVAILABLE=1" in f["errors"]
+    j = json.loads(h.run("health", "--json", check=EXIT_FAIL).stdout)
+    assert j["healthy"] is False and j["probe"]["status"] == "UNAVAILABLE"
+    assert j["last_error"]["status"] == "UNAVAILABLE" and j["errors_by_status"]["UNAVAILABLE"] == 1
+
+
+def test_health_stopped_vault_is_unhealthy(tmp_path, vault):
+    h = make_host(tmp_path, vault)
+    vault.stop()
+    p = h.run("health", check=EXIT_FAIL)
+    assert "unhealthy: the secret manager is unreachable" in p.stderr
+    assert parse_fields(p.stdout)["probe"].startswith("UNAVAILABLE")
+
+
+def test_health_refused_token_is_unhealthy(tmp_path, vault):
+    h = make_host(tmp_path, vault, HCP_VAULT_TOKEN="not-a-valid-token")
+    p = h.run("health", check=EXIT_FAIL)
+    assert "unhealthy: not authenticated" in p.stderr
+    assert parse_fields(p.stdout)["probe"].startswith("UNAUTHENTICATED")
+    assert "not-a-valid-token" not in p.stdout + p.stderr
+
+
+def test_health_env_plugin(tmp_path):
+    # env has a health slot; the environment is always reachable and there is nothing to
+    # authenticate (unknown), which is not unhealthy (README: exit 0).
+    h = make_host(tmp_path, settings={}, kms="env")
+    f = parse_fields(h.run("health", check=EXIT_OK).stdout)
+    assert f["plugin"] == "env" and f["healthy"] == "yes"
+    assert f["reachable"] == "yes" and f["authenticated"] == "unknown"
+    j = json.loads(h.run("health", "--json", check=EXIT_OK).stdout)
+    assert j["reachable"] is True and j["authenticated"] is None
+
+
+def test_health_plugin_without_health_slot(tmp_path):
+    h = make_host(tmp_path, settings={}, kms="v10", plugin_dir=ABI_PLUGIN_DIR)
+    p = h.run("health", check=EXIT_UNSUPPORTED)
+    assert "plugin 'v10' has no health slot" in p.stderr and "ABI 1.0" in p.stderr
+    assert p.stdout == ""
+
+
+def test_health_usage(tmp_path, vault):
+    h = make_host(tmp_path, vault)
+    assert "usage: kms-host --config FILE health" in h.run("health", "--bogus",
+                                                           check=EXIT_USAGE).stderr
+    assert "exit 0 healthy" in h.run("health", "--help", check=EXIT_OK).stdout.lower()
+
+
+# --- watch --------------------------------------------------------------------------
+
+INTERVAL = 2  # HCP_VAULT_REFRESH_INTERVAL for the watch tests (seconds)
+
+
+class Watch:
+    """kms-host watch as a subprocess, its stdout read line by line."""
+
+    def __init__(self, host, *args):
+        cmd = [str(HOST), "--config", str(host.config), "--plugin-dir", str(host.plugin_dir),
+               "watch"] + list(args)
+        self.p = subprocess.Popen(cmd, env=host.env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, bufsize=1)
+
+    def line(self, timeout):
+        """The next stdout line, or None after `timeout` seconds."""
+        r, _, _ = select.select([self.p.stdout], [], [], timeout)
+        return self.p.stdout.readline().rstrip("\n") if r else None
+
+    def wait_for(self, prefix, timeout):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            ln = self.line(end - time.monotonic())
+            if ln is None or ln == "":
+                break
+            if ln.startswith(prefix):
+                return ln, time.monotonic()
+        self.kill()
+        pytest.fail(f"no line starting {prefix!r} within {timeout} s; stderr: "
+                    f"{self.p.stderr.read()}")
+
+    def finish(self, timeout=15):
+        out, err = self.p.communicate(timeout=timeout)
+        return self.p.returncode, out, err
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
+def vault_host(tmp_path, vault, **env):
+    return make_host(tmp_path, vault, {"access_mode": "read_and_write"},
+                     HCP_VAULT_REFRESH_INTERVAL=INTERVAL, **env)
+
+
+def test_watch_sees_rotation_and_deletion(tmp_path, vault):
+    vault.write("prov/openai", "sk-old-0123456789")
+    h = vault_host(tmp_path, vault)
+    w = Watch(h, "--count", "2", "--timeout", "30", "prov/openai")
+    try:
+        w.wait_for("watching prov/openai version=1", 15)
+        vault.write("prov/openai", "sk-new-0123456789")  # a rotation made outside the host
+        t0 = time.monotonic()
+        ln, t1 = w.wait_for("updated ", 3 * INTERVAL)
+        assert ln == "updated prov/openai version=2"
+        # within one refresh interval (the plugin re-reads at 75-90% of it), plus the
+        # fetch and this test's own polling
+        assert t1 - t0 <= INTERVAL + 1.0, t1 - t0
+        assert vault.request("DELETE", "/v1/secret/data/prov/openai")[0] in (200, 204)
+        ln, _ = w.wait_for("deleted ", 3 * INTERVAL)
+        assert ln == "deleted prov/openai"
+        rc, out, err = w.finish()
+        assert rc == EXIT_OK, err
+        assert "sk-old" not in out + err and "sk-new" not in out + err  # never a value
+    finally:
+        w.kill()
+
+
+def test_watch_config_references_and_timeout(tmp_path, vault):
+    vault.write("OPENAI_API_KEY", "sk-provider-0123456789")
+    h = vault_host(tmp_path, vault)
+    p = h.run("watch", "--timeout", "1", check=EXIT_OK)
+    assert p.stdout == "watching OPENAI_API_KEY version=1\n"
+    p = h.run("watch", "--timeout", "1", "--count", "1", check=EXIT_FAIL)
+    assert "0 of 1 change(s) seen within --timeout 1 s" in p.stderr
+
+
+def test_watch_stops_on_sigterm(tmp_path, vault):
+    vault.write("prov/a", "v1")
+    h = vault_host(tmp_path, vault)
+    w = Watch(h, "prov/a")
+    try:
+        w.wait_for("watching prov/a", 15)
+        t0 = time.monotonic()
+        w.p.send_signal(signal.SIGTERM)
+        rc, _, err = w.finish()
+        assert rc == EXIT_OK, err
+        assert time.monotonic() - t0 < 5
+    finally:
+        w.kill()
+
+
+def test_watch_needs_a_cache_and_background_refresh(tmp_path, vault):
+    vault.write("prov/a", "v1")
+    h = make_host(tmp_path, vault, {"access_mode": "read_only"})  # plugin_env: interval 0
+    p = h.run("watch", "--timeout", "1", "prov/a", check=EXIT_CONFIG)
+    assert "HCP_VAULT_REFRESH_INTERVAL" in p.stderr
+    h = make_host(tmp_path, vault, {"background_refresh": "false"},
+                  HCP_VAULT_REFRESH_INTERVAL=INTERVAL)
+    p = h.run("watch", "--timeout", "1", "prov/a", check=EXIT_CONFIG)
+    assert "background_refresh is 'false'" in p.stderr
+
+
+def test_watch_plugin_without_notifications(tmp_path):
+    h = make_host(tmp_path, settings={}, kms="env")
+    p = h.run("watch", "--timeout", "1", "HOME", check=EXIT_UNSUPPORTED)
+    assert "plugin 'env' does not report changes" in p.stderr
+
+
+def test_watch_usage(tmp_path, vault):
+    h = vault_host(tmp_path, vault)
+    for args in (["--count"], ["--count", "0"], ["--timeout", "x"], ["a", "--count", "1"],
+                 ["--bogus"]):
+        assert "usage: kms-host --config FILE watch" in h.run("watch", *args,
+                                                              check=EXIT_USAGE).stderr
+
+
+# --- reconcile ----------------------------------------------------------------------
+
+def gen(h, alias, check=EXIT_OK):
+    return parse_fields(h.run("key", "generate", "--alias", alias, check=check).stdout)
+
+
+def test_reconcile_consistent(tmp_path, vault):
+    h = make_host(tmp_path, vault)
+    gen(h, "a")
+    gen(h, "team/b")
+    p = h.run("reconcile", check=EXIT_OK)
+    assert "location default prefix=litellm/ listed=2 keys=2" in p.stdout
+    assert p.stdout.endswith("result: consistent\n")
+    j = json.loads(h.run("reconcile", "--json", check=EXIT_OK).stdout)
+    assert j["result"] == "consistent" and j["orphans"] == [] and j["missing"] == []
+    assert j["locations"] == [{"location": None, "listed": 2, "keys": 2}]
+
+
+def test_reconcile_finds_orphan_and_missing(tmp_path, vault):
+    h = make_host(tmp_path, vault)
+    gen(h, "a")
+    gen(h, "b")
+    vault.write("litellm/stray", "sk-made-by-hand")        # no key owns it
+    assert vault.request("DELETE", "/v1/secret/data/litellm/a")[0] in (200, 204)  # soft delete
+    p = h.run("reconcile", check=EXIT_FAIL)
+    assert "orphan litellm/stray: no key owns it -- kept" in p.stdout
+    assert "missing litellm/a: key " in p.stdout and "-- lost" in p.stdout
+    assert "kms-host key regenerate --alias a" in p.stdout
+    assert "2 difference(s) remain: 1 orphan(s), 1 key(s) whose secret is lost" in p.stderr
+    assert "sk-made-by-hand" not in p.stdout + p.stderr
+    j = json.loads(h.run("reconcile", "--json", check=EXIT_FAIL).stdout)
+    assert j["result"] == "differences"
+    assert [(o["name"], o["state"]) for o in j["orphans"]] == [("litellm/stray", "kept")]
+    assert [(m["name"], m["alias"], m["state"]) for m in j["missing"]] == [("litellm/a", "a",
+                                                                           "lost")]
+    assert "regenerate --alias a" in j["missing"][0]["fix"]
+    # the fix it names works: a new value lands under the same name
+    h.run("key", "regenerate", "--alias", "a", check=EXIT_OK)
+    assert vault.read("litellm/a") is not None
+    assert vault.read("litellm/stray") == "sk-made-by-hand"  # reconcile alone deletes nothing
+
+
+def test_reconcile_soft_deleted_secret_is_no_orphan(tmp_path, vault):
+    # A Vault LIST still shows a soft-deleted secret: a read decides.
+    h = make_host(tmp_path, vault)
+    gen(h, "gone")
+    h.run("key", "delete", "--alias", "gone", check=EXIT_OK)
+    assert vault.request("GET", "/v1/secret/metadata/litellm/gone")[0] == 200
+    assert h.run("reconcile", check=EXIT_OK).stdout.endswith("result: consistent\n")
+
+
+def test_reconcile_delete_orphans_through_the_outbox(tmp_path, vault):
+    h = make_host(tmp_path, vault)
+    gen(h, "keep")
+    vault.write("litellm/stray", "x")
+    p = h.run("reconcile", "--delete-orphans", check=EXIT_OK)
+    assert "orphan litellm/stray: no key owns it -- deleted" in p.stdout
+    assert vault.read("litellm/stray") is None and vault.read("litellm/keep") is not None
+    assert outbox(tmp_path) == []
+    h.run("reconcile", check=EXIT_OK)
+
+
+def test_reconcile_delete_orphans_queues_while_vault_refuses(tmp_path, vault):
+    h = make_host(tmp_path, vault)
+    vault.write("litellm/stray", "x")
+    # Vault answers "sealed" to deletes of that secret only: the listing works, the
+    # delete fails, and it must stay queued rather than be lost
+    fault = {"method": "DELETE", "path": "^/v1/secret/(data|metadata)/litellm/stray",
+             "status": 503, "body": {"errors": ["Vault is sealed"]}, "times": -1}
+    assert vault.request("POST", "/__test__/faults", fault)[0] == 200
+    p = h.run("reconcile", "--delete-orphans", check=EXIT_QUEUED)
+    assert "orphan litellm/stray: no key owns it -- delete_queued" in p.stdout
+    assert "run `kms-host sync`" in p.stderr
+    assert outbox(tmp_path) == [("delete", "litellm/stray")]
+    assert vault.read("litellm/stray") == "x"
+    # a second run sees the queued delete and tries again (still refused)
+    p = h.run("reconcile", check=EXIT_QUEUED)
+    assert "(its delete was queued as #" in p.stdout
+    assert vault.request("DELETE", "/__test__/faults")[0] == 200
+    assert "delivered: 1" in h.run("sync", check=EXIT_OK).stdout
+    assert vault.read("litellm/stray") is None and outbox(tmp_path) == []
+    h.run("reconcile", check=EXIT_OK)
+
+
+def test_reconcile_redelivers_a_queued_write(tmp_path, vault):
+    h = make_host(tmp_path, vault)
+    vault.seal()
+    g = gen(h, "late", check=EXIT_QUEUED)
+    vault.seal(False)
+    assert vault.read("litellm/late") is None
+    p = h.run("reconcile", check=EXIT_OK)
+    assert "missing litellm/late: key " in p.stdout
+    assert "(its write was queued as #" in p.stdout and "-- redelivered" in p.stdout
+    assert vault.read("litellm/late") == g["key"] and outbox(tmp_path) == []
+
+
+def test_reconcile_vault_unreachable(tmp_path, vault):
+    h = make_host(tmp_path, vault)
+    gen(h, "a")
+    vault.write("litellm/stray", "x")
+    vault.seal()
+    p = h.run("reconcile", "--delete-orphans", check=EXIT_BACKEND)
+    assert "cannot list the secrets under litellm/" in p.stderr
+    assert "nothing was compared or changed" in p.stderr and outbox(tmp_path) == []
+
+
+def test_reconcile_plugin_that_cannot_list(tmp_path):
+    h = make_host(tmp_path, settings={}, kms="v10", plugin_dir=ABI_PLUGIN_DIR)
+    p = h.run("reconcile", check=EXIT_UNSUPPORTED)
+    assert "cannot list secrets" in p.stderr
+
+
+def test_reconcile_usage(tmp_path, vault):
+    h = make_host(tmp_path, vault)
+    assert "usage: kms-host --config FILE reconcile" in h.run("reconcile", "--bogus",
+                                                              check=EXIT_USAGE).stderr
+    assert "6 the secret manager could not be listed" in h.run("reconcile", "--help",
+                                                               check=EXIT_OK).stdout
