@@ -80,7 +80,10 @@ typedef struct aws_config {
   int profile_found;              /* the profile has a section in either file */
   char *profile_access_key_id, *profile_secret_access_key, *profile_session_token;
   const char *profile_keys_file;  /* "credentials" or "config": where the keys were */
-  char *web_identity_token_file, *role_arn, *role_session_name; /* env, settings or profile */
+  const char *profile_unsupported; /* the profile needs what the plugin lacks
+                                      ("credential_process", "sso_start_url", "sso_session",
+                                      "source_profile", "credential_source"); NULL if not */
+  char *web_identity_token_file, *role_arn, *role_session_name; /* settings, env or profile */
   const char *web_identity_source; /* "AWS_WEB_IDENTITY_TOKEN_FILE", "profile", "aws_web_identity_token" */
   char *container_full_uri;       /* full URL: relative URI already joined to 169.254.170.2 */
   char *container_auth_token;     /* AWS_CONTAINER_AUTHORIZATION_TOKEN (wiped) */
