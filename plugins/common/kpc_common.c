@@ -92,3 +92,50 @@ const char *kpc_url_path(const char *addr, const char *url) {
   if (strncmp(url, addr, n) == 0 && url[n] == '/') return url + n;
   return url;
 }
+
+int kpc_utf8_valid(const unsigned char *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    unsigned char c = s[i];
+    size_t k;
+    uint32_t cp;
+    if (c < 0x80) {
+      i++;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      k = 1, cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      k = 2, cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      k = 3, cp = c & 0x07;
+    } else {
+      return 0;
+    }
+    for (size_t j = 1; j <= k; j++) {
+      if (i + j >= n || (s[i + j] & 0xc0) != 0x80) return 0;
+      cp = (cp << 6) | (s[i + j] & 0x3f);
+    }
+    if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return 0;
+    i += k + 1;
+  }
+  return 1;
+}
+
+/* Print `root` into a buffer sized for the worst case (every byte escaped as
+ * \u00XX), so cJSON never reallocates (and leaves no unwiped copy). */
+kms_status kpc_json_print_wiped(cJSON *root, size_t payload, char **body, size_t *body_len,
+                                kms_error *err) {
+  size_t cap = payload * 6 + 256;
+  char *buf = malloc(cap);
+  if (!buf) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+  if (!cJSON_PrintPreallocated(root, buf, (int)cap, 0)) {
+    OPENSSL_cleanse(buf, cap);
+    free(buf);
+    return kms_error_set(err, KMS_INTERNAL, 0, "could not encode the request body");
+  }
+  *body_len = strlen(buf);
+  *body = buf;
+  return KMS_OK;
+}

@@ -12,6 +12,8 @@
 #ifndef KPC_COMMON_H
 #define KPC_COMMON_H
 
+#include "kms_plugin.h"
+
 #include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -61,6 +63,16 @@ void kpc_json_wipe_delete(cJSON *j);
  * also when it holds a raw NUL byte: JSON never contains one (a NUL in a
  * string must be escaped), and cJSON would silently end the string there. */
 cJSON *kpc_json_parse(const char *body, size_t len);
+
+/* Print `root` (compact) into a buffer sized for the worst case of `payload`
+ * bytes of strings (every byte escaped as \u00XX), so cJSON never
+ * reallocates and leaves no unwiped copy. *body is malloc'ed; wipe it
+ * (kms_wipe over *body_len) before freeing. */
+kms_status kpc_json_print_wiped(cJSON *root, size_t payload, char **body, size_t *body_len,
+                                kms_error *err);
+
+/* 1 if s[0..n) is valid UTF-8 (no surrogates, no overlong forms). */
+int kpc_utf8_valid(const unsigned char *s, size_t n);
 
 /* The part of `url` after the configured address `addr` (starts with "/"),
  * for messages and logs; `url` itself when it does not start with addr. */

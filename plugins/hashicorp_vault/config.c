@@ -631,7 +631,7 @@ static kms_status apply_row(vault_config *cfg, const setting_row *r, const char 
     char *t = dup_trim(v);
     if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
     size_t n = strlen(t);
-    if (!kv2_utf8_valid((const unsigned char *)t, n) || n > KV2_DESCRIPTION_MAX) {
+    if (!kpc_utf8_valid((const unsigned char *)t, n) || n > KV2_DESCRIPTION_MAX) {
       free(t);
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                            "setting '%s' must be valid UTF-8 text of at most %d bytes", name,
