@@ -9,13 +9,13 @@
  * so it is cached like any other key) and "#f=<field>" for a field other
  * than "key" (cut before the request; vault_fetch_secret). A write or
  * delete through the instance drops every key of the secret
- * (vault_cache_invalidate_all), a cached "not found" included.
+ * (kpc_cache_invalidate_all), a cached "not found" included.
  *
- * NONBLOCKING: vault_cache_peek answers at once; on a miss (or a stale
+ * NONBLOCKING: kpc_cache_peek answers at once; on a miss (or a stale
  * serve) the key goes to a small queue served by one background thread,
  * started on the first such miss and stopped by destroy. The queue holds a
  * key once (a second miss of a queued key adds nothing) and the fetch goes
- * through vault_cache_get, i.e. the read path's single-flight.
+ * through kpc_cache_get, i.e. the read path's single-flight.
  *
  * Notifications: the cache reports a new version or a disappearance of a
  * value it held (vault_on_change, called with no cache lock held); the
@@ -48,13 +48,13 @@ kms_status vault_slot_end(kms_instance *in, kms_status st, kms_error *err) {
 }
 
 void vault_count_read(kms_instance *in, kms_status st, unsigned flags) {
-  if (flags & VAULT_CACHE_NEGATIVE)
+  if (flags & KPC_CACHE_NEGATIVE)
     kms_stats_add(in->stats, KMS_STAT_NEGATIVE_HITS, 1);
-  else if (flags & VAULT_CACHE_HIT)
+  else if (flags & KPC_CACHE_HIT)
     kms_stats_add(in->stats, KMS_STAT_HITS, 1);
-  else if (st == KMS_OK || st == KMS_NOT_FOUND || (flags & VAULT_CACHE_MISS))
+  else if (st == KMS_OK || st == KMS_NOT_FOUND || (flags & KPC_CACHE_MISS))
     kms_stats_add(in->stats, KMS_STAT_MISSES, 1);
-  if (flags & VAULT_CACHE_STALE) kms_stats_add(in->stats, KMS_STAT_STALE_SERVES, 1);
+  if (flags & KPC_CACHE_STALE) kms_stats_add(in->stats, KMS_STAT_STALE_SERVES, 1);
 }
 
 /* Never touches Vault: counters, the last observations, the auth state. */
@@ -69,7 +69,7 @@ kms_status vault_health(kms_instance *in, kms_health *out, kms_error *err) {
   PUT(reachable, __atomic_load_n(&in->reachable, __ATOMIC_RELAXED));
   PUT(authenticated, __atomic_load_n(&in->authenticated, __ATOMIC_RELAXED));
   PUT(token_ttl_seconds, ttl);
-  PUT(cache_entries, vault_cache_size(in->cache));
+  PUT(cache_entries, kpc_cache_size(in->cache));
   PUT(logins, logins);
   PUT(renewals, renewals);
 #undef PUT
@@ -259,7 +259,7 @@ void vault_on_change(void *ctx, const char *key, int kind, int64_t version) {
   if (f) loc[n++] = (kms_setting){"field", f + 3};
   char *name = rest ? decode(rest, (size_t)(end - rest)) : NULL;
   if (name)
-    call_notify(in, name, kind == VAULT_CHANGE_DELETED ? KMS_CHANGE_DELETED : KMS_CHANGE_UPDATED,
+    call_notify(in, name, kind == KPC_CHANGE_DELETED ? KMS_CHANGE_DELETED : KMS_CHANGE_UPDATED,
                 version, loc, n);
   free(name);
   for (size_t j = 0; j < 3; j++) free(vals[j]);
@@ -290,16 +290,16 @@ static void *bg_main(void *arg) {
     bg_item *it = b->head; /* stays queued while fetched: a second miss adds nothing */
     pthread_mutex_unlock(&b->mu);
     vault_call_ctx k = vault_call_start(in);
-    vault_cache_value v = {0};
+    kpc_cache_value v = {0};
     unsigned flags = 0;
     kms_error e;
     kms_error_clear(&e);
-    kms_status st = vault_cache_get(in->cache, it->key, 0, vault_fetch_secret, &k, &v, &flags, &e);
-    if (st == KMS_OK && !(flags & VAULT_CACHE_HIT) && !strstr(it->key, "?version="))
-      vault_on_change(in, it->key, VAULT_CHANGE_UPDATED, v.version);
-    vault_cache_value_clear(&v);
+    kms_status st = kpc_cache_get(in->cache, it->key, 0, vault_fetch_secret, &k, &v, &flags, &e);
+    if (st == KMS_OK && !(flags & KPC_CACHE_HIT) && !strstr(it->key, "?version="))
+      vault_on_change(in, it->key, KPC_CHANGE_UPDATED, v.version);
+    kpc_cache_value_clear(&v);
     if (st != KMS_OK && st != KMS_NOT_FOUND)
-      vault_logf(&in->lg, KMS_LOG_WARN, "background fetch of a nonblocking read failed: %s",
+      kpc_logf(&in->lg, KMS_LOG_WARN, "background fetch of a nonblocking read failed: %s",
                  e.message);
     pthread_mutex_lock(&b->mu);
     b->head = it->next;
@@ -382,26 +382,26 @@ typedef struct read_sink {
   kms_error *err;
 } read_sink;
 
-/* vault_cache_into_fn of the buffer read: runs under the cache's shared
+/* kpc_cache_into_fn of the buffer read: runs under the cache's shared
  * lock on a hit, so it only copies. */
-static kms_status sink_into(void *ctx, const vault_cache_value *v, unsigned flags) {
+static kms_status sink_into(void *ctx, const kpc_cache_value *v, unsigned flags) {
   read_sink *s = ctx;
   return kms_secret_copy_into(v->data, v->len, v->version,
-                              (flags & VAULT_CACHE_STALE) ? KMS_SECRET_STALE : 0, s->buf, s->size,
+                              (flags & KPC_CACHE_STALE) ? KMS_SECRET_STALE : 0, s->buf, s->size,
                               s->info, "read", s->err);
 }
 
-static kms_status sink_secret(read_sink *s, vault_cache_value *v, unsigned flags) {
+static kms_status sink_secret(read_sink *s, kpc_cache_value *v, unsigned flags) {
   kms_secret *sec = calloc(1, sizeof *sec);
   if (!sec) {
-    vault_cache_value_clear(v);
+    kpc_cache_value_clear(v);
     return kms_error_set(s->err, KMS_NO_MEMORY, 0, "out of memory");
   }
   sec->struct_size = sizeof *sec;
   sec->value = v->data;
   sec->length = v->len;
   sec->version = v->version;
-  sec->flags = (flags & VAULT_CACHE_STALE) ? KMS_SECRET_STALE : 0;
+  sec->flags = (flags & KPC_CACHE_STALE) ? KMS_SECRET_STALE : 0;
   *s->out = sec;
   memset(v, 0, sizeof *v);
   return KMS_OK;
@@ -410,28 +410,28 @@ static kms_status sink_secret(read_sink *s, vault_cache_value *v, unsigned flags
 /* One read through the cache, as the flags ask. */
 static kms_status read_cached(kms_instance *in, const char *key, uint32_t flags, read_sink *s,
                               unsigned *cflags, kms_error *why) {
-  vault_cache_value v = {0};
+  kpc_cache_value v = {0};
   kms_status st;
   /* deadline 0: set by vault_fetch_secret when a fetch starts, so a cache
    * hit does not pay for reading the clock */
   vault_call_ctx k = {in, 0};
   if (flags & KMS_CALL_NONBLOCKING) {
-    st = vault_cache_peek(in->cache, key, s->out ? &v : NULL, s->out ? NULL : sink_into, s,
+    st = kpc_cache_peek(in->cache, key, s->out ? &v : NULL, s->out ? NULL : sink_into, s,
                           cflags, why);
-    if (*cflags & VAULT_CACHE_MISS) bg_enqueue(in, key);
+    if (*cflags & KPC_CACHE_MISS) bg_enqueue(in, key);
     if (st == KMS_UNAVAILABLE)
       kms_error_set(why, KMS_UNAVAILABLE, 0,
                     "nonblocking read: not cached yet; a background fetch has started, "
                     "retry shortly");
   } else if (s->out || (flags & KMS_CALL_BYPASS_CACHE)) {
-    st = vault_cache_get(in->cache, key, (flags & KMS_CALL_BYPASS_CACHE) != 0, vault_fetch_secret,
+    st = kpc_cache_get(in->cache, key, (flags & KMS_CALL_BYPASS_CACHE) != 0, vault_fetch_secret,
                          &k, &v, cflags, why);
     if (st == KMS_OK && !s->out) st = sink_into(s, &v, *cflags);
   } else {
-    st = vault_cache_get_into(in->cache, key, vault_fetch_secret, &k, sink_into, s, cflags, why);
+    st = kpc_cache_get_into(in->cache, key, vault_fetch_secret, &k, sink_into, s, cflags, why);
   }
   if (st == KMS_OK && s->out) st = sink_secret(s, &v, *cflags);
-  vault_cache_value_clear(&v);
+  kpc_cache_value_clear(&v);
   return st;
 }
 
@@ -458,8 +458,8 @@ static kms_status read_common(kms_instance *in, const char *name, const kms_call
   st = read_cached(in, key, flags, s, &cflags, &why);
   if (key != stack) free(key);
   vault_count_read(in, st, cflags);
-  if ((cflags & VAULT_CACHE_WARN) && st == KMS_OK)
-    vault_logf(&in->lg, KMS_LOG_WARN,
+  if ((cflags & KPC_CACHE_WARN) && st == KMS_OK)
+    kpc_logf(&in->lg, KMS_LOG_WARN,
                "Vault is unavailable, serving cached secrets marked stale (for up to %lld s "
                "after expiry, setting stale_if_error): %s",
                (long long)in->cfg.stale_if_error_s, why.message);
@@ -566,18 +566,18 @@ static kms_status list_dir(list_call *c, const vault_call_ctx *k, const char *di
   memcpy(url, c->l->meta_base, bl);
   strcpy(url + bl, enc);
   free(enc);
-  vault_http_response resp;
+  kpc_http_response resp;
   kms_status st = vault_call(k, "list", "LIST", url, NULL, 0, &resp, err);
   list_call sub = *c;
   sub.keys = NULL;
   sub.n = sub.cap = 0;
   if (st == KMS_OK) {
-    const char *path = vault_url_path(c->in->cfg.addr, url);
+    const char *path = kpc_url_path(c->in->cfg.addr, url);
     if (resp.status == 200)
       st = kv2_parse_list(resp.body, resp.len, path, collect, &sub, err);
     else if (resp.status != 404) /* 404: an empty folder */
       st = kv2_map_status("list", path, resp.status, resp.body, resp.len, resp.attempts, 1, err);
-    vault_http_response_clear(&resp);
+    kpc_http_response_clear(&resp);
   }
   free(url);
   for (size_t i = 0; i < sub.n && st == KMS_OK && !c->stopped; i++) {

@@ -43,9 +43,9 @@ typedef enum { OP_LOGIN, OP_RENEW } auth_op;
 
 struct vault_auth {
   const vault_config *cfg;
-  const vault_clock *clock; /* NULL: CLOCK_MONOTONIC */
+  const kpc_clock *clock; /* NULL: CLOCK_MONOTONIC */
   vault_http *http;
-  const vault_logger *lg;
+  const kpc_logger *lg;
   int login_based;       /* cert or AppRole (else static token) */
   const char *what;      /* "AppRole login" / "certificate login" (messages) */
   char *login_url, *renew_url, *lookup_url;
@@ -71,7 +71,7 @@ struct vault_auth {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static int64_t now_ms(const vault_auth *a) { return vault_clock_now(a->clock); }
+static int64_t now_ms(const vault_auth *a) { return kpc_clock_now(a->clock); }
 
 /* A client token is sent as a header: printable ASCII without spaces, as
  * HCP_VAULT_TOKEN must be (a CR/LF would inject headers). */
@@ -147,14 +147,14 @@ typedef struct grant {
 } grant;
 
 static void grant_clear(grant *g) {
-  vault_wipe_free(g->token);
+  kpc_wipe_free(g->token);
   memset(g, 0, sizeof *g);
 }
 
 /* Parse an `auth` block (login or renew-self answer): 1 = usable, 0 = no
  * auth block or token, -1 = a token that cannot be sent as a header. */
 static int parse_auth(const char *body, size_t len, int want_token, grant *g) {
-  cJSON *j = vault_json_parse(body, len);
+  cJSON *j = kpc_json_parse(body, len);
   cJSON *auth = cJSON_GetObjectItemCaseSensitive(j, "auth");
   cJSON *tok = cJSON_GetObjectItemCaseSensitive(auth, "client_token");
   cJSON *lease = cJSON_GetObjectItemCaseSensitive(auth, "lease_duration");
@@ -176,7 +176,7 @@ static int parse_auth(const char *body, size_t len, int want_token, grant *g) {
         g->capped = 1;
     }
   }
-  vault_json_wipe_delete(j);
+  kpc_json_wipe_delete(j);
   return ok;
 }
 
@@ -192,11 +192,11 @@ static kms_status do_login(vault_auth *a, int64_t deadline, grant *g, kms_error 
   if (!body) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   vault_http_request req = {a->what, "POST", a->login_url, NULL, cfg->login_namespace,
                             body, strlen(body), deadline};
-  vault_http_response resp;
+  kpc_http_response resp;
   kms_status st = vault_http_perform(a->http, &req, &resp, err);
-  vault_wipe_free(body);
+  kpc_wipe_free(body);
   if (st != KMS_OK) {
-    vault_http_response_clear(&resp);
+    kpc_http_response_clear(&resp);
     return st;
   }
   const char *hint = cfg->auth_method == VAULT_AUTH_APPROLE
@@ -226,7 +226,7 @@ static kms_status do_login(vault_auth *a, int64_t deadline, grant *g, kms_error 
                        a->what, a->login_path, ns, s, etext[0] ? ": " : "", etext,
                        code == KMS_UNAVAILABLE ? "Vault is unavailable; retry later" : hint);
   }
-  vault_http_response_clear(&resp);
+  kpc_http_response_clear(&resp);
   return st;
 }
 
@@ -239,7 +239,7 @@ static kms_status do_renew(vault_auth *a, const char *token, int64_t increment,
   snprintf(body, sizeof body, "{\"increment\":%lld}", (long long)increment);
   vault_http_request req = {"token renewal", "POST", a->renew_url, token,
                             a->cfg->login_namespace, body, strlen(body), deadline};
-  vault_http_response resp;
+  kpc_http_response resp;
   kms_status st = vault_http_perform(a->http, &req, &resp, err);
   if (st == KMS_OK) {
     if (resp.status != 200 || parse_auth(resp.body, resp.len, 0, g) != 1) {
@@ -253,7 +253,7 @@ static kms_status do_renew(vault_auth *a, const char *token, int64_t increment,
       g->capped = 1;
     }
   }
-  vault_http_response_clear(&resp);
+  kpc_http_response_clear(&resp);
   return st;
 }
 
@@ -262,7 +262,7 @@ static kms_status do_renew(vault_auth *a, const char *token, int64_t increment,
 static int do_lookup(vault_auth *a, const char *token, int64_t deadline, kms_error *err) {
   vault_http_request req = {"token lookup", "GET", a->lookup_url, token, a->cfg->login_namespace,
                             NULL, 0, deadline};
-  vault_http_response resp;
+  kpc_http_response resp;
   int r = -1;
   if (vault_http_perform(a->http, &req, &resp, err) == KMS_OK) {
     r = resp.status == 200 ? 1 : (resp.status == 403 || resp.status == 401) ? 0 : -1;
@@ -274,7 +274,7 @@ static int do_lookup(vault_auth *a, const char *token, int64_t deadline, kms_err
                     "%ld%s%s", resp.status, etext[0] ? ": " : "", etext);
     }
   }
-  vault_http_response_clear(&resp);
+  kpc_http_response_clear(&resp);
   return r;
 }
 
@@ -292,7 +292,7 @@ static void schedule(vault_auth *a, int64_t now, int64_t lease_s) {
 }
 
 static void install(vault_auth *a, grant *g, int64_t now) {
-  vault_wipe_free(a->token);
+  kpc_wipe_free(a->token);
   a->token = g->token;
   g->token = NULL;
   a->generation++;
@@ -390,18 +390,18 @@ static void op_settle(vault_auth *a, op_outcome *o) {
  * failure of an outage at WARN/ERROR, repeats at DEBUG. */
 static void op_report(vault_auth *a, const op_outcome *o) {
   int64_t lease = o->g.lease_s;
-  if (o->renew_why[0]) vault_logf(a->lg, KMS_LOG_WARN, "%s; logging in again", o->renew_why);
+  if (o->renew_why[0]) kpc_logf(a->lg, KMS_LOG_WARN, "%s; logging in again", o->renew_why);
   if (o->renewed)
-    vault_logf(a->lg, o->recovered ? KMS_LOG_INFO : KMS_LOG_DEBUG,
+    kpc_logf(a->lg, o->recovered ? KMS_LOG_INFO : KMS_LOG_DEBUG,
                "renewed the Vault token (lease %lld s)%s", (long long)lease,
                o->recovered ? " after earlier failures" : "");
   else if (o->st == KMS_OK)
-    vault_logf(a->lg, KMS_LOG_INFO, "%s succeeded (POST %s)%s; token lease %lld s%s", a->what,
+    kpc_logf(a->lg, KMS_LOG_INFO, "%s succeeded (POST %s)%s; token lease %lld s%s", a->what,
                a->login_path, o->capped ? " after the token reached its max TTL"
                               : o->renew_why[0] ? " after renewal failed" : "",
                (long long)lease, lease ? "" : " (no expiry)");
   else
-    vault_logf(a->lg,
+    kpc_logf(a->lg,
                !o->first_failure ? KMS_LOG_DEBUG : o->still_usable ? KMS_LOG_WARN : KMS_LOG_ERROR,
                "%s%s%s", o->e.message,
                o->still_usable ? "; the current token stays in use until it expires" : "",
@@ -419,7 +419,7 @@ static kms_status run_op(vault_auth *a, auth_op op, char *old, int64_t increment
   memset(&o, 0, sizeof o);
   kms_error_clear(&o.e);
   op_talk(a, op, old, increment, deadline, &o);
-  vault_wipe_free(old);
+  kpc_wipe_free(old);
   op_settle(a, &o);
   op_report(a, &o);
   grant_clear(&o.g);
@@ -437,7 +437,7 @@ static int wait_busy(vault_auth *a, int64_t deadline) {
     int64_t left = deadline - now_ms(a);
     if (left <= 0) return -1;
     struct timespec ts;
-    vault_timespec_in(left, &ts);
+    kpc_timespec_in(left, &ts);
     pthread_cond_timedwait(&a->cv, &a->mu, &ts);
   }
   return a->completed != seen;
@@ -452,8 +452,8 @@ static kms_status wait_timeout(const vault_auth *a, kms_error *err) {
 
 /* ---- public API --------------------------------------------------------- */
 
-kms_status vault_auth_new(const vault_config *cfg, vault_http *http, const vault_logger *lg,
-                          const vault_clock *clock, vault_auth **out, kms_error *err) {
+kms_status vault_auth_new(const vault_config *cfg, vault_http *http, const kpc_logger *lg,
+                          const kpc_clock *clock, vault_auth **out, kms_error *err) {
   *out = NULL;
   if (cfg->auth_method == VAULT_AUTH_CERT && strncmp(cfg->addr, "https://", 8) != 0)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
@@ -467,7 +467,7 @@ kms_status vault_auth_new(const vault_config *cfg, vault_http *http, const vault
   a->lg = lg;
   a->clock = clock;
   pthread_mutex_init(&a->mu, NULL);
-  vault_cond_init(&a->cv);
+  kpc_cond_init(&a->cv);
   int oom = 0;
   if (cfg->auth_method == VAULT_AUTH_TOKEN) {
     a->token = strdup(cfg->token);
@@ -502,11 +502,11 @@ kms_status vault_auth_new(const vault_config *cfg, vault_http *http, const vault
   return KMS_OK;
 }
 
-void vault_auth_token_free(char *token) { vault_wipe_free(token); }
+void vault_auth_token_free(char *token) { kpc_wipe_free(token); }
 
 void vault_auth_free(vault_auth *a) {
   if (!a) return;
-  vault_wipe_free(a->token);
+  kpc_wipe_free(a->token);
   free(a->login_url);
   free(a->login_path);
   free(a->renew_url);
@@ -621,7 +621,7 @@ int vault_auth_forbidden(vault_auth *a, uint64_t generation, int64_t deadline) {
   kms_error e;
   kms_error_clear(&e);
   int alive = do_lookup(a, probe, deadline, &e);
-  vault_wipe_free(probe);
+  kpc_wipe_free(probe);
   if (alive != 0) return 0; /* alive: the 403 is the policy's; unknown: let it stand */
   replace_dead(a, generation, deadline);
   /* Retry once either way: with the new token, or (login failed) so that
@@ -687,7 +687,7 @@ kms_status vault_auth_refresh(vault_auth *a, int64_t deadline, kms_error *err) {
     kms_error e;
     kms_error_clear(&e);
     int alive = do_lookup(a, probe, deadline, &e);
-    vault_wipe_free(probe);
+    kpc_wipe_free(probe);
     if (alive == 0) replace_dead(a, gen, deadline);
     pthread_mutex_lock(&a->mu);
   } else {

@@ -64,7 +64,7 @@
 #include "config.h"
 #include "http.h"
 #include "kms_plugin.h"
-#include "logging.h"
+#include "kpc_log.h"
 
 #include <stdint.h>
 
@@ -74,8 +74,8 @@ typedef struct vault_auth vault_auth;
  * network I/O. KMS_INVALID_ARGUMENT for certificate login over http://.
  * Thread-safety: call from create() only; vault_auth_free must not race with
  * any other function on `a` (destroy() follows the ABI). */
-kms_status vault_auth_new(const vault_config *cfg, vault_http *http, const vault_logger *lg,
-                          const vault_clock *clock, vault_auth **out, kms_error *err);
+kms_status vault_auth_new(const vault_config *cfg, vault_http *http, const kpc_logger *lg,
+                          const kpc_clock *clock, vault_auth **out, kms_error *err);
 void vault_auth_free(vault_auth *a);
 
 /* The current token: *token is a malloc'ed copy (release with

@@ -93,7 +93,7 @@ static int family_set(const env_ctx *e, const char *family) {
  * those), else VAULT_ when any of its family is set, else BAO_; nothing set:
  * HCP_VAULT_ (the defaults). Logs once which family is used and which set
  * variables of the others are ignored (names only). */
-static void pick_family(env_ctx *e, const vault_logger *lg) {
+static void pick_family(env_ctx *e, const kpc_logger *lg) {
   e->family = FAMILIES[0];
   for (size_t f = 0; FAMILIES[f]; f++)
     if (family_set(e, FAMILIES[f])) {
@@ -111,7 +111,7 @@ static void pick_family(env_ctx *e, const vault_logger *lg) {
       if (w > 0 && (size_t)w < sizeof ignored - used) used += (size_t)w;
     }
   }
-  vault_logf(lg, KMS_LOG_INFO, "address, token, namespace and client certificate come from the "
+  kpc_logf(lg, KMS_LOG_INFO, "address, token, namespace and client certificate come from the "
              "%s* variables%s%s%s", e->family,
              e->family == FAMILIES[0] ? " (LiteLLM's)" : " (no HCP_VAULT_* variable is set)",
              used ? "; ignored: " : "", ignored);
@@ -336,7 +336,7 @@ static int addr_path_ok(const char *path) {
 /* Validate and normalise the Vault address: http(s)://host[:port][/prefix],
  * no credentials, query or fragment; trailing '/' removed. Requests go to
  * {addr}/v1/..., as in LiteLLM's client. */
-static kms_status norm_addr(const char *var, const char *in, char **out, const vault_logger *lg,
+static kms_status norm_addr(const char *var, const char *in, char **out, const kpc_logger *lg,
                             kms_error *err) {
   *out = NULL;
   char *s = dup_trim(in);
@@ -388,7 +388,7 @@ static kms_status norm_addr(const char *var, const char *in, char **out, const v
     goto out;
   }
   if (path && n >= 3 && strcmp(s + n - 3, "/v1") == 0)
-    vault_logf(lg, KMS_LOG_WARN,
+    kpc_logf(lg, KMS_LOG_WARN,
                "%s ends in /v1: requests go to %.80s/v1/... (as LiteLLM's client does); drop the "
                "/v1 if it is Vault's API root", var, s);
   *out = s;
@@ -428,7 +428,7 @@ static kms_status norm_proxy(const char *var, const char *in, char **out, kms_er
   curl_free(host);
   curl_url_cleanup(u);
   if (!ok) {
-    vault_wipe_free(s); /* may hold proxy credentials */
+    kpc_wipe_free(s); /* may hold proxy credentials */
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                          "%s is not a usable proxy URL: use http://host:port (or https://, "
                          "socks5://, socks5h://)", var);
@@ -631,7 +631,7 @@ static kms_status apply_row(vault_config *cfg, const setting_row *r, const char 
     char *t = dup_trim(v);
     if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
     size_t n = strlen(t);
-    if (!kv2_utf8_valid((const unsigned char *)t, n) || n > KV2_DESCRIPTION_MAX) {
+    if (!kpc_utf8_valid((const unsigned char *)t, n) || n > KV2_DESCRIPTION_MAX) {
       free(t);
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                            "setting '%s' must be valid UTF-8 text of at most %d bytes", name,
@@ -676,7 +676,7 @@ static kms_status load_table_env(vault_config *cfg, const env_ctx *e, kms_error 
 
 /* One `key_management_settings` entry. Unknown keys are logged and ignored. */
 static kms_status apply_setting(vault_config *cfg, const char *k, const char *v,
-                                const vault_logger *lg, kms_error *err) {
+                                const kpc_logger *lg, kms_error *err) {
   size_t n;
   const setting_row *rows = setting_rows(&n);
   for (size_t i = 0; i < n; i++)
@@ -687,9 +687,9 @@ static kms_status apply_setting(vault_config *cfg, const char *k, const char *v,
   for (const char *p = k; plain && *p; p++)
     plain = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_';
   if (plain)
-    vault_logf(lg, KMS_LOG_WARN, "ignoring unknown setting '%s' (see the plugin README)", k);
+    kpc_logf(lg, KMS_LOG_WARN, "ignoring unknown setting '%s' (see the plugin README)", k);
   else
-    vault_logf(lg, KMS_LOG_WARN,
+    kpc_logf(lg, KMS_LOG_WARN,
                "ignoring an unknown setting whose name is not [a-z0-9_] (name not shown)");
   return KMS_OK;
 }
@@ -701,19 +701,19 @@ void vault_config_free(vault_config *cfg) {
   free(cfg->login_namespace);
   free(cfg->mount);
   free(cfg->prefix);
-  vault_wipe_free(cfg->token);
+  kpc_wipe_free(cfg->token);
   free(cfg->client_cert);
   free(cfg->client_key);
   free(cfg->cert_role);
   free(cfg->approle_role_id);
-  vault_wipe_free(cfg->approle_secret_id);
+  kpc_wipe_free(cfg->approle_secret_id);
   free(cfg->approle_mount);
   free(cfg->ca_file);
   free(cfg->ca_path);
   free(cfg->tls_server_name);
-  vault_wipe_free(cfg->proxy_explicit); /* proxy URLs may carry credentials */
-  vault_wipe_free(cfg->proxy_http);
-  vault_wipe_free(cfg->proxy_https);
+  kpc_wipe_free(cfg->proxy_explicit); /* proxy URLs may carry credentials */
+  kpc_wipe_free(cfg->proxy_http);
+  kpc_wipe_free(cfg->proxy_https);
   free(cfg->no_proxy);
   for (size_t i = 0; i < cfg->n_redirect_allowed_hosts; i++) free(cfg->redirect_allowed_hosts[i]);
   free(cfg->redirect_allowed_hosts);
@@ -798,7 +798,7 @@ static kms_status choose_auth(vault_config *cfg, kms_error *err) {
 }
 
 /* Where: address, namespaces, mount, prefix. */
-static kms_status load_where(vault_config *cfg, const env_ctx *e, const vault_logger *lg,
+static kms_status load_where(vault_config *cfg, const env_ctx *e, const kpc_logger *lg,
                              kms_error *err) {
   kms_status st;
   const char *which, *v;
@@ -977,7 +977,7 @@ static void set_defaults(vault_config *cfg) {
 }
 
 static kms_status load(vault_config *cfg, env_ctx *e, const kms_setting *settings,
-                       size_t n_settings, const vault_logger *lg, kms_error *err) {
+                       size_t n_settings, const kpc_logger *lg, kms_error *err) {
   kms_status st;
   set_defaults(cfg);
   pick_family(e, lg);
@@ -998,7 +998,7 @@ static kms_status load(vault_config *cfg, env_ctx *e, const kms_setting *setting
   if ((st = choose_auth(cfg, err)) != KMS_OK) return st;
 
   if (cfg->skip_verify && strncmp(cfg->addr, "https://", 8) == 0)
-    vault_logf(lg, KMS_LOG_WARN,
+    kpc_logf(lg, KMS_LOG_WARN,
                "%s turns TLS verification off: the Vault server's TLS certificate is NOT "
                "verified, so anyone on the network path can impersonate it; use VAULT_CACERT "
                "(or SSL_CERT_FILE) instead", cfg->skip_verify_var);
@@ -1006,7 +1006,7 @@ static kms_status load(vault_config *cfg, env_ctx *e, const kms_setting *setting
 }
 
 kms_status vault_config_load(vault_config *cfg, const kms_host *host, const kms_setting *settings,
-                             size_t n_settings, const vault_logger *lg, kms_error *err) {
+                             size_t n_settings, const kpc_logger *lg, kms_error *err) {
   memset(cfg, 0, sizeof *cfg);
   env_ctx e = {host, NULL};
   kms_status st = load(cfg, &e, settings, n_settings, lg, err);

@@ -23,7 +23,8 @@
 #define VAULT_CONFIG_H
 
 #include "kms_plugin.h"
-#include "logging.h"
+#include "common.h"
+#include "kpc_log.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -135,7 +136,7 @@ typedef struct vault_config {
  * *cfg freed. Warnings (unknown setting, VAULT_SKIP_VERIFY) go to `lg`.
  */
 kms_status vault_config_load(vault_config *cfg, const kms_host *host, const kms_setting *settings,
-                             size_t n_settings, const vault_logger *lg, kms_error *err);
+                             size_t n_settings, const kpc_logger *lg, kms_error *err);
 
 /* Wipe credentials and free everything. Safe on a zeroed or freed struct. */
 void vault_config_free(vault_config *cfg);

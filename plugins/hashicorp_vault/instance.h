@@ -10,26 +10,26 @@
 #define VAULT_INSTANCE_H
 
 #include "auth.h"
-#include "cache.h"
+#include "kpc_cache.h"
 #include "common.h"
 #include "config.h"
 #include "http.h"
 #include "kms_plugin_util.h"
 #include "kv2.h"
-#include "logging.h"
+#include "kpc_log.h"
 #include "refresher.h"
 
 typedef struct vault_bg vault_bg;       /* abi11.c: background fetches of NONBLOCKING reads */
 typedef struct vault_locs vault_locs;   /* abi11.c: location overrides seen, for notify */
 
 struct kms_instance {
-  vault_logger lg;
-  vault_clock clock; /* CLOCK_MONOTONIC (zeroed); one clock for http, auth, cache, refresher */
+  kpc_logger lg;
+  kpc_clock clock; /* CLOCK_MONOTONIC (zeroed); one clock for http, auth, cache, refresher */
   vault_config cfg;
   kv2_layout layout;
   vault_http *http;
   vault_auth *auth;
-  vault_cache *cache;
+  kpc_cache *cache;
   vault_refresher *refresher; /* NULL unless background_refresh */
   kms_stats *stats;           /* health counters (thread-safe) */
   int reachable, authenticated; /* atomic: last observation, -1 unknown */
@@ -50,13 +50,13 @@ vault_call_ctx vault_call_start(kms_instance *in);
 /* One Vault request with the current token (403: one re-login and retry). */
 kms_status vault_call(const vault_call_ctx *k, const char *op, const char *method,
                       const char *url, const char *body, size_t body_len,
-                      vault_http_response *resp, kms_error *err);
+                      kpc_http_response *resp, kms_error *err);
 
 /* The cache's fetch (ctx: a vault_call_ctx; a deadline of 0 is set to the
  * call's deadline here, when the first fetch starts). The key is a data URL,
  * optionally followed by "?version=N" and "#f=<field>" (read that field
  * instead of "key"): see abi11.c. */
-kms_status vault_fetch_secret(void *ctx, const char *key, vault_cache_value *out,
+kms_status vault_fetch_secret(void *ctx, const char *key, kpc_cache_value *out,
                               kms_error *err);
 
 /* Adds the plugin's name to err's message; returns st. */
@@ -65,7 +65,7 @@ kms_status vault_boundary(kms_status st, kms_error *err);
 /* Count a slot's outcome for health and add the plugin's name. */
 kms_status vault_slot_end(kms_instance *in, kms_status st, kms_error *err);
 
-/* Count a read's cache outcome (flags from vault_cache_*). */
+/* Count a read's cache outcome (flags from kpc_cache_*). */
 void vault_count_read(kms_instance *in, kms_status st, unsigned flags);
 
 /* The cache's change observer (ctx: the instance): host->notify. */

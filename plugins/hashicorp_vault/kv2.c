@@ -136,53 +136,6 @@ kms_status kv2_url_to(const kv2_layout *l, kv2_kind kind, const char *name, char
 
 /* ---- bodies ------------------------------------------------------------ */
 
-int kv2_utf8_valid(const unsigned char *s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    unsigned char c = s[i];
-    size_t k;
-    uint32_t cp;
-    if (c < 0x80) {
-      i++;
-      continue;
-    } else if ((c & 0xe0) == 0xc0) {
-      k = 1, cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      k = 2, cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      k = 3, cp = c & 0x07;
-    } else {
-      return 0;
-    }
-    for (size_t j = 1; j <= k; j++) {
-      if (i + j >= n || (s[i + j] & 0xc0) != 0x80) return 0;
-      cp = (cp << 6) | (s[i + j] & 0x3f);
-    }
-    if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-      return 0;
-    i += k + 1;
-  }
-  return 1;
-}
-
-/* Print `root` into a buffer sized for the worst case (every byte escaped as
- * \u00XX), so cJSON never reallocates (and leaves no unwiped copy). */
-static kms_status print_wiped(cJSON *root, size_t payload, char **body, size_t *body_len,
-                              kms_error *err) {
-  size_t cap = payload * 6 + 256;
-  char *buf = malloc(cap);
-  if (!buf) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-  if (!cJSON_PrintPreallocated(root, buf, (int)cap, 0)) {
-    OPENSSL_cleanse(buf, cap);
-    free(buf);
-    return kms_error_set(err, KMS_INTERNAL, 0, "could not encode the request body");
-  }
-  *body_len = strlen(buf);
-  *body = buf;
-  return KMS_OK;
-}
-
 kms_status kv2_write_body(const char *value, size_t len, int cas, uint64_t cas_version,
                           char **body, size_t *body_len, kms_error *err) {
   return kv2_write_body_desc(value, len, NULL, cas, cas_version, body, body_len, err);
@@ -191,7 +144,7 @@ kms_status kv2_write_body(const char *value, size_t len, int cas, uint64_t cas_v
 /* Checks of a description (the same wherever it is stored). */
 static kms_status check_description(const char *description, kms_error *err) {
   size_t len = strlen(description);
-  if (!kv2_utf8_valid((const unsigned char *)description, len))
+  if (!kpc_utf8_valid((const unsigned char *)description, len))
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "description is not valid UTF-8");
   if (len > KV2_DESCRIPTION_MAX)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "description is %zu bytes; at most %d",
@@ -210,7 +163,7 @@ kms_status kv2_write_body_desc(const char *value, size_t len, const char *descri
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                          "secret value contains a NUL byte; Vault KV stores text (encode binary "
                          "values, e.g. base64)");
-  if (!kv2_utf8_valid((const unsigned char *)value, len))
+  if (!kpc_utf8_valid((const unsigned char *)value, len))
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                          "secret value is not valid UTF-8; Vault KV stores text (encode binary "
                          "values, e.g. base64)");
@@ -227,9 +180,9 @@ kms_status kv2_write_body_desc(const char *value, size_t len, const char *descri
   free(copy);
   if (!root || !data || !str) {
     st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-    vault_json_wipe_delete(str);
-    vault_json_wipe_delete(data);
-    vault_json_wipe_delete(root);
+    kpc_json_wipe_delete(str);
+    kpc_json_wipe_delete(data);
+    kpc_json_wipe_delete(root);
     return st;
   }
   cJSON_AddItemToObject(data, "key", str);
@@ -243,8 +196,8 @@ kms_status kv2_write_body_desc(const char *value, size_t len, const char *descri
       st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   }
   if (st == KMS_OK)
-    st = print_wiped(root, len + (description ? strlen(description) : 0), body, body_len, err);
-  vault_json_wipe_delete(root);
+    st = kpc_json_print_wiped(root, len + (description ? strlen(description) : 0), body, body_len, err);
+  kpc_json_wipe_delete(root);
   return st;
 }
 
@@ -261,7 +214,7 @@ kms_status kv2_metadata_body(const char *description, char **body, size_t *body_
     cJSON_Delete(root);
     return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   }
-  kms_status st = print_wiped(root, len, body, body_len, err);
+  kms_status st = kpc_json_print_wiped(root, len, body, body_len, err);
   cJSON_Delete(root);
   return st;
 }
@@ -302,7 +255,7 @@ static int key_lost_nul(const char *body, size_t len, const char *field, size_t 
   cJSON *inner = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "data") : NULL;
   cJSON *key = cJSON_IsObject(inner) ? cJSON_GetObjectItemCaseSensitive(inner, field) : NULL;
   int lost = !cJSON_IsString(key) || !key->valuestring || strlen(key->valuestring) != decoded_len;
-  vault_json_wipe_delete(root);
+  kpc_json_wipe_delete(root);
   return lost;
 }
 
@@ -322,7 +275,7 @@ kms_status kv2_parse_read_field(const char *body, size_t len, const char *name,
                          "read '%.100s': the response holds a raw NUL byte, which JSON never "
                          "does; refused rather than cut short (is HCP_VAULT_ADDR a Vault "
                          "server?)", name);
-  cJSON *root = vault_json_parse(body, len);
+  cJSON *root = kpc_json_parse(body, len);
   if (!root)
     return kms_error_set(err, KMS_INTERNAL, 200,
                          "read '%.100s': Vault answered HTTP 200 with a body that is not JSON "
@@ -371,7 +324,7 @@ kms_status kv2_parse_read_field(const char *body, size_t len, const char *name,
                        "cannot be returned intact; store binary secrets base64-encoded", name);
     goto out;
   }
-  if (!kv2_utf8_valid((const unsigned char *)key->valuestring, n)) {
+  if (!kpc_utf8_valid((const unsigned char *)key->valuestring, n)) {
     st = kms_error_set(err, KMS_UNSUPPORTED, 200,
                        "read '%.100s': the value is not valid UTF-8 (as a write would refuse); "
                        "store binary secrets base64-encoded", name);
@@ -388,24 +341,24 @@ kms_status kv2_parse_read_field(const char *body, size_t len, const char *name,
   *version = json_version(cJSON_IsObject(md) ? cJSON_GetObjectItemCaseSensitive(md, "version")
                                              : NULL);
 out:
-  vault_json_wipe_delete(root);
+  kpc_json_wipe_delete(root);
   return st;
 }
 
 int64_t kv2_parse_write_version(const char *body, size_t len) {
   int64_t v = 0;
-  cJSON *root = vault_json_parse(body, len);
+  cJSON *root = kpc_json_parse(body, len);
   cJSON *data = root ? cJSON_GetObjectItemCaseSensitive(root, "data") : NULL;
   v = json_version(cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "version")
                                         : NULL);
-  vault_json_wipe_delete(root);
+  kpc_json_wipe_delete(root);
   return v;
 }
 
 /* For a 404: is the body a KV v2 envelope of a deleted or destroyed version? */
 static const char *deleted_state(const char *body, size_t len, int64_t *version) {
   const char *r = NULL;
-  cJSON *root = vault_json_parse(body, len);
+  cJSON *root = kpc_json_parse(body, len);
   cJSON *data = root ? cJSON_GetObjectItemCaseSensitive(root, "data") : NULL;
   cJSON *md = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "metadata") : NULL;
   if (cJSON_IsObject(md)) {
@@ -415,7 +368,7 @@ static const char *deleted_state(const char *body, size_t len, int64_t *version)
     if (cJSON_IsTrue(destroyed)) r = "destroyed";
     else if (cJSON_IsString(dt) && dt->valuestring && *dt->valuestring) r = "deleted";
   }
-  vault_json_wipe_delete(root);
+  kpc_json_wipe_delete(root);
   return r;
 }
 
@@ -423,7 +376,7 @@ static int contains(const char *hay, const char *needle) { return strstr(hay, ne
 
 kms_status kv2_parse_list(const char *body, size_t len, const char *path,
                           int (*fn)(void *ctx, const char *key), void *ctx, kms_error *err) {
-  cJSON *root = vault_json_parse(body, len);
+  cJSON *root = kpc_json_parse(body, len);
   cJSON *data = root ? cJSON_GetObjectItemCaseSensitive(root, "data") : NULL;
   cJSON *keys = cJSON_IsObject(data) ? cJSON_GetObjectItemCaseSensitive(data, "keys") : NULL;
   if (!cJSON_IsArray(keys)) {

@@ -30,7 +30,7 @@
 
 #define VAULT_PLUGIN_VERSION "0.2.0"
 
-static kms_status fetch_background(void *ctx, const char *url, vault_cache_value *out,
+static kms_status fetch_background(void *ctx, const char *url, kpc_cache_value *out,
                                    kms_error *err);
 
 /* Messages are written without the plugin's name; it is added here, once,
@@ -52,7 +52,7 @@ static void vp_destroy(kms_instance *in) {
   if (!in) return;
   vault_abi11_free(in); /* first: its thread uses everything below */
   vault_refresher_stop(in->refresher);
-  vault_cache_free(in->cache);
+  kpc_cache_free(in->cache);
   vault_auth_free(in->auth);
   vault_http_free(in->http);
   kv2_layout_free(&in->layout);
@@ -71,6 +71,7 @@ static kms_status create(const kms_host *host, const kms_setting *settings, size
   kms_instance *in = calloc(1, sizeof *in);
   if (!in) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   in->lg.host = host;
+  in->lg.prefix = VAULT_MSG_PREFIX;
   in->reachable = in->authenticated = -1;
   pthread_mutex_init(&in->mu, NULL);
   in->stats = kms_stats_new();
@@ -86,7 +87,7 @@ static kms_status create(const kms_host *host, const kms_setting *settings, size
     /* background refresh only when something is cached and read */
     int bg = in->cfg.background_refresh && in->cfg.refresh_interval_s > 0 &&
              in->cfg.access_mode != VAULT_ACCESS_WRITE_ONLY;
-    vault_cache_options co = {
+    kpc_cache_options co = {
       .ttl_ms = in->cfg.refresh_interval_s * 1000,
       .stale_ms = in->cfg.stale_if_error_s * 1000,
       .stale_retry_ms = in->cfg.stale_retry_ms,
@@ -97,7 +98,7 @@ static kms_status create(const kms_host *host, const kms_setting *settings, size
       .changed = vault_on_change,
       .changed_ctx = in,
     };
-    in->cache = vault_cache_new(&co);
+    in->cache = kpc_cache_new(&co);
     if (!in->cache) st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
     if (st == KMS_OK && bg) {
       vault_refresher_deps d = {in->cache, fetch_background, in,        in->auth,
@@ -126,7 +127,7 @@ vault_call_ctx vault_call_start(kms_instance *in) {
  * supply a new token, and the request is repeated once (never more). */
 kms_status vault_call(const vault_call_ctx *k, const char *op, const char *method,
                              const char *url, const char *body, size_t body_len,
-                             vault_http_response *resp, kms_error *err) {
+                             kpc_http_response *resp, kms_error *err) {
   kms_instance *in = k->in;
   kms_status st = KMS_OK;
   for (int round = 0; round < 2; round++) {
@@ -146,7 +147,7 @@ kms_status vault_call(const vault_call_ctx *k, const char *op, const char *metho
     if (resp->status != 401 && resp->status != 403)
       __atomic_store_n(&in->authenticated, 1, __ATOMIC_RELAXED);
     if (resp->status == 403 && round == 0 && vault_auth_forbidden(in->auth, gen, k->deadline)) {
-      vault_http_response_clear(resp);
+      kpc_http_response_clear(resp);
       continue;
     }
     break;
@@ -157,7 +158,7 @@ kms_status vault_call(const vault_call_ctx *k, const char *op, const char *metho
 /* The cache's fetch: ctx is the calling vault_call_ctx. The key is a data
  * URL, possibly with "?version=N" (sent as is) and "#f=<field>" (read that
  * field: cut before sending). */
-kms_status vault_fetch_secret(void *ctx, const char *key, vault_cache_value *out,
+kms_status vault_fetch_secret(void *ctx, const char *key, kpc_cache_value *out,
                               kms_error *err) {
   vault_call_ctx *k = ctx;
   if (!k->deadline) k->deadline = vault_http_deadline(k->in->http); /* see read_cached */
@@ -166,8 +167,8 @@ kms_status vault_fetch_secret(void *ctx, const char *key, vault_cache_value *out
   char *url = hash ? strndup(key, (size_t)(hash - key)) : NULL;
   if (hash && !url) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   const char *u = url ? url : key;
-  const char *path = vault_url_path(k->in->cfg.addr, u);
-  vault_http_response resp;
+  const char *path = kpc_url_path(k->in->cfg.addr, u);
+  kpc_http_response resp;
   kms_status st = vault_call(k, "read", "GET", u, NULL, 0, &resp, err);
   if (st == KMS_OK) {
     if (resp.status == 200)
@@ -175,14 +176,14 @@ kms_status vault_fetch_secret(void *ctx, const char *key, vault_cache_value *out
                                 &out->len, &out->version, err);
     else
       st = kv2_map_status("read", path, resp.status, resp.body, resp.len, resp.attempts, 1, err);
-    vault_http_response_clear(&resp);
+    kpc_http_response_clear(&resp);
   }
   free(url);
   return st;
 }
 
 /* The background refresher's fetch (ctx is the instance): a call of its own. */
-static kms_status fetch_background(void *ctx, const char *url, vault_cache_value *out,
+static kms_status fetch_background(void *ctx, const char *url, kpc_cache_value *out,
                                    kms_error *err) {
   vault_call_ctx k = vault_call_start(ctx);
   return vault_fetch_secret(&k, url, out, err);
@@ -198,33 +199,33 @@ static kms_status read_secret(kms_instance *in, const char *name, kms_secret **o
   char *url = NULL;
   kms_status st = kv2_url(&in->layout, KV2_DATA, name, &url, err);
   if (st != KMS_OK) return st;
-  vault_cache_value v;
+  kpc_cache_value v;
   unsigned flags = 0;
   kms_error why;
   kms_error_clear(&why);
   vault_call_ctx k = {in, 0}; /* the deadline starts with a fetch: a hit reads no clock */
-  st = vault_cache_get(in->cache, url, 0, vault_fetch_secret, &k, &v, &flags, &why);
+  st = kpc_cache_get(in->cache, url, 0, vault_fetch_secret, &k, &v, &flags, &why);
   vault_count_read(in, st, flags);
   free(url);
   if (st != KMS_OK) {
     if (err) *err = why;
     return st;
   }
-  if (flags & VAULT_CACHE_WARN)
-    vault_logf(&in->lg, KMS_LOG_WARN,
+  if (flags & KPC_CACHE_WARN)
+    kpc_logf(&in->lg, KMS_LOG_WARN,
                "Vault is unavailable, serving cached secrets marked stale (for up to %lld s "
                "after expiry, setting stale_if_error): %s",
                (long long)in->cfg.stale_if_error_s, why.message);
   kms_secret *s = calloc(1, sizeof *s);
   if (!s) {
-    vault_cache_value_clear(&v);
+    kpc_cache_value_clear(&v);
     return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   }
   s->struct_size = sizeof *s;
   s->value = v.data;
   s->length = v.len;
   s->version = v.version;
-  s->flags = (flags & VAULT_CACHE_STALE) ? KMS_SECRET_STALE : 0;
+  s->flags = (flags & KPC_CACHE_STALE) ? KMS_SECRET_STALE : 0;
   *out = s;
   return KMS_OK;
 }
@@ -261,30 +262,30 @@ kms_status vault_do_write(kms_instance *in, const kv2_layout *l, const char *nam
   size_t body_len = 0;
   kms_status st = kv2_url(l, KV2_DATA, name, &url, err);
   if (st != KMS_OK) return st;
-  const char *path = vault_url_path(in->cfg.addr, url);
+  const char *path = kpc_url_path(in->cfg.addr, url);
   if ((st = kv2_write_body_desc(value, len, description, cas, cas_version, &body, &body_len,
                                 err)) != KMS_OK) {
     free(url);
     return st;
   }
-  vault_http_response resp;
+  kpc_http_response resp;
   vault_call_ctx k = vault_call_start(in);
   st = vault_call(&k, "write", "POST", url, body, body_len, &resp, err);
   kv2_free_body(body, body_len);
   if (st == KMS_OK) {
     if (resp.status == 200 || resp.status == 204) {
       int64_t version = kv2_parse_write_version(resp.body, resp.len);
-      vault_cache_invalidate_all(in->cache, url); /* version pins, fields, a cached "not found" */
+      kpc_cache_invalidate_all(in->cache, url); /* version pins, fields, a cached "not found" */
       if (in->cfg.access_mode == VAULT_ACCESS_READ_AND_WRITE)
-        vault_cache_put(in->cache, url, value, len, version);
+        kpc_cache_put(in->cache, url, value, len, version);
       else
-        vault_cache_invalidate(in->cache, url);
+        kpc_cache_invalidate(in->cache, url);
     } else {
       st = kv2_map_status("write", path, resp.status, resp.body, resp.len, resp.attempts, 1, err);
     }
-    vault_http_response_clear(&resp);
+    kpc_http_response_clear(&resp);
   }
-  if (st != KMS_OK) vault_cache_invalidate_all(in->cache, url); /* state unknown */
+  if (st != KMS_OK) kpc_cache_invalidate_all(in->cache, url); /* state unknown */
 
   if (st == KMS_OK && description && in->cfg.description_metadata) {
     char *murl = NULL;
@@ -294,9 +295,9 @@ kms_status vault_do_write(kms_instance *in, const kv2_layout *l, const char *nam
       kv2_free_body(body, body_len);
       if (st == KMS_OK) {
         if (resp.status != 200 && resp.status != 204)
-          st = kv2_map_status("write metadata", vault_url_path(in->cfg.addr, murl), resp.status,
+          st = kv2_map_status("write metadata", kpc_url_path(in->cfg.addr, murl), resp.status,
                               resp.body, resp.len, resp.attempts, 1, err);
-        vault_http_response_clear(&resp);
+        kpc_http_response_clear(&resp);
       }
     }
     free(murl);
@@ -328,18 +329,18 @@ kms_status vault_do_delete(kms_instance *in, const kv2_layout *l, const char *na
     return st;
   }
   const char *target = url ? url : data_url;
-  vault_cache_invalidate_all(in->cache, data_url);
-  vault_http_response resp;
+  kpc_cache_invalidate_all(in->cache, data_url);
+  kpc_http_response resp;
   vault_call_ctx k = vault_call_start(in);
   st = vault_call(&k, destroy ? "destroy" : "delete",
                   "DELETE", target, NULL, 0, &resp, err);
   if (st == KMS_OK) {
     if (resp.status != 200 && resp.status != 204 && resp.status != 404)
-      st = kv2_map_status("delete", vault_url_path(in->cfg.addr, target), resp.status, resp.body,
+      st = kv2_map_status("delete", kpc_url_path(in->cfg.addr, target), resp.status, resp.body,
                           resp.len, resp.attempts, 1, err);
-    vault_http_response_clear(&resp);
+    kpc_http_response_clear(&resp);
   }
-  vault_cache_invalidate_all(in->cache, data_url); /* a read may have raced the delete */
+  kpc_cache_invalidate_all(in->cache, data_url); /* a read may have raced the delete */
   free(data_url);
   free(url);
   return st;
@@ -361,19 +362,19 @@ static kms_status refresh(kms_instance *in, kms_error *err) {
   if (st != KMS_OK) return st;
   if (in->cfg.access_mode == VAULT_ACCESS_WRITE_ONLY) return KMS_OK;
   char **keys = NULL;
-  size_t n = vault_cache_keys(in->cache, &keys), failed = 0;
+  size_t n = kpc_cache_keys(in->cache, &keys), failed = 0;
   kms_error first;
   kms_error_clear(&first);
   for (size_t i = 0; i < n; i++) {
-    vault_cache_value v;
+    kpc_cache_value v;
     kms_error e;
     kms_error_clear(&e);
-    kms_status s = vault_cache_get(in->cache, keys[i], 1, vault_fetch_secret, &k, &v, NULL, &e);
-    vault_cache_value_clear(&v);
+    kms_status s = kpc_cache_get(in->cache, keys[i], 1, vault_fetch_secret, &k, &v, NULL, &e);
+    kpc_cache_value_clear(&v);
     if (s == KMS_OK || s == KMS_NOT_FOUND) continue; /* NOT_FOUND: evicted, as it should be */
     if (!failed++) first = e;
   }
-  vault_cache_keys_free(keys, n);
+  kpc_cache_keys_free(keys, n);
   if (failed)
     return kms_error_set(err, first.status, first.backend_status,
                          "refresh: %zu of %zu cached secrets could not be re-read; first: %.150s",

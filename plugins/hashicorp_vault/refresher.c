@@ -34,18 +34,18 @@ struct vault_refresher {
   int64_t checked_at;
 
   /* Used by the thread only. */
-  vault_rng rng;
+  kpc_rng rng;
   int64_t scan_ms, slack_ms, retry_ms, backoff0_ms;
   int64_t backoff_ms, backoff_until; /* Vault unavailable: no round before backoff_until */
   int64_t auth_gap_ms, auth_not_before;
   int failing; /* an outage was logged; log the recovery once */
 };
 
-static int64_t now_ms(const vault_refresher *r) { return vault_clock_now(r->d.clock); }
+static int64_t now_ms(const vault_refresher *r) { return kpc_clock_now(r->d.clock); }
 
 static int64_t clamp(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
 
-static int64_t jitter(vault_refresher *r, int64_t d) { return vault_rng_jitter(&r->rng, d); }
+static int64_t jitter(vault_refresher *r, int64_t d) { return kpc_rng_jitter(&r->rng, d); }
 
 static int stopping(vault_refresher *r) { return __atomic_load_n(&r->stop, __ATOMIC_ACQUIRE); }
 
@@ -79,7 +79,7 @@ static int64_t secrets(vault_refresher *r, int64_t now) {
   if (now < r->backoff_until) return r->backoff_until;
   char **keys = NULL;
   int64_t next = 0;
-  size_t n = vault_cache_due(r->d.cache, r->slack_ms, &keys, &next);
+  size_t n = kpc_cache_due(r->d.cache, r->slack_ms, &keys, &next);
   size_t tried = 0, failed = 0;
   int unavailable = 0;
   kms_error first;
@@ -88,7 +88,7 @@ static int64_t secrets(vault_refresher *r, int64_t now) {
     kms_error e;
     kms_error_clear(&e);
     int fetched = 0;
-    kms_status st = vault_cache_refresh_key(r->d.cache, keys[i], r->d.fetch, r->d.fetch_ctx,
+    kms_status st = kpc_cache_refresh_key(r->d.cache, keys[i], r->d.fetch, r->d.fetch_ctx,
                                             jitter(r, r->retry_ms), &fetched, &e);
     if (!fetched) continue;
     tried++;
@@ -100,7 +100,7 @@ static int64_t secrets(vault_refresher *r, int64_t now) {
       break;
     }
   }
-  vault_cache_keys_free(keys, n);
+  kpc_cache_keys_free(keys, n);
   if (stopping(r)) return 0;
   now = now_ms(r);
   if (unavailable) {
@@ -114,13 +114,13 @@ static int64_t secrets(vault_refresher *r, int64_t now) {
   /* Log outside every lock; once per outage, never a value or a token. */
   if (failed && !r->failing) {
     r->failing = 1;
-    vault_logf(r->d.lg, KMS_LOG_WARN,
+    kpc_logf(r->d.lg, KMS_LOG_WARN,
                "background refresh: %zu of %zu secrets could not be re-read; the cached values "
                "are kept (served until they expire, then stale_if_error applies); first: %.200s",
                failed, tried, first.message);
   } else if (!failed && tried && r->failing) {
     r->failing = 0;
-    vault_logf(r->d.lg, KMS_LOG_INFO, "background refresh: secrets are re-read again");
+    kpc_logf(r->d.lg, KMS_LOG_INFO, "background refresh: secrets are re-read again");
   }
   OPENSSL_cleanse(&first, sizeof first);
   return next;
@@ -139,7 +139,7 @@ static void *run(void *arg) {
       r->checked_at = t;
       pthread_cond_broadcast(&r->idle);
       struct timespec ts;
-      vault_timespec_in(left, &ts);
+      kpc_timespec_in(left, &ts);
       int rc = pthread_cond_timedwait(&r->cv, &r->mu, &ts);
       if (rc != 0 && rc != ETIMEDOUT && rc != EINTR) break;
     }
@@ -173,11 +173,11 @@ kms_status vault_refresher_start(const vault_refresher_deps *deps, vault_refresh
   r->retry_ms = clamp(ttl / 10, 250, MAX_BACKOFF_MS);
   r->backoff0_ms = r->backoff_ms = clamp(ttl / 10, 250, 5000);
   r->auth_gap_ms = 1000;
-  vault_rng_seed(&r->rng, 0, r);
+  kpc_rng_seed(&r->rng, 0, r);
   r->checked_at = INT64_MIN;
   pthread_mutex_init(&r->mu, NULL);
-  vault_cond_init(&r->cv);
-  vault_cond_init(&r->idle);
+  kpc_cond_init(&r->cv);
+  kpc_cond_init(&r->idle);
 
   /* The thread blocks the asynchronous signals: the host's handlers run on
    * its own threads, never on ours (faults still reach their handlers). */
@@ -220,7 +220,7 @@ void vault_refresher_stop(vault_refresher *r) {
 int vault_refresher_settle(vault_refresher *r, int64_t timeout_ms) {
   int64_t at = now_ms(r);
   struct timespec ts;
-  vault_timespec_in(timeout_ms, &ts);
+  kpc_timespec_in(timeout_ms, &ts);
   int rc = 0;
   pthread_mutex_lock(&r->mu);
   pthread_cond_broadcast(&r->cv); /* look at the (advanced) clock again */

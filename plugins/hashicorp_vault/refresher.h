@@ -9,10 +9,10 @@
  *   - credentials: when the auth provider's token is due for renewal
  *     (vault_auth_renew_due_ms), it asks for the token (vault_auth_token),
  *     which renews it (or logs in again) exactly as a request would;
- *   - secrets: it takes the cache's due list (vault_cache_due: values still
+ *   - secrets: it takes the cache's due list (kpc_cache_due: values still
  *     fresh and past their refresh point, a random point between 75% and 90%
  *     of the TTL drawn per entry, so secrets and gateway replicas spread
- *     out) and re-reads each with vault_cache_refresh_key, i.e. through the
+ *     out) and re-reads each with kpc_cache_refresh_key, i.e. through the
  *     same fetch as reads: single-flight, token, 403 re-login, retries and
  *     the cache update. A failure keeps the cached value (it is served until
  *     it expires; then the read path's stale-if-error rules apply) and moves
@@ -37,10 +37,10 @@
 #define VAULT_REFRESHER_H
 
 #include "auth.h"
-#include "cache.h"
+#include "kpc_cache.h"
 #include "http.h"
 #include "kms_plugin.h"
-#include "logging.h"
+#include "kpc_log.h"
 
 #include <stdint.h>
 
@@ -52,14 +52,14 @@ typedef struct vault_refresher vault_refresher;
 
 /* Everything the thread uses; borrowed, must outlive vault_refresher_stop. */
 typedef struct vault_refresher_deps {
-  vault_cache *cache;         /* created with VAULT_REFRESH_LO_PM/HI_PM */
-  vault_cache_fetch_fn fetch; /* the read path's fetch (plugin.c) */
+  kpc_cache *cache;         /* created with VAULT_REFRESH_LO_PM/HI_PM */
+  kpc_cache_fetch_fn fetch; /* the read path's fetch (plugin.c) */
   void *fetch_ctx;
   vault_auth *auth;
   vault_http *http; /* cancelled by vault_refresher_stop */
-  const vault_logger *lg;
+  const kpc_logger *lg;
   int64_t ttl_ms; /* the cache TTL (> 0) */
-  const vault_clock *clock; /* the instance's clock (NULL: CLOCK_MONOTONIC) */
+  const kpc_clock *clock; /* the instance's clock (NULL: CLOCK_MONOTONIC) */
 } vault_refresher_deps;
 
 /* Start the thread. KMS_INTERNAL (with the reason) if it cannot be created.

@@ -2,7 +2,7 @@
  * fuzz_kv2_names.c -- secret names, namespace, mount and path prefix through
  * vault_config_load (the real normalisation of HCP_VAULT_SECRET_NAMESPACE,
  * HCP_VAULT_MOUNT_NAME, HCP_VAULT_PATH_PREFIX, served by a kms_host getenv)
- * and the KV v2 URL builder (kv2_layout_init, kv2_url, vault_url_path).
+ * and the KV v2 URL builder (kv2_layout_init, kv2_url, kpc_url_path).
  *
  * Input: NUL-separated fields "namespace\0mount\0prefix\0name\0name\0...".
  * A missing or empty field leaves the variable unset. A config the loader
@@ -103,8 +103,8 @@ static void check_url(const kv2_layout *l, const vault_config *cfg, kv2_kind kin
                       const char *name, const char *url) {
   FUZZ_CHECK(strncmp(url, ADDR, strlen(ADDR)) == 0, "URL '%s' does not start with the address",
              url);
-  const char *path = vault_url_path(cfg->addr, url);
-  FUZZ_CHECK(path == url + strlen(ADDR), "vault_url_path does not skip the address");
+  const char *path = kpc_url_path(cfg->addr, url);
+  FUZZ_CHECK(path == url + strlen(ADDR), "kpc_url_path does not skip the address");
   size_t cap = strlen(path) + 1;
   char *dec = malloc(cap), *want = malloc(cap + 64);
   if (!dec || !want) abort();

@@ -195,7 +195,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
 
   kms_host host = {sizeof host, KMS_ABI_MAJOR, KMS_ABI_MINOR, &env, on_log, fuzz_env_get, NULL};
-  vault_logger lg = {&host};
+  kpc_logger lg = {&host, VAULT_MSG_PREFIX};
   vault_config cfg;
   kms_error err;
   memset(&err, 0, sizeof err);

@@ -507,12 +507,12 @@ static void test_relogin_still_denied_no_loop(void **state) {
 
 typedef struct clocked {
   it_host h;
-  vault_logger lg;
+  kpc_logger lg;
   vault_config cfg;
   vault_http *http;
   vault_auth *auth;
   int64_t now;
-  vault_clock clk;
+  kpc_clock clk;
 } clocked;
 
 static int64_t fake_now(void *ctx) { return *(const int64_t *)ctx; }
@@ -524,8 +524,9 @@ static void clocked_start(clocked *k, const char *const *env) {
   it_set(&k->h, "VAULT_CACERT", g_ca);
   for (size_t i = 0; env && env[i]; i += 2) it_set(&k->h, env[i], env[i + 1]);
   k->lg.host = &k->h.host;
+  k->lg.prefix = VAULT_MSG_PREFIX;
   k->now = 1000000;
-  k->clk = (vault_clock){.now_ms = fake_now, .ctx = &k->now};
+  k->clk = (kpc_clock){.now_ms = fake_now, .ctx = &k->now};
   kms_error err;
   if (vault_config_load(&k->cfg, &k->h.host, NULL, 0, &k->lg, &err) != KMS_OK ||
       vault_http_new(&k->cfg, &k->lg, &k->clk, &k->http, &err) != KMS_OK ||

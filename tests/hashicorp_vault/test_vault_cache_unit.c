@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "cache.h"
+#include "kpc_cache.h"
 #include "kms_plugin_util.h"
 
 #include <pthread.h>
@@ -32,13 +32,13 @@ typedef struct fake {
   pthread_cond_t cv;
   int release; /* fetch blocks until set (when block is set) */
   int block;
-  vault_cache *cache; /* for a fetch that writes during the fetch */
+  kpc_cache *cache; /* for a fetch that writes during the fetch */
   int write_during_fetch;
 } fake;
 
 static int64_t fake_clock(void *ctx) { return ((fake *)ctx)->now; }
 
-static kms_status fake_fetch(void *ctx, const char *key, vault_cache_value *out, kms_error *err) {
+static kms_status fake_fetch(void *ctx, const char *key, kpc_cache_value *out, kms_error *err) {
   fake *f = ctx;
   pthread_mutex_lock(&f->mu);
   f->calls++;
@@ -46,7 +46,7 @@ static kms_status fake_fetch(void *ctx, const char *key, vault_cache_value *out,
   kms_status st = f->next;
   const char *v = f->value;
   pthread_mutex_unlock(&f->mu);
-  if (f->write_during_fetch) vault_cache_put(f->cache, key, "newer", 5, 99);
+  if (f->write_during_fetch) kpc_cache_put(f->cache, key, "newer", 5, 99);
   if (st != KMS_OK) return kms_error_set(err, st, 503, "backend says %d", (int)st);
   out->len = strlen(v);
   out->data = malloc(out->len + 1);
@@ -55,45 +55,45 @@ static kms_status fake_fetch(void *ctx, const char *key, vault_cache_value *out,
   return KMS_OK;
 }
 
-static vault_cache *mk(fake *f, int64_t ttl, int64_t stale, int64_t stale_retry) {
+static kpc_cache *mk(fake *f, int64_t ttl, int64_t stale, int64_t stale_retry) {
   memset(f, 0, sizeof *f);
   pthread_mutex_init(&f->mu, NULL);
   pthread_cond_init(&f->cv, NULL);
   f->now = 1000;
   f->value = "v1";
   f->version = 1;
-  vault_cache_options o = {.ttl_ms = ttl, .stale_ms = stale, .stale_retry_ms = stale_retry,
+  kpc_cache_options o = {.ttl_ms = ttl, .stale_ms = stale, .stale_retry_ms = stale_retry,
                            .clock = {.now_ms = fake_clock, .ctx = f}};
-  f->cache = vault_cache_new(&o);
+  f->cache = kpc_cache_new(&o);
   assert_non_null(f->cache);
   return f->cache;
 }
 
 /* A cache with background refresh points between 750 and 900 permille. */
-static vault_cache *mk_bg(fake *f, int64_t ttl, int64_t stale) {
+static kpc_cache *mk_bg(fake *f, int64_t ttl, int64_t stale) {
   mk(f, ttl, stale, 0);
-  vault_cache_free(f->cache);
-  vault_cache_options o = {.ttl_ms = ttl, .stale_ms = stale, .clock = {.now_ms = fake_clock, .ctx = f},
+  kpc_cache_free(f->cache);
+  kpc_cache_options o = {.ttl_ms = ttl, .stale_ms = stale, .clock = {.now_ms = fake_clock, .ctx = f},
                            .refresh_lo_pm = 750, .refresh_hi_pm = 900, .seed = 42};
-  f->cache = vault_cache_new(&o);
+  f->cache = kpc_cache_new(&o);
   assert_non_null(f->cache);
   return f->cache;
 }
 
 static kms_status get(fake *f, const char *key, char *val, size_t vs, unsigned *flags) {
-  vault_cache_value v;
+  kpc_cache_value v;
   kms_error err;
   kms_error_clear(&err);
   unsigned fl = 0;
-  kms_status st = vault_cache_get(f->cache, key, 0, fake_fetch, f, &v, &fl, &err);
+  kms_status st = kpc_cache_get(f->cache, key, 0, fake_fetch, f, &v, &fl, &err);
   if (flags) *flags = fl;
   if (val) snprintf(val, vs, "%s", st == KMS_OK ? v.data : "");
-  vault_cache_value_clear(&v);
+  kpc_cache_value_clear(&v);
   return st;
 }
 
 static void done(fake *f) {
-  vault_cache_free(f->cache);
+  kpc_cache_free(f->cache);
   pthread_mutex_destroy(&f->mu);
   pthread_cond_destroy(&f->cv);
 }
@@ -110,13 +110,13 @@ static void test_ttl(void **state) {
   f.now += 999;
   assert_int_equal(get(&f, "a", v, sizeof v, &fl), KMS_OK);
   assert_string_equal(v, "v1");
-  assert_int_equal(fl, VAULT_CACHE_HIT);
+  assert_int_equal(fl, KPC_CACHE_HIT);
   assert_int_equal(f.calls, 1);
   f.now += 1;
   assert_int_equal(get(&f, "a", v, sizeof v, &fl), KMS_OK);
   assert_string_equal(v, "v2");
   assert_int_equal(f.calls, 2);
-  assert_int_equal(vault_cache_size(f.cache), 1);
+  assert_int_equal(kpc_cache_size(f.cache), 1);
   done(&f);
 }
 
@@ -125,9 +125,9 @@ static void test_ttl_zero_disables(void **state) {
   mk(&f, 0, 60000, 0);
   for (int i = 0; i < 3; i++) assert_int_equal(get(&f, "a", NULL, 0, NULL), KMS_OK);
   assert_int_equal(f.calls, 3);
-  assert_int_equal(vault_cache_size(f.cache), 0);
-  vault_cache_put(f.cache, "a", "x", 1, 2);
-  assert_int_equal(vault_cache_size(f.cache), 0);
+  assert_int_equal(kpc_cache_size(f.cache), 0);
+  kpc_cache_put(f.cache, "a", "x", 1, 2);
+  assert_int_equal(kpc_cache_size(f.cache), 0);
   done(&f);
 }
 
@@ -135,16 +135,16 @@ static void test_put_and_invalidate(void **state) {
   fake f;
   mk(&f, 1000, 0, 0);
   char v[32];
-  vault_cache_put(f.cache, "a", "written", 7, 5);
+  kpc_cache_put(f.cache, "a", "written", 7, 5);
   assert_int_equal(get(&f, "a", v, sizeof v, NULL), KMS_OK);
   assert_string_equal(v, "written");
   assert_int_equal(f.calls, 0);
-  vault_cache_invalidate(f.cache, "a");
-  assert_int_equal(vault_cache_size(f.cache), 0);
+  kpc_cache_invalidate(f.cache, "a");
+  assert_int_equal(kpc_cache_size(f.cache), 0);
   assert_int_equal(get(&f, "a", v, sizeof v, NULL), KMS_OK);
   assert_string_equal(v, "v1");
   assert_int_equal(f.calls, 1);
-  vault_cache_invalidate(f.cache, "missing"); /* no-op */
+  kpc_cache_invalidate(f.cache, "missing"); /* no-op */
   done(&f);
 }
 
@@ -158,17 +158,17 @@ static void test_stale_if_error(void **state) {
   f.next = KMS_UNAVAILABLE;
   assert_int_equal(get(&f, "a", v, sizeof v, &fl), KMS_OK);
   assert_string_equal(v, "v1");
-  assert_int_equal(fl, VAULT_CACHE_STALE | VAULT_CACHE_WARN);
+  assert_int_equal(fl, KPC_CACHE_STALE | KPC_CACHE_WARN);
   /* second stale serve of the same outage: no warning */
   assert_int_equal(get(&f, "a", v, sizeof v, &fl), KMS_OK);
-  assert_int_equal(fl, VAULT_CACHE_STALE);
+  assert_int_equal(fl, KPC_CACHE_STALE);
   /* another key in the same outage: no warning either */
   f.next = KMS_OK;
   assert_int_equal(get(&f, "b", v, sizeof v, NULL), KMS_OK);
   /* b's success ended the outage; a fails again -> a new outage warns */
   f.next = KMS_UNAVAILABLE;
   assert_int_equal(get(&f, "a", v, sizeof v, &fl), KMS_OK);
-  assert_int_equal(fl, VAULT_CACHE_STALE | VAULT_CACHE_WARN);
+  assert_int_equal(fl, KPC_CACHE_STALE | KPC_CACHE_WARN);
   /* past the window (expiry 2000 + 5000) -> the error */
   f.now = 7000;
   assert_int_equal(get(&f, "a", v, sizeof v, &fl), KMS_UNAVAILABLE);
@@ -186,7 +186,7 @@ static void test_stale_retry_interval(void **state) {
   assert_int_equal(f.calls, 2);
   f.now += 2999; /* within stale_retry: served without asking the backend */
   assert_int_equal(get(&f, "a", NULL, 0, &fl), KMS_OK);
-  assert_int_equal(fl, VAULT_CACHE_STALE | VAULT_CACHE_HIT);
+  assert_int_equal(fl, KPC_CACHE_STALE | KPC_CACHE_HIT);
   assert_int_equal(f.calls, 2);
   f.now += 1;
   f.next = KMS_OK;
@@ -207,7 +207,7 @@ static void test_errors_never_masked(void **state) {
     f.now += 1001;
     f.next = never[i];
     assert_int_equal(get(&f, "a", NULL, 0, NULL), never[i]);
-    assert_int_equal(vault_cache_size(f.cache), 0); /* evicted and wiped */
+    assert_int_equal(kpc_cache_size(f.cache), 0); /* evicted and wiped */
     f.next = KMS_UNAVAILABLE;                       /* nothing left to serve stale */
     assert_int_equal(get(&f, "a", NULL, 0, NULL), KMS_UNAVAILABLE);
     done(&f);
@@ -219,7 +219,7 @@ static void test_errors_never_masked(void **state) {
   f.now += 1001;
   f.next = KMS_INTERNAL;
   assert_int_equal(get(&f, "a", NULL, 0, NULL), KMS_INTERNAL);
-  assert_int_equal(vault_cache_size(f.cache), 1);
+  assert_int_equal(kpc_cache_size(f.cache), 1);
   done(&f);
 }
 
@@ -229,16 +229,16 @@ static void test_force_and_keys(void **state) {
   assert_int_equal(get(&f, "a", NULL, 0, NULL), KMS_OK);
   assert_int_equal(get(&f, "b", NULL, 0, NULL), KMS_OK);
   char **keys;
-  size_t n = vault_cache_keys(f.cache, &keys);
+  size_t n = kpc_cache_keys(f.cache, &keys);
   assert_int_equal(n, 2);
   f.value = "v9";
   for (size_t i = 0; i < n; i++) {
-    vault_cache_value v;
-    assert_int_equal(vault_cache_get(f.cache, keys[i], 1, fake_fetch, &f, &v, NULL, NULL), KMS_OK);
+    kpc_cache_value v;
+    assert_int_equal(kpc_cache_get(f.cache, keys[i], 1, fake_fetch, &f, &v, NULL, NULL), KMS_OK);
     assert_string_equal(v.data, "v9");
-    vault_cache_value_clear(&v);
+    kpc_cache_value_clear(&v);
   }
-  vault_cache_keys_free(keys, n);
+  kpc_cache_keys_free(keys, n);
   assert_int_equal(f.calls, 4);
   char v[8];
   assert_int_equal(get(&f, "a", v, sizeof v, NULL), KMS_OK);
@@ -271,11 +271,11 @@ static void test_single_flight(void **state) {
     assert_int_equal(pthread_create(&t[i], NULL, read_thread, &r[i]), 0);
   }
   /* wait until one thread fetches and the other 15 wait for it */
-  for (int i = 0; i < 10000 && vault_cache_waiters(f.cache, "cold") < N - 1; i++) {
+  for (int i = 0; i < 10000 && kpc_cache_waiters(f.cache, "cold") < N - 1; i++) {
     struct timespec ts = {0, 1000000};
     nanosleep(&ts, NULL);
   }
-  assert_int_equal(vault_cache_waiters(f.cache, "cold"), N - 1);
+  assert_int_equal(kpc_cache_waiters(f.cache, "cold"), N - 1);
   pthread_mutex_lock(&f.mu);
   f.release = 1;
   pthread_cond_broadcast(&f.cv);
@@ -301,7 +301,7 @@ static void test_single_flight_shares_errors(void **state) {
     r[i] = (reader){&f, KMS_OK, ""};
     pthread_create(&t[i], NULL, read_thread, &r[i]);
   }
-  for (int i = 0; i < 10000 && vault_cache_waiters(f.cache, "cold") < N - 1; i++) {
+  for (int i = 0; i < 10000 && kpc_cache_waiters(f.cache, "cold") < N - 1; i++) {
     struct timespec ts = {0, 1000000};
     nanosleep(&ts, NULL);
   }
@@ -314,7 +314,7 @@ static void test_single_flight_shares_errors(void **state) {
     assert_int_equal(r[i].st, KMS_NOT_FOUND);
   }
   assert_int_equal(f.calls, 1);
-  assert_int_equal(vault_cache_size(f.cache), 0);
+  assert_int_equal(kpc_cache_size(f.cache), 0);
   done(&f);
 }
 
@@ -340,7 +340,7 @@ static void test_many_keys_grow(void **state) {
     snprintf(k, sizeof k, "key-%d", i);
     assert_int_equal(get(&f, k, NULL, 0, NULL), KMS_OK);
   }
-  assert_int_equal(vault_cache_size(f.cache), 500);
+  assert_int_equal(kpc_cache_size(f.cache), 500);
   for (int i = 0; i < 500; i++) {
     snprintf(k, sizeof k, "key-%d", i);
     assert_int_equal(get(&f, k, NULL, 0, NULL), KMS_OK);
@@ -351,15 +351,15 @@ static void test_many_keys_grow(void **state) {
 
 static size_t due(fake *f, int64_t slack, int64_t *next) {
   char **k = NULL;
-  size_t n = vault_cache_due(f->cache, slack, &k, next);
-  vault_cache_keys_free(k, n);
+  size_t n = kpc_cache_due(f->cache, slack, &k, next);
+  kpc_cache_keys_free(k, n);
   return n;
 }
 
 static kms_status bg(fake *f, const char *key, int *fetched) {
   kms_error err;
   kms_error_clear(&err);
-  return vault_cache_refresh_key(f->cache, key, fake_fetch, f, 100, fetched, &err);
+  return kpc_cache_refresh_key(f->cache, key, fake_fetch, f, 100, fetched, &err);
 }
 
 static void test_background_refresh_point(void **state) {
@@ -393,7 +393,7 @@ static void test_background_refresh_point(void **state) {
   unsigned fl;
   assert_int_equal(get(&f, "a", v, sizeof v, &fl), KMS_OK);
   assert_string_equal(v, "v2");
-  assert_int_equal(fl, VAULT_CACHE_HIT);
+  assert_int_equal(fl, KPC_CACHE_HIT);
   assert_int_equal(f.calls, 2);
   /* a value that already expired is left to reads */
   f.now = t + 1000;
@@ -459,19 +459,19 @@ static void test_background_refresh_failures(void **state) {
   assert_int_equal(fetched, 1);
   assert_int_equal(get(&f, "a", v, sizeof v, &fl), KMS_OK);
   assert_string_equal(v, "v1");
-  assert_int_equal(fl, VAULT_CACHE_HIT);
+  assert_int_equal(fl, KPC_CACHE_HIT);
   /* credentials refused: about the plugin, not the secret: kept too */
   f.next = KMS_UNAUTHENTICATED;
   assert_int_equal(bg(&f, "b", &fetched), KMS_UNAUTHENTICATED);
   assert_int_equal(get(&f, "b", v, sizeof v, &fl), KMS_OK);
-  assert_int_equal(fl, VAULT_CACHE_HIT);
+  assert_int_equal(fl, KPC_CACHE_HIT);
   /* both pushed back by retry_ms (100) */
   assert_int_equal(due(&f, 0, &next), 1); /* only c */
   assert_int_equal(next, f.now + 100);
   /* the secret is gone in Vault: evicted, as a read would */
   f.next = KMS_NOT_FOUND;
   assert_int_equal(bg(&f, "c", &fetched), KMS_NOT_FOUND);
-  assert_int_equal(vault_cache_size(f.cache), 2);
+  assert_int_equal(kpc_cache_size(f.cache), 2);
   assert_int_equal(f.calls, 6);
   assert_int_equal(get(&f, "c", NULL, 0, NULL), KMS_NOT_FOUND);
   /* after expiry the read path's stale-if-error rules apply as before */
@@ -479,7 +479,7 @@ static void test_background_refresh_failures(void **state) {
   f.next = KMS_UNAVAILABLE;
   assert_int_equal(get(&f, "a", v, sizeof v, &fl), KMS_OK);
   assert_string_equal(v, "v1");
-  assert_int_equal(fl, VAULT_CACHE_STALE | VAULT_CACHE_WARN);
+  assert_int_equal(fl, KPC_CACHE_STALE | KPC_CACHE_WARN);
   done(&f);
 }
 
@@ -517,9 +517,9 @@ static void test_background_fetch_does_not_block_readers(void **state) {
   for (int i = 0; i < 5; i++) { /* served at once from the cache */
     assert_int_equal(get(&f, "hot", v, sizeof v, &fl), KMS_OK);
     assert_string_equal(v, "v1");
-    assert_int_equal(fl, VAULT_CACHE_HIT);
+    assert_int_equal(fl, KPC_CACHE_HIT);
   }
-  assert_int_equal(vault_cache_waiters(f.cache, "hot"), 0);
+  assert_int_equal(kpc_cache_waiters(f.cache, "hot"), 0);
   pthread_mutex_lock(&f.mu);
   f.release = 1;
   pthread_cond_broadcast(&f.cv);
@@ -540,13 +540,13 @@ static void test_dead_values_swept(void **state) {
     snprintf(k, sizeof k, "old-%d", i);
     assert_int_equal(get(&f, k, NULL, 0, NULL), KMS_OK);
   }
-  assert_int_equal(vault_cache_size(f.cache), 100);
+  assert_int_equal(kpc_cache_size(f.cache), 100);
   f.now += 1499; /* expired, but still inside the stale window: kept */
-  for (int i = 0; i < 200; i++) vault_cache_put(f.cache, "other", "x", 1, 1);
-  assert_int_equal(vault_cache_size(f.cache), 101);
+  for (int i = 0; i < 200; i++) kpc_cache_put(f.cache, "other", "x", 1, 1);
+  assert_int_equal(kpc_cache_size(f.cache), 101);
   f.now += 1; /* past the stale window: never servable again */
-  for (int i = 0; i < 200; i++) vault_cache_put(f.cache, "other", "x", 1, 1);
-  assert_int_equal(vault_cache_size(f.cache), 1);
+  for (int i = 0; i < 200; i++) kpc_cache_put(f.cache, "other", "x", 1, 1);
+  assert_int_equal(kpc_cache_size(f.cache), 1);
   done(&f);
 }
 
@@ -566,12 +566,12 @@ static void observe(void *ctx, const char *key, int kind, int64_t version) {
   nchanges++;
 }
 
-static vault_cache *mk_neg(fake *f, int64_t ttl, int64_t stale, int64_t neg) {
+static kpc_cache *mk_neg(fake *f, int64_t ttl, int64_t stale, int64_t neg) {
   mk(f, ttl, stale, 0);
-  vault_cache_free(f->cache);
-  vault_cache_options o = {.ttl_ms = ttl, .stale_ms = stale, .clock = {.now_ms = fake_clock, .ctx = f},
+  kpc_cache_free(f->cache);
+  kpc_cache_options o = {.ttl_ms = ttl, .stale_ms = stale, .clock = {.now_ms = fake_clock, .ctx = f},
                            .neg_ttl_ms = neg, .changed = observe};
-  f->cache = vault_cache_new(&o);
+  f->cache = kpc_cache_new(&o);
   assert_non_null(f->cache);
   nchanges = 0;
   return f->cache;
@@ -586,21 +586,21 @@ static void test_negative_ttl(void **state) {
   assert_int_equal(fl, 0);
   for (int i = 0; i < 100; i++) {
     assert_int_equal(get(&f, "a", NULL, 0, &fl), KMS_NOT_FOUND);
-    assert_int_equal(fl, VAULT_CACHE_HIT | VAULT_CACHE_NEGATIVE);
+    assert_int_equal(fl, KPC_CACHE_HIT | KPC_CACHE_NEGATIVE);
   }
   assert_int_equal(f.calls, 1);
-  assert_int_equal(vault_cache_size(f.cache), 0); /* not a value */
+  assert_int_equal(kpc_cache_size(f.cache), 0); /* not a value */
   f.now += 500; /* neg_ttl passed: ask again */
   assert_int_equal(get(&f, "a", NULL, 0, NULL), KMS_NOT_FOUND);
   assert_int_equal(f.calls, 2);
-  vault_cache_put(f.cache, "a", "w", 1, 3); /* a write clears it */
+  kpc_cache_put(f.cache, "a", "w", 1, 3); /* a write clears it */
   char v[8];
   assert_int_equal(get(&f, "a", v, sizeof v, NULL), KMS_OK);
   assert_string_equal(v, "w");
-  vault_cache_invalidate(f.cache, "a");
+  kpc_cache_invalidate(f.cache, "a");
   assert_int_equal(get(&f, "a", NULL, 0, NULL), KMS_NOT_FOUND);
   assert_int_equal(f.calls, 3);
-  vault_cache_invalidate_all(f.cache, "a"); /* a delete clears it */
+  kpc_cache_invalidate_all(f.cache, "a"); /* a delete clears it */
   f.next = KMS_OK;
   assert_int_equal(get(&f, "a", v, sizeof v, NULL), KMS_OK);
   assert_string_equal(v, "v1");
@@ -617,24 +617,24 @@ static void test_peek(void **state) {
   fake f;
   mk_neg(&f, 1000, 5000, 500);
   unsigned fl;
-  vault_cache_value v;
+  kpc_cache_value v;
   kms_error err;
-  assert_int_equal(vault_cache_peek(f.cache, "a", &v, NULL, NULL, &fl, &err), KMS_UNAVAILABLE);
-  assert_int_equal(fl, VAULT_CACHE_MISS);
+  assert_int_equal(kpc_cache_peek(f.cache, "a", &v, NULL, NULL, &fl, &err), KMS_UNAVAILABLE);
+  assert_int_equal(fl, KPC_CACHE_MISS);
   assert_int_equal(f.calls, 0); /* never fetches */
   assert_int_equal(get(&f, "a", NULL, 0, NULL), KMS_OK);
-  assert_int_equal(vault_cache_peek(f.cache, "a", &v, NULL, NULL, &fl, &err), KMS_OK);
-  assert_int_equal(fl, VAULT_CACHE_HIT);
+  assert_int_equal(kpc_cache_peek(f.cache, "a", &v, NULL, NULL, &fl, &err), KMS_OK);
+  assert_int_equal(fl, KPC_CACHE_HIT);
   assert_string_equal(v.data, "v1");
-  vault_cache_value_clear(&v);
+  kpc_cache_value_clear(&v);
   f.now += 2000; /* expired, inside the stale window: served stale, fetch wanted */
-  assert_int_equal(vault_cache_peek(f.cache, "a", &v, NULL, NULL, &fl, &err), KMS_OK);
-  assert_int_equal(fl, VAULT_CACHE_HIT | VAULT_CACHE_STALE | VAULT_CACHE_MISS);
-  vault_cache_value_clear(&v);
+  assert_int_equal(kpc_cache_peek(f.cache, "a", &v, NULL, NULL, &fl, &err), KMS_OK);
+  assert_int_equal(fl, KPC_CACHE_HIT | KPC_CACHE_STALE | KPC_CACHE_MISS);
+  kpc_cache_value_clear(&v);
   f.next = KMS_NOT_FOUND;
   assert_int_equal(get(&f, "b", NULL, 0, NULL), KMS_NOT_FOUND);
-  assert_int_equal(vault_cache_peek(f.cache, "b", &v, NULL, NULL, &fl, &err), KMS_NOT_FOUND);
-  assert_int_equal(fl, VAULT_CACHE_HIT | VAULT_CACHE_NEGATIVE);
+  assert_int_equal(kpc_cache_peek(f.cache, "b", &v, NULL, NULL, &fl, &err), KMS_NOT_FOUND);
+  assert_int_equal(fl, KPC_CACHE_HIT | KPC_CACHE_NEGATIVE);
   assert_int_equal(f.calls, 2);
   done(&f);
 }
@@ -644,24 +644,24 @@ static void test_change_observer(void **state) {
   mk_neg(&f, 1000, 0, 0);
   assert_int_equal(get(&f, "a", NULL, 0, NULL), KMS_OK); /* first fetch: no change */
   assert_int_equal(nchanges, 0);
-  vault_cache_value v;
+  kpc_cache_value v;
   kms_error err;
-  assert_int_equal(vault_cache_get(f.cache, "a", 1, fake_fetch, &f, &v, NULL, &err), KMS_OK);
-  vault_cache_value_clear(&v);
+  assert_int_equal(kpc_cache_get(f.cache, "a", 1, fake_fetch, &f, &v, NULL, &err), KMS_OK);
+  kpc_cache_value_clear(&v);
   assert_int_equal(nchanges, 0); /* same version */
   f.version = 2;
-  assert_int_equal(vault_cache_get(f.cache, "a", 1, fake_fetch, &f, &v, NULL, &err), KMS_OK);
-  vault_cache_value_clear(&v);
+  assert_int_equal(kpc_cache_get(f.cache, "a", 1, fake_fetch, &f, &v, NULL, &err), KMS_OK);
+  kpc_cache_value_clear(&v);
   assert_int_equal(nchanges, 1);
-  assert_int_equal(changes_kind[0], VAULT_CHANGE_UPDATED);
+  assert_int_equal(changes_kind[0], KPC_CHANGE_UPDATED);
   assert_int_equal(changes_version[0], 2);
-  vault_cache_put(f.cache, "a", "own", 3, 3); /* our own write: not a change */
+  kpc_cache_put(f.cache, "a", "own", 3, 3); /* our own write: not a change */
   assert_int_equal(nchanges, 1);
   f.next = KMS_NOT_FOUND;
-  assert_int_equal(vault_cache_get(f.cache, "a", 1, fake_fetch, &f, &v, NULL, &err),
+  assert_int_equal(kpc_cache_get(f.cache, "a", 1, fake_fetch, &f, &v, NULL, &err),
                    KMS_NOT_FOUND);
   assert_int_equal(nchanges, 2);
-  assert_int_equal(changes_kind[1], VAULT_CHANGE_DELETED);
+  assert_int_equal(changes_kind[1], KPC_CHANGE_DELETED);
   done(&f);
 }
 
@@ -669,12 +669,12 @@ static void test_invalidate_all(void **state) {
   fake f;
   mk(&f, 1000, 0, 0);
   const char *keys[] = {"u", "u?version=1", "u#f=x", "uv", "u/x"};
-  for (size_t i = 0; i < 5; i++) vault_cache_put(f.cache, keys[i], "x", 1, 1);
-  vault_cache_invalidate_all(f.cache, "u");
+  for (size_t i = 0; i < 5; i++) kpc_cache_put(f.cache, keys[i], "x", 1, 1);
+  kpc_cache_invalidate_all(f.cache, "u");
   char **k = NULL;
-  size_t n = vault_cache_keys(f.cache, &k);
+  size_t n = kpc_cache_keys(f.cache, &k);
   assert_int_equal(n, 2); /* uv and u/x are other secrets */
-  vault_cache_keys_free(k, n);
+  kpc_cache_keys_free(k, n);
   done(&f);
 }
 

@@ -2,7 +2,7 @@
  * test_vault_http_clock.c -- the HTTP client's retry timing (http.c) on an
  * injected clock, against tests/vault_server's fault controls: the waits
  * between attempts (Retry-After, backoff) advance the test's clock instead
- * of sleeping (vault_clock.sleep_ms), so the test sees exactly how long the
+ * of sleeping (kpc_clock.sleep_ms), so the test sees exactly how long the
  * client would have waited and never depends on the machine's speed.
  *   - 429 + Retry-After: 1 s honoured before the second request;
  *   - sealed (503) with a large retry budget: retries stop at the
@@ -48,10 +48,10 @@ static int reset(void **state) {
 
 typedef struct kit {
   it_host h;
-  vault_logger lg;
+  kpc_logger lg;
   vault_config cfg;
   vault_http *http;
-  vault_clock clk;
+  kpc_clock clk;
   int64_t now, slept; /* only the test's thread runs the client */
 } kit;
 
@@ -70,8 +70,9 @@ static void kit_start(kit *k, const char *const *env) {
   it_set(&k->h, "HCP_VAULT_TOKEN", "root");
   for (size_t i = 0; env && env[i]; i += 2) it_set(&k->h, env[i], env[i + 1]);
   k->lg.host = &k->h.host;
+  k->lg.prefix = VAULT_MSG_PREFIX;
   k->now = 1000000;
-  k->clk = (vault_clock){.now_ms = fake_now, .ctx = k, .sleep_ms = fake_sleep};
+  k->clk = (kpc_clock){.now_ms = fake_now, .ctx = k, .sleep_ms = fake_sleep};
   kms_error err;
   if (vault_config_load(&k->cfg, &k->h.host, NULL, 0, &k->lg, &err) != KMS_OK ||
       vault_http_new(&k->cfg, &k->lg, &k->clk, &k->http, &err) != KMS_OK)
@@ -84,7 +85,7 @@ static void kit_stop(kit *k) {
   it_host_free(&k->h);
 }
 
-static kms_status get(kit *k, const char *path, vault_http_response *resp) {
+static kms_status get(kit *k, const char *path, kpc_http_response *resp) {
   char url[256];
   snprintf(url, sizeof url, "%s/v1/%s", vf_url(A), path);
   vault_http_request req = {.op = "read", .method = "GET", .url = url, .token = "root"};
@@ -102,11 +103,11 @@ static void test_429_retry_after(void **state) {
               "\"headers\":{\"Retry-After\":\"1\"},\"times\":1}");
   kit k;
   kit_start(&k, NULL);
-  vault_http_response resp;
+  kpc_http_response resp;
   get(&k, "secret/data/r2", &resp);
   assert_int_equal(resp.status, 200);
   assert_int_equal(resp.attempts, 2);
-  vault_http_response_clear(&resp);
+  kpc_http_response_clear(&resp);
   assert_int_equal(k.slept, 1000); /* Retry-After, not the 100 ms backoff */
   vf_log *log = vf_requests(A);
   assert_int_equal(log->n, 2);
@@ -121,11 +122,11 @@ static void test_sealed_stops_at_deadline(void **state) {
   kit k;
   kit_start(&k, (const char *[]){"VAULT_CLIENT_TIMEOUT", "2", "VAULT_MAX_RETRIES", "100", NULL});
   int64_t t0 = k.now;
-  vault_http_response resp;
+  kpc_http_response resp;
   get(&k, "secret/data/sealed", &resp);
   assert_int_equal(resp.status, 503); /* the last answer, for the caller to map */
   int attempts = resp.attempts;
-  vault_http_response_clear(&resp);
+  kpc_http_response_clear(&resp);
   /* retried (backoff 100 ms doubling to 2 s) until the next wait would
    * cross the 2 s deadline: more than one attempt, far fewer than 101, and
    * no wait past the deadline */

@@ -37,7 +37,7 @@ static const char *env_get(void *ctx, const char *name) {
 static kms_status load(envt *e, const kms_setting *s, size_t n, vault_config *cfg,
                        kms_error *err) {
   kms_host h = {sizeof h, KMS_ABI_MAJOR, KMS_ABI_MINOR, e, NULL, env_get, NULL};
-  vault_logger lg = {&h};
+  kpc_logger lg = {&h, VAULT_MSG_PREFIX};
   return vault_config_load(cfg, &h, s, n, &lg, err);
 }
 
@@ -84,10 +84,10 @@ static void check_url(envt *e, const char *name, const char *expect_data, const 
   assert_int_equal(kv2_layout_init(&l, &cfg, &err), KMS_OK);
   char *u;
   assert_int_equal(kv2_url(&l, KV2_DATA, name, &u, &err), KMS_OK);
-  assert_string_equal(vault_url_path(cfg.addr, u), expect_data);
+  assert_string_equal(kpc_url_path(cfg.addr, u), expect_data);
   free(u);
   assert_int_equal(kv2_url(&l, KV2_METADATA, name, &u, &err), KMS_OK);
-  assert_string_equal(vault_url_path(cfg.addr, u), expect_meta);
+  assert_string_equal(kpc_url_path(cfg.addr, u), expect_meta);
   free(u);
   kv2_layout_free(&l);
   vault_config_free(&cfg);

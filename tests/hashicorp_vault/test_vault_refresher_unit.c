@@ -22,7 +22,7 @@
 #include <cmocka.h>
 
 #include "auth.h"
-#include "cache.h"
+#include "kpc_cache.h"
 #include "config.h"
 #include "http.h"
 #include "itest.h"
@@ -37,13 +37,13 @@
 
 typedef struct kit {
   it_host h;
-  vault_logger lg;
+  kpc_logger lg;
   vault_config cfg;
   vault_http *http;
   vault_auth *auth;
-  vault_cache *cache;
+  kpc_cache *cache;
   vault_refresher *ref;
-  vault_clock clk;
+  kpc_clock clk;
   int64_t now; /* written by the test only while the thread is settled */
   /* the fake backend (fetch runs on the refresher's thread or the test's) */
   pthread_mutex_t mu;
@@ -55,7 +55,7 @@ typedef struct kit {
 
 static int64_t fake_now(void *ctx) { return __atomic_load_n((int64_t *)ctx, __ATOMIC_ACQUIRE); }
 
-static kms_status fetch(void *ctx, const char *key, vault_cache_value *out, kms_error *err) {
+static kms_status fetch(void *ctx, const char *key, kpc_cache_value *out, kms_error *err) {
   kit *k = ctx;
   (void)key;
   pthread_mutex_lock(&k->mu);
@@ -85,21 +85,22 @@ static void kit_start(kit *k, int64_t stale_ms) {
   it_set(&k->h, "HCP_VAULT_ADDR", "http://127.0.0.1:9"); /* never contacted */
   it_set(&k->h, "HCP_VAULT_TOKEN", "test-token");
   k->lg.host = &k->h.host;
+  k->lg.prefix = VAULT_MSG_PREFIX;
   k->now = 1000000;
-  k->clk = (vault_clock){.now_ms = fake_now, .ctx = &k->now};
+  k->clk = (kpc_clock){.now_ms = fake_now, .ctx = &k->now};
   k->value = "one";
   kms_error err;
   if (vault_config_load(&k->cfg, &k->h.host, NULL, 0, &k->lg, &err) != KMS_OK ||
       vault_http_new(&k->cfg, &k->lg, &k->clk, &k->http, &err) != KMS_OK ||
       vault_auth_new(&k->cfg, k->http, &k->lg, &k->clk, &k->auth, &err) != KMS_OK)
     fail_msg("kit: %s", err.message);
-  vault_cache_options co = {.ttl_ms = TTL_MS,
+  kpc_cache_options co = {.ttl_ms = TTL_MS,
                             .stale_ms = stale_ms,
                             .stale_retry_ms = 0,
                             .clock = k->clk,
                             .refresh_lo_pm = VAULT_REFRESH_LO_PM,
                             .refresh_hi_pm = VAULT_REFRESH_HI_PM};
-  k->cache = vault_cache_new(&co);
+  k->cache = kpc_cache_new(&co);
   assert_non_null(k->cache);
   vault_refresher_deps d = {k->cache, fetch, k, k->auth, k->http, &k->lg, TTL_MS, &k->clk};
   if (vault_refresher_start(&d, &k->ref, &err) != KMS_OK) fail_msg("start: %s", err.message);
@@ -108,7 +109,7 @@ static void kit_start(kit *k, int64_t stale_ms) {
 
 static void kit_stop(kit *k) {
   vault_refresher_stop(k->ref);
-  vault_cache_free(k->cache);
+  kpc_cache_free(k->cache);
   vault_auth_free(k->auth);
   vault_http_free(k->http);
   vault_config_free(&k->cfg);
@@ -126,11 +127,11 @@ static void advance(kit *k, int64_t ms) {
 }
 
 static kms_status get(kit *k, char *v, size_t n, unsigned *flags) {
-  vault_cache_value out = {0};
+  kpc_cache_value out = {0};
   kms_error err;
-  kms_status st = vault_cache_get(k->cache, "bg", 0, fetch, k, &out, flags, &err);
+  kms_status st = kpc_cache_get(k->cache, "bg", 0, fetch, k, &out, flags, &err);
   if (st == KMS_OK) snprintf(v, n, "%s", out.data);
-  vault_cache_value_clear(&out);
+  kpc_cache_value_clear(&out);
   return st;
 }
 
@@ -157,7 +158,7 @@ static void test_rereads_before_expiry(void **state) {
   advance(&k, 300);
   assert_int_equal(get(&k, v, sizeof v, &fl), KMS_OK);
   assert_string_equal(v, "two"); /* the refresher picked up the change */
-  assert_int_equal(fl, VAULT_CACHE_HIT);
+  assert_int_equal(fl, KPC_CACHE_HIT);
   assert_int_equal(fetches(&k), 2);
   assert_int_equal(it_log_count(&k.h, "background refresh"), 0); /* nothing went wrong */
   kit_stop(&k);
@@ -179,12 +180,12 @@ static void test_sealed_keeps_value(void **state) {
   assert_true(fetches(&k) >= 2);
   assert_int_equal(get(&k, v, sizeof v, &fl), KMS_OK);
   assert_string_equal(v, "s3cr3t-kept");
-  assert_int_equal(fl, VAULT_CACHE_HIT);
+  assert_int_equal(fl, KPC_CACHE_HIT);
   /* after expiry: the read path's stale-if-error rules: old value, flagged */
   advance(&k, 300);
   assert_int_equal(get(&k, v, sizeof v, &fl), KMS_OK);
   assert_string_equal(v, "s3cr3t-kept");
-  assert_true(fl & VAULT_CACHE_STALE);
+  assert_true(fl & KPC_CACHE_STALE);
   /* one warning for the whole outage, naming the failure, never the value */
   assert_int_equal(it_log_count(&k.h, "background refresh: 1 of 1 secrets could not be re-read"), 1);
   assert_int_equal(it_log_count(&k.h, "Vault is sealed"), 1);

@@ -1,6 +1,6 @@
 /*
- * cache.c -- TTL cache with stale-if-error, single-flight and background
- * refresh points (see cache.h).
+ * kpc_cache.c -- TTL cache with stale-if-error, single-flight and background
+ * refresh points (see kpc_cache.h).
  *
  * A read-write lock guards a chained hash table of entries: a fresh hit
  * (the common case) takes it shared and copies the value under the shared
@@ -13,9 +13,9 @@
  * entry carries a generation number, bumped by put/invalidate, so a fetch
  * that raced a write never overwrites the newer value. Values whose stale
  * window has passed are dropped a few buckets at a time by every operation
- * that takes the exclusive lock (and by vault_cache_keys/vault_cache_due).
+ * that takes the exclusive lock (and by kpc_cache_keys/kpc_cache_due).
  */
-#include "cache.h"
+#include "kpc_cache.h"
 
 #include "kms_plugin_util.h"
 
@@ -32,7 +32,7 @@ typedef struct flight {
   uint64_t gen; /* entry generation when the fetch started */
   kms_status st;
   kms_error err;
-  vault_cache_value v; /* copy for the waiters (only when st == OK) */
+  kpc_cache_value v; /* copy for the waiters (only when st == OK) */
   unsigned flags;
 } flight;
 
@@ -41,7 +41,7 @@ typedef struct entry {
   uint64_t hash;
   char *key;
   int has; /* v holds a value */
-  vault_cache_value v;
+  kpc_cache_value v;
   int64_t expires;     /* fresh until */
   int64_t stale_until; /* may be served stale until */
   int stale_serving;   /* last fetch failed and we served stale */
@@ -54,19 +54,19 @@ typedef struct entry {
   flight *fl; /* in-flight fetch, or NULL */
 } entry;
 
-struct vault_cache {
-  vault_cache_options opt;
+struct kpc_cache {
+  kpc_cache_options opt;
   pthread_rwlock_t rw;
   pthread_mutex_t fmu;
   pthread_cond_t fcv;
   entry **buckets;
   size_t nbuckets, nentries, nvalues;
   size_t sweep; /* next bucket the amortised sweep looks at */
-  vault_rng rng; /* refresh-point jitter (under rw, exclusive) */
+  kpc_rng rng; /* refresh-point jitter (under rw, exclusive) */
   int outage; /* a stale value was served since the last successful fetch */
 };
 
-static int64_t now_ms(const vault_cache *c) { return vault_clock_now(&c->opt.clock); }
+static int64_t now_ms(const kpc_cache *c) { return kpc_clock_now(&c->opt.clock); }
 
 static uint64_t fnv1a(const char *s) {
   uint64_t h = 1469598103934665603ull;
@@ -74,7 +74,7 @@ static uint64_t fnv1a(const char *s) {
   return h;
 }
 
-void vault_cache_value_clear(vault_cache_value *v) {
+void kpc_cache_value_clear(kpc_cache_value *v) {
   if (!v) return;
   if (v->data) {
     OPENSSL_cleanse(v->data, v->len);
@@ -85,7 +85,7 @@ void vault_cache_value_clear(vault_cache_value *v) {
   v->version = 0;
 }
 
-static int value_copy(vault_cache_value *dst, const vault_cache_value *src) {
+static int value_copy(kpc_cache_value *dst, const kpc_cache_value *src) {
   dst->data = malloc(src->len + 1);
   if (!dst->data) return -1;
   memcpy(dst->data, src->data, src->len);
@@ -95,8 +95,8 @@ static int value_copy(vault_cache_value *dst, const vault_cache_value *src) {
   return 0;
 }
 
-vault_cache *vault_cache_new(const vault_cache_options *opt) {
-  vault_cache *c = calloc(1, sizeof *c);
+kpc_cache *kpc_cache_new(const kpc_cache_options *opt) {
+  kpc_cache *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->opt = *opt;
   if (c->opt.ttl_ms < 0) c->opt.ttl_ms = 0;
@@ -104,7 +104,7 @@ vault_cache *vault_cache_new(const vault_cache_options *opt) {
   if (c->opt.refresh_lo_pm < 0 || c->opt.refresh_hi_pm < c->opt.refresh_lo_pm ||
       c->opt.refresh_hi_pm >= 1000)
     c->opt.refresh_lo_pm = c->opt.refresh_hi_pm = 0;
-  vault_rng_seed(&c->rng, c->opt.seed, c);
+  kpc_rng_seed(&c->rng, c->opt.seed, c);
   c->nbuckets = 64;
   c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
   if (!c->buckets) {
@@ -129,9 +129,9 @@ static void clear_last_err(entry *e) {
   e->last_err = NULL;
 }
 
-static void entry_drop_value(vault_cache *c, entry *e) {
+static void entry_drop_value(kpc_cache *c, entry *e) {
   if (e->has) c->nvalues--;
-  vault_cache_value_clear(&e->v);
+  kpc_cache_value_clear(&e->v);
   e->has = 0;
   e->stale_serving = 0;
   clear_last_err(e);
@@ -149,14 +149,14 @@ static void clear_neg(entry *e) {
 
 static int neg_live(const entry *e, int64_t now) { return e->neg_err && now < e->neg_until; }
 
-static void entry_free(vault_cache *c, entry *e) {
+static void entry_free(kpc_cache *c, entry *e) {
   entry_drop_value(c, e);
   clear_neg(e);
   free(e->key);
   free(e);
 }
 
-void vault_cache_free(vault_cache *c) {
+void kpc_cache_free(kpc_cache *c) {
   if (!c) return;
   for (size_t i = 0; i < c->nbuckets; i++) {
     entry *e = c->buckets[i];
@@ -173,13 +173,13 @@ void vault_cache_free(vault_cache *c) {
   free(c);
 }
 
-static entry *find(vault_cache *c, const char *key, uint64_t h) {
+static entry *find(kpc_cache *c, const char *key, uint64_t h) {
   for (entry *e = c->buckets[h & (c->nbuckets - 1)]; e; e = e->next)
     if (e->hash == h && strcmp(e->key, key) == 0) return e;
   return NULL;
 }
 
-static void grow(vault_cache *c) {
+static void grow(kpc_cache *c) {
   size_t nb = c->nbuckets * 2;
   entry **b = calloc(nb, sizeof *b);
   if (!b) return; /* keep the old table: slower, still correct */
@@ -197,7 +197,7 @@ static void grow(vault_cache *c) {
   c->nbuckets = nb;
 }
 
-static entry *insert(vault_cache *c, const char *key, uint64_t h) {
+static entry *insert(kpc_cache *c, const char *key, uint64_t h) {
   entry *e = calloc(1, sizeof *e);
   if (!e) return NULL;
   e->key = strdup(key);
@@ -213,7 +213,7 @@ static entry *insert(vault_cache *c, const char *key, uint64_t h) {
   return e;
 }
 
-static void remove_entry(vault_cache *c, entry *e) {
+static void remove_entry(kpc_cache *c, entry *e) {
   entry **pp = &c->buckets[e->hash & (c->nbuckets - 1)];
   while (*pp && *pp != e) pp = &(*pp)->next;
   if (*pp) *pp = e->next;
@@ -222,7 +222,7 @@ static void remove_entry(vault_cache *c, entry *e) {
 }
 
 /* Drop a value whose stale window has passed (it can never be served). */
-static void expire_value(vault_cache *c, entry *e, int64_t now) {
+static void expire_value(kpc_cache *c, entry *e, int64_t now) {
   if (e->has && now >= e->expires && now >= e->stale_until) entry_drop_value(c, e);
   if (e->neg_err && !neg_live(e, now)) clear_neg(e);
 }
@@ -231,7 +231,7 @@ static void expire_value(vault_cache *c, entry *e, int64_t now) {
  * dropping values that can never be served again and entries left without
  * value or fetch, so secrets that are never read again do not stay in
  * memory until refresh(). */
-static void sweep_bucket_unlocked(vault_cache *c, size_t b, int64_t now) {
+static void sweep_bucket_unlocked(kpc_cache *c, size_t b, int64_t now) {
   entry *e = c->buckets[b];
   while (e) {
     entry *n = e->next;
@@ -241,23 +241,23 @@ static void sweep_bucket_unlocked(vault_cache *c, size_t b, int64_t now) {
   }
 }
 
-static void sweep_some(vault_cache *c, int64_t now) {
+static void sweep_some(kpc_cache *c, int64_t now) {
   for (int i = 0; i < 2; i++) sweep_bucket_unlocked(c, c->sweep++ & (c->nbuckets - 1), now);
 }
 
 /* Every bucket (rw held exclusive): what sweep_some does a little at a time. */
-static void sweep_all_unlocked(vault_cache *c, int64_t now) {
+static void sweep_all_unlocked(kpc_cache *c, int64_t now) {
   for (size_t i = 0; i < c->nbuckets; i++) sweep_bucket_unlocked(c, i, now);
 }
 
 /* When a value stored now should be re-read in the background: at a random
  * point between refresh_lo_pm and refresh_hi_pm permille of the TTL, drawn
  * per entry (rw held exclusive). 0 when background refresh is off. */
-static int64_t refresh_point(vault_cache *c, int64_t now) {
-  const vault_cache_options *o = &c->opt;
+static int64_t refresh_point(kpc_cache *c, int64_t now) {
+  const kpc_cache_options *o = &c->opt;
   if (o->refresh_hi_pm <= 0 || o->ttl_ms <= 0) return 0;
   int64_t span = o->refresh_hi_pm - o->refresh_lo_pm + 1;
-  int64_t pm = o->refresh_lo_pm + (int64_t)(vault_rng_next(&c->rng) % (uint64_t)span);
+  int64_t pm = o->refresh_lo_pm + (int64_t)(kpc_rng_next(&c->rng) % (uint64_t)span);
   int64_t at = now + o->ttl_ms * pm / 1000;
   return at > now ? at : now + 1;
 }
@@ -278,17 +278,17 @@ static int servable(const entry *e, int64_t now, int force) {
 
 /* Hand out a servable value (rw held, shared is enough): a copy into
  * `out`, or, with `into`, whatever into does with it (nothing allocated). */
-static kms_status serve(const entry *e, int64_t now, vault_cache_value *out,
-                        vault_cache_into_fn into, void *into_ctx, unsigned *flags,
+static kms_status serve(const entry *e, int64_t now, kpc_cache_value *out,
+                        kpc_cache_into_fn into, void *into_ctx, unsigned *flags,
                         kms_error *err) {
   if (!e->has) { /* a cached "not found" */
-    *flags = VAULT_CACHE_HIT | VAULT_CACHE_NEGATIVE;
+    *flags = KPC_CACHE_HIT | KPC_CACHE_NEGATIVE;
     if (err) *err = *e->neg_err;
     return KMS_NOT_FOUND;
   }
-  *flags = VAULT_CACHE_HIT;
+  *flags = KPC_CACHE_HIT;
   if (now >= e->expires) {
-    *flags |= VAULT_CACHE_STALE;
+    *flags |= KPC_CACHE_STALE;
     if (err && e->last_err) *err = *e->last_err;
   }
   if (into) return into(into_ctx, &e->v, *flags);
@@ -297,46 +297,46 @@ static kms_status serve(const entry *e, int64_t now, vault_cache_value *out,
 }
 
 static void flight_free(flight *f) {
-  vault_cache_value_clear(&f->v);
+  kpc_cache_value_clear(&f->v);
   OPENSSL_cleanse(&f->err, sizeof f->err);
   free(f);
 }
 
 typedef enum get_mode {
-  MODE_READ,      /* vault_cache_get: serve from the cache when possible */
-  MODE_FORCE,     /* vault_cache_get(force): refresh() re-reads now */
-  MODE_BACKGROUND /* vault_cache_refresh_key: re-read a fresh value that is due */
+  MODE_READ,      /* kpc_cache_get: serve from the cache when possible */
+  MODE_FORCE,     /* kpc_cache_get(force): refresh() re-reads now */
+  MODE_BACKGROUND /* kpc_cache_refresh_key: re-read a fresh value that is due */
 } get_mode;
 
 /*
- * One vault_cache_get / vault_cache_refresh_key call: its inputs, and what
+ * One kpc_cache_get / kpc_cache_refresh_key call: its inputs, and what
  * it hands back. The steps below each take or drop a lock at most once;
  * the ones named *_unlocked are called with `rw` held exclusive and do not
  * change it (p11-kit's convention: the lock state is in the name).
  */
 typedef struct get_call {
-  vault_cache *c;
+  kpc_cache *c;
   const char *key;
   uint64_t hash;
   get_mode mode;
-  vault_cache_fetch_fn fetch;
+  kpc_cache_fetch_fn fetch;
   void *fetch_ctx;
   int64_t retry_ms; /* MODE_BACKGROUND: next try after a failure */
-  vault_cache_value *out;
-  vault_cache_into_fn into; /* fresh hits go here instead of into out */
+  kpc_cache_value *out;
+  kpc_cache_into_fn into; /* fresh hits go here instead of into out */
   void *into_ctx;
   unsigned flags;
   kms_error *err;
   kms_status raw; /* the fetch's own status (before a stale serve) */
   int fetched;    /* this call fetched */
-  int change;     /* VAULT_CHANGE_* the fetch revealed (0: none) */
+  int change;     /* KPC_CHANGE_* the fetch revealed (0: none) */
   int64_t change_version;
 } get_call;
 
 /* Step 1 (takes and drops rw shared): a fresh hit, copied under the shared
  * lock. 1 with *st set if served. */
 static int serve_shared(get_call *g, kms_status *st) {
-  vault_cache *c = g->c;
+  kpc_cache *c = g->c;
   pthread_rwlock_rdlock(&c->rw);
   int64_t now = now_ms(c);
   entry *e = find(c, g->key, g->hash);
@@ -350,7 +350,7 @@ static int serve_shared(get_call *g, kms_status *st) {
  * to fetch for, or NULL when there is none yet; 0 (lock dropped) when it
  * became servable meanwhile. */
 static int lock_for_miss(get_call *g, entry **e, int64_t *now) {
-  vault_cache *c = g->c;
+  kpc_cache *c = g->c;
   pthread_rwlock_wrlock(&c->rw);
   *now = now_ms(c);
   sweep_some(c, *now);
@@ -370,7 +370,7 @@ static int not_due_unlocked(const entry *e, int64_t now) {
 /* Step 3a (drops rw, waits on fmu, takes rw once more to leave): wait for
  * the fetch in flight and take its result. */
 static kms_status join_flight(get_call *g, flight *f) {
-  vault_cache *c = g->c;
+  kpc_cache *c = g->c;
   f->waiters++;
   pthread_rwlock_unlock(&c->rw);
   pthread_mutex_lock(&c->fmu);
@@ -380,8 +380,8 @@ static kms_status join_flight(get_call *g, flight *f) {
    * while we are counted in f->waiters: copy it without any lock. */
   kms_status st = f->st;
   int r = st == KMS_OK ? value_copy(g->out, &f->v) : 0;
-  if (g->err && (st != KMS_OK || (f->flags & VAULT_CACHE_STALE))) *g->err = f->err;
-  g->flags = f->flags & ~VAULT_CACHE_WARN;
+  if (g->err && (st != KMS_OK || (f->flags & KPC_CACHE_STALE))) *g->err = f->err;
+  g->flags = f->flags & ~KPC_CACHE_WARN;
   g->raw = st;
   pthread_rwlock_wrlock(&c->rw);
   int last = --f->waiters == 0;
@@ -393,7 +393,7 @@ static kms_status join_flight(get_call *g, flight *f) {
 /* Step 3b (rw held; no lock change): become the leader of a fetch for the
  * key. NULL on out-of-memory. */
 static flight *lead_unlocked(get_call *g, entry **e) {
-  vault_cache *c = g->c;
+  kpc_cache *c = g->c;
   if (!*e && !(*e = insert(c, g->key, g->hash))) return NULL;
   flight *f = calloc(1, sizeof *f);
   if (!f) {
@@ -409,10 +409,10 @@ static flight *lead_unlocked(get_call *g, entry **e) {
 typedef struct fetch_result {
   kms_status st;
   kms_error err;
-  vault_cache_value v;     /* the caller's copy (moved to g->out on success) */
-  vault_cache_value keep;  /* for the cache */
-  vault_cache_value share; /* for the waiters */
-  vault_cache_value old;   /* a replaced value, wiped after unlocking */
+  kpc_cache_value v;     /* the caller's copy (moved to g->out on success) */
+  kpc_cache_value keep;  /* for the cache */
+  kpc_cache_value share; /* for the waiters */
+  kpc_cache_value old;   /* a replaced value, wiped after unlocking */
   unsigned flags;
 } fetch_result;
 
@@ -431,7 +431,7 @@ static void run_fetch(get_call *g, fetch_result *r) {
 }
 
 /* Success (rw held): store the value unless a write/invalidate raced it. */
-static void store_unlocked(vault_cache *c, entry *e, int same_gen, fetch_result *r, int64_t now) {
+static void store_unlocked(kpc_cache *c, entry *e, int same_gen, fetch_result *r, int64_t now) {
   c->outage = 0;
   e->stale_serving = 0;
   clear_last_err(e);
@@ -453,34 +453,34 @@ static void store_unlocked(vault_cache *c, entry *e, int same_gen, fetch_result 
  * expired during its fetch) serves its waiters but leaves the outage
  * warning to the next read that leads a fetch. */
 static void serve_stale_unlocked(get_call *g, entry *e, fetch_result *r, int64_t now) {
-  vault_cache *c = g->c;
+  kpc_cache *c = g->c;
   if (!e->last_err) e->last_err = malloc(sizeof *e->last_err);
   if (!e->last_err || value_copy(g->out, &e->v) != 0) {
     r->st = nomem(&r->err);
     return;
   }
-  r->flags = VAULT_CACHE_STALE;
+  r->flags = KPC_CACHE_STALE;
   e->stale_serving = 1;
   e->next_fetch = now + c->opt.stale_retry_ms;
   *e->last_err = r->err;
   if (!c->outage && g->mode == MODE_READ) {
     c->outage = 1;
-    r->flags |= VAULT_CACHE_WARN;
+    r->flags |= KPC_CACHE_WARN;
   }
   r->st = KMS_OK;
 }
 
 /* Step 5 (rw held): apply the fetch's result to the entry. */
 static void settle_unlocked(get_call *g, entry *e, flight *f, fetch_result *r) {
-  vault_cache *c = g->c;
+  kpc_cache *c = g->c;
   int64_t now = now_ms(c);
   int same_gen = e->gen == f->gen;
   kms_status st = r->st;
   if (e->has && same_gen && st == KMS_OK && r->v.version != e->v.version) {
-    g->change = VAULT_CHANGE_UPDATED;
+    g->change = KPC_CHANGE_UPDATED;
     g->change_version = r->v.version;
   } else if (e->has && same_gen && st == KMS_NOT_FOUND) {
-    g->change = VAULT_CHANGE_DELETED;
+    g->change = KPC_CHANGE_DELETED;
   }
   if (st == KMS_OK) {
     clear_neg(e);
@@ -492,7 +492,7 @@ static void settle_unlocked(get_call *g, entry *e, flight *f, fetch_result *r) {
     serve_stale_unlocked(g, e, r, now);
   } else if (st == KMS_NOT_FOUND || st == KMS_PERMISSION_DENIED ||
              (st == KMS_UNAUTHENTICATED && g->mode != MODE_BACKGROUND)) {
-    /* Vault's answer about this secret: never masked, the value goes. (A
+    /* The backend's answer about this secret: never masked, the value goes. (A
      * background re-read keeps the value on UNAUTHENTICATED: that is about
      * the plugin's credentials, and the value is still fresh.) */
     entry_drop_value(c, e);
@@ -510,12 +510,12 @@ static void settle_unlocked(get_call *g, entry *e, flight *f, fetch_result *r) {
 /* Step 6 (rw held): hand the result to the waiters and wake them. Returns
  * 1 if f has no waiters (the caller frees it after unlocking). */
 static int publish_unlocked(get_call *g, entry *e, flight *f, fetch_result *r) {
-  vault_cache *c = g->c;
+  kpc_cache *c = g->c;
   f->st = r->st;
   f->err = r->err;
   f->flags = r->flags;
   if (r->st == KMS_OK && f->waiters > 0) {
-    if (r->flags & VAULT_CACHE_STALE) {
+    if (r->flags & KPC_CACHE_STALE) {
       if (value_copy(&f->v, g->out) != 0) f->st = nomem(&f->err); /* rare: see above */
     } else if (r->share.data) {
       f->v = r->share;
@@ -535,7 +535,7 @@ static int publish_unlocked(get_call *g, entry *e, flight *f, fetch_result *r) {
 
 /* Lead a fetch (entered with rw held exclusive, returns with it dropped). */
 static kms_status lead_fetch(get_call *g, entry *e) {
-  vault_cache *c = g->c;
+  kpc_cache *c = g->c;
   flight *f = lead_unlocked(g, &e);
   pthread_rwlock_unlock(&c->rw);
   if (!f) return nomem(g->err);
@@ -546,19 +546,19 @@ static kms_status lead_fetch(get_call *g, entry *e) {
   int free_f = publish_unlocked(g, e, f, &r);
   pthread_rwlock_unlock(&c->rw);
   if (free_f) flight_free(f);
-  vault_cache_value_clear(&r.v);
-  vault_cache_value_clear(&r.old);
-  vault_cache_value_clear(&r.keep);
-  vault_cache_value_clear(&r.share);
+  kpc_cache_value_clear(&r.v);
+  kpc_cache_value_clear(&r.old);
+  kpc_cache_value_clear(&r.keep);
+  kpc_cache_value_clear(&r.share);
   g->flags = r.flags;
-  if (g->err && (r.st != KMS_OK || (r.flags & VAULT_CACHE_STALE))) *g->err = r.err;
+  if (g->err && (r.st != KMS_OK || (r.flags & KPC_CACHE_STALE))) *g->err = r.err;
   OPENSSL_cleanse(&r.err, sizeof r.err);
   if (g->change && c->opt.changed)
     c->opt.changed(c->opt.changed_ctx, g->key, g->change, g->change_version);
   return r.st;
 }
 
-/* The one path behind vault_cache_get and vault_cache_refresh_key. */
+/* The one path behind kpc_cache_get and kpc_cache_refresh_key. */
 static kms_status get_impl(get_call *g) {
   memset(g->out, 0, sizeof *g->out);
   g->flags = 0;
@@ -580,8 +580,8 @@ static kms_status get_impl(get_call *g) {
   return lead_fetch(g, e);
 }
 
-kms_status vault_cache_get(vault_cache *c, const char *key, int force, vault_cache_fetch_fn fetch,
-                           void *fetch_ctx, vault_cache_value *out, unsigned *flags,
+kms_status kpc_cache_get(kpc_cache *c, const char *key, int force, kpc_cache_fetch_fn fetch,
+                           void *fetch_ctx, kpc_cache_value *out, unsigned *flags,
                            kms_error *err) {
   get_call g = {.c = c, .key = key, .mode = force ? MODE_FORCE : MODE_READ, .fetch = fetch,
                 .fetch_ctx = fetch_ctx, .out = out, .err = err};
@@ -590,37 +590,37 @@ kms_status vault_cache_get(vault_cache *c, const char *key, int force, vault_cac
   return st;
 }
 
-kms_status vault_cache_refresh_key(vault_cache *c, const char *key, vault_cache_fetch_fn fetch,
+kms_status kpc_cache_refresh_key(kpc_cache *c, const char *key, kpc_cache_fetch_fn fetch,
                                    void *fetch_ctx, int64_t retry_ms, int *fetched,
                                    kms_error *err) {
-  vault_cache_value v = {0}; /* get_impl may leave it untouched (nothing cached) */
+  kpc_cache_value v = {0}; /* get_impl may leave it untouched (nothing cached) */
   kms_error e;
   kms_error_clear(&e);
   get_call g = {.c = c, .key = key, .mode = MODE_BACKGROUND, .fetch = fetch,
                 .fetch_ctx = fetch_ctx, .retry_ms = retry_ms, .out = &v, .err = &e};
   get_impl(&g);
-  vault_cache_value_clear(&v);
+  kpc_cache_value_clear(&v);
   if (fetched) *fetched = g.fetched;
   if (g.raw != KMS_OK && err) *err = e;
   OPENSSL_cleanse(&e, sizeof e);
   return g.raw;
 }
 
-kms_status vault_cache_get_into(vault_cache *c, const char *key, vault_cache_fetch_fn fetch,
-                                void *fetch_ctx, vault_cache_into_fn into, void *into_ctx,
+kms_status kpc_cache_get_into(kpc_cache *c, const char *key, kpc_cache_fetch_fn fetch,
+                                void *fetch_ctx, kpc_cache_into_fn into, void *into_ctx,
                                 unsigned *flags, kms_error *err) {
-  vault_cache_value v = {0};
+  kpc_cache_value v = {0};
   get_call g = {.c = c, .key = key, .mode = MODE_READ, .fetch = fetch, .fetch_ctx = fetch_ctx,
                 .out = &v, .into = into, .into_ctx = into_ctx, .err = err};
   kms_status st = get_impl(&g);
   if (st == KMS_OK && v.data) st = into(into_ctx, &v, g.flags); /* fetched: a copy */
-  vault_cache_value_clear(&v);
+  kpc_cache_value_clear(&v);
   if (flags) *flags = g.flags;
   return st;
 }
 
-kms_status vault_cache_peek(vault_cache *c, const char *key, vault_cache_value *out,
-                            vault_cache_into_fn into, void *into_ctx, unsigned *flags,
+kms_status kpc_cache_peek(kpc_cache *c, const char *key, kpc_cache_value *out,
+                            kpc_cache_into_fn into, void *into_ctx, unsigned *flags,
                             kms_error *err) {
   if (out) memset(out, 0, sizeof *out);
   *flags = 0;
@@ -630,9 +630,9 @@ kms_status vault_cache_peek(vault_cache *c, const char *key, vault_cache_value *
   entry *e = find(c, key, fnv1a(key));
   if (e && ((e->has && now < e->stale_until) || (!e->has && neg_live(e, now)))) {
     st = serve(e, now, out, into, into_ctx, flags, err);
-    if (*flags & VAULT_CACHE_STALE) *flags |= VAULT_CACHE_MISS;
+    if (*flags & KPC_CACHE_STALE) *flags |= KPC_CACHE_MISS;
   } else {
-    *flags = VAULT_CACHE_MISS;
+    *flags = KPC_CACHE_MISS;
   }
   pthread_rwlock_unlock(&c->rw);
   return st;
@@ -642,7 +642,7 @@ static int extends(const char *k, const char *key, size_t n) {
   return strncmp(k, key, n) == 0 && (k[n] == '\0' || k[n] == '?' || k[n] == '#');
 }
 
-void vault_cache_invalidate_all(vault_cache *c, const char *key) {
+void kpc_cache_invalidate_all(kpc_cache *c, const char *key) {
   size_t n = strlen(key);
   pthread_rwlock_wrlock(&c->rw);
   for (size_t i = 0; i < c->nbuckets; i++) {
@@ -661,7 +661,7 @@ void vault_cache_invalidate_all(vault_cache *c, const char *key) {
   pthread_rwlock_unlock(&c->rw);
 }
 
-void vault_cache_put(vault_cache *c, const char *key, const char *data, size_t len,
+void kpc_cache_put(kpc_cache *c, const char *key, const char *data, size_t len,
                      int64_t version) {
   uint64_t h = fnv1a(key);
   pthread_rwlock_wrlock(&c->rw);
@@ -681,7 +681,7 @@ void vault_cache_put(vault_cache *c, const char *key, const char *data, size_t l
   if (e) {
     entry_drop_value(c, e);
     e->gen++;
-    vault_cache_value src = {(char *)data, len, version};
+    kpc_cache_value src = {(char *)data, len, version};
     if (value_copy(&e->v, &src) == 0) {
       int64_t now = now_ms(c);
       e->has = 1;
@@ -696,7 +696,7 @@ void vault_cache_put(vault_cache *c, const char *key, const char *data, size_t l
   pthread_rwlock_unlock(&c->rw);
 }
 
-void vault_cache_invalidate(vault_cache *c, const char *key) {
+void kpc_cache_invalidate(kpc_cache *c, const char *key) {
   uint64_t h = fnv1a(key);
   pthread_rwlock_wrlock(&c->rw);
   entry *e = find(c, key, h);
@@ -709,7 +709,7 @@ void vault_cache_invalidate(vault_cache *c, const char *key) {
   pthread_rwlock_unlock(&c->rw);
 }
 
-size_t vault_cache_keys(vault_cache *c, char ***keys) {
+size_t kpc_cache_keys(kpc_cache *c, char ***keys) {
   *keys = NULL;
   pthread_rwlock_wrlock(&c->rw);
   sweep_all_unlocked(c, now_ms(c));
@@ -728,11 +728,11 @@ size_t vault_cache_keys(vault_cache *c, char ***keys) {
   return n;
 oom:
   pthread_rwlock_unlock(&c->rw);
-  vault_cache_keys_free(k, n);
+  kpc_cache_keys_free(k, n);
   return 0;
 }
 
-size_t vault_cache_due(vault_cache *c, int64_t slack_ms, char ***keys, int64_t *next_ms) {
+size_t kpc_cache_due(kpc_cache *c, int64_t slack_ms, char ***keys, int64_t *next_ms) {
   *keys = NULL;
   *next_ms = 0;
   size_t n = 0, cap = 0;
@@ -765,18 +765,18 @@ size_t vault_cache_due(vault_cache *c, int64_t slack_ms, char ***keys, int64_t *
   return n;
 oom:
   pthread_rwlock_unlock(&c->rw);
-  vault_cache_keys_free(k, n);
+  kpc_cache_keys_free(k, n);
   *next_ms = now + 1000; /* try again soon */
   return 0;
 }
 
-void vault_cache_keys_free(char **keys, size_t n) {
+void kpc_cache_keys_free(char **keys, size_t n) {
   if (!keys) return;
   for (size_t i = 0; i < n; i++) free(keys[i]);
   free(keys);
 }
 
-size_t vault_cache_waiters(vault_cache *c, const char *key) {
+size_t kpc_cache_waiters(kpc_cache *c, const char *key) {
   pthread_rwlock_rdlock(&c->rw);
   entry *e = find(c, key, fnv1a(key));
   size_t n = e && e->fl ? e->fl->waiters : 0;
@@ -784,7 +784,7 @@ size_t vault_cache_waiters(vault_cache *c, const char *key) {
   return n;
 }
 
-size_t vault_cache_size(vault_cache *c) {
+size_t kpc_cache_size(kpc_cache *c) {
   pthread_rwlock_rdlock(&c->rw);
   size_t n = c->nvalues;
   pthread_rwlock_unlock(&c->rw);

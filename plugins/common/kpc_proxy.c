@@ -1,8 +1,8 @@
 /*
- * proxy.c -- proxy choice per request: loopback never, NO_PROXY, then the
- * explicit or scheme proxy (see proxy.h for the rules).
+ * kpc_proxy.c -- proxy choice per request: loopback never, NO_PROXY, then the
+ * explicit or scheme proxy (see kpc_proxy.h for the rules).
  */
-#include "proxy.h"
+#include "kpc_proxy.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -11,7 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-int vault_host_is_loopback(const char *host) {
+int kpc_host_is_loopback(const char *host) {
   size_t n = strlen(host);
   if (strcasecmp(host, "localhost") == 0) return 1;
   if (n > 10 && strcasecmp(host + n - 10, ".localhost") == 0) return 1;
@@ -94,11 +94,11 @@ static int no_proxy_matches(const char *list, const char *host, long port) {
   return 0;
 }
 
-const char *vault_proxy_for(const vault_config *cfg, const char *scheme, const char *host,
-                            long port) {
+const char *kpc_proxy_for(const kpc_proxy_config *cfg, const char *scheme, const char *host,
+                          long port) {
   const char *proxy = cfg->proxy_explicit;
   if (!proxy) proxy = strcmp(scheme, "https") == 0 ? cfg->proxy_https : cfg->proxy_http;
-  if (!proxy || vault_host_is_loopback(host) || no_proxy_matches(cfg->no_proxy, host, port))
+  if (!proxy || kpc_host_is_loopback(host) || no_proxy_matches(cfg->no_proxy, host, port))
     return NULL;
   return proxy;
 }

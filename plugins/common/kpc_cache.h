@@ -1,9 +1,10 @@
 /*
- * cache.h -- per-secret cache: TTL, invalidation, stale-if-error and
- * single-flight. Pure logic (no HTTP, no logging): the caller passes a fetch
+ * kpc_cache.h -- per-secret cache shared by the backend plugins: TTL,
+ * invalidation, stale-if-error, single-flight, negative caching, a change
+ * observer and background refresh points. Pure logic (no HTTP, no logging): the caller passes a fetch
  * callback and, for tests, a clock.
  *
- * Semantics of vault_cache_get(key):
+ * Semantics of kpc_cache_get(key):
  *   - fresh entry (now < fetched + ttl): copy of the value, no fetch;
  *   - another thread is already fetching key: wait for it and take its
  *     result (single-flight: N concurrent misses -> one fetch);
@@ -12,9 +13,9 @@
  *                        the fetch), returned;
  *       UNAVAILABLE   -> if an older value exists and now < expiry +
  *                        stale_if_error, it is returned with
- *                        VAULT_CACHE_STALE; further reads of that key serve it
+ *                        KPC_CACHE_STALE; further reads of that key serve it
  *                        without fetching for `stale_retry` ms. The first stale
- *                        serve of an outage also sets VAULT_CACHE_WARN (the
+ *                        serve of an outage also sets KPC_CACHE_WARN (the
  *                        caller logs once); the next successful fetch ends the
  *                        outage.
  *       NOT_FOUND, PERMISSION_DENIED, UNAUTHENTICATED -> the entry is evicted
@@ -25,8 +26,8 @@
  *
  * Background refresh (refresher.c): with refresh_hi_pm set, every stored
  * value gets a refresh point at a random fraction in [refresh_lo_pm,
- * refresh_hi_pm] permille of its TTL, drawn per entry. vault_cache_due()
- * lists the values past their point; vault_cache_refresh_key() re-reads one
+ * refresh_hi_pm] permille of its TTL, drawn per entry. kpc_cache_due()
+ * lists the values past their point; kpc_cache_refresh_key() re-reads one
  * through the same single-flight fetch: success stores the new value (new
  * TTL, new point); NOT_FOUND / PERMISSION_DENIED evict it, as on a read;
  * any other failure keeps the value untouched (still served until it
@@ -34,8 +35,8 @@
  * point `retry_ms` later. Values that have already expired are left to reads.
  *
  * Memory: values whose stale window has passed are dropped by an amortised
- * sweep (a few buckets per exclusive-lock operation), by vault_cache_keys
- * and by vault_cache_due, so secrets that are never read again do not stay.
+ * sweep (a few buckets per exclusive-lock operation), by kpc_cache_keys
+ * and by kpc_cache_due, so secrets that are never read again do not stay.
  *
  * Thread-safety: all functions except new/free may be called concurrently;
  * fresh hits share a read lock (they do not serialise each other) and copy
@@ -44,131 +45,131 @@
  * The fetch callback runs without any cache lock held (it may block, log,
  * call the cache for other keys).
  */
-#ifndef VAULT_CACHE_H
-#define VAULT_CACHE_H
+#ifndef KPC_CACHE_H
+#define KPC_CACHE_H
 
-#include "common.h"
+#include "kpc_common.h"
 #include "kms_plugin.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct vault_cache vault_cache;
+typedef struct kpc_cache kpc_cache;
 
 /* A value: `data` is malloc'ed, NUL-terminated (len excludes the NUL). */
-typedef struct vault_cache_value {
+typedef struct kpc_cache_value {
   char *data;
   size_t len;
   int64_t version;
-} vault_cache_value;
+} kpc_cache_value;
 
 /* Wipe and free v->data; zero the struct. */
-void vault_cache_value_clear(vault_cache_value *v);
+void kpc_cache_value_clear(kpc_cache_value *v);
 
 /* Fetch `key` from the backend. On KMS_OK fill *out (ownership passes to the
  * cache); otherwise fill err and leave *out empty. */
-typedef kms_status (*vault_cache_fetch_fn)(void *ctx, const char *key, vault_cache_value *out,
+typedef kms_status (*kpc_cache_fetch_fn)(void *ctx, const char *key, kpc_cache_value *out,
                                            kms_error *err);
 
-typedef struct vault_cache_options {
+typedef struct kpc_cache_options {
   int64_t ttl_ms;         /* 0: nothing is stored (single-flight still applies) */
   int64_t stale_ms;       /* stale-if-error window after expiry; 0 disables */
   int64_t stale_retry_ms; /* while serving stale, fetch again at most this often */
-  vault_clock clock;      /* zeroed: CLOCK_MONOTONIC */
+  kpc_clock clock;      /* zeroed: CLOCK_MONOTONIC */
   /* Background refresh points, permille of the TTL (e.g. 750..900); both 0:
-   * no refresh points (vault_cache_due lists nothing). */
+   * no refresh points (kpc_cache_due lists nothing). */
   int refresh_lo_pm, refresh_hi_pm;
   uint64_t seed; /* jitter seed; 0: from the clock, pid and address */
   /* Negative caching (setting neg_ttl): a fetch answering NOT_FOUND is
    * remembered this long and later reads of the key get NOT_FOUND (with
-   * VAULT_CACHE_NEGATIVE, the first answer's message) without a fetch, until
+   * KPC_CACHE_NEGATIVE, the first answer's message) without a fetch, until
    * a put/invalidate of the key. 0 disables. */
   int64_t neg_ttl_ms;
   /* Change observer: called after a fetch (of any mode) found that a value
-   * the cache held has a new version (VAULT_CHANGE_UPDATED) or is gone
-   * (VAULT_CHANGE_DELETED: NOT_FOUND). Called with no cache lock held, from
+   * the cache held has a new version (KPC_CHANGE_UPDATED) or is gone
+   * (KPC_CHANGE_DELETED: NOT_FOUND). Called with no cache lock held, from
    * the fetching thread. NULL: nobody is told. */
   void (*changed)(void *ctx, const char *key, int kind, int64_t version);
   void *changed_ctx;
-} vault_cache_options;
+} kpc_cache_options;
 
-#define VAULT_CHANGE_UPDATED 1
-#define VAULT_CHANGE_DELETED 2
+#define KPC_CHANGE_UPDATED 1
+#define KPC_CHANGE_DELETED 2
 
-/* Result flags of vault_cache_get. */
-#define VAULT_CACHE_HIT 0x1u   /* served without fetching */
-#define VAULT_CACHE_STALE 0x2u /* stale value served after a failed fetch */
-#define VAULT_CACHE_WARN 0x4u  /* first stale serve of this outage: log it */
-#define VAULT_CACHE_NEGATIVE 0x8u /* NOT_FOUND answered from a cached "not found" */
-#define VAULT_CACHE_MISS 0x10u    /* vault_cache_peek: nothing servable (fetch it elsewhere) */
+/* Result flags of kpc_cache_get. */
+#define KPC_CACHE_HIT 0x1u   /* served without fetching */
+#define KPC_CACHE_STALE 0x2u /* stale value served after a failed fetch */
+#define KPC_CACHE_WARN 0x4u  /* first stale serve of this outage: log it */
+#define KPC_CACHE_NEGATIVE 0x8u /* NOT_FOUND answered from a cached "not found" */
+#define KPC_CACHE_MISS 0x10u    /* kpc_cache_peek: nothing servable (fetch it elsewhere) */
 
-vault_cache *vault_cache_new(const vault_cache_options *opt);
+kpc_cache *kpc_cache_new(const kpc_cache_options *opt);
 /* Wipes every value. No call may be in progress. */
-void vault_cache_free(vault_cache *c);
+void kpc_cache_free(kpc_cache *c);
 
 /* See the top of this file. On KMS_OK *out is a new copy owned by the
- * caller (vault_cache_value_clear). `flags` may be NULL. On a stale serve
+ * caller (kpc_cache_value_clear). `flags` may be NULL. On a stale serve
  * err still describes the failure that caused it. */
-kms_status vault_cache_get(vault_cache *c, const char *key, int force, vault_cache_fetch_fn fetch,
-                           void *fetch_ctx, vault_cache_value *out, unsigned *flags,
+kms_status kpc_cache_get(kpc_cache *c, const char *key, int force, kpc_cache_fetch_fn fetch,
+                           void *fetch_ctx, kpc_cache_value *out, unsigned *flags,
                            kms_error *err);
 
-/* Never fetch (KMS_CALL_NONBLOCKING): a fresh value (VAULT_CACHE_HIT), a
+/* Never fetch (KMS_CALL_NONBLOCKING): a fresh value (KPC_CACHE_HIT), a
  * value past its TTL but inside its stale window (HIT|STALE), a cached "not
- * found" (KMS_NOT_FOUND, NEGATIVE), or KMS_UNAVAILABLE with VAULT_CACHE_MISS
- * when there is nothing to serve. *flags also gets VAULT_CACHE_MISS for a
+ * found" (KMS_NOT_FOUND, NEGATIVE), or KMS_UNAVAILABLE with KPC_CACHE_MISS
+ * when there is nothing to serve. *flags also gets KPC_CACHE_MISS for a
  * stale serve (the caller should start a fetch). `out` may be NULL with
  * `into` set: then the value is copied into into_buf (into_size bytes) by
  * `into` under the shared lock, allocating nothing. */
-typedef kms_status (*vault_cache_into_fn)(void *ctx, const vault_cache_value *v, unsigned flags);
-kms_status vault_cache_peek(vault_cache *c, const char *key, vault_cache_value *out,
-                            vault_cache_into_fn into, void *into_ctx, unsigned *flags,
+typedef kms_status (*kpc_cache_into_fn)(void *ctx, const kpc_cache_value *v, unsigned flags);
+kms_status kpc_cache_peek(kpc_cache *c, const char *key, kpc_cache_value *out,
+                            kpc_cache_into_fn into, void *into_ctx, unsigned *flags,
                             kms_error *err);
 
-/* vault_cache_get whose fresh hit is handed to `into` under the shared lock
+/* kpc_cache_get whose fresh hit is handed to `into` under the shared lock
  * instead of copied (the buffer read: nothing allocated on a hit). A miss
- * fetches as vault_cache_get and passes the fetched copy to `into`. */
-kms_status vault_cache_get_into(vault_cache *c, const char *key, vault_cache_fetch_fn fetch,
-                                void *fetch_ctx, vault_cache_into_fn into, void *into_ctx,
+ * fetches as kpc_cache_get and passes the fetched copy to `into`. */
+kms_status kpc_cache_get_into(kpc_cache *c, const char *key, kpc_cache_fetch_fn fetch,
+                                void *fetch_ctx, kpc_cache_into_fn into, void *into_ctx,
                                 unsigned *flags, kms_error *err);
 
 /* Forget `key` and every key that extends it with '?' or '#' (version pins
  * and field reads of the same secret). */
-void vault_cache_invalidate_all(vault_cache *c, const char *key);
+void kpc_cache_invalidate_all(kpc_cache *c, const char *key);
 
 /* After a successful write: store a copy of `data` as the fresh value
  * (no-op when ttl == 0, beyond invalidating). */
-void vault_cache_put(vault_cache *c, const char *key, const char *data, size_t len,
+void kpc_cache_put(kpc_cache *c, const char *key, const char *data, size_t len,
                      int64_t version);
 
 /* Forget key (wipes the value). A fetch in flight for it is not stored. */
-void vault_cache_invalidate(vault_cache *c, const char *key);
+void kpc_cache_invalidate(kpc_cache *c, const char *key);
 
 /* Snapshot of the keys that hold a value: *keys is a malloc'ed array of
- * malloc'ed strings; free with vault_cache_keys_free. Also drops values whose
+ * malloc'ed strings; free with kpc_cache_keys_free. Also drops values whose
  * stale window has passed. Returns the count (0 with *keys NULL on OOM). */
-size_t vault_cache_keys(vault_cache *c, char ***keys);
-void vault_cache_keys_free(char **keys, size_t n);
+size_t kpc_cache_keys(kpc_cache *c, char ***keys);
+void kpc_cache_keys_free(char **keys, size_t n);
 
 /* Background refresh. Snapshot of the keys whose value is still fresh, not
  * being fetched, and past (or within slack_ms of) its refresh point; free
- * with vault_cache_keys_free. *next_ms: the earliest refresh point among the
+ * with kpc_cache_keys_free. *next_ms: the earliest refresh point among the
  * others (clock of the cache), 0 if none. Also drops values whose stale
  * window has passed. Returns the count. */
-size_t vault_cache_due(vault_cache *c, int64_t slack_ms, char ***keys, int64_t *next_ms);
+size_t kpc_cache_due(kpc_cache *c, int64_t slack_ms, char ***keys, int64_t *next_ms);
 
 /* Re-read `key` in the background if it is still due (see the top of this
  * file); otherwise do nothing. Returns the fetch's status (KMS_OK when
  * nothing was fetched; *fetched, may be NULL, says whether it was). On a
- * failure err describes it; the cached value is kept unless Vault said
+ * failure err describes it; the cached value is kept unless the backend said
  * NOT_FOUND / PERMISSION_DENIED. */
-kms_status vault_cache_refresh_key(vault_cache *c, const char *key, vault_cache_fetch_fn fetch,
+kms_status kpc_cache_refresh_key(kpc_cache *c, const char *key, kpc_cache_fetch_fn fetch,
                                    void *fetch_ctx, int64_t retry_ms, int *fetched,
                                    kms_error *err);
 
 /* For tests: number of threads currently waiting on key's in-flight fetch,
  * and the number of stored values. */
-size_t vault_cache_waiters(vault_cache *c, const char *key);
-size_t vault_cache_size(vault_cache *c);
+size_t kpc_cache_waiters(kpc_cache *c, const char *key);
+size_t kpc_cache_size(kpc_cache *c);
 
 #endif
