@@ -89,6 +89,7 @@ static void fuzz_creds(int xml, const char *d, size_t n) {
   aws_credentials_clear(&c);
 }
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
   const char *d = (const char *)data + 1;
