@@ -8,6 +8,8 @@
 #include "config.h"
 
 #include "ini.h"
+#include "kpc_common.h"
+#include "kpc_log.h"
 #include "kms_plugin_util.h"
 
 #include <cjson/cJSON.h>
@@ -16,7 +18,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <pwd.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,27 +32,10 @@ typedef struct env_ctx {
   const kms_host *host;
 } env_ctx;
 
-static void wipe_free(char *s) {
-  if (!s) return;
-  kms_wipe(s, strlen(s));
-  free(s);
-}
 
-static void logw(const kms_host *h, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-static void logw(const kms_host *h, const char *fmt, ...) {
-  if (!h || !KMS_FIELD_PRESENT(h, kms_host, log) || !h->log) return;
-  char buf[512];
-  int n = snprintf(buf, sizeof buf, "aws_secret_manager: ");
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
-  va_end(ap);
-  h->log(h->ctx, KMS_LOG_WARN, buf);
-}
+/* Warnings (unknown settings) go to the host's log. */
+#define logw(host, ...) \
+  kpc_logf(&(kpc_logger){(host), "aws_secret_manager: "}, KMS_LOG_WARN, __VA_ARGS__)
 
 static const char *env_raw(const env_ctx *e, const char *name) {
   const kms_host *h = e->host;
@@ -239,24 +223,6 @@ static int parse_bool(const char *s, int *out) {
   return -1;
 }
 
-/* Valid UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
-static int utf8_valid(const unsigned char *s, size_t n) {
-  for (size_t i = 0; i < n;) {
-    unsigned c = s[i];
-    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (!len || i + len > n) return 0;
-    unsigned cp = len == 1 ? c : c & (0x7fu >> len);
-    for (size_t k = 1; k < len; k++) {
-      if ((s[i + k] & 0xc0) != 0x80) return 0;
-      cp = (cp << 6) | (s[i + k] & 0x3f);
-    }
-    static const unsigned min[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    i += len;
-  }
-  return 1;
-}
-
 /* ---- string checks ------------------------------------------------------ */
 
 typedef int (*str_check)(const char *s);
@@ -281,7 +247,7 @@ static int chk_session(const char *s) {
 static int chk_path(const char *s) { return strlen(s) < PATH_MAX && printable(s); }
 static int chk_text(const char *s) {
   size_t n = strlen(s);
-  return n <= AWS_DESCRIPTION_MAX && utf8_valid((const unsigned char *)s, n);
+  return n <= AWS_DESCRIPTION_MAX && kpc_utf8_valid((const unsigned char *)s, n);
 }
 static int chk_stage(const char *s) { return strlen(s) <= 256 && printable(s); }
 
@@ -414,8 +380,8 @@ static int add_tag(aws_config *cfg, const cJSON *k, const cJSON *v) {
   if (cJSON_IsNumber(v)) snprintf(num, sizeof num, "%.17g", v->valuedouble);
   size_t kn = strlen(k->valuestring), vn = strlen(vs);
   if (kn == 0 || kn > AWS_TAG_KEY_MAX || vn > AWS_TAG_VALUE_MAX ||
-      !utf8_valid((const unsigned char *)k->valuestring, kn) ||
-      !utf8_valid((const unsigned char *)vs, vn) || strncasecmp(k->valuestring, "aws:", 4) == 0 ||
+      !kpc_utf8_valid((const unsigned char *)k->valuestring, kn) ||
+      !kpc_utf8_valid((const unsigned char *)vs, vn) || strncasecmp(k->valuestring, "aws:", 4) == 0 ||
       cfg->n_tags == AWS_TAGS_MAX)
     return -1;
   aws_tag *t = &cfg->tags[cfg->n_tags];
@@ -899,7 +865,7 @@ void aws_config_free(aws_config *cfg) {
                       &cfg->env_session_token, &cfg->profile_access_key_id,
                       &cfg->profile_secret_access_key, &cfg->profile_session_token,
                       &cfg->container_auth_token};
-  for (size_t i = 0; i < sizeof secrets / sizeof *secrets; i++) wipe_free(*secrets[i]);
+  for (size_t i = 0; i < sizeof secrets / sizeof *secrets; i++) kpc_wipe_free(*secrets[i]);
   free_tags(cfg);
   memset(cfg, 0, sizeof *cfg);
 }

@@ -11,7 +11,7 @@
  */
 #include "creds.h"
 
-#include "common.h"
+#include "kpc_common.h"
 #include "ini.h"
 #include "kms_plugin_util.h"
 
@@ -52,17 +52,12 @@ struct aws_creds_provider {
   int64_t imds_token_expires_ms;
 };
 
-static void wipe_free(char *s) {
-  if (!s) return;
-  kms_wipe(s, strlen(s));
-  free(s);
-}
 
 void aws_credentials_clear(aws_credentials *c) {
   if (!c) return;
-  wipe_free(c->access_key_id);
-  wipe_free(c->secret_access_key);
-  wipe_free(c->session_token);
+  kpc_wipe_free(c->access_key_id);
+  kpc_wipe_free(c->secret_access_key);
+  kpc_wipe_free(c->session_token);
   memset(c, 0, sizeof *c);
 }
 
@@ -217,13 +212,13 @@ static void aws_error_text(const char *body, size_t len, char *buf, size_t size)
   if (c) excerpt(c, (size_t)(ce - c), cb, sizeof cb);
   if (m) excerpt(m, (size_t)(me - m), mb, sizeof mb);
   if (!c && !m) {
-    cJSON *j = vault_json_parse(body, len);
+    cJSON *j = kpc_json_parse(body, len);
     const cJSON *jc = cJSON_GetObjectItemCaseSensitive(j, "Code");
     const cJSON *jm = cJSON_GetObjectItemCaseSensitive(j, "Message");
     if (!jm) jm = cJSON_GetObjectItemCaseSensitive(j, "message");
     if (cJSON_IsString(jc)) excerpt(jc->valuestring, strlen(jc->valuestring), cb, sizeof cb);
     if (cJSON_IsString(jm)) excerpt(jm->valuestring, strlen(jm->valuestring), mb, sizeof mb);
-    vault_json_wipe_delete(j);
+    kpc_json_wipe_delete(j);
   }
   snprintf(buf, size, "%s%s%s", cb, *cb && *mb ? ": " : "", mb);
 }
@@ -260,7 +255,7 @@ kms_status aws_creds_parse_sts_xml(const char *body, size_t len, int64_t now_wal
   } else {
     out->expires_ms = 0;
   }
-  for (size_t i = 0; i < 4; i++) wipe_free(v[i]);
+  for (size_t i = 0; i < 4; i++) kpc_wipe_free(v[i]);
   return st;
 }
 
@@ -269,7 +264,7 @@ kms_status aws_creds_parse_sts_xml(const char *body, size_t len, int64_t now_wal
 kms_status aws_creds_parse_json(const char *body, size_t len, int64_t now_wall_s, int64_t now_ms,
                                 aws_credentials *out, kms_error *err) {
   aws_credentials_clear(out);
-  cJSON *j = vault_json_parse(body, len);
+  cJSON *j = kpc_json_parse(body, len);
   const cJSON *code = cJSON_GetObjectItemCaseSensitive(j, "Code");
   const cJSON *f[4] = {cJSON_GetObjectItemCaseSensitive(j, "AccessKeyId"),
                        cJSON_GetObjectItemCaseSensitive(j, "SecretAccessKey"),
@@ -300,13 +295,13 @@ kms_status aws_creds_parse_json(const char *body, size_t len, int64_t now_wall_s
       st = OOM(err);
   }
   if (st != KMS_OK) aws_credentials_clear(out);
-  vault_json_wipe_delete(j);
+  kpc_json_wipe_delete(j);
   return st;
 }
 
 /* ---- fetching ---------------------------------------------------------------------- */
 
-static int64_t now_ms(const aws_creds_provider *p) { return vault_clock_now(p->clock); }
+static int64_t now_ms(const aws_creds_provider *p) { return kpc_clock_now(p->clock); }
 static int64_t wall_s(void) { return (int64_t)time(NULL); }
 
 /* One request through the injected transport; a non-2xx answer becomes
@@ -328,7 +323,7 @@ static kms_status call(aws_creds_provider *p, const char *what, const char *meth
   if (status >= 200 && status < 300) return KMS_OK;
   char text[400];
   aws_error_text(*resp ? *resp : "", *resp_len, text, sizeof text);
-  wipe_free(*resp);
+  kpc_wipe_free(*resp);
   *resp = NULL;
   if (status >= 500 || status == 429) fail = KMS_UNAVAILABLE;
   return kms_error_set(err, fail, (int32_t)status, "%s answered HTTP %ld%s%s", what, status,
@@ -374,7 +369,7 @@ static kms_status fetch_web_identity(aws_creds_provider *p, int64_t deadline, aw
       form_add(&body, &blen, "RoleSessionName", c->role_session_name ? c->role_session_name : session) ||
       form_add(&body, &blen, "WebIdentityToken", token))
     st = OOM(err);
-  wipe_free(token);
+  kpc_wipe_free(token);
   size_t ulen = strlen(c->sts_endpoint) + 2;
   char *url = st == KMS_OK ? malloc(ulen) : NULL;
   if (st == KMS_OK && !url) st = OOM(err);
@@ -418,8 +413,8 @@ static kms_status fetch_ecs(aws_creds_provider *p, int64_t deadline, aws_credent
               deadline, KMS_UNAUTHENTICATED, &resp, &rlen, err);
   }
   if (st == KMS_OK) st = aws_creds_parse_json(resp, rlen, wall_s(), now_ms(p), out, err);
-  wipe_free(token);
-  wipe_free(hdr);
+  kpc_wipe_free(token);
+  kpc_wipe_free(hdr);
   if (resp) kms_wipe(resp, rlen);
   free(resp);
   return st;
@@ -438,7 +433,7 @@ static int role_name_ok(const char *s, size_t n) {
  * before its TTL ends. */
 static kms_status imds_token(aws_creds_provider *p, int64_t deadline, kms_error *err) {
   if (p->imds_token && now_ms(p) < p->imds_token_expires_ms) return KMS_OK;
-  wipe_free(p->imds_token);
+  kpc_wipe_free(p->imds_token);
   p->imds_token = NULL;
   char url[600], ttl[64], *resp = NULL;
   size_t rlen = 0;
@@ -450,7 +445,7 @@ static kms_status imds_token(aws_creds_provider *p, int64_t deadline, kms_error 
   if (st != KMS_OK) return st;
   while (rlen && isspace((unsigned char)resp[rlen - 1])) resp[--rlen] = '\0';
   if (!token_ok(resp) || strlen(resp) != rlen) {
-    wipe_free(resp);
+    kpc_wipe_free(resp);
     return kms_error_set(err, KMS_INTERNAL, 0, "EC2 instance metadata answered a malformed token");
   }
   p->imds_token = resp;
@@ -474,9 +469,9 @@ static kms_status imds_get(aws_creds_provider *p, const char *path, int64_t dead
     const char *const hdrs[] = {hdr, NULL};
     st = call(p, "EC2 instance metadata", "GET", url, hdrs, NULL, deadline, KMS_UNAUTHENTICATED,
               resp, rlen, err);
-    wipe_free(hdr);
+    kpc_wipe_free(hdr);
     if (st == KMS_OK || err->backend_status != 401 || attempt) return st;
-    wipe_free(p->imds_token);
+    kpc_wipe_free(p->imds_token);
     p->imds_token = NULL;
   }
 }
@@ -572,7 +567,7 @@ kms_status aws_creds_new(const aws_config *cfg, const aws_clock *clock, aws_cred
     }
   }
   pthread_mutex_init(&p->mu, NULL);
-  vault_cond_init(&p->cv);
+  kpc_cond_init(&p->cv);
   *out = p;
   return KMS_OK;
 }
@@ -656,7 +651,7 @@ kms_status aws_creds_get(aws_creds_provider *p, int64_t deadline_ms, aws_credent
                            SOURCE_NAME[p->src]);
     }
     struct timespec ts; /* another thread refreshes: wait for it (real time) */
-    vault_timespec_in(deadline_ms - now, &ts);
+    kpc_timespec_in(deadline_ms - now, &ts);
     pthread_cond_timedwait(&p->cv, &p->mu, &ts);
   }
 }
@@ -684,7 +679,7 @@ void aws_creds_health_get(aws_creds_provider *p, aws_creds_health *out) {
 void aws_creds_free(aws_creds_provider *p) {
   if (!p) return;
   aws_credentials_clear(&p->cur);
-  wipe_free(p->imds_token);
+  kpc_wipe_free(p->imds_token);
   kms_wipe(&p->last_err, sizeof p->last_err);
   pthread_cond_destroy(&p->cv);
   pthread_mutex_destroy(&p->mu);

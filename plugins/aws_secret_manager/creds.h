@@ -39,9 +39,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The injectable monotonic clock (the Vault plugin's, shared code). */
-struct vault_clock;
-typedef struct vault_clock aws_clock;
+/* The injectable monotonic clock of plugins/common (kpc_common.h). */
+struct kpc_clock;
+typedef struct kpc_clock aws_clock;
 
 #define AWS_CREDS_REFRESH_MS (5 * 60 * 1000)  /* advisory: refresh, keep old on failure */
 #define AWS_CREDS_MANDATORY_MS (60 * 1000)    /* mandatory: wait for new ones */

@@ -9,6 +9,8 @@
  */
 #include "ini.h"
 
+#include "kpc_common.h"
+
 #include "kms_plugin_util.h"
 
 #include <ctype.h>
@@ -22,11 +24,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void wipe_free(char *s) {
-  if (!s) return;
-  kms_wipe(s, strlen(s));
-  free(s);
-}
 
 static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
 
@@ -59,7 +56,7 @@ static int flush(pending *pd, aws_ini_fn cb, void *ctx) {
   int r = 0;
   if (pd->key && cb) r = cb(ctx, pd->section, pd->key, pd->value ? pd->value : "") != 0;
   free(pd->key);
-  wipe_free(pd->value);
+  kpc_wipe_free(pd->value);
   pd->key = pd->value = NULL;
   pd->vlen = 0;
   return r;
@@ -74,7 +71,7 @@ static int append_value(pending *pd, const char *b, const char *e) {
   v[pd->vlen] = '\n';
   memcpy(v + pd->vlen + 1, b, add);
   v[pd->vlen + 1 + add] = '\0';
-  wipe_free(pd->value);
+  kpc_wipe_free(pd->value);
   pd->value = v;
   pd->vlen += add + 1;
   return 0;
@@ -284,9 +281,9 @@ kms_status aws_read_secret_file(const char *path, const char *what, size_t max, 
 
 void aws_profile_clear(aws_profile *p) {
   if (!p) return;
-  wipe_free(p->aws_access_key_id);
-  wipe_free(p->aws_secret_access_key);
-  wipe_free(p->aws_session_token);
+  kpc_wipe_free(p->aws_access_key_id);
+  kpc_wipe_free(p->aws_secret_access_key);
+  kpc_wipe_free(p->aws_session_token);
   free(p->region);
   free(p->role_arn);
   free(p->web_identity_token_file);
@@ -350,7 +347,7 @@ static int profile_cb(void *vctx, const char *section, const char *key, const ch
   if (!f) return 0;
   char *v = strdup(value);
   if (!v) return c->oom = 1;
-  wipe_free(*f); /* a repeated key: the last one counts */
+  kpc_wipe_free(*f); /* a repeated key: the last one counts */
   *f = v;
   return 0;
 }
