@@ -162,7 +162,12 @@ static kms_status fetch_secret(void *ctx, const char *key, kpc_cache_value *out,
   kpc_http_response resp;
   st = sm_op(k, "read (GetSecretValue)", "GetSecretValue", body, len, NULL, 0, &resp, err);
   sm_free_body(body, len);
-  if (st == KMS_OK) st = sm_parse_value(resp.body, resp.len, &out->data, &out->len, err);
+  if (st == KMS_OK)
+    st = sm_parse_value(resp.body, resp.len, &out->data, &out->len, err);
+  else if (sm_is_scheduled_for_deletion(resp.status, resp.body, resp.len))
+    st = kms_error_set(err, KMS_NOT_FOUND, (int32_t)resp.status,
+                       "read (GetSecretValue): the secret is scheduled for deletion (AWS "
+                       "InvalidRequestException); writing it again restores it");
   kpc_http_response_clear(&resp);
   return st;
 }
@@ -332,7 +337,9 @@ static kms_status primary_update(kms_instance *in, const char *field, const char
   kms_status st = primary_load(&k, &doc, err);
   if (st == KMS_OK && (doc.data || value))
     st = sm_field_set(doc.data, doc.len, field, value, vlen, &out, &out_len, &changed, err);
-  if (st == KMS_OK && changed) st = store(&k, primary, out, out_len, description, err);
+  if (st == KMS_OK && changed) /* known to exist: put; else create (or restore) */
+    st = doc.data ? put_value(&k, primary, out, out_len, err)
+                  : store(&k, primary, out, out_len, description, err);
   if (st == KMS_OK && changed && in->cfg.access_mode == AWS_ACCESS_READ_AND_WRITE)
     kpc_cache_put(in->cache, primary, out, out_len, 0);
   else
