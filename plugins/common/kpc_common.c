@@ -139,3 +139,14 @@ kms_status kpc_json_print_wiped(cJSON *root, size_t payload, char **body, size_t
   *body = buf;
   return KMS_OK;
 }
+
+kms_status kpc_error_prefix(kms_status st, kms_error *err, const char *prefix) {
+  if (st == KMS_OK || !err) return st;
+  size_t n = strlen(err->message), p = strlen(prefix);
+  if (p >= sizeof err->message) return st;
+  if (n + p >= sizeof err->message) n = sizeof err->message - p - 1;
+  memmove(err->message + p, err->message, n);
+  memcpy(err->message, prefix, p);
+  err->message[n + p] = '\0';
+  return st;
+}

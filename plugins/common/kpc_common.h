@@ -71,6 +71,12 @@ cJSON *kpc_json_parse(const char *body, size_t len);
 kms_status kpc_json_print_wiped(cJSON *root, size_t payload, char **body, size_t *body_len,
                                 kms_error *err);
 
+/* Put `prefix` (the plugin's name, "hashicorp_vault: ") in front of err's
+ * message, truncating its end if needed, when st is not KMS_OK; returns st.
+ * Messages are written without the plugin's name and get it here, once, on
+ * the way out of every slot (the logger does the same for log lines). */
+kms_status kpc_error_prefix(kms_status st, kms_error *err, const char *prefix);
+
 /* 1 if s[0..n) is valid UTF-8 (no surrogates, no overlong forms). */
 int kpc_utf8_valid(const unsigned char *s, size_t n);
 
