@@ -62,7 +62,8 @@ static void write_token(const char *name, const char *text) {
 
 /* Load a config from kv (NULL-terminated name/value pairs; the shared files
  * point at nothing) and make a provider on `clk` over real HTTP. */
-static aws_creds_provider *provider(aws_config *c, const char **kv, const kpc_clock *clk) {
+static aws_creds_provider *provider_with(aws_config *c, const char **kv, const kms_setting *set,
+                                         size_t n_set, const kpc_clock *clk) {
   char nofile[160];
   size_t n = 0;
   while (kv[n]) n += 2;
@@ -74,7 +75,7 @@ static aws_creds_provider *provider(aws_config *c, const char **kv, const kpc_cl
   kv[n] = NULL;
   kms_host host = {sizeof host, 1, 1, (void *)kv, NULL, getenv_kv, NULL};
   kms_error err = {0};
-  kms_status st = aws_config_load(c, &host, NULL, 0, &err);
+  kms_status st = aws_config_load(c, &host, set, n_set, &err);
   free(none);
   kv[n - 4] = NULL; /* the names pointed at `none` */
   if (st != KMS_OK) fail_msg("config: %s", err.message);
@@ -82,6 +83,10 @@ static aws_creds_provider *provider(aws_config *c, const char **kv, const kpc_cl
   st = aws_creds_new(c, clk, ait_curl_http, (void *)clk, &p, &err);
   if (st != KMS_OK) fail_msg("creds: %s", err.message);
   return p;
+}
+
+static aws_creds_provider *provider(aws_config *c, const char **kv, const kpc_clock *clk) {
+  return provider_with(c, kv, NULL, 0, clk);
 }
 
 /* ListSecrets signed with `k` by libcurl's SigV4: the HTTP status. */
@@ -173,6 +178,37 @@ static void test_web_identity(void **state) {
   aws_config_free(&c);
 }
 
+/* LiteLLM's IRSA settings (aws_role_name, aws_web_identity_token, ...)
+ * instead of the variables. */
+static void test_web_identity_settings(void **state) {
+  (void)state;
+  char tf[160];
+  const char *kv[32] = {NULL};
+  const kms_setting set[] = {{"aws_region_name", REGION},
+                             {"aws_role_name", ROLE},
+                             {"aws_session_name", "litellm-session"},
+                             {"aws_web_identity_token", in_dir("token", tf)},
+                             {"aws_sts_endpoint", vf_url(g_srv)}};
+  aws_config c;
+  aws_creds_provider *p = provider_with(&c, kv, set, 5, NULL);
+  aws_credentials k = {0};
+  kms_error err = {0};
+  assert_int_equal(aws_creds_get(p, kpc_clock_now(NULL) + 10000, &k, &err), KMS_OK);
+  assert_works(&k);
+  assert_int_equal(logged("RoleSessionName=litellm-session"), 1);
+  aws_credentials_clear(&k);
+  aws_creds_free(p);
+  aws_config_free(&c);
+  /* a token file others can write is refused, naming the fix */
+  assert_int_equal(chmod(tf, 0666), 0);
+  p = provider_with(&c, kv, set, 5, NULL);
+  assert_int_equal(aws_creds_get(p, kpc_clock_now(NULL) + 10000, &k, &err), KMS_PERMISSION_DENIED);
+  assert_non_null(strstr(err.message, "writable by group or others"));
+  assert_int_equal(logged("AssumeRoleWithWebIdentity"), 1); /* nothing sent */
+  aws_creds_free(p);
+  aws_config_free(&c);
+}
+
 static void test_imds_and_refresh(void **state) {
   (void)state;
   fake_clock fc = {kpc_clock_now(NULL)};
@@ -211,6 +247,31 @@ static void test_imds_and_refresh(void **state) {
   free(body);
   aws_creds_invalidate(p);
   assert_int_equal(aws_creds_get(p, fc.now + 10000, &k, &err), KMS_OK);
+  assert_works(&k);
+  aws_credentials_clear(&k);
+  aws_creds_free(p);
+  aws_config_free(&c);
+}
+
+/* The IMDS session token ran out on the server before the client thought
+ * so: the 401 makes it fetch a new one and retry once. */
+static void test_imds_token_expired(void **state) {
+  (void)state;
+  fake_clock fc = {kpc_clock_now(NULL)};
+  kpc_clock clk = {fake_now, &fc, NULL};
+  const char *kv[32] = {"AWS_REGION", REGION, "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                        vf_url(g_srv), NULL};
+  aws_config c;
+  aws_creds_provider *p = provider(&c, kv, &clk);
+  aws_credentials k = {0};
+  kms_error err = {0};
+  assert_int_equal(aws_creds_get(p, fc.now + 10000, &k, &err), KMS_OK);
+  char adv[64];
+  snprintf(adv, sizeof adv, "{\"advance\": %d}", AWS_IMDS_TOKEN_TTL_S + 60);
+  assert_int_equal(vf_http(g_srv, "POST", "/__test__/clock", NULL, adv, NULL), 200);
+  fc.now += (AWS_IMDS_TOKEN_TTL_S - 120) * 1000LL; /* still valid on the client's clock */
+  assert_int_equal(aws_creds_get(p, fc.now + 10000, &k, &err), KMS_OK);
+  assert_int_equal(logged("\"/latest/api/token\""), 2);
   assert_works(&k);
   aws_credentials_clear(&k);
   aws_creds_free(p);
@@ -268,7 +329,9 @@ int main(void) {
   if (!g_srv) return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_web_identity, reset),
+      cmocka_unit_test_setup(test_web_identity_settings, reset),
       cmocka_unit_test_setup(test_imds_and_refresh, reset),
+      cmocka_unit_test_setup(test_imds_token_expired, reset),
       cmocka_unit_test_setup(test_ecs, reset),
       cmocka_unit_test_setup(test_nothing_configured, reset),
   };
