@@ -335,7 +335,7 @@ static int form_add(char **buf, size_t *len, const char *key, const char *val) {
   size_t need = *len + strlen(key) + 3 * strlen(val) + 3;
   char *b = malloc(need);
   if (!b) return -1;
-  memcpy(b, *buf, *len);
+  if (*len) memcpy(b, *buf, *len);
   size_t n = *len;
   n += (size_t)sprintf(b + n, "%s%s=", n ? "&" : "", key);
   for (const unsigned char *s = (const unsigned char *)val; *s; s++) {
