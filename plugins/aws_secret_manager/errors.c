@@ -153,6 +153,7 @@ kms_status sm_map_error(const char *op, long status, const char *body, size_t le
   sm_error e;
   sm_parse_error(body, len, &e);
   redact(e.message, secret, secret_len);
+  redact(e.type, secret, secret_len);
   const char *hint;
   kms_status st = classify(&e, status, &hint);
   char tries[32] = "";
