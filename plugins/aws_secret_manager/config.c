@@ -627,9 +627,11 @@ static kms_status profile_paths(aws_config *cfg, const env_ctx *e, kms_error *er
   v = env_first(e, NAMES(w), NULL);
   if ((st = expand_home(e, w, v ? v : "~/.aws/config", &cfg->config_file, err)) != KMS_OK)
     return st;
-  if (!cfg->profile && (st = take(e, NAMES("AWS_PROFILE"), &cfg->profile, NULL, err)) != KMS_OK)
+  const char *which = NULL; /* AWS_DEFAULT_PROFILE: botocore's older name */
+  if ((st = take(e, NAMES("AWS_PROFILE", "AWS_DEFAULT_PROFILE"), &cfg->profile, &which, err)) !=
+      KMS_OK)
     return st;
-  if (cfg->profile && !cfg->profile_source) cfg->profile_source = "AWS_PROFILE";
+  if (cfg->profile && !cfg->profile_source) cfg->profile_source = which;
   if (cfg->profile && !chk_profile(cfg->profile))
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                          "%s must be a profile name of at most 128 printable characters "

@@ -14,7 +14,7 @@
  *             https://secretsmanager.<region>.amazonaws.com
  *   STS       setting aws_sts_endpoint, AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL,
  *             else https://sts.<region>.amazonaws.com
- *   profile   setting aws_profile_name, AWS_PROFILE, "default".
+ *   profile   setting aws_profile_name, AWS_PROFILE, AWS_DEFAULT_PROFILE, "default".
  * Every error is KMS_INVALID_ARGUMENT (or KMS_PERMISSION_DENIED for a shared
  * file others can write, KMS_UNSUPPORTED for a credential kind the plugin
  * does not implement, KMS_NO_MEMORY) and names the variable, setting or file
@@ -75,7 +75,7 @@ typedef struct aws_config {
    * Secrets are wiped on free. */
   char *env_access_key_id, *env_secret_access_key, *env_session_token;
   char *profile;                  /* selected profile name */
-  const char *profile_source;     /* "AWS_PROFILE", "aws_profile_name" or "default" */
+  const char *profile_source;     /* the variable or setting that named it, or "default" */
   char *credentials_file, *config_file; /* paths (resolved ~); files may not exist */
   int profile_found;              /* the profile has a section in either file */
   char *profile_access_key_id, *profile_secret_access_key, *profile_session_token;

@@ -83,6 +83,26 @@ static void excerpt(const char *s, size_t n, char *buf, size_t size) {
   buf[j] = '\0';
 }
 
+/* Replace every occurrence of `secret` in err->message with "(redacted)":
+ * an endpoint that echoes the token we sent into its error text must not
+ * get it into our messages. Secrets shorter than 8 bytes are not searched
+ * (they would match ordinary words). */
+static void scrub(kms_error *err, const char *secret) {
+  size_t n = secret ? strlen(secret) : 0;
+  char *hit;
+  if (n < 8) return;
+  while ((hit = strstr(err->message, secret))) {
+    static const char R[] = "(redacted)";
+    size_t tail = strlen(hit + n) + 1;
+    if (n >= sizeof R - 1) {
+      memcpy(hit, R, sizeof R - 1);
+      memmove(hit + sizeof R - 1, hit + n, tail);
+    } else { /* shorter than the marker: mask it in place */
+      memset(hit, '*', n);
+    }
+  }
+}
+
 /* ---- time --------------------------------------------------------------------- */
 
 /* ISO 8601 UTC as AWS writes Expiration: 2026-12-04T05:21:59Z, optional
@@ -369,7 +389,6 @@ static kms_status fetch_web_identity(aws_creds_provider *p, int64_t deadline, aw
       form_add(&body, &blen, "RoleSessionName", c->role_session_name ? c->role_session_name : session) ||
       form_add(&body, &blen, "WebIdentityToken", token))
     st = OOM(err);
-  kpc_wipe_free(token);
   size_t ulen = strlen(c->sts_endpoint) + 2;
   char *url = st == KMS_OK ? malloc(ulen) : NULL;
   if (st == KMS_OK && !url) st = OOM(err);
@@ -379,8 +398,10 @@ static kms_status fetch_web_identity(aws_creds_provider *p, int64_t deadline, aw
                                "Accept: text/xml", NULL};
     st = call(p, "STS AssumeRoleWithWebIdentity", "POST", url, hdr, body, deadline,
               KMS_UNAUTHENTICATED, &resp, &rlen, err);
+    if (st != KMS_OK) scrub(err, token);
   }
   if (st == KMS_OK) st = aws_creds_parse_sts_xml(resp, rlen, wall_s(), now_ms(p), out, err);
+  kpc_wipe_free(token);
   free(url);
   if (body) kms_wipe(body, blen);
   free(body);
@@ -411,6 +432,7 @@ static kms_status fetch_ecs(aws_creds_provider *p, int64_t deadline, aws_credent
     const char *const hdrs[] = {"Accept: application/json", hdr, NULL};
     st = call(p, "the container credentials endpoint", "GET", c->container_full_uri, hdrs, NULL,
               deadline, KMS_UNAUTHENTICATED, &resp, &rlen, err);
+    if (st != KMS_OK) scrub(err, token);
   }
   if (st == KMS_OK) st = aws_creds_parse_json(resp, rlen, wall_s(), now_ms(p), out, err);
   kpc_wipe_free(token);
@@ -469,6 +491,7 @@ static kms_status imds_get(aws_creds_provider *p, const char *path, int64_t dead
     const char *const hdrs[] = {hdr, NULL};
     st = call(p, "EC2 instance metadata", "GET", url, hdrs, NULL, deadline, KMS_UNAUTHENTICATED,
               resp, rlen, err);
+    if (st != KMS_OK) scrub(err, p->imds_token);
     kpc_wipe_free(hdr);
     if (st == KMS_OK || err->backend_status != 401 || attempt) return st;
     kpc_wipe_free(p->imds_token);

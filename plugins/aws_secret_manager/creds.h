@@ -98,7 +98,7 @@ void aws_creds_invalidate(aws_creds_provider *p);
 
 typedef struct aws_creds_health {
   const char *source;  /* "env", "web_identity", "profile", "ecs", "imds" (literal) */
-  int temporary;       /* 1 for web_identity/ecs/imds and session keys that expire */
+  int temporary;       /* 1 for web_identity/ecs/imds (fetched, expiring, refreshed) */
   int64_t expires_in_s; /* -1: never expires, or nothing fetched yet */
   kms_status last_status; /* of the last fetch (KMS_OK if none failed) */
 } aws_creds_health;

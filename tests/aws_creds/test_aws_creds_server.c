@@ -290,6 +290,14 @@ static void test_ecs(void **state) {
   kms_error err = {0};
   assert_int_equal(aws_creds_get(p, kpc_clock_now(NULL) + 10000, &k, &err), KMS_OK);
   assert_works(&k);
+  /* an endpoint that echoes the token into its error: not in our message */
+  aws_creds_invalidate(p);
+  assert_int_equal(vf_fault(g_srv, "{\"path\": \"^/v2/credentials\", \"status\": 403, "
+                                   "\"code\": \"AccessDenied\", \"message\": \"token "
+                                   ECS_TOKEN " is not allowed\"}"), 0);
+  assert_int_equal(aws_creds_get(p, kpc_clock_now(NULL) + 10000, &k, &err), KMS_UNAUTHENTICATED);
+  assert_non_null(strstr(err.message, "token (redacted) is not allowed"));
+  assert_null(strstr(err.message, ECS_TOKEN));
   aws_creds_free(p);
   aws_config_free(&c);
   const char *kv2[32] = {"AWS_REGION", REGION, "AWS_CONTAINER_CREDENTIALS_FULL_URI", full,

@@ -423,6 +423,9 @@ static void test_config_profiles(void **state) {
   assert_string_equal(c.web_identity_token_file, "/var/run/token");
   assert_string_equal(c.web_identity_source, "profile");
   aws_config_free(&c);
+  fake_env e2b = ENV("AWS_DEFAULT_PROFILE", "nosuch", "AWS_REGION", "us-east-1");
+  assert_int_equal(load(&c, &e2b, NULL, &err), KMS_INVALID_ARGUMENT);
+  assert_non_null(strstr(err.message, "AWS_DEFAULT_PROFILE names profile 'nosuch'"));
   fake_env e3 = ENV("AWS_PROFILE", "sso", "AWS_REGION", "us-east-1");
   assert_int_equal(load(&c, &e3, NULL, &err), KMS_OK);
   assert_string_equal(c.profile_unsupported, "sso_start_url");
@@ -434,6 +437,29 @@ static void test_config_profiles(void **state) {
   fake_env e4 = ENV("AWS_REGION", "us-east-1");
   assert_int_equal(load(&c, &e4, NULL, &err), KMS_PERMISSION_DENIED);
   assert_non_null(strstr(err.message, "AWS_SHARED_CREDENTIALS_FILE"));
+}
+
+/* "~" in the file variables and the defaults under HOME. */
+static void test_config_home(void **state) {
+  (void)state;
+  aws_config c;
+  kms_error err;
+  char aws_dir[160];
+  snprintf(aws_dir, sizeof aws_dir, "%s/.aws", g_dir);
+  assert_int_equal(mkdir(aws_dir, 0700), 0);
+  write_file(".aws/credentials", "[default]\naws_access_key_id = AKIAHOMEHOMEHOMEHOM1\n"
+                                 "aws_secret_access_key = hs\n", 0600);
+  write_file("mycfg", "[default]\nregion = sa-east-1\n", 0600);
+  /* the load() helper points both variables at the temp dir unless named: name
+   * them as "~" paths and defaults */
+  fake_env e = ENV("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials", "AWS_CONFIG_FILE", "~/mycfg");
+  assert_int_equal(load(&c, &e, NULL, &err), KMS_OK);
+  char want[200];
+  snprintf(want, sizeof want, "%s/.aws/credentials", g_dir);
+  assert_string_equal(c.credentials_file, want);
+  assert_string_equal(c.profile_access_key_id, "AKIAHOMEHOMEHOMEHOM1");
+  assert_string_equal(c.region, "sa-east-1");
+  aws_config_free(&c);
 }
 
 /* ---- parsers --------------------------------------------------------------------------- */
@@ -740,6 +766,7 @@ int main(void) {
       T(test_config_region_errors), T(test_config_endpoints),
       T(test_config_settings),     T(test_config_bad_settings),
       T(test_config_credentials_env), T(test_config_profiles),
+      T(test_config_home),
       T(test_parse_sts_xml),       T(test_parse_json),
       T(test_chain_order),         T(test_static_credentials),
       T(test_refresh_timing),      T(test_single_flight),
