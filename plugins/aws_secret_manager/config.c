@@ -176,43 +176,6 @@ static char *service_url(const char *service, const char *region) {
 
 /* ---- values ------------------------------------------------------------ */
 
-static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
-  if (!*s) return -1;
-  for (const char *p = s; *p; p++)
-    if (!isdigit((unsigned char)*p) && !(p == s && *p == '-')) return -1;
-  errno = 0;
-  char *end;
-  long long v = strtoll(s, &end, 10);
-  if (errno || *end || v < lo || v > hi) return -1;
-  *out = v;
-  return 0;
-}
-
-/* Whole seconds ("30") or Go-style "1h2m3s" / "500ms", as the Vault plugin
- * accepts them, so the same settings read the same in both. */
-static int parse_duration_ms(const char *s, int64_t *ms) {
-  int64_t v, total = 0;
-  if (parse_i64(s, 0, INT64_MAX / 1000, &v) == 0) return *ms = v * 1000, 0;
-  if (!*s) return -1;
-  for (const char *p = s; *p;) {
-    if (!isdigit((unsigned char)*p)) return -1;
-    int64_t n = 0, mult;
-    while (isdigit((unsigned char)*p)) {
-      if (n > INT64_MAX / 100) return -1;
-      n = n * 10 + (*p++ - '0');
-    }
-    if (strncmp(p, "ms", 2) == 0) mult = 1, p += 2;
-    else if (*p == 's') mult = 1000, p++;
-    else if (*p == 'm') mult = 60000, p++;
-    else if (*p == 'h') mult = 3600000, p++;
-    else return -1;
-    if (n > (INT64_MAX / 4 - total) / mult) return -1;
-    total += n * mult;
-  }
-  *ms = total;
-  return 0;
-}
-
 /* Booleans as YAML/LiteLLM/botocore write them (any case). */
 static int parse_bool(const char *s, int *out) {
   static const char *const t[] = {"true", "1", "yes", "on"}, *const f[] = {"false", "0", "no", "off"};
@@ -344,9 +307,9 @@ static int parse_value(const setting_row *r, const char *t, int64_t *out) {
   int64_t ms;
   int b;
   switch (r->kind) {
-  case V_INT: return parse_i64(t, r->lo, r->hi, out);
+  case V_INT: return kpc_parse_i64(t, r->lo, r->hi, out);
   case V_DURATION:
-    if (parse_duration_ms(t, &ms) != 0 || ms < r->lo || ms > r->hi) return -1;
+    if (kpc_parse_duration_ms(t, &ms) != 0 || ms < r->lo || ms > r->hi) return -1;
     *out = ms / r->div;
     return 0;
   case V_BOOL:
@@ -809,7 +772,7 @@ static kms_status load_max_attempts(aws_config *cfg, const env_ctx *e, kms_error
   if (!v) return KMS_OK;
   char *t = dup_trim(v);
   if (!t) return OOM(err);
-  int bad = parse_i64(t, 1, 101, &n);
+  int bad = kpc_parse_i64(t, 1, 101, &n);
   free(t);
   if (bad)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,

@@ -6,6 +6,8 @@
 
 #include "kms_plugin_util.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,4 +151,39 @@ kms_status kpc_error_prefix(kms_status st, kms_error *err, const char *prefix) {
   memcpy(err->message, prefix, p);
   err->message[n + p] = '\0';
   return st;
+}
+
+int kpc_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
+  if (!*s) return -1;
+  for (const char *p = s; *p; p++)
+    if (!isdigit((unsigned char)*p) && !(p == s && *p == '-')) return -1;
+  errno = 0;
+  char *end;
+  long long v = strtoll(s, &end, 10);
+  if (errno || *end || v < lo || v > hi) return -1;
+  *out = v;
+  return 0;
+}
+
+int kpc_parse_duration_ms(const char *s, int64_t *ms) {
+  int64_t v, total = 0;
+  if (!s || !*s) return -1;
+  if (kpc_parse_i64(s, 0, INT64_MAX / 1000, &v) == 0) return *ms = v * 1000, 0;
+  for (const char *p = s; *p;) { /* Go style: <digits><unit>..., unit ms|s|m|h */
+    if (!isdigit((unsigned char)*p)) return -1;
+    int64_t n = 0, mult;
+    while (isdigit((unsigned char)*p)) {
+      if (n > INT64_MAX / 100) return -1;
+      n = n * 10 + (*p++ - '0');
+    }
+    if (strncmp(p, "ms", 2) == 0) mult = 1, p += 2;
+    else if (*p == 's') mult = 1000, p++;
+    else if (*p == 'm') mult = 60000, p++;
+    else if (*p == 'h') mult = 3600000, p++;
+    else return -1;
+    if (n > (INT64_MAX / 4 - total) / mult) return -1;
+    total += n * mult;
+  }
+  *ms = total;
+  return 0;
 }

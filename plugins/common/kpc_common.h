@@ -84,4 +84,13 @@ int kpc_utf8_valid(const unsigned char *s, size_t n);
  * for messages and logs; `url` itself when it does not start with addr. */
 const char *kpc_url_path(const char *addr, const char *url);
 
+/* A whole decimal number in [lo, hi] (an optional '-', digits only, no
+ * spaces): 0 and *out set, or -1. */
+int kpc_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
+
+/* A duration as the plugins' settings write it: whole seconds ("30") or
+ * Go-style "1h2m3s" / "500ms" (units h, m, s, ms). 0 and *ms set, or -1
+ * (also on overflow past INT64_MAX / 4). */
+int kpc_parse_duration_ms(const char *s, int64_t *ms);
+
 #endif

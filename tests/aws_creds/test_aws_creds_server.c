@@ -17,6 +17,7 @@
 #include "config.h"
 #include "creds.h"
 #include "kpc_common.h"
+#include "vault_fixture.h"
 
 #include <curl/curl.h>
 #include <stdio.h>
@@ -30,7 +31,7 @@
 #define ECS_TOKEN "kmsplug-ecs-authorization-token"
 #define ROLE "arn:aws:iam::123456789012:role/kmsplug"
 
-static ait_server *g_srv;
+static vf_server *g_srv;
 static char g_dir[64];
 
 typedef struct fake_clock {
@@ -61,7 +62,8 @@ static void write_token(const char *name, const char *text) {
 
 /* Load a config from kv (NULL-terminated name/value pairs; the shared files
  * point at nothing) and make a provider on `clk` over real HTTP. */
-static aws_creds_provider *provider(aws_config *c, const char **kv, const kpc_clock *clk) {
+static aws_creds_provider *provider_with(aws_config *c, const char **kv, const kms_setting *set,
+                                         size_t n_set, const kpc_clock *clk) {
   char nofile[160];
   size_t n = 0;
   while (kv[n]) n += 2;
@@ -73,7 +75,7 @@ static aws_creds_provider *provider(aws_config *c, const char **kv, const kpc_cl
   kv[n] = NULL;
   kms_host host = {sizeof host, 1, 1, (void *)kv, NULL, getenv_kv, NULL};
   kms_error err = {0};
-  kms_status st = aws_config_load(c, &host, NULL, 0, &err);
+  kms_status st = aws_config_load(c, &host, set, n_set, &err);
   free(none);
   kv[n - 4] = NULL; /* the names pointed at `none` */
   if (st != KMS_OK) fail_msg("config: %s", err.message);
@@ -81,6 +83,10 @@ static aws_creds_provider *provider(aws_config *c, const char **kv, const kpc_cl
   st = aws_creds_new(c, clk, ait_curl_http, (void *)clk, &p, &err);
   if (st != KMS_OK) fail_msg("creds: %s", err.message);
   return p;
+}
+
+static aws_creds_provider *provider(aws_config *c, const char **kv, const kpc_clock *clk) {
+  return provider_with(c, kv, NULL, 0, clk);
 }
 
 /* ListSecrets signed with `k` by libcurl's SigV4: the HTTP status. */
@@ -99,7 +105,7 @@ static long signed_call(const aws_credentials *k, char **body) {
   size_t len = 0;
   *body = NULL;
   mem = open_memstream(body, &len);
-  curl_easy_setopt(c, CURLOPT_URL, ait_url(g_srv));
+  curl_easy_setopt(c, CURLOPT_URL, vf_url(g_srv));
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
   curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{}");
   curl_easy_setopt(c, CURLOPT_USERPWD, user);
@@ -124,7 +130,7 @@ static void assert_works(const aws_credentials *k) {
 /* Occurrences of `needle` in the server's request log. */
 static int logged(const char *needle) {
   char *body = NULL;
-  assert_int_equal(ait_http(g_srv, "GET", "/__test__/requests", NULL, &body), 200);
+  assert_int_equal(vf_http(g_srv, "GET", "/__test__/requests", NULL, NULL, &body), 200);
   int n = 0;
   for (const char *p = body; (p = strstr(p, needle)); p++) n++;
   free(body);
@@ -133,8 +139,8 @@ static int logged(const char *needle) {
 
 static int reset(void **state) {
   (void)state;
-  assert_int_equal(ait_http(g_srv, "POST", "/__test__/reset", "{}", NULL), 200);
-  assert_int_equal(ait_http(g_srv, "DELETE", "/__test__/requests", NULL, NULL) / 100, 2);
+  assert_int_equal(vf_http(g_srv, "POST", "/__test__/reset", NULL, "{}", NULL), 200);
+  assert_int_equal(vf_clear_requests(g_srv), 0);
   write_token("token", WEB_TOKEN);
   write_token("ecs", ECS_TOKEN);
   return 0;
@@ -145,7 +151,7 @@ static void test_web_identity(void **state) {
   char tf[160];
   const char *kv[32] = {"AWS_REGION", REGION, "AWS_ROLE_ARN", ROLE, "AWS_ROLE_SESSION_NAME",
                         "kmsplug-itest", "AWS_WEB_IDENTITY_TOKEN_FILE", in_dir("token", tf),
-                        "AWS_ENDPOINT_URL_STS", ait_url(g_srv), NULL};
+                        "AWS_ENDPOINT_URL_STS", vf_url(g_srv), NULL};
   aws_config c;
   aws_creds_provider *p = provider(&c, kv, NULL);
   aws_credentials k = {0};
@@ -172,12 +178,43 @@ static void test_web_identity(void **state) {
   aws_config_free(&c);
 }
 
+/* LiteLLM's IRSA settings (aws_role_name, aws_web_identity_token, ...)
+ * instead of the variables. */
+static void test_web_identity_settings(void **state) {
+  (void)state;
+  char tf[160];
+  const char *kv[32] = {NULL};
+  const kms_setting set[] = {{"aws_region_name", REGION},
+                             {"aws_role_name", ROLE},
+                             {"aws_session_name", "litellm-session"},
+                             {"aws_web_identity_token", in_dir("token", tf)},
+                             {"aws_sts_endpoint", vf_url(g_srv)}};
+  aws_config c;
+  aws_creds_provider *p = provider_with(&c, kv, set, 5, NULL);
+  aws_credentials k = {0};
+  kms_error err = {0};
+  assert_int_equal(aws_creds_get(p, kpc_clock_now(NULL) + 10000, &k, &err), KMS_OK);
+  assert_works(&k);
+  assert_int_equal(logged("RoleSessionName=litellm-session"), 1);
+  aws_credentials_clear(&k);
+  aws_creds_free(p);
+  aws_config_free(&c);
+  /* a token file others can write is refused, naming the fix */
+  assert_int_equal(chmod(tf, 0666), 0);
+  p = provider_with(&c, kv, set, 5, NULL);
+  assert_int_equal(aws_creds_get(p, kpc_clock_now(NULL) + 10000, &k, &err), KMS_PERMISSION_DENIED);
+  assert_non_null(strstr(err.message, "writable by group or others"));
+  assert_int_equal(logged("AssumeRoleWithWebIdentity"), 1); /* nothing sent */
+  aws_creds_free(p);
+  aws_config_free(&c);
+}
+
 static void test_imds_and_refresh(void **state) {
   (void)state;
   fake_clock fc = {kpc_clock_now(NULL)};
   kpc_clock clk = {fake_now, &fc, NULL};
   const char *kv[32] = {"AWS_REGION", REGION, "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-                        ait_url(g_srv), NULL};
+                        vf_url(g_srv), NULL};
   aws_config c;
   aws_creds_provider *p = provider(&c, kv, &clk);
   aws_credentials k = {0};
@@ -195,7 +232,7 @@ static void test_imds_and_refresh(void **state) {
   /* 56 minutes on (server and client alike): refreshed before expiry */
   char adv[64];
   snprintf(adv, sizeof adv, "{\"advance\": %d}", 56 * 60);
-  assert_int_equal(ait_http(g_srv, "POST", "/__test__/clock", adv, NULL), 200);
+  assert_int_equal(vf_http(g_srv, "POST", "/__test__/clock", NULL, adv, NULL), 200);
   fc.now += 56 * 60 * 1000LL;
   assert_int_equal(aws_creds_get(p, fc.now + 10000, &k, &err), KMS_OK);
   assert_string_not_equal(k.access_key_id, first);
@@ -203,7 +240,7 @@ static void test_imds_and_refresh(void **state) {
   assert_int_equal(logged("\"/latest/api/token\""), 1); /* the session token is reused */
   assert_works(&k);
   /* the server expires them early: the service refuses them; invalidate renews */
-  assert_int_equal(ait_http(g_srv, "POST", "/__test__/credentials/expire", "{}", NULL), 200);
+  assert_int_equal(vf_http(g_srv, "POST", "/__test__/credentials/expire", NULL, "{}", NULL), 200);
   char *body = NULL;
   assert_int_equal(signed_call(&k, &body), 400);
   assert_non_null(strstr(body, "ExpiredTokenException"));
@@ -216,10 +253,35 @@ static void test_imds_and_refresh(void **state) {
   aws_config_free(&c);
 }
 
+/* The IMDS session token ran out on the server before the client thought
+ * so: the 401 makes it fetch a new one and retry once. */
+static void test_imds_token_expired(void **state) {
+  (void)state;
+  fake_clock fc = {kpc_clock_now(NULL)};
+  kpc_clock clk = {fake_now, &fc, NULL};
+  const char *kv[32] = {"AWS_REGION", REGION, "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                        vf_url(g_srv), NULL};
+  aws_config c;
+  aws_creds_provider *p = provider(&c, kv, &clk);
+  aws_credentials k = {0};
+  kms_error err = {0};
+  assert_int_equal(aws_creds_get(p, fc.now + 10000, &k, &err), KMS_OK);
+  char adv[64];
+  snprintf(adv, sizeof adv, "{\"advance\": %d}", AWS_IMDS_TOKEN_TTL_S + 60);
+  assert_int_equal(vf_http(g_srv, "POST", "/__test__/clock", NULL, adv, NULL), 200);
+  fc.now += (AWS_IMDS_TOKEN_TTL_S - 120) * 1000LL; /* still valid on the client's clock */
+  assert_int_equal(aws_creds_get(p, fc.now + 10000, &k, &err), KMS_OK);
+  assert_int_equal(logged("\"/latest/api/token\""), 2);
+  assert_works(&k);
+  aws_credentials_clear(&k);
+  aws_creds_free(p);
+  aws_config_free(&c);
+}
+
 static void test_ecs(void **state) {
   (void)state;
   char full[256], tf[160];
-  snprintf(full, sizeof full, "%s/v2/credentials/kmsplug-task", ait_url(g_srv));
+  snprintf(full, sizeof full, "%s/v2/credentials/kmsplug-task", vf_url(g_srv));
   const char *kv[32] = {"AWS_REGION", REGION, "AWS_CONTAINER_CREDENTIALS_FULL_URI", full,
                         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", in_dir("ecs", tf), NULL};
   aws_config c;
@@ -261,18 +323,20 @@ int main(void) {
   curl_global_init(CURL_GLOBAL_DEFAULT);
   snprintf(g_dir, sizeof g_dir, "/tmp/aws_creds_itest.XXXXXX");
   if (!mkdtemp(g_dir)) return 1;
-  const char *args[] = {"--region", REGION, "--web-identity-token", WEB_TOKEN, "--ecs-auth-token",
-                        ECS_TOKEN, "--seed", "7", NULL};
-  g_srv = ait_start(args);
+  const char *const args[] = {"--region", REGION, "--web-identity-token", WEB_TOKEN,
+                              "--ecs-auth-token", ECS_TOKEN, "--seed", "7", NULL};
+  g_srv = vf_start(&(vf_options){.server = "aws", .extra_args = args});
   if (!g_srv) return 1;
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_web_identity, reset),
+      cmocka_unit_test_setup(test_web_identity_settings, reset),
       cmocka_unit_test_setup(test_imds_and_refresh, reset),
+      cmocka_unit_test_setup(test_imds_token_expired, reset),
       cmocka_unit_test_setup(test_ecs, reset),
       cmocka_unit_test_setup(test_nothing_configured, reset),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
-  ait_stop(g_srv);
+  vf_stop(g_srv);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
   if (system(cmd) != 0) rc = 1;
