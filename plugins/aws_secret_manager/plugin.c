@@ -150,14 +150,24 @@ static kms_status sm_op(call_ctx *k, const char *op, const char *target, const c
 
 /* ---- reads ---------------------------------------------------------------- */
 
-/* The cache's fetch: ctx is a call_ctx, key the secret name. */
+/* The cache's fetch: ctx is a call_ctx, key the secret name, optionally
+ * followed by "?s=<VersionStage>" or "?v=<VersionId>" (a read with the 1.1
+ * location keys; '?' is not in a secret name's alphabet). */
 static kms_status fetch_secret(void *ctx, const char *key, kpc_cache_value *out,
                                kms_error *err) {
   call_ctx *k = ctx;
   kms_stats_add(k->in->stats, KMS_STAT_FETCHES, 1);
+  char name[SM_NAME_MAX + 1];
+  const char *q = strchr(key, '?'), *stage = k->in->cfg.version_stage, *id = NULL;
+  size_t nl = q ? (size_t)(q - key) : strlen(key);
+  if (nl > SM_NAME_MAX) return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "secret name too long");
+  memcpy(name, key, nl);
+  name[nl] = '\0';
+  if (q && q[1] == 's') stage = q + 3;
+  if (q && q[1] == 'v') stage = NULL, id = q + 3;
   char *body = NULL;
   size_t len = 0;
-  kms_status st = sm_body_get(key, k->in->cfg.version_stage, &body, &len, err);
+  kms_status st = sm_body_get(name, stage, id, &body, &len, err);
   if (st != KMS_OK) return st;
   kpc_http_response resp;
   st = sm_op(k, "read (GetSecretValue)", "GetSecretValue", body, len, NULL, 0, &resp, err);
@@ -204,8 +214,24 @@ static kms_status cached_get(kms_instance *in, const char *key, int force, kpc_c
   return KMS_OK;
 }
 
-static kms_status read_secret(kms_instance *in, const char *name, kms_secret **out,
-                              kms_error *err) {
+/* Which version a read asks for (1.1 location keys), and how. */
+typedef struct read_req {
+  const char *stage, *id; /* NULL: the configured version_stage / none */
+  int bypass;             /* KMS_CALL_BYPASS_CACHE */
+} read_req;
+
+/* The cache key of `base` (a name or primary_secret_name) for `r`. */
+static kms_status read_key(const char *base, const read_req *r, char **key, kms_error *err) {
+  const char *tag = r->id ? "?v=" : r->stage ? "?s=" : "";
+  const char *v = r->id ? r->id : r->stage ? r->stage : "";
+  size_t n = strlen(base) + strlen(tag) + strlen(v) + 1;
+  if (!(*key = malloc(n))) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+  snprintf(*key, n, "%s%s%s", base, tag, v);
+  return KMS_OK;
+}
+
+static kms_status read_secret(kms_instance *in, const char *name, const read_req *r,
+                              kms_secret **out, kms_error *err) {
   *out = NULL;
   if (in->cfg.access_mode == AWS_ACCESS_WRITE_ONLY)
     return kms_error_set(err, KMS_PERMISSION_DENIED, 0,
@@ -216,7 +242,11 @@ static kms_status read_secret(kms_instance *in, const char *name, kms_secret **o
   if (st != KMS_OK) return st;
   kpc_cache_value v;
   unsigned flags;
-  if ((st = cached_get(in, primary ? primary : name, 0, &v, &flags, err)) != KMS_OK) return st;
+  char *key = NULL;
+  if ((st = read_key(primary ? primary : name, r, &key, err)) != KMS_OK) return st;
+  st = cached_get(in, key, r->bypass, &v, &flags, err);
+  free(key);
+  if (st != KMS_OK) return st;
   char *data = v.data;
   size_t len = v.len;
   if (primary) {
@@ -333,7 +363,7 @@ static kms_status primary_update(kms_instance *in, const char *field, const char
   size_t out_len = 0;
   int changed = 0;
   pthread_mutex_lock(&in->primary_mu);
-  kpc_cache_invalidate(in->cache, primary);
+  kpc_cache_invalidate_all(in->cache, primary);
   kms_status st = primary_load(&k, &doc, err);
   if (st == KMS_OK && (doc.data || value))
     st = sm_field_set(doc.data, doc.len, field, value, vlen, &out, &out_len, &changed, err);
@@ -343,7 +373,7 @@ static kms_status primary_update(kms_instance *in, const char *field, const char
   if (st == KMS_OK && changed && in->cfg.access_mode == AWS_ACCESS_READ_AND_WRITE)
     kpc_cache_put(in->cache, primary, out, out_len, 0);
   else
-    kpc_cache_invalidate(in->cache, primary);
+    kpc_cache_invalidate_all(in->cache, primary);
   pthread_mutex_unlock(&in->primary_mu);
   kpc_cache_value_clear(&doc);
   sm_free_body(out, out_len);
@@ -370,18 +400,20 @@ static kms_status write_secret(kms_instance *in, const char *name, const char *v
   if (st != KMS_OK) return st;
   if (primary) return primary_update(in, name, value ? value : "", len, description, err);
   call_ctx k = {in, 0};
-  kpc_cache_invalidate(in->cache, name);
+  kpc_cache_invalidate_all(in->cache, name); /* version reads of it too */
   st = store(&k, name, value ? value : "", len, description, err);
   if (st == KMS_OK && in->cfg.access_mode == AWS_ACCESS_READ_AND_WRITE)
     kpc_cache_put(in->cache, name, value, len, 0);
   else
-    kpc_cache_invalidate(in->cache, name); /* state unknown, or not ours to keep */
+    kpc_cache_invalidate_all(in->cache, name); /* state unknown, or not ours to keep */
   return st;
 }
 
 /* ---- deletes ---------------------------------------------------------------- */
 
-static kms_status delete_secret(kms_instance *in, const char *name, kms_error *err) {
+/* days: RecoveryWindowInDays; force: ForceDeleteWithoutRecovery. */
+static kms_status delete_secret(kms_instance *in, const char *name, int days, int force,
+                                kms_error *err) {
   if (in->cfg.access_mode == AWS_ACCESS_READ_ONLY) return write_denied("deletes", err);
   const char *primary = in->cfg.primary_secret_name;
   kms_status st = primary ? sm_check_field(name, err) : sm_check_name(name, err);
@@ -389,9 +421,9 @@ static kms_status delete_secret(kms_instance *in, const char *name, kms_error *e
   if (primary) return primary_update(in, name, NULL, 0, NULL, err);
   char *body = NULL;
   size_t len = 0;
-  st = sm_body_delete(name, in->cfg.recovery_window_days, in->cfg.force_delete, &body, &len, err);
+  st = sm_body_delete(name, days, force, &body, &len, err);
   if (st != KMS_OK) return st;
-  kpc_cache_invalidate(in->cache, name);
+  kpc_cache_invalidate_all(in->cache, name);
   call_ctx k = {in, 0};
   kpc_http_response resp;
   st = sm_op(&k, "delete (DeleteSecret)", "DeleteSecret", body, len, NULL, 0, &resp, err);
@@ -403,7 +435,7 @@ static kms_status delete_secret(kms_instance *in, const char *name, kms_error *e
     st = KMS_OK;
   }
   kpc_http_response_clear(&resp);
-  kpc_cache_invalidate(in->cache, name); /* a read may have raced the delete */
+  kpc_cache_invalidate_all(in->cache, name); /* a read may have raced the delete */
   return st;
 }
 
@@ -586,7 +618,8 @@ static kms_status slot_end(kms_instance *in, kms_status st, kms_error *err) {
 }
 
 static kms_status ap_read(kms_instance *in, const char *name, kms_secret **out, kms_error *err) {
-  return slot_end(in, read_secret(in, name, out, err), err);
+  static const read_req plain;
+  return slot_end(in, read_secret(in, name, &plain, out, err), err);
 }
 
 static kms_status ap_write(kms_instance *in, const char *name, const char *value, size_t len,
@@ -595,11 +628,94 @@ static kms_status ap_write(kms_instance *in, const char *name, const char *value
 }
 
 static kms_status ap_delete(kms_instance *in, const char *name, kms_error *err) {
-  return slot_end(in, delete_secret(in, name, err), err);
+  return slot_end(in, delete_secret(in, name, in->cfg.recovery_window_days,
+                                    in->cfg.force_delete, err), err);
 }
 
 static kms_status ap_refresh(kms_instance *in, kms_error *err) {
   return slot_end(in, refresh(in, err), err);
+}
+
+/* ---- 1.1 slots: per-call options ------------------------------------------ */
+
+#define WHO "call options"
+static const char *const READ_KEYS[] = {"version_stage", "version_id", NULL};
+static const char *const NO_KEYS[] = {NULL};
+
+/* read_secret with options: location version_stage or version_id (not
+ * both), BYPASS_CACHE; NONBLOCKING and a numeric version pin are not
+ * available on Secrets Manager (UNSUPPORTED, naming them). */
+static kms_status read_opt(kms_instance *in, const char *name, const kms_call_options *o,
+                           kms_secret **out, kms_error *err) {
+  *out = NULL;
+  kms_status st = kms_options_check(o, KMS_CALL_KIND_READ, READ_KEYS, WHO, err);
+  if (st != KMS_OK) return st;
+  read_req r = {0};
+  if (o) {
+    r.stage = kms_options_get(o, "version_stage");
+    r.id = kms_options_get(o, "version_id");
+    r.bypass = (o->flags & KMS_CALL_BYPASS_CACHE) != 0;
+    if (o->flags & KMS_CALL_NONBLOCKING)
+      return kms_error_set(err, KMS_UNSUPPORTED, 0,
+                           WHO ": flag NONBLOCKING is not supported by aws_secret_manager (it "
+                           "starts no background fetcher); read without it");
+    if (KMS_FIELD_PRESENT(o, kms_call_options, version) && o->version)
+      return kms_error_set(err, KMS_UNSUPPORTED, 0,
+                           WHO ": a numeric 'version' is not supported: Secrets Manager versions "
+                           "are ids; use location version_id or version_stage");
+  }
+  if (r.stage && r.id)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         WHO ": location 'version_stage' and 'version_id' together; give one");
+  if ((r.stage && (st = sm_check_version_stage(r.stage, err)) != KMS_OK) ||
+      (r.id && (st = sm_check_version_id(r.id, err)) != KMS_OK))
+    return st;
+  return read_secret(in, name, &r, out, err);
+}
+
+static kms_status write_opt(kms_instance *in, const char *name, const char *value, size_t len,
+                            const kms_write_options *wo, const kms_call_options *o,
+                            kms_error *err) {
+  kms_status st = kms_options_check(o, KMS_CALL_KIND_WRITE, NO_KEYS, WHO, err);
+  return st == KMS_OK ? write_secret(in, name, value, len, wo, err) : st;
+}
+
+/* delete_mode SOFT (recovery window: the option's, else the setting's),
+ * PERMANENT (ForceDeleteWithoutRecovery) or DEFAULT (the settings). */
+static kms_status delete_opt(kms_instance *in, const char *name, const kms_call_options *o,
+                             kms_error *err) {
+  kms_status st = kms_options_check(o, KMS_CALL_KIND_DELETE, NO_KEYS, WHO, err);
+  if (st != KMS_OK) return st;
+  uint32_t mode = o && KMS_FIELD_PRESENT(o, kms_call_options, delete_mode) ? o->delete_mode : 0;
+  uint32_t days = o && KMS_FIELD_PRESENT(o, kms_call_options, recovery_window_days)
+                      ? o->recovery_window_days : 0;
+  if (days && (days < 7 || days > 30))
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         WHO ": recovery_window_days is %u; Secrets Manager allows 7 to 30",
+                         (unsigned)days);
+  if (days && mode == KMS_DELETE_PERMANENT)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         WHO ": recovery_window_days with delete_mode PERMANENT; a permanent "
+                         "delete has no recovery window");
+  int force = mode == KMS_DELETE_PERMANENT ||
+              (mode == KMS_DELETE_DEFAULT && !days && in->cfg.force_delete);
+  return delete_secret(in, name, days ? (int)days : in->cfg.recovery_window_days, force, err);
+}
+
+static kms_status ap_read_opt(kms_instance *in, const char *name, const kms_call_options *o,
+                              kms_secret **out, kms_error *err) {
+  return slot_end(in, read_opt(in, name, o, out, err), err);
+}
+
+static kms_status ap_write_opt(kms_instance *in, const char *name, const char *value, size_t len,
+                               const kms_write_options *wo, const kms_call_options *o,
+                               kms_error *err) {
+  return slot_end(in, write_opt(in, name, value, len, wo, o, err), err);
+}
+
+static kms_status ap_delete_opt(kms_instance *in, const char *name, const kms_call_options *o,
+                                kms_error *err) {
+  return slot_end(in, delete_opt(in, name, o, err), err);
 }
 
 static kms_status ap_health(kms_instance *in, kms_health *out, kms_error *err) {
@@ -621,6 +737,9 @@ static const kms_plugin aws_plugin = {
     .delete_secret = ap_delete,
     .refresh = ap_refresh,
     .free_secret = kms_secret_free,
+    .read_secret_opt = ap_read_opt,
+    .write_secret_opt = ap_write_opt,
+    .delete_secret_opt = ap_delete_opt,
     .health = ap_health,
 };
 

@@ -114,12 +114,35 @@ static kms_status check_value(const char *value, size_t n, kms_error *err) {
   return KMS_OK;
 }
 
-kms_status sm_body_get(const char *name, const char *version_stage, char **body, size_t *len,
-                       kms_error *err) {
+kms_status sm_body_get(const char *name, const char *version_stage, const char *version_id,
+                       char **body, size_t *len, kms_error *err) {
   cJSON *root = cJSON_CreateObject();
   int ok = root && cJSON_AddStringToObject(root, "SecretId", name) &&
-           (!version_stage || cJSON_AddStringToObject(root, "VersionStage", version_stage));
-  return finish(root, ok, strlen(name) + 64, body, len, err);
+           (!version_stage || cJSON_AddStringToObject(root, "VersionStage", version_stage)) &&
+           (!version_id || cJSON_AddStringToObject(root, "VersionId", version_id));
+  size_t extra = (version_stage ? strlen(version_stage) : 0) + (version_id ? strlen(version_id) : 0);
+  return finish(root, ok, strlen(name) + extra + 64, body, len, err);
+}
+
+kms_status sm_check_version_id(const char *id, kms_error *err) {
+  size_t n = strlen(id);
+  if (n < 32 || n > 64 || strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                     "0123456789-") != n)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         "location 'version_id' must be 32-64 characters of A-Z a-z 0-9 - (a "
+                         "Secrets Manager VersionId)");
+  return KMS_OK;
+}
+
+kms_status sm_check_version_stage(const char *stage, kms_error *err) {
+  size_t n = strlen(stage);
+  for (size_t i = 0; i < n; i++)
+    if (stage[i] < 0x21 || stage[i] > 0x7e || stage[i] == '?') n = 0;
+  if (n == 0 || n > 256)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         "location 'version_stage' must be 1-256 printable characters, e.g. "
+                         "AWSPREVIOUS");
+  return KMS_OK;
 }
 
 kms_status sm_body_create(const char *name, const char *value, size_t value_len,
@@ -168,7 +191,7 @@ kms_status sm_body_delete(const char *name, int recovery_days, int force, char *
 }
 
 kms_status sm_body_id(const char *name, char **body, size_t *len, kms_error *err) {
-  return sm_body_get(name, NULL, body, len, err);
+  return sm_body_get(name, NULL, NULL, body, len, err);
 }
 
 kms_status sm_request_token(char out[37], kms_error *err) {

@@ -39,9 +39,14 @@ kms_status sm_check_field(const char *field, kms_error *err);
 
 /* ---- request bodies (wipe with sm_free_body) -------------------------- */
 
-/* {"SecretId": name[, "VersionStage": stage]} */
-kms_status sm_body_get(const char *name, const char *version_stage, char **body, size_t *len,
-                       kms_error *err);
+/* {"SecretId": name[, "VersionStage": stage][, "VersionId": id]} */
+kms_status sm_body_get(const char *name, const char *version_stage, const char *version_id,
+                       char **body, size_t *len, kms_error *err);
+
+/* KMS_OK if `id` can be a VersionId (32-64 characters of A-Z a-z 0-9 -) or
+ * `stage` a VersionStage (1-256 printable ASCII characters without '?'). */
+kms_status sm_check_version_id(const char *id, kms_error *err);
+kms_status sm_check_version_stage(const char *stage, kms_error *err);
 
 typedef struct sm_tag {
   const char *key, *value;

@@ -385,6 +385,56 @@ static void test_single_flight(void **state) {
   it_done(&h, c);
 }
 
+/* ABI 1.1 options: a version stage, BYPASS_CACHE, delete modes, validation. */
+static void test_call_options(void **state) {
+  (void)state;
+  reset();
+  it_host h;
+  target(&h, g_srv);
+  kms_client *c = client(&h, RW, 1);
+  kms_error err;
+  write_ok(c, "opt", "first", 5);
+  write_ok(c, "opt", "second", 6);
+  kms_setting prev[] = {{"version_stage", "AWSPREVIOUS"}};
+  kms_call_options o = {.struct_size = sizeof o, .location = prev, .n_location = 1};
+  kms_secret *s = NULL;
+  assert_int_equal(kms_client_read_opt(c, "opt", &o, &s, &err), KMS_OK);
+  assert_string_equal(s->value, "first");
+  kms_client_free_secret(c, s);
+  char *b = last_body("GetSecretValue");
+  assert_non_null(strstr(b, "\"VersionStage\": \"AWSPREVIOUS\""));
+  free(b);
+  /* BYPASS_CACHE asks AWS although the value is cached */
+  size_t before = count_op("GetSecretValue");
+  kms_call_options by = {.struct_size = sizeof by, .flags = KMS_CALL_BYPASS_CACHE};
+  assert_int_equal(kms_client_read_opt(c, "opt", &by, &s, &err), KMS_OK);
+  assert_string_equal(s->value, "second");
+  kms_client_free_secret(c, s);
+  assert_int_equal(count_op("GetSecretValue"), before + 1);
+  /* refused options name themselves */
+  kms_setting bad[] = {{"mount", "x"}};
+  kms_call_options ob = {.struct_size = sizeof ob, .location = bad, .n_location = 1};
+  want_status(kms_client_read_opt(c, "opt", &ob, &s, &err), KMS_INVALID_ARGUMENT, &err, "mount");
+  kms_call_options nb = {.struct_size = sizeof nb, .flags = KMS_CALL_NONBLOCKING};
+  want_status(kms_client_read_opt(c, "opt", &nb, &s, &err), KMS_UNSUPPORTED, &err, "NONBLOCKING");
+  kms_call_options d3 = {.struct_size = sizeof d3, .recovery_window_days = 3};
+  want_status(kms_client_delete_opt(c, "opt", &d3, &err), KMS_INVALID_ARGUMENT, &err, "7 to 30");
+  /* a soft delete with its own window, then a permanent one */
+  kms_call_options d10 = {.struct_size = sizeof d10, .delete_mode = KMS_DELETE_SOFT,
+                          .recovery_window_days = 10};
+  assert_int_equal(kms_client_delete_opt(c, "opt", &d10, &err), KMS_OK);
+  b = last_body("DeleteSecret");
+  assert_non_null(strstr(b, "\"RecoveryWindowInDays\": 10"));
+  free(b);
+  write_ok(c, "opt2", "x", 1);
+  kms_call_options dp = {.struct_size = sizeof dp, .delete_mode = KMS_DELETE_PERMANENT};
+  assert_int_equal(kms_client_delete_opt(c, "opt2", &dp, &err), KMS_OK);
+  b = last_body("DeleteSecret");
+  assert_non_null(strstr(b, "\"ForceDeleteWithoutRecovery\": true"));
+  free(b);
+  it_done(&h, c);
+}
+
 /* Static session credentials: libcurl signs the X-Amz-Security-Token header. */
 static void test_session_token(void **state) {
   (void)state;
@@ -422,6 +472,7 @@ int main(void) {
       cmocka_unit_test(test_binary_value),         cmocka_unit_test(test_errors),
       cmocka_unit_test(test_throttling),           cmocka_unit_test(test_stale_if_error),
       cmocka_unit_test(test_single_flight),        cmocka_unit_test(test_session_token),
+      cmocka_unit_test(test_call_options),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   vf_stop(g_srv);

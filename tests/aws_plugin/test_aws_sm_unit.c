@@ -66,9 +66,19 @@ static void test_bodies(void **state) {
   assert_int_equal(sm_body_delete("k", 7, 1, &b, &n, &err), KMS_OK);
   assert_string_equal(b, "{\"SecretId\":\"k\",\"ForceDeleteWithoutRecovery\":true}");
   sm_free_body(b, n);
-  assert_int_equal(sm_body_get("k", "AWSPREVIOUS", &b, &n, &err), KMS_OK);
+  assert_int_equal(sm_body_get("k", "AWSPREVIOUS", NULL, &b, &n, &err), KMS_OK);
   assert_string_equal(b, "{\"SecretId\":\"k\",\"VersionStage\":\"AWSPREVIOUS\"}");
   sm_free_body(b, n);
+  assert_int_equal(sm_body_get("k", NULL, "0123456789abcdef0123456789abcdef", &b, &n, &err), KMS_OK);
+  assert_string_equal(b, "{\"SecretId\":\"k\",\"VersionId\":\"0123456789abcdef0123456789abcdef\"}");
+  sm_free_body(b, n);
+  assert_int_equal(sm_check_version_id("0123456789abcdef0123456789abcdef", &err), KMS_OK);
+  assert_int_equal(sm_check_version_id("short", &err), KMS_INVALID_ARGUMENT);
+  assert_int_equal(sm_check_version_id("0123456789abcdef0123456789abcde?", &err),
+                   KMS_INVALID_ARGUMENT);
+  assert_int_equal(sm_check_version_stage("AWSPREVIOUS", &err), KMS_OK);
+  assert_int_equal(sm_check_version_stage("a?b", &err), KMS_INVALID_ARGUMENT);
+  assert_int_equal(sm_check_version_stage("", &err), KMS_INVALID_ARGUMENT);
   char t1[37], t2[37];
   assert_int_equal(sm_request_token(t1, &err), KMS_OK);
   assert_int_equal(sm_request_token(t2, &err), KMS_OK);
