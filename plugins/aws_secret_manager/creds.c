@@ -234,6 +234,7 @@ static void aws_error_text(const char *body, size_t len, char *buf, size_t size)
   if (!c && !m) {
     cJSON *j = kpc_json_parse(body, len);
     const cJSON *jc = cJSON_GetObjectItemCaseSensitive(j, "Code");
+    if (!jc) jc = cJSON_GetObjectItemCaseSensitive(j, "__type"); /* AWS's JSON protocols */
     const cJSON *jm = cJSON_GetObjectItemCaseSensitive(j, "Message");
     if (!jm) jm = cJSON_GetObjectItemCaseSensitive(j, "message");
     if (cJSON_IsString(jc)) excerpt(jc->valuestring, strlen(jc->valuestring), cb, sizeof cb);
@@ -345,6 +346,12 @@ static kms_status call(aws_creds_provider *p, const char *what, const char *meth
   aws_error_text(*resp ? *resp : "", *resp_len, text, sizeof text);
   kpc_wipe_free(*resp);
   *resp = NULL;
+  /* STS's transient refusals (its identity provider unreachable, throttling)
+   * are worth retrying, unlike a bad token */
+  static const char *const TRANSIENT[] = {"IDPCommunicationError", "Throttling",
+                                          "RequestLimitExceeded", "ServiceUnavailable"};
+  for (size_t i = 0; i < sizeof TRANSIENT / sizeof *TRANSIENT; i++)
+    if (strncmp(text, TRANSIENT[i], strlen(TRANSIENT[i])) == 0) fail = KMS_UNAVAILABLE;
   if (status >= 500 || status == 429) fail = KMS_UNAVAILABLE;
   return kms_error_set(err, fail, (int32_t)status, "%s answered HTTP %ld%s%s", what, status,
                        *text ? ": " : "", text);

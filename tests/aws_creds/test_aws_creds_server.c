@@ -166,6 +166,15 @@ static void test_web_identity(void **state) {
   /* cached: no second STS call */
   assert_int_equal(aws_creds_get(p, kpc_clock_now(NULL) + 10000, &k, &err), KMS_OK);
   assert_int_equal(logged("AssumeRoleWithWebIdentity"), 1);
+  /* STS cannot reach the identity provider: retryable, not a bad token */
+  aws_creds_invalidate(p);
+  assert_int_equal(vf_fault(g_srv, "{\"path\": \"^/$\", \"status\": 400, \"raw_body\": "
+                                   "\"<ErrorResponse><Error><Type>Sender</Type><Code>"
+                                   "IDPCommunicationError</Code><Message>IdP timed out</Message>"
+                                   "</Error></ErrorResponse>\"}"), 0);
+  assert_int_equal(aws_creds_get(p, kpc_clock_now(NULL) + 10000, &k, &err), KMS_UNAVAILABLE);
+  assert_non_null(strstr(err.message, "IDPCommunicationError: IdP timed out"));
+  assert_int_equal(aws_creds_get(p, kpc_clock_now(NULL) + 10000, &k, &err), KMS_OK);
   /* a rotated-out token: STS refuses it, the message is AWS's and holds no token */
   write_token("token", "eyJ.a-token-sts-does-not-know.sig");
   aws_creds_invalidate(p);
