@@ -15,7 +15,9 @@
  *                   AWS_EC2_METADATA_DISABLED
  * (Web identity comes before the shared files as in the SDKs: on EKS a pod's
  * service-account role must win over a ~/.aws baked into the image.)
- * config.c reads every variable and file; this file only uses aws_config.
+ * config.c reads every variable and the shared files; this file uses
+ * aws_config, and re-reads the web identity and container token files on each
+ * refresh (Kubernetes and ECS rotate them).
  *
  * Temporary credentials (2, 4, 5) are fetched on first use and refreshed
  * before they expire: in the last AWS_CREDS_REFRESH_MS one caller refreshes
@@ -86,8 +88,11 @@ kms_status aws_creds_new(const aws_config *cfg, const aws_clock *clock, aws_cred
  * Copy the current credentials into *out (cleared first; the caller clears
  * it), fetching or refreshing them first when needed, within deadline_ms
  * (provider's clock). Errors: KMS_UNAUTHENTICATED (refused by STS/ECS/IMDS,
- * bad token file, expired and not renewable), KMS_UNAVAILABLE (endpoint
- * unreachable or 5xx, deadline), KMS_INTERNAL (unparsable answer).
+ * a missing or empty token file, expired and not renewable),
+ * KMS_PERMISSION_DENIED (a token file others can write), KMS_UNAVAILABLE
+ * (endpoint unreachable, 5xx, throttled, STS's IdP unreachable, deadline),
+ * KMS_INTERNAL (unparsable answer). Messages name the source and quote AWS's
+ * code and text, never a credential or token.
  */
 kms_status aws_creds_get(aws_creds_provider *p, int64_t deadline_ms, aws_credentials *out,
                          kms_error *err);
