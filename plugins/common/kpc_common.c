@@ -6,6 +6,8 @@
 
 #include "kms_plugin_util.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,4 +93,97 @@ const char *kpc_url_path(const char *addr, const char *url) {
   size_t n = strlen(addr);
   if (strncmp(url, addr, n) == 0 && url[n] == '/') return url + n;
   return url;
+}
+
+int kpc_utf8_valid(const unsigned char *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    unsigned char c = s[i];
+    size_t k;
+    uint32_t cp;
+    if (c < 0x80) {
+      i++;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      k = 1, cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      k = 2, cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      k = 3, cp = c & 0x07;
+    } else {
+      return 0;
+    }
+    for (size_t j = 1; j <= k; j++) {
+      if (i + j >= n || (s[i + j] & 0xc0) != 0x80) return 0;
+      cp = (cp << 6) | (s[i + j] & 0x3f);
+    }
+    if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return 0;
+    i += k + 1;
+  }
+  return 1;
+}
+
+/* Print `root` into a buffer sized for the worst case (every byte escaped as
+ * \u00XX), so cJSON never reallocates (and leaves no unwiped copy). */
+kms_status kpc_json_print_wiped(cJSON *root, size_t payload, char **body, size_t *body_len,
+                                kms_error *err) {
+  size_t cap = payload * 6 + 256;
+  char *buf = malloc(cap);
+  if (!buf) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+  if (!cJSON_PrintPreallocated(root, buf, (int)cap, 0)) {
+    OPENSSL_cleanse(buf, cap);
+    free(buf);
+    return kms_error_set(err, KMS_INTERNAL, 0, "could not encode the request body");
+  }
+  *body_len = strlen(buf);
+  *body = buf;
+  return KMS_OK;
+}
+
+kms_status kpc_error_prefix(kms_status st, kms_error *err, const char *prefix) {
+  if (st == KMS_OK || !err) return st;
+  size_t n = strlen(err->message), p = strlen(prefix);
+  if (p >= sizeof err->message) return st;
+  if (n + p >= sizeof err->message) n = sizeof err->message - p - 1;
+  memmove(err->message + p, err->message, n);
+  memcpy(err->message, prefix, p);
+  err->message[n + p] = '\0';
+  return st;
+}
+
+int kpc_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
+  if (!*s) return -1;
+  for (const char *p = s; *p; p++)
+    if (!isdigit((unsigned char)*p) && !(p == s && *p == '-')) return -1;
+  errno = 0;
+  char *end;
+  long long v = strtoll(s, &end, 10);
+  if (errno || *end || v < lo || v > hi) return -1;
+  *out = v;
+  return 0;
+}
+
+int kpc_parse_duration_ms(const char *s, int64_t *ms) {
+  int64_t v, total = 0;
+  if (!s || !*s) return -1;
+  if (kpc_parse_i64(s, 0, INT64_MAX / 1000, &v) == 0) return *ms = v * 1000, 0;
+  for (const char *p = s; *p;) { /* Go style: <digits><unit>..., unit ms|s|m|h */
+    if (!isdigit((unsigned char)*p)) return -1;
+    int64_t n = 0, mult;
+    while (isdigit((unsigned char)*p)) {
+      if (n > INT64_MAX / 100) return -1;
+      n = n * 10 + (*p++ - '0');
+    }
+    if (strncmp(p, "ms", 2) == 0) mult = 1, p += 2;
+    else if (*p == 's') mult = 1000, p++;
+    else if (*p == 'm') mult = 60000, p++;
+    else if (*p == 'h') mult = 3600000, p++;
+    else return -1;
+    if (n > (INT64_MAX / 4 - total) / mult) return -1;
+    total += n * mult;
+  }
+  *ms = total;
+  return 0;
 }

@@ -12,6 +12,8 @@
 #ifndef KPC_COMMON_H
 #define KPC_COMMON_H
 
+#include "kms_plugin.h"
+
 #include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -62,8 +64,33 @@ void kpc_json_wipe_delete(cJSON *j);
  * string must be escaped), and cJSON would silently end the string there. */
 cJSON *kpc_json_parse(const char *body, size_t len);
 
+/* Print `root` (compact) into a buffer sized for the worst case of `payload`
+ * bytes of strings (every byte escaped as \u00XX), so cJSON never
+ * reallocates and leaves no unwiped copy. *body is malloc'ed; wipe it
+ * (kms_wipe over *body_len) before freeing. */
+kms_status kpc_json_print_wiped(cJSON *root, size_t payload, char **body, size_t *body_len,
+                                kms_error *err);
+
+/* Put `prefix` (the plugin's name, "hashicorp_vault: ") in front of err's
+ * message, truncating its end if needed, when st is not KMS_OK; returns st.
+ * Messages are written without the plugin's name and get it here, once, on
+ * the way out of every slot (the logger does the same for log lines). */
+kms_status kpc_error_prefix(kms_status st, kms_error *err, const char *prefix);
+
+/* 1 if s[0..n) is valid UTF-8 (no surrogates, no overlong forms). */
+int kpc_utf8_valid(const unsigned char *s, size_t n);
+
 /* The part of `url` after the configured address `addr` (starts with "/"),
  * for messages and logs; `url` itself when it does not start with addr. */
 const char *kpc_url_path(const char *addr, const char *url);
+
+/* A whole decimal number in [lo, hi] (an optional '-', digits only, no
+ * spaces): 0 and *out set, or -1. */
+int kpc_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
+
+/* A duration as the plugins' settings write it: whole seconds ("30") or
+ * Go-style "1h2m3s" / "500ms" (units h, m, s, ms). 0 and *ms set, or -1
+ * (also on overflow past INT64_MAX / 4). */
+int kpc_parse_duration_ms(const char *s, int64_t *ms);
 
 #endif

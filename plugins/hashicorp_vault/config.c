@@ -140,44 +140,12 @@ static int parse_bool(const char *s, int *out) {
   return -1;
 }
 
+/* (plugins/common: one parser for every plugin's settings) */
 static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
-  if (!*s) return -1;
-  for (const char *p = s; *p; p++)
-    if (!isdigit((unsigned char)*p) && !(p == s && *p == '-')) return -1;
-  errno = 0;
-  char *end;
-  long long v = strtoll(s, &end, 10);
-  if (errno || *end || v < lo || v > hi) return -1;
-  *out = v;
-  return 0;
+  return kpc_parse_i64(s, lo, hi, out);
 }
 
-int vault_parse_duration_ms(const char *s, int64_t *ms) {
-  int64_t v;
-  if (!s || !*s) return -1;
-  if (parse_i64(s, 0, INT64_MAX / 1000, &v) == 0) return *ms = v * 1000, 0;
-  /* Go style: sequence of <digits><unit>, unit ms|s|m|h. */
-  int64_t total = 0;
-  const char *p = s;
-  while (*p) {
-    if (!isdigit((unsigned char)*p)) return -1;
-    int64_t n = 0;
-    while (isdigit((unsigned char)*p)) {
-      if (n > INT64_MAX / 100) return -1;
-      n = n * 10 + (*p++ - '0');
-    }
-    int64_t mult;
-    if (strncmp(p, "ms", 2) == 0) mult = 1, p += 2;
-    else if (*p == 's') mult = 1000, p++;
-    else if (*p == 'm') mult = 60000, p++;
-    else if (*p == 'h') mult = 3600000, p++;
-    else return -1;
-    if (n > (INT64_MAX / 4 - total) / mult) return -1;
-    total += n * mult;
-  }
-  *ms = total;
-  return 0;
-}
+int vault_parse_duration_ms(const char *s, int64_t *ms) { return kpc_parse_duration_ms(s, ms); }
 
 /*
  * Normalise a namespace / mount / prefix: trim whitespace and leading and
@@ -631,7 +599,7 @@ static kms_status apply_row(vault_config *cfg, const setting_row *r, const char 
     char *t = dup_trim(v);
     if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
     size_t n = strlen(t);
-    if (!kv2_utf8_valid((const unsigned char *)t, n) || n > KV2_DESCRIPTION_MAX) {
+    if (!kpc_utf8_valid((const unsigned char *)t, n) || n > KV2_DESCRIPTION_MAX) {
       free(t);
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                            "setting '%s' must be valid UTF-8 text of at most %d bytes", name,

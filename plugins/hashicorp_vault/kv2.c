@@ -136,53 +136,6 @@ kms_status kv2_url_to(const kv2_layout *l, kv2_kind kind, const char *name, char
 
 /* ---- bodies ------------------------------------------------------------ */
 
-int kv2_utf8_valid(const unsigned char *s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    unsigned char c = s[i];
-    size_t k;
-    uint32_t cp;
-    if (c < 0x80) {
-      i++;
-      continue;
-    } else if ((c & 0xe0) == 0xc0) {
-      k = 1, cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      k = 2, cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      k = 3, cp = c & 0x07;
-    } else {
-      return 0;
-    }
-    for (size_t j = 1; j <= k; j++) {
-      if (i + j >= n || (s[i + j] & 0xc0) != 0x80) return 0;
-      cp = (cp << 6) | (s[i + j] & 0x3f);
-    }
-    if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-      return 0;
-    i += k + 1;
-  }
-  return 1;
-}
-
-/* Print `root` into a buffer sized for the worst case (every byte escaped as
- * \u00XX), so cJSON never reallocates (and leaves no unwiped copy). */
-static kms_status print_wiped(cJSON *root, size_t payload, char **body, size_t *body_len,
-                              kms_error *err) {
-  size_t cap = payload * 6 + 256;
-  char *buf = malloc(cap);
-  if (!buf) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-  if (!cJSON_PrintPreallocated(root, buf, (int)cap, 0)) {
-    OPENSSL_cleanse(buf, cap);
-    free(buf);
-    return kms_error_set(err, KMS_INTERNAL, 0, "could not encode the request body");
-  }
-  *body_len = strlen(buf);
-  *body = buf;
-  return KMS_OK;
-}
-
 kms_status kv2_write_body(const char *value, size_t len, int cas, uint64_t cas_version,
                           char **body, size_t *body_len, kms_error *err) {
   return kv2_write_body_desc(value, len, NULL, cas, cas_version, body, body_len, err);
@@ -191,7 +144,7 @@ kms_status kv2_write_body(const char *value, size_t len, int cas, uint64_t cas_v
 /* Checks of a description (the same wherever it is stored). */
 static kms_status check_description(const char *description, kms_error *err) {
   size_t len = strlen(description);
-  if (!kv2_utf8_valid((const unsigned char *)description, len))
+  if (!kpc_utf8_valid((const unsigned char *)description, len))
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "description is not valid UTF-8");
   if (len > KV2_DESCRIPTION_MAX)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "description is %zu bytes; at most %d",
@@ -210,7 +163,7 @@ kms_status kv2_write_body_desc(const char *value, size_t len, const char *descri
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                          "secret value contains a NUL byte; Vault KV stores text (encode binary "
                          "values, e.g. base64)");
-  if (!kv2_utf8_valid((const unsigned char *)value, len))
+  if (!kpc_utf8_valid((const unsigned char *)value, len))
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                          "secret value is not valid UTF-8; Vault KV stores text (encode binary "
                          "values, e.g. base64)");
@@ -243,7 +196,7 @@ kms_status kv2_write_body_desc(const char *value, size_t len, const char *descri
       st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   }
   if (st == KMS_OK)
-    st = print_wiped(root, len + (description ? strlen(description) : 0), body, body_len, err);
+    st = kpc_json_print_wiped(root, len + (description ? strlen(description) : 0), body, body_len, err);
   kpc_json_wipe_delete(root);
   return st;
 }
@@ -261,7 +214,7 @@ kms_status kv2_metadata_body(const char *description, char **body, size_t *body_
     cJSON_Delete(root);
     return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   }
-  kms_status st = print_wiped(root, len, body, body_len, err);
+  kms_status st = kpc_json_print_wiped(root, len, body, body_len, err);
   cJSON_Delete(root);
   return st;
 }
@@ -371,7 +324,7 @@ kms_status kv2_parse_read_field(const char *body, size_t len, const char *name,
                        "cannot be returned intact; store binary secrets base64-encoded", name);
     goto out;
   }
-  if (!kv2_utf8_valid((const unsigned char *)key->valuestring, n)) {
+  if (!kpc_utf8_valid((const unsigned char *)key->valuestring, n)) {
     st = kms_error_set(err, KMS_UNSUPPORTED, 200,
                        "read '%.100s': the value is not valid UTF-8 (as a write would refuse); "
                        "store binary secrets base64-encoded", name);

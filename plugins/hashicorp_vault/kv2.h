@@ -64,8 +64,6 @@ kms_status kv2_write_body_desc(const char *value, size_t len, const char *descri
 /* {"custom_metadata":{"description":...}} (the description_metadata setting). */
 kms_status kv2_metadata_body(const char *description, char **body, size_t *body_len,
                              kms_error *err);
-/* 1 if s[0..n) is valid UTF-8 (no surrogates, no overlong forms). */
-int kv2_utf8_valid(const unsigned char *s, size_t n);
 void kv2_free_body(char *body, size_t len);
 
 /* Parse a 200 read response. On KMS_OK *value (malloc'ed, NUL-terminated,

@@ -36,14 +36,7 @@ static kms_status fetch_background(void *ctx, const char *url, kpc_cache_value *
 /* Messages are written without the plugin's name; it is added here, once,
  * on the way out of every slot (logging.c does the same for log lines). */
 kms_status vault_boundary(kms_status st, kms_error *err) {
-  static const char prefix[] = VAULT_MSG_PREFIX;
-  if (st == KMS_OK || !err) return st;
-  size_t n = strlen(err->message), p = sizeof prefix - 1;
-  if (n + p >= sizeof err->message) n = sizeof err->message - p - 1;
-  memmove(err->message + p, err->message, n);
-  memcpy(err->message, prefix, p);
-  err->message[n + p] = '\0';
-  return st;
+  return kpc_error_prefix(st, err, VAULT_MSG_PREFIX);
 }
 
 /* Thread-safety: ABI (nothing else runs on the instance). The refresher is

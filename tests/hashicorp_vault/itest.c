@@ -124,15 +124,18 @@ void it_clear_logs(it_host *h) {
 }
 
 static kms_module *g_module;
+static const char *g_plugin = "hashicorp_vault";
 
 static void unload(void) { kms_module_unload(g_module); }
+
+void it_use_plugin(const char *name) { g_plugin = name; }
 
 const kms_module *it_module(void) {
   if (!g_module) {
     kms_error err;
-    kms_status st = kms_module_load(getenv("KMS_PLUGIN_DIR"), "hashicorp_vault", &g_module, &err);
+    kms_status st = kms_module_load(getenv("KMS_PLUGIN_DIR"), g_plugin, &g_module, &err);
     if (st != KMS_OK) {
-      fprintf(stderr, "cannot load hashicorp_vault: %s\n", err.message);
+      fprintf(stderr, "cannot load %s: %s\n", g_plugin, err.message);
       abort();
     }
     atexit(unload);

@@ -36,6 +36,9 @@ char *it_logs(it_host *h);
 size_t it_log_count(it_host *h, const char *needle);
 void it_clear_logs(it_host *h);
 
+/* Which plugin it_module loads (before its first call; default
+ * "hashicorp_vault"; tests/aws_plugin uses "aws_secret_manager"). */
+void it_use_plugin(const char *name);
 /* The plugin module, loaded once per process. */
 const kms_module *it_module(void);
 kms_status it_client(it_host *h, const kms_setting *s, size_t n, kms_client **out,

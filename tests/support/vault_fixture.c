@@ -139,7 +139,9 @@ vf_server *vf_start(const vf_options *opt) {
     return NULL;
   }
   char script[512], ready[300], logf[300];
-  snprintf(script, sizeof script, "%s/tests/vault_server/server.py", src_dir());
+  int aws = opt->server && strcmp(opt->server, "aws") == 0;
+  snprintf(script, sizeof script, "%s/tests/%s/server.py", src_dir(),
+           aws ? "aws_server" : "vault_server");
   snprintf(ready, sizeof ready, "%s/ready", s->dir);
   snprintf(logf, sizeof logf, "%s/server.log", s->dir);
 
@@ -155,8 +157,10 @@ vf_server *vf_start(const vf_options *opt) {
   argv[n++] = ready;
   argv[n++] = "--test-controls";
   argv[n++] = "--exit-with-parent"; /* a crashed test leaves no server behind */
-  argv[n++] = "--root-token";
-  argv[n++] = s->token;
+  if (!aws) {
+    argv[n++] = "--root-token";
+    argv[n++] = s->token;
+  }
   if (s->tls) {
     const char *cert = vf_cert("server.pem");
     if (!cert) goto fail;
@@ -172,11 +176,13 @@ vf_server *vf_start(const vf_options *opt) {
       argv[n++] = vf_cert("ca.pem");
     }
   }
-  for (size_t i = 0; opt->mounts && opt->mounts[i] && n < 56; i++) {
+  for (size_t i = 0; opt->extra_args && opt->extra_args[i] && i < 16; i++)
+    argv[n++] = opt->extra_args[i];
+  for (size_t i = 0; !aws && opt->mounts && opt->mounts[i] && n < 56; i++) {
     argv[n++] = "--mount";
     argv[n++] = opt->mounts[i];
   }
-  for (size_t i = 0; opt->namespaces && opt->namespaces[i] && n < 60; i++) {
+  for (size_t i = 0; !aws && opt->namespaces && opt->namespaces[i] && n < 60; i++) {
     argv[n++] = "--namespace";
     argv[n++] = opt->namespaces[i];
   }

@@ -35,6 +35,12 @@ typedef struct vf_options {
   const char *const *namespaces;  /* namespaces to create (NULL-terminated), optional */
   const char *tls_cert, *tls_key; /* with tls: serve this certificate and key instead of
                                      server.pem/.key (e.g. one made by the test), optional */
+  /* Another server on the same shared layer (test controls, request log):
+   * "aws" runs tests/aws_server/server.py (no root token, mounts or
+   * namespaces); NULL: the Vault server. extra_args: more command-line
+   * arguments (NULL-terminated, at most 16), e.g. {"--region", "eu-west-1"}. */
+  const char *server;
+  const char *const *extra_args;
 } vf_options;
 
 typedef struct vf_server vf_server;

@@ -1,0 +1,750 @@
+/*
+ * plugin.c -- the aws_secret_manager plugin's vtable and entry point: AWS
+ * Secrets Manager as a kmsplug backend, on the shared core (plugins/common:
+ * HTTP client, cache, logging) with libcurl's own SigV4 signer.
+ *
+ * What lives here: the instance (config + credential provider + two HTTP
+ * clients + cache), one signed Secrets Manager call (sm_call: credentials,
+ * X-Amz-Target, X-Amz-Security-Token, CURLOPT_AWS_SIGV4, a fresh credential
+ * and one more try after ExpiredTokenException), and the glue of each slot:
+ *   read   = cache (single-flight, stale-if-error) -> GetSecretValue; with
+ *            primary_secret_name the one JSON secret is cached and the
+ *            name picks its field;
+ *   write  = CreateSecret (Description, Tags), or PutSecretValue when it
+ *            exists; a secret scheduled for deletion is restored first
+ *            (RestoreSecret) and then overwritten; with primary_secret_name
+ *            a read-modify-write of the one secret (serialised per instance);
+ *   delete = DeleteSecret with RecoveryWindowInDays or
+ *            ForceDeleteWithoutRecovery; a missing or already scheduled
+ *            secret is OK; with primary_secret_name the field is removed;
+ *   refresh = re-read of every cached secret.
+ * The credential chain (creds.c) fetches temporary credentials through
+ * creds_http below, a second client (the credential endpoints are other
+ * hosts: STS, IMDS, ECS).
+ *
+ * Thread-safety: KMS_CAP_THREAD_SAFE. The config is immutable after create;
+ * the cache, the HTTP clients and the credential provider lock internally;
+ * primary_mu serialises the read-modify-writes of primary_secret_name (a
+ * writer in another process can still interleave: Secrets Manager has no
+ * check-and-set); no lock is held while logging. No threads are started.
+ */
+#include "config.h"
+#include "creds.h"
+#include "kms_plugin_util.h"
+#include "kpc_cache.h"
+#include "kpc_http.h"
+#include "kpc_log.h"
+#include "sm.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AWS_PLUGIN_VERSION "0.1.0"
+#define AWS_MSG_PREFIX "aws_secret_manager: "
+
+struct kms_instance {
+  kpc_logger lg;
+  kpc_clock clock; /* CLOCK_MONOTONIC (zeroed): http, creds and cache share it */
+  aws_config cfg;
+  kpc_http_config hc, cc; /* Secrets Manager; credential endpoints */
+  kpc_http *http, *chttp;
+  aws_creds_provider *creds;
+  kpc_cache *cache;
+  kms_stats *stats;
+  char *url;             /* endpoint + "/" */
+  char scope[96];        /* CURLOPT_AWS_SIGV4: "aws:amz:<region>:secretsmanager" */
+  pthread_mutex_t primary_mu;
+  int reachable, authenticated; /* atomic: last observation, -1 unknown */
+};
+
+/* One plugin call's deadline, shared by its credential fetch and requests. */
+typedef struct call_ctx {
+  kms_instance *in;
+  int64_t deadline; /* 0: set when the first request starts */
+} call_ctx;
+
+static int64_t deadline_of(call_ctx *k) {
+  if (!k->deadline) k->deadline = kpc_http_deadline(k->in->http);
+  return k->deadline;
+}
+
+/* ---- signed Secrets Manager calls -------------------------------------- */
+
+typedef struct sign_ctx {
+  const char *scope;
+  const aws_credentials *c;
+} sign_ctx;
+
+/* kpc_http's per-exchange hook: libcurl signs the request (SigV4), with the
+ * X-Amz-Security-Token header among the signed ones when present. */
+static kms_status sign_setup(void *ctx, void *curl, kms_error *err) {
+  sign_ctx *s = ctx;
+  if (curl_easy_setopt(curl, CURLOPT_AWS_SIGV4, s->scope) != CURLE_OK ||
+      curl_easy_setopt(curl, CURLOPT_USERNAME, s->c->access_key_id) != CURLE_OK ||
+      curl_easy_setopt(curl, CURLOPT_PASSWORD, s->c->secret_access_key) != CURLE_OK)
+    return kms_error_set(err, KMS_UNSUPPORTED, 0,
+                         "this libcurl cannot sign AWS requests (CURLOPT_AWS_SIGV4 needs libcurl "
+                         ">= 7.75)");
+  return KMS_OK;
+}
+
+static int sm_retry_cb(void *ctx, const kpc_http_response *r) {
+  (void)ctx;
+  return sm_retryable(r->status, r->body, r->len);
+}
+
+/* One Secrets Manager operation (`target`, e.g. "GetSecretValue"). KMS_OK:
+ * an answer arrived (resp->status may be 4xx: the caller maps it). After
+ * ExpiredTokenException the provider fetches new credentials and the call
+ * is sent once more. */
+static kms_status sm_call(call_ctx *k, const char *op, const char *target, const char *body,
+                          size_t len, kpc_http_response *resp, kms_error *err) {
+  kms_instance *in = k->in;
+  memset(resp, 0, sizeof *resp); /* callers look at it even when no answer came */
+  char tgt[64];
+  snprintf(tgt, sizeof tgt, "secretsmanager.%s", target);
+  kms_status st = KMS_OK;
+  for (int round = 0; round < 2; round++) {
+    aws_credentials c = {0};
+    if ((st = aws_creds_get(in->creds, deadline_of(k), &c, err)) != KMS_OK) {
+      if (st == KMS_UNAUTHENTICATED) __atomic_store_n(&in->authenticated, 0, __ATOMIC_RELAXED);
+      return st;
+    }
+    const kpc_header hdrs[] = {{"X-Amz-Target", tgt}, {"X-Amz-Security-Token", c.session_token}};
+    sign_ctx s = {in->scope, &c};
+    kpc_http_request req = {.op = op, .method = "POST", .url = in->url, .headers = hdrs,
+                            .n_headers = 2, .content_type = SM_CONTENT_TYPE, .body = body,
+                            .body_len = len, .deadline_ms = k->deadline, .setup = sign_setup,
+                            .setup_ctx = &s, .retryable = sm_retry_cb};
+    st = kpc_http_perform(in->http, &req, resp, err);
+    aws_credentials_clear(&c);
+    __atomic_store_n(&in->reachable, st == KMS_OK ? 1 : 0, __ATOMIC_RELAXED);
+    if (st != KMS_OK) return st;
+    int expired = sm_error_is(resp->status, resp->body, resp->len, "ExpiredTokenException");
+    __atomic_store_n(&in->authenticated,
+                     !(expired || sm_error_is(resp->status, resp->body, resp->len,
+                                              "UnrecognizedClientException")),
+                     __ATOMIC_RELAXED);
+    if (!expired || round) break;
+    aws_creds_invalidate(in->creds);
+    kpc_http_response_clear(resp);
+  }
+  return st;
+}
+
+/* sm_call + mapping of every answer but 200 to a status (the answer stays
+ * in resp for callers that look at the error type). `secret` is the value
+ * being written (kept out of the message), or NULL. */
+static kms_status sm_op(call_ctx *k, const char *op, const char *target, const char *body,
+                        size_t len, const char *secret, size_t secret_len, kpc_http_response *resp,
+                        kms_error *err) {
+  kms_status st = sm_call(k, op, target, body, len, resp, err);
+  if (st == KMS_OK && resp->status != 200)
+    st = sm_map_error(op, resp->status, resp->body, resp->len, resp->attempts, secret,
+                      secret_len, err);
+  return st;
+}
+
+/* ---- reads ---------------------------------------------------------------- */
+
+/* The cache's fetch: ctx is a call_ctx, key the secret name, optionally
+ * followed by "?s=<VersionStage>" or "?v=<VersionId>" (a read with the 1.1
+ * location keys; '?' is not in a secret name's alphabet). */
+static kms_status fetch_secret(void *ctx, const char *key, kpc_cache_value *out,
+                               kms_error *err) {
+  call_ctx *k = ctx;
+  kms_stats_add(k->in->stats, KMS_STAT_FETCHES, 1);
+  char name[SM_NAME_MAX + 1];
+  const char *q = strchr(key, '?'), *stage = k->in->cfg.version_stage, *id = NULL;
+  size_t nl = q ? (size_t)(q - key) : strlen(key);
+  if (nl > SM_NAME_MAX) return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "secret name too long");
+  memcpy(name, key, nl);
+  name[nl] = '\0';
+  if (q && q[1] == 's') stage = q + 3;
+  if (q && q[1] == 'v') stage = NULL, id = q + 3;
+  char *body = NULL;
+  size_t len = 0;
+  kms_status st = sm_body_get(name, stage, id, &body, &len, err);
+  if (st != KMS_OK) return st;
+  kpc_http_response resp;
+  st = sm_op(k, "read (GetSecretValue)", "GetSecretValue", body, len, NULL, 0, &resp, err);
+  sm_free_body(body, len);
+  if (st == KMS_OK)
+    st = sm_parse_value(resp.body, resp.len, &out->data, &out->len, err);
+  else if (sm_is_scheduled_for_deletion(resp.status, resp.body, resp.len))
+    st = kms_error_set(err, KMS_NOT_FOUND, (int32_t)resp.status,
+                       "read (GetSecretValue): the secret is scheduled for deletion (AWS "
+                       "InvalidRequestException); writing it again restores it");
+  kpc_http_response_clear(&resp);
+  return st;
+}
+
+static void count_read(kms_instance *in, kms_status st, unsigned flags) {
+  if (flags & KPC_CACHE_NEGATIVE)
+    kms_stats_add(in->stats, KMS_STAT_NEGATIVE_HITS, 1);
+  else if (flags & KPC_CACHE_HIT)
+    kms_stats_add(in->stats, KMS_STAT_HITS, 1);
+  else if (st == KMS_OK || st == KMS_NOT_FOUND)
+    kms_stats_add(in->stats, KMS_STAT_MISSES, 1);
+  if (flags & KPC_CACHE_STALE) kms_stats_add(in->stats, KMS_STAT_STALE_SERVES, 1);
+}
+
+/* The value of `key` (the secret name, or primary_secret_name) through the
+ * cache; with `force` the cache's value is re-read (single-flight still). */
+static kms_status cached_get(kms_instance *in, const char *key, int force, kpc_cache_value *v,
+                             unsigned *flags, kms_error *err) {
+  kms_error why;
+  kms_error_clear(&why);
+  call_ctx k = {in, 0};
+  *flags = 0;
+  kms_status st = kpc_cache_get(in->cache, key, force, fetch_secret, &k, v, flags, &why);
+  count_read(in, st, *flags);
+  if (st != KMS_OK) {
+    if (err) *err = why;
+    return st;
+  }
+  if (*flags & KPC_CACHE_WARN)
+    kpc_logf(&in->lg, KMS_LOG_WARN,
+             "AWS Secrets Manager is unavailable, serving cached secrets marked stale (for up "
+             "to %lld s after expiry, setting stale_if_error): %s",
+             (long long)in->cfg.stale_if_error_s, why.message);
+  return KMS_OK;
+}
+
+/* Which version a read asks for (1.1 location keys), and how. */
+typedef struct read_req {
+  const char *stage, *id; /* NULL: the configured version_stage / none */
+  int bypass;             /* KMS_CALL_BYPASS_CACHE */
+} read_req;
+
+/* The cache key of `base` (a name or primary_secret_name) for `r`. */
+static kms_status read_key(const char *base, const read_req *r, char **key, kms_error *err) {
+  const char *tag = r->id ? "?v=" : r->stage ? "?s=" : "";
+  const char *v = r->id ? r->id : r->stage ? r->stage : "";
+  size_t n = strlen(base) + strlen(tag) + strlen(v) + 1;
+  if (!(*key = malloc(n))) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+  snprintf(*key, n, "%s%s%s", base, tag, v);
+  return KMS_OK;
+}
+
+static kms_status read_secret(kms_instance *in, const char *name, const read_req *r,
+                              kms_secret **out, kms_error *err) {
+  *out = NULL;
+  if (in->cfg.access_mode == AWS_ACCESS_WRITE_ONLY)
+    return kms_error_set(err, KMS_PERMISSION_DENIED, 0,
+                         "access_mode is write_only: reads are refused (set access_mode to "
+                         "read_only or read_and_write to allow them)");
+  const char *primary = in->cfg.primary_secret_name;
+  kms_status st = primary ? sm_check_field(name, err) : sm_check_name(name, err);
+  if (st != KMS_OK) return st;
+  kpc_cache_value v;
+  unsigned flags;
+  char *key = NULL;
+  if ((st = read_key(primary ? primary : name, r, &key, err)) != KMS_OK) return st;
+  st = cached_get(in, key, r->bypass, &v, &flags, err);
+  free(key);
+  if (st != KMS_OK) return st;
+  char *data = v.data;
+  size_t len = v.len;
+  if (primary) {
+    st = sm_field_get(v.data, v.len, name, &data, &len, err);
+    kpc_cache_value_clear(&v);
+    if (st != KMS_OK) return st;
+  }
+  kms_secret *s = calloc(1, sizeof *s);
+  if (!s) {
+    kms_wipe(data, len);
+    free(data);
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+  }
+  *s = (kms_secret){.struct_size = sizeof *s, .value = data, .length = len,
+                    .flags = (flags & KPC_CACHE_STALE) ? KMS_SECRET_STALE : 0};
+  *out = s;
+  return KMS_OK;
+}
+
+/* ---- writes ----------------------------------------------------------------- */
+
+static kms_status write_denied(const char *what, kms_error *err) {
+  return kms_error_set(err, KMS_PERMISSION_DENIED, 0,
+                       "access_mode is read_only: %s are refused (set access_mode to "
+                       "read_and_write or write_only to allow them)", what);
+}
+
+static kms_status restore(call_ctx *k, const char *name, kms_error *err) {
+  char *body = NULL;
+  size_t len = 0;
+  kms_status st = sm_body_id(name, &body, &len, err);
+  if (st != KMS_OK) return st;
+  kpc_http_response resp;
+  st = sm_op(k, "write (RestoreSecret)", "RestoreSecret", body, len, NULL, 0, &resp, err);
+  sm_free_body(body, len);
+  kpc_http_response_clear(&resp);
+  if (st == KMS_OK)
+    kpc_logf(&k->in->lg, KMS_LOG_INFO,
+             "write: the secret was scheduled for deletion; restored it (RestoreSecret) to "
+             "store the new value");
+  return st;
+}
+
+/* PutSecretValue; a secret scheduled for deletion is restored, then put. */
+static kms_status put_value(call_ctx *k, const char *name, const char *value, size_t vlen,
+                            kms_error *err) {
+  char token[37];
+  kms_status st = sm_request_token(token, err);
+  for (int round = 0; st == KMS_OK && round < 2; round++) {
+    char *body = NULL;
+    size_t len = 0;
+    if ((st = sm_body_put(name, value, vlen, token, &body, &len, err)) != KMS_OK) break;
+    kpc_http_response resp;
+    st = sm_op(k, "write (PutSecretValue)", "PutSecretValue", body, len, value, vlen, &resp,
+               err);
+    sm_free_body(body, len);
+    int scheduled = st != KMS_OK && sm_is_scheduled_for_deletion(resp.status, resp.body, resp.len);
+    kpc_http_response_clear(&resp);
+    if (!scheduled || round) break;
+    if ((st = restore(k, name, err)) != KMS_OK) break;
+  }
+  return st;
+}
+
+/* CreateSecret (Description, Tags), else PutSecretValue when the name
+ * exists (restoring it first when it is scheduled for deletion). */
+static kms_status store(call_ctx *k, const char *name, const char *value, size_t vlen,
+                        const char *description, kms_error *err) {
+  const aws_config *cfg = &k->in->cfg;
+  sm_tag tags[AWS_TAGS_MAX];
+  size_t n_tags = cfg->n_tags < AWS_TAGS_MAX ? cfg->n_tags : AWS_TAGS_MAX;
+  for (size_t i = 0; i < n_tags; i++) tags[i] = (sm_tag){cfg->tags[i].key, cfg->tags[i].value};
+  char token[37], *body = NULL;
+  size_t len = 0;
+  kms_status st = sm_request_token(token, err);
+  if (st == KMS_OK)
+    st = sm_body_create(name, value, vlen, description, tags, n_tags, token, &body, &len, err);
+  if (st != KMS_OK) return st;
+  kpc_http_response resp;
+  st = sm_op(k, "write (CreateSecret)", "CreateSecret", body, len, value, vlen, &resp, err);
+  sm_free_body(body, len);
+  int exists = st != KMS_OK && sm_error_is(resp.status, resp.body, resp.len,
+                                            "ResourceExistsException");
+  int scheduled = st != KMS_OK && sm_is_scheduled_for_deletion(resp.status, resp.body, resp.len);
+  kpc_http_response_clear(&resp);
+  if (scheduled && (st = restore(k, name, err)) == KMS_OK) exists = 1;
+  if (exists) {
+    kms_error_clear(err);
+    st = put_value(k, name, value, vlen, err);
+  }
+  return st;
+}
+
+/* The current primary_secret_name document, read past the cache (a
+ * read-modify-write must start from AWS's value): *doc NULL when the secret
+ * does not exist yet. */
+static kms_status primary_load(call_ctx *k, kpc_cache_value *doc, kms_error *err) {
+  memset(doc, 0, sizeof *doc);
+  kms_status st = fetch_secret(k, k->in->cfg.primary_secret_name, doc, err);
+  if (st == KMS_NOT_FOUND) {
+    kms_error_clear(err);
+    return KMS_OK;
+  }
+  return st;
+}
+
+/* Set (value) or remove (value NULL) `field` of the primary secret. */
+static kms_status primary_update(kms_instance *in, const char *field, const char *value,
+                                 size_t vlen, const char *description, kms_error *err) {
+  const char *primary = in->cfg.primary_secret_name;
+  call_ctx k = {in, 0};
+  kpc_cache_value doc;
+  char *out = NULL;
+  size_t out_len = 0;
+  int changed = 0;
+  pthread_mutex_lock(&in->primary_mu);
+  kpc_cache_invalidate_all(in->cache, primary);
+  kms_status st = primary_load(&k, &doc, err);
+  if (st == KMS_OK && (doc.data || value))
+    st = sm_field_set(doc.data, doc.len, field, value, vlen, &out, &out_len, &changed, err);
+  if (st == KMS_OK && changed) /* known to exist: put; else create (or restore) */
+    st = doc.data ? put_value(&k, primary, out, out_len, err)
+                  : store(&k, primary, out, out_len, description, err);
+  if (st == KMS_OK && changed && in->cfg.access_mode == AWS_ACCESS_READ_AND_WRITE)
+    kpc_cache_put(in->cache, primary, out, out_len, 0);
+  else
+    kpc_cache_invalidate_all(in->cache, primary);
+  pthread_mutex_unlock(&in->primary_mu);
+  kpc_cache_value_clear(&doc);
+  sm_free_body(out, out_len);
+  return st;
+}
+
+static kms_status write_secret(kms_instance *in, const char *name, const char *value, size_t len,
+                               const kms_write_options *opt, kms_error *err) {
+  if (in->cfg.access_mode == AWS_ACCESS_READ_ONLY) return write_denied("writes", err);
+  if (!value && len) return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "value is NULL");
+  const char *description = in->cfg.description; /* the setting, unless the write gives one */
+  if (opt && KMS_FIELD_PRESENT(opt, kms_write_options, flags) && (opt->flags & KMS_WRITE_CAS))
+    return kms_error_set(err, KMS_UNSUPPORTED, 0,
+                         "check-and-set writes are not supported: AWS Secrets Manager has no "
+                         "conditional put");
+  if (opt && KMS_FIELD_PRESENT(opt, kms_write_options, description) && opt->description &&
+      opt->description[0])
+    description = opt->description;
+  if (description && strlen(description) > AWS_DESCRIPTION_MAX)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "description is %zu bytes; at most %d",
+                         strlen(description), AWS_DESCRIPTION_MAX);
+  const char *primary = in->cfg.primary_secret_name;
+  kms_status st = primary ? sm_check_field(name, err) : sm_check_name(name, err);
+  if (st != KMS_OK) return st;
+  if (primary) return primary_update(in, name, value ? value : "", len, description, err);
+  call_ctx k = {in, 0};
+  kpc_cache_invalidate_all(in->cache, name); /* version reads of it too */
+  st = store(&k, name, value ? value : "", len, description, err);
+  if (st == KMS_OK && in->cfg.access_mode == AWS_ACCESS_READ_AND_WRITE)
+    kpc_cache_put(in->cache, name, value, len, 0);
+  else
+    kpc_cache_invalidate_all(in->cache, name); /* state unknown, or not ours to keep */
+  return st;
+}
+
+/* ---- deletes ---------------------------------------------------------------- */
+
+/* days: RecoveryWindowInDays; force: ForceDeleteWithoutRecovery. */
+static kms_status delete_secret(kms_instance *in, const char *name, int days, int force,
+                                kms_error *err) {
+  if (in->cfg.access_mode == AWS_ACCESS_READ_ONLY) return write_denied("deletes", err);
+  const char *primary = in->cfg.primary_secret_name;
+  kms_status st = primary ? sm_check_field(name, err) : sm_check_name(name, err);
+  if (st != KMS_OK) return st;
+  if (primary) return primary_update(in, name, NULL, 0, NULL, err);
+  char *body = NULL;
+  size_t len = 0;
+  st = sm_body_delete(name, days, force, &body, &len, err);
+  if (st != KMS_OK) return st;
+  kpc_cache_invalidate_all(in->cache, name);
+  call_ctx k = {in, 0};
+  kpc_http_response resp;
+  st = sm_op(&k, "delete (DeleteSecret)", "DeleteSecret", body, len, NULL, 0, &resp, err);
+  sm_free_body(body, len);
+  /* gone already, or already scheduled for deletion: the goal is met */
+  if (st != KMS_OK && (sm_error_is(resp.status, resp.body, resp.len, "ResourceNotFoundException") ||
+                       sm_is_scheduled_for_deletion(resp.status, resp.body, resp.len))) {
+    kms_error_clear(err);
+    st = KMS_OK;
+  }
+  kpc_http_response_clear(&resp);
+  kpc_cache_invalidate_all(in->cache, name); /* a read may have raced the delete */
+  return st;
+}
+
+/* ---- refresh, health ---------------------------------------------------------- */
+
+/* Re-read every cached secret, in one call's deadline. */
+static kms_status refresh(kms_instance *in, kms_error *err) {
+  if (in->cfg.access_mode == AWS_ACCESS_WRITE_ONLY) return KMS_OK;
+  char **keys = NULL;
+  size_t n = kpc_cache_keys(in->cache, &keys), failed = 0;
+  kms_error first;
+  kms_error_clear(&first);
+  for (size_t i = 0; i < n; i++) {
+    kpc_cache_value v;
+    unsigned flags;
+    kms_error e;
+    kms_error_clear(&e);
+    kms_status s = cached_get(in, keys[i], 1, &v, &flags, &e);
+    kpc_cache_value_clear(&v);
+    if (s == KMS_OK || s == KMS_NOT_FOUND) continue; /* NOT_FOUND: evicted, as it should be */
+    if (!failed++) first = e;
+  }
+  kpc_cache_keys_free(keys, n);
+  if (failed)
+    return kms_error_set(err, first.status, first.backend_status,
+                         "refresh: %zu of %zu cached secrets could not be re-read; first: %.150s",
+                         failed, n, first.message);
+  return KMS_OK;
+}
+
+/* Never contacts AWS: counters, the last observations, the credentials. */
+static kms_status health(kms_instance *in, kms_health *out, kms_error *err) {
+  (void)err;
+  kms_stats_fill(in->stats, out);
+  aws_creds_health ch;
+  aws_creds_health_get(in->creds, &ch);
+#define PUT(f, v) \
+  if (KMS_FIELD_PRESENT(out, kms_health, f)) out->f = (v)
+  PUT(reachable, __atomic_load_n(&in->reachable, __ATOMIC_RELAXED));
+  PUT(authenticated, __atomic_load_n(&in->authenticated, __ATOMIC_RELAXED));
+  PUT(token_ttl_seconds, ch.expires_in_s);
+  PUT(cache_entries, kpc_cache_size(in->cache));
+#undef PUT
+  return KMS_OK;
+}
+
+/* ---- the credential provider's HTTP ---------------------------------------- */
+
+/* aws_creds_http_fn over the second client: "Name: value" header strings
+ * become kpc_headers (copies, wiped: they may hold the ECS or IMDS token). */
+static kms_status creds_http(void *ctx, const char *method, const char *url,
+                             const char *const *headers, const char *body, size_t body_len,
+                             int64_t deadline_ms, long *status, char **resp_body,
+                             size_t *resp_len, kms_error *err) {
+  kms_instance *in = ctx;
+  kpc_header h[8];
+  char *copies[8] = {0};
+  size_t n = 0;
+  kms_status st = KMS_OK;
+  for (; headers && headers[n] && st == KMS_OK; n++) {
+    char *colon;
+    if (n == 8 || !(copies[n] = strdup(headers[n])) || !(colon = strchr(copies[n], ':'))) {
+      st = kms_error_set(err, KMS_INTERNAL, 0, "credentials: bad request header");
+      break;
+    }
+    *colon++ = '\0';
+    while (*colon == ' ') colon++;
+    h[n] = (kpc_header){copies[n], colon};
+  }
+  kpc_http_response r = {0};
+  if (st == KMS_OK) {
+    kpc_http_request req = {.op = "credentials", .method = method, .url = url, .headers = h,
+                            .n_headers = n, .content_type = "application/x-www-form-urlencoded",
+                            .body = body, .body_len = body_len, .deadline_ms = deadline_ms};
+    st = kpc_http_perform(in->chttp, &req, &r, err);
+  }
+  for (size_t i = 0; i < 8; i++) kpc_wipe_free(copies[i]);
+  if (st == KMS_OK) {
+    *status = r.status;
+    *resp_body = r.body; /* ownership passes on; the caller wipes it */
+    *resp_len = r.len;
+    r.body = NULL;
+  }
+  kpc_http_response_clear(&r);
+  return st;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------- */
+
+static void ap_destroy(kms_instance *in) {
+  if (!in) return;
+  kpc_cache_free(in->cache);
+  aws_creds_free(in->creds);
+  kpc_http_free(in->http);
+  kpc_http_free(in->chttp);
+  free(in->url);
+  aws_config_free(&in->cfg);
+  kms_stats_free(in->stats);
+  pthread_mutex_destroy(&in->primary_mu);
+  free(in);
+}
+
+/* The shared client's settings from aws_config, with AWS's words. */
+static void http_config(const aws_config *cfg, const char *addr, kpc_http_config *hc) {
+  *hc = (kpc_http_config){
+      .addr = addr,
+      .timeout_ms = cfg->timeout_ms,
+      .connect_timeout_ms = cfg->connect_timeout_ms,
+      .max_retries = cfg->max_retries,
+      .max_response_bytes = cfg->max_response_bytes,
+      .max_idle_connections = cfg->max_idle_connections,
+      .ca_file = cfg->ca_file,
+      .ca_path = cfg->ca_path,
+      .server_word = "AWS Secrets Manager",
+      .addr_var = "AWS_ENDPOINT_URL_SECRETS_MANAGER (or AWS_REGION)",
+      .timeout_var = "the timeout setting",
+      .tls_vars = "AWS_CA_BUNDLE",
+      .client_cert_var = "the client certificate",
+  };
+}
+
+static kms_status create_parts(kms_instance *in, const kms_host *host, const kms_setting *s,
+                               size_t n, kms_error *err) {
+  kms_status st = aws_config_load(&in->cfg, host, s, n, err);
+  if (st != KMS_OK) return st;
+  const aws_config *cfg = &in->cfg;
+  size_t ul = strlen(cfg->endpoint) + 2;
+  if (!(in->url = malloc(ul))) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+  snprintf(in->url, ul, "%s/", cfg->endpoint);
+  snprintf(in->scope, sizeof in->scope, "aws:amz:%s:secretsmanager", cfg->region);
+  if (cfg->primary_secret_name && (st = sm_check_name(cfg->primary_secret_name, err)) != KMS_OK)
+    return kms_error_set(err, st, 0, "setting primary_secret_name: %.200s", err->message);
+  http_config(cfg, cfg->endpoint, &in->hc);
+  http_config(cfg, cfg->sts_endpoint ? cfg->sts_endpoint : cfg->endpoint, &in->cc);
+  in->cc.server_word = "the AWS credential endpoint";
+  in->cc.addr_var = "the credential source's endpoint";
+  if ((st = kpc_http_new(&in->hc, &in->lg, &in->clock, &in->http, err)) != KMS_OK ||
+      (st = kpc_http_new(&in->cc, &in->lg, &in->clock, &in->chttp, err)) != KMS_OK ||
+      (st = aws_creds_new(cfg, &in->clock, creds_http, in, &in->creds, err)) != KMS_OK)
+    return st;
+  kpc_cache_options co = {
+      .ttl_ms = cfg->refresh_interval_s * 1000,
+      .stale_ms = cfg->stale_if_error_s * 1000,
+      .stale_retry_ms = cfg->stale_retry_ms,
+      .clock = in->clock,
+      .neg_ttl_ms = cfg->neg_ttl_ms,
+  };
+  if (!(in->cache = kpc_cache_new(&co)))
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+  return KMS_OK;
+}
+
+static kms_status ap_create(const kms_host *host, const kms_setting *settings, size_t n,
+                            kms_instance **out, kms_error *err) {
+  *out = NULL;
+  if (n && !settings)
+    return kpc_error_prefix(kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "settings is NULL"), err,
+                            AWS_MSG_PREFIX);
+  if (host && !KMS_FIELD_PRESENT(host, kms_host, ctx)) host = NULL;
+  kms_instance *in = calloc(1, sizeof *in);
+  if (!in) return kms_error_set(err, KMS_NO_MEMORY, 0, AWS_MSG_PREFIX "out of memory");
+  in->lg = (kpc_logger){host, AWS_MSG_PREFIX};
+  in->reachable = in->authenticated = -1;
+  pthread_mutex_init(&in->primary_mu, NULL);
+  kms_status st = (in->stats = kms_stats_new()) ? create_parts(in, host, settings, n, err)
+                                                : kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+  if (st != KMS_OK) {
+    ap_destroy(in);
+    return kpc_error_prefix(st, err, AWS_MSG_PREFIX);
+  }
+  *out = in;
+  return KMS_OK;
+}
+
+/* ---- slots: the plugin's name on every message, outcomes counted -------- */
+
+static kms_status slot_end(kms_instance *in, kms_status st, kms_error *err) {
+  kpc_error_prefix(st, err, AWS_MSG_PREFIX);
+  return kms_stats_result(in->stats, st, err);
+}
+
+static kms_status ap_read(kms_instance *in, const char *name, kms_secret **out, kms_error *err) {
+  static const read_req plain;
+  return slot_end(in, read_secret(in, name, &plain, out, err), err);
+}
+
+static kms_status ap_write(kms_instance *in, const char *name, const char *value, size_t len,
+                           const kms_write_options *opt, kms_error *err) {
+  return slot_end(in, write_secret(in, name, value, len, opt, err), err);
+}
+
+static kms_status ap_delete(kms_instance *in, const char *name, kms_error *err) {
+  return slot_end(in, delete_secret(in, name, in->cfg.recovery_window_days,
+                                    in->cfg.force_delete, err), err);
+}
+
+static kms_status ap_refresh(kms_instance *in, kms_error *err) {
+  return slot_end(in, refresh(in, err), err);
+}
+
+/* ---- 1.1 slots: per-call options ------------------------------------------ */
+
+#define WHO "call options"
+static const char *const READ_KEYS[] = {"version_stage", "version_id", NULL};
+static const char *const NO_KEYS[] = {NULL};
+
+/* read_secret with options: location version_stage or version_id (not
+ * both), BYPASS_CACHE; NONBLOCKING and a numeric version pin are not
+ * available on Secrets Manager (UNSUPPORTED, naming them). */
+static kms_status read_opt(kms_instance *in, const char *name, const kms_call_options *o,
+                           kms_secret **out, kms_error *err) {
+  *out = NULL;
+  kms_status st = kms_options_check(o, KMS_CALL_KIND_READ, READ_KEYS, WHO, err);
+  if (st != KMS_OK) return st;
+  read_req r = {0};
+  if (o) {
+    r.stage = kms_options_get(o, "version_stage");
+    r.id = kms_options_get(o, "version_id");
+    r.bypass = (o->flags & KMS_CALL_BYPASS_CACHE) != 0;
+    if (o->flags & KMS_CALL_NONBLOCKING)
+      return kms_error_set(err, KMS_UNSUPPORTED, 0,
+                           WHO ": flag NONBLOCKING is not supported by aws_secret_manager (it "
+                           "starts no background fetcher); read without it");
+    if (KMS_FIELD_PRESENT(o, kms_call_options, version) && o->version)
+      return kms_error_set(err, KMS_UNSUPPORTED, 0,
+                           WHO ": a numeric 'version' is not supported: Secrets Manager versions "
+                           "are ids; use location version_id or version_stage");
+  }
+  if (r.stage && r.id)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         WHO ": location 'version_stage' and 'version_id' together; give one");
+  if ((r.stage && (st = sm_check_version_stage(r.stage, err)) != KMS_OK) ||
+      (r.id && (st = sm_check_version_id(r.id, err)) != KMS_OK))
+    return st;
+  return read_secret(in, name, &r, out, err);
+}
+
+static kms_status write_opt(kms_instance *in, const char *name, const char *value, size_t len,
+                            const kms_write_options *wo, const kms_call_options *o,
+                            kms_error *err) {
+  kms_status st = kms_options_check(o, KMS_CALL_KIND_WRITE, NO_KEYS, WHO, err);
+  return st == KMS_OK ? write_secret(in, name, value, len, wo, err) : st;
+}
+
+/* delete_mode SOFT (recovery window: the option's, else the setting's),
+ * PERMANENT (ForceDeleteWithoutRecovery) or DEFAULT (the settings). */
+static kms_status delete_opt(kms_instance *in, const char *name, const kms_call_options *o,
+                             kms_error *err) {
+  kms_status st = kms_options_check(o, KMS_CALL_KIND_DELETE, NO_KEYS, WHO, err);
+  if (st != KMS_OK) return st;
+  uint32_t mode = o && KMS_FIELD_PRESENT(o, kms_call_options, delete_mode) ? o->delete_mode : 0;
+  uint32_t days = o && KMS_FIELD_PRESENT(o, kms_call_options, recovery_window_days)
+                      ? o->recovery_window_days : 0;
+  if (days && (days < 7 || days > 30))
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         WHO ": recovery_window_days is %u; Secrets Manager allows 7 to 30",
+                         (unsigned)days);
+  if (days && mode == KMS_DELETE_PERMANENT)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         WHO ": recovery_window_days with delete_mode PERMANENT; a permanent "
+                         "delete has no recovery window");
+  int force = mode == KMS_DELETE_PERMANENT ||
+              (mode == KMS_DELETE_DEFAULT && !days && in->cfg.force_delete);
+  return delete_secret(in, name, days ? (int)days : in->cfg.recovery_window_days, force, err);
+}
+
+static kms_status ap_read_opt(kms_instance *in, const char *name, const kms_call_options *o,
+                              kms_secret **out, kms_error *err) {
+  return slot_end(in, read_opt(in, name, o, out, err), err);
+}
+
+static kms_status ap_write_opt(kms_instance *in, const char *name, const char *value, size_t len,
+                               const kms_write_options *wo, const kms_call_options *o,
+                               kms_error *err) {
+  return slot_end(in, write_opt(in, name, value, len, wo, o, err), err);
+}
+
+static kms_status ap_delete_opt(kms_instance *in, const char *name, const kms_call_options *o,
+                                kms_error *err) {
+  return slot_end(in, delete_opt(in, name, o, err), err);
+}
+
+static kms_status ap_health(kms_instance *in, kms_health *out, kms_error *err) {
+  return health(in, out, err);
+}
+
+static const kms_plugin aws_plugin = {
+    .struct_size = sizeof(kms_plugin),
+    .abi_major = KMS_ABI_MAJOR,
+    .abi_minor = KMS_ABI_MINOR,
+    .name = "aws_secret_manager",
+    .version = AWS_PLUGIN_VERSION,
+    .capabilities = KMS_CAP_READ | KMS_CAP_WRITE | KMS_CAP_DELETE | KMS_CAP_REFRESH |
+                    KMS_CAP_THREAD_SAFE,
+    .create = ap_create,
+    .destroy = ap_destroy,
+    .read_secret = ap_read,
+    .write_secret = ap_write,
+    .delete_secret = ap_delete,
+    .refresh = ap_refresh,
+    .free_secret = kms_secret_free,
+    .read_secret_opt = ap_read_opt,
+    .write_secret_opt = ap_write_opt,
+    .delete_secret_opt = ap_delete_opt,
+    .health = ap_health,
+};
+
+KMS_PLUGIN_EXPORT const kms_plugin *kms_plugin_entry(uint32_t host_major, uint32_t host_minor);
+KMS_PLUGIN_EXPORT const kms_plugin *kms_plugin_entry(uint32_t host_major, uint32_t host_minor) {
+  (void)host_minor;
+  return host_major == KMS_ABI_MAJOR ? &aws_plugin : NULL;
+}

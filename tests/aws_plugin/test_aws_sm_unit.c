@@ -1,0 +1,233 @@
+/*
+ * test_aws_sm_unit.c -- unit tests of the aws_secret_manager plugin's pure
+ * parts (sm.c, errors.c): names, request bodies, GetSecretValue answers
+ * (SecretString, SecretBinary), primary_secret_name documents, AWS error
+ * types -> kms_status, retry classification, redaction.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "kms_plugin_util.h"
+#include "sm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void test_names(void **state) {
+  (void)state;
+  kms_error err;
+  assert_int_equal(sm_check_name("litellm/sk-abc_1+=.@-", &err), KMS_OK);
+  assert_int_equal(sm_check_name("", &err), KMS_INVALID_ARGUMENT);
+  assert_int_equal(sm_check_name("a b", &err), KMS_INVALID_ARGUMENT);
+  assert_non_null(strstr(err.message, "0x20"));
+  assert_int_equal(sm_check_name("\xc3\xa9", &err), KMS_INVALID_ARGUMENT);
+  char longname[SM_NAME_MAX + 2];
+  memset(longname, 'a', sizeof longname - 1);
+  longname[SM_NAME_MAX + 1] = '\0';
+  assert_int_equal(sm_check_name(longname, &err), KMS_INVALID_ARGUMENT);
+  longname[SM_NAME_MAX] = '\0';
+  assert_int_equal(sm_check_name(longname, &err), KMS_OK);
+  /* primary_secret_name keys: any UTF-8 text */
+  assert_int_equal(sm_check_field("OPENAI key \xc3\xa9", &err), KMS_OK);
+  assert_int_equal(sm_check_field("a\nb", &err), KMS_INVALID_ARGUMENT);
+  assert_int_equal(sm_check_field("\xff", &err), KMS_INVALID_ARGUMENT);
+}
+
+static void test_bodies(void **state) {
+  (void)state;
+  kms_error err;
+  char *b;
+  size_t n;
+  sm_tag tags[] = {{"Environment", "Prod"}, {"Owner", "AI \"team\""}};
+  assert_int_equal(sm_body_create("k", "sk-1", 4, "desc", tags, 2, "tok", &b, &n, &err), KMS_OK);
+  assert_string_equal(b, "{\"Name\":\"k\",\"ClientRequestToken\":\"tok\",\"SecretString\":\"sk-1\","
+                         "\"Description\":\"desc\",\"Tags\":[{\"Key\":\"Environment\",\"Value\":"
+                         "\"Prod\"},{\"Key\":\"Owner\",\"Value\":\"AI \\\"team\\\"\"}]}");
+  assert_int_equal(n, strlen(b));
+  sm_free_body(b, n);
+  /* binary (a NUL, invalid UTF-8): SecretBinary, base64 */
+  assert_int_equal(sm_body_put("k", "\x00\xff", 2, "tok", &b, &n, &err), KMS_OK);
+  assert_string_equal(b, "{\"SecretId\":\"k\",\"ClientRequestToken\":\"tok\",\"SecretBinary\":\"AP8=\"}");
+  sm_free_body(b, n);
+  assert_int_equal(sm_body_put("k", "", 0, "tok", &b, &n, &err), KMS_INVALID_ARGUMENT);
+  char *big = malloc(SM_VALUE_MAX + 1);
+  memset(big, 'x', SM_VALUE_MAX + 1);
+  assert_int_equal(sm_body_put("k", big, SM_VALUE_MAX + 1, "t", &b, &n, &err),
+                   KMS_INVALID_ARGUMENT);
+  assert_int_equal(sm_body_put("k", big, SM_VALUE_MAX, "t", &b, &n, &err), KMS_OK);
+  sm_free_body(b, n);
+  free(big);
+  assert_int_equal(sm_body_delete("k", 7, 0, &b, &n, &err), KMS_OK);
+  assert_string_equal(b, "{\"SecretId\":\"k\",\"RecoveryWindowInDays\":7}");
+  sm_free_body(b, n);
+  assert_int_equal(sm_body_delete("k", 7, 1, &b, &n, &err), KMS_OK);
+  assert_string_equal(b, "{\"SecretId\":\"k\",\"ForceDeleteWithoutRecovery\":true}");
+  sm_free_body(b, n);
+  assert_int_equal(sm_body_get("k", "AWSPREVIOUS", NULL, &b, &n, &err), KMS_OK);
+  assert_string_equal(b, "{\"SecretId\":\"k\",\"VersionStage\":\"AWSPREVIOUS\"}");
+  sm_free_body(b, n);
+  assert_int_equal(sm_body_get("k", NULL, "0123456789abcdef0123456789abcdef", &b, &n, &err), KMS_OK);
+  assert_string_equal(b, "{\"SecretId\":\"k\",\"VersionId\":\"0123456789abcdef0123456789abcdef\"}");
+  sm_free_body(b, n);
+  assert_int_equal(sm_check_version_id("0123456789abcdef0123456789abcdef", &err), KMS_OK);
+  assert_int_equal(sm_check_version_id("short", &err), KMS_INVALID_ARGUMENT);
+  assert_int_equal(sm_check_version_id("0123456789abcdef0123456789abcde?", &err),
+                   KMS_INVALID_ARGUMENT);
+  assert_int_equal(sm_check_version_stage("AWSPREVIOUS", &err), KMS_OK);
+  assert_int_equal(sm_check_version_stage("a?b", &err), KMS_INVALID_ARGUMENT);
+  assert_int_equal(sm_check_version_stage("", &err), KMS_INVALID_ARGUMENT);
+  char t1[37], t2[37];
+  assert_int_equal(sm_request_token(t1, &err), KMS_OK);
+  assert_int_equal(sm_request_token(t2, &err), KMS_OK);
+  assert_int_equal(strlen(t1), 36);
+  assert_int_equal(t1[14], '4');
+  assert_string_not_equal(t1, t2);
+}
+
+static void test_parse_value(void **state) {
+  (void)state;
+  kms_error err;
+  char *v;
+  size_t n;
+  const char *s = "{\"ARN\":\"arn\",\"Name\":\"k\",\"SecretString\":\"sk-\\u00e9\"}";
+  assert_int_equal(sm_parse_value(s, strlen(s), &v, &n, &err), KMS_OK);
+  assert_string_equal(v, "sk-\xc3\xa9");
+  assert_int_equal(n, 5);
+  free(v);
+  const char *b = "{\"SecretBinary\":\"AP8AYQ==\"}";
+  assert_int_equal(sm_parse_value(b, strlen(b), &v, &n, &err), KMS_OK);
+  assert_int_equal(n, 4);
+  assert_memory_equal(v, "\x00\xff\x00" "a", 4);
+  free(v);
+  const char *bad[] = {"{\"SecretBinary\":\"AP8\"}", "{\"SecretBinary\":\"!!!!\"}",
+                       "{\"Name\":\"k\"}", "[1]", "not json", "{\"SecretString\":5}"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    assert_int_equal(sm_parse_value(bad[i], strlen(bad[i]), &v, &n, &err), KMS_INTERNAL);
+    assert_null(v);
+  }
+  /* a raw NUL inside the JSON is refused, not truncated */
+  const char nul[] = "{\"SecretString\":\"a\0b\"}";
+  assert_int_equal(sm_parse_value(nul, sizeof nul - 1, &v, &n, &err), KMS_INTERNAL);
+}
+
+static void test_primary_fields(void **state) {
+  (void)state;
+  kms_error err;
+  char *doc, *v;
+  size_t dn, n;
+  int changed;
+  assert_int_equal(sm_field_set(NULL, 0, "K1", "v1", 2, &doc, &dn, &changed, &err), KMS_OK);
+  assert_true(changed);
+  assert_string_equal(doc, "{\"K1\":\"v1\"}");
+  char *doc2;
+  size_t dn2;
+  assert_int_equal(sm_field_set(doc, dn, "K2", "v2", 2, &doc2, &dn2, &changed, &err), KMS_OK);
+  assert_string_equal(doc2, "{\"K1\":\"v1\",\"K2\":\"v2\"}");
+  sm_free_body(doc, dn);
+  assert_int_equal(sm_field_get(doc2, dn2, "K2", &v, &n, &err), KMS_OK);
+  assert_string_equal(v, "v2");
+  free(v);
+  assert_int_equal(sm_field_get(doc2, dn2, "K3", &v, &n, &err), KMS_NOT_FOUND);
+  assert_int_equal(sm_field_set(doc2, dn2, "K1", NULL, 0, &doc, &dn, &changed, &err), KMS_OK);
+  assert_true(changed);
+  assert_string_equal(doc, "{\"K2\":\"v2\"}");
+  sm_free_body(doc2, dn2);
+  assert_int_equal(sm_field_set(doc, dn, "K9", NULL, 0, &doc2, &dn2, &changed, &err), KMS_OK);
+  assert_false(changed);
+  sm_free_body(doc2, dn2);
+  /* binary values do not fit a JSON document; a non-object is not overwritten */
+  assert_int_equal(sm_field_set(doc, dn, "K", "\x00", 1, &doc2, &dn2, &changed, &err),
+                   KMS_INVALID_ARGUMENT);
+  sm_free_body(doc, dn);
+  assert_int_equal(sm_field_set("[1]", 3, "K", "v", 1, &doc, &dn, &changed, &err), KMS_INTERNAL);
+  assert_int_equal(sm_field_get("{\"K\":1}", 7, "K", &v, &n, &err), KMS_INTERNAL);
+  assert_int_equal(sm_field_get("plain text", 10, "K", &v, &n, &err), KMS_INTERNAL);
+}
+
+static kms_status map(long status, const char *body, kms_error *err) {
+  return sm_map_error("read (GetSecretValue)", status, body, strlen(body), 1, NULL, 0, err);
+}
+
+static void test_error_mapping(void **state) {
+  (void)state;
+  kms_error err;
+  struct {
+    const char *body;
+    long status;
+    kms_status want;
+  } cases[] = {
+      {"{\"__type\":\"ResourceNotFoundException\",\"Message\":\"Secrets Manager can't find the "
+       "specified secret.\"}", 400, KMS_NOT_FOUND},
+      {"{\"__type\":\"com.amazonaws.secretsmanager#AccessDeniedException\",\"Message\":\"no\"}",
+       400, KMS_PERMISSION_DENIED},
+      {"{\"__type\":\"ThrottlingException\",\"message\":\"Rate exceeded\"}", 400, KMS_UNAVAILABLE},
+      {"{\"__type\":\"InvalidRequestException\",\"Message\":\"x\"}", 400, KMS_INVALID_ARGUMENT},
+      {"{\"__type\":\"InvalidParameterException\",\"Message\":\"x\"}", 400, KMS_INVALID_ARGUMENT},
+      {"{\"__type\":\"ExpiredTokenException\",\"message\":\"expired\"}", 400, KMS_UNAUTHENTICATED},
+      {"{\"__type\":\"UnrecognizedClientException\",\"message\":\"x\"}", 400, KMS_UNAUTHENTICATED},
+      {"{\"__type\":\"InvalidSignatureException\",\"message\":\"x\"}", 400, KMS_UNAUTHENTICATED},
+      {"{\"__type\":\"ResourceExistsException\",\"Message\":\"x\"}", 400, KMS_CONFLICT},
+      {"{\"__type\":\"InternalServiceError\",\"Message\":\"x\"}", 500, KMS_UNAVAILABLE},
+      {"{\"__type\":\"DecryptionFailure\",\"Message\":\"x\"}", 400, KMS_PERMISSION_DENIED},
+      {"<html>gateway</html>", 502, KMS_UNAVAILABLE},
+      {"", 403, KMS_PERMISSION_DENIED},
+      {"", 418, KMS_INTERNAL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    kms_status st = map(cases[i].status, cases[i].body, &err);
+    if (st != cases[i].want) fail_msg("case %zu: %s: %s", i, kms_status_str(st), err.message);
+    assert_int_equal(err.backend_status, cases[i].status);
+    assert_non_null(strstr(err.message, "read (GetSecretValue)"));
+  }
+  map(400, cases[0].body, &err);
+  assert_non_null(strstr(err.message, "ResourceNotFoundException"));
+  assert_non_null(strstr(err.message, "can't find the specified secret"));
+  map(400, "{\"__type\":\"InvalidSignatureException\",\"message\":\"Signature expired: x\"}", &err);
+  assert_non_null(strstr(err.message, "clock"));
+}
+
+static void test_redaction(void **state) {
+  (void)state;
+  kms_error err;
+  const char *b = "{\"__type\":\"ValidationException\",\"message\":\"1 validation error detected: "
+                  "Value 'sk-very-secret' at 'secretString' failed\"}";
+  sm_map_error("write", 400, b, strlen(b), 1, NULL, 0, &err);
+  assert_null(strstr(err.message, "sk-very-secret"));
+  assert_non_null(strstr(err.message, "at 'secretString'"));
+  const char *c = "{\"__type\":\"InvalidRequestException\",\"Message\":\"bad sk-hidden-1 here\"}";
+  sm_map_error("write", 400, c, strlen(c), 2, "sk-hidden-1", 11, &err);
+  assert_null(strstr(err.message, "sk-hidden-1"));
+  assert_non_null(strstr(err.message, "2 attempts"));
+}
+
+static void test_retry_classes(void **state) {
+  (void)state;
+  const char *thr = "{\"__type\":\"ThrottlingException\",\"message\":\"Rate exceeded\"}";
+  const char *nf = "{\"__type\":\"ResourceNotFoundException\",\"Message\":\"x\"}";
+  assert_true(sm_retryable(400, thr, strlen(thr)));
+  assert_false(sm_retryable(400, nf, strlen(nf)));
+  assert_true(sm_retryable(500, "", 0));
+  assert_true(sm_retryable(503, "", 0));
+  assert_true(sm_retryable(429, "", 0));
+  assert_false(sm_retryable(501, "", 0));
+  assert_false(sm_retryable(403, "", 0));
+  const char *sch = "{\"__type\":\"InvalidRequestException\",\"Message\":\"You can't perform this "
+                    "operation on the secret because it was marked for deletion.\"}";
+  assert_true(sm_is_scheduled_for_deletion(400, sch, strlen(sch)));
+  assert_false(sm_is_scheduled_for_deletion(400, nf, strlen(nf)));
+  assert_true(sm_error_is(400, nf, strlen(nf), "ResourceNotFoundException"));
+  assert_false(sm_error_is(200, nf, strlen(nf), "ResourceNotFoundException"));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_names),          cmocka_unit_test(test_bodies),
+      cmocka_unit_test(test_parse_value),    cmocka_unit_test(test_primary_fields),
+      cmocka_unit_test(test_error_mapping),  cmocka_unit_test(test_redaction),
+      cmocka_unit_test(test_retry_classes),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,144 @@
+/*
+ * fuzz_aws_response.c -- arbitrary bytes as an AWS Secrets Manager answer,
+ * dispatched as the aws_secret_manager plugin does: HTTP 200 goes to
+ * sm_parse_value (SecretString / SecretBinary) and, as a primary_secret_name
+ * document, to sm_field_get and sm_field_set; anything else to sm_map_error,
+ * sm_retryable and sm_is_scheduled_for_deletion.
+ *
+ * Input: byte 0 picks the HTTP status (200 400 403 404 429 500 503), byte 1
+ * the attempts (1-8), then the body. Every "$K" in the body is replaced by a
+ * canary secret, so seeds can put it where a value goes; the write under
+ * test is the canary too (sm_map_error's `secret`).
+ *
+ * Invariants:
+ *   - sm_parse_value: KMS_OK only with a string SecretString (the value is
+ *     exactly it) or SecretBinary (then value_len <= 3/4 of its length);
+ *     the value is NUL-terminated; errors are KMS_INTERNAL and well formed;
+ *   - sm_field_get: KMS_OK gives a NUL-terminated string; errors are
+ *     NOT_FOUND or INTERNAL, well formed, never quoting the canary;
+ *   - sm_field_set of a field, then sm_field_get of it, gives the value back;
+ *   - sm_map_error: a well-formed error whose status is not KMS_OK, with
+ *     backend_status = the HTTP status, that never contains the canary;
+ *   - sm_retryable(200) is 0.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "fuzz_common.h"
+#include "kms_plugin_util.h"
+#include "sm.h"
+
+#define CANARY "kmsfuzz-S3CRET-c4n4ry"
+
+static const long statuses[] = {200, 400, 403, 404, 429, 500, 503};
+
+/* Body with every "$K" replaced by CANARY, NUL-terminated like kpc_http's
+ * response buffer (the length excludes the NUL). */
+static char *substitute(const uint8_t *p, size_t n, size_t *out_len) {
+  size_t cl = strlen(CANARY);
+  char *b = malloc(n * cl + 1), *o = b;
+  if (!b) abort();
+  for (size_t i = 0; i < n; i++) {
+    if (i + 1 < n && p[i] == '$' && p[i + 1] == 'K') {
+      memcpy(o, CANARY, cl);
+      o += cl;
+      i++;
+    } else {
+      *o++ = (char)p[i];
+    }
+  }
+  *o = '\0';
+  *out_len = (size_t)(o - b);
+  return b;
+}
+
+/* SecretString as our own cJSON reading sees it (NULL if not a string). */
+static char *expected_string(const char *body, size_t len) {
+  if (memchr(body, '\0', len)) return NULL;
+  cJSON *root = cJSON_ParseWithLength(body, len);
+  cJSON *s = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "SecretString") : NULL;
+  char *v = cJSON_IsString(s) && s->valuestring ? strdup(s->valuestring) : NULL;
+  cJSON_Delete(root);
+  return v;
+}
+
+static void check_value(const char *body, size_t len) {
+  char *v = NULL;
+  size_t n = 0;
+  kms_error err;
+  kms_error_clear(&err);
+  kms_status st = sm_parse_value(body, len, &v, &n, &err);
+  char *want = expected_string(body, len);
+  if (st == KMS_OK) {
+    FUZZ_CHECK(v && v[n] == '\0', "value not NUL-terminated");
+    if (want) FUZZ_CHECK(n == strlen(want) && !memcmp(v, want, n), "SecretString differs");
+  } else {
+    FUZZ_CHECK(st == KMS_INTERNAL && !v, "parse: status %d", (int)st);
+    FUZZ_CHECK(!want, "a string SecretString was refused: %s", err.message);
+    fuzz_check_error(&err, st);
+  }
+  free(v);
+  free(want);
+}
+
+static void check_document(const char *body, size_t len) {
+  char *v = NULL, *doc = NULL, *back = NULL;
+  size_t n = 0, dn = 0, bn = 0;
+  int changed = 0;
+  kms_error err;
+  kms_error_clear(&err);
+  kms_status st = sm_field_get(body, len, "OPENAI_API_KEY", &v, &n, &err);
+  if (st == KMS_OK) {
+    FUZZ_CHECK(v && v[n] == '\0', "field not NUL-terminated");
+  } else {
+    FUZZ_CHECK(st == KMS_NOT_FOUND || st == KMS_INTERNAL, "field: status %d", (int)st);
+    fuzz_check_error(&err, st);
+    FUZZ_CHECK(!fuzz_contains(err.message, CANARY), "canary in message: %s", err.message);
+  }
+  free(v);
+  st = sm_field_set(body, len, "K", "new-value", 9, &doc, &dn, &changed, &err);
+  if (st == KMS_OK) {
+    FUZZ_CHECK(sm_field_get(doc, dn, "K", &back, &bn, &err) == KMS_OK, "set, then get: %s",
+               err.message);
+    FUZZ_CHECK(bn == 9 && !memcmp(back, "new-value", 9), "set, then get: another value");
+    free(back);
+  } else {
+    fuzz_check_error(&err, st);
+  }
+  sm_free_body(doc, dn);
+}
+
+static void check_error(long status, int attempts, const char *body, size_t len) {
+  kms_error err;
+  kms_error_clear(&err);
+  kms_status st = sm_map_error("write (PutSecretValue)", status, body, len, attempts, CANARY,
+                               strlen(CANARY), &err);
+  FUZZ_CHECK(st != KMS_OK, "an error answer mapped to OK");
+  fuzz_check_error(&err, st);
+  FUZZ_CHECK(err.backend_status == status, "backend_status %d", (int)err.backend_status);
+  FUZZ_CHECK(!fuzz_contains(err.message, CANARY), "canary in message: %s", err.message);
+  (void)sm_retryable(status, body, len);
+  (void)sm_is_scheduled_for_deletion(status, body, len);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size < 2) return 0;
+  long status = statuses[data[0] % (sizeof statuses / sizeof *statuses)];
+  int attempts = 1 + (data[1] & 7);
+  size_t len;
+  char *body = substitute(data + 2, size - 2, &len);
+  if (status == 200) {
+    check_value(body, len);
+    check_document(body, len);
+    FUZZ_CHECK(!sm_retryable(200, body, len), "a 200 is retryable");
+  } else {
+    check_error(status, attempts, body, len);
+  }
+  free(body);
+  return 0;
+}
