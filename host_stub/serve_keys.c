@@ -342,7 +342,7 @@ static void list_key(void *ctx, const char *key_id, const char *alias, const cha
     cJSON_AddItemToArray(a->keys, cJSON_CreateString(key_id));
     return;
   }
-  host_key_row row = {"", (char *)alias, (char *)name};
+  host_key_row row = {"", (char *)alias, (char *)name, NULL, NULL};
   snprintf(row.key_id, sizeof row.key_id, "%s", key_id);
   cJSON *i = row_info(&row);
   cJSON_AddStringToObject(i, "updated_at", updated);
