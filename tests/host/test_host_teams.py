@@ -254,3 +254,51 @@ def test_plugin_without_location_options_is_refused_before_commit(tmp_path):
     assert key_locations(tmp_path) == [] and outbox_locations(tmp_path) == []
     h.run("key", "generate", "--alias", "e2", "--team", "plain", check=EXIT_OK)
     assert key_locations(tmp_path) == [("e2", "plain", "")]
+
+
+# --- kms-host serve: LiteLLM's /team/* and /key/generate {"team_id"} ---------------
+
+def test_serve_team_endpoints_and_team_key_in_namespace(tmp_path, vault):
+    import sys
+    sys.path.insert(0, str(H.SRC / "tests" / "host_serve"))
+    from serve_helpers import Serve, write_config  # noqa: E402
+    make_namespaces(vault, "team-a", "team-b")
+    s = Serve(write_config(tmp_path), vault.plugin_env())
+    try:
+        st, t = s.call("POST", "/team/new", {"team_alias": "Acme", "models": ["gpt-4o"],
+                                              "metadata": {"secret_manager_settings":
+                                                           {"namespace": "team-a"}}})
+        assert st == 200, t
+        tid = t["team_id"]
+        assert t["team_alias"] == "Acme" and len(tid) == 36
+        assert t["metadata"]["secret_manager_settings"] == {"namespace": "team-a"}
+        st, e = s.call("POST", "/team/new", {"team_id": "x", "secret_manager_settings":
+                                             {"namespace": "n", "region": "eu"}})
+        assert st == 400 and "unknown key 'region'" in e["error"]["message"], e
+        assert e["error"]["param"] == "secret_manager_settings"
+
+        st, k = s.call("POST", "/key/generate", {"team_id": tid, "key_alias": "sv1"})
+        assert st == 200, k
+        assert k["team_id"] == tid and k["kms_host"]["secret_manager"] == "landed"
+        assert k["kms_host"]["location"] == "namespace=team-a"
+        assert read_at(vault, "litellm/sv1", ns="team-a") == k["key"]
+        st, e = s.call("POST", "/key/generate", {"team_id": "nobody"})
+        assert st == 404 and e["error"]["param"] == "team_id", e
+
+        st, u = s.call("POST", "/team/update", {"team_id": tid, "secret_manager_settings":
+                                                {"namespace": "team-b"}})
+        assert st == 200 and u["metadata"]["secret_manager_settings"] == {"namespace": "team-b"}
+        assert u["team_alias"] == "Acme"  # kept: not in the update
+        st, info = s.call("GET", f"/team/info?team_id={tid}")
+        assert st == 200 and [x["secret_name"] for x in info["keys"]] == ["litellm/sv1"], info
+        st, e = s.call("POST", "/team/delete", {"team_ids": [tid]})
+        assert st == 400 and "still has 1" in e["error"]["message"], e
+
+        st, d = s.call("POST", "/key/delete", {"keys": [k["key"]]})
+        assert st == 200 and d["kms_host"]["secret_manager"] == "landed", d
+        assert read_at(vault, "litellm/sv1", ns="team-a") is None
+        st, d = s.call("POST", "/team/delete", {"team_ids": [tid]})
+        assert st == 200 and d["deleted_teams"] == [tid]
+        assert s.call("GET", "/team/list") == (200, [])
+    finally:
+        assert s.stop() == 0
