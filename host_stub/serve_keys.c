@@ -79,6 +79,16 @@ static void add_not_enforced(cJSON *o, const cJSON *req) {
     if (!is_kept(f->string)) cJSON_AddItemToArray(list, cJSON_CreateString(f->string));
 }
 
+/* Whether the host has team `team_id` (caller holds db_mu). */
+static int team_known(serve_ctx *s, const char *team_id) {
+  host_team_row t;
+  host_result r = {HOST_OK, ""};
+  if (!host_team_id_valid(team_id) || host_store_team_get(s->db, team_id, &t, &r) != HOST_OK)
+    return 0;
+  host_team_row_free(&t);
+  return 1;
+}
+
 static void generate(serve_ctx *s, serve_req *q, serve_reply *rep) {
   cJSON *req = serve_parse_object(q, rep);
   if (!req) return;
@@ -93,6 +103,11 @@ static void generate(serve_ctx *s, serve_req *q, serve_reply *rep) {
   host_key_change c;
   host_result r = {HOST_OK, ""};
   pthread_mutex_lock(&s->db_mu);
+  /* A team this host does not know (never created with /team/new or `team
+   * add`) has no settings: the key goes to the default place and team_id is
+   * not enforced, as before teams existed. */
+  int unknown_team = team && !team_known(s, team);
+  if (unknown_team) team = NULL;
   host_status st = host_key_generate_team(&k, alias, key, team, &c, &r);
   pthread_mutex_unlock(&s->db_mu);
   if (st != HOST_OK) {
@@ -105,6 +120,9 @@ static void generate(serve_ctx *s, serve_req *q, serve_reply *rep) {
     add_key_fields(o, &c);
     add_delivery(s, o, &c);
     add_not_enforced(o, req);
+    cJSON *ne = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "kms_host"),
+                                                 "not_enforced");
+    if (unknown_team && ne) cJSON_AddItemToArray(ne, cJSON_CreateString("team_id"));
   }
   host_key_change_clear(&c);
   cJSON_Delete(req);

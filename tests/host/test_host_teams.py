@@ -282,8 +282,10 @@ def test_serve_team_endpoints_and_team_key_in_namespace(tmp_path, vault):
         assert k["team_id"] == tid and k["kms_host"]["secret_manager"] == "landed"
         assert k["kms_host"]["location"] == "namespace=team-a"
         assert read_at(vault, "litellm/sv1", ns="team-a") == k["key"]
-        st, e = s.call("POST", "/key/generate", {"team_id": "nobody"})
-        assert st == 404 and e["error"]["param"] == "team_id", e
+        # A team the host does not know has no settings: default place, not enforced.
+        st, k0 = s.call("POST", "/key/generate", {"team_id": "nobody", "key_alias": "sv0"})
+        assert st == 200 and "team_id" in k0["kms_host"]["not_enforced"], k0
+        assert "location" not in k0["kms_host"] and vault.read("litellm/sv0") == k0["key"]
 
         st, u = s.call("POST", "/team/update", {"team_id": tid, "secret_manager_settings":
                                                 {"namespace": "team-b"}})
@@ -302,3 +304,61 @@ def test_serve_team_endpoints_and_team_key_in_namespace(tmp_path, vault):
         assert s.call("GET", "/team/list") == (200, [])
     finally:
         assert s.stop() == 0
+
+
+# --- migration: a schema-1 store (kms-host before teams) -----------------------------
+
+V1_SQLITE = """
+CREATE TABLE virtual_keys(key_id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE,
+  alias TEXT UNIQUE, secret_name TEXT,
+  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')),
+  updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')));
+CREATE TABLE outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  op TEXT NOT NULL CHECK(op IN ('write','delete')), secret_name TEXT NOT NULL, value BLOB,
+  attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')));
+"""
+V1_PG = """
+CREATE TABLE kms_host_schema(id integer PRIMARY KEY CHECK (id = 1), version integer NOT NULL);
+INSERT INTO kms_host_schema VALUES (1, 1);
+CREATE TABLE kms_host_virtual_keys(key_id text PRIMARY KEY, token_hash text NOT NULL UNIQUE,
+  alias text UNIQUE, secret_name text, created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE kms_host_outbox(seq bigserial PRIMARY KEY,
+  op text NOT NULL CHECK(op IN ('write','delete')), secret_name text NOT NULL, value bytea,
+  attempts integer NOT NULL DEFAULT 0, last_error text, claimed_by text,
+  claimed_until timestamptz, created_at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX kms_host_outbox_name ON kms_host_outbox(secret_name, seq);
+"""
+V1_ROWS = """
+INSERT INTO {p}virtual_keys(key_id, token_hash, alias, secret_name)
+  VALUES ('00112233aabbccdd', '{h}', 'legacy', 'litellm/legacy');
+INSERT INTO {p}outbox(op, secret_name, value) VALUES ('write', 'litellm/legacy', {v});
+"""
+
+
+def test_schema_1_store_migrates_to_the_default_location(tmp_path, vault):
+    """A store written before teams: its key and its queued write get the
+    default location, the write is delivered there, and the key can then be
+    deleted from there."""
+    import hashlib
+    legacy = "sk-legacyLEGACYlegacyLEGACY01"
+    h = hashlib.sha256(legacy.encode()).hexdigest()
+    if H.STORE == "postgresql":
+        H.PG["server"].psql(V1_PG + V1_ROWS.format(p="kms_host_", h=h,
+                                                   v=f"convert_to('{legacy}', 'UTF8')"),
+                            db=H.PG["db"])
+    else:
+        db = tmp_path / "kms-host.db"
+        con = sqlite3.connect(db)
+        con.executescript(V1_SQLITE + V1_ROWS.format(p="", h=h, v=f"CAST('{legacy}' AS BLOB)")
+                          + "PRAGMA user_version=1;")
+        con.close()
+        db.chmod(0o600)
+    host = make_host(tmp_path, vault)
+    assert "delivered: 1" in host.run("sync", check=EXIT_OK).stdout
+    assert key_locations(tmp_path) == [("legacy", None, "")]
+    assert read_at(vault, "litellm/legacy") == legacy
+    host.run("key", "delete", "--alias", "legacy", check=EXIT_OK)
+    assert read_at(vault, "litellm/legacy") is None
+    assert host.run("team", "list", check=EXIT_OK).stdout.startswith("TEAM_ID")
