@@ -2,7 +2,8 @@
  * host.h -- internal interfaces of the reference host kms-host (not installed).
  *
  * The host is split by job: config.c (YAML -> host_config), resolve.c
- * (os.environ/ references, redaction), keys.c (virtual keys), store.c (the
+ * (os.environ/ references, redaction), keys.c (virtual keys), teams.c (teams
+ * and the locations of their keys), store.c (the
  * storage interface; store.h) over store_sqlite.c + db.c (the SQLite file:
  * privacy checks, journal wiping, migrations) and store_pg.c + db_pg.c
  * (PostgreSQL for many replicas), outbox.c (delivering the durable

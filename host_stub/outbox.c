@@ -11,6 +11,9 @@
  * lock (host_db_lock) so two processes never deliver concurrently; on
  * PostgreSQL the store's claims also keep replicas that deliver at once
  * from taking the same operation or two of one secret name (host.h).
+ * Each operation carries the location it was made for (teams.c): "" goes
+ * through the 1.0 calls, anything else through the 1.1 calls with the
+ * location as per-call options -- never to the default place instead.
  */
 #include "host.h"
 
