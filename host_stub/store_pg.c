@@ -201,9 +201,19 @@ static host_status generate_body(host_pg_db *d, void *vctx, host_result *r) {
   change_ctx *c = vctx;
   const char *const args[6] = {c->key_id, c->token_hash, c->alias, c->name, c->team_id,
                                c->location};
-  host_status s = host_pg_query(d, "INSERT INTO kms_host_virtual_keys(key_id, token_hash, alias, "
-                                "secret_name, team_id, location) VALUES($1, $2, $3, $4, $5, $6)",
-                                6, args, NULL, NULL, 0, NULL, r);
+  host_status s = HOST_OK;
+  if (c->team_id) { /* still there, and kept until COMMIT (a concurrent team remove waits) */
+    PGresult *res = NULL;
+    if (host_pg_query(d, "SELECT 1 FROM kms_host_teams WHERE team_id = $1 FOR SHARE", 1,
+                      &c->team_id, NULL, NULL, 0, &res, r) != HOST_OK)
+      return r->status;
+    int found = PQntuples(res) == 1;
+    PQclear(res);
+    if (!found) return host_fail(r, HOST_FAILED, "no team '%s'", c->team_id);
+  }
+  s = host_pg_query(d, "INSERT INTO kms_host_virtual_keys(key_id, token_hash, alias, secret_name, "
+                    "team_id, location) VALUES($1, $2, $3, $4, $5, $6)", 6, args, NULL, NULL, 0,
+                    NULL, r);
   if (s == HOST_OK && c->name)
     s = enqueue_in_tx(d, HOST_OUTBOX_WRITE, c->name, c->location, c->key, strlen(c->key), r);
   return s;

@@ -160,6 +160,19 @@ static host_status sq_pending(host_db *h, long *n, host_result *r) {
   return *n < 0 ? db_fail(db, r) : HOST_OK;
 }
 
+/* One number from `sql` with ?1 = `arg` (a count). */
+static host_status sq_count(sqlite3 *db, const char *sql, const char *arg, long *n,
+                            host_result *r) {
+  sqlite3_stmt *st = NULL;
+  *n = -1;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) == SQLITE_ROW) *n = (long)sqlite3_column_int64(st, 0);
+  }
+  sqlite3_finalize(st);
+  return *n < 0 ? db_fail(db, r) : HOST_OK;
+}
+
 /* ------------------------------------------------------------ virtual keys */
 
 static char *col_dup(sqlite3_stmt *st, int i) {
@@ -207,9 +220,17 @@ static host_status sq_generate(host_db *h, const char *key_id, const char *token
   sqlite3 *db = conn_of(h);
   if (host_db_exec(db, "BEGIN IMMEDIATE", r) != HOST_OK) return r->status;
   const char *const args[6] = {key_id, token_hash, alias, name, team_id, location};
-  host_status s = run_n(db, "INSERT INTO virtual_keys(key_id, token_hash, alias, secret_name, "
-                        "team_id, location) VALUES(?1, ?2, ?3, ?4, ?5, ?6)", args, 6,
-                        "that alias is already used by another virtual key", NULL, r);
+  long teams = 1;
+  /* The team is checked again inside the transaction: a `team remove`
+   * between the caller's lookup and here must not leave a key of no team. */
+  host_status s = team_id ? sq_count(db, "SELECT count(*) FROM teams WHERE team_id=?1", team_id,
+                                     &teams, r)
+                          : HOST_OK;
+  if (s == HOST_OK && teams == 0) s = host_fail(r, HOST_FAILED, "no team '%s'", team_id);
+  if (s == HOST_OK)
+    s = run_n(db, "INSERT INTO virtual_keys(key_id, token_hash, alias, secret_name, "
+              "team_id, location) VALUES(?1, ?2, ?3, ?4, ?5, ?6)", args, 6,
+              "that alias is already used by another virtual key", NULL, r);
   if (s == HOST_OK && name)
     s = sq_enqueue(h, HOST_OUTBOX_WRITE, name, location, key, strlen(key), r);
   return finish(db, s, r);
@@ -355,19 +376,6 @@ static host_status sq_team_list(host_db *h, void (*fn)(void *ctx, const host_tea
   if (s == HOST_OK && rc != SQLITE_DONE) s = db_fail(db, r);
   sqlite3_finalize(st);
   return s;
-}
-
-/* How many keys name the team: one number from `sql` with ?1 = team_id. */
-static host_status sq_count(sqlite3 *db, const char *sql, const char *arg, long *n,
-                            host_result *r) {
-  sqlite3_stmt *st = NULL;
-  *n = -1;
-  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-    sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(st) == SQLITE_ROW) *n = (long)sqlite3_column_int64(st, 0);
-  }
-  sqlite3_finalize(st);
-  return *n < 0 ? db_fail(db, r) : HOST_OK;
 }
 
 static host_status sq_team_remove(host_db *h, const char *team_id, host_result *r) {

@@ -304,6 +304,7 @@ def test_serve_team_endpoints_and_team_key_in_namespace(tmp_path, vault):
         assert s.call("GET", "/team/list") == (200, [])
     finally:
         assert s.stop() == 0
+        assert "Sanitizer" not in s.stderr()  # the ASan/TSan builds run this file too
 
 
 # --- migration: a schema-1 store (kms-host before teams) -----------------------------
