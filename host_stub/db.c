@@ -45,6 +45,18 @@ static const host_migration schema_history[] = {
       "  attempts INTEGER NOT NULL DEFAULT 0,"
       "  last_error TEXT,"
       "  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')));"},
+  /* 2: teams and locations (teams.c). A location is a text of the plugin's
+   * location options ("namespace=a;mount=kv"); existing keys and queued
+   * operations get '' -- the instance's own location, where they are. */
+  {2, "CREATE TABLE teams("
+      "  team_id TEXT PRIMARY KEY,"
+      "  team_alias TEXT,"
+      "  location TEXT NOT NULL DEFAULT '',"  /* its secret_manager_settings */
+      "  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')),"
+      "  updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')));"
+      "ALTER TABLE virtual_keys ADD COLUMN team_id TEXT;"
+      "ALTER TABLE virtual_keys ADD COLUMN location TEXT NOT NULL DEFAULT '';"
+      "ALTER TABLE outbox ADD COLUMN location TEXT NOT NULL DEFAULT '';"},
 };
 _Static_assert(sizeof schema_history / sizeof *schema_history == HOST_SCHEMA_VERSION,
                "HOST_SCHEMA_VERSION is the number of migration steps");

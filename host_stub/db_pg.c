@@ -58,6 +58,20 @@ static const host_migration pg_schema_history[] = {
       "  claimed_until timestamptz,"    /* its lease: after this, anyone may take it */
       "  created_at timestamptz NOT NULL DEFAULT now());"
       "CREATE INDEX kms_host_outbox_name ON kms_host_outbox(secret_name, seq);"},
+  /* 2: teams and locations (teams.c); existing rows get '' (the instance's
+   * own location). An operation waits only behind earlier ones of the same
+   * name in the same location: the index follows. */
+  {2, "CREATE TABLE kms_host_teams("
+      "  team_id text PRIMARY KEY,"
+      "  team_alias text,"
+      "  location text NOT NULL DEFAULT '',"
+      "  created_at timestamptz NOT NULL DEFAULT now(),"
+      "  updated_at timestamptz NOT NULL DEFAULT now());"
+      "ALTER TABLE kms_host_virtual_keys ADD COLUMN team_id text;"
+      "ALTER TABLE kms_host_virtual_keys ADD COLUMN location text NOT NULL DEFAULT '';"
+      "ALTER TABLE kms_host_outbox ADD COLUMN location text NOT NULL DEFAULT '';"
+      "DROP INDEX kms_host_outbox_name;"
+      "CREATE INDEX kms_host_outbox_name ON kms_host_outbox(secret_name, location, seq);"},
 };
 _Static_assert(sizeof pg_schema_history / sizeof *pg_schema_history == HOST_SCHEMA_VERSION,
                "the PostgreSQL history has one step per schema version");

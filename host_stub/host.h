@@ -2,7 +2,8 @@
  * host.h -- internal interfaces of the reference host kms-host (not installed).
  *
  * The host is split by job: config.c (YAML -> host_config), resolve.c
- * (os.environ/ references, redaction), keys.c (virtual keys), store.c (the
+ * (os.environ/ references, redaction), keys.c (virtual keys), teams.c (teams
+ * and the locations of their keys), store.c (the
  * storage interface; store.h) over store_sqlite.c + db.c (the SQLite file:
  * privacy checks, journal wiping, migrations) and store_pg.c + db_pg.c
  * (PostgreSQL for many replicas), outbox.c (delivering the durable
@@ -318,7 +319,7 @@ char *host_text_escape(const char *s, size_t len);
 /* --------------------------------------------------------------------- db.c */
 
 /* The schema version this binary writes (PRAGMA user_version). */
-#define HOST_SCHEMA_VERSION 1
+#define HOST_SCHEMA_VERSION 2 /* 2: teams, locations of keys and outbox rows */
 
 /* One step of the schema's history: the SQL that takes a database from
  * version-1 to `version`. Steps are applied in order, each in its own
@@ -436,6 +437,9 @@ typedef struct host_key_change {
   char *secret_name;    /* where it is (or was) stored, or NULL */
   char *removed_secret; /* regenerate: the old name, deleted, or NULL */
   int queued;           /* store work was committed with the change */
+  char *team_id;        /* the key's team, or NULL */
+  char *location;       /* where its secret lives (location text, teams.c), or NULL
+                           for the instance's own */
 } host_key_change;
 void host_key_change_clear(host_key_change *c);
 
@@ -450,6 +454,14 @@ host_status host_key_generate(host_key_ctx *k, const char *alias, host_key_chang
  * /key/generate {"key": "sk-..."}. A key already in use: HOST_FAILED. */
 host_status host_key_generate_given(host_key_ctx *k, const char *alias, const char *given,
                                     host_key_change *out, host_result *r);
+/* generate_given for a team: the row keeps `team_id` (or NULL) and
+ * `location` (a location text, teams.c; "" or NULL the instance's own),
+ * where the key's secret is written now and deleted later. */
+host_status host_key_generate_at(host_key_ctx *k, const char *alias, const char *given,
+                                 const char *team_id, const char *location,
+                                 host_key_change *out, host_result *r);
+/* delete, regenerate and update_alias act at the key's remembered location
+ * (host_key_row.location), never its team's current one. */
 host_status host_key_delete(host_key_ctx *k, const char *alias, const char *key,
                             host_key_change *out, host_result *r);
 host_status host_key_regenerate(host_key_ctx *k, const char *alias, const char *key,
@@ -481,6 +493,9 @@ typedef struct host_key_row {
   char key_id[HOST_KEY_ID_HEX + 1];
   char *alias;       /* or NULL */
   char *secret_name; /* or NULL */
+  char *team_id;     /* the team it was generated for, or NULL (teams.c) */
+  char *location;    /* where its secret lives: a location text (teams.c), "" the
+                        instance's own; set by host_store_find, never NULL there */
 } host_key_row;
 void host_key_row_free(host_key_row *row);
 
@@ -505,9 +520,22 @@ host_status host_store_rename(host_db *db, const host_key_row *row, const char *
                               const char *name, const char *key, host_result *r);
 /* Queue an operation in the caller's transaction (or alone). A queued write
  * or delete supersedes earlier queued writes of the same name (they would
- * be overwritten anyway, and this drops their values sooner). */
+ * be overwritten anyway, and this drops their values sooner). The
+ * operation goes to the instance's own location. */
 host_status host_store_enqueue(host_db *db, host_outbox_op op, const char *name,
                                const char *value, size_t len, host_result *r);
+/* The same for the location `location` (a location text, teams.c; "" the
+ * instance's own): delivered there; supersedes only writes of the same name
+ * in the same location. */
+host_status host_store_enqueue_at(host_db *db, host_outbox_op op, const char *name,
+                                  const char *location, const char *value, size_t len,
+                                  host_result *r);
+/* generate for a team: as host_store_generate, and the row remembers
+ * `team_id` (or NULL) and `location` (its write goes there; every later
+ * delete/regenerate/rename of the key too, whatever the team becomes). */
+host_status host_store_generate_at(host_db *db, const char *key_id, const char *token_hash,
+                                   const char *alias, const char *team_id, const char *location,
+                                   const char *name, const char *key, host_result *r);
 
 typedef struct host_outbox_item {
   long long seq;
@@ -515,6 +543,7 @@ typedef struct host_outbox_item {
   char *name;
   char *value; /* the value to write (wiped by host_outbox_item_free), or NULL */
   size_t len;
+  char *location; /* the location text it was made for ("" the instance's own) */
 } host_outbox_item;
 void host_outbox_item_free(host_outbox_item *it);
 /* The oldest queued operation: HOST_OK with *found 0 or 1. */
@@ -535,6 +564,89 @@ typedef struct host_list_sink {
   void *ctx;
 } host_list_sink;
 host_status host_store_list(host_db *db, const host_list_sink *sink, host_result *r);
+
+/* ------------------------------------------------------------------ teams.c */
+
+/* Teams (LiteLLM's team_id) and their secret-manager settings: where the
+ * keys generated for a team are stored. A location is kept as one text,
+ * "key=value;key=value" with the keys in host_location_keys order and only
+ * those keys; "" is the instance's own location (every row from before
+ * teams existed). Values follow host_alias_valid, so they hold no '=' or
+ * ';' and reach the plugin (kms_call_options.location) well-formed. The
+ * plugin interprets them (Vault: namespace, mount, path_prefix). */
+#define HOST_LOCATION_NKEYS 3
+#define HOST_LOCATION_TEXT_MAX 512
+#define HOST_TEAM_ID_MAX 64
+extern const char *const host_location_keys[HOST_LOCATION_NKEYS]; /* namespace, mount, path_prefix */
+
+/* 1 if `id` is a team id this host accepts: 1..64 of [A-Za-z0-9._-],
+ * starting with a letter or digit (it appears in messages and URLs). */
+int host_team_id_valid(const char *id);
+/* Build a location text from key/value pairs (a team's secret-manager
+ * settings): an unknown key, a repeated key or a bad value is HOST_USAGE
+ * naming it (`what` starts the message, e.g. "secret_manager_settings").
+ * A NULL or empty value leaves its key out. *out is malloc'ed ("" for no
+ * pairs). */
+host_status host_location_from_pairs(const kms_setting *pairs, size_t n, const char *what,
+                                     char **out, host_result *r);
+/* Split a stored location text into `set` (*n entries, values pointing into
+ * `buf`, which must hold HOST_LOCATION_TEXT_MAX bytes). "" or NULL: *n = 0.
+ * A text this host did not write: HOST_FAILED naming it. */
+host_status host_location_settings(const char *text, char *buf, kms_setting set[HOST_LOCATION_NKEYS],
+                                   size_t *n, host_result *r);
+/* One line for people: "namespace=a, mount=kv" or "default". Static
+ * storage is not used: `buf` of HOST_LOCATION_TEXT_MAX bytes. */
+const char *host_location_describe(const char *text, char buf[HOST_LOCATION_TEXT_MAX]);
+
+typedef struct host_team_row {
+  char *team_id;
+  char *team_alias; /* or NULL */
+  char *location;   /* location text */
+  long keys;        /* keys generated for it (host_store_team_get/list only) */
+  char *updated_at;
+} host_team_row;
+void host_team_row_free(host_team_row *t);
+
+/* Create (`create` 1: an existing id is HOST_FAILED "already exists") or
+ * replace (`create` 0: settings and alias replaced; an unknown id is
+ * HOST_FAILED "no team") a team. Changing a team never moves its keys:
+ * each key keeps the location it was stored at. */
+host_status host_store_team_put(host_db *db, const char *team_id, const char *team_alias,
+                                const char *location, int create, host_result *r);
+/* One team; an unknown id is HOST_FAILED "no team 'T'". */
+host_status host_store_team_get(host_db *db, const char *team_id, host_team_row *t,
+                                host_result *r);
+/* Every team, by id; `fn` borrows the row for the call. */
+host_status host_store_team_list(host_db *db, void (*fn)(void *ctx, const host_team_row *t),
+                                 void *ctx, host_result *r);
+/* Remove a team. Refused (HOST_FAILED naming the count) while keys were
+ * generated for it: delete or keep them first -- a team's keys must stay
+ * attributable. An unknown id is HOST_FAILED "no team". */
+host_status host_store_team_remove(host_db *db, const char *team_id, host_result *r);
+/* Every distinct location text of the keys that have a stored secret, ""
+ * (the instance's own) included when such a key has it; sorted. For
+ * reconcile: read each with host_location_settings into kms_call_options. */
+host_status host_store_locations(host_db *db, void (*fn)(void *ctx, const char *location),
+                                 void *ctx, host_result *r);
+/* Every key with a stored secret: its id, secret name, team (or NULL) and
+ * location text, by location then name. `fn` borrows the strings. */
+typedef void (*host_key_location_fn)(void *ctx, const char *key_id, const char *secret_name,
+                                     const char *team_id, const char *location);
+host_status host_store_key_locations(host_db *db, host_key_location_fn fn, void *ctx,
+                                     host_result *r);
+
+/* A location other than the instance's own ("" / NULL) needs the plugin's
+ * ABI 1.1 write and delete with options: HOST_CONFIG naming the plugin
+ * otherwise (the loader would refuse every delivery; it never writes to the
+ * default place instead). */
+host_status host_location_supported(const kms_plugin *p, const char *location,
+                                    host_result *r);
+/* Generate a key for team `team_id` (NULL: none, as host_key_generate_given):
+ * its secret goes to the team's location as it is now, and the key keeps
+ * that location. An unknown team is HOST_FAILED; a team location with a
+ * plugin without ABI 1.1 write/delete options is HOST_CONFIG. */
+host_status host_key_generate_team(host_key_ctx *k, const char *alias, const char *given,
+                                   const char *team_id, host_key_change *out, host_result *r);
 
 /* ----------------------------------------------------------------- outbox.c */
 

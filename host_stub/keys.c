@@ -109,6 +109,8 @@ void host_key_change_clear(host_key_change *c) {
   free(c->alias);
   free(c->secret_name);
   free(c->removed_secret);
+  free(c->team_id);
+  free(c->location);
   memset(c, 0, sizeof *c);
 }
 
@@ -169,7 +171,14 @@ host_status host_key_generate(host_key_ctx *k, const char *alias, host_key_chang
 
 host_status host_key_generate_given(host_key_ctx *k, const char *alias, const char *given,
                                     host_key_change *out, host_result *r) {
+  return host_key_generate_at(k, alias, given, NULL, "", out, r);
+}
+
+host_status host_key_generate_at(host_key_ctx *k, const char *alias, const char *given,
+                                 const char *team_id, const char *location,
+                                 host_key_change *out, host_result *r) {
   memset(out, 0, sizeof *out);
+  if (!location) location = "";
   if (given && !host_key_format_valid(given))
     return host_fail(r, HOST_USAGE, "a caller-chosen key must be sk- followed by 22 to %d "
                      "base64url characters (letters, digits, '-', '_')", HOST_KEY_MAX - 4);
@@ -204,9 +213,11 @@ host_status host_key_generate_given(host_key_ctx *k, const char *alias, const ch
     host_key_change_clear(out);
     return host_fail(r, HOST_FAILED, "out of memory");
   }
-  if (!dup_or_null(&out->alias, alias)) host_fail(r, HOST_FAILED, "out of memory");
-  else if (host_store_generate(k->db, out->key_id, hash, alias, out->secret_name, out->key, r) ==
-           HOST_OK) {
+  if (!dup_or_null(&out->alias, alias) || !dup_or_null(&out->team_id, team_id) ||
+      !dup_or_null(&out->location, *location ? location : NULL))
+    host_fail(r, HOST_FAILED, "out of memory");
+  else if (host_store_generate_at(k->db, out->key_id, hash, alias, team_id, location,
+                                  out->secret_name, out->key, r) == HOST_OK) {
     out->queued = store;
     return HOST_OK;
   }
@@ -219,7 +230,13 @@ static void adopt_row(host_key_change *out, host_key_row *row) {
   memcpy(out->key_id, row->key_id, sizeof out->key_id);
   out->alias = row->alias;
   out->secret_name = row->secret_name;
-  row->alias = row->secret_name = NULL;
+  out->team_id = row->team_id;
+  row->alias = row->secret_name = row->team_id = NULL;
+  if (row->location && *row->location) {
+    out->location = row->location;
+    row->location = NULL;
+  }
+  host_key_row_free(row);
 }
 
 host_status host_key_delete(host_key_ctx *k, const char *alias, const char *key,
@@ -227,7 +244,9 @@ host_status host_key_delete(host_key_ctx *k, const char *alias, const char *key,
   memset(out, 0, sizeof *out);
   host_key_row row;
   if (find(k, alias, key, &row, r) != HOST_OK) return r->status;
-  if ((row.secret_name && k->plugin && check_store(k, 0, 1, r) != HOST_OK) ||
+  if ((row.secret_name && k->plugin && (check_store(k, 0, 1, r) != HOST_OK ||
+                                        host_location_supported(k->plugin, row.location, r) !=
+                                            HOST_OK)) ||
       host_store_delete(k->db, &row, r) != HOST_OK) {
     host_key_row_free(&row);
     return r->status;
@@ -246,7 +265,8 @@ host_status host_key_regenerate(host_key_ctx *k, const char *alias, const char *
   char hash[65];
   char *name = NULL;
   if ((store || (row.secret_name && k->plugin)) &&
-      check_store(k, store, row.secret_name != NULL, r) != HOST_OK)
+      (check_store(k, store, row.secret_name != NULL, r) != HOST_OK ||
+       host_location_supported(k->plugin, row.location, r) != HOST_OK))
     goto fail;
   if (new_key(out, hash, r) != HOST_OK) goto fail;
   if (store && !(name = host_key_secret_name(k->cfg->prefix, row.alias, row.key_id))) {
@@ -281,7 +301,8 @@ host_status host_key_update_alias(host_key_ctx *k, const char *key, const char *
   int store = k->cfg->store_virtual_keys;
   char *name = NULL, *new_alias = NULL;
   if ((store || (row.secret_name && k->plugin)) &&
-      check_store(k, store, row.secret_name != NULL, r) != HOST_OK)
+      (check_store(k, store, row.secret_name != NULL, r) != HOST_OK ||
+       host_location_supported(k->plugin, row.location, r) != HOST_OK))
     goto fail;
   if ((store && !(name = host_key_secret_name(k->cfg->prefix, alias, row.key_id))) ||
       !dup_or_null(&new_alias, alias)) {

@@ -277,6 +277,7 @@ typedef struct key_args {
   const char *sub;
   const char *alias;
   const char *key; /* "-": read from standard input */
+  const char *team; /* generate --team T */
 } key_args;
 
 static host_status parse_key_args(int argc, char **argv, key_args *k, host_result *r) {
@@ -291,6 +292,8 @@ static host_status parse_key_args(int argc, char **argv, key_args *k, host_resul
     else if (!strncmp(argv[i], "--alias=", 8) && !list) k->alias = argv[i] + 8;
     else if (!strcmp(argv[i], "--key") && i + 1 < argc && by_key) k->key = argv[++i];
     else if (!strncmp(argv[i], "--key=", 6) && by_key) k->key = argv[i] + 6;
+    else if (!strcmp(argv[i], "--team") && i + 1 < argc && gen) k->team = argv[++i];
+    else if (!strncmp(argv[i], "--team=", 7) && gen) k->team = argv[i] + 7;
     else return host_fail(r, HOST_USAGE, "unexpected argument '%s'", argv[i]);
   }
   if (by_key && !!k->alias == !!k->key)
@@ -320,6 +323,9 @@ static void print_change(const host_key_change *c) {
   printf("secret_name: %s\n", c->secret_name ? c->secret_name
                               : c->key[0] ? "- (store_virtual_keys is off)" : "-");
   if (c->removed_secret) printf("removed_secret: %s\n", c->removed_secret);
+  if (c->team_id) printf("team: %s\n", c->team_id);
+  char loc[HOST_LOCATION_TEXT_MAX];
+  if (c->location) printf("location: %s\n", host_location_describe(c->location, loc));
   fflush(stdout);
 }
 
@@ -334,7 +340,8 @@ static host_status key_change(app *a, const key_args *k, const char *key, host_r
   host_key_ctx ctx = {a->db, &a->cfg, a->hp.module ? kms_module_plugin(a->hp.module) : NULL,
                       a->hp.client};
   host_key_change c;
-  host_status s = !strcmp(k->sub, "generate") ? host_key_generate(&ctx, k->alias, &c, r)
+  host_status s = !strcmp(k->sub, "generate")
+                      ? host_key_generate_team(&ctx, k->alias, NULL, k->team, &c, r)
                   : !strcmp(k->sub, "delete") ? host_key_delete(&ctx, k->alias, key, &c, r)
                                               : host_key_regenerate(&ctx, k->alias, key, &c, r);
   if (s != HOST_OK) return s;
@@ -385,6 +392,69 @@ static host_status cmd_key(app *a, int argc, char **argv, host_result *r) {
   if (s == HOST_QUEUED || s == HOST_USAGE || s == HOST_CONFIG)
     return host_fail(r, s, "%s", kr.msg);
   return host_fail(r, s, "key %s: %s", k.sub, kr.msg);
+}
+
+/* --------------------------------------------------------------------- team */
+
+/* team add|update T [--alias A] [--namespace N] [--mount M] [--path-prefix P]:
+ * the flags become the team's secret-manager settings (teams.c checks the
+ * values); update replaces them all. */
+static host_status team_put(app *a, int argc, char **argv, int create, host_result *r) {
+  if (argc < 2 || argv[1][0] == '-')
+    return host_fail(r, HOST_USAGE, "team %s needs a team id", argv[0]);
+  if (!host_team_id_valid(argv[1]))
+    return host_fail(r, HOST_USAGE, "team id '%s' is not valid: 1 to %d letters, digits, '.', "
+                     "'_' or '-', starting with a letter or digit", argv[1], HOST_TEAM_ID_MAX);
+  static const char *const flags[] = {"--namespace", "--mount", "--path-prefix"};
+  kms_setting pairs[8];
+  size_t n = 0;
+  const char *alias = NULL;
+  for (int i = 2; i < argc; i++) {
+    int f = -1;
+    for (int j = 0; j < HOST_LOCATION_NKEYS; j++)
+      if (!strcmp(argv[i], flags[j])) f = j;
+    if (i + 1 >= argc || (f < 0 && strcmp(argv[i], "--alias")) || n >= 8)
+      return host_fail(r, HOST_USAGE, "unexpected argument '%s'", argv[i]);
+    if (f < 0) alias = argv[++i];
+    else pairs[n++] = (kms_setting){host_location_keys[f], argv[++i]};
+  }
+  char *loc = NULL;
+  if (host_location_from_pairs(pairs, n, "team settings", &loc, r) != HOST_OK) return r->status;
+  host_status s = open_db(a, 0, r);
+  if (s == HOST_OK) s = host_store_team_put(a->db, argv[1], alias, loc, create, r);
+  char buf[HOST_LOCATION_TEXT_MAX];
+  if (s == HOST_OK)
+    printf("team: %s\nlocation: %s\n", argv[1], host_location_describe(loc, buf));
+  free(loc);
+  return s;
+}
+
+static void list_team(void *ctx, const host_team_row *t) {
+  (void)ctx;
+  char buf[HOST_LOCATION_TEXT_MAX];
+  printf("%-24s  %-20s  %5ld  %s\n", t->team_id, t->team_alias ? t->team_alias : "-", t->keys,
+         host_location_describe(t->location, buf));
+}
+
+static host_status cmd_team(app *a, int argc, char **argv, host_result *r) {
+  if (argc < 1) return host_fail(r, HOST_USAGE, "team needs a command");
+  if (!strcmp(argv[0], "add") || !strcmp(argv[0], "update"))
+    return team_put(a, argc, argv, !strcmp(argv[0], "add"), r);
+  if (!strcmp(argv[0], "list")) {
+    if (argc > 1) return host_fail(r, HOST_USAGE, "unexpected argument '%s'", argv[1]);
+    if (open_db(a, 0, r) != HOST_OK) return r->status;
+    printf("%-24s  %-20s  %5s  %s\n", "TEAM_ID", "ALIAS", "KEYS", "LOCATION");
+    return host_store_team_list(a->db, list_team, NULL, r);
+  }
+  if (!strcmp(argv[0], "remove")) {
+    if (argc != 2) return host_fail(r, HOST_USAGE, "team remove takes one team id");
+    if (open_db(a, 0, r) != HOST_OK ||
+        host_store_team_remove(a->db, argv[1], r) != HOST_OK)
+      return r->status;
+    printf("removed: %s\n", argv[1]);
+    return HOST_OK;
+  }
+  return host_fail(r, HOST_USAGE, "unknown team command '%s'", argv[0]);
 }
 
 /* --------------------------------------------------------- sync, refresh */
@@ -499,7 +569,7 @@ static const char usage_resolve[] =
     "reference cannot be resolved.\n";
 static const char usage_key[] =
     "usage: kms-host --config FILE key COMMAND\n"
-    "  generate [--alias A]                   create a virtual key; it is printed once\n"
+    "  generate [--alias A] [--team T]        create a virtual key; it is printed once\n"
     "  delete (--alias A | --key sk-...)      delete a virtual key\n"
     "  regenerate (--alias A | --key sk-...)  replace a key's value (same id and alias)\n"
     "  list                                   list keys (id, alias, secret name) and queued work\n"
@@ -509,6 +579,18 @@ static const char usage_key[] =
     "same transaction as the key change and delivered afterwards; if the store is down\n"
     "the change is kept, the work stays queued and the exit status is 4 (run `sync`).\n"
     "generate, delete and regenerate take the delivery lock (see --lock-timeout).\n";
+static const char usage_team[] =
+    "usage: kms-host --config FILE team COMMAND\n"
+    "  add T [--alias A] [--namespace N] [--mount M] [--path-prefix P]\n"
+    "                     create team T with these secret-manager settings (where its\n"
+    "                     keys are stored; the plugin's location options, e.g. a Vault\n"
+    "                     namespace, KV mount and path prefix; none: the default place)\n"
+    "  update T [...]     replace T's alias and settings with the ones given; keys made\n"
+    "                     before keep their location (delete/regenerate go there)\n"
+    "  list               teams, their key counts and settings\n"
+    "  remove T           remove T; refused while keys generated for it exist\n"
+    "`key generate --team T` stores the key in T's location (LiteLLM's team_id and\n"
+    "metadata.secret_manager_settings).\n";
 static const char usage_sync[] =
     "usage: kms-host --config FILE sync\n"
     "Deliver queued secret-manager operations in order. Exit 0 when none are left,\n"
@@ -559,7 +641,8 @@ static const char usage_serve[] =
     "                                    [--tls-cert PEM --tls-key PEM]\n"
     "Answer LiteLLM's virtual-key API over HTTP: POST /key/generate, /key/delete,\n"
     "/key/update, /key/regenerate, /key/{key}/regenerate; GET /key/info, /key/list,\n"
-    "/health/liveliness, /health/readiness. Callers send general_settings.master_key as\n"
+    "/health/liveliness, /health/readiness; teams: POST /team/new, /team/update,\n"
+    "/team/delete, GET /team/info, /team/list. Callers send general_settings.master_key as\n"
     "'Authorization: Bearer KEY' or 'x-litellm-api-key: KEY'. Key changes are committed\n"
     "with their outbox rows, then delivered by a background worker; a reply waits at most\n"
     "--deliver-wait-ms (default 5000) and says whether the store side landed or is queued.\n"
@@ -580,11 +663,14 @@ static const command commands[] = {
   {"resolve",
    "  resolve                      resolve every os.environ/ reference in the config\n",
    usage_resolve, 1, cmd_resolve},
-  {"key", "  key generate [--alias A]     create a virtual key (printed once)\n"
+  {"key", "  key generate [--alias A] [--team T]  create a virtual key (printed once)\n"
           "  key delete (--alias A | --key sk-... | --key -)\n"
           "  key regenerate (--alias A | --key sk-... | --key -)\n"
           "  key list                     list virtual keys (never the keys) and queued work\n",
    usage_key, 1, cmd_key},
+  {"team", "  team add|update T [--namespace N] [--mount M] [--path-prefix P]\n"
+           "  team list | team remove T    teams and where their keys are stored\n",
+   usage_team, 1, cmd_team},
   {"sync", "  sync                         deliver queued secret-manager operations\n",
    usage_sync, 1, cmd_sync},
   {"refresh",

@@ -11,9 +11,13 @@
  * lock (host_db_lock) so two processes never deliver concurrently; on
  * PostgreSQL the store's claims also keep replicas that deliver at once
  * from taking the same operation or two of one secret name (host.h).
+ * Each operation carries the location it was made for (teams.c): "" goes
+ * through the 1.0 calls, anything else through the 1.1 calls with the
+ * location as per-call options -- never to the default place instead.
  */
 #include "host.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -35,9 +39,37 @@ static kms_status deliver_one(kms_client *client, const host_outbox_item *it, km
     return kms_error_set(e, KMS_UNAVAILABLE, 0,
                          "no secret-manager instance to deliver it to (general_settings."
                          "key_management_system is not set, or its plugin could not start)");
-  if (it->op == HOST_OUTBOX_WRITE) return kms_client_write(client, it->name, it->value, it->len,
-                                                           NULL, e);
-  return kms_client_delete(client, it->name, e);
+  if (!it->location || !*it->location) { /* the instance's own location: the 1.0 calls */
+    if (it->op == HOST_OUTBOX_WRITE)
+      return kms_client_write(client, it->name, it->value, it->len, NULL, e);
+    return kms_client_delete(client, it->name, e);
+  }
+  /* A team's location: the 1.1 calls with the location as options. A
+   * plugin without them gets KMS_UNSUPPORTED from the loader (it is not
+   * called, so nothing lands in the default place) and the row stays. */
+  char buf[HOST_LOCATION_TEXT_MAX];
+  kms_setting set[HOST_LOCATION_NKEYS];
+  size_t n = 0;
+  host_result lr = {HOST_OK, ""};
+  if (host_location_settings(it->location, buf, set, &n, &lr) != HOST_OK)
+    return kms_error_set(e, KMS_INVALID_ARGUMENT, 0, "%s", lr.msg);
+  kms_call_options o;
+  memset(&o, 0, sizeof o);
+  o.struct_size = sizeof o;
+  o.location = set;
+  o.n_location = n;
+  if (it->op == HOST_OUTBOX_WRITE)
+    return kms_client_write_opt(client, it->name, it->value, it->len, NULL, &o, e);
+  return kms_client_delete_opt(client, it->name, &o, e);
+}
+
+/* " (at namespace=..., ...)" for messages about a team's location, or "". */
+static void at_text(const host_outbox_item *it, char *out, size_t n) {
+  char buf[HOST_LOCATION_TEXT_MAX];
+  if (it->location && *it->location)
+    snprintf(out, n, " (at %s)", host_location_describe(it->location, buf));
+  else
+    out[0] = '\0';
 }
 
 /* Nothing this process may take: on SQLite the queue is empty; on
@@ -60,8 +92,11 @@ host_status host_outbox_deliver(host_db *db, kms_client *client, long *left, hos
     kms_error e;
     kms_status ks = deliver_one(client, &it, &e);
     const char *verb = it.op == HOST_OUTBOX_WRITE ? "write" : "delete";
+    char at[HOST_LOCATION_TEXT_MAX + 8];
+    at_text(&it, at, sizeof at);
     if (ks != KMS_OK) {
-      host_fail(r, HOST_QUEUED, "%s %s: %s (%s)", verb, it.name, e.message, kms_status_str(ks));
+      host_fail(r, HOST_QUEUED, "%s %s%s: %s (%s)", verb, it.name, at, e.message,
+                kms_status_str(ks));
       host_store_failed(db, it.seq, r->msg);
       host_outbox_item_free(&it);
       host_result pr = {HOST_OK, ""};
@@ -69,7 +104,7 @@ host_status host_outbox_deliver(host_db *db, kms_client *client, long *left, hos
                                                                           pr.msg);
       return HOST_QUEUED;
     }
-    host_log(KMS_LOG_INFO, "outbox: %s %s landed", verb, it.name);
+    host_log(KMS_LOG_INFO, "outbox: %s %s%s landed", verb, it.name, at);
     long long seq = it.seq;
     host_outbox_item_free(&it);
     if (host_store_landed(db, seq, r) != HOST_OK) return r->status;

@@ -2,7 +2,10 @@
  * serve_keys.c -- the endpoints of `kms-host serve`, shaped as LiteLLM's
  * proxy shapes them: /key/generate, /key/delete, /key/regenerate (and
  * /key/{key}/regenerate), /key/info, /key/list, /health/liveliness and
- * /health/readiness.
+ * /health/readiness; and teams (teams.c): /team/new, /team/update,
+ * /team/info, /team/list, /team/delete, whose secret-manager settings
+ * (metadata.secret_manager_settings) say where /key/generate {"team_id"}
+ * stores the team's keys.
  *
  * Key changes go through host_key_* (one transaction with their outbox
  * rows) under db_mu; the reply is built after the commit, once the worker
@@ -18,7 +21,7 @@
 #include <string.h>
 
 /* Fields of LiteLLM's /key/generate the host stores or acts on. */
-static const char *const kept_fields[] = {"key", "key_alias", NULL};
+static const char *const kept_fields[] = {"key", "key_alias", "team_id", NULL};
 
 static int is_kept(const char *name) {
   for (size_t i = 0; kept_fields[i]; i++)
@@ -37,6 +40,8 @@ static void add_delivery(serve_ctx *s, cJSON *o, const host_key_change *c) {
   if (!k) return;
   if (c->secret_name) cJSON_AddStringToObject(k, "secret_name", c->secret_name);
   if (c->removed_secret) cJSON_AddStringToObject(k, "removed_secret", c->removed_secret);
+  char loc[HOST_LOCATION_TEXT_MAX];
+  if (c->location) cJSON_AddStringToObject(k, "location", host_location_describe(c->location, loc));
   if (!c->queued) {
     cJSON_AddStringToObject(k, "secret_manager", "not_stored");
     return;
@@ -74,12 +79,23 @@ static void add_not_enforced(cJSON *o, const cJSON *req) {
     if (!is_kept(f->string)) cJSON_AddItemToArray(list, cJSON_CreateString(f->string));
 }
 
+/* Whether the host has team `team_id` (caller holds db_mu). */
+static int team_known(serve_ctx *s, const char *team_id) {
+  host_team_row t;
+  host_result r = {HOST_OK, ""};
+  if (!host_team_id_valid(team_id) || host_store_team_get(s->db, team_id, &t, &r) != HOST_OK)
+    return 0;
+  host_team_row_free(&t);
+  return 1;
+}
+
 static void generate(serve_ctx *s, serve_req *q, serve_reply *rep) {
   cJSON *req = serve_parse_object(q, rep);
   if (!req) return;
-  const char *alias, *key;
+  const char *alias, *key, *team;
   if (serve_get_string(req, "key_alias", &alias, rep) != 0 ||
-      serve_get_string(req, "key", &key, rep) != 0) {
+      serve_get_string(req, "key", &key, rep) != 0 ||
+      serve_get_string(req, "team_id", &team, rep) != 0) {
     cJSON_Delete(req);
     return;
   }
@@ -87,10 +103,15 @@ static void generate(serve_ctx *s, serve_req *q, serve_reply *rep) {
   host_key_change c;
   host_result r = {HOST_OK, ""};
   pthread_mutex_lock(&s->db_mu);
-  host_status st = host_key_generate_given(&k, alias, key, &c, &r);
+  /* A team this host does not know (never created with /team/new or `team
+   * add`) has no settings: the key goes to the default place and team_id is
+   * not enforced, as before teams existed. */
+  int unknown_team = team && !team_known(s, team);
+  if (unknown_team) team = NULL;
+  host_status st = host_key_generate_team(&k, alias, key, team, &c, &r);
   pthread_mutex_unlock(&s->db_mu);
   if (st != HOST_OK) {
-    serve_reply_result(rep, &r, "key_alias");
+    serve_reply_result(rep, &r, team && strstr(r.msg, "team") ? "team_id" : "key_alias");
     cJSON_Delete(req);
     return;
   }
@@ -99,6 +120,9 @@ static void generate(serve_ctx *s, serve_req *q, serve_reply *rep) {
     add_key_fields(o, &c);
     add_delivery(s, o, &c);
     add_not_enforced(o, req);
+    cJSON *ne = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "kms_host"),
+                                                 "not_enforced");
+    if (unknown_team && ne) cJSON_AddItemToArray(ne, cJSON_CreateString("team_id"));
   }
   host_key_change_clear(&c);
   cJSON_Delete(req);
@@ -291,6 +315,7 @@ static cJSON *row_info(const host_key_row *row) {
   else cJSON_AddNullToObject(i, "key_alias");
   if (row->secret_name) cJSON_AddStringToObject(i, "secret_name", row->secret_name);
   else cJSON_AddNullToObject(i, "secret_name");
+  if (row->team_id) cJSON_AddStringToObject(i, "team_id", row->team_id);
   return i;
 }
 
@@ -321,7 +346,9 @@ static void key_info(serve_ctx *s, serve_caller who, const char *credential, con
   }
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "key", row.key_id); /* the id: never the key itself */
-  cJSON_AddItemToObject(o, "info", row_info(&row));
+  cJSON *info = row_info(&row);
+  if (!row.team_id) cJSON_AddNullToObject(info, "team_id");
+  cJSON_AddItemToObject(o, "info", info);
   host_key_row_free(&row);
   serve_reply_json(rep, 200, o);
 }
@@ -342,7 +369,7 @@ static void list_key(void *ctx, const char *key_id, const char *alias, const cha
     cJSON_AddItemToArray(a->keys, cJSON_CreateString(key_id));
     return;
   }
-  host_key_row row = {"", (char *)alias, (char *)name};
+  host_key_row row = {"", (char *)alias, (char *)name, NULL, NULL};
   snprintf(row.key_id, sizeof row.key_id, "%s", key_id);
   cJSON *i = row_info(&row);
   cJSON_AddStringToObject(i, "updated_at", updated);
@@ -428,6 +455,212 @@ static void readiness(serve_ctx *s, serve_reply *rep) {
   serve_reply_json(rep, ok ? 200 : 503, o);
 }
 
+/* ----------------------------------------------------------------- teams */
+
+/* A team as LiteLLM shows it: team_id, team_alias, metadata with the
+ * secret-manager settings (LiteLLM keeps them at
+ * metadata.secret_manager_settings), plus the host's key count. */
+static cJSON *team_json(const host_team_row *t) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "team_id", t->team_id);
+  if (t->team_alias) cJSON_AddStringToObject(o, "team_alias", t->team_alias);
+  else cJSON_AddNullToObject(o, "team_alias");
+  cJSON *sms = cJSON_AddObjectToObject(cJSON_AddObjectToObject(o, "metadata"),
+                                       "secret_manager_settings");
+  char buf[HOST_LOCATION_TEXT_MAX];
+  kms_setting set[HOST_LOCATION_NKEYS];
+  size_t n = 0;
+  host_result ignored = {HOST_OK, ""};
+  if (host_location_settings(t->location, buf, set, &n, &ignored) == HOST_OK)
+    for (size_t i = 0; i < n; i++) cJSON_AddStringToObject(sms, set[i].key, set[i].value);
+  cJSON_AddNumberToObject(o, "keys", (double)t->keys);
+  cJSON_AddStringToObject(o, "updated_at", t->updated_at);
+  return o;
+}
+
+/* The secret-manager settings of a /team/new or /team/update body:
+ * secret_manager_settings (LiteLLM's request field) or
+ * metadata.secret_manager_settings, an object of strings. *given 0 when
+ * neither is there; else *loc is the location text (teams.c refuses
+ * unknown keys, naming them). 0, or -1 with rep filled. */
+static int team_settings(const cJSON *req, int *given, char **loc, serve_reply *rep) {
+  const cJSON *sms = cJSON_GetObjectItemCaseSensitive(req, "secret_manager_settings");
+  const cJSON *meta = cJSON_GetObjectItemCaseSensitive(req, "metadata");
+  if (!sms && cJSON_IsObject(meta))
+    sms = cJSON_GetObjectItemCaseSensitive(meta, "secret_manager_settings");
+  *given = sms && !cJSON_IsNull(sms);
+  *loc = NULL;
+  if (!*given) return 0;
+  kms_setting pairs[HOST_LOCATION_NKEYS + 1];
+  size_t n = 0;
+  int ok = cJSON_IsObject(sms);
+  for (const cJSON *f = ok ? sms->child : NULL; f && ok; f = f->next) {
+    ok = cJSON_IsString(f) || cJSON_IsNull(f);
+    if (ok && n == HOST_LOCATION_NKEYS + 1) break; /* one too many: a repeat or unknown */
+    if (ok) pairs[n++] = (kms_setting){f->string, cJSON_IsString(f) ? f->valuestring : NULL};
+  }
+  if (!ok) {
+    serve_reply_error(rep, 400, "bad_request_error", "secret_manager_settings",
+                      "'secret_manager_settings' must be an object of strings (namespace, "
+                      "mount, path_prefix)");
+    return -1;
+  }
+  host_result r = {HOST_OK, ""};
+  if (host_location_from_pairs(pairs, n, "secret_manager_settings", loc, &r) != HOST_OK) {
+    serve_reply_result(rep, &r, "secret_manager_settings");
+    return -1;
+  }
+  return 0;
+}
+
+/* A team id LiteLLM would generate when none is given: a random UUID. */
+static int new_team_id(char out[37]) {
+  char a[HOST_KEY_ID_HEX + 1], b[HOST_KEY_ID_HEX + 1];
+  if (host_key_id_new(a) != 0 || host_key_id_new(b) != 0) return -1;
+  snprintf(out, 37, "%.8s-%.4s-4%.3s-a%.3s-%.12s", a, a + 8, a + 12, b, b + 3);
+  return 0;
+}
+
+/* Reply with the team as stored now, `status` 200. */
+static void reply_team(serve_ctx *s, const char *team_id, serve_reply *rep) {
+  host_team_row t;
+  host_result r = {HOST_OK, ""};
+  pthread_mutex_lock(&s->db_mu);
+  host_status st = host_store_team_get(s->db, team_id, &t, &r);
+  pthread_mutex_unlock(&s->db_mu);
+  if (st != HOST_OK) {
+    serve_reply_result(rep, &r, "team_id");
+    return;
+  }
+  serve_reply_json(rep, 200, team_json(&t));
+  host_team_row_free(&t);
+}
+
+/* POST /team/new and /team/update {team_id, team_alias, secret_manager_settings
+ * | metadata.secret_manager_settings}. update keeps what the body leaves out;
+ * settings given replace the old ones whole (LiteLLM replaces the field).
+ * Other fields (models, budgets ...) are not kept: listed as not enforced. */
+static void team_put(serve_ctx *s, int create, serve_req *q, serve_reply *rep) {
+  cJSON *req = serve_parse_object(q, rep);
+  if (!req) return;
+  const char *id, *alias;
+  char gen[37], *loc = NULL;
+  int given = 0;
+  if (serve_get_string(req, "team_id", &id, rep) != 0 ||
+      serve_get_string(req, "team_alias", &alias, rep) != 0 ||
+      team_settings(req, &given, &loc, rep) != 0)
+    goto done;
+  if (!id && create && new_team_id(gen) == 0) id = gen;
+  if (!id || !host_team_id_valid(id)) {
+    serve_reply_error(rep, 400, "bad_request_error", "team_id", "%s", id ? "'team_id' must be "
+                      "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+                      : "give the team to update: {\"team_id\": \"...\"}");
+    goto done;
+  }
+  host_team_row old;
+  memset(&old, 0, sizeof old);
+  host_result r = {HOST_OK, ""};
+  pthread_mutex_lock(&s->db_mu);
+  host_status st = create ? HOST_OK : host_store_team_get(s->db, id, &old, &r);
+  if (st == HOST_OK)
+    st = host_store_team_put(s->db, id, alias || create ? alias : old.team_alias,
+                             given || create ? (loc ? loc : "") : old.location, create, &r);
+  pthread_mutex_unlock(&s->db_mu);
+  host_team_row_free(&old);
+  if (st != HOST_OK) serve_reply_result(rep, &r, "team_id");
+  else reply_team(s, id, rep);
+done:
+  free(loc);
+  cJSON_Delete(req);
+}
+
+typedef struct team_acc {
+  cJSON *list;
+  const char *only; /* /team/info: keys of this team */
+} team_acc;
+
+static void team_to_list(void *ctx, const host_team_row *t) {
+  cJSON_AddItemToArray(((team_acc *)ctx)->list, team_json(t));
+}
+
+static void team_key(void *ctx, const char *key_id, const char *name, const char *team_id,
+                     const char *location) {
+  team_acc *a = ctx;
+  (void)location;
+  if (!team_id || strcmp(team_id, a->only) != 0) return;
+  cJSON *k = cJSON_CreateObject();
+  cJSON_AddStringToObject(k, "token", key_id);
+  cJSON_AddStringToObject(k, "secret_name", name);
+  cJSON_AddItemToArray(a->list, k);
+}
+
+/* GET /team/list (a list, as LiteLLM's), GET /team/info?team_id=T
+ * ({team_id, team_info, keys}: the keys with a stored secret). */
+static void team_read(serve_ctx *s, const char *info_id, serve_reply *rep) {
+  host_result r = {HOST_OK, ""};
+  team_acc a = {cJSON_CreateArray(), info_id};
+  host_team_row t;
+  memset(&t, 0, sizeof t);
+  pthread_mutex_lock(&s->db_mu);
+  host_status st = info_id ? host_store_team_get(s->db, info_id, &t, &r)
+                           : host_store_team_list(s->db, team_to_list, &a, &r);
+  if (st == HOST_OK && info_id) st = host_store_key_locations(s->db, team_key, &a, &r);
+  pthread_mutex_unlock(&s->db_mu);
+  if (st != HOST_OK) {
+    cJSON_Delete(a.list);
+    host_team_row_free(&t);
+    serve_reply_result(rep, &r, "team_id");
+    return;
+  }
+  cJSON *o = a.list;
+  if (info_id) {
+    o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "team_id", info_id);
+    cJSON_AddItemToObject(o, "team_info", team_json(&t));
+    cJSON_AddItemToObject(o, "keys", a.list);
+  }
+  host_team_row_free(&t);
+  serve_reply_json(rep, 200, o);
+}
+
+/* POST /team/delete {"team_ids": [...]}: each removed, stopping at the
+ * first refusal (a team with keys: 400, unknown: 404). */
+static void team_delete(serve_ctx *s, serve_req *q, serve_reply *rep) {
+  cJSON *req = serve_parse_object(q, rep);
+  const cJSON *ids = NULL;
+  if (!req || string_array(req, "team_ids", &ids, rep) != 0) {
+    cJSON_Delete(req);
+    return;
+  }
+  if (!cJSON_GetArraySize(ids)) {
+    serve_reply_error(rep, 400, "bad_request_error", "team_ids",
+                      "give 'team_ids': a list of team ids");
+    cJSON_Delete(req);
+    return;
+  }
+  cJSON *deleted = cJSON_CreateArray();
+  host_result r = {HOST_OK, ""};
+  host_status st = HOST_OK;
+  for (const cJSON *i = ids->child; i && st == HOST_OK; i = i->next) {
+    pthread_mutex_lock(&s->db_mu);
+    st = host_store_team_remove(s->db, i->valuestring, &r);
+    pthread_mutex_unlock(&s->db_mu);
+    if (st == HOST_OK) cJSON_AddItemToArray(deleted, cJSON_CreateString(i->valuestring));
+  }
+  if (st == HOST_OK) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "deleted_teams", deleted);
+    serve_reply_json(rep, 200, o);
+  } else {
+    cJSON_Delete(deleted);
+    if (strstr(r.msg, "still has"))
+      serve_reply_error(rep, 400, "bad_request_error", "team_ids", "%s", r.msg);
+    else
+      serve_reply_result(rep, &r, "team_ids");
+  }
+  cJSON_Delete(req);
+}
+
 /* --------------------------------------------------------------- routing */
 
 /* Who is calling: the master key, a virtual key this host knows, or nobody. */
@@ -464,12 +697,31 @@ static int is(const char *method, const char *path, const char *m, const char *p
 static const char *const routes[] = {"/health/liveliness", "/health/liveness",
                                      "/health/readiness", "/key/generate", "/key/delete",
                                      "/key/regenerate", "/key/update", "/key/info", "/key/list",
-                                     NULL};
+                                     "/team/new", "/team/update", "/team/info", "/team/list",
+                                     "/team/delete", NULL};
 
 static const char *route_of(const char *path) {
   for (size_t i = 0; routes[i]; i++)
     if (!strcmp(routes[i], path)) return routes[i];
   return "(unknown)";
+}
+
+/* The team routes (master key only; checked by the caller). */
+static void team_route(serve_ctx *s, const char *method, const char *path, serve_query_fn query,
+                       void *query_ctx, serve_req *q, serve_reply *rep) {
+  if (is(method, path, "POST", "/team/new")) {
+    team_put(s, 1, q, rep);
+  } else if (is(method, path, "POST", "/team/update")) {
+    team_put(s, 0, q, rep);
+  } else if (is(method, path, "POST", "/team/delete")) {
+    team_delete(s, q, rep);
+  } else if (is(method, path, "GET", "/team/list")) {
+    team_read(s, NULL, rep);
+  } else {
+    const char *id = query(query_ctx, "team_id");
+    if (id) team_read(s, id, rep);
+    else serve_reply_error(rep, 400, "bad_request_error", "team_id", "give ?team_id=...");
+  }
 }
 
 void serve_handle(serve_ctx *s, const char *method, const char *path, serve_query_fn query,
@@ -487,7 +739,9 @@ void serve_handle(serve_ctx *s, const char *method, const char *path, serve_quer
   int known = is(method, path, "POST", "/key/generate") || is(method, path, "POST", "/key/delete") ||
               is(method, path, "POST", "/key/regenerate") || is(method, path, "POST", "/key/update") ||
               is(method, path, "GET", "/key/info") ||
-              is(method, path, "GET", "/key/list");
+              is(method, path, "GET", "/key/list") || is(method, path, "POST", "/team/new") ||
+              is(method, path, "POST", "/team/update") || is(method, path, "GET", "/team/info") ||
+              is(method, path, "GET", "/team/list") || is(method, path, "POST", "/team/delete");
   if (!known && !strcmp(method, "POST") && (pk = path_key(path))) q->route = "/key/{key}/regenerate";
   if (!known && !pk) {
     serve_reply_error(rep, 404, "not_found_error", NULL, "no such endpoint: %s %s", method,
@@ -513,6 +767,8 @@ void serve_handle(serve_ctx *s, const char *method, const char *path, serve_quer
     regenerate(s, pk, q, rep);
   } else if (is(method, path, "GET", "/key/info")) {
     key_info(s, who, credential, query(query_ctx, "key"), rep);
+  } else if (!strncmp(path, "/team/", 6)) {
+    team_route(s, method, path, query, query_ctx, q, rep);
   } else {
     key_list(s, query, query_ctx, rep);
   }

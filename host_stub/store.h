@@ -19,13 +19,13 @@ typedef struct host_store_ops {
   host_status (*find)(host_db *db, const char *alias, const char *token_hash,
                       host_key_row *row, host_result *r);
   host_status (*generate)(host_db *db, const char *key_id, const char *token_hash,
-                          const char *alias, const char *name, const char *key,
-                          host_result *r);
+                          const char *alias, const char *team_id, const char *location,
+                          const char *name, const char *key, host_result *r);
   host_status (*remove)(host_db *db, const host_key_row *row, host_result *r);
   host_status (*regenerate)(host_db *db, const host_key_row *row, const char *token_hash,
                             const char *name, const char *key, int drop_old, host_result *r);
-  host_status (*enqueue)(host_db *db, host_outbox_op op, const char *name, const char *value,
-                         size_t len, host_result *r);
+  host_status (*enqueue)(host_db *db, host_outbox_op op, const char *name,
+                         const char *location, const char *value, size_t len, host_result *r);
   host_status (*next)(host_db *db, host_outbox_item *it, int *found, host_result *r);
   host_status (*landed)(host_db *db, long long seq, host_result *r);
   void (*failed)(host_db *db, long long seq, const char *why);
@@ -37,6 +37,16 @@ typedef struct host_store_ops {
   void (*close)(host_db *db);
   host_status (*rename)(host_db *db, const host_key_row *row, const char *alias,
                         const char *name, const char *key, host_result *r);
+  /* Teams (schema 2; teams.c): location is a location text, never NULL. */
+  host_status (*team_put)(host_db *db, const char *team_id, const char *team_alias,
+                          const char *location, int create, host_result *r);
+  host_status (*team_get)(host_db *db, const char *team_id, host_team_row *t, host_result *r);
+  host_status (*team_list)(host_db *db, void (*fn)(void *ctx, const host_team_row *t), void *ctx,
+                           host_result *r);
+  host_status (*team_remove)(host_db *db, const char *team_id, host_result *r);
+  host_status (*locations)(host_db *db, void (*fn)(void *ctx, const char *location), void *ctx,
+                           host_result *r);
+  host_status (*key_locations)(host_db *db, host_key_location_fn fn, void *ctx, host_result *r);
 } host_store_ops;
 
 /* The common head of every implementation's handle. */

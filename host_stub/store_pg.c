@@ -34,33 +34,36 @@ static host_status run4(host_pg_db *d, const char *sql, int n, const char *a, co
 /* ------------------------------------------------------------------ outbox */
 
 static host_status enqueue_in_tx(host_pg_db *d, host_outbox_op op, const char *name,
-                                 const char *value, size_t len, host_result *r) {
-  if (run4(d, "DELETE FROM kms_host_outbox WHERE secret_name = $1 AND op = 'write' AND "
-           "(claimed_until IS NULL OR claimed_until < now())", 1, name, NULL, NULL, NULL, r) !=
-      HOST_OK)
+                                 const char *location, const char *value, size_t len,
+                                 host_result *r) {
+  /* The same name in another location is another secret. */
+  if (run4(d, "DELETE FROM kms_host_outbox WHERE secret_name = $1 AND location = $2 AND "
+           "op = 'write' AND (claimed_until IS NULL OR claimed_until < now())", 2, name,
+           location, NULL, NULL, r) != HOST_OK)
     return r->status;
-  const char *const args[3] = {op == HOST_OUTBOX_WRITE ? "write" : "delete", name,
-                               op == HOST_OUTBOX_WRITE ? value : NULL};
-  const int lens[3] = {0, 0, (int)len};
-  const int fmts[3] = {0, 0, 1}; /* the value is bytes */
-  return host_pg_query(d, "INSERT INTO kms_host_outbox(op, secret_name, value) "
-                       "VALUES($1, $2, $3)", 3, args, lens, fmts, 0, NULL, r);
+  const char *const args[4] = {op == HOST_OUTBOX_WRITE ? "write" : "delete", name,
+                               op == HOST_OUTBOX_WRITE ? value : NULL, location};
+  const int lens[4] = {0, 0, (int)len, 0};
+  const int fmts[4] = {0, 0, 1, 0}; /* the value is bytes */
+  return host_pg_query(d, "INSERT INTO kms_host_outbox(op, secret_name, value, location) "
+                       "VALUES($1, $2, $3, $4)", 4, args, lens, fmts, 0, NULL, r);
 }
 
 typedef struct enqueue_ctx {
   host_outbox_op op;
-  const char *name, *value;
+  const char *name, *location, *value;
   size_t len;
 } enqueue_ctx;
 
 static host_status enqueue_body(host_pg_db *d, void *vctx, host_result *r) {
   enqueue_ctx *c = vctx;
-  return enqueue_in_tx(d, c->op, c->name, c->value, c->len, r);
+  return enqueue_in_tx(d, c->op, c->name, c->location, c->value, c->len, r);
 }
 
-static host_status pg_enqueue(host_db *h, host_outbox_op op, const char *name, const char *value,
-                              size_t len, host_result *r) {
-  enqueue_ctx c = {op, name, value, len};
+static host_status pg_enqueue(host_db *h, host_outbox_op op, const char *name,
+                              const char *location, const char *value, size_t len,
+                              host_result *r) {
+  enqueue_ctx c = {op, name, location, value, len};
   return host_pg_tx(pg(h), enqueue_body, &c, r);
 }
 
@@ -78,7 +81,8 @@ static host_status take_row(PGresult *res, host_outbox_item *it, host_result *r)
   it->name = strdup(PQgetvalue(res, 0, 2));
   it->len = PQgetisnull(res, 0, 3) ? 0 : (size_t)PQgetlength(res, 0, 3);
   it->value = malloc(it->len + 1);
-  if (!it->name || !it->value) {
+  it->location = strdup(PQgetvalue(res, 0, 4));
+  if (!it->name || !it->value || !it->location) {
     host_outbox_item_free(it);
     return host_fail(r, HOST_FAILED, "out of memory");
   }
@@ -109,9 +113,10 @@ static host_status pg_next(host_db *h, host_outbox_item *it, int *found, host_re
                     HOST_PG_LOCK_CLAIMS " AND l.objsubid = 2 AND l.granted "
                     "             AND l.objid::text = o.claimed_by)) "
                     "    AND NOT EXISTS (SELECT 1 FROM kms_host_outbox p "
-                    "                    WHERE p.secret_name = o.secret_name AND p.seq < o.seq) "
+                    "                    WHERE p.secret_name = o.secret_name "
+                    "                      AND p.location = o.location AND p.seq < o.seq) "
                     "  ORDER BY o.seq LIMIT 1 FOR UPDATE SKIP LOCKED) "
-                    "RETURNING seq, op, secret_name, value", 2, args, NULL, NULL, 1, &res, r) !=
+                    "RETURNING seq, op, secret_name, value, location", 2, args, NULL, NULL, 1, &res, r) !=
       HOST_OK)
     return r->status;
   host_status s = HOST_OK;
@@ -159,16 +164,22 @@ static host_status pg_find(host_db *h, const char *alias, const char *token_hash
   memset(row, 0, sizeof *row);
   PGresult *res = NULL;
   const char *const args[1] = {alias ? alias : token_hash};
-  const char *sql = alias ? "SELECT key_id, alias, secret_name FROM kms_host_virtual_keys "
-                            "WHERE alias = $1"
-                          : "SELECT key_id, alias, secret_name FROM kms_host_virtual_keys "
-                            "WHERE token_hash = $1";
+  const char *sql = alias ? "SELECT key_id, alias, secret_name, team_id, location "
+                            "FROM kms_host_virtual_keys WHERE alias = $1"
+                          : "SELECT key_id, alias, secret_name, team_id, location "
+                            "FROM kms_host_virtual_keys WHERE token_hash = $1";
   if (host_pg_query(pg(h), sql, 1, args, NULL, NULL, 0, &res, r) != HOST_OK) return r->status;
   host_status s = HOST_OK;
   if (PQntuples(res) == 1) {
     snprintf(row->key_id, sizeof row->key_id, "%s", PQgetvalue(res, 0, 0));
     row->alias = val_dup(res, 1);
     row->secret_name = val_dup(res, 2);
+    row->team_id = val_dup(res, 3);
+    row->location = val_dup(res, 4);
+    if (!row->location) {
+      host_key_row_free(row);
+      s = host_fail(r, HOST_FAILED, "out of memory");
+    }
   } else if (alias) {
     s = host_fail(r, HOST_FAILED, "no virtual key with alias '%s'", alias);
   } else {
@@ -183,22 +194,35 @@ typedef struct change_ctx {
   const char *key_id, *token_hash, *alias, *name, *key;
   const host_key_row *row;
   int drop_old;
+  const char *team_id, *location; /* generate */
 } change_ctx;
 
 static host_status generate_body(host_pg_db *d, void *vctx, host_result *r) {
   change_ctx *c = vctx;
-  host_status s = run4(d, "INSERT INTO kms_host_virtual_keys(key_id, token_hash, alias, "
-                       "secret_name) VALUES($1, $2, $3, $4)", 4, c->key_id, c->token_hash,
-                       c->alias, c->name, r);
+  const char *const args[6] = {c->key_id, c->token_hash, c->alias, c->name, c->team_id,
+                               c->location};
+  host_status s = HOST_OK;
+  if (c->team_id) { /* still there, and kept until COMMIT (a concurrent team remove waits) */
+    PGresult *res = NULL;
+    if (host_pg_query(d, "SELECT 1 FROM kms_host_teams WHERE team_id = $1 FOR SHARE", 1,
+                      &c->team_id, NULL, NULL, 0, &res, r) != HOST_OK)
+      return r->status;
+    int found = PQntuples(res) == 1;
+    PQclear(res);
+    if (!found) return host_fail(r, HOST_FAILED, "no team '%s'", c->team_id);
+  }
+  s = host_pg_query(d, "INSERT INTO kms_host_virtual_keys(key_id, token_hash, alias, secret_name, "
+                    "team_id, location) VALUES($1, $2, $3, $4, $5, $6)", 6, args, NULL, NULL, 0,
+                    NULL, r);
   if (s == HOST_OK && c->name)
-    s = enqueue_in_tx(d, HOST_OUTBOX_WRITE, c->name, c->key, strlen(c->key), r);
+    s = enqueue_in_tx(d, HOST_OUTBOX_WRITE, c->name, c->location, c->key, strlen(c->key), r);
   return s;
 }
 
 static host_status pg_generate(host_db *h, const char *key_id, const char *token_hash,
-                               const char *alias, const char *name, const char *key,
-                               host_result *r) {
-  change_ctx c = {key_id, token_hash, alias, name, key, NULL, 0};
+                               const char *alias, const char *team_id, const char *location,
+                               const char *name, const char *key, host_result *r) {
+  change_ctx c = {key_id, token_hash, alias, name, key, NULL, 0, team_id, location};
   return host_pg_tx(pg(h), generate_body, &c, r);
 }
 
@@ -207,12 +231,12 @@ static host_status delete_body(host_pg_db *d, void *vctx, host_result *r) {
   host_status s = run4(d, "DELETE FROM kms_host_virtual_keys WHERE key_id = $1", 1,
                        c->row->key_id, NULL, NULL, NULL, r);
   if (s == HOST_OK && c->row->secret_name)
-    s = enqueue_in_tx(d, HOST_OUTBOX_DELETE, c->row->secret_name, NULL, 0, r);
+    s = enqueue_in_tx(d, HOST_OUTBOX_DELETE, c->row->secret_name, c->row->location, NULL, 0, r);
   return s;
 }
 
 static host_status pg_delete(host_db *h, const host_key_row *row, host_result *r) {
-  change_ctx c = {NULL, NULL, NULL, NULL, NULL, row, 0};
+  change_ctx c = {NULL, NULL, NULL, NULL, NULL, row, 0, NULL, NULL};
   return host_pg_tx(pg(h), delete_body, &c, r);
 }
 
@@ -221,10 +245,11 @@ static host_status pg_delete(host_db *h, const host_key_row *row, host_result *r
 static host_status update_body(host_pg_db *d, const change_ctx *c, const char *sql,
                                const char *arg2, host_result *r) {
   host_status s = run4(d, sql, 3, c->row->key_id, arg2, c->name, NULL, r);
-  if (s == HOST_OK && c->name)
-    s = enqueue_in_tx(d, HOST_OUTBOX_WRITE, c->name, c->key, strlen(c->key), r);
+  if (s == HOST_OK && c->name) /* the key stays where it was stored */
+    s = enqueue_in_tx(d, HOST_OUTBOX_WRITE, c->name, c->row->location, c->key, strlen(c->key),
+                      r);
   if (s == HOST_OK && c->drop_old)
-    s = enqueue_in_tx(d, HOST_OUTBOX_DELETE, c->row->secret_name, NULL, 0, r);
+    s = enqueue_in_tx(d, HOST_OUTBOX_DELETE, c->row->secret_name, c->row->location, NULL, 0, r);
   return s;
 }
 
@@ -237,7 +262,7 @@ static host_status regenerate_body(host_pg_db *d, void *vctx, host_result *r) {
 static host_status pg_regenerate(host_db *h, const host_key_row *row, const char *token_hash,
                                  const char *name, const char *key, int drop_old,
                                  host_result *r) {
-  change_ctx c = {NULL, token_hash, NULL, name, key, row, drop_old};
+  change_ctx c = {NULL, token_hash, NULL, name, key, row, drop_old, NULL, NULL};
   return host_pg_tx(pg(h), regenerate_body, &c, r);
 }
 
@@ -252,7 +277,7 @@ static host_status rename_body(host_pg_db *d, void *vctx, host_result *r) {
 static host_status pg_rename(host_db *h, const host_key_row *row, const char *alias,
                              const char *name, const char *key, host_result *r) {
   int drop_old = row->secret_name && (!name || strcmp(name, row->secret_name) != 0);
-  change_ctx c = {NULL, NULL, alias, name, key, row, drop_old};
+  change_ctx c = {NULL, NULL, alias, name, key, row, drop_old, NULL, NULL};
   return host_pg_tx(pg(h), rename_body, &c, r);
 }
 
@@ -278,6 +303,127 @@ static host_status pg_list(host_db *h, const host_list_sink *sink, host_result *
   for (int i = 0; i < PQntuples(res); i++)
     sink->queued(sink->ctx, atoll(cell(res, i, 0)), cell(res, i, 1), cell(res, i, 2),
                  atoi(cell(res, i, 3)), cell(res, i, 4));
+  PQclear(res);
+  return HOST_OK;
+}
+
+/* ------------------------------------------------------------------- teams */
+
+static host_status pg_team_put(host_db *h, const char *team_id, const char *team_alias,
+                               const char *location, int create, host_result *r) {
+  const char *const args[3] = {team_id, team_alias, location};
+  PGresult *res = NULL;
+  /* RETURNING tells "exists" (create) and "no such team" (update) apart
+   * without reading a constraint error. */
+  if (host_pg_query(pg(h), create ? "INSERT INTO kms_host_teams(team_id, team_alias, location) "
+                                    "VALUES($1, $2, $3) ON CONFLICT (team_id) DO NOTHING "
+                                    "RETURNING team_id"
+                                  : "UPDATE kms_host_teams SET team_alias = $2, location = $3, "
+                                    "updated_at = now() WHERE team_id = $1 RETURNING team_id",
+                    3, args, NULL, NULL, 0, &res, r) != HOST_OK)
+    return r->status;
+  int done = PQntuples(res) == 1;
+  PQclear(res);
+  if (done) return HOST_OK;
+  return create ? host_fail(r, HOST_FAILED, "team '%s' already exists (use team update)", team_id)
+                : host_fail(r, HOST_FAILED, "no team '%s' (create it with team add)", team_id);
+}
+
+#define PG_TEAM_SELECT                                                                       \
+  "SELECT t.team_id, t.team_alias, t.location, "                                             \
+  "(SELECT count(*) FROM kms_host_virtual_keys k WHERE k.team_id = t.team_id), "             \
+  "to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "             \
+  "FROM kms_host_teams t "
+
+static host_status team_at(PGresult *res, int i, host_team_row *t, host_result *r) {
+  memset(t, 0, sizeof *t);
+  t->team_id = strdup(PQgetvalue(res, i, 0));
+  t->team_alias = PQgetisnull(res, i, 1) ? NULL : strdup(PQgetvalue(res, i, 1));
+  t->location = strdup(PQgetvalue(res, i, 2));
+  t->keys = atol(PQgetvalue(res, i, 3));
+  t->updated_at = strdup(PQgetvalue(res, i, 4));
+  if (t->team_id && t->location && t->updated_at) return HOST_OK;
+  host_team_row_free(t);
+  return host_fail(r, HOST_FAILED, "out of memory");
+}
+
+static host_status pg_team_get(host_db *h, const char *team_id, host_team_row *t,
+                               host_result *r) {
+  const char *const args[1] = {team_id};
+  PGresult *res = NULL;
+  memset(t, 0, sizeof *t);
+  if (host_pg_query(pg(h), PG_TEAM_SELECT "WHERE t.team_id = $1", 1, args, NULL, NULL, 0, &res,
+                    r) != HOST_OK)
+    return r->status;
+  host_status s = PQntuples(res) == 1
+                      ? team_at(res, 0, t, r)
+                      : host_fail(r, HOST_FAILED, "no team '%s' (create it with team add, or "
+                                  "/team/new)", team_id);
+  PQclear(res);
+  return s;
+}
+
+static host_status pg_team_list(host_db *h, void (*fn)(void *ctx, const host_team_row *t),
+                                void *ctx, host_result *r) {
+  PGresult *res = NULL;
+  if (host_pg_query(pg(h), PG_TEAM_SELECT "ORDER BY t.team_id", 0, NULL, NULL, NULL, 0, &res,
+                    r) != HOST_OK)
+    return r->status;
+  host_status s = HOST_OK;
+  for (int i = 0; i < PQntuples(res) && s == HOST_OK; i++) {
+    host_team_row t;
+    if ((s = team_at(res, i, &t, r)) == HOST_OK) fn(ctx, &t);
+    host_team_row_free(&t);
+  }
+  PQclear(res);
+  return s;
+}
+
+static host_status team_remove_body(host_pg_db *d, void *vctx, host_result *r) {
+  const char *team_id = vctx;
+  const char *const args[1] = {team_id};
+  PGresult *res = NULL;
+  /* Lock the team row first: a key generated for it concurrently either
+   * committed before (counted here) or waits and then finds no team. */
+  if (host_pg_query(d, "SELECT (SELECT count(*) FROM kms_host_virtual_keys k "
+                    "WHERE k.team_id = t.team_id) FROM kms_host_teams t WHERE t.team_id = $1 "
+                    "FOR UPDATE", 1, args, NULL, NULL, 0, &res, r) != HOST_OK)
+    return r->status;
+  long keys = PQntuples(res) == 1 ? atol(PQgetvalue(res, 0, 0)) : -1;
+  PQclear(res);
+  if (keys < 0) return host_fail(r, HOST_FAILED, "no team '%s'", team_id);
+  if (keys > 0)
+    return host_fail(r, HOST_FAILED, "team '%s' still has %ld virtual key(s): delete them first "
+                     "(each key stays attributable to its team)", team_id, keys);
+  return run4(d, "DELETE FROM kms_host_teams WHERE team_id = $1", 1, team_id, NULL, NULL, NULL,
+              r);
+}
+
+static host_status pg_team_remove(host_db *h, const char *team_id, host_result *r) {
+  return host_pg_tx(pg(h), team_remove_body, (void *)team_id, r);
+}
+
+static host_status pg_locations(host_db *h, void (*fn)(void *ctx, const char *location),
+                                void *ctx, host_result *r) {
+  PGresult *res = NULL;
+  if (host_pg_query(pg(h), "SELECT DISTINCT location FROM kms_host_virtual_keys "
+                    "WHERE secret_name IS NOT NULL ORDER BY location", 0, NULL, NULL, NULL, 0,
+                    &res, r) != HOST_OK)
+    return r->status;
+  for (int i = 0; i < PQntuples(res); i++) fn(ctx, PQgetvalue(res, i, 0));
+  PQclear(res);
+  return HOST_OK;
+}
+
+static host_status pg_key_locations(host_db *h, host_key_location_fn fn, void *ctx,
+                                    host_result *r) {
+  PGresult *res = NULL;
+  if (host_pg_query(pg(h), "SELECT key_id, secret_name, team_id, location "
+                    "FROM kms_host_virtual_keys WHERE secret_name IS NOT NULL "
+                    "ORDER BY location, secret_name", 0, NULL, NULL, NULL, 0, &res, r) != HOST_OK)
+    return r->status;
+  for (int i = 0; i < PQntuples(res); i++)
+    fn(ctx, cell(res, i, 0), cell(res, i, 1), cell(res, i, 2), cell(res, i, 3));
   PQclear(res);
   return HOST_OK;
 }
@@ -337,4 +483,5 @@ static host_status pg_lock(host_db *h, const char *target, unsigned timeout_ms,
 const host_store_ops host_pg_ops = {
   "postgresql", pg_find, pg_generate, pg_delete, pg_regenerate, pg_enqueue, pg_next,
   pg_landed, pg_failed, pg_pending, pg_list, pg_lock, host_pg_close, pg_rename,
+  pg_team_put, pg_team_get, pg_team_list, pg_team_remove, pg_locations, pg_key_locations,
 };

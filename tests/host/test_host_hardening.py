@@ -115,13 +115,13 @@ def test_new_database_and_lock_are_private(host, tmp_path):
 def test_newer_schema_is_refused(host, tmp_path):
     host.run("key", "generate", check=EXIT_OK)
     con = sqlite3.connect(tmp_path / "kms-host.db")
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 2  # HOST_SCHEMA_VERSION
     con.execute("PRAGMA user_version=99")
     con.commit()
     con.close()
     for args in (["key", "list"], ["key", "generate"], ["sync"]):
         p = host.run(*args, check=EXIT_CONFIG)
-        assert "schema version 99, newer than this kms-host understands (1)" in p.stderr, p.stderr
+        assert "schema version 99, newer than this kms-host understands (2)" in p.stderr, p.stderr
     con = sqlite3.connect(tmp_path / "kms-host.db")
     assert con.execute("PRAGMA user_version").fetchone()[0] == 99  # left alone
     con.close()

@@ -88,7 +88,7 @@ def test_concurrent_first_starts_migrate_once(tmp_path, pg_server):
                               text=True) for _ in range(8)]
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, outs
-    assert schema_version() == 1
+    assert schema_version() == 2  # HOST_SCHEMA_VERSION
     assert len(key_rows(tmp_path / "kms-host.db")) == 8
 
 
@@ -98,7 +98,7 @@ def test_newer_schema_is_refused_and_left_alone(tmp_path, pg_server):
     pg_server.psql("UPDATE kms_host_schema SET version = 99", db=PG["db"])
     for args in (["key", "list"], ["key", "generate"], ["sync"]):
         p = h.run(*args, check=EXIT_CONFIG)
-        assert "schema version 99, newer than this kms-host understands (1)" in p.stderr
+        assert "schema version 99, newer than this kms-host understands (2)" in p.stderr
     assert schema_version() == 99
 
 

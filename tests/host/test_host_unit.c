@@ -622,6 +622,108 @@ static void test_pool_sqlite(void **state) {
   tmpdb_remove(&t);
 }
 
+/* ------------------------------------------------------------------ teams */
+
+static void one_location(void *ctx, const char *location) {
+  char *seen = ctx;
+  strcat(seen, "[");
+  strcat(seen, location);
+  strcat(seen, "]");
+}
+
+/* A schema-1 file (as kms-host 1 wrote it, with a key and a queued write)
+ * opened by this binary: migrated to HOST_SCHEMA_VERSION, the key and the
+ * queued write at the default location (""), no team. */
+static void test_migration_v1_to_teams(void **state) {
+  (void)state;
+  tmpdb t = {"", ""};
+  tmpdb_make(&t);
+  sqlite3 *raw = NULL;
+  host_result r = {HOST_OK, ""};
+  assert_int_equal(sqlite3_open(t.path, &raw), SQLITE_OK);
+  assert_int_equal(host_db_exec(raw,
+      "CREATE TABLE virtual_keys(key_id TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE,"
+      " alias TEXT UNIQUE, secret_name TEXT,"
+      " created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')),"
+      " updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')));"
+      "CREATE TABLE outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+      " op TEXT NOT NULL CHECK(op IN ('write','delete')), secret_name TEXT NOT NULL,"
+      " value BLOB, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,"
+      " created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')));"
+      "INSERT INTO virtual_keys(key_id, token_hash, alias, secret_name)"
+      " VALUES('00112233aabbccdd', 'h1', 'old', 'p/old');"
+      "INSERT INTO outbox(op, secret_name, value) VALUES('write', 'p/old', 'v');"
+      "PRAGMA user_version=1;", &r), HOST_OK);
+  sqlite3_close(raw);
+  assert_int_equal(chmod(t.path, 0600), 0); /* as kms-host creates it */
+  host_db *db = NULL;
+  assert_int_equal(host_db_open(t.path, &db, &r), HOST_OK);
+  assert_int_equal(host_db_schema_version(host_db_sqlite(db)), HOST_SCHEMA_VERSION);
+  host_key_row row;
+  assert_int_equal(host_store_find(db, "old", NULL, &row, &r), HOST_OK);
+  assert_string_equal(row.location, "");
+  assert_null(row.team_id);
+  host_key_row_free(&row);
+  host_outbox_item it;
+  int found = 0;
+  assert_int_equal(host_store_next(db, &it, &found, &r), HOST_OK);
+  assert_int_equal(found, 1);
+  assert_string_equal(it.location, "");
+  assert_string_equal(it.name, "p/old");
+  host_outbox_item_free(&it);
+  char seen[256] = "";
+  assert_int_equal(host_store_locations(db, one_location, seen, &r), HOST_OK);
+  assert_string_equal(seen, "[]");
+  /* a team key adds its location; a queued write there is a separate row */
+  assert_int_equal(host_store_team_put(db, "acme", NULL, "namespace=a", 1, &r), HOST_OK);
+  assert_int_equal(host_store_team_put(db, "acme", NULL, "", 1, &r), HOST_FAILED);
+  assert_non_null(strstr(r.msg, "already exists"));
+  assert_int_equal(host_store_generate_at(db, "ffeeddccbbaa0011", "h2", NULL, "acme",
+                                          "namespace=a", "p/old", "sk-x", &r), HOST_OK);
+  assert_int_equal(count(host_db_sqlite(db), "SELECT count(*) FROM outbox"), 2);
+  seen[0] = '\0';
+  assert_int_equal(host_store_locations(db, one_location, seen, &r), HOST_OK);
+  assert_string_equal(seen, "[][namespace=a]");
+  assert_int_equal(host_store_team_remove(db, "acme", &r), HOST_FAILED);
+  assert_non_null(strstr(r.msg, "still has 1 virtual key"));
+  host_db_close(db);
+  tmpdb_remove(&t);
+}
+
+static void test_location_text(void **state) {
+  (void)state;
+  host_result r = {HOST_OK, ""};
+  char *text = NULL;
+  kms_setting in[] = {{"path_prefix", "gw"}, {"namespace", "team-a/sub"}, {"mount", ""}};
+  assert_int_equal(host_location_from_pairs(in, 3, "settings", &text, &r), HOST_OK);
+  assert_string_equal(text, "namespace=team-a/sub;path_prefix=gw"); /* fixed order */
+  char buf[HOST_LOCATION_TEXT_MAX];
+  kms_setting set[HOST_LOCATION_NKEYS];
+  size_t n = 0;
+  assert_int_equal(host_location_settings(text, buf, set, &n, &r), HOST_OK);
+  assert_int_equal(n, 2);
+  assert_string_equal(set[0].key, "namespace");
+  assert_string_equal(set[0].value, "team-a/sub");
+  assert_string_equal(set[1].key, "path_prefix");
+  assert_string_equal(set[1].value, "gw");
+  free(text);
+  kms_setting unknown[] = {{"region", "eu"}};
+  assert_int_equal(host_location_from_pairs(unknown, 1, "settings", &text, &r), HOST_USAGE);
+  assert_non_null(strstr(r.msg, "unknown key 'region'"));
+  kms_setting twice[] = {{"mount", "a"}, {"mount", "b"}};
+  assert_int_equal(host_location_from_pairs(twice, 2, "settings", &text, &r), HOST_USAGE);
+  kms_setting bad[] = {{"namespace", "a/../b"}};
+  assert_int_equal(host_location_from_pairs(bad, 1, "settings", &text, &r), HOST_USAGE);
+  assert_non_null(strstr(r.msg, "namespace 'a/../b' is not valid"));
+  assert_int_equal(host_location_settings("evil=x", buf, set, &n, &r), HOST_FAILED);
+  assert_int_equal(host_location_settings("", buf, set, &n, &r), HOST_OK);
+  assert_int_equal(n, 0);
+  assert_true(host_team_id_valid("team_1.a-b"));
+  assert_false(host_team_id_valid("-x"));
+  assert_false(host_team_id_valid("a/b"));
+  assert_false(host_team_id_valid(""));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_pool_sqlite),
@@ -634,6 +736,7 @@ int main(void) {
     cmocka_unit_test(test_migrations),   cmocka_unit_test(test_delivered_key_leaves_no_copy),
     cmocka_unit_test(test_file_private), cmocka_unit_test(test_lock_bounded_wait),
     cmocka_unit_test(test_terminal_text), cmocka_unit_test(test_read_all),
+    cmocka_unit_test(test_migration_v1_to_teams), cmocka_unit_test(test_location_text),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
