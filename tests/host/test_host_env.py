@@ -97,14 +97,14 @@ def test_plugins_without_config():
 def test_unknown_plugin_lists_found(tmp_path):
     cfg = write(tmp_path, """\
         general_settings:
-          key_management_system: aws_secret_manager
+          key_management_system: azure_key_vault
         model_list:
           - model_name: m
             litellm_params: {api_key: os.environ/X}
         """)
     p = Host(cfg).run("resolve", check=EXIT_CONFIG)
     assert "config.yaml:2" in p.stderr
-    assert "unknown plugin 'aws_secret_manager'" in p.stderr
+    assert "unknown plugin 'azure_key_vault'" in p.stderr
     assert re.search(r"plugins found in .*: .*\benv\b", p.stderr), p.stderr
     assert Host(cfg).run("plugins").returncode == EXIT_CONFIG
 
