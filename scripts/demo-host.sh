@@ -6,7 +6,8 @@
 # from Vault through os.environ/, generate a virtual key and see it in Vault
 # under litellm/, delete it and see it gone, survive a Vault outage with the
 # outbox, do the same over HTTP with `kms-host serve` and curl (LiteLLM's API),
-# and switch the same config to the env backend with no code change.
+# switch the same config to AWS Secrets Manager (tests/aws_server, checked
+# with boto3) and then to the env backend, with no code change.
 # scripts/demo builds first and then calls this. The server is stopped and
 # the temporary directory removed on exit.
 set -euo pipefail
@@ -19,15 +20,16 @@ build=$(cd "${1:-$root/build}" && pwd)
 host="$build/host_stub/kms-host"
 plugins="$build/plugins"
 python=/usr/bin/python3
-for f in "$host" "$plugins/hashicorp_vault.so" "$plugins/env.so"; do
+for f in "$host" "$plugins/hashicorp_vault.so" "$plugins/aws_secret_manager.so" "$plugins/env.so"; do
   [ -e "$f" ] || { echo "demo-host: $f is missing: build first (scripts/demo does)" >&2; exit 1; }
 done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/kms-demo.XXXXXX")
 server_pid=
 serve_pid=
+aws_pid=
 cleanup() {
-  for pid in $serve_pid $server_pid; do
+  for pid in $serve_pid $aws_pid $server_pid; do
     if kill -0 "$pid" 2>/dev/null; then
       kill -TERM "$pid" 2>/dev/null || true
       wait "$pid" 2>/dev/null || true
@@ -55,6 +57,25 @@ try:
         print(json.load(r)["data"]["data"]["key"])
 except urllib.error.HTTPError as e:
     print(f"<HTTP {e.code}: not found>" if e.code == 404 else f"<HTTP {e.code}>")
+EOF
+}
+# Read a secret from the AWS test server with boto3, as any AWS client would.
+aws_get() {
+  "$python" - "$1" <<'EOF'
+import os, sys, boto3, botocore.exceptions
+# Debian 12's botocore reads neither AWS_REGION nor AWS_ENDPOINT_URL_SECRETS_MANAGER
+# (the plugin reads both, as newer SDKs do): pass them; the keys come from AWS_*.
+sm = boto3.client("secretsmanager", region_name=os.environ["AWS_REGION"],
+                  endpoint_url=os.environ["AWS_ENDPOINT_URL_SECRETS_MANAGER"],
+                  verify=os.environ["AWS_CA_BUNDLE"])
+try:
+    print(sm.get_secret_value(SecretId=sys.argv[1])["SecretString"])
+except botocore.exceptions.ClientError as e:
+    if "marked for deletion" in str(e) or "scheduled for deletion" in str(e):
+        d = sm.describe_secret(SecretId=sys.argv[1])
+        print(f"<scheduled for deletion on {d['DeletedDate']:%Y-%m-%d}: {e.response['Error']['Code']}>")
+    else:
+        print(f"<{e.response['Error']['Code']}>")
 EOF
 }
 vault_seal() {
@@ -170,7 +191,48 @@ serve_pid=
 say "SIGTERM: in-flight requests finished, exit 0. Its access log names routes, never keys:"
 grep 'access' "$work/serve.log" | sed 's/^/   | /'
 
-step "8. Same config, other backend: key_management_system: env -- no code change"
+step "8. Same config, another store: key_management_system: aws_secret_manager"
+"$python" "$root/tests/aws_server/server.py" --port 0 --ready-file "$work/aws-ready" \
+  --region eu-west-1 --tls-cert "$work/certs/server.pem" --tls-key "$work/certs/server.key" \
+  >"$work/aws-server.log" 2>&1 &
+aws_pid=$!
+for _ in $(seq 200); do [ -s "$work/aws-ready" ] && break; sleep 0.05; done
+[ -s "$work/aws-ready" ] || { echo "demo-host: the AWS server did not start:" >&2; cat "$work/aws-server.log" >&2; exit 1; }
+# AWS's own variables, as boto3 and the aws CLI read them; the keys are the
+# test server's (it verifies SigV4 signatures for real).
+export AWS_ENDPOINT_URL_SECRETS_MANAGER
+AWS_ENDPOINT_URL_SECRETS_MANAGER=$(cat "$work/aws-ready")
+export AWS_REGION=eu-west-1 AWS_ACCESS_KEY_ID=AKIAKMSPLUGTEST00001 \
+  AWS_SECRET_ACCESS_KEY=kmsplug/test/secret/access/key/0000000000 AWS_CA_BUNDLE="$work/certs/ca.pem"
+unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL || true
+say "An AWS Secrets Manager-compatible server (tests/aws_server, real SigV4) listens on $AWS_ENDPOINT_URL_SECRETS_MANAGER"
+say "AWS_ENDPOINT_URL_SECRETS_MANAGER=<it> AWS_REGION=eu-west-1 AWS_ACCESS_KEY_ID=AKIA... AWS_CA_BUNDLE=<the test CA>"
+cp "$work/config.yaml" "$work/config.vault.yaml"
+sed -i 's/key_management_system: hashicorp_vault/key_management_system: aws_secret_manager/' "$work/config.yaml"
+say "The whole change to config.yaml:"
+diff "$work/config.vault.yaml" "$work/config.yaml" | sed 's/^/   | /' || true
+out=$(run key generate --alias demo-aws 2>&1)
+printf '%s\n' "$out"
+key=$(printf '%s\n' "$out" | sed -n 's/^key: //p')
+stored=$(aws_get litellm/demo-aws)
+if [ -n "$key" ] && [ "$stored" = "$key" ]; then
+  say "boto3: secretsmanager.get_secret_value(SecretId='litellm/demo-aws') returns exactly that key."
+else
+  say "UNEXPECTED: AWS holds '$stored'"; exit 1
+fi
+run key delete --alias demo-aws
+stored=$(aws_get litellm/demo-aws)
+case "$stored" in
+  "<scheduled for deletion"*) say "boto3 now: $stored" ;;
+  *) say "UNEXPECTED: after the delete AWS answers '$stored'"; exit 1 ;;
+esac
+say "(LiteLLM's recovery window of 7 days; recovery_window_in_days or force_delete_without_recovery change it)"
+kill -TERM "$aws_pid"
+wait "$aws_pid" || true
+aws_pid=
+cp "$work/config.vault.yaml" "$work/config.yaml"
+
+step "9. Same config, other backend: key_management_system: env -- no code change"
 sed -i 's/key_management_system: hashicorp_vault/key_management_system: env/;
         /store_virtual_keys/d; /prefix_for_stored/d; /access_mode/d' "$work/config.yaml"
 sed -i 's/^  key_management_settings:$/  key_management_settings: {}/' "$work/config.yaml"
@@ -188,5 +250,7 @@ say "Several gateway replicas? Share one key table in PostgreSQL (LiteLLM's sett
 say "  general_settings: {database_url: os.environ/DATABASE_URL}   # or export DATABASE_URL"
 say "  export DATABASE_URL='postgresql://kms@db.example.com/litellm?sslmode=verify-full'"
 say "(the password from PGPASSWORD or ~/.pgpass; without either setting: SQLite, as above)."
-say "See host_stub/README.md and plugins/hashicorp_vault/README.md."
+say "AWS Secrets Manager instead: key_management_system: aws_secret_manager, AWS_REGION and the"
+say "  usual AWS credentials (keys, AWS_PROFILE, web identity on EKS, ECS, EC2 IMDSv2)."
+say "See host_stub/README.md, plugins/hashicorp_vault/README.md and plugins/aws_secret_manager/README.md."
 printf '\n%sdemo finished%s (the server is stopped and its files removed)\n' "$bold" "$plain"
