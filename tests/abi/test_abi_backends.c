@@ -1,5 +1,5 @@
 /*
- * test_three_backends.c -- the ABI probe: the three real backends (env.so,
+ * test_abi_backends.c -- the ABI probe: the three real backends (env.so,
  * hashicorp_vault.so, aws_secret_manager.so) loaded through libkmsloader in
  * one process at the same time, each table checked (name, ABI version,
  * struct size, capabilities against the slots it fills), and the same host
