@@ -73,23 +73,6 @@ static void kv_token(char *tok, size_t size) {
           tok, size);
 }
 
-static kms_health health(kms_client *c) {
-  kms_health hl;
-  memset(&hl, 0, sizeof hl);
-  hl.struct_size = sizeof hl;
-  kms_error err;
-  assert_int_equal(kms_client_health(c, &hl, &err), KMS_OK);
-  return hl;
-}
-
-#define EXPECT_HEALTH(c, r, a)                                                              \
-  do {                                                                                      \
-    kms_health hl_ = health(c);                                                             \
-    if (hl_.reachable != (r) || hl_.authenticated != (a))                                   \
-      fail_msg("line %d: reachable %d authenticated %d, want %d %d", __LINE__,              \
-               (int)hl_.reachable, (int)hl_.authenticated, (r), (a));                       \
-  } while (0)
-
 /* No cache (every read asks Vault), no retries (a dropped connection fails
  * at once). */
 static kms_client *client_env(it_host *h, const char *const *env) {
@@ -112,21 +95,21 @@ static void test_token_down_denied_recovered(void **state) {
   kms_client *c = client_env(&h, (const char *const[]){"HCP_VAULT_TOKEN", tok, NULL});
   kms_error err;
   char v[32];
-  EXPECT_HEALTH(c, -1, -1); /* nothing observed yet */
+  IT_EXPECT_HEALTH(c, -1, -1); /* nothing observed yet */
 
   assert_int_equal(kms_client_write(c, "hh", "v1", 2, NULL, &err), KMS_OK);
-  EXPECT_HEALTH(c, 1, 1);
+  IT_EXPECT_HEALTH(c, 1, 1);
   assert_int_equal(it_read(c, "hh-missing", v, sizeof v, NULL, NULL), KMS_NOT_FOUND);
-  EXPECT_HEALTH(c, 1, 1); /* a 404 comes after Vault accepted the token */
+  IT_EXPECT_HEALTH(c, 1, 1); /* a 404 comes after Vault accepted the token */
 
   /* Vault down: every connection dropped without an answer */
   assert_int_equal(vf_fault(srv, "{\"path\":\"^/v1/\",\"drop\":true,\"times\":-1}"), 0);
   assert_int_equal(it_read(c, "hh", v, sizeof v, NULL, NULL), KMS_UNAVAILABLE);
-  EXPECT_HEALTH(c, 0, 1); /* nothing said the token was refused */
+  IT_EXPECT_HEALTH(c, 0, 1); /* nothing said the token was refused */
   assert_int_equal(vf_clear_faults(srv), 0);
   assert_int_equal(it_read(c, "hh", v, sizeof v, NULL, NULL), KMS_OK);
   assert_string_equal(v, "v1");
-  EXPECT_HEALTH(c, 1, 1); /* back */
+  IT_EXPECT_HEALTH(c, 1, 1); /* back */
 
   /* Vault refuses the token once ("permission denied"): reachable, not
    * authenticated; the next accepted request recovers */
@@ -135,15 +118,15 @@ static void test_token_down_denied_recovered(void **state) {
                                  "\"times\":1}"),
                    0);
   assert_int_not_equal(it_read(c, "hh", v, sizeof v, NULL, NULL), KMS_OK);
-  EXPECT_HEALTH(c, 1, 0);
+  IT_EXPECT_HEALTH(c, 1, 0);
   assert_int_equal(it_read(c, "hh", v, sizeof v, NULL, NULL), KMS_OK);
-  EXPECT_HEALTH(c, 1, 1);
+  IT_EXPECT_HEALTH(c, 1, 1);
 
   /* a sealed Vault answers 503 before it looks at the token: reachable,
    * and the last verdict on the token stands */
   assert_int_equal(vf_seal(srv, 1), 0);
   assert_int_equal(it_read(c, "hh", v, sizeof v, NULL, NULL), KMS_UNAVAILABLE);
-  EXPECT_HEALTH(c, 1, 1);
+  IT_EXPECT_HEALTH(c, 1, 1);
   assert_int_equal(vf_seal(srv, 0), 0);
 
   /* the token revoked for real: the server refuses it */
@@ -151,7 +134,7 @@ static void test_token_down_denied_recovered(void **state) {
   snprintf(body, sizeof body, "{\"token\":\"%s\"}", tok);
   assert_int_equal(vf_http(srv, "POST", "/__test__/tokens/revoke", NULL, body, NULL), 200);
   assert_int_not_equal(it_read(c, "hh", v, sizeof v, NULL, NULL), KMS_OK);
-  EXPECT_HEALTH(c, 1, 0);
+  IT_EXPECT_HEALTH(c, 1, 0);
   it_done(&h, c);
 }
 
@@ -186,13 +169,13 @@ static void test_login_refused_then_accepted(void **state) {
   assert_int_equal(vf_count(log, "GET", "/v1/secret/data/al"), 0); /* only the login went out */
   assert_int_equal(vf_count(log, "POST", "/v1/auth/approle/login"), 1);
   vf_log_free(log);
-  EXPECT_HEALTH(c, 1, 0);
+  IT_EXPECT_HEALTH(c, 1, 0);
   it_done(&h, c);
 
   c = client_env(&h, (const char *const[]){"HCP_VAULT_APPROLE_ROLE_ID", rid,
                                            "HCP_VAULT_APPROLE_SECRET_ID", sid, NULL});
   assert_int_equal(it_read(c, "al", v, sizeof v, NULL, NULL), KMS_NOT_FOUND);
-  EXPECT_HEALTH(c, 1, 1);
+  IT_EXPECT_HEALTH(c, 1, 1);
   it_done(&h, c);
 }
 
