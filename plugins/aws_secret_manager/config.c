@@ -10,6 +10,7 @@
 #include "ini.h"
 #include "kpc_common.h"
 #include "kpc_log.h"
+#include "kpc_settings.h"
 #include "kms_plugin_util.h"
 
 #include <cjson/cJSON.h>
@@ -25,7 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define NAMES(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define NAMES KPC_NAMES
 #define OOM(err) kms_error_set((err), KMS_NO_MEMORY, 0, "out of memory")
 
 typedef struct env_ctx {
@@ -33,38 +34,14 @@ typedef struct env_ctx {
 } env_ctx;
 
 
-/* Warnings (unknown settings) go to the host's log. */
+/* Warnings go to the host's log. */
+#define AWS_LOG_PREFIX "aws_secret_manager: "
 #define logw(host, ...) \
-  kpc_logf(&(kpc_logger){(host), "aws_secret_manager: "}, KMS_LOG_WARN, __VA_ARGS__)
+  kpc_logf(&(kpc_logger){(host), AWS_LOG_PREFIX}, KMS_LOG_WARN, __VA_ARGS__)
 
-static const char *env_raw(const env_ctx *e, const char *name) {
-  const kms_host *h = e->host;
-  if (h && KMS_FIELD_PRESENT(h, kms_host, getenv) && h->getenv) return h->getenv(h->ctx, name);
-  return getenv(name);
-}
-
-/* First of `names` set and not blank; *which gets its name. */
+/* The first of `names` set and not blank (kpc_settings.h). */
 static const char *env_first(const env_ctx *e, const char *const *names, const char **which) {
-  for (size_t i = 0; names[i]; i++) {
-    const char *v = env_raw(e, names[i]), *p = v;
-    if (!v) continue;
-    while (*p && isspace((unsigned char)*p)) p++;
-    if (!*p) continue;
-    if (which) *which = names[i];
-    return v;
-  }
-  return NULL;
-}
-
-static char *dup_trim(const char *s) {
-  while (*s && isspace((unsigned char)*s)) s++;
-  size_t n = strlen(s);
-  while (n && isspace((unsigned char)s[n - 1])) n--;
-  char *r = malloc(n + 1);
-  if (!r) return NULL;
-  memcpy(r, s, n);
-  r[n] = '\0';
-  return r;
+  return kpc_env_first(e->host, names, which);
 }
 
 /* No control characters (and so no CR/LF that could split an HTTP header). */
@@ -100,7 +77,7 @@ static int sm_name_valid(const char *s) {
 static kms_status norm_url(const char *var, const char *in, int allow_path, char **out,
                            kms_error *err) {
   *out = NULL;
-  char *s = dup_trim(in), *host = NULL, *user = NULL, *query = NULL, *frag = NULL, *path = NULL;
+  char *s = kpc_dup_trim(in), *host = NULL, *user = NULL, *query = NULL, *frag = NULL, *path = NULL;
   if (!s) return OOM(err);
   size_t n = strlen(s);
   if (!allow_path)
@@ -174,21 +151,7 @@ static char *service_url(const char *service, const char *region) {
   return s;
 }
 
-/* ---- values ------------------------------------------------------------ */
-
-/* Booleans as YAML/LiteLLM/botocore write them (any case). */
-static int parse_bool(const char *s, int *out) {
-  static const char *const t[] = {"true", "1", "yes", "on"}, *const f[] = {"false", "0", "no", "off"};
-  for (size_t i = 0; i < 4; i++) {
-    if (strcasecmp(s, t[i]) == 0) return *out = 1, 0;
-    if (strcasecmp(s, f[i]) == 0) return *out = 0, 0;
-  }
-  return -1;
-}
-
 /* ---- string checks ------------------------------------------------------ */
-
-typedef int (*str_check)(const char *s);
 
 static int chk_region(const char *s) { return aws_region_valid(s); }
 static int chk_name(const char *s) { return sm_name_valid(s); }
@@ -213,116 +176,6 @@ static int chk_text(const char *s) {
   return n <= AWS_DESCRIPTION_MAX && kpc_utf8_valid((const unsigned char *)s, n);
 }
 static int chk_stage(const char *s) { return strlen(s) <= 256 && printable(s); }
-
-/* ---- the settings table --------------------------------------------------- */
-
-typedef enum value_kind { V_INT, V_DURATION, V_BOOL, V_ENUM, V_STR, V_URL, V_TAGS, V_UNSUPPORTED, V_IGNORED } value_kind;
-typedef enum field_type { F_I64, F_INT, F_SIZE, F_UINT } field_type;
-
-/* One row per key_management_settings key: how its value is read, its
- * range or check, and the aws_config field it lands in. Adding a setting is
- * adding a row (and its README line). */
-typedef struct setting_row {
-  const char *key;
-  value_kind kind;
-  int64_t lo, hi, div;         /* V_INT / V_DURATION (ms) range; stored = ms / div */
-  const char *const *choices;  /* V_ENUM */
-  str_check check;             /* V_STR */
-  size_t off;
-  field_type type;
-  const char *what;            /* "must be ..." */
-} setting_row;
-
-#define FIELD(f, t) offsetof(aws_config, f), t
-#define SFIELD(f) offsetof(aws_config, f), F_INT
-#define CHOICES(...) ((const char *const[]){__VA_ARGS__, NULL})
-#define DUR(key, lo, div, f, t, what) {key, V_DURATION, lo, INT64_MAX / 4, div, NULL, NULL, FIELD(f, t), what}
-#define STR(key, chk, f, what) {key, V_STR, 0, 0, 0, NULL, chk, SFIELD(f), what}
-#define IGNORED(key) {key, V_IGNORED, 0, 0, 0, NULL, NULL, 0, F_INT, NULL}
-
-static const setting_row ROWS[] = {
-    {"access_mode", V_ENUM, 0, 0, 0, CHOICES("read_only", "write_only", "read_and_write"), NULL,
-     FIELD(access_mode, F_INT), "read_only, write_only or read_and_write"},
-    STR("primary_secret_name", chk_name, primary_secret_name,
-        "a secret name of 1-512 characters from A-Z a-z 0-9 / _ + = . @ -"),
-    {"recovery_window_in_days", V_INT, 7, 30, 0, NULL, NULL, FIELD(recovery_window_days, F_INT),
-     "a whole number of days between 7 and 30 (AWS's range; use "
-     "force_delete_without_recovery: true for none)"},
-    {"force_delete_without_recovery", V_BOOL, 0, 0, 0, NULL, NULL, FIELD(force_delete, F_INT),
-     "true or false"},
-    STR("description", chk_text, description, "valid UTF-8 text of at most 2048 bytes"),
-    {"tags", V_TAGS, 0, 0, 0, NULL, NULL, 0, F_INT, NULL},
-    STR("version_stage", chk_stage, version_stage,
-        "a version stage label of 1-256 printable characters, e.g. AWSCURRENT or AWSPREVIOUS"),
-    STR("aws_region_name", chk_region, region, "an AWS region such as us-east-1"),
-    STR("aws_profile_name", chk_profile, profile,
-        "a profile name of at most 128 printable characters without '[' or ']'"),
-    STR("aws_role_name", chk_arn, role_arn,
-        "a role ARN such as arn:aws:iam::123456789012:role/NAME"),
-    STR("aws_session_name", chk_session, role_session_name,
-        "2-64 characters from A-Z a-z 0-9 _ + = , . @ -"),
-    STR("aws_web_identity_token", chk_path, web_identity_token_file,
-        "the path of the web identity token file (e.g. os.environ/AWS_WEB_IDENTITY_TOKEN_FILE)"),
-    {"aws_sts_endpoint", V_URL, 0, 0, 0, NULL, NULL, SFIELD(sts_endpoint), NULL},
-    {"aws_external_id", V_UNSUPPORTED, 0, 0, 0, NULL, NULL, 0, F_INT,
-     "needs STS AssumeRole, which this plugin does not implement; use web identity "
-     "(aws_role_name + aws_web_identity_token) or remove it"},
-    STR("ca_file", chk_path, ca_file, "the path of a PEM CA bundle"),
-    STR("ca_path", chk_path, ca_path, "the path of a c_rehash'ed CA directory"),
-    {"refresh_interval", V_DURATION, 0, INT64_MAX / 4, 1000, NULL, NULL,
-     FIELD(refresh_interval_s, F_I64), "a number of seconds or a duration such as '1h' (0 disables the cache)"},
-    DUR("timeout", 1, 1, timeout_ms, F_I64, "a positive number of seconds or a duration such as '30s'"),
-    DUR("connect_timeout", 1, 1, connect_timeout_ms, F_I64,
-        "a positive number of seconds or a duration such as '5s'"),
-    {"max_retries", V_INT, 0, 100, 0, NULL, NULL, FIELD(max_retries, F_INT),
-     "a whole number between 0 and 100"},
-    DUR("stale_if_error", 0, 1000, stale_if_error_s, F_I64,
-        "a number of seconds or a duration such as '90s' or '1h'"),
-    DUR("stale_retry_interval", 0, 1, stale_retry_ms, F_I64,
-        "a number of seconds or a duration such as '5s'"),
-    DUR("neg_ttl", 0, 1, neg_ttl_ms, F_I64,
-        "a number of seconds or a duration such as '5s' (0 disables negative caching)"),
-    {"max_response_bytes", V_INT, 1024, 256 * 1024 * 1024, 0, NULL, NULL,
-     FIELD(max_response_bytes, F_SIZE), "an integer between 1024 and 268435456"},
-    {"max_idle_connections", V_INT, 1, 256, 0, NULL, NULL, FIELD(max_idle_connections, F_UINT),
-     "an integer between 1 and 256"},
-    /* LiteLLM's host-level key_management_settings */
-    IGNORED("store_virtual_keys"),
-    IGNORED("prefix_for_stored_virtual_keys"),
-    IGNORED("hosted_keys"),
-    IGNORED("custom_secret_manager"),
-};
-
-static void store(aws_config *cfg, const setting_row *r, int64_t v) {
-  void *f = (char *)cfg + r->off;
-  switch (r->type) {
-  case F_I64: *(int64_t *)f = v; break;
-  case F_INT: *(int *)f = (int)v; break;
-  case F_SIZE: *(size_t *)f = (size_t)v; break;
-  case F_UINT: *(unsigned *)f = (unsigned)v; break;
-  }
-}
-
-static int parse_value(const setting_row *r, const char *t, int64_t *out) {
-  int64_t ms;
-  int b;
-  switch (r->kind) {
-  case V_INT: return kpc_parse_i64(t, r->lo, r->hi, out);
-  case V_DURATION:
-    if (kpc_parse_duration_ms(t, &ms) != 0 || ms < r->lo || ms > r->hi) return -1;
-    *out = ms / r->div;
-    return 0;
-  case V_BOOL:
-    if (parse_bool(t, &b) != 0) return -1;
-    *out = b;
-    return 0;
-  case V_ENUM:
-    for (int64_t i = 0; r->choices[i]; i++)
-      if (strcmp(t, r->choices[i]) == 0) return *out = i, 0;
-    return -1;
-  default: return -1;
-  }
-}
 
 static void free_tags(aws_config *cfg) {
   for (size_t i = 0; i < cfg->n_tags; i++) {
@@ -390,68 +243,110 @@ static kms_status parse_tags(aws_config *cfg, const char *v, kms_error *err) {
   return KMS_OK;
 }
 
-/* A string setting into its char * field (blank: unset). */
-static kms_status apply_str(aws_config *cfg, const setting_row *r, const char *t,
-                            kms_error *err) {
-  char **f = (char **)(void *)((char *)cfg + r->off);
-  if (r->kind == V_URL) {
-    char *u = NULL;
-    kms_status st = norm_url("setting 'aws_sts_endpoint'", t, 0, &u, err);
-    if (st != KMS_OK) return st;
-    free(*f);
-    *f = u;
-    return KMS_OK;
-  }
-  if (*t && !r->check(t))
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "setting '%s' must be %s (got '%.60s')",
-                         r->key, r->what, printable(t) ? t : "(not shown: control characters)");
-  char *c = *t ? strdup(t) : NULL;
-  if (*t && !c) return OOM(err);
-  free(*f);
-  *f = c;
-  if (r->off == offsetof(aws_config, region)) cfg->region_source = "aws_region_name";
-  if (r->off == offsetof(aws_config, profile)) cfg->profile_source = "aws_profile_name";
-  if (r->off == offsetof(aws_config, web_identity_token_file))
-    cfg->web_identity_source = "aws_web_identity_token";
+/* The setting aws_sts_endpoint: an endpoint URL. */
+static kms_status set_sts_url(void *c, const kpc_setting_row *r, const char *label,
+                              const char *v, kms_error *err) {
+  (void)r;
+  aws_config *cfg = c;
+  char *u = NULL;
+  kms_status st = norm_url(label, v, 0, &u, err);
+  if (st != KMS_OK) return st;
+  free(cfg->sts_endpoint);
+  cfg->sts_endpoint = u;
   return KMS_OK;
 }
 
-static kms_status apply_row(aws_config *cfg, const setting_row *r, const char *v,
-                            kms_error *err) {
-  if (r->kind == V_IGNORED) return KMS_OK;
-  char *t = dup_trim(v);
-  if (!t) return OOM(err);
-  kms_status st = KMS_OK;
-  int64_t n = 0;
-  if (r->kind == V_UNSUPPORTED) {
-    if (*t) st = kms_error_set(err, KMS_UNSUPPORTED, 0, "setting '%s' %s", r->key, r->what);
-  } else if (r->kind == V_TAGS) {
-    st = parse_tags(cfg, t, err);
-  } else if (r->kind == V_STR || r->kind == V_URL) {
-    st = apply_str(cfg, r, t, err);
-  } else if (parse_value(r, t, &n) != 0) {
-    st = kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "setting '%s' must be %s (got '%.40s')",
-                       r->key, r->what, printable(t) ? t : "(not shown)");
-  } else {
-    store(cfg, r, n);
-  }
-  free(t);
-  return st;
+static kms_status set_tags(void *c, const kpc_setting_row *r, const char *label, const char *v,
+                           kms_error *err) {
+  (void)r, (void)label;
+  return parse_tags(c, v, err);
 }
 
-/* One key_management_settings entry; unknown keys are logged and ignored
- * (LiteLLM's settings carry keys for other backends). */
-static kms_status apply_setting(aws_config *cfg, const kms_host *host, const char *k,
-                                const char *v, kms_error *err) {
-  for (size_t i = 0; i < sizeof ROWS / sizeof *ROWS; i++)
-    if (strcmp(ROWS[i].key, k) == 0) return apply_row(cfg, &ROWS[i], v, err);
-  int plain = strlen(k) <= 64;
-  for (const char *p = k; plain && *p; p++)
-    plain = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_';
-  if (plain) logw(host, "ignoring unknown setting '%s' (see the plugin README)", k);
-  else logw(host, "ignoring an unknown setting whose name is not [a-z0-9_] (name not shown)");
+/* AWS_MAX_ATTEMPTS counts the first try (the SDKs'); the setting
+ * max_retries, applied after, wins. */
+static kms_status set_attempts(void *c, const kpc_setting_row *r, const char *label,
+                               const char *v, kms_error *err) {
+  int64_t n;
+  if (kpc_parse_i64(v, 1, 101, &n) != 0) return kpc_settings_bad(err, r, label, v);
+  ((aws_config *)c)->max_retries = (int)(n - 1);
   return KMS_OK;
 }
+
+/* ---- the settings table (kpc_settings.h) ------------------------------------ */
+
+/* One row per key_management_settings key (and AWS_MAX_ATTEMPTS): how its
+ * value is read, its default, range or check, and the aws_config field it
+ * lands in. Adding a setting is adding a row (and its README line).
+ * Booleans are YAML's/botocore's words in any case (true/yes/on/1). */
+#define F(f, t) KPC_FIELD(aws_config, f, t)
+#define STR(k, chk, f, w) {.key = k, .kind = KPC_SET_STRING, F(f, KPC_F_STR), .check = chk, .what = w}
+#define DUR(k, low, d, f, dflt, w) \
+  {.key = k, .kind = KPC_SET_DURATION, F(f, KPC_F_I64), .def = dflt, .lo = low, \
+   .hi = INT64_MAX / 4, .div = d, .what = w}
+#define IGNORED(k) {.key = k, .kind = KPC_SET_IGNORED}
+static const kpc_setting_row ROWS[] = {
+    {.env = KPC_NAMES("AWS_MAX_ATTEMPTS"), .kind = KPC_SET_CUSTOM, .set = set_attempts,
+     .what = "a whole number between 1 and 101 (the first try included)"},
+    {.key = "access_mode", .kind = KPC_SET_ENUM, F(access_mode, KPC_F_INT),
+     .def = AWS_ACCESS_READ_ONLY, .choices = KPC_NAMES("read_only", "write_only", "read_and_write"),
+     .what = "read_only, write_only or read_and_write"},
+    STR("primary_secret_name", chk_name, primary_secret_name,
+        "a secret name of 1-512 characters from A-Z a-z 0-9 / _ + = . @ -"),
+    {.key = "recovery_window_in_days", .kind = KPC_SET_INT, F(recovery_window_days, KPC_F_INT),
+     .def = AWS_DEFAULT_RECOVERY_DAYS, .lo = 7, .hi = 30,
+     .what = "a whole number of days between 7 and 30 (AWS's range; use "
+             "force_delete_without_recovery: true for none)"},
+    {.key = "force_delete_without_recovery", .kind = KPC_SET_BOOL, F(force_delete, KPC_F_INT),
+     .dialect = KPC_BOOL_YAML},
+    STR("description", chk_text, description, "valid UTF-8 text of at most 2048 bytes"),
+    {.key = "tags", .kind = KPC_SET_CUSTOM, .set = set_tags},
+    STR("version_stage", chk_stage, version_stage,
+        "a version stage label of 1-256 printable characters, e.g. AWSCURRENT or AWSPREVIOUS"),
+    STR("aws_region_name", chk_region, region, "an AWS region such as us-east-1"),
+    STR("aws_profile_name", chk_profile, profile,
+        "a profile name of at most 128 printable characters without '[' or ']'"),
+    STR("aws_role_name", chk_arn, role_arn,
+        "a role ARN such as arn:aws:iam::123456789012:role/NAME"),
+    STR("aws_session_name", chk_session, role_session_name,
+        "2-64 characters from A-Z a-z 0-9 _ + = , . @ -"),
+    STR("aws_web_identity_token", chk_path, web_identity_token_file,
+        "the path of the web identity token file (e.g. os.environ/AWS_WEB_IDENTITY_TOKEN_FILE)"),
+    {.key = "aws_sts_endpoint", .kind = KPC_SET_CUSTOM, .set = set_sts_url},
+    {.key = "aws_external_id", .kind = KPC_SET_REFUSED,
+     .what = "needs STS AssumeRole, which this plugin does not implement; use web identity "
+             "(aws_role_name + aws_web_identity_token) or remove it"},
+    STR("ca_file", chk_path, ca_file, "the path of a PEM CA bundle"),
+    STR("ca_path", chk_path, ca_path, "the path of a c_rehash'ed CA directory"),
+    DUR("refresh_interval", 0, 1000, refresh_interval_s, AWS_DEFAULT_REFRESH_S,
+        "a number of seconds or a duration such as '1h' (0 disables the cache)"),
+    DUR("timeout", 1, 1, timeout_ms, AWS_DEFAULT_TIMEOUT_MS,
+        "a positive number of seconds or a duration such as '30s'"),
+    DUR("connect_timeout", 1, 1, connect_timeout_ms, AWS_DEFAULT_CONNECT_TIMEOUT_MS,
+        "a positive number of seconds or a duration such as '5s'"),
+    {.key = "max_retries", .kind = KPC_SET_INT, F(max_retries, KPC_F_INT),
+     .def = AWS_DEFAULT_MAX_RETRIES, .lo = 0, .hi = 100, .what = "a whole number between 0 and 100"},
+    DUR("stale_if_error", 0, 1000, stale_if_error_s, AWS_DEFAULT_STALE_IF_ERROR_S,
+        "a number of seconds or a duration such as '90s' or '1h'"),
+    DUR("stale_retry_interval", 0, 1, stale_retry_ms, AWS_DEFAULT_STALE_RETRY_MS,
+        "a number of seconds or a duration such as '5s'"),
+    DUR("neg_ttl", 0, 1, neg_ttl_ms, 0,
+        "a number of seconds or a duration such as '5s' (0 disables negative caching)"),
+    {.key = "max_response_bytes", .kind = KPC_SET_INT, F(max_response_bytes, KPC_F_SIZE),
+     .def = AWS_DEFAULT_MAX_RESPONSE, .lo = 1024, .hi = 256 * 1024 * 1024,
+     .what = "an integer between 1024 and 268435456"},
+    {.key = "max_idle_connections", .kind = KPC_SET_INT, F(max_idle_connections, KPC_F_UINT),
+     .def = AWS_DEFAULT_MAX_IDLE, .lo = 1, .hi = 256, .what = "an integer between 1 and 256"},
+    /* LiteLLM's host-level key_management_settings */
+    IGNORED("store_virtual_keys"),
+    IGNORED("prefix_for_stored_virtual_keys"),
+    IGNORED("hosted_keys"),
+    IGNORED("custom_secret_manager"),
+};
+#undef F
+#undef STR
+#undef DUR
+#undef IGNORED
+#define N_ROWS (sizeof ROWS / sizeof *ROWS)
 
 /* ---- environment ----------------------------------------------------------- */
 
@@ -461,7 +356,7 @@ static kms_status take(const env_ctx *e, const char *const *names, char **out,
                        const char **which, kms_error *err) {
   const char *w = NULL, *v;
   if (*out || !(v = env_first(e, names, &w))) return KMS_OK;
-  if (!(*out = dup_trim(v))) return OOM(err);
+  if (!(*out = kpc_dup_trim(v))) return OOM(err);
   if (which) *which = w;
   if (!printable(*out))
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
@@ -549,7 +444,7 @@ static kms_status load_env_container(aws_config *cfg, const env_ctx *e, kms_erro
   kms_status st;
   const char *w, *rel = env_first(e, NAMES("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"), &w);
   if (rel) {
-    char *t = dup_trim(rel);
+    char *t = kpc_dup_trim(rel);
     if (!t) return OOM(err);
     size_t n = strlen(AWS_ECS_HOST_URL) + strlen(t) + 1;
     char *u = t[0] == '/' && printable(t) && !strpbrk(t, " #") ? malloc(n) : NULL;
@@ -584,7 +479,7 @@ static kms_status load_env_container(aws_config *cfg, const env_ctx *e, kms_erro
 /* IMDS: AWS_EC2_METADATA_DISABLED, AWS_EC2_METADATA_SERVICE_ENDPOINT[_MODE]. */
 static kms_status load_env_imds(aws_config *cfg, const env_ctx *e, kms_error *err) {
   const char *w, *v = env_first(e, NAMES("AWS_EC2_METADATA_DISABLED"), &w);
-  char *t = v ? dup_trim(v) : NULL;
+  char *t = v ? kpc_dup_trim(v) : NULL;
   if (v && !t) return OOM(err);
   cfg->imds_disabled = t && strcasecmp(t, "true") == 0; /* botocore: only "true" */
   free(t);
@@ -753,48 +648,20 @@ static kms_status load_endpoints(aws_config *cfg, const env_ctx *e, kms_error *e
   return KMS_OK;
 }
 
-static void set_defaults(aws_config *cfg) {
-  cfg->recovery_window_days = AWS_DEFAULT_RECOVERY_DAYS;
-  cfg->refresh_interval_s = AWS_DEFAULT_REFRESH_S;
-  cfg->timeout_ms = AWS_DEFAULT_TIMEOUT_MS;
-  cfg->connect_timeout_ms = AWS_DEFAULT_CONNECT_TIMEOUT_MS;
-  cfg->max_retries = AWS_DEFAULT_MAX_RETRIES;
-  cfg->stale_if_error_s = AWS_DEFAULT_STALE_IF_ERROR_S;
-  cfg->stale_retry_ms = AWS_DEFAULT_STALE_RETRY_MS;
-  cfg->max_response_bytes = AWS_DEFAULT_MAX_RESPONSE;
-  cfg->max_idle_connections = AWS_DEFAULT_MAX_IDLE;
-  cfg->access_mode = AWS_ACCESS_READ_ONLY;
-}
-
-/* AWS_MAX_ATTEMPTS counts the first try (the SDKs'); the setting
- * max_retries, applied after, wins. */
-static kms_status load_max_attempts(aws_config *cfg, const env_ctx *e, kms_error *err) {
-  const char *w, *v = env_first(e, NAMES("AWS_MAX_ATTEMPTS"), &w);
-  int64_t n;
-  if (!v) return KMS_OK;
-  char *t = dup_trim(v);
-  if (!t) return OOM(err);
-  int bad = kpc_parse_i64(t, 1, 101, &n);
-  free(t);
-  if (bad)
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                         "AWS_MAX_ATTEMPTS must be a whole number between 1 and 101 (the "
-                         "first try included)");
-  cfg->max_retries = (int)(n - 1);
-  return KMS_OK;
-}
-
 static kms_status load(aws_config *cfg, const env_ctx *e, const kms_setting *settings,
                        size_t n_settings, kms_error *err) {
   kms_status st;
-  set_defaults(cfg);
-  if ((st = load_max_attempts(cfg, e, err)) != KMS_OK) return st;
-  for (size_t i = 0; i < n_settings; i++) {
-    if (!settings[i].key) continue;
-    st = apply_setting(cfg, e->host, settings[i].key, settings[i].value ? settings[i].value : "",
-                       err);
-    if (st != KMS_OK) return st;
-  }
+  kpc_settings_defaults(ROWS, N_ROWS, cfg);
+  /* AWS_MAX_ATTEMPTS, then the settings (which win over it) */
+  if ((st = kpc_settings_apply_env(ROWS, N_ROWS, cfg, e->host, err)) != KMS_OK ||
+      (st = kpc_settings_apply(ROWS, N_ROWS, cfg, settings, n_settings,
+                               &(kpc_logger){e->host, AWS_LOG_PREFIX}, err)) != KMS_OK)
+    return st;
+  /* what the settings named, for messages (the environment is read next
+   * and only fills what they left unset) */
+  if (cfg->region) cfg->region_source = "aws_region_name";
+  if (cfg->profile) cfg->profile_source = "aws_profile_name";
+  if (cfg->web_identity_token_file) cfg->web_identity_source = "aws_web_identity_token";
   if ((st = load_env_keys(cfg, e, err)) != KMS_OK ||
       (st = load_env_web_identity(cfg, e, err)) != KMS_OK ||
       (st = load_region_env(cfg, e, err)) != KMS_OK || (st = load_profile(cfg, e, err)) != KMS_OK ||

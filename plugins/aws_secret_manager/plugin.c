@@ -57,7 +57,6 @@ struct kms_instance {
   char *url;             /* endpoint + "/" */
   char scope[96];        /* CURLOPT_AWS_SIGV4: "aws:amz:<region>:secretsmanager" */
   pthread_mutex_t primary_mu;
-  int reachable, authenticated; /* atomic: last observation, -1 unknown */
 };
 
 /* One plugin call's deadline, shared by its credential fetch and requests. */
@@ -91,6 +90,17 @@ static kms_status sign_setup(void *ctx, void *curl, kms_error *err) {
   return KMS_OK;
 }
 
+/* Health: what an answer says of the credentials, by errors.c's classes: a
+ * credential error (expired, unrecognised, bad signature, 401) refuses
+ * them, a throttle or an outage cannot tell, anything else (2xx, NotFound,
+ * AccessDenied: a policy's) accepts them. Recorded by kpc_http_perform. */
+static int sm_auth_verdict(long status, const char *body, size_t len) {
+  if (status >= 200 && status < 300) return 1;
+  kms_error e;
+  kms_status st = sm_map_error("health", status, body, len, 1, NULL, 0, &e);
+  return st == KMS_UNAUTHENTICATED ? 0 : st == KMS_UNAVAILABLE ? -1 : 1;
+}
+
 static int sm_retry_cb(void *ctx, const kpc_http_response *r) {
   (void)ctx;
   return sm_retryable(r->status, r->body, r->len);
@@ -110,7 +120,9 @@ static kms_status sm_call(call_ctx *k, const char *op, const char *target, const
   for (int round = 0; round < 2; round++) {
     aws_credentials c = {0};
     if ((st = aws_creds_get(in->creds, deadline_of(k), &c, err)) != KMS_OK) {
-      if (st == KMS_UNAUTHENTICATED) __atomic_store_n(&in->authenticated, 0, __ATOMIC_RELAXED);
+      /* a verdict without a Secrets Manager exchange: no credentials found,
+       * or STS/IMDS refused them */
+      if (st == KMS_UNAUTHENTICATED) kpc_http_note_auth(in->http, 0);
       return st;
     }
     const kpc_header hdrs[] = {{"X-Amz-Target", tgt}, {"X-Amz-Security-Token", c.session_token}};
@@ -118,16 +130,12 @@ static kms_status sm_call(call_ctx *k, const char *op, const char *target, const
     kpc_http_request req = {.op = op, .method = "POST", .url = in->url, .headers = hdrs,
                             .n_headers = 2, .content_type = SM_CONTENT_TYPE, .body = body,
                             .body_len = len, .deadline_ms = k->deadline, .setup = sign_setup,
-                            .setup_ctx = &s, .retryable = sm_retry_cb};
+                            .setup_ctx = &s, .retryable = sm_retry_cb,
+                            .auth_verdict = sm_auth_verdict};
     st = kpc_http_perform(in->http, &req, resp, err);
     aws_credentials_clear(&c);
-    __atomic_store_n(&in->reachable, st == KMS_OK ? 1 : 0, __ATOMIC_RELAXED);
-    if (st != KMS_OK) return st;
+    if (st != KMS_OK) return st; /* (health: recorded by kpc_http_perform) */
     int expired = sm_error_is(resp->status, resp->body, resp->len, "ExpiredTokenException");
-    __atomic_store_n(&in->authenticated,
-                     !(expired || sm_error_is(resp->status, resp->body, resp->len,
-                                              "UnrecognizedClientException")),
-                     __ATOMIC_RELAXED);
     if (!expired || round) break;
     aws_creds_invalidate(in->creds);
     kpc_http_response_clear(resp);
@@ -474,8 +482,10 @@ static kms_status health(kms_instance *in, kms_health *out, kms_error *err) {
   aws_creds_health_get(in->creds, &ch);
 #define PUT(f, v) \
   if (KMS_FIELD_PRESENT(out, kms_health, f)) out->f = (v)
-  PUT(reachable, __atomic_load_n(&in->reachable, __ATOMIC_RELAXED));
-  PUT(authenticated, __atomic_load_n(&in->authenticated, __ATOMIC_RELAXED));
+  int reachable, authenticated;
+  kpc_http_health(in->http, &reachable, &authenticated);
+  PUT(reachable, reachable);
+  PUT(authenticated, authenticated);
   PUT(token_ttl_seconds, ch.expires_in_s);
   PUT(cache_entries, kpc_cache_size(in->cache));
 #undef PUT
@@ -598,7 +608,6 @@ static kms_status ap_create(const kms_host *host, const kms_setting *settings, s
   kms_instance *in = calloc(1, sizeof *in);
   if (!in) return kms_error_set(err, KMS_NO_MEMORY, 0, AWS_MSG_PREFIX "out of memory");
   in->lg = (kpc_logger){host, AWS_MSG_PREFIX};
-  in->reachable = in->authenticated = -1;
   pthread_mutex_init(&in->primary_mu, NULL);
   kms_status st = (in->stats = kms_stats_new()) ? create_parts(in, host, settings, n, err)
                                                 : kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");

@@ -37,6 +37,9 @@ struct kpc_http {
   char *addr_host; /* lower-case host of cfg->addr (for tls_server_name) */
   pthread_cond_t cancel_cv; /* with mu: wakes retry waits on cancel */
   int cancelled;            /* kpc_http_cancel() was called (atomic) */
+  /* health (atomic): the last exchange's observations, -1 unknown; written
+   * only by health_record() and kpc_http_note_auth() */
+  int reachable, authenticated;
 };
 
 /* ---- global init ------------------------------------------------------- */
@@ -170,6 +173,7 @@ kms_status kpc_http_new(const kpc_http_config *cfg, const kpc_logger *lg,
   h->clock = clock;
   kpc_rng_seed(&h->rng, 0, h);
   h->base_ms = 100;
+  h->reachable = h->authenticated = -1;
   h->max_ms = 2000;
   h->max_idle = cfg->max_idle_connections ? cfg->max_idle_connections : 1;
   pthread_mutex_init(&h->mu, NULL);
@@ -279,6 +283,7 @@ typedef struct xfer {
   int too_large;  /* body larger than max_response_bytes */
   int mtls_drop;  /* new mTLS connection died before a response byte */
   int no_san;     /* server certificate without subjectAltName */
+  int reached;    /* last exchange: 1 an HTTP answer began, 0 transport failure, -1 none */
 } xfer;
 
 typedef enum xfer_class {
@@ -647,6 +652,10 @@ static xfer_class exchange(xfer *x, const char *url, int send_creds) {
     cls = X_FATAL;
   if (cls == X_HTTP) {
     CURLcode rc = curl_easy_perform(x->c);
+    long code = 0; /* > 0 once a status line arrived, even if the body was then refused */
+    curl_easy_getinfo(x->c, CURLINFO_RESPONSE_CODE, &code);
+    if (rc == CURLE_OK || code > 0) x->reached = 1;
+    else if (!(rc == CURLE_ABORTED_BY_CALLBACK && is_cancelled(x->h))) x->reached = 0;
     cls = rc == CURLE_OK ? collect_answer(x) : classify_failure(x, rc);
   }
   exchange_cleanup(x);
@@ -779,11 +788,41 @@ static int retry_or_stop(xfer *x, xfer_class cls, kms_status *st) {
   return 1;
 }
 
+/* ---- health ------------------------------------------------------------ */
+
+int kpc_http_auth_by_status(long status, const char *body, size_t len) {
+  (void)body, (void)len;
+  if (status == 401 || status == 403) return 0;
+  if (status == 412 || status == 429 || status >= 500 || status < 200) return -1;
+  return 1; /* 2xx, and a 4xx the server gave after accepting the credentials */
+}
+
+/* The one place health is written from an exchange: reachable from the last
+ * exchange (any HTTP answer vs a transport failure; nothing when no exchange
+ * was made or it was cancelled), authenticated from the final answer of a
+ * request that checks credentials. */
+static void health_record(kpc_http *h, const kpc_http_request *req, int reached, kms_status st,
+                          const kpc_http_response *resp) {
+  if (reached >= 0) __atomic_store_n(&h->reachable, reached, __ATOMIC_RELAXED);
+  if (st != KMS_OK || !req->auth_verdict) return;
+  int v = req->auth_verdict(resp->status, resp->body, resp->len);
+  if (v >= 0) __atomic_store_n(&h->authenticated, v, __ATOMIC_RELAXED);
+}
+
+void kpc_http_note_auth(kpc_http *h, int authenticated) {
+  __atomic_store_n(&h->authenticated, authenticated, __ATOMIC_RELAXED);
+}
+
+void kpc_http_health(const kpc_http *h, int *reachable, int *authenticated) {
+  *reachable = __atomic_load_n(&h->reachable, __ATOMIC_RELAXED);
+  *authenticated = __atomic_load_n(&h->authenticated, __ATOMIC_RELAXED);
+}
+
 kms_status kpc_http_perform(kpc_http *h, const kpc_http_request *req,
                               kpc_http_response *resp, kms_error *err) {
   memset(resp, 0, sizeof *resp);
   kms_error local = {0}; /* stands in when the caller passes no err; cppcheck wants it set */
-  xfer x = {.h = h, .req = req, .resp = resp, .err = err ? err : &local};
+  xfer x = {.h = h, .req = req, .resp = resp, .err = err ? err : &local, .reached = -1};
   x.deadline = req->deadline_ms ? req->deadline_ms : kpc_http_deadline(h);
   x.path = kpc_url_path(h->cfg->addr, req->url);
   if (is_cancelled(h)) return cancelled_error(req, x.err);
@@ -805,6 +844,7 @@ kms_status kpc_http_perform(kpc_http *h, const kpc_http_request *req,
     if (!retry_or_stop(&x, cls, &st)) break;
   }
   pool_put(h, x.c);
+  health_record(h, req, x.reached, st, resp);
   if (st != KMS_OK) kpc_http_response_clear(resp);
   return st;
 }

@@ -28,7 +28,11 @@
  *   - one redirect (301/302/303/307/308) followed here, same method and
  *     body; https -> http refused; the headers go to a different
  *     scheme+host+port only if redirect_allowed_hosts lists it (otherwise
- *     the redirect is refused and nothing is sent there).
+ *     the redirect is refused and nothing is sent there);
+ *   - health: every exchange records whether the backend answered
+ *     (reachable), and a request that checks credentials (auth_verdict)
+ *     records whether they were accepted (authenticated): the plugins'
+ *     health reads kpc_http_health() instead of keeping its own.
  * Messages name the server and the variables to check through the words in
  * kpc_http_config (e.g. "Vault", "HCP_VAULT_ADDR").
  * curl_global_init runs once (pthread_once); curl_global_cleanup is never
@@ -129,7 +133,29 @@ typedef struct kpc_http_request {
   /* Is this HTTP answer worth retrying? NULL: kpc_http_retryable_status. */
   int (*retryable)(void *ctx, const kpc_http_response *resp);
   void *retryable_ctx;
+  /* Does this request prove or disprove the credentials it carries? NULL:
+   * it does not (health's `authenticated` is left alone). Otherwise called
+   * with the final answer: 1 accepted, 0 refused, -1 cannot tell (the
+   * server did not get as far as checking, e.g. sealed or throttling). */
+  int (*auth_verdict)(long status, const char *body, size_t len);
 } kpc_http_request;
+
+/* The usual verdict of a request carrying a token: 401/403 refused; 412,
+ * 429, 5xx cannot tell; any other answer (2xx, 404, 400, ...) accepted,
+ * since the server checks the token before the path. */
+int kpc_http_auth_by_status(long status, const char *body, size_t len);
+
+/* The last observations, -1 unknown (nothing observed yet): reachable is 1
+ * when the last exchange got an HTTP answer (any status), 0 when it failed
+ * in transport (refused, reset, timeout, TLS); authenticated is the last
+ * verdict of a request with auth_verdict (or kpc_http_note_auth).
+ * Thread-safe (relaxed atomics: each value is a last observation). */
+void kpc_http_health(const kpc_http *h, int *reachable, int *authenticated);
+
+/* Record a verdict on the credentials reached without an exchange on h
+ * (AWS: the credential chain found none, or STS refused them).
+ * Thread-safe. */
+void kpc_http_note_auth(kpc_http *h, int authenticated);
 
 /* The default classifier: 412, 429, 5xx except 501. */
 int kpc_http_retryable_status(long status);

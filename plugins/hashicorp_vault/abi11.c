@@ -64,10 +64,12 @@ kms_status vault_health(kms_instance *in, kms_health *out, kms_error *err) {
   uint64_t logins = 0, renewals = 0;
   int64_t ttl = -1;
   vault_auth_health(in->auth, &logins, &renewals, &ttl);
+  int reachable, authenticated;
+  vault_http_health(in->http, &reachable, &authenticated);
 #define PUT(f, v) \
   if (KMS_FIELD_PRESENT(out, kms_health, f)) out->f = (v)
-  PUT(reachable, __atomic_load_n(&in->reachable, __ATOMIC_RELAXED));
-  PUT(authenticated, __atomic_load_n(&in->authenticated, __ATOMIC_RELAXED));
+  PUT(reachable, reachable);
+  PUT(authenticated, authenticated);
   PUT(token_ttl_seconds, ttl);
   PUT(cache_entries, kpc_cache_size(in->cache));
   PUT(logins, logins);

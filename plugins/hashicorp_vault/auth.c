@@ -191,7 +191,7 @@ static kms_status do_login(vault_auth *a, int64_t deadline, grant *g, kms_error 
   char *body = login_body(cfg);
   if (!body) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   vault_http_request req = {a->what, "POST", a->login_url, NULL, cfg->login_namespace,
-                            body, strlen(body), deadline};
+                            body, strlen(body), deadline, VAULT_CHECK_LOGIN};
   kpc_http_response resp;
   kms_status st = vault_http_perform(a->http, &req, &resp, err);
   kpc_wipe_free(body);
@@ -238,7 +238,8 @@ static kms_status do_renew(vault_auth *a, const char *token, int64_t increment,
   char body[64];
   snprintf(body, sizeof body, "{\"increment\":%lld}", (long long)increment);
   vault_http_request req = {"token renewal", "POST", a->renew_url, token,
-                            a->cfg->login_namespace, body, strlen(body), deadline};
+                            a->cfg->login_namespace, body, strlen(body), deadline,
+                            VAULT_CHECK_TOKEN};
   kpc_http_response resp;
   kms_status st = vault_http_perform(a->http, &req, &resp, err);
   if (st == KMS_OK) {
@@ -261,7 +262,7 @@ static kms_status do_renew(vault_auth *a, const char *token, int64_t increment,
  * -1 = could not tell (err says why: transport error, unexpected answer). */
 static int do_lookup(vault_auth *a, const char *token, int64_t deadline, kms_error *err) {
   vault_http_request req = {"token lookup", "GET", a->lookup_url, token, a->cfg->login_namespace,
-                            NULL, 0, deadline};
+                            NULL, 0, deadline, VAULT_CHECK_TOKEN};
   kpc_http_response resp;
   int r = -1;
   if (vault_http_perform(a->http, &req, &resp, err) == KMS_OK) {

@@ -8,6 +8,7 @@
 #include "common.h"
 #include "kms_plugin_util.h"
 #include "kv2.h"
+#include "kpc_settings.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -30,26 +31,9 @@ typedef struct env_ctx {
   const char *family; /* "HCP_VAULT_", "VAULT_" or "BAO_": see pick_family() */
 } env_ctx;
 
-static const char *env_raw(const env_ctx *e, const char *name) {
-  const kms_host *h = e->host;
-  if (h && KMS_FIELD_PRESENT(h, kms_host, getenv) && h->getenv) return h->getenv(h->ctx, name);
-  return getenv(name);
-}
-
-/* First variable of `names` (NULL-terminated) that is set and not blank.
- * *which receives its name (for error messages). */
+/* The first of `names` set and not blank (kpc_settings.h). */
 static const char *env_first(const env_ctx *e, const char *const *names, const char **which) {
-  for (size_t i = 0; names[i]; i++) {
-    const char *v = env_raw(e, names[i]);
-    if (!v) continue;
-    const char *p = v;
-    while (*p && isspace((unsigned char)*p)) p++;
-    if (!*p) continue;
-    *which = names[i];
-    return v;
-  }
-  *which = names[0];
-  return NULL;
+  return kpc_env_first(e->host, names, which);
 }
 
 /*
@@ -117,34 +101,6 @@ static void pick_family(env_ctx *e, const kpc_logger *lg) {
              used ? "; ignored: " : "", ignored);
 }
 
-/* Copy of s without leading/trailing whitespace. */
-static char *dup_trim(const char *s) {
-  while (*s && isspace((unsigned char)*s)) s++;
-  size_t n = strlen(s);
-  while (n && isspace((unsigned char)s[n - 1])) n--;
-  char *r = malloc(n + 1);
-  if (!r) return NULL;
-  memcpy(r, s, n);
-  r[n] = '\0';
-  return r;
-}
-
-/* Go's strconv.ParseBool, which Vault uses for VAULT_SKIP_VERIFY. */
-static int parse_bool(const char *s, int *out) {
-  static const char *const t[] = {"1", "t", "T", "TRUE", "true", "True"};
-  static const char *const f[] = {"0", "f", "F", "FALSE", "false", "False"};
-  for (size_t i = 0; i < 6; i++) {
-    if (strcmp(s, t[i]) == 0) return *out = 1, 0;
-    if (strcmp(s, f[i]) == 0) return *out = 0, 0;
-  }
-  return -1;
-}
-
-/* (plugins/common: one parser for every plugin's settings) */
-static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
-  return kpc_parse_i64(s, lo, hi, out);
-}
-
 int vault_parse_duration_ms(const char *s, int64_t *ms) { return kpc_parse_duration_ms(s, ms); }
 
 /*
@@ -155,7 +111,7 @@ int vault_parse_duration_ms(const char *s, int64_t *ms) { return kpc_parse_durat
 static int norm_path(const char *in, char **out) {
   *out = NULL;
   if (!in) return 0;
-  char *s = dup_trim(in);
+  char *s = kpc_dup_trim(in);
   if (!s) return -2;
   char *b = s;
   while (*b == '/') b++;
@@ -307,7 +263,7 @@ static int addr_path_ok(const char *path) {
 static kms_status norm_addr(const char *var, const char *in, char **out, const kpc_logger *lg,
                             kms_error *err) {
   *out = NULL;
-  char *s = dup_trim(in);
+  char *s = kpc_dup_trim(in);
   if (!s) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   size_t n = strlen(s);
   while (n && s[n - 1] == '/') s[--n] = '\0';
@@ -375,7 +331,7 @@ out:
  * socks5 or socks5h (Go's set); no scheme means http://, as in Go. */
 static kms_status norm_proxy(const char *var, const char *in, char **out, kms_error *err) {
   *out = NULL;
-  char *t = dup_trim(in);
+  char *t = kpc_dup_trim(in);
   if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   size_t n = strlen(t) + 8;
   char *s = malloc(n);
@@ -405,15 +361,15 @@ static kms_status norm_proxy(const char *var, const char *in, char **out, kms_er
   return KMS_OK;
 }
 
-/* Shorthands: the fallback lists for each variable. */
-#define NAMES(...) ((const char *const[]){__VA_ARGS__, NULL})
+/* Shorthand: the fallback list of a variable. */
+#define NAMES KPC_NAMES
 
 static kms_status take_str(const env_ctx *e, const char *const *names, char **out,
                            const char **which, kms_error *err) {
   const char *v = env_first(e, names, which);
   *out = NULL;
   if (!v) return KMS_OK;
-  *out = dup_trim(v);
+  *out = kpc_dup_trim(v);
   return *out ? KMS_OK : kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
 }
 
@@ -433,8 +389,19 @@ static kms_status take_path(const env_ctx *e, const char *const *names, char **o
 }
 
 
-/* Parse "host:port,host:port" into lower-case entries. */
-static kms_status parse_hosts(vault_config *cfg, const char *v, kms_error *err) {
+static void free_hosts(vault_config *cfg) {
+  for (size_t i = 0; i < cfg->n_redirect_allowed_hosts; i++) free(cfg->redirect_allowed_hosts[i]);
+  free(cfg->redirect_allowed_hosts);
+  cfg->redirect_allowed_hosts = NULL;
+  cfg->n_redirect_allowed_hosts = 0;
+}
+
+/* The setting redirect_allowed_hosts: "host:port,host:port" into lower-case
+ * entries (a later setting replaces the list). */
+static kms_status set_hosts(void *c, const kpc_setting_row *r, const char *label, const char *v,
+                            kms_error *err) {
+  vault_config *cfg = c;
+  free_hosts(cfg);
   size_t cap = 1;
   for (const char *p = v; *p; p++) cap += *p == ',';
   cfg->redirect_allowed_hosts = calloc(cap + 1, sizeof(char *));
@@ -446,21 +413,19 @@ static kms_status parse_hosts(vault_config *cfg, const char *v, kms_error *err) 
     char tmp[300];
     if (n >= sizeof tmp) /* longer than any host name (253) plus a port */
       return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           "setting 'redirect_allowed_hosts': an entry is longer than %zu "
-                           "characters; list host:port entries separated by commas",
-                           sizeof tmp - 1);
+                           "%s: an entry is longer than %zu characters; list host:port "
+                           "entries separated by commas", label, sizeof tmp - 1);
     memcpy(tmp, p, n);
     tmp[n] = '\0';
-    char *t = dup_trim(tmp);
+    char *t = kpc_dup_trim(tmp);
     if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-    for (char *c = t; *c; c++) *c = (char)tolower((unsigned char)*c);
+    for (char *c2 = t; *c2; c2++) *c2 = (char)tolower((unsigned char)*c2);
     const char *colon = strrchr(t, ':');
     int64_t port;
-    if (*t && (!colon || colon == t || parse_i64(colon + 1, 1, 65535, &port) != 0)) {
+    if (*t && (!colon || colon == t || kpc_parse_i64(colon + 1, 1, 65535, &port) != 0)) {
+      kms_status st = kpc_settings_bad(err, r, label, t);
       free(t);
-      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           "setting 'redirect_allowed_hosts' must be a comma-separated list "
-                           "of host:port (e.g. vault-2.example.com:8200)");
+      return st;
     }
     if (*t)
       cfg->redirect_allowed_hosts[cfg->n_redirect_allowed_hosts++] = t;
@@ -471,196 +436,78 @@ static kms_status parse_hosts(vault_config *cfg, const char *v, kms_error *err) 
   return KMS_OK;
 }
 
-/* ---- the settings table ------------------------------------------------- */
+/* The setting description: UTF-8 that fits KV's custom_metadata. */
+static int description_ok(const char *s) {
+  size_t n = strlen(s);
+  return n <= KV2_DESCRIPTION_MAX && kpc_utf8_valid((const unsigned char *)s, n);
+}
 
-/* How a value is read. */
-typedef enum value_kind {
-  V_INT,      /* whole number in [lo, hi] */
-  V_DURATION, /* seconds or Go duration, in ms, in [lo, hi] ms; stored / div */
-  V_BOOL,     /* Go booleans */
-  V_ENUM,     /* one of choices[] -> its index */
-  V_HOSTS,    /* redirect_allowed_hosts */
-  V_TEXT,     /* free text (UTF-8, at most KV2_DESCRIPTION_MAX bytes) -> char * field */
-  V_IGNORED   /* host-level key_management_settings: accepted, not ours */
-} value_kind;
-
-typedef enum field_type { F_I64, F_INT, F_SIZE, F_UINT } field_type;
+/* ---- the settings table (kpc_settings.h) -------------------------------- */
 
 /*
- * One row per number, switch or choice: where it comes from (environment
- * variables, first set wins, or a `key_management_settings` key), how it is
- * parsed, its range, and the vault_config field it lands in. Adding a
- * setting is adding a row (and its README line).
+ * One row per number, switch, choice or text: where it comes from
+ * (environment variables, first set wins, and/or a `key_management_settings`
+ * key; a setting wins over a variable), how it is parsed, its default and
+ * range, and the vault_config field it lands in. Adding a setting is adding
+ * a row (and its README line). Booleans are Go's (strconv.ParseBool), as
+ * Vault reads VAULT_SKIP_VERIFY, for the variables and the settings alike.
+ * (file scope: the compound literals of KPC_NAMES are static there)
  */
-typedef struct setting_row {
-  const char *const *env; /* NULL-terminated variable names, or NULL */
-  const char *key;        /* setting key, or NULL */
-  value_kind kind;
-  int64_t lo, hi;         /* V_INT / V_DURATION range (durations in ms) */
-  int64_t div;            /* V_DURATION: stored = ms / div (1 = ms) */
-  const char *const *choices; /* V_ENUM, NULL-terminated */
-  size_t off;             /* offsetof(vault_config, field) */
-  field_type type;
-  const char *what;       /* "must be ..." (the error message) */
-} setting_row;
-
-#define FIELD(f, t) offsetof(vault_config, f), t
-#define CHOICES(...) ((const char *const[]){__VA_ARGS__, NULL})
-
-/* (file scope: the compound literals of NAMES/CHOICES are static there) */
-static const setting_row ROWS[] = {
-    {NAMES("HCP_VAULT_REFRESH_INTERVAL"), NULL, V_INT, 0, INT64_MAX / 1000000, 0, NULL,
-     FIELD(refresh_interval_s, F_I64), "a whole number of seconds >= 0 (0 disables the cache)"},
-    {NAMES("VAULT_CLIENT_TIMEOUT", "BAO_CLIENT_TIMEOUT"), NULL, V_DURATION, 1, INT64_MAX / 4, 1,
-     NULL, FIELD(timeout_ms, F_I64), "a positive number of seconds or a duration such as '30s'"},
-    {NAMES("VAULT_MAX_RETRIES", "BAO_MAX_RETRIES"), NULL, V_INT, 0, 100, 0, NULL,
-     FIELD(max_retries, F_INT), "a whole number between 0 and 100"},
-    {NAMES("VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY"), NULL, V_BOOL, 0, 0, 0, NULL,
-     FIELD(skip_verify, F_INT), "true or false"},
-    {NULL, "access_mode", V_ENUM, 0, 0, 0, CHOICES("read_only", "write_only", "read_and_write"),
-     FIELD(access_mode, F_INT), "read_only, write_only or read_and_write"},
-    {NULL, "auth_method", V_ENUM, 0, 0, 0, CHOICES("auto", "token", "cert", "approle"),
-     FIELD(auth_requested, F_INT), "auto, token, cert or approle"},
-    {NULL, "delete_mode", V_ENUM, 0, 0, 0, CHOICES("soft", "destroy"), FIELD(delete_mode, F_INT),
-     "soft or destroy"},
-    {NULL, "stale_if_error", V_DURATION, 0, INT64_MAX / 4, 1000, NULL,
-     FIELD(stale_if_error_s, F_I64), "a number of seconds or a duration such as '90s' or '1h'"},
-    {NULL, "stale_retry_interval", V_DURATION, 0, INT64_MAX / 4, 1, NULL,
-     FIELD(stale_retry_ms, F_I64), "a number of seconds or a duration such as '90s' or '1h'"},
-    {NULL, "connect_timeout", V_DURATION, 1, INT64_MAX / 4, 1, NULL,
-     FIELD(connect_timeout_ms, F_I64), "a number of seconds or a duration such as '90s' (greater than 0)"},
-    {NULL, "background_refresh", V_BOOL, 0, 0, 0, NULL, FIELD(background_refresh, F_INT),
-     "true or false"},
-    {NULL, "max_response_bytes", V_INT, 1024, 256 * 1024 * 1024, 0, NULL,
-     FIELD(max_response_bytes, F_SIZE), "an integer between 1024 and 268435456"},
-    {NULL, "max_idle_connections", V_INT, 1, 256, 0, NULL, FIELD(max_idle_connections, F_UINT),
-     "an integer between 1 and 256"},
-    {NULL, "redirect_allowed_hosts", V_HOSTS, 0, 0, 0, NULL, 0, F_INT, NULL},
-    {NULL, "description", V_TEXT, 0, 0, 0, NULL, FIELD(description, F_INT), NULL},
-    {NULL, "description_metadata", V_BOOL, 0, 0, 0, NULL, FIELD(description_metadata, F_INT),
-     "true or false"},
-    {NULL, "neg_ttl", V_DURATION, 0, INT64_MAX / 4, 1, NULL, FIELD(neg_ttl_ms, F_I64),
-     "a number of seconds or a duration such as '5s' (0 disables negative caching)"},
+#define F(f, t) KPC_FIELD(vault_config, f, t)
+static const kpc_setting_row ROWS[] = {
+    {.env = KPC_NAMES("HCP_VAULT_REFRESH_INTERVAL"), .kind = KPC_SET_INT,
+     F(refresh_interval_s, KPC_F_I64), .def = VAULT_DEFAULT_REFRESH_S, .lo = 0,
+     .hi = INT64_MAX / 1000000, .what = "a whole number of seconds >= 0 (0 disables the cache)"},
+    {.env = KPC_NAMES("VAULT_CLIENT_TIMEOUT", "BAO_CLIENT_TIMEOUT"), .kind = KPC_SET_DURATION,
+     F(timeout_ms, KPC_F_I64), .def = VAULT_DEFAULT_TIMEOUT_MS, .lo = 1, .hi = INT64_MAX / 4,
+     .what = "a positive number of seconds or a duration such as '30s'"},
+    {.env = KPC_NAMES("VAULT_MAX_RETRIES", "BAO_MAX_RETRIES"), .kind = KPC_SET_INT,
+     F(max_retries, KPC_F_INT), .def = VAULT_DEFAULT_MAX_RETRIES, .lo = 0, .hi = 100,
+     .what = "a whole number between 0 and 100"},
+    {.env = KPC_NAMES("VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY"), .kind = KPC_SET_BOOL,
+     F(skip_verify, KPC_F_INT), .dialect = KPC_BOOL_GO},
+    {.key = "access_mode", .kind = KPC_SET_ENUM, F(access_mode, KPC_F_INT),
+     .def = VAULT_ACCESS_READ_ONLY, .choices = KPC_NAMES("read_only", "write_only", "read_and_write"),
+     .what = "read_only, write_only or read_and_write"},
+    {.key = "auth_method", .kind = KPC_SET_ENUM, F(auth_requested, KPC_F_INT),
+     .def = VAULT_AUTH_REQUEST_AUTO, .choices = KPC_NAMES("auto", "token", "cert", "approle"),
+     .what = "auto, token, cert or approle"},
+    {.key = "delete_mode", .kind = KPC_SET_ENUM, F(delete_mode, KPC_F_INT),
+     .def = VAULT_DELETE_SOFT, .choices = KPC_NAMES("soft", "destroy"), .what = "soft or destroy"},
+    {.key = "stale_if_error", .kind = KPC_SET_DURATION, F(stale_if_error_s, KPC_F_I64),
+     .def = VAULT_DEFAULT_STALE_IF_ERROR_S, .lo = 0, .hi = INT64_MAX / 4, .div = 1000,
+     .what = "a number of seconds or a duration such as '90s' or '1h'"},
+    {.key = "stale_retry_interval", .kind = KPC_SET_DURATION, F(stale_retry_ms, KPC_F_I64),
+     .def = VAULT_DEFAULT_STALE_RETRY_MS, .lo = 0, .hi = INT64_MAX / 4,
+     .what = "a number of seconds or a duration such as '90s' or '1h'"},
+    {.key = "connect_timeout", .kind = KPC_SET_DURATION, F(connect_timeout_ms, KPC_F_I64),
+     .def = VAULT_DEFAULT_CONNECT_TIMEOUT_MS, .lo = 1, .hi = INT64_MAX / 4,
+     .what = "a number of seconds or a duration such as '90s' (greater than 0)"},
+    {.key = "background_refresh", .kind = KPC_SET_BOOL, F(background_refresh, KPC_F_INT),
+     .dialect = KPC_BOOL_GO},
+    {.key = "max_response_bytes", .kind = KPC_SET_INT, F(max_response_bytes, KPC_F_SIZE),
+     .def = VAULT_DEFAULT_MAX_RESPONSE, .lo = 1024, .hi = 256 * 1024 * 1024,
+     .what = "an integer between 1024 and 268435456"},
+    {.key = "max_idle_connections", .kind = KPC_SET_INT, F(max_idle_connections, KPC_F_UINT),
+     .def = VAULT_DEFAULT_MAX_IDLE, .lo = 1, .hi = 256, .what = "an integer between 1 and 256"},
+    {.key = "redirect_allowed_hosts", .kind = KPC_SET_CUSTOM, .set = set_hosts,
+     .what = "a comma-separated list of host:port (e.g. vault-2.example.com:8200)"},
+    {.key = "description", .kind = KPC_SET_STRING, F(description, KPC_F_STR),
+     .check = description_ok, .what = "valid UTF-8 text of at most 4096 bytes"},
+    {.key = "description_metadata", .kind = KPC_SET_BOOL, F(description_metadata, KPC_F_INT),
+     .dialect = KPC_BOOL_GO},
+    {.key = "neg_ttl", .kind = KPC_SET_DURATION, F(neg_ttl_ms, KPC_F_I64), .lo = 0,
+     .hi = INT64_MAX / 4,
+     .what = "a number of seconds or a duration such as '5s' (0 disables negative caching)"},
     /* LiteLLM's host-level key_management_settings */
-    {NULL, "store_virtual_keys", V_IGNORED, 0, 0, 0, NULL, 0, F_INT, NULL},
-    {NULL, "prefix_for_stored_virtual_keys", V_IGNORED, 0, 0, 0, NULL, 0, F_INT, NULL},
-    {NULL, "hosted_keys", V_IGNORED, 0, 0, 0, NULL, 0, F_INT, NULL},
-    {NULL, "custom_secret_manager", V_IGNORED, 0, 0, 0, NULL, 0, F_INT, NULL},
+    {.key = "store_virtual_keys", .kind = KPC_SET_IGNORED},
+    {.key = "prefix_for_stored_virtual_keys", .kind = KPC_SET_IGNORED},
+    {.key = "hosted_keys", .kind = KPC_SET_IGNORED},
+    {.key = "custom_secret_manager", .kind = KPC_SET_IGNORED},
 };
-
-static const setting_row *setting_rows(size_t *n) {
-  *n = sizeof ROWS / sizeof *ROWS;
-  return ROWS;
-}
-
-static void store(vault_config *cfg, const setting_row *r, int64_t v) {
-  void *f = (char *)cfg + r->off;
-  switch (r->type) {
-  case F_I64: *(int64_t *)f = v; break;
-  case F_INT: *(int *)f = (int)v; break;
-  case F_SIZE: *(size_t *)f = (size_t)v; break;
-  case F_UINT: *(unsigned *)f = (unsigned)v; break;
-  }
-}
-
-/* Parse a trimmed value for row r. 0 with *out set, -1 if it is bad. */
-static int parse_value(const setting_row *r, const char *t, int64_t *out) {
-  int64_t ms;
-  switch (r->kind) {
-  case V_INT:
-    return parse_i64(t, r->lo, r->hi, out);
-  case V_DURATION:
-    if (vault_parse_duration_ms(t, &ms) != 0 || ms < r->lo || ms > r->hi) return -1;
-    *out = ms / r->div;
-    return 0;
-  case V_BOOL: {
-    int b;
-    if (parse_bool(t, &b) != 0) return -1;
-    *out = b;
-    return 0;
-  }
-  case V_ENUM:
-    for (int64_t i = 0; r->choices[i]; i++)
-      if (strcmp(t, r->choices[i]) == 0) return *out = i, 0;
-    return -1;
-  default:
-    return -1;
-  }
-}
-
-/* Apply value v (from variable or setting `name`) to cfg per row r. */
-static kms_status apply_row(vault_config *cfg, const setting_row *r, const char *name,
-                            const char *v, kms_error *err) {
-  if (r->kind == V_IGNORED) return KMS_OK;
-  if (r->kind == V_TEXT) {
-    char **f = (char **)(void *)((char *)cfg + r->off);
-    free(*f);
-    *f = NULL;
-    char *t = dup_trim(v);
-    if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-    size_t n = strlen(t);
-    if (!kpc_utf8_valid((const unsigned char *)t, n) || n > KV2_DESCRIPTION_MAX) {
-      free(t);
-      return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
-                           "setting '%s' must be valid UTF-8 text of at most %d bytes", name,
-                           KV2_DESCRIPTION_MAX);
-    }
-    if (*t) *f = t;
-    else free(t); /* blank: unset */
-    return KMS_OK;
-  }
-  if (r->kind == V_HOSTS) {
-    for (size_t i = 0; i < cfg->n_redirect_allowed_hosts; i++)
-      free(cfg->redirect_allowed_hosts[i]);
-    free(cfg->redirect_allowed_hosts);
-    cfg->redirect_allowed_hosts = NULL;
-    cfg->n_redirect_allowed_hosts = 0;
-    return parse_hosts(cfg, v, err);
-  }
-  char *t = dup_trim(v);
-  if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-  int64_t n = 0;
-  int bad = parse_value(r, t, &n);
-  free(t);
-  if (bad)
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "%s%s%s must be %s (got '%.40s')",
-                         r->key ? "setting '" : "", name, r->key ? "'" : "", r->what, v);
-  store(cfg, r, n);
-  return KMS_OK;
-}
-
-/* The environment variables of the table. */
-static kms_status load_table_env(vault_config *cfg, const env_ctx *e, kms_error *err) {
-  size_t n;
-  const setting_row *rows = setting_rows(&n);
-  for (size_t i = 0; i < n; i++) {
-    const char *which, *v;
-    if (!rows[i].env || !(v = env_first(e, rows[i].env, &which))) continue;
-    kms_status st = apply_row(cfg, &rows[i], which, v, err);
-    if (st != KMS_OK) return st;
-  }
-  return KMS_OK;
-}
-
-/* One `key_management_settings` entry. Unknown keys are logged and ignored. */
-static kms_status apply_setting(vault_config *cfg, const char *k, const char *v,
-                                const kpc_logger *lg, kms_error *err) {
-  size_t n;
-  const setting_row *rows = setting_rows(&n);
-  for (size_t i = 0; i < n; i++)
-    if (rows[i].key && strcmp(rows[i].key, k) == 0) return apply_row(cfg, &rows[i], k, v, err);
-  /* Echo the name only when it looks like a setting name: never risk
-   * printing a value pasted into the wrong place. */
-  int plain = strlen(k) <= 64;
-  for (const char *p = k; plain && *p; p++)
-    plain = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_';
-  if (plain)
-    kpc_logf(lg, KMS_LOG_WARN, "ignoring unknown setting '%s' (see the plugin README)", k);
-  else
-    kpc_logf(lg, KMS_LOG_WARN,
-               "ignoring an unknown setting whose name is not [a-z0-9_] (name not shown)");
-  return KMS_OK;
-}
+#undef F
+#define N_ROWS (sizeof ROWS / sizeof *ROWS)
+_Static_assert(KV2_DESCRIPTION_MAX == 4096, "the description row's message says 4096");
 
 void vault_config_free(vault_config *cfg) {
   if (!cfg) return;
@@ -683,8 +530,7 @@ void vault_config_free(vault_config *cfg) {
   kpc_wipe_free(cfg->proxy_http);
   kpc_wipe_free(cfg->proxy_https);
   free(cfg->no_proxy);
-  for (size_t i = 0; i < cfg->n_redirect_allowed_hosts; i++) free(cfg->redirect_allowed_hosts[i]);
-  free(cfg->redirect_allowed_hosts);
+  free_hosts(cfg);
   free(cfg->description);
   memset(cfg, 0, sizeof *cfg);
 }
@@ -897,7 +743,7 @@ static kms_status load_litellm_tls(vault_config *cfg, const env_ctx *e, kms_erro
   int verify = 1;
   char *sv_path = NULL;
   if (sv) {
-    char *t = dup_trim(sv);
+    char *t = kpc_dup_trim(sv);
     if (!t) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
     if (strcasecmp(t, "true") == 0 || strcmp(t, "1") == 0) verify = 1;
     else if (strcasecmp(t, "false") == 0 || strcmp(t, "0") == 0) verify = 0;
@@ -931,37 +777,20 @@ static kms_status load_litellm_tls(vault_config *cfg, const env_ctx *e, kms_erro
   return check_ca_file("SSL_CERT_FILE", cfg->ca_file, err);
 }
 
-static void set_defaults(vault_config *cfg) {
-  cfg->refresh_interval_s = VAULT_DEFAULT_REFRESH_S;
-  cfg->timeout_ms = VAULT_DEFAULT_TIMEOUT_MS;
-  cfg->connect_timeout_ms = VAULT_DEFAULT_CONNECT_TIMEOUT_MS;
-  cfg->max_retries = VAULT_DEFAULT_MAX_RETRIES;
-  cfg->stale_if_error_s = VAULT_DEFAULT_STALE_IF_ERROR_S;
-  cfg->stale_retry_ms = VAULT_DEFAULT_STALE_RETRY_MS;
-  cfg->max_response_bytes = VAULT_DEFAULT_MAX_RESPONSE;
-  cfg->max_idle_connections = VAULT_DEFAULT_MAX_IDLE;
-  cfg->access_mode = VAULT_ACCESS_READ_ONLY;
-  cfg->delete_mode = VAULT_DELETE_SOFT;
-}
-
 static kms_status load(vault_config *cfg, env_ctx *e, const kms_setting *settings,
                        size_t n_settings, const kpc_logger *lg, kms_error *err) {
   kms_status st;
-  set_defaults(cfg);
+  kpc_settings_defaults(ROWS, N_ROWS, cfg);
   pick_family(e, lg);
   if ((st = load_where(cfg, e, lg, err)) != KMS_OK || (st = load_credentials(cfg, e, err)) != KMS_OK ||
       (st = load_tls(cfg, e, err)) != KMS_OK || (st = load_proxies(cfg, e, err)) != KMS_OK ||
-      (st = load_table_env(cfg, e, err)) != KMS_OK || (st = load_litellm_tls(cfg, e, err)) != KMS_OK)
+      (st = kpc_settings_apply_env(ROWS, N_ROWS, cfg, e->host, err)) != KMS_OK || (st = load_litellm_tls(cfg, e, err)) != KMS_OK)
     return st;
   if (cfg->skip_verify && !cfg->skip_verify_var) cfg->skip_verify_var = "VAULT_SKIP_VERIFY";
 
-  /* Settings. */
-  for (size_t i = 0; i < n_settings; i++) {
-    if (!settings[i].key) continue;
-    if ((st = apply_setting(cfg, settings[i].key, settings[i].value ? settings[i].value : "", lg,
-                            err)) != KMS_OK)
-      return st;
-  }
+  /* Settings (after the environment: a setting wins). */
+  if ((st = kpc_settings_apply(ROWS, N_ROWS, cfg, settings, n_settings, lg, err)) != KMS_OK)
+    return st;
   if (cfg->connect_timeout_ms > cfg->timeout_ms) cfg->connect_timeout_ms = cfg->timeout_ms;
   if ((st = choose_auth(cfg, err)) != KMS_OK) return st;
 

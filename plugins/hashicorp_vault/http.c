@@ -65,6 +65,19 @@ void vault_http_set_backoff(vault_http *h, long base_ms, long max_ms) {
 
 int64_t vault_http_deadline(const vault_http *h) { return kpc_http_deadline(h->core); }
 
+/* A login's answer (see vault_cred_check; auth.c maps the same statuses to
+ * UNAUTHENTICATED). */
+static int login_verdict(long status, const char *body, size_t len) {
+  (void)body, (void)len;
+  if (status >= 200 && status < 300) return 1;
+  if (status >= 400 && status < 500 && status != 412 && status != 429) return 0;
+  return -1;
+}
+
+void vault_http_health(const vault_http *h, int *reachable, int *authenticated) {
+  kpc_http_health(h->core, reachable, authenticated);
+}
+
 kms_status vault_http_perform(vault_http *h, const vault_http_request *req,
                               kpc_http_response *resp, kms_error *err) {
   const kpc_header hdrs[] = {
@@ -79,6 +92,9 @@ kms_status vault_http_perform(vault_http *h, const vault_http_request *req,
                         .n_headers = sizeof hdrs / sizeof hdrs[0],
                         .body = req->body,
                         .body_len = req->body_len,
-                        .deadline_ms = req->deadline_ms};
+                        .deadline_ms = req->deadline_ms,
+                        .auth_verdict = req->check == VAULT_CHECK_TOKEN   ? kpc_http_auth_by_status
+                                        : req->check == VAULT_CHECK_LOGIN ? login_verdict
+                                                                          : NULL};
   return kpc_http_perform(h->core, &r, resp, err);
 }

@@ -36,6 +36,17 @@ void vault_http_cancel(vault_http *h);
 void vault_http_set_backoff(vault_http *h, long base_ms, long max_ms);
 int64_t vault_http_deadline(const vault_http *h);
 
+/* Whether a request proves or disproves the credentials it carries: every
+ * answer updates health's `authenticated` in vault_http_perform, the one
+ * place health is written (reachable is recorded for every request). */
+typedef enum vault_cred_check {
+  VAULT_CHECK_NONE = 0, /* says nothing about the credentials */
+  VAULT_CHECK_TOKEN,    /* carries X-Vault-Token: 401/403 refuse it (Vault's "permission
+                           denied" for a dead token, and also for a path the policy denies),
+                           412/429/5xx cannot tell, any other answer accepts it */
+  VAULT_CHECK_LOGIN     /* a login: 2xx accepts, a 4xx but 412/429 refuses */
+} vault_cred_check;
+
 typedef struct vault_http_request {
   const char *op;         /* "read", "write", ... (messages only) */
   const char *method;     /* "GET", "POST", "DELETE" */
@@ -45,11 +56,18 @@ typedef struct vault_http_request {
   const char *body;       /* NULL for none; borrowed, not copied */
   size_t body_len;
   int64_t deadline_ms; /* the call's (vault_http_deadline()); 0: a new budget */
+  vault_cred_check check; /* what the answer says of the credentials (health) */
 } vault_http_request;
 
 /* kpc_http_perform with Vault's headers; the caller maps resp->status with
- * kv2_map_status. Same statuses as kpc_http_perform. */
+ * kv2_map_status. Same statuses as kpc_http_perform. Records health (see
+ * vault_cred_check). */
 kms_status vault_http_perform(vault_http *h, const vault_http_request *req,
                               kpc_http_response *resp, kms_error *err);
+
+/* Health's last observations, -1 unknown: reachable (the last request got
+ * an HTTP answer, 1, or failed in transport, 0) and authenticated (the last
+ * verdict of a request that checks credentials). Thread-safe. */
+void vault_http_health(const vault_http *h, int *reachable, int *authenticated);
 
 #endif

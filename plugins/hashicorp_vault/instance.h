@@ -32,7 +32,6 @@ struct kms_instance {
   kpc_cache *cache;
   vault_refresher *refresher; /* NULL unless background_refresh */
   kms_stats *stats;           /* health counters (thread-safe) */
-  int reachable, authenticated; /* atomic: last observation, -1 unknown */
   vault_bg *bg;                 /* NULL until the first NONBLOCKING miss */
   vault_locs *locs;             /* location overrides (for notify), lazily */
   pthread_mutex_t mu;           /* guards bg creation and locs; never held across calls out */

@@ -65,7 +65,6 @@ static kms_status create(const kms_host *host, const kms_setting *settings, size
   if (!in) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   in->lg.host = host;
   in->lg.prefix = VAULT_MSG_PREFIX;
-  in->reachable = in->authenticated = -1;
   pthread_mutex_init(&in->mu, NULL);
   in->stats = kms_stats_new();
   if (!in->stats) {
@@ -126,19 +125,13 @@ kms_status vault_call(const vault_call_ctx *k, const char *op, const char *metho
   for (int round = 0; round < 2; round++) {
     char *token = NULL;
     uint64_t gen = 0;
-    if ((st = vault_auth_token(in->auth, k->deadline, &token, &gen, err)) != KMS_OK) {
-      if (st == KMS_UNAUTHENTICATED) __atomic_store_n(&in->authenticated, 0, __ATOMIC_RELAXED);
-      if (st == KMS_UNAVAILABLE) __atomic_store_n(&in->reachable, 0, __ATOMIC_RELAXED);
-      return st;
-    }
-    vault_http_request req = {op, method, url, token, NULL, body, body_len, k->deadline};
+    /* (health: every exchange, the login's too, is recorded in http.c) */
+    if ((st = vault_auth_token(in->auth, k->deadline, &token, &gen, err)) != KMS_OK) return st;
+    vault_http_request req = {op,  method,   url,         token,           NULL,
+                              body, body_len, k->deadline, VAULT_CHECK_TOKEN};
     st = vault_http_perform(in->http, &req, resp, err);
     vault_auth_token_free(token);
-    /* health: Vault answered (any status) or could not be reached */
-    __atomic_store_n(&in->reachable, st == KMS_OK ? 1 : 0, __ATOMIC_RELAXED);
     if (st != KMS_OK) return st;
-    if (resp->status != 401 && resp->status != 403)
-      __atomic_store_n(&in->authenticated, 1, __ATOMIC_RELAXED);
     if (resp->status == 403 && round == 0 && vault_auth_forbidden(in->auth, gen, k->deadline)) {
       kpc_http_response_clear(resp);
       continue;

@@ -10,7 +10,7 @@
  * (AccessDenied, bad signature, wrong region, throttling with and without
  * retries), the cache (hits, stale-if-error) and single-flight, static
  * session credentials (a signed X-Amz-Security-Token), secrets never in
- * messages or logs.
+ * messages or logs; health's reachable/authenticated.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -458,6 +458,53 @@ static void test_session_token(void **state) {
   vf_stop(s);
 }
 
+/* health's reachable/authenticated, recorded by kpc_http_perform from every
+ * Secrets Manager answer: down -> reachable 0; a credential error ->
+ * authenticated 0 while reachable; a throttle says nothing of the
+ * credentials; the next good call recovers. */
+static void test_health(void **state) {
+  (void)state;
+  reset();
+  it_host h;
+  target(&h, g_srv);
+  const kms_setting s[] = {{"access_mode", "read_and_write"}, {"refresh_interval", "0"},
+                           {"max_retries", "0"}};
+  kms_client *c = client(&h, s, 3);
+  char v[32];
+  IT_EXPECT_HEALTH(c, -1, -1);
+  write_ok(c, "hl", "v", 1);
+  IT_EXPECT_HEALTH(c, 1, 1);
+  assert_int_equal(it_read(c, "hl-missing", v, sizeof v, NULL, NULL), KMS_NOT_FOUND);
+  IT_EXPECT_HEALTH(c, 1, 1);
+  assert_int_equal(vf_fault(g_srv, "{\"drop\": true, \"times\": -1}"), 0);
+  assert_int_equal(it_read(c, "hl", v, sizeof v, NULL, NULL), KMS_UNAVAILABLE);
+  IT_EXPECT_HEALTH(c, 0, 1);
+  assert_int_equal(vf_clear_faults(g_srv), 0);
+  want_value(c, "hl", "v");
+  IT_EXPECT_HEALTH(c, 1, 1);
+  assert_int_equal(vf_fault(g_srv, "{\"status\": 400, \"code\": \"UnrecognizedClientException\", "
+                                   "\"message\": \"The security token included in the request "
+                                   "is invalid.\", \"times\": 1}"),
+                   0);
+  assert_int_equal(it_read(c, "hl", v, sizeof v, NULL, NULL), KMS_UNAUTHENTICATED);
+  IT_EXPECT_HEALTH(c, 1, 0);
+  assert_int_equal(vf_fault(g_srv, "{\"status\": 400, \"code\": \"ThrottlingException\", "
+                                   "\"message\": \"Rate exceeded\", \"times\": 1}"),
+                   0);
+  assert_int_equal(it_read(c, "hl", v, sizeof v, NULL, NULL), KMS_UNAVAILABLE);
+  IT_EXPECT_HEALTH(c, 1, 0); /* throttled before the credentials were judged */
+  want_value(c, "hl", "v");
+  IT_EXPECT_HEALTH(c, 1, 1);
+  it_done(&h, c);
+  /* a wrong secret key: the server's signature check refuses it */
+  target(&h, g_srv);
+  it_set(&h, "AWS_SECRET_ACCESS_KEY", "wrong/secret/key");
+  c = client(&h, s, 3);
+  assert_int_equal(it_read(c, "hl", v, sizeof v, NULL, NULL), KMS_UNAUTHENTICATED);
+  IT_EXPECT_HEALTH(c, 1, 0);
+  it_done(&h, c);
+}
+
 int main(void) {
   it_use_plugin("aws_secret_manager");
   const char *args[] = {"--region", REGION, NULL};
@@ -472,7 +519,7 @@ int main(void) {
       cmocka_unit_test(test_binary_value),         cmocka_unit_test(test_errors),
       cmocka_unit_test(test_throttling),           cmocka_unit_test(test_stale_if_error),
       cmocka_unit_test(test_single_flight),        cmocka_unit_test(test_session_token),
-      cmocka_unit_test(test_call_options),
+      cmocka_unit_test(test_call_options),         cmocka_unit_test(test_health),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   vf_stop(g_srv);

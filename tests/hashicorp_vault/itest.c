@@ -159,6 +159,13 @@ kms_status it_read(kms_client *c, const char *name, char *val, size_t vs, uint32
   return st;
 }
 
+kms_status it_health(kms_client *c, kms_health *out) {
+  memset(out, 0, sizeof *out);
+  out->struct_size = sizeof *out;
+  kms_error err;
+  return kms_client_health(c, out, &err);
+}
+
 void it_done(it_host *h, kms_client *c) {
   kms_client_destroy(c);
   it_host_free(h);

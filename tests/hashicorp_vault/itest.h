@@ -57,6 +57,20 @@ long long it_now_ms(void);
 kms_status it_read(kms_client *c, const char *name, char *val, size_t vs, uint32_t *flags,
                    kms_error *err);
 
+/* The client's health (struct_size set, the rest zeroed first). */
+kms_status it_health(kms_client *c, kms_health *out);
+
+/* In a cmocka test: fail (naming the line) unless health's reachable and
+ * authenticated are r and a. */
+#define IT_EXPECT_HEALTH(c, r, a)                                                            \
+  do {                                                                                       \
+    kms_health hl_;                                                                          \
+    kms_status st_ = it_health((c), &hl_);                                                   \
+    if (st_ != KMS_OK || hl_.reachable != (r) || hl_.authenticated != (a))                   \
+      fail_msg("line %d: health %d, reachable %d authenticated %d; want %d %d", __LINE__,    \
+               (int)st_, (int)hl_.reachable, (int)hl_.authenticated, (r), (a));              \
+  } while (0)
+
 /* Destroy the client, then the host. */
 void it_done(it_host *h, kms_client *c);
 
