@@ -350,24 +350,33 @@ static host_status key_change(app *a, const key_args *k, const char *key, host_r
   return host_outbox_deliver_after_commit(a->db, a->hp.client, r);
 }
 
+/* LOCATION is where the key's secret lives (teams.c: "default" or
+ * "namespace=..., mount=..."), which may differ from its team's settings
+ * today: a team's change never moves its keys. "-": no secret stored. */
 static void list_key(void *ctx, const char *key_id, const char *alias, const char *name,
-                     const char *updated) {
+                     const char *team, const char *location, const char *updated) {
   (void)ctx;
-  printf("%-16s  %-20s  %-40s  %s\n", key_id, alias ? alias : "-", name ? name : "-", updated);
+  char buf[HOST_LOCATION_TEXT_MAX];
+  printf("%-16s  %-20s  %-40s  %-16s  %-24s  %s\n", key_id, alias ? alias : "-",
+         name ? name : "-", team ? team : "-", name ? host_location_describe(location, buf) : "-",
+         updated);
 }
 
-static void list_queued(void *ctx, long long seq, const char *op, const char *name, int attempts,
-                        const char *last_error) {
+static void list_queued(void *ctx, long long seq, const char *op, const char *name,
+                        const char *location, int attempts, const char *last_error) {
   int *n = ctx;
+  char buf[HOST_LOCATION_TEXT_MAX];
   if (!(*n)++) printf("\nqueued secret-manager operations (run `kms-host sync`):\n");
-  printf("  #%lld %s %s (attempts: %d%s%s)\n", seq, op, name, attempts,
-         last_error ? "; last error: " : "", last_error ? last_error : "");
+  printf("  #%lld %s %s at %s (attempts: %d%s%s)\n", seq, op, name,
+         host_location_describe(location, buf), attempts, last_error ? "; last error: " : "",
+         last_error ? last_error : "");
 }
 
 static host_status key_list(app *a, host_result *r) {
   int queued = 0;
   host_list_sink sink = {list_key, list_queued, &queued};
-  printf("%-16s  %-20s  %-40s  %s\n", "KEY_ID", "ALIAS", "SECRET_NAME", "UPDATED");
+  printf("%-16s  %-20s  %-40s  %-16s  %-24s  %s\n", "KEY_ID", "ALIAS", "SECRET_NAME", "TEAM",
+         "LOCATION", "UPDATED");
   return host_store_list(a->db, &sink, r);
 }
 

@@ -308,6 +308,11 @@ static void update(serve_ctx *s, serve_req *q, serve_reply *rep) {
 
 /* ------------------------------------------------------------ read-only */
 
+/* A key as LiteLLM's /key/info and /key/list show one: token, key_alias,
+ * team_id (null: none). LiteLLM has no field for where a key's secret
+ * lives (it derives it from the team's settings of the moment), so the
+ * key's remembered location goes under kms_host, as /key/generate's does:
+ * "default" or "namespace=team-a, mount=kv"; null when no secret is stored. */
 static cJSON *row_info(const host_key_row *row) {
   cJSON *i = cJSON_CreateObject();
   cJSON_AddStringToObject(i, "token", row->key_id);
@@ -316,6 +321,13 @@ static cJSON *row_info(const host_key_row *row) {
   if (row->secret_name) cJSON_AddStringToObject(i, "secret_name", row->secret_name);
   else cJSON_AddNullToObject(i, "secret_name");
   if (row->team_id) cJSON_AddStringToObject(i, "team_id", row->team_id);
+  else cJSON_AddNullToObject(i, "team_id");
+  cJSON *k = cJSON_AddObjectToObject(i, "kms_host");
+  char buf[HOST_LOCATION_TEXT_MAX];
+  if (k && row->secret_name)
+    cJSON_AddStringToObject(k, "location", host_location_describe(row->location, buf));
+  else if (k)
+    cJSON_AddNullToObject(k, "location");
   return i;
 }
 
@@ -346,9 +358,7 @@ static void key_info(serve_ctx *s, serve_caller who, const char *credential, con
   }
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "key", row.key_id); /* the id: never the key itself */
-  cJSON *info = row_info(&row);
-  if (!row.team_id) cJSON_AddNullToObject(info, "team_id");
-  cJSON_AddItemToObject(o, "info", info);
+  cJSON_AddItemToObject(o, "info", row_info(&row));
   host_key_row_free(&row);
   serve_reply_json(rep, 200, o);
 }
@@ -361,7 +371,7 @@ typedef struct list_acc {
 } list_acc;
 
 static void list_key(void *ctx, const char *key_id, const char *alias, const char *name,
-                     const char *updated) {
+                     const char *team, const char *location, const char *updated) {
   list_acc *a = ctx;
   unsigned long at = a->seen++;
   if (at < a->first || at >= a->first + a->size) return;
@@ -369,16 +379,16 @@ static void list_key(void *ctx, const char *key_id, const char *alias, const cha
     cJSON_AddItemToArray(a->keys, cJSON_CreateString(key_id));
     return;
   }
-  host_key_row row = {"", (char *)alias, (char *)name, NULL, NULL};
+  host_key_row row = {"", (char *)alias, (char *)name, (char *)team, (char *)location};
   snprintf(row.key_id, sizeof row.key_id, "%s", key_id);
   cJSON *i = row_info(&row);
   cJSON_AddStringToObject(i, "updated_at", updated);
   cJSON_AddItemToArray(a->keys, i);
 }
 
-static void list_queued(void *ctx, long long seq, const char *op, const char *name, int attempts,
-                        const char *last_error) {
-  (void)seq, (void)op, (void)name, (void)attempts, (void)last_error;
+static void list_queued(void *ctx, long long seq, const char *op, const char *name,
+                        const char *location, int attempts, const char *last_error) {
+  (void)seq, (void)op, (void)name, (void)location, (void)attempts, (void)last_error;
   ((list_acc *)ctx)->queued++;
 }
 
