@@ -161,6 +161,9 @@ typedef struct host_config {
   size_t n_env_vars;
   host_ref *refs;
   size_t n_refs;
+  int key_generation_settings;   /* litellm_settings.key_generation_settings is set:
+                                    serve's /key/generate refuses an unknown team_id
+                                    (400), as LiteLLM does then */
 } host_config;
 
 /* Parse YAML text. `name` names the file in messages, `base_dir` resolves

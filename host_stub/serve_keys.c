@@ -104,9 +104,20 @@ static void generate(serve_ctx *s, serve_req *q, serve_reply *rep) {
   host_result r = {HOST_OK, ""};
   pthread_mutex_lock(&s->db_mu);
   /* A team this host does not know (never created with /team/new or `team
-   * add`) has no settings: the key goes to the default place and team_id is
-   * not enforced, as before teams existed. */
+   * add`), as LiteLLM's generate_key_fn: with litellm_settings.
+   * key_generation_settings it is refused (400, LiteLLM's message); else it
+   * has no settings, so the key goes to the default place (where LiteLLM's
+   * hook, finding no team, writes it too) and team_id is listed as not
+   * enforced. The key remembers that place, so a team created later with
+   * that id never redirects its delete. */
   int unknown_team = team && !team_known(s, team);
+  if (unknown_team && s->cfg->key_generation_settings) {
+    pthread_mutex_unlock(&s->db_mu);
+    serve_reply_error(rep, 400, "bad_request_error", "team_id", "Unable to find team object "
+                      "in database. Team ID: %s", team);
+    cJSON_Delete(req);
+    return;
+  }
   if (unknown_team) team = NULL;
   host_status st = host_key_generate_team(&k, alias, key, team, &c, &r);
   pthread_mutex_unlock(&s->db_mu);
