@@ -380,6 +380,34 @@ static void test_outbox_queue(void **state) {
   tmpdb_remove(&t);
 }
 
+/* reconcile's orphan delete: refused (owned) when a key holds the name at
+ * that location, queued at its location otherwise -- the same name at
+ * another location is another secret. */
+static void test_orphan_delete_checks_owner(void **state) {
+  (void)state;
+  tmpdb t = {"", ""};
+  tmpdb_make(&t);
+  host_db *db = NULL;
+  host_result r = {HOST_OK, ""};
+  int owned = -1;
+  assert_int_equal(host_db_open(t.path, &db, &r), HOST_OK);
+  assert_int_equal(host_store_generate(db, "00000000000000aa", "h1", "race", "litellm/race",
+                                       "sk-value", &r), HOST_OK);
+  assert_int_equal(host_store_enqueue_orphan_delete(db, "litellm/race", "", &owned, &r), HOST_OK);
+  assert_int_equal(owned, 1);
+  sqlite3 *c = host_db_sqlite(db);
+  assert_int_equal(count(c, "SELECT count(*) FROM outbox WHERE op='delete'"), 0);
+  assert_int_equal(count(c, "SELECT count(*) FROM outbox WHERE op='write'"), 1); /* kept */
+  assert_int_equal(host_store_enqueue_orphan_delete(db, "litellm/race", "namespace=t", &owned,
+                                                    &r), HOST_OK);
+  assert_int_equal(owned, 0);
+  assert_int_equal(count(c, "SELECT count(*) FROM outbox WHERE op='delete' AND "
+                            "secret_name='litellm/race' AND location='namespace=t'"), 1);
+  assert_int_equal(count(c, "SELECT count(*) FROM outbox WHERE op='write'"), 1);
+  host_db_close(db);
+  tmpdb_remove(&t);
+}
+
 /* ------------------------------------------------------------- migrations */
 
 static void test_migrations(void **state) {
@@ -733,6 +761,7 @@ int main(void) {
     cmocka_unit_test(test_prefix),       cmocka_unit_test(test_redact),
     cmocka_unit_test(test_alias),        cmocka_unit_test(test_base64url),
     cmocka_unit_test(test_keys),         cmocka_unit_test(test_outbox_queue),
+    cmocka_unit_test(test_orphan_delete_checks_owner),
     cmocka_unit_test(test_migrations),   cmocka_unit_test(test_delivered_key_leaves_no_copy),
     cmocka_unit_test(test_file_private), cmocka_unit_test(test_lock_bounded_wait),
     cmocka_unit_test(test_terminal_text), cmocka_unit_test(test_read_all),
