@@ -386,6 +386,16 @@ def test_serve_team_endpoints_and_team_key_in_namespace(tmp_path, vault):
         st, k0 = s.call("POST", "/key/generate", {"team_id": "nobody", "key_alias": "sv0"})
         assert st == 200 and "team_id" in k0["kms_host"]["not_enforced"], k0
         assert "location" not in k0["kms_host"] and vault.read("litellm/sv0") == k0["key"]
+        # /key/info and /key/list: team_id where LiteLLM has it, the location under kms_host
+        st, i = s.call("GET", f"/key/info?key={k['key']}")
+        assert st == 200 and i["info"]["team_id"] == tid, i
+        assert i["info"]["kms_host"]["location"] == "namespace=team-a"
+        st, i0 = s.call("GET", f"/key/info?key={k0['key']}")
+        assert i0["info"]["team_id"] is None and i0["info"]["kms_host"]["location"] == "default"
+        st, lst = s.call("GET", "/key/list?return_full_object=true")
+        assert st == 200 and {(x["key_alias"], x["team_id"], x["kms_host"]["location"])
+                              for x in lst["keys"]} == {("sv1", tid, "namespace=team-a"),
+                                                        ("sv0", None, "default")}, lst
 
         st, u = s.call("POST", "/team/update", {"team_id": tid, "secret_manager_settings":
                                                 {"namespace": "team-b"}})
@@ -405,6 +415,35 @@ def test_serve_team_endpoints_and_team_key_in_namespace(tmp_path, vault):
     finally:
         assert s.stop() == 0
         assert "Sanitizer" not in s.stderr()  # the ASan/TSan builds run this file too
+
+
+def test_serve_unknown_team_with_key_generation_settings_is_refused(tmp_path, vault):
+    """LiteLLM's generate_key_fn looks the team up and, when it is not in its
+    database, refuses the key with 400 "Unable to find team object in
+    database. Team ID: T" if litellm_settings.key_generation_settings is
+    set (else it accepts the key without the team's settings). serve does
+    the same: nothing is stored for the refused request."""
+    import sys
+    sys.path.insert(0, str(H.SRC / "tests" / "host_serve"))
+    from serve_helpers import CONFIG, MASTER, Serve, write_config  # noqa: E402
+    text = CONFIG.format(master=MASTER) + ("litellm_settings:\n  key_generation_settings:\n"
+                                           "    team_key_generation:\n"
+                                           "      allowed_team_member_roles: [admin]\n")
+    s = Serve(write_config(tmp_path, text=text), vault.plugin_env())
+    try:
+        st, e = s.call("POST", "/key/generate", {"team_id": "nobody", "key_alias": "u1"})
+        assert st == 400, e
+        assert e["error"]["message"] == ("Unable to find team object in database. "
+                                         "Team ID: nobody")
+        assert e["error"]["param"] == "team_id" and e["error"]["code"] == "400"
+        assert key_locations(tmp_path) == [] and vault.read("litellm/u1") is None
+        st, t = s.call("POST", "/team/new", {"team_id": "known"})
+        assert st == 200, t
+        st, k = s.call("POST", "/key/generate", {"team_id": "known", "key_alias": "u2"})
+        assert st == 200 and k["kms_host"]["secret_manager"] == "landed", k
+        assert "team_id" not in k["kms_host"]["not_enforced"]
+    finally:
+        assert s.stop() == 0
 
 
 # --- migration: a schema-1 store (kms-host before teams) -----------------------------
