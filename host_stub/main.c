@@ -632,13 +632,17 @@ static const char usage_watch[] =
     "SIGINT or SIGTERM stop it cleanly (exit 0). Exit 5: the plugin does not notify.\n";
 static const char usage_reconcile[] =
     "usage: kms-host --config FILE reconcile [--delete-orphans] [--json]\n"
-    "List the secrets under prefix_for_stored_virtual_keys through the plugin and compare\n"
-    "them with the key table: orphans (no key owns them), keys whose secret is missing, and\n"
-    "queued outbox operations. A missing secret whose write is still queued, and an orphan\n"
-    "whose delete is queued, are delivered now. --delete-orphans queues a delete for each\n"
-    "orphan in the outbox and delivers it (never a direct delete). A missing secret with no\n"
-    "queued write cannot be recreated (only the key's hash is stored): it is reported with\n"
-    "the fix, `kms-host key regenerate`. Takes the delivery lock.\n"
+    "List the secrets under prefix_for_stored_virtual_keys through the plugin in every\n"
+    "location a key can live in (the default one, each team's current one, each location\n"
+    "stored on a key or a queued operation) and compare them with the keys stored there:\n"
+    "orphans (no key owns the name in that location), keys whose secret is missing from\n"
+    "their location, and queued outbox operations; each finding names its location. A\n"
+    "missing secret whose write is still queued, and an orphan whose delete is queued, are\n"
+    "delivered now. --delete-orphans queues a delete for each orphan at its location in the\n"
+    "outbox, unless a key owns the name there by then (checked in the same transaction),\n"
+    "and delivers it (never a direct delete). A missing secret with no queued write\n"
+    "cannot be recreated (only the key's hash is stored): it is reported with the fix,\n"
+    "`kms-host key regenerate`. Takes the delivery lock.\n"
     "Exit 0 consistent (or repaired now); 1 differences remain; 3 config, plugin or\n"
     "database; 4 repairs queued (run `sync`); 5 the plugin cannot list (ABI 1.0);\n"
     "6 the secret manager could not be listed or read (nothing was changed).\n";
@@ -675,7 +679,8 @@ static const command commands[] = {
   {"key", "  key generate [--alias A] [--team T]  create a virtual key (printed once)\n"
           "  key delete (--alias A | --key sk-... | --key -)\n"
           "  key regenerate (--alias A | --key sk-... | --key -)\n"
-          "  key list                     list virtual keys (never the keys) and queued work\n",
+          "  key list                     list virtual keys (never the keys), their team and\n"
+          "                               location, and queued work\n",
    usage_key, 1, cmd_key},
   {"team", "  team add|update T [--namespace N] [--mount M] [--path-prefix P]\n"
            "  team list | team remove T    teams and where their keys are stored\n",

@@ -376,6 +376,7 @@ static void key_info(serve_ctx *s, serve_caller who, const char *credential, con
 
 typedef struct list_acc {
   cJSON *keys;
+  const char *team; /* ?team_id=: only that team's keys, or NULL */
   int full;
   long queued;
   unsigned long seen, first, size; /* the page is rows [first, first + size) */
@@ -384,6 +385,7 @@ typedef struct list_acc {
 static void list_key(void *ctx, const char *key_id, const char *alias, const char *name,
                      const char *team, const char *location, const char *updated) {
   list_acc *a = ctx;
+  if (a->team && (!team || strcmp(team, a->team) != 0)) return;
   unsigned long at = a->seen++;
   if (at < a->first || at >= a->first + a->size) return;
   if (!a->full) {
@@ -417,14 +419,15 @@ static long query_uint(const char *v, const char *name, long lo, long hi, long d
 }
 
 /* GET /key/list?page=P&size=S (LiteLLM's defaults: page 1, size 10, size
- * at most 100) [&return_full_object=true]. */
+ * at most 100) [&return_full_object=true] [&team_id=T: that team's keys,
+ * as LiteLLM filters]. */
 static void key_list(serve_ctx *s, serve_query_fn query, void *qctx, serve_reply *rep) {
   long page = query_uint(query(qctx, "page"), "page", 1, 1000000, 1, rep);
   long size = page < 0 ? -1 : query_uint(query(qctx, "size"), "size", 1, 100, 10, rep);
   if (size < 0) return;
   const char *full = query(qctx, "return_full_object");
-  list_acc a = {cJSON_CreateArray(), full && !strcmp(full, "true"), 0, 0,
-                (unsigned long)(page - 1) * (unsigned long)size, (unsigned long)size};
+  list_acc a = {cJSON_CreateArray(), query(qctx, "team_id"), full && !strcmp(full, "true"), 0,
+                0, (unsigned long)(page - 1) * (unsigned long)size, (unsigned long)size};
   host_list_sink sink = {list_key, list_queued, &a};
   host_result r = {HOST_OK, ""};
   pthread_mutex_lock(&s->db_mu);

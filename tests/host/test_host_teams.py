@@ -396,6 +396,8 @@ def test_serve_team_endpoints_and_team_key_in_namespace(tmp_path, vault):
         assert st == 200 and {(x["key_alias"], x["team_id"], x["kms_host"]["location"])
                               for x in lst["keys"]} == {("sv1", tid, "namespace=team-a"),
                                                         ("sv0", None, "default")}, lst
+        st, lst = s.call("GET", f"/key/list?team_id={tid}")  # LiteLLM's team filter
+        assert st == 200 and lst["keys"] == [k["token_id"]] and lst["total_count"] == 1, lst
 
         st, u = s.call("POST", "/team/update", {"team_id": tid, "secret_manager_settings":
                                                 {"namespace": "team-b"}})
