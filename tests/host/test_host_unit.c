@@ -128,6 +128,21 @@ static void test_config_defaults(void **state) {
                          "  key_management_settings:\n    hosted_keys: []\n", &c), 0);
   assert_int_equal(c.hosted_keys_set, 1);
   assert_int_equal(host_ref_uses_plugin(&c, "A"), 0);
+  assert_int_equal(c.key_generation_settings, 0);
+  host_config_free(&c);
+  /* litellm_settings.key_generation_settings: set unless absent or null
+   * (LiteLLM's `is not None`); a litellm_settings that is no mapping is
+   * still ignored */
+  assert_int_equal(parse("litellm_settings:\n  key_generation_settings:\n"
+                         "    team_key_generation: {allowed_team_member_roles: [admin]}\n", &c),
+                   0);
+  assert_int_equal(c.key_generation_settings, 1);
+  host_config_free(&c);
+  assert_int_equal(parse("litellm_settings:\n  key_generation_settings: null\n", &c), 0);
+  assert_int_equal(c.key_generation_settings, 0);
+  host_config_free(&c);
+  assert_int_equal(parse("litellm_settings: [a]\n", &c), 0);
+  assert_int_equal(c.key_generation_settings, 0);
   host_config_free(&c);
 }
 
