@@ -219,8 +219,9 @@ static void rc_locations_free(rc_locations *ls) {
   memset(ls, 0, sizeof *ls);
 }
 
-/* The entry for location text `text`, added (and split into its pairs)
- * when new; NULL with r filled on failure. */
+/* The entry for location text `text`, added when new; NULL with r filled
+ * on failure. (Its pairs are split once every entry is in: they point into
+ * the entry's own buf, which a realloc of ls->v would move.) */
 static rc_location *loc_add(rc_locations *ls, const char *text, host_result *r) {
   for (size_t i = 0; i < ls->n; i++)
     if (!strcmp(ls->v[i].text, text)) return &ls->v[i];
@@ -237,7 +238,6 @@ static rc_location *loc_add(rc_locations *ls, const char *text, host_result *r) 
     return NULL;
   }
   ls->n++;
-  if (host_location_settings(text, l->buf, l->pairs, &l->n_pairs, r) != HOST_OK) return NULL;
   return l;
 }
 
@@ -273,8 +273,10 @@ static host_status rc_locations_find(host_db *db, const rc_snapshot *s, rc_locat
     if (s->keys[i].name && !loc_add(ls, s->keys[i].location, r)) return r->status;
   for (size_t i = 0; i < s->n_ops; i++)
     if (!loc_add(ls, s->ops[i].location, r)) return r->status;
-  for (size_t i = 0; i < ls->n; i++) {
+  for (size_t i = 0; i < ls->n; i++) { /* ls->v stays where it is from here on */
     rc_location *l = &ls->v[i];
+    if (host_location_settings(l->text, l->buf, l->pairs, &l->n_pairs, r) != HOST_OK)
+      return r->status;
     if (!(l->keys = calloc(s->n_keys ? s->n_keys : 1, sizeof *l->keys)))
       return host_fail(r, HOST_FAILED, "out of memory");
     for (size_t k = 0; k < s->n_keys; k++)
