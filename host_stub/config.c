@@ -868,13 +868,31 @@ static int check_nul(parse_ctx *p) {
   return 0;
 }
 
+/* litellm_settings.key_generation_settings set (not null): LiteLLM then
+ * refuses /key/generate for a team_id it has no team for (serve does too).
+ * Nothing else of litellm_settings is read; a litellm_settings that is not
+ * a mapping stays ignored, as before. The last of duplicate keys counts,
+ * as PyYAML. */
+static int parse_litellm_settings(parse_ctx *p, host_config *cfg, yaml_node_t *ls) {
+  if (ls->type != YAML_MAPPING_NODE) return 0;
+  kv_list l;
+  if (map_items(p, ls, "litellm_settings", 0, &l) != 0) return -1;
+  yaml_node_t *kgs = NULL;
+  for (size_t i = 0; i < l.n; i++)
+    if (!strcmp(l.items[i].key, "key_generation_settings")) kgs = l.items[i].v;
+  cfg->key_generation_settings = kgs && !is_null(kgs);
+  free(l.items);
+  return 0;
+}
+
 static int parse_document(parse_ctx *p, host_config *cfg, yaml_node_t *root) {
   if (check_nul(p) != 0) return -1;
   kv_list l;
   if (map_items(p, root, "", 1, &l) != 0) return -1;
   yaml_node_t *ev = kv_get(&l, "environment_variables"), *g = kv_get(&l, "general_settings"),
-              *ml = kv_get(&l, "model_list");
+              *ml = kv_get(&l, "model_list"), *ls = kv_get(&l, "litellm_settings");
   free(l.items);
+  if (ls && parse_litellm_settings(p, cfg, ls) != 0) return -1;
   /* environment_variables first: every reference after sees them. */
   if (ev && parse_env_vars(p, cfg, ev) != 0) return -1;
   if (g && parse_general(p, cfg, g) != 0) return -1;

@@ -161,6 +161,9 @@ typedef struct host_config {
   size_t n_env_vars;
   host_ref *refs;
   size_t n_refs;
+  int key_generation_settings;   /* litellm_settings.key_generation_settings is set:
+                                    serve's /key/generate refuses an unknown team_id
+                                    (400), as LiteLLM does then */
 } host_config;
 
 /* Parse YAML text. `name` names the file in messages, `base_dir` resolves
@@ -530,6 +533,18 @@ host_status host_store_enqueue(host_db *db, host_outbox_op op, const char *name,
 host_status host_store_enqueue_at(host_db *db, host_outbox_op op, const char *name,
                                   const char *location, const char *value, size_t len,
                                   host_result *r);
+/* reconcile --delete-orphans: queue the delete of `name` at `location` (a
+ * location text, "" the instance's own) UNLESS a key owns that name there
+ * now -- checked in the same transaction as the enqueue, against every key
+ * change committed before it (SQLite: under BEGIN IMMEDIATE; PostgreSQL:
+ * the key table locked in SHARE mode, so a key change in flight commits
+ * first and one that starts later commits after the delete is queued, its
+ * write then landing after the delete). So a key generated, regenerated or
+ * renamed to that name concurrently is never deleted. HOST_OK with *owned 1
+ * (nothing queued) or 0 (the delete is queued), else HOST_FAILED. */
+host_status host_store_enqueue_orphan_delete(host_db *db, const char *name,
+                                             const char *location, int *owned,
+                                             host_result *r);
 /* generate for a team: as host_store_generate, and the row remembers
  * `team_id` (or NULL) and `location` (its write goes there; every later
  * delete/regenerate/rename of the key too, whatever the team becomes). */
@@ -555,12 +570,13 @@ void host_store_failed(host_db *db, long long seq, const char *why);
 /* The number of queued operations. */
 host_status host_store_pending(host_db *db, long *n, host_result *r);
 
-/* key list: each key, then each queued operation, in order. */
+/* key list: each key, then each queued operation, in order. `team_id` may
+ * be NULL; `location` is a location text (teams.c), "" the instance's own. */
 typedef struct host_list_sink {
   void (*key)(void *ctx, const char *key_id, const char *alias, const char *secret_name,
-              const char *updated_at);
+              const char *team_id, const char *location, const char *updated_at);
   void (*queued)(void *ctx, long long seq, const char *op, const char *secret_name,
-                 int attempts, const char *last_error);
+                 const char *location, int attempts, const char *last_error);
   void *ctx;
 } host_list_sink;
 host_status host_store_list(host_db *db, const host_list_sink *sink, host_result *r);

@@ -350,24 +350,33 @@ static host_status key_change(app *a, const key_args *k, const char *key, host_r
   return host_outbox_deliver_after_commit(a->db, a->hp.client, r);
 }
 
+/* LOCATION is where the key's secret lives (teams.c: "default" or
+ * "namespace=..., mount=..."), which may differ from its team's settings
+ * today: a team's change never moves its keys. "-": no secret stored. */
 static void list_key(void *ctx, const char *key_id, const char *alias, const char *name,
-                     const char *updated) {
+                     const char *team, const char *location, const char *updated) {
   (void)ctx;
-  printf("%-16s  %-20s  %-40s  %s\n", key_id, alias ? alias : "-", name ? name : "-", updated);
+  char buf[HOST_LOCATION_TEXT_MAX];
+  printf("%-16s  %-20s  %-40s  %-16s  %-24s  %s\n", key_id, alias ? alias : "-",
+         name ? name : "-", team ? team : "-", name ? host_location_describe(location, buf) : "-",
+         updated);
 }
 
-static void list_queued(void *ctx, long long seq, const char *op, const char *name, int attempts,
-                        const char *last_error) {
+static void list_queued(void *ctx, long long seq, const char *op, const char *name,
+                        const char *location, int attempts, const char *last_error) {
   int *n = ctx;
+  char buf[HOST_LOCATION_TEXT_MAX];
   if (!(*n)++) printf("\nqueued secret-manager operations (run `kms-host sync`):\n");
-  printf("  #%lld %s %s (attempts: %d%s%s)\n", seq, op, name, attempts,
-         last_error ? "; last error: " : "", last_error ? last_error : "");
+  printf("  #%lld %s %s at %s (attempts: %d%s%s)\n", seq, op, name,
+         host_location_describe(location, buf), attempts, last_error ? "; last error: " : "",
+         last_error ? last_error : "");
 }
 
 static host_status key_list(app *a, host_result *r) {
   int queued = 0;
   host_list_sink sink = {list_key, list_queued, &queued};
-  printf("%-16s  %-20s  %-40s  %s\n", "KEY_ID", "ALIAS", "SECRET_NAME", "UPDATED");
+  printf("%-16s  %-20s  %-40s  %-16s  %-24s  %s\n", "KEY_ID", "ALIAS", "SECRET_NAME", "TEAM",
+         "LOCATION", "UPDATED");
   return host_store_list(a->db, &sink, r);
 }
 
@@ -623,13 +632,17 @@ static const char usage_watch[] =
     "SIGINT or SIGTERM stop it cleanly (exit 0). Exit 5: the plugin does not notify.\n";
 static const char usage_reconcile[] =
     "usage: kms-host --config FILE reconcile [--delete-orphans] [--json]\n"
-    "List the secrets under prefix_for_stored_virtual_keys through the plugin and compare\n"
-    "them with the key table: orphans (no key owns them), keys whose secret is missing, and\n"
-    "queued outbox operations. A missing secret whose write is still queued, and an orphan\n"
-    "whose delete is queued, are delivered now. --delete-orphans queues a delete for each\n"
-    "orphan in the outbox and delivers it (never a direct delete). A missing secret with no\n"
-    "queued write cannot be recreated (only the key's hash is stored): it is reported with\n"
-    "the fix, `kms-host key regenerate`. Takes the delivery lock.\n"
+    "List the secrets under prefix_for_stored_virtual_keys through the plugin in every\n"
+    "location a key can live in (the default one, each team's current one, each location\n"
+    "stored on a key or a queued operation) and compare them with the keys stored there:\n"
+    "orphans (no key owns the name in that location), keys whose secret is missing from\n"
+    "their location, and queued outbox operations; each finding names its location. A\n"
+    "missing secret whose write is still queued, and an orphan whose delete is queued, are\n"
+    "delivered now. --delete-orphans queues a delete for each orphan at its location in the\n"
+    "outbox, unless a key owns the name there by then (checked in the same transaction),\n"
+    "and delivers it (never a direct delete). A missing secret with no queued write\n"
+    "cannot be recreated (only the key's hash is stored): it is reported with the fix,\n"
+    "`kms-host key regenerate`. Takes the delivery lock.\n"
     "Exit 0 consistent (or repaired now); 1 differences remain; 3 config, plugin or\n"
     "database; 4 repairs queued (run `sync`); 5 the plugin cannot list (ABI 1.0);\n"
     "6 the secret manager could not be listed or read (nothing was changed).\n";
@@ -666,7 +679,8 @@ static const command commands[] = {
   {"key", "  key generate [--alias A] [--team T]  create a virtual key (printed once)\n"
           "  key delete (--alias A | --key sk-... | --key -)\n"
           "  key regenerate (--alias A | --key sk-... | --key -)\n"
-          "  key list                     list virtual keys (never the keys) and queued work\n",
+          "  key list                     list virtual keys (never the keys), their team and\n"
+          "                               location, and queued work\n",
    usage_key, 1, cmd_key},
   {"team", "  team add|update T [--namespace N] [--mount M] [--path-prefix P]\n"
            "  team list | team remove T    teams and where their keys are stored\n",

@@ -2,43 +2,56 @@
  * reconcile.c -- `kms-host reconcile`: does the secret manager hold exactly
  * the secrets the key table says it should? (ABI 1.1 kms_client_list_names.)
  *
- * Per location (the configured one today; each key will carry its own once
- * keys remember a team's namespace/mount/path_prefix -- see rc_locations):
- * list the names under prefix_for_stored_virtual_keys, compare them with the
- * keys stored there, and confirm with a read that bypasses the cache (a
- * Vault LIST also shows soft-deleted secrets, which a read answers
- * NOT_FOUND). Findings:
- *   orphan   a live secret no key owns (a crash between delivery and
+ * Keys live in more than one place: the instance's own location, and each
+ * team's namespace/mount/path_prefix as it was when the key was made (a key
+ * remembers its location; teams.c). So reconcile visits every location a
+ * key can live in: the default one, each team's current one (where the
+ * team's next key goes, and where a hand-made or lost secret of the team
+ * would be), every distinct location stored on a key, and every location a
+ * queued operation goes to. Per location it lists the names under
+ * prefix_for_stored_virtual_keys, compares them with the keys stored THERE
+ * (a key owns (location, name), never a bare name), and confirms with a
+ * read that bypasses the cache (a Vault LIST also shows soft-deleted
+ * secrets, which a read answers NOT_FOUND). Findings, each with its
+ * location:
+ *   orphan   a live secret no key owns there (a crash between delivery and
  *            commit elsewhere, a hand-made secret, a key deleted while the
  *            delete was lost)
- *   missing  a key whose secret is not there
- * Repairs only ever go through the outbox, so a failure queues instead of
- * losing work: a queued write of a missing secret or a queued delete of an
- * orphan is delivered; --delete-orphans enqueues a delete per orphan first.
- * A missing secret with no queued write cannot be recreated -- keys.c keeps
- * only the key's SHA-256 -- so it is reported with the fix (regenerate).
+ *   missing  a key whose secret is not at its stored location
+ * Repairs only ever go through the outbox, to the finding's location, so a
+ * failure queues instead of losing work: a queued write of a missing secret
+ * or a queued delete of an orphan is delivered; --delete-orphans enqueues a
+ * delete per orphan first, each through host_store_enqueue_orphan_delete,
+ * which re-checks ownership in the enqueue's own transaction (a key made
+ * meanwhile, by serve or another replica, keeps its secret). A missing
+ * secret with no queued write cannot be recreated -- keys.c keeps only the
+ * key's SHA-256 -- so it is reported with the fix (regenerate).
  */
 #include "hostcmds.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 typedef struct rc_key {
   char key_id[HOST_KEY_ID_HEX + 1];
-  char *alias; /* or NULL */
-  char *name;  /* its secret, or NULL when it was never stored */
+  char *alias;    /* or NULL */
+  char *name;     /* its secret, or NULL when it was never stored */
+  char *location; /* its stored location text, "" the instance's own */
 } rc_key;
 
 typedef struct rc_op {
   long long seq;
   int is_write;
   char *name;
+  char *location;
   int attempts;
   char *last_error; /* or NULL */
 } rc_op;
 
-/* The key table and the queue as host_store_list showed them. */
+/* The key table and the queue, as host_store_list showed them. */
 typedef struct rc_snapshot {
   rc_key *keys;
   size_t n_keys, cap_keys;
@@ -47,15 +60,25 @@ typedef struct rc_snapshot {
   int oom;
 } rc_snapshot;
 
-/* Where secrets live: key/value pairs for kms_call_options.location (none:
- * the instance's configured location) and the keys stored there. */
+/* Where secrets live: a location text, its key/value pairs for
+ * kms_call_options.location (none: the instance's configured location),
+ * the teams whose settings point there now, and the keys stored there. */
 typedef struct rc_location {
-  const kms_setting *pairs;
+  char *text;
+  char buf[HOST_LOCATION_TEXT_MAX];
+  kms_setting pairs[HOST_LOCATION_NKEYS];
   size_t n_pairs;
+  char **teams;
+  size_t n_teams;
   const rc_key **keys;
   size_t n_keys;
   size_t listed; /* names the listing returned */
 } rc_location;
+
+typedef struct rc_locations {
+  rc_location *v;
+  size_t n, cap;
+} rc_locations;
 
 typedef enum rc_kind { RC_ORPHAN, RC_MISSING } rc_kind;
 typedef enum rc_state {
@@ -108,8 +131,8 @@ static char *dup_or_null(const char *s, int *oom) {
 }
 
 static void snap_key(void *ctx, const char *key_id, const char *alias, const char *name,
-                     const char *updated) {
-  (void)updated;
+                     const char *team_id, const char *location, const char *updated) {
+  (void)updated, (void)team_id;
   rc_snapshot *s = ctx;
   rc_key *k = grow(s->keys, &s->cap_keys, s->n_keys, sizeof *k);
   if (!k) {
@@ -122,10 +145,11 @@ static void snap_key(void *ctx, const char *key_id, const char *alias, const cha
   snprintf(k->key_id, sizeof k->key_id, "%s", key_id);
   k->alias = dup_or_null(alias, &s->oom);
   k->name = dup_or_null(name, &s->oom);
+  k->location = dup_or_null(location ? location : "", &s->oom);
 }
 
-static void snap_op(void *ctx, long long seq, const char *op, const char *name, int attempts,
-                    const char *last_error) {
+static void snap_op(void *ctx, long long seq, const char *op, const char *name,
+                    const char *location, int attempts, const char *last_error) {
   rc_snapshot *s = ctx;
   rc_op *o = grow(s->ops, &s->cap_ops, s->n_ops, sizeof *o);
   if (!o) {
@@ -137,6 +161,7 @@ static void snap_op(void *ctx, long long seq, const char *op, const char *name, 
   o->seq = seq;
   o->is_write = !strcmp(op, "write");
   o->name = dup_or_null(name, &s->oom);
+  o->location = dup_or_null(location ? location : "", &s->oom);
   o->attempts = attempts;
   o->last_error = dup_or_null(last_error, &s->oom);
 }
@@ -145,9 +170,11 @@ static void snap_free(rc_snapshot *s) {
   for (size_t i = 0; i < s->n_keys; i++) {
     free(s->keys[i].alias);
     free(s->keys[i].name);
+    free(s->keys[i].location);
   }
   for (size_t i = 0; i < s->n_ops; i++) {
     free(s->ops[i].name);
+    free(s->ops[i].location);
     free(s->ops[i].last_error);
   }
   free(s->keys);
@@ -169,38 +196,99 @@ static host_status snap_take(host_db *db, rc_snapshot *s, host_result *r) {
   return HOST_OK;
 }
 
-/* The last queued operation of `name` (the one that decides its fate). */
-static const rc_op *last_op(const rc_snapshot *s, const char *name) {
+/* The last queued operation of `name` at `location` (the one that decides
+ * its fate; the same name elsewhere is another secret). */
+static const rc_op *last_op(const rc_snapshot *s, const char *name, const char *location) {
   const rc_op *found = NULL;
   for (size_t i = 0; i < s->n_ops; i++)
-    if (s->ops[i].name && !strcmp(s->ops[i].name, name)) found = &s->ops[i];
+    if (s->ops[i].name && !strcmp(s->ops[i].name, name) && !strcmp(s->ops[i].location, location))
+      found = &s->ops[i];
   return found;
 }
 
-
 /* ------------------------------------------------------------ locations */
 
-/* The locations to reconcile and the keys of each. Today every key lives
- * in the configured location, so there is one entry. When keys carry their
- * own location (a team's namespace/mount/path_prefix), this becomes one
- * entry per distinct location of the stored keys, plus the configured one;
- * reconcile_location and everything after it already work per entry. */
-static host_status rc_locations(const rc_snapshot *s, rc_location **locs, size_t *n,
-                                host_result *r) {
-  *n = 0;
-  *locs = calloc(1, sizeof **locs);
-  if (!*locs) return host_fail(r, HOST_FAILED, "out of memory");
-  rc_location *def = &(*locs)[0];
-  def->keys = calloc(s->n_keys ? s->n_keys : 1, sizeof *def->keys);
-  if (!def->keys) return host_fail(r, HOST_FAILED, "out of memory");
-  for (size_t i = 0; i < s->n_keys; i++) def->keys[def->n_keys++] = &s->keys[i];
-  *n = 1;
+static void rc_locations_free(rc_locations *ls) {
+  for (size_t i = 0; i < ls->n; i++) {
+    free(ls->v[i].text);
+    for (size_t t = 0; t < ls->v[i].n_teams; t++) free(ls->v[i].teams[t]);
+    free(ls->v[i].teams);
+    free(ls->v[i].keys);
+  }
+  free(ls->v);
+  memset(ls, 0, sizeof *ls);
+}
+
+/* The entry for location text `text`, added when new; NULL with r filled
+ * on failure. (Its pairs are split once every entry is in: they point into
+ * the entry's own buf, which a realloc of ls->v would move.) */
+static rc_location *loc_add(rc_locations *ls, const char *text, host_result *r) {
+  for (size_t i = 0; i < ls->n; i++)
+    if (!strcmp(ls->v[i].text, text)) return &ls->v[i];
+  rc_location *v = grow(ls->v, &ls->cap, ls->n, sizeof *v);
+  if (!v) {
+    host_fail(r, HOST_FAILED, "out of memory");
+    return NULL;
+  }
+  ls->v = v;
+  rc_location *l = &v[ls->n];
+  memset(l, 0, sizeof *l);
+  if (!(l->text = strdup(text))) {
+    host_fail(r, HOST_FAILED, "out of memory");
+    return NULL;
+  }
+  ls->n++;
+  return l;
+}
+
+typedef struct team_acc {
+  rc_locations *ls;
+  host_result *r;
+  host_status st;
+} team_acc;
+
+/* host_store_team_list's callback: the team's current location, and the
+ * team's id on it (for the report). */
+static void loc_of_team(void *ctx, const host_team_row *t) {
+  team_acc *a = ctx;
+  if (a->st != HOST_OK) return;
+  rc_location *l = loc_add(a->ls, t->location, a->r);
+  char **v = l ? realloc(l->teams, (l->n_teams + 1) * sizeof *v) : NULL;
+  if (v) l->teams = v;
+  if (v && (v[l->n_teams] = strdup(t->team_id))) l->n_teams++;
+  else a->st = l ? host_fail(a->r, HOST_FAILED, "out of memory") : a->r->status;
+}
+
+/* Every location a key can live in (see the top of this file), each with
+ * the keys whose secret is stored there. The default location comes first
+ * and is always visited. */
+static host_status rc_locations_find(host_db *db, const rc_snapshot *s, rc_locations *ls,
+                                     host_result *r) {
+  memset(ls, 0, sizeof *ls);
+  if (!loc_add(ls, "", r)) return r->status;
+  team_acc acc = {ls, r, HOST_OK};
+  if (host_store_team_list(db, loc_of_team, &acc, r) != HOST_OK) return r->status;
+  if (acc.st != HOST_OK) return acc.st;
+  for (size_t i = 0; i < s->n_keys; i++)
+    if (s->keys[i].name && !loc_add(ls, s->keys[i].location, r)) return r->status;
+  for (size_t i = 0; i < s->n_ops; i++)
+    if (!loc_add(ls, s->ops[i].location, r)) return r->status;
+  for (size_t i = 0; i < ls->n; i++) { /* ls->v stays where it is from here on */
+    rc_location *l = &ls->v[i];
+    if (host_location_settings(l->text, l->buf, l->pairs, &l->n_pairs, r) != HOST_OK)
+      return r->status;
+    if (!(l->keys = calloc(s->n_keys ? s->n_keys : 1, sizeof *l->keys)))
+      return host_fail(r, HOST_FAILED, "out of memory");
+    for (size_t k = 0; k < s->n_keys; k++)
+      if (s->keys[k].name && !strcmp(s->keys[k].location, l->text))
+        l->keys[l->n_keys++] = &s->keys[k];
+  }
   return HOST_OK;
 }
 
-static void rc_locations_free(rc_location *locs, size_t n) {
-  for (size_t i = 0; locs && i < n; i++) free(locs[i].keys);
-  free(locs);
+/* A location as the report names it: "default" or "namespace=a, mount=kv". */
+static const char *loc_name(const rc_location *loc, char buf[HOST_LOCATION_TEXT_MAX]) {
+  return host_location_describe(loc->text, buf);
 }
 
 static kms_call_options rc_options(const rc_location *loc, uint32_t flags) {
@@ -225,9 +313,10 @@ static host_status rc_live(kms_client *client, const rc_location *loc, const cha
   kms_client_free_secret(client, s);
   *live = st == KMS_OK;
   if (st == KMS_OK || st == KMS_NOT_FOUND) return HOST_OK;
+  char where[HOST_LOCATION_TEXT_MAX];
   return host_fail(r, st == KMS_UNSUPPORTED ? HOST_UNSUPPORTED : HOST_BACKEND,
-                   "reconcile: cannot read %s to check it: %s (%s); nothing was changed", name,
-                   e.message, kms_status_str(st));
+                   "reconcile: cannot read %s at %s to check it: %s (%s); nothing was changed",
+                   name, loc_name(loc, where), e.message, kms_status_str(st));
 }
 
 static host_status add_finding(rc_report *rep, rc_kind kind, const char *name, const rc_key *key,
@@ -261,14 +350,13 @@ static host_status compare(kms_client *client, const char *prefix, const rc_loca
     if (bsearch(&names[i], owned, n_owned, sizeof *owned, name_cmp)) continue; /* below */
     int live;
     if (rc_live(client, loc, names[i], &live, r) != HOST_OK) return r->status;
-    if (live && add_finding(rep, RC_ORPHAN, names[i], NULL, loc, last_op(s, names[i]), r) !=
-                    HOST_OK)
+    if (live && add_finding(rep, RC_ORPHAN, names[i], NULL, loc,
+                            last_op(s, names[i], loc->text), r) != HOST_OK)
       return r->status;
   }
   size_t plen = strlen(prefix);
   for (size_t i = 0; i < loc->n_keys; i++) {
     const rc_key *k = loc->keys[i];
-    if (!k->name) continue; /* store_virtual_keys was off for it: nothing to hold */
     const char *nm = k->name;
     int listed = n && bsearch(&nm, names, n, sizeof *names, name_cmp) != NULL;
     int live = 0;
@@ -277,7 +365,8 @@ static host_status compare(kms_client *client, const char *prefix, const rc_loca
     if ((listed || strncmp(k->name, prefix, plen)) && rc_live(client, loc, k->name, &live, r) !=
                                                           HOST_OK)
       return r->status;
-    if (!live && add_finding(rep, RC_MISSING, k->name, k, loc, last_op(s, k->name), r) != HOST_OK)
+    if (!live && add_finding(rep, RC_MISSING, k->name, k, loc, last_op(s, k->name, loc->text),
+                             r) != HOST_OK)
       return r->status;
   }
   return HOST_OK;
@@ -288,26 +377,26 @@ static host_status compare(kms_client *client, const char *prefix, const rc_loca
 static host_status reconcile_location(kms_client *client, const char *prefix, rc_location *loc,
                                       const rc_snapshot *s, rc_report *rep, host_result *r) {
   kms_call_options o = rc_options(loc, 0);
-  char **names = NULL;
+  char **names = NULL, where[HOST_LOCATION_TEXT_MAX];
   size_t n = 0;
   kms_error e;
   kms_status st = kms_client_list_names(client, prefix, &o, &names, &n, &e);
   if (st == KMS_UNSUPPORTED)
-    return host_fail(r, HOST_UNSUPPORTED, "reconcile: the plugin cannot list secrets (%s); "
-                     "reconcile needs a plugin with list_secrets (ABI 1.1)", e.message);
+    return host_fail(r, HOST_UNSUPPORTED, "reconcile: the plugin cannot list secrets at %s (%s); "
+                     "reconcile needs a plugin with list_secrets (ABI 1.1)",
+                     loc_name(loc, where), e.message);
   if (st != KMS_OK)
-    return host_fail(r, HOST_BACKEND, "reconcile: cannot list the secrets under %s: %s (%s); "
-                     "nothing was compared or changed", prefix, e.message, kms_status_str(st));
+    return host_fail(r, HOST_BACKEND, "reconcile: cannot list the secrets under %s at %s: %s "
+                     "(%s); nothing was compared or changed", prefix, loc_name(loc, where),
+                     e.message, kms_status_str(st));
   loc->listed = n;
   if (n) qsort(names, n, sizeof *names, name_cmp); /* sorted already; bsearch relies on it */
   const char **owned = calloc(loc->n_keys ? loc->n_keys : 1, sizeof *owned);
-  size_t n_owned = 0;
-  for (size_t i = 0; owned && i < loc->n_keys; i++)
-    if (loc->keys[i]->name) owned[n_owned++] = loc->keys[i]->name;
+  for (size_t i = 0; owned && i < loc->n_keys; i++) owned[i] = loc->keys[i]->name;
   host_status hs = owned ? HOST_OK : host_fail(r, HOST_FAILED, "out of memory");
   if (hs == HOST_OK) {
-    if (n_owned) qsort(owned, n_owned, sizeof *owned, name_cmp);
-    hs = compare(client, prefix, loc, names, n, owned, n_owned, s, rep, r);
+    if (loc->n_keys) qsort(owned, loc->n_keys, sizeof *owned, name_cmp);
+    hs = compare(client, prefix, loc, names, n, owned, loc->n_keys, s, rep, r);
   }
   free(owned);
   kms_client_list_names_free(names, n);
@@ -316,36 +405,45 @@ static host_status reconcile_location(kms_client *client, const char *prefix, rc
 
 /* ------------------------------------------------------------ repairs */
 
-/* --delete-orphans: a delete per orphan, queued like a key delete's. The
- * key table is read again first, so a key created since the comparison
- * (by serve, which commits without the delivery lock) keeps its secret.
- * A key committed between that read and the enqueue (milliseconds) would
- * still lose its queued write to the delete; closing that needs one store
- * transaction "enqueue the delete unless a key owns the name" (store.h has
- * no such op yet). */
+/* Test hook (README): with KMS_HOST_TEST_RECONCILE_PAUSE=PATH, reconcile
+ * --delete-orphans creates PATH.paused once it has compared and before it
+ * enqueues any delete, then waits (at most 120 s) until PATH is gone, so a
+ * test can commit a key change in that window and see it survive. */
+static void test_pause(void) {
+  const char *path = getenv("KMS_HOST_TEST_RECONCILE_PAUSE");
+  if (!path || !*path) return;
+  char marker[4096];
+  snprintf(marker, sizeof marker, "%s.paused", path);
+  FILE *f = fopen(marker, "w");
+  if (f) fclose(f);
+  struct timespec tick = {0, 20 * 1000 * 1000};
+  for (int i = 0; i < 6000 && access(path, F_OK) == 0; i++) nanosleep(&tick, NULL);
+}
+
+/* --delete-orphans: a delete per orphan at its location, queued like a key
+ * delete's. Each goes through host_store_enqueue_orphan_delete, which checks
+ * in the enqueue's own transaction that no key owns (location, name) now: a
+ * key created since the listing (by serve or another replica, which commit
+ * without the delivery lock) keeps its secret, however close the race. */
 static host_status enqueue_orphan_deletes(host_db *db, rc_report *rep, host_result *r) {
-  rc_snapshot now;
-  if (snap_take(db, &now, r) != HOST_OK) return r->status;
+  int any = 0;
+  for (size_t i = 0; i < rep->n; i++)
+    any |= rep->f[i].kind == RC_ORPHAN && rep->f[i].state == RC_FOUND;
+  if (any) test_pause();
   host_status s = HOST_OK;
   for (size_t i = 0; i < rep->n && s == HOST_OK; i++) {
     rc_finding *f = &rep->f[i];
     if (f->kind != RC_ORPHAN || f->state != RC_FOUND) continue;
     int owned = 0;
-    for (size_t k = 0; k < now.n_keys && !owned; k++)
-      owned = now.keys[k].name && !strcmp(now.keys[k].name, f->name);
-    if (owned) {
-      f->state = RC_MOOT;
-      continue;
-    }
-    s = host_store_enqueue(db, HOST_OUTBOX_DELETE, f->name, NULL, 0, r);
-    if (s == HOST_OK) f->state = RC_ENQUEUED;
+    s = host_store_enqueue_orphan_delete(db, f->name, f->loc->text, &owned, r);
+    if (s == HOST_OK) f->state = owned ? RC_MOOT : RC_ENQUEUED;
   }
-  snap_free(&now);
   return s;
 }
 
 /* Deliver the outbox when a finding waits on it, then mark what landed
- * (its name has no queued operation left). *why: the delivery error. */
+ * (its name has no queued operation left at its location). *why: the
+ * delivery error. */
 static host_status deliver_repairs(host_db *db, kms_client *client, rc_report *rep, char *why,
                                    size_t why_size, host_result *r) {
   why[0] = '\0';
@@ -360,7 +458,7 @@ static host_status deliver_repairs(host_db *db, kms_client *client, rc_report *r
   rc_snapshot after;
   if (snap_take(db, &after, r) != HOST_OK) return r->status;
   for (size_t i = 0; i < rep->n; i++)
-    if (rep->f[i].state == RC_ENQUEUED && !last_op(&after, rep->f[i].name))
+    if (rep->f[i].state == RC_ENQUEUED && !last_op(&after, rep->f[i].name, rep->f[i].loc->text))
       rep->f[i].state = RC_LANDED;
   snap_free(&after);
   return HOST_OK;
@@ -408,8 +506,10 @@ static void put_safe(FILE *out, const char *s) {
 static void print_finding_text(const rc_finding *f, FILE *out) {
   char fix[HOST_ERR_SIZE];
   fix_text(f, fix, sizeof fix);
+  char where[HOST_LOCATION_TEXT_MAX];
   fputs(f->kind == RC_ORPHAN ? "orphan " : "missing ", out);
   put_safe(out, f->name);
+  fprintf(out, " at %s", loc_name(f->loc, where));
   if (f->kind == RC_ORPHAN)
     fputs(": no key owns it", out);
   else
@@ -421,19 +521,23 @@ static void print_finding_text(const rc_finding *f, FILE *out) {
   fprintf(out, " -- %s%s%s\n", state_word(f), fix[0] ? "; " : "", fix);
 }
 
-static void print_text(const rc_report *rep, const rc_location *locs, size_t n_locs,
-                       const char *prefix, const rc_snapshot *q, FILE *out) {
-  for (size_t i = 0; i < n_locs; i++) {
-    fprintf(out, "location ");
-    for (size_t p = 0; p < locs[i].n_pairs; p++)
-      fprintf(out, "%s%s=%s", p ? "," : "", locs[i].pairs[p].key, locs[i].pairs[p].value);
-    fprintf(out, "%s prefix=%s listed=%zu keys=%zu\n", locs[i].n_pairs ? "" : "default", prefix,
-            locs[i].listed, locs[i].n_keys);
+/* One line per location: `location default prefix=litellm/ listed=2
+ * keys=2 teams=acme,beta` (teams: those whose settings point there now). */
+static void print_text(const rc_report *rep, const rc_locations *ls, const char *prefix,
+                       const rc_snapshot *q, FILE *out) {
+  char where[HOST_LOCATION_TEXT_MAX];
+  for (size_t i = 0; i < ls->n; i++) {
+    const rc_location *l = &ls->v[i];
+    fprintf(out, "location %s prefix=%s listed=%zu keys=%zu", loc_name(l, where), prefix,
+            l->listed, l->n_keys);
+    for (size_t t = 0; t < l->n_teams; t++) fprintf(out, "%s%s", t ? "," : " teams=", l->teams[t]);
+    fputc('\n', out);
   }
   for (size_t i = 0; i < rep->n; i++) print_finding_text(&rep->f[i], out);
   for (size_t i = 0; i < q->n_ops; i++) {
-    fprintf(out, "queued #%lld %s %s (attempts %d", q->ops[i].seq,
-            q->ops[i].is_write ? "write" : "delete", q->ops[i].name, q->ops[i].attempts);
+    fprintf(out, "queued #%lld %s %s at %s (attempts %d", q->ops[i].seq,
+            q->ops[i].is_write ? "write" : "delete", q->ops[i].name,
+            host_location_describe(q->ops[i].location, where), q->ops[i].attempts);
     if (q->ops[i].last_error) {
       fputs("; last error: ", out);
       put_safe(out, q->ops[i].last_error);
@@ -470,20 +574,35 @@ static cJSON *finding_json(const rc_finding *f) {
   return o;
 }
 
-static host_status print_json(const rc_report *rep, const rc_location *locs, size_t n_locs,
-                              const char *prefix, const rc_snapshot *q, const char *result,
-                              FILE *out, host_result *r) {
+/* A queued operation's location text as location_json shows one. */
+static cJSON *text_json(const char *text) {
+  rc_location l;
+  host_result ignored = {HOST_OK, ""};
+  memset(&l, 0, sizeof l);
+  l.text = (char *)text;
+  if (host_location_settings(text, l.buf, l.pairs, &l.n_pairs, &ignored) != HOST_OK)
+    return cJSON_CreateString(text); /* not one this host writes: shown as stored */
+  return location_json(&l);
+}
+
+static host_status print_json(const rc_report *rep, const rc_locations *locs, const char *prefix,
+                              const rc_snapshot *q, const char *result, FILE *out,
+                              host_result *r) {
   cJSON *o = cJSON_CreateObject();
   if (!o) return host_fail(r, HOST_FAILED, "out of memory");
   cJSON_AddStringToObject(o, "result", result);
   cJSON_AddStringToObject(o, "prefix", prefix);
   cJSON *ls = cJSON_AddArrayToObject(o, "locations");
-  for (size_t i = 0; ls && i < n_locs; i++) {
+  for (size_t i = 0; ls && i < locs->n; i++) {
+    const rc_location *loc = &locs->v[i];
     cJSON *l = cJSON_CreateObject();
     if (!l) break;
-    cJSON_AddItemToObject(l, "location", location_json(&locs[i]));
-    cJSON_AddNumberToObject(l, "listed", (double)locs[i].listed);
-    cJSON_AddNumberToObject(l, "keys", (double)locs[i].n_keys);
+    cJSON_AddItemToObject(l, "location", location_json(loc));
+    cJSON_AddNumberToObject(l, "listed", (double)loc->listed);
+    cJSON_AddNumberToObject(l, "keys", (double)loc->n_keys);
+    cJSON *teams = cJSON_AddArrayToObject(l, "teams");
+    for (size_t t = 0; teams && t < loc->n_teams; t++)
+      cJSON_AddItemToArray(teams, cJSON_CreateString(loc->teams[t]));
     cJSON_AddItemToArray(ls, l);
   }
   cJSON *orph = cJSON_AddArrayToObject(o, "orphans"), *miss = cJSON_AddArrayToObject(o, "missing");
@@ -496,6 +615,7 @@ static host_status print_json(const rc_report *rep, const rc_location *locs, siz
     cJSON_AddNumberToObject(j, "seq", (double)q->ops[i].seq);
     cJSON_AddStringToObject(j, "op", q->ops[i].is_write ? "write" : "delete");
     cJSON_AddStringToObject(j, "name", q->ops[i].name);
+    cJSON_AddItemToObject(j, "location", text_json(q->ops[i].location));
     cJSON_AddNumberToObject(j, "attempts", q->ops[i].attempts);
     if (q->ops[i].last_error) cJSON_AddStringToObject(j, "last_error", q->ops[i].last_error);
     else cJSON_AddNullToObject(j, "last_error");
@@ -537,7 +657,7 @@ static host_status verdict(const rc_report *rep, const char *why, const char **r
   return HOST_OK;
 }
 
-static host_status report_out(const rc_report *rep, const rc_location *locs, size_t n_locs,
+static host_status report_out(const rc_report *rep, const rc_locations *locs,
                               const host_config *cfg, host_db *db, const char *why, int json,
                               FILE *out, host_result *r) {
   rc_snapshot q; /* the queue as it is now, after any delivery */
@@ -546,9 +666,9 @@ static host_status report_out(const rc_report *rep, const rc_location *locs, siz
   host_result v = {HOST_OK, ""};
   host_status hs = verdict(rep, why, &result, &v);
   if (json) {
-    if (print_json(rep, locs, n_locs, cfg->prefix, &q, result, out, r) != HOST_OK) hs = r->status;
+    if (print_json(rep, locs, cfg->prefix, &q, result, out, r) != HOST_OK) hs = r->status;
   } else {
-    print_text(rep, locs, n_locs, cfg->prefix, &q, out);
+    print_text(rep, locs, cfg->prefix, &q, out);
     fprintf(out, "result: %s\n", result);
   }
   fflush(out);
@@ -561,18 +681,17 @@ host_status host_reconcile_run(host_db *db, const host_config *cfg, kms_client *
                                const host_reconcile_args *a, FILE *out, host_result *r) {
   rc_snapshot s;
   if (snap_take(db, &s, r) != HOST_OK) return r->status;
-  rc_location *locs = NULL;
-  size_t n_locs = 0;
+  rc_locations locs;
   rc_report rep = {NULL, 0, 0};
   char why[HOST_ERR_SIZE] = "";
-  host_status hs = rc_locations(&s, &locs, &n_locs, r);
-  for (size_t i = 0; hs == HOST_OK && i < n_locs; i++)
-    hs = reconcile_location(client, cfg->prefix, &locs[i], &s, &rep, r);
+  host_status hs = rc_locations_find(db, &s, &locs, r);
+  for (size_t i = 0; hs == HOST_OK && i < locs.n; i++)
+    hs = reconcile_location(client, cfg->prefix, &locs.v[i], &s, &rep, r);
   if (hs == HOST_OK && a->delete_orphans) hs = enqueue_orphan_deletes(db, &rep, r);
   if (hs == HOST_OK) hs = deliver_repairs(db, client, &rep, why, sizeof why, r);
-  if (hs == HOST_OK) hs = report_out(&rep, locs, n_locs, cfg, db, why, a->json, out, r);
+  if (hs == HOST_OK) hs = report_out(&rep, &locs, cfg, db, why, a->json, out, r);
   rc_report_free(&rep);
-  rc_locations_free(locs, n_locs);
+  rc_locations_free(&locs);
   snap_free(&s);
   return hs;
 }

@@ -104,9 +104,20 @@ static void generate(serve_ctx *s, serve_req *q, serve_reply *rep) {
   host_result r = {HOST_OK, ""};
   pthread_mutex_lock(&s->db_mu);
   /* A team this host does not know (never created with /team/new or `team
-   * add`) has no settings: the key goes to the default place and team_id is
-   * not enforced, as before teams existed. */
+   * add`), as LiteLLM's generate_key_fn: with litellm_settings.
+   * key_generation_settings it is refused (400, LiteLLM's message); else it
+   * has no settings, so the key goes to the default place (where LiteLLM's
+   * hook, finding no team, writes it too) and team_id is listed as not
+   * enforced. The key remembers that place, so a team created later with
+   * that id never redirects its delete. */
   int unknown_team = team && !team_known(s, team);
+  if (unknown_team && s->cfg->key_generation_settings) {
+    pthread_mutex_unlock(&s->db_mu);
+    serve_reply_error(rep, 400, "bad_request_error", "team_id", "Unable to find team object "
+                      "in database. Team ID: %s", team);
+    cJSON_Delete(req);
+    return;
+  }
   if (unknown_team) team = NULL;
   host_status st = host_key_generate_team(&k, alias, key, team, &c, &r);
   pthread_mutex_unlock(&s->db_mu);
@@ -308,6 +319,11 @@ static void update(serve_ctx *s, serve_req *q, serve_reply *rep) {
 
 /* ------------------------------------------------------------ read-only */
 
+/* A key as LiteLLM's /key/info and /key/list show one: token, key_alias,
+ * team_id (null: none). LiteLLM has no field for where a key's secret
+ * lives (it derives it from the team's settings of the moment), so the
+ * key's remembered location goes under kms_host, as /key/generate's does:
+ * "default" or "namespace=team-a, mount=kv"; null when no secret is stored. */
 static cJSON *row_info(const host_key_row *row) {
   cJSON *i = cJSON_CreateObject();
   cJSON_AddStringToObject(i, "token", row->key_id);
@@ -316,6 +332,13 @@ static cJSON *row_info(const host_key_row *row) {
   if (row->secret_name) cJSON_AddStringToObject(i, "secret_name", row->secret_name);
   else cJSON_AddNullToObject(i, "secret_name");
   if (row->team_id) cJSON_AddStringToObject(i, "team_id", row->team_id);
+  else cJSON_AddNullToObject(i, "team_id");
+  cJSON *k = cJSON_AddObjectToObject(i, "kms_host");
+  char buf[HOST_LOCATION_TEXT_MAX];
+  if (k && row->secret_name)
+    cJSON_AddStringToObject(k, "location", host_location_describe(row->location, buf));
+  else if (k)
+    cJSON_AddNullToObject(k, "location");
   return i;
 }
 
@@ -346,39 +369,39 @@ static void key_info(serve_ctx *s, serve_caller who, const char *credential, con
   }
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "key", row.key_id); /* the id: never the key itself */
-  cJSON *info = row_info(&row);
-  if (!row.team_id) cJSON_AddNullToObject(info, "team_id");
-  cJSON_AddItemToObject(o, "info", info);
+  cJSON_AddItemToObject(o, "info", row_info(&row));
   host_key_row_free(&row);
   serve_reply_json(rep, 200, o);
 }
 
 typedef struct list_acc {
   cJSON *keys;
+  const char *team; /* ?team_id=: only that team's keys, or NULL */
   int full;
   long queued;
   unsigned long seen, first, size; /* the page is rows [first, first + size) */
 } list_acc;
 
 static void list_key(void *ctx, const char *key_id, const char *alias, const char *name,
-                     const char *updated) {
+                     const char *team, const char *location, const char *updated) {
   list_acc *a = ctx;
+  if (a->team && (!team || strcmp(team, a->team) != 0)) return;
   unsigned long at = a->seen++;
   if (at < a->first || at >= a->first + a->size) return;
   if (!a->full) {
     cJSON_AddItemToArray(a->keys, cJSON_CreateString(key_id));
     return;
   }
-  host_key_row row = {"", (char *)alias, (char *)name, NULL, NULL};
+  host_key_row row = {"", (char *)alias, (char *)name, (char *)team, (char *)location};
   snprintf(row.key_id, sizeof row.key_id, "%s", key_id);
   cJSON *i = row_info(&row);
   cJSON_AddStringToObject(i, "updated_at", updated);
   cJSON_AddItemToArray(a->keys, i);
 }
 
-static void list_queued(void *ctx, long long seq, const char *op, const char *name, int attempts,
-                        const char *last_error) {
-  (void)seq, (void)op, (void)name, (void)attempts, (void)last_error;
+static void list_queued(void *ctx, long long seq, const char *op, const char *name,
+                        const char *location, int attempts, const char *last_error) {
+  (void)seq, (void)op, (void)name, (void)location, (void)attempts, (void)last_error;
   ((list_acc *)ctx)->queued++;
 }
 
@@ -396,14 +419,15 @@ static long query_uint(const char *v, const char *name, long lo, long hi, long d
 }
 
 /* GET /key/list?page=P&size=S (LiteLLM's defaults: page 1, size 10, size
- * at most 100) [&return_full_object=true]. */
+ * at most 100) [&return_full_object=true] [&team_id=T: that team's keys,
+ * as LiteLLM filters]. */
 static void key_list(serve_ctx *s, serve_query_fn query, void *qctx, serve_reply *rep) {
   long page = query_uint(query(qctx, "page"), "page", 1, 1000000, 1, rep);
   long size = page < 0 ? -1 : query_uint(query(qctx, "size"), "size", 1, 100, 10, rep);
   if (size < 0) return;
   const char *full = query(qctx, "return_full_object");
-  list_acc a = {cJSON_CreateArray(), full && !strcmp(full, "true"), 0, 0,
-                (unsigned long)(page - 1) * (unsigned long)size, (unsigned long)size};
+  list_acc a = {cJSON_CreateArray(), query(qctx, "team_id"), full && !strcmp(full, "true"), 0,
+                0, (unsigned long)(page - 1) * (unsigned long)size, (unsigned long)size};
   host_list_sink sink = {list_key, list_queued, &a};
   host_result r = {HOST_OK, ""};
   pthread_mutex_lock(&s->db_mu);

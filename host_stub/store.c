@@ -61,6 +61,12 @@ host_status host_store_generate(host_db *db, const char *key_id, const char *tok
   return db->ops->generate(db, key_id, token_hash, alias, NULL, "", name, key, r);
 }
 
+host_status host_store_enqueue_orphan_delete(host_db *db, const char *name,
+                                             const char *location, int *owned,
+                                             host_result *r) {
+  return db->ops->enqueue_orphan_delete(db, name, location ? location : "", owned, r);
+}
+
 host_status host_store_generate_at(host_db *db, const char *key_id, const char *token_hash,
                                    const char *alias, const char *team_id, const char *location,
                                    const char *name, const char *key, host_result *r) {

@@ -47,6 +47,8 @@ typedef struct host_store_ops {
   host_status (*locations)(host_db *db, void (*fn)(void *ctx, const char *location), void *ctx,
                            host_result *r);
   host_status (*key_locations)(host_db *db, host_key_location_fn fn, void *ctx, host_result *r);
+  host_status (*enqueue_orphan_delete)(host_db *db, const char *name, const char *location,
+                                       int *owned, host_result *r);
 } host_store_ops;
 
 /* The common head of every implementation's handle. */

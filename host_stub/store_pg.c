@@ -289,22 +289,59 @@ static const char *cell(PGresult *res, int row, int col) {
 
 static host_status pg_list(host_db *h, const host_list_sink *sink, host_result *r) {
   PGresult *res = NULL;
-  if (host_pg_query(pg(h), "SELECT key_id, alias, secret_name, to_char(updated_at AT TIME ZONE "
-                    "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM kms_host_virtual_keys "
-                    "ORDER BY created_at, key_id", 0, NULL, NULL, NULL, 0, &res, r) != HOST_OK)
+  if (host_pg_query(pg(h), "SELECT key_id, alias, secret_name, team_id, location, "
+                    "to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+                    "FROM kms_host_virtual_keys ORDER BY created_at, key_id", 0, NULL, NULL,
+                    NULL, 0, &res, r) != HOST_OK)
     return r->status;
   for (int i = 0; i < PQntuples(res); i++)
-    sink->key(sink->ctx, cell(res, i, 0), cell(res, i, 1), cell(res, i, 2), cell(res, i, 3));
+    sink->key(sink->ctx, cell(res, i, 0), cell(res, i, 1), cell(res, i, 2), cell(res, i, 3),
+              cell(res, i, 4), cell(res, i, 5));
   PQclear(res);
-  if (host_pg_query(pg(h), "SELECT seq, op, secret_name, attempts, last_error "
+  if (host_pg_query(pg(h), "SELECT seq, op, secret_name, location, attempts, last_error "
                     "FROM kms_host_outbox ORDER BY seq", 0, NULL, NULL, NULL, 0, &res, r) !=
       HOST_OK)
     return r->status;
   for (int i = 0; i < PQntuples(res); i++)
     sink->queued(sink->ctx, atoll(cell(res, i, 0)), cell(res, i, 1), cell(res, i, 2),
-                 atoi(cell(res, i, 3)), cell(res, i, 4));
+                 cell(res, i, 3), atoi(cell(res, i, 4)), cell(res, i, 5));
   PQclear(res);
   return HOST_OK;
+}
+
+/* reconcile's orphan delete (host.h). The key table is locked in SHARE
+ * mode first: that waits for every transaction that has inserted, updated
+ * or deleted a key and not committed yet (their ROW EXCLUSIVE lock
+ * conflicts), and holds off new ones until this COMMIT. So the SELECT
+ * below (a fresh snapshot under READ COMMITTED) sees every key change that
+ * could own the name, and a change that starts later queues its write
+ * after this delete. Readers are not blocked; writers wait milliseconds. */
+typedef struct orphan_ctx {
+  const char *name, *location;
+  int *owned;
+} orphan_ctx;
+
+static host_status orphan_delete_body(host_pg_db *d, void *vctx, host_result *r) {
+  orphan_ctx *c = vctx;
+  *c->owned = 0;
+  if (host_pg_query(d, "LOCK TABLE kms_host_virtual_keys IN SHARE MODE", 0, NULL, NULL, NULL, 0,
+                    NULL, r) != HOST_OK)
+    return r->status;
+  const char *const args[2] = {c->name, c->location};
+  PGresult *res = NULL;
+  if (host_pg_query(d, "SELECT 1 FROM kms_host_virtual_keys WHERE secret_name = $1 AND "
+                    "location = $2 LIMIT 1", 2, args, NULL, NULL, 0, &res, r) != HOST_OK)
+    return r->status;
+  *c->owned = PQntuples(res) > 0;
+  PQclear(res);
+  return *c->owned ? HOST_OK
+                   : enqueue_in_tx(d, HOST_OUTBOX_DELETE, c->name, c->location, NULL, 0, r);
+}
+
+static host_status pg_enqueue_orphan_delete(host_db *h, const char *name, const char *location,
+                                            int *owned, host_result *r) {
+  orphan_ctx c = {name, location, owned};
+  return host_pg_tx(pg(h), orphan_delete_body, &c, r);
 }
 
 /* ------------------------------------------------------------------- teams */
@@ -484,4 +521,5 @@ const host_store_ops host_pg_ops = {
   "postgresql", pg_find, pg_generate, pg_delete, pg_regenerate, pg_enqueue, pg_next,
   pg_landed, pg_failed, pg_pending, pg_list, pg_lock, host_pg_close, pg_rename,
   pg_team_put, pg_team_get, pg_team_list, pg_team_remove, pg_locations, pg_key_locations,
+  pg_enqueue_orphan_delete,
 };

@@ -278,6 +278,30 @@ static host_status sq_rename(host_db *h, const host_key_row *row, const char *al
                    alias, name, key, drop_old, r);
 }
 
+/* reconcile's orphan delete: under BEGIN IMMEDIATE (the database's write
+ * lock, which every key change also takes first), so the ownership check
+ * and the enqueue see the same key table and no key change commits
+ * between them. */
+static host_status sq_enqueue_orphan_delete(host_db *h, const char *name, const char *location,
+                                            int *owned, host_result *r) {
+  sqlite3 *db = conn_of(h);
+  *owned = 0;
+  if (host_db_exec(db, "BEGIN IMMEDIATE", r) != HOST_OK) return r->status;
+  sqlite3_stmt *st = NULL;
+  long n = -1;
+  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM virtual_keys WHERE secret_name=?1 AND "
+                         "location=?2", -1, &st, NULL) == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, location, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) == SQLITE_ROW) n = (long)sqlite3_column_int64(st, 0);
+  }
+  sqlite3_finalize(st);
+  host_status s = n < 0 ? db_fail(db, r) : HOST_OK;
+  if (s == HOST_OK && n > 0) *owned = 1;
+  else if (s == HOST_OK) s = sq_enqueue(h, HOST_OUTBOX_DELETE, name, location, NULL, 0, r);
+  return finish(db, s, r);
+}
+
 /* ----------------------------------------------------------------- listing */
 
 static const char *col_text(sqlite3_stmt *st, int i) {
@@ -287,20 +311,22 @@ static const char *col_text(sqlite3_stmt *st, int i) {
 static host_status sq_list(host_db *h, const host_list_sink *sink, host_result *r) {
   sqlite3 *db = conn_of(h);
   sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(db, "SELECT key_id, alias, secret_name, updated_at FROM virtual_keys "
-                         "ORDER BY created_at, key_id", -1, &st, NULL) != SQLITE_OK)
+  if (sqlite3_prepare_v2(db, "SELECT key_id, alias, secret_name, team_id, location, updated_at "
+                         "FROM virtual_keys ORDER BY created_at, key_id", -1, &st, NULL) !=
+      SQLITE_OK)
     return db_fail(db, r);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-    sink->key(sink->ctx, col_text(st, 0), col_text(st, 1), col_text(st, 2), col_text(st, 3));
+    sink->key(sink->ctx, col_text(st, 0), col_text(st, 1), col_text(st, 2), col_text(st, 3),
+              col_text(st, 4), col_text(st, 5));
   sqlite3_finalize(st);
   if (rc != SQLITE_DONE) return db_fail(db, r);
-  if (sqlite3_prepare_v2(db, "SELECT seq, op, secret_name, attempts, last_error FROM outbox "
-                         "ORDER BY seq", -1, &st, NULL) != SQLITE_OK)
+  if (sqlite3_prepare_v2(db, "SELECT seq, op, secret_name, location, attempts, last_error "
+                         "FROM outbox ORDER BY seq", -1, &st, NULL) != SQLITE_OK)
     return db_fail(db, r);
   while ((rc = sqlite3_step(st)) == SQLITE_ROW)
     sink->queued(sink->ctx, (long long)sqlite3_column_int64(st, 0), col_text(st, 1),
-                 col_text(st, 2), sqlite3_column_int(st, 3), col_text(st, 4));
+                 col_text(st, 2), col_text(st, 3), sqlite3_column_int(st, 4), col_text(st, 5));
   sqlite3_finalize(st);
   return rc == SQLITE_DONE ? HOST_OK : db_fail(db, r);
 }
@@ -440,4 +466,5 @@ const host_store_ops host_sqlite_ops = {
   "sqlite", sq_find, sq_generate, sq_delete, sq_regenerate, sq_enqueue, sq_next,
   sq_landed, sq_failed, sq_pending, sq_list, sq_lock, sq_close, sq_rename,
   sq_team_put, sq_team_get, sq_team_list, sq_team_remove, sq_locations, sq_key_locations,
+  sq_enqueue_orphan_delete,
 };

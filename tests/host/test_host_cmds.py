@@ -5,15 +5,17 @@ the 1.0 test plugin (tests/abi's v10.so, built against the frozen 1.0
 headers) for the "plugin has no such slot" exit status."""
 
 import json
+import os
 import select
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
 
 from kms_host_helpers import (BUILD, EXIT_CONFIG, EXIT_FAIL, EXIT_OK, EXIT_QUEUED, EXIT_USAGE,
-                              HOST, PLUGIN_DIR, VAULT_PLUGIN, VAULT_SERVER, Host, base_env,
+                              HOST, PLUGIN_DIR, SRC, VAULT_PLUGIN, VAULT_SERVER, Host, base_env,
                               outbox_rows, parse_fields)
 
 EXIT_UNSUPPORTED, EXIT_BACKEND = 5, 6  # host_stub/host.h, README.md
@@ -269,7 +271,7 @@ def test_reconcile_consistent(tmp_path, vault):
     assert p.stdout.endswith("result: consistent\n")
     j = json.loads(h.run("reconcile", "--json", check=EXIT_OK).stdout)
     assert j["result"] == "consistent" and j["orphans"] == [] and j["missing"] == []
-    assert j["locations"] == [{"location": None, "listed": 2, "keys": 2}]
+    assert j["locations"] == [{"location": None, "listed": 2, "keys": 2, "teams": []}]
 
 
 def test_reconcile_finds_orphan_and_missing(tmp_path, vault):
@@ -279,8 +281,8 @@ def test_reconcile_finds_orphan_and_missing(tmp_path, vault):
     vault.write("litellm/stray", "sk-made-by-hand")        # no key owns it
     assert vault.request("DELETE", "/v1/secret/data/litellm/a")[0] in (200, 204)  # soft delete
     p = h.run("reconcile", check=EXIT_FAIL)
-    assert "orphan litellm/stray: no key owns it -- kept" in p.stdout
-    assert "missing litellm/a: key " in p.stdout and "-- lost" in p.stdout
+    assert "orphan litellm/stray at default: no key owns it -- kept" in p.stdout
+    assert "missing litellm/a at default: key " in p.stdout and "-- lost" in p.stdout
     assert "kms-host key regenerate --alias a" in p.stdout
     assert "2 difference(s) remain: 1 orphan(s), 1 key(s) whose secret is lost" in p.stderr
     assert "sk-made-by-hand" not in p.stdout + p.stderr
@@ -310,10 +312,53 @@ def test_reconcile_delete_orphans_through_the_outbox(tmp_path, vault):
     gen(h, "keep")
     vault.write("litellm/stray", "x")
     p = h.run("reconcile", "--delete-orphans", check=EXIT_OK)
-    assert "orphan litellm/stray: no key owns it -- deleted" in p.stdout
+    assert "orphan litellm/stray at default: no key owns it -- deleted" in p.stdout
     assert vault.read("litellm/stray") is None and vault.read("litellm/keep") is not None
     assert outbox(tmp_path) == []
     h.run("reconcile", check=EXIT_OK)
+
+
+def test_reconcile_delete_orphans_spares_a_key_made_meanwhile(tmp_path, vault):
+    """The race --delete-orphans must not lose: a key whose secret name is an
+    orphan's is generated (by serve, which commits without the delivery lock)
+    after reconcile listed and compared, and before it enqueues the delete.
+    The ownership check inside the enqueue's transaction sees the key, so
+    its secret is written and never deleted; the other orphan is deleted."""
+    sys.path.insert(0, str(SRC / "tests" / "host_serve"))
+    from serve_helpers import Serve, wait_until, write_config  # noqa: E402
+    cfg = write_config(tmp_path)  # the same config (and store) for serve and reconcile
+    vault.write("litellm/race", "sk-left-behind-by-hand")
+    vault.write("litellm/stray", "x")
+    gate = tmp_path / "pause"
+    gate.write_text("")
+    env = vault.plugin_env(KMS_HOST_TEST_RECONCILE_PAUSE=str(gate))
+    s = Serve(cfg, vault.plugin_env(), args=("--deliver-wait-ms", "200"))
+    rec = None
+    try:
+        rec = subprocess.Popen([str(HOST), "--config", str(cfg), "--plugin-dir", str(PLUGIN_DIR),
+                                "reconcile", "--delete-orphans", "--json"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        paused = tmp_path / "pause.paused"
+        assert wait_until(lambda: paused.exists() or rec.poll() is not None, timeout=60)
+        assert rec.poll() is None, rec.communicate()
+        st, k = s.call("POST", "/key/generate", {"key_alias": "race"})
+        assert st == 200, k
+        os.unlink(gate)
+        out, err = rec.communicate(timeout=120)
+        assert rec.returncode == 0, (out, err)
+        j = json.loads(out)
+        assert {o["name"]: o["state"] for o in j["orphans"]} == {"litellm/race": "now_owned",
+                                                                 "litellm/stray": "deleted"}, j
+        assert wait_until(lambda: vault.read("litellm/race") == k["key"], timeout=30)
+        assert vault.read("litellm/stray") is None
+        assert ("delete", "litellm/race") not in outbox(tmp_path)
+        assert wait_until(lambda: outbox(tmp_path) == [], timeout=30)
+        assert vault.read("litellm/race") == k["key"]  # no delete came after the write
+    finally:
+        if rec is not None and rec.poll() is None:
+            rec.kill()
+            rec.wait()
+        assert s.stop() == 0
 
 
 def test_reconcile_delete_orphans_queues_while_vault_refuses(tmp_path, vault):
@@ -325,7 +370,7 @@ def test_reconcile_delete_orphans_queues_while_vault_refuses(tmp_path, vault):
              "status": 503, "body": {"errors": ["Vault is sealed"]}, "times": -1}
     assert vault.request("POST", "/__test__/faults", fault)[0] == 200
     p = h.run("reconcile", "--delete-orphans", check=EXIT_QUEUED)
-    assert "orphan litellm/stray: no key owns it -- delete_queued" in p.stdout
+    assert "orphan litellm/stray at default: no key owns it -- delete_queued" in p.stdout
     assert "run `kms-host sync`" in p.stderr
     assert outbox(tmp_path) == [("delete", "litellm/stray")]
     assert vault.read("litellm/stray") == "x"
@@ -345,7 +390,7 @@ def test_reconcile_redelivers_a_queued_write(tmp_path, vault):
     vault.seal(False)
     assert vault.read("litellm/late") is None
     p = h.run("reconcile", check=EXIT_OK)
-    assert "missing litellm/late: key " in p.stdout
+    assert "missing litellm/late at default: key " in p.stdout
     assert "(its write was queued as #" in p.stdout and "-- redelivered" in p.stdout
     assert vault.read("litellm/late") == g["key"] and outbox(tmp_path) == []
 

@@ -10,7 +10,9 @@
  * once; a live claim whose lease ended is taken over (the lease is moved
  * into the past with SQL, so nothing sleeps); a claimed write is not
  * superseded by a newer operation of its name (it could still land).
- * And the connection pool's check (pool_check.c) on PostgreSQL.
+ * reconcile's orphan delete waits for a key change in flight on another
+ * connection and then sees the key (no delete queued). And the connection
+ * pool's check (pool_check.c) on PostgreSQL.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +20,7 @@
 #include <cmocka.h>
 
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,6 +126,63 @@ static void test_claims(void **state) {
   host_db_close(c);
 }
 
+typedef struct orphan_call {
+  host_db *db;
+  int owned;
+  host_status st;
+  int done; /* set (atomically) when the call returned */
+} orphan_call;
+
+static void *orphan_delete(void *p) {
+  orphan_call *c = p;
+  host_result r = {HOST_OK, ""};
+  c->st = host_store_enqueue_orphan_delete(c->db, "litellm/race", "", &c->owned, &r);
+  __atomic_store_n(&c->done, 1, __ATOMIC_SEQ_CST);
+  return NULL;
+}
+
+/* A key for the orphan's name is inserted on connection b and not committed
+ * yet (a /key/generate of another replica, mid-transaction) when reconcile
+ * on connection a enqueues the orphan's delete: a waits for b's COMMIT,
+ * then sees the key and queues nothing. Without the wait a's check could
+ * not see the uncommitted key and would queue a delete after its write. */
+static void test_orphan_delete_waits_for_a_key_in_flight(void **state) {
+  (void)state;
+  host_db *a = open_db(), *b = open_db();
+  sql(a, "DELETE FROM kms_host_outbox");
+  sql(a, "DELETE FROM kms_host_virtual_keys");
+  sql(b, "BEGIN");
+  sql(b, "INSERT INTO kms_host_virtual_keys(key_id, token_hash, alias, secret_name, location) "
+         "VALUES ('00000000000000aa', 'h-race', 'race', 'litellm/race', '')");
+  sql(b, "INSERT INTO kms_host_outbox(op, secret_name, value, location) "
+         "VALUES ('write', 'litellm/race', 'sk-v', '')");
+  orphan_call c = {a, -1, HOST_FAILED, 0};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, orphan_delete, &c), 0);
+  host_clock_system()->sleep_ms(host_clock_system()->ctx, 500);
+  assert_int_equal(__atomic_load_n(&c.done, __ATOMIC_SEQ_CST), 0); /* waiting for b */
+  sql(b, "COMMIT");
+  assert_int_equal(pthread_join(th, NULL), 0);
+  assert_int_equal(c.st, HOST_OK);
+  assert_int_equal(c.owned, 1);
+  PGresult *res = PQexec(((host_pg_db *)a)->conn, "SELECT op FROM kms_host_outbox ORDER BY seq");
+  assert_int_equal(PQntuples(res), 1);
+  assert_string_equal(PQgetvalue(res, 0, 0), "write"); /* the key's write stands alone */
+  PQclear(res);
+  /* nobody owns it at another location: queued there */
+  host_result r = {HOST_OK, ""};
+  int owned = -1;
+  assert_int_equal(host_store_enqueue_orphan_delete(a, "litellm/race", "namespace=t", &owned, &r),
+                   HOST_OK);
+  assert_int_equal(owned, 0);
+  res = PQexec(((host_pg_db *)a)->conn, "SELECT count(*) FROM kms_host_outbox WHERE op = "
+               "'delete' AND location = 'namespace=t'");
+  assert_string_equal(PQgetvalue(res, 0, 0), "1");
+  PQclear(res);
+  host_db_close(a);
+  host_db_close(b);
+}
+
 /* The connection pool on PostgreSQL (pool_check.c). */
 static void test_pool(void **state) {
   (void)state;
@@ -133,6 +193,8 @@ static void test_pool(void **state) {
 }
 
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_claims), cmocka_unit_test(test_pool)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_claims),
+                                     cmocka_unit_test(test_orphan_delete_waits_for_a_key_in_flight),
+                                     cmocka_unit_test(test_pool)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

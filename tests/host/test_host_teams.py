@@ -10,6 +10,7 @@ runs on both stores: ctest host_teams (SQLite) and host_teams_pg
 (KMS_TEST_STORE=postgresql, a fresh PostgreSQL database per test)."""
 
 import json
+import re
 import sqlite3
 import urllib.error
 import urllib.request
@@ -200,6 +201,105 @@ def test_same_name_in_two_locations_are_two_secrets(tmp_path, vault):
     assert read_at(vault, a["secret_name"]) is None
 
 
+# --- reconcile: every location a key can live in -----------------------------------
+
+def write_at(vault, name, value, ns=None):
+    st, body = ns_request(vault, "POST", f"/v1/secret/data/{name}", ns=ns,
+                          body={"data": {"key": value}})
+    assert st in (200, 204), (st, body)
+
+
+def test_reconcile_visits_every_location(tmp_path, vault):
+    """Orphans and missing secrets are found in the default location, in each
+    team's current location (even one with no key yet), and in a location
+    only a key remembers (its team moved on); a key owns (location, name),
+    so its name in another location is an orphan there. Each finding names
+    its location, and --delete-orphans deletes each orphan where it is."""
+    make_namespaces(vault, "team-a", "team-b", "team-c")
+    h = make_host(tmp_path, vault)
+    h.run("team", "add", "acme", "--namespace", "team-a", check=EXIT_OK)
+    k1 = parse_fields(h.run("key", "generate", "--alias", "k1", "--team", "acme",
+                            check=EXIT_OK).stdout)
+    h.run("team", "update", "acme", "--namespace", "team-b", check=EXIT_OK)
+    h.run("key", "generate", "--alias", "k2", "--team", "acme", check=EXIT_OK)
+    h.run("team", "add", "beta", "--namespace", "team-c", check=EXIT_OK)
+    k0 = parse_fields(h.run("key", "generate", "--alias", "k0", check=EXIT_OK).stdout)
+    p = h.run("reconcile", check=EXIT_OK)
+    assert "location default prefix=litellm/ listed=1 keys=1\n" in p.stdout, p.stdout
+    assert "location namespace=team-b prefix=litellm/ listed=1 keys=1 teams=acme\n" in p.stdout
+    assert "location namespace=team-c prefix=litellm/ listed=0 keys=0 teams=beta\n" in p.stdout
+    assert "location namespace=team-a prefix=litellm/ listed=1 keys=1\n" in p.stdout
+
+    write_at(vault, "litellm/stray-a", "x", ns="team-a")  # only k1 leads here now
+    write_at(vault, "litellm/stray-c", "x", ns="team-c")  # beta's, no key yet
+    vault.write("litellm/k1", "sk-copy")                  # k1's name, wrong place
+    st, _ = ns_request(vault, "DELETE", "/v1/secret/data/litellm/k2", ns="team-b")
+    assert st in (200, 204)
+    p = h.run("reconcile", check=EXIT_FAIL)
+    assert "orphan litellm/stray-a at namespace=team-a: no key owns it -- kept" in p.stdout
+    assert "orphan litellm/stray-c at namespace=team-c: no key owns it -- kept" in p.stdout
+    assert "orphan litellm/k1 at default: no key owns it -- kept" in p.stdout
+    assert "missing litellm/k2 at namespace=team-b: key " in p.stdout and "-- lost" in p.stdout
+    assert "3 orphan(s), 1 key(s) whose secret is lost" in p.stderr
+    j = json.loads(h.run("reconcile", "--json", check=EXIT_FAIL).stdout)
+    assert sorted((o["name"], json.dumps(o["location"])) for o in j["orphans"]) == [
+        ("litellm/k1", "null"), ("litellm/stray-a", '{"namespace": "team-a"}'),
+        ("litellm/stray-c", '{"namespace": "team-c"}')]
+    assert [(m["name"], m["location"]) for m in j["missing"]] == [("litellm/k2",
+                                                                   {"namespace": "team-b"})]
+    assert {json.dumps(loc["location"]): loc["teams"] for loc in j["locations"]} == {
+        "null": [], '{"namespace": "team-b"}': ["acme"], '{"namespace": "team-c"}': ["beta"],
+        '{"namespace": "team-a"}': []}
+
+    p = h.run("reconcile", "--delete-orphans", check=EXIT_FAIL)  # k2 stays lost
+    assert p.stdout.count("no key owns it -- deleted") == 3, p.stdout
+    assert read_at(vault, "litellm/stray-a", ns="team-a") is None
+    assert read_at(vault, "litellm/stray-c", ns="team-c") is None
+    assert vault.read("litellm/k1") is None
+    assert read_at(vault, "litellm/k1", ns="team-a") == k1["key"]  # the owner's copy stays
+    assert vault.read("litellm/k0") == k0["key"]
+    assert outbox_locations(tmp_path) == []
+    h.run("key", "regenerate", "--alias", "k2", check=EXIT_OK)  # the fix it names
+    h.run("reconcile", check=EXIT_OK)
+
+
+def test_reconcile_redelivers_a_queued_team_write_to_its_location(tmp_path, vault):
+    make_namespaces(vault, "team-a", "team-b")
+    h = make_host(tmp_path, vault)
+    h.run("team", "add", "acme", "--namespace", "team-a", check=EXIT_OK)
+    vault.seal()
+    g = parse_fields(h.run("key", "generate", "--alias", "late", "--team", "acme",
+                           check=EXIT_QUEUED).stdout)
+    vault.seal(False)
+    h.run("team", "update", "acme", "--namespace", "team-b", check=EXIT_OK)
+    p = h.run("reconcile", check=EXIT_OK)
+    assert "missing litellm/late at namespace=team-a: key " in p.stdout
+    assert "(its write was queued as #" in p.stdout and "-- redelivered" in p.stdout
+    assert read_at(vault, "litellm/late", ns="team-a") == g["key"]
+    assert read_at(vault, "litellm/late", ns="team-b") is None
+
+
+def test_key_list_shows_team_and_location(tmp_path, vault):
+    make_namespaces(vault, "team-a", "team-b")
+    h = make_host(tmp_path, vault)
+    h.run("team", "add", "acme", "--namespace", "team-a", "--path-prefix", "gw", check=EXIT_OK)
+    h.run("key", "generate", "--alias", "t1", "--team", "acme", check=EXIT_OK)
+    h.run("team", "update", "acme", "--namespace", "team-b", check=EXIT_OK)
+    h.run("key", "generate", "--alias", "plain", check=EXIT_OK)
+    vault.seal()
+    h.run("key", "generate", "--alias", "t2", "--team", "acme", check=EXIT_QUEUED)
+    out = h.run("key", "list", check=EXIT_OK).stdout
+    lines = out.splitlines()
+    assert lines[0].split() == ["KEY_ID", "ALIAS", "SECRET_NAME", "TEAM", "LOCATION", "UPDATED"]
+    rows = {ln.split()[1]: ln for ln in lines[1:4]}
+    assert rows["t1"].split()[2:6] == ["litellm/t1", "acme", "namespace=team-a,",
+                                       "path_prefix=gw"], rows  # where t1 lives, not acme now
+    assert rows["plain"].split()[2:5] == ["litellm/plain", "-", "default"]
+    assert rows["t2"].split()[2:5] == ["litellm/t2", "acme", "namespace=team-b"]
+    assert re.search(r"#\d+ write litellm/t2 at namespace=team-b \(attempts: 1", out), out
+    vault.seal(False)
+
+
 # --- refusals ----------------------------------------------------------------------
 
 def test_bad_team_settings_are_refused(tmp_path, vault):
@@ -286,6 +386,18 @@ def test_serve_team_endpoints_and_team_key_in_namespace(tmp_path, vault):
         st, k0 = s.call("POST", "/key/generate", {"team_id": "nobody", "key_alias": "sv0"})
         assert st == 200 and "team_id" in k0["kms_host"]["not_enforced"], k0
         assert "location" not in k0["kms_host"] and vault.read("litellm/sv0") == k0["key"]
+        # /key/info and /key/list: team_id where LiteLLM has it, the location under kms_host
+        st, i = s.call("GET", f"/key/info?key={k['key']}")
+        assert st == 200 and i["info"]["team_id"] == tid, i
+        assert i["info"]["kms_host"]["location"] == "namespace=team-a"
+        st, i0 = s.call("GET", f"/key/info?key={k0['key']}")
+        assert i0["info"]["team_id"] is None and i0["info"]["kms_host"]["location"] == "default"
+        st, lst = s.call("GET", "/key/list?return_full_object=true")
+        assert st == 200 and {(x["key_alias"], x["team_id"], x["kms_host"]["location"])
+                              for x in lst["keys"]} == {("sv1", tid, "namespace=team-a"),
+                                                        ("sv0", None, "default")}, lst
+        st, lst = s.call("GET", f"/key/list?team_id={tid}")  # LiteLLM's team filter
+        assert st == 200 and lst["keys"] == [k["token_id"]] and lst["total_count"] == 1, lst
 
         st, u = s.call("POST", "/team/update", {"team_id": tid, "secret_manager_settings":
                                                 {"namespace": "team-b"}})
@@ -305,6 +417,35 @@ def test_serve_team_endpoints_and_team_key_in_namespace(tmp_path, vault):
     finally:
         assert s.stop() == 0
         assert "Sanitizer" not in s.stderr()  # the ASan/TSan builds run this file too
+
+
+def test_serve_unknown_team_with_key_generation_settings_is_refused(tmp_path, vault):
+    """LiteLLM's generate_key_fn looks the team up and, when it is not in its
+    database, refuses the key with 400 "Unable to find team object in
+    database. Team ID: T" if litellm_settings.key_generation_settings is
+    set (else it accepts the key without the team's settings). serve does
+    the same: nothing is stored for the refused request."""
+    import sys
+    sys.path.insert(0, str(H.SRC / "tests" / "host_serve"))
+    from serve_helpers import CONFIG, MASTER, Serve, write_config  # noqa: E402
+    text = CONFIG.format(master=MASTER) + ("litellm_settings:\n  key_generation_settings:\n"
+                                           "    team_key_generation:\n"
+                                           "      allowed_team_member_roles: [admin]\n")
+    s = Serve(write_config(tmp_path, text=text), vault.plugin_env())
+    try:
+        st, e = s.call("POST", "/key/generate", {"team_id": "nobody", "key_alias": "u1"})
+        assert st == 400, e
+        assert e["error"]["message"] == ("Unable to find team object in database. "
+                                         "Team ID: nobody")
+        assert e["error"]["param"] == "team_id" and e["error"]["code"] == "400"
+        assert key_locations(tmp_path) == [] and vault.read("litellm/u1") is None
+        st, t = s.call("POST", "/team/new", {"team_id": "known"})
+        assert st == 200, t
+        st, k = s.call("POST", "/key/generate", {"team_id": "known", "key_alias": "u2"})
+        assert st == 200 and k["kms_host"]["secret_manager"] == "landed", k
+        assert "team_id" not in k["kms_host"]["not_enforced"]
+    finally:
+        assert s.stop() == 0
 
 
 # --- migration: a schema-1 store (kms-host before teams) -----------------------------

@@ -128,6 +128,21 @@ static void test_config_defaults(void **state) {
                          "  key_management_settings:\n    hosted_keys: []\n", &c), 0);
   assert_int_equal(c.hosted_keys_set, 1);
   assert_int_equal(host_ref_uses_plugin(&c, "A"), 0);
+  assert_int_equal(c.key_generation_settings, 0);
+  host_config_free(&c);
+  /* litellm_settings.key_generation_settings: set unless absent or null
+   * (LiteLLM's `is not None`); a litellm_settings that is no mapping is
+   * still ignored */
+  assert_int_equal(parse("litellm_settings:\n  key_generation_settings:\n"
+                         "    team_key_generation: {allowed_team_member_roles: [admin]}\n", &c),
+                   0);
+  assert_int_equal(c.key_generation_settings, 1);
+  host_config_free(&c);
+  assert_int_equal(parse("litellm_settings:\n  key_generation_settings: null\n", &c), 0);
+  assert_int_equal(c.key_generation_settings, 0);
+  host_config_free(&c);
+  assert_int_equal(parse("litellm_settings: [a]\n", &c), 0);
+  assert_int_equal(c.key_generation_settings, 0);
   host_config_free(&c);
 }
 
@@ -376,6 +391,34 @@ static void test_outbox_queue(void **state) {
   assert_int_equal(n, 2);
   assert_non_null(strstr(r.msg, "key_management_system"));
   assert_int_equal(count(host_db_sqlite(db), "SELECT attempts FROM outbox ORDER BY seq LIMIT 1"), 1);
+  host_db_close(db);
+  tmpdb_remove(&t);
+}
+
+/* reconcile's orphan delete: refused (owned) when a key holds the name at
+ * that location, queued at its location otherwise -- the same name at
+ * another location is another secret. */
+static void test_orphan_delete_checks_owner(void **state) {
+  (void)state;
+  tmpdb t = {"", ""};
+  tmpdb_make(&t);
+  host_db *db = NULL;
+  host_result r = {HOST_OK, ""};
+  int owned = -1;
+  assert_int_equal(host_db_open(t.path, &db, &r), HOST_OK);
+  assert_int_equal(host_store_generate(db, "00000000000000aa", "h1", "race", "litellm/race",
+                                       "sk-value", &r), HOST_OK);
+  assert_int_equal(host_store_enqueue_orphan_delete(db, "litellm/race", "", &owned, &r), HOST_OK);
+  assert_int_equal(owned, 1);
+  sqlite3 *c = host_db_sqlite(db);
+  assert_int_equal(count(c, "SELECT count(*) FROM outbox WHERE op='delete'"), 0);
+  assert_int_equal(count(c, "SELECT count(*) FROM outbox WHERE op='write'"), 1); /* kept */
+  assert_int_equal(host_store_enqueue_orphan_delete(db, "litellm/race", "namespace=t", &owned,
+                                                    &r), HOST_OK);
+  assert_int_equal(owned, 0);
+  assert_int_equal(count(c, "SELECT count(*) FROM outbox WHERE op='delete' AND "
+                            "secret_name='litellm/race' AND location='namespace=t'"), 1);
+  assert_int_equal(count(c, "SELECT count(*) FROM outbox WHERE op='write'"), 1);
   host_db_close(db);
   tmpdb_remove(&t);
 }
@@ -733,6 +776,7 @@ int main(void) {
     cmocka_unit_test(test_prefix),       cmocka_unit_test(test_redact),
     cmocka_unit_test(test_alias),        cmocka_unit_test(test_base64url),
     cmocka_unit_test(test_keys),         cmocka_unit_test(test_outbox_queue),
+    cmocka_unit_test(test_orphan_delete_checks_owner),
     cmocka_unit_test(test_migrations),   cmocka_unit_test(test_delivered_key_leaves_no_copy),
     cmocka_unit_test(test_file_private), cmocka_unit_test(test_lock_bounded_wait),
     cmocka_unit_test(test_terminal_text), cmocka_unit_test(test_read_all),
