@@ -141,6 +141,12 @@ kms_status kms_stats_result(kms_stats *stats, kms_status status, const kms_error
  * are the plugin's to fill. */
 void kms_stats_fill(kms_stats *stats, kms_health *out);
 
+/* Which of `n` stripes (per-CPU copies of a lock or counter) the calling
+ * thread should use: the CPU it runs on, modulo n; 0 when n <= 1 or the CPU
+ * is unknown. A hint only: the thread may move to another CPU at any time,
+ * so a caller that locks stripe i must remember i and unlock that one. */
+unsigned kms_cpu_stripe(unsigned n);
+
 #ifdef __cplusplus
 }
 #endif

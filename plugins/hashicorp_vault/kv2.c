@@ -100,37 +100,52 @@ void kv2_layout_free(kv2_layout *l) {
   memset(l, 0, sizeof *l);
 }
 
-kms_status kv2_url(const kv2_layout *l, kv2_kind kind, const char *name, char **url,
-                   kms_error *err) {
-  *url = NULL;
-  kms_status st = kv2_validate_name(name, err);
-  if (st != KMS_OK) return st;
-  const char *base = kind == KV2_DATA ? l->data_base : l->meta_base;
-  char *e = vault_encode_path(name);
-  if (!e) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-  size_t bl = strlen(base), el = strlen(e);
-  char *u = malloc(bl + el + 1);
-  if (!u) {
-    free(e);
-    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+/* The checks of kv2_validate_name in one pass, without messages: 1 if
+ * `name` passes them. (kv2_validate_name says why it does not.) */
+static int name_ok(const char *name) {
+  size_t seg = 0;
+  const char *p = name;
+  for (;; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c == '/' || c == 0) {
+      if (seg == 0 || (seg == 1 && p[-1] == '.') || (seg == 2 && p[-1] == '.' && p[-2] == '.'))
+        return 0;
+      if (!c) break;
+      seg = 0;
+    } else if (c < 0x20 || c == 0x7f) {
+      return 0;
+    } else {
+      seg++;
+    }
   }
-  memcpy(u, base, bl);
-  memcpy(u + bl, e, el + 1);
-  free(e);
-  *url = u;
+  return (size_t)(p - name) <= VAULT_NAME_MAX;
+}
+
+kms_status kv2_encode_name(const char *name, char *buf, size_t *len, kms_error *err) {
+  *len = 0;
+  if (!name || !name_ok(name)) {
+    kms_status st = kv2_validate_name(name, err);
+    if (st != KMS_OK) return st;
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "secret name is not valid");
+  }
+  *len = vault_encode_path_to(name, buf);
   return KMS_OK;
 }
 
-kms_status kv2_url_to(const kv2_layout *l, kv2_kind kind, const char *name, char *buf,
-                      size_t size, size_t *needed, kms_error *err) {
-  kms_status st = kv2_validate_name(name, err);
+kms_status kv2_url(const kv2_layout *l, kv2_kind kind, const char *name, char **url,
+                   kms_error *err) {
+  *url = NULL;
+  char enc[KV2_ENC_MAX];
+  size_t el;
+  kms_status st = kv2_encode_name(name, enc, &el, err);
   if (st != KMS_OK) return st;
   const char *base = kind == KV2_DATA ? l->data_base : l->meta_base;
   size_t bl = strlen(base);
-  *needed = bl + 3 * strlen(name) + 1;
-  if (size < *needed) return KMS_NO_MEMORY; /* not an error yet: the caller allocates */
-  memcpy(buf, base, bl);
-  vault_encode_path_to(name, buf + bl);
+  char *u = malloc(bl + el + 1);
+  if (!u) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+  memcpy(u, base, bl);
+  memcpy(u + bl, enc, el + 1);
+  *url = u;
   return KMS_OK;
 }
 
