@@ -155,6 +155,8 @@ static kms_status loc_open(kms_instance *in, const kms_call_options *o, vault_lo
                            kms_error *err) {
   memset(loc, 0, sizeof *loc);
   loc->l = &in->layout;
+  if (!o || !KMS_FIELD_PRESENT(o, kms_call_options, n_location) || !o->n_location)
+    return KMS_OK; /* no location entry: the common case, and the cheap one */
   for (size_t i = 0; LOCATION_KEYS[i]; i++) {
     const char *v = kms_options_get(o, LOCATION_KEYS[i]);
     kms_status st = v ? check_value(LOCATION_KEYS[i], v, err) : KMS_OK;

@@ -14,21 +14,37 @@ static int unreserved(unsigned char c) {
          c == '.' || c == '_' || c == '~';
 }
 
-size_t vault_encode_path_to(const char *s, char *out) {
+size_t vault_encode_check(const char *s, char *out, int *valid) {
   static const char hex[] = "0123456789ABCDEF";
   char *o = out;
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (unreserved(*p) || *p == '/') {
-      *o++ = (char)*p;
+  size_t seg = 0; /* bytes of the current segment */
+  int ok = 1;
+  for (const unsigned char *p = (const unsigned char *)s;; p++) {
+    unsigned char c = *p;
+    if (c == '/' || c == 0) {
+      if (seg == 0 || (seg == 1 && p[-1] == '.') || (seg == 2 && p[-1] == '.' && p[-2] == '.'))
+        ok = 0;
+      if (!c) break;
+      *o++ = '/';
+      seg = 0;
+      continue;
+    }
+    seg++;
+    if (unreserved(c)) {
+      *o++ = (char)c;
     } else {
+      if (c < 0x20 || c == 0x7f) ok = 0;
       *o++ = '%';
-      *o++ = hex[*p >> 4];
-      *o++ = hex[*p & 15];
+      *o++ = hex[c >> 4];
+      *o++ = hex[c & 15];
     }
   }
   *o = '\0';
+  if (valid) *valid = ok;
   return (size_t)(o - out);
 }
+
+size_t vault_encode_path_to(const char *s, char *out) { return vault_encode_check(s, out, NULL); }
 
 char *vault_encode_path(const char *s) {
   char *out = malloc(3 * strlen(s) + 1);

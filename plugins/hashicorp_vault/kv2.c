@@ -100,36 +100,16 @@ void kv2_layout_free(kv2_layout *l) {
   memset(l, 0, sizeof *l);
 }
 
-/* The checks of kv2_validate_name in one pass, without messages: 1 if
- * `name` passes them. (kv2_validate_name says why it does not.) */
-static int name_ok(const char *name) {
-  size_t seg = 0;
-  const char *p = name;
-  for (;; p++) {
-    unsigned char c = (unsigned char)*p;
-    if (c == '/' || c == 0) {
-      if (seg == 0 || (seg == 1 && p[-1] == '.') || (seg == 2 && p[-1] == '.' && p[-2] == '.'))
-        return 0;
-      if (!c) break;
-      seg = 0;
-    } else if (c < 0x20 || c == 0x7f) {
-      return 0;
-    } else {
-      seg++;
-    }
-  }
-  return (size_t)(p - name) <= VAULT_NAME_MAX;
-}
-
 kms_status kv2_encode_name(const char *name, char *buf, size_t *len, kms_error *err) {
   *len = 0;
-  if (!name || !name_ok(name)) {
-    kms_status st = kv2_validate_name(name, err);
-    if (st != KMS_OK) return st;
-    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "secret name is not valid");
-  }
-  *len = vault_encode_path_to(name, buf);
-  return KMS_OK;
+  int valid = 0;
+  /* the length first: buf holds the encoding of VAULT_NAME_MAX bytes */
+  if (name && strlen(name) <= VAULT_NAME_MAX) *len = vault_encode_check(name, buf, &valid);
+  if (valid) return KMS_OK;
+  *len = 0;
+  kms_status st = kv2_validate_name(name, err); /* says why */
+  if (st != KMS_OK) return st;
+  return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "secret name is not valid");
 }
 
 kms_status kv2_url(const kv2_layout *l, kv2_kind kind, const char *name, char **url,
