@@ -67,3 +67,30 @@ void kms_secret_free(kms_secret *s) {
   kms_wipe(s, sizeof *s);
   free(s);
 }
+
+/* The packed layout: the struct, then the bytes and their NUL. */
+kms_status kms_secret_new_packed(const char *value, size_t length, kms_secret **out,
+                                 kms_error *err) {
+  if (!out)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "kms_secret_new_packed: out is NULL");
+  *out = NULL;
+  if (!value && length)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         "kms_secret_new_packed: value is NULL but length is %zu", length);
+  if (length > SIZE_MAX - sizeof(kms_secret) - 1)
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory for a %zu-byte secret", length);
+  kms_secret *s = malloc(sizeof *s + length + 1);
+  if (!s) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory for a %zu-byte secret", length);
+  char *copy = (char *)(s + 1);
+  if (length) memcpy(copy, value, length);
+  copy[length] = '\0';
+  *s = (kms_secret){.struct_size = sizeof *s, .value = copy, .length = length};
+  *out = s;
+  return KMS_OK;
+}
+
+void kms_secret_free_packed(kms_secret *s) {
+  if (!s) return;
+  kms_wipe(s, sizeof *s + s->length + 1); /* the value's bytes lie after the struct */
+  free(s);
+}

@@ -132,7 +132,7 @@ static kms_status env_read_opt(kms_instance *in, const char *name, const kms_cal
   *out = NULL;
   const char *v;
   kms_status st = env_lookup(in, name, opt, &v, err);
-  if (st == KMS_OK && (st = kms_secret_new(v, strlen(v), out, err)) != KMS_OK)
+  if (st == KMS_OK && (st = kms_secret_new_packed(v, strlen(v), out, err)) != KMS_OK)
     kms_error_set(err, st, 0, "env: out of memory reading %s", name);
   return kms_stats_result(in->stats, st, err);
 }
@@ -235,7 +235,7 @@ static const kms_plugin env_plugin = {
   .write_secret = env_write,
   .delete_secret = env_delete,
   .refresh = env_refresh,
-  .free_secret = kms_secret_free, /* wipes, then frees what kms_secret_new made */
+  .free_secret = kms_secret_free_packed, /* wipes, then frees what kms_secret_new_packed made */
   /* ABI 1.1 */
   .read_secret_opt = env_read_opt,
   .write_secret_opt = env_write_opt,

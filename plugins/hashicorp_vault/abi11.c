@@ -400,8 +400,11 @@ typedef struct read_sink {
   kms_error *err;
 } read_sink;
 
-/* kpc_cache_into_fn of the buffer read: runs under the cache's shared
- * lock on a hit, so it only copies. */
+/* The kpc_cache_into_fn of each read: on a hit it runs under the cache's
+ * shared lock (one stripe), so it only copies (and allocates at most one
+ * block); after a fetch it gets the fetched copy. */
+
+/* read_secret_into: into the caller's buffer, nothing allocated. */
 static kms_status sink_into(void *ctx, const kpc_cache_value *v, unsigned flags) {
   read_sink *s = ctx;
   return kms_secret_copy_into(v->data, v->len, v->version,
@@ -409,47 +412,40 @@ static kms_status sink_into(void *ctx, const kpc_cache_value *v, unsigned flags)
                               s->info, "read", s->err);
 }
 
-static kms_status sink_secret(read_sink *s, kpc_cache_value *v, unsigned flags) {
-  kms_secret *sec = calloc(1, sizeof *sec);
-  if (!sec) {
-    kpc_cache_value_clear(v);
-    return kms_error_set(s->err, KMS_NO_MEMORY, 0, "out of memory");
-  }
-  sec->struct_size = sizeof *sec;
-  sec->value = v->data;
-  sec->length = v->len;
-  sec->version = v->version;
-  sec->flags = (flags & KPC_CACHE_STALE) ? KMS_SECRET_STALE : 0;
-  *s->out = sec;
-  memset(v, 0, sizeof *v);
+/* read_secret(_opt): one packed block (kms_secret_new_packed; the
+ * free_secret slot is kms_secret_free_packed). */
+static kms_status sink_secret(void *ctx, const kpc_cache_value *v, unsigned flags) {
+  read_sink *s = ctx;
+  kms_status st = kms_secret_new_packed(v->data, v->len, s->out, s->err);
+  if (st != KMS_OK) return st;
+  (*s->out)->version = v->version;
+  (*s->out)->flags = (flags & KPC_CACHE_STALE) ? KMS_SECRET_STALE : 0;
   return KMS_OK;
 }
 
 /* One read through the cache, as the flags ask. */
 static kms_status read_cached(kms_instance *in, const char *key, uint32_t flags, read_sink *s,
                               unsigned *cflags, kms_error *why) {
-  kpc_cache_value v = {0};
-  kms_status st;
+  kpc_cache_into_fn sink = s->out ? sink_secret : sink_into;
   /* deadline 0: set by vault_fetch_secret when a fetch starts, so a cache
    * hit does not pay for reading the clock */
   vault_call_ctx k = {in, 0};
+  kms_status st;
   if (flags & KMS_CALL_NONBLOCKING) {
-    st = kpc_cache_peek(in->cache, key, s->out ? &v : NULL, s->out ? NULL : sink_into, s,
-                          cflags, why);
+    st = kpc_cache_peek(in->cache, key, NULL, sink, s, cflags, why);
     if (*cflags & KPC_CACHE_MISS) bg_enqueue(in, key);
     if (st == KMS_UNAVAILABLE)
       kms_error_set(why, KMS_UNAVAILABLE, 0,
                     "nonblocking read: not cached yet; a background fetch has started, "
                     "retry shortly");
-  } else if (s->out || (flags & KMS_CALL_BYPASS_CACHE)) {
-    st = kpc_cache_get(in->cache, key, (flags & KMS_CALL_BYPASS_CACHE) != 0, vault_fetch_secret,
-                         &k, &v, cflags, why);
-    if (st == KMS_OK && !s->out) st = sink_into(s, &v, *cflags);
+  } else if (flags & KMS_CALL_BYPASS_CACHE) {
+    kpc_cache_value v = {0};
+    st = kpc_cache_get(in->cache, key, 1, vault_fetch_secret, &k, &v, cflags, why);
+    if (st == KMS_OK) st = sink(s, &v, *cflags);
+    kpc_cache_value_clear(&v);
   } else {
-    st = kpc_cache_get_into(in->cache, key, vault_fetch_secret, &k, sink_into, s, cflags, why);
+    st = kpc_cache_get_into(in->cache, key, vault_fetch_secret, &k, sink, s, cflags, why);
   }
-  if (st == KMS_OK && s->out) st = sink_secret(s, &v, *cflags);
-  kpc_cache_value_clear(&v);
   return st;
 }
 
@@ -471,8 +467,9 @@ static kms_status read_common(kms_instance *in, const char *name, const kms_call
   loc_close(&loc);
   if (st != KMS_OK) return st;
   unsigned cflags = 0;
-  kms_error why;
+  kms_error why; /* the cache's and the sinks' errors: err gets it on a failure */
   kms_error_clear(&why);
+  s->err = &why;
   st = read_cached(in, key.s, flags, s, &cflags, &why);
   vault_key_free(&key);
   vault_count_read(in, st, cflags);
@@ -481,7 +478,7 @@ static kms_status read_common(kms_instance *in, const char *name, const kms_call
                "Vault is unavailable, serving cached secrets marked stale (for up to %lld s "
                "after expiry, setting stale_if_error): %s",
                (long long)in->cfg.stale_if_error_s, why.message);
-  if (st != KMS_OK && st != KMS_BUFFER_TOO_SMALL && err) *err = why;
+  if (st != KMS_OK && err) *err = why;
   return st;
 }
 
