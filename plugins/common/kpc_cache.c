@@ -80,6 +80,7 @@ struct kpc_cache {
   size_t sweep; /* next bucket the amortised sweep looks at */
   kpc_rng rng; /* refresh-point jitter (under rw, exclusive) */
   int outage; /* a stale value was served since the last successful fetch */
+  uint64_t hash_seed; /* key_hash's (immutable after new) */
 };
 
 static int64_t now_ms(const kpc_cache *c) {
@@ -116,10 +117,26 @@ static unsigned stripe_count(void) {
   return n;
 }
 
-static uint64_t fnv1a(const char *s) {
-  uint64_t h = 1469598103934665603ull;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-  return h;
+/* The key's hash, eight bytes per step (a byte-at-a-time hash such as
+ * FNV-1a costs a multiply's latency per byte, most of a hit's hashing),
+ * seeded per cache so that chosen names cannot aim at one bucket as
+ * easily; the final mix spreads every byte into the low bits the bucket
+ * index uses. */
+static uint64_t key_hash(const kpc_cache *c, const char *s) {
+  size_t n = strlen(s);
+  uint64_t h = c->hash_seed ^ n;
+  for (; n >= 8; s += 8, n -= 8) {
+    uint64_t w;
+    memcpy(&w, s, 8);
+    h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+    h ^= h >> 31;
+  }
+  uint64_t w = 0;
+  for (size_t i = 0; i < n; i++) w |= (uint64_t)(unsigned char)s[i] << (8 * i);
+  h = (h ^ w) * 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  return h ^ (h >> 29);
 }
 
 void kpc_cache_value_clear(kpc_cache_value *v) {
@@ -153,6 +170,7 @@ kpc_cache *kpc_cache_new(const kpc_cache_options *opt) {
       c->opt.refresh_hi_pm >= 1000)
     c->opt.refresh_lo_pm = c->opt.refresh_hi_pm = 0;
   kpc_rng_seed(&c->rng, c->opt.seed, c);
+  c->hash_seed = kpc_rng_next(&c->rng);
   c->nbuckets = 64;
   c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
   if (!c->buckets) {
@@ -620,7 +638,7 @@ static kms_status get_impl(get_call *g) {
   g->flags = 0;
   g->raw = KMS_OK;
   g->fetched = 0;
-  g->hash = fnv1a(g->key);
+  g->hash = key_hash(g->c, g->key);
   kms_status st;
   entry *e;
   int64_t now;
@@ -683,7 +701,7 @@ kms_status kpc_cache_peek(kpc_cache *c, const char *key, kpc_cache_value *out,
   kms_status st = KMS_UNAVAILABLE;
   unsigned rs = rd_lock(c);
   int64_t now = now_ms(c);
-  entry *e = find(c, key, fnv1a(key));
+  entry *e = find(c, key, key_hash(c, key));
   if (e && ((e->has && now < e->stale_until) || (!e->has && neg_live(e, now)))) {
     st = serve(e, now, out, into, into_ctx, flags, err);
     if (*flags & KPC_CACHE_STALE) *flags |= KPC_CACHE_MISS;
@@ -719,7 +737,7 @@ void kpc_cache_invalidate_all(kpc_cache *c, const char *key) {
 
 void kpc_cache_put(kpc_cache *c, const char *key, const char *data, size_t len,
                      int64_t version) {
-  uint64_t h = fnv1a(key);
+  uint64_t h = key_hash(c, key);
   wr_lock(c);
   sweep_some(c, now_ms(c));
   entry *e = find(c, key, h);
@@ -753,7 +771,7 @@ void kpc_cache_put(kpc_cache *c, const char *key, const char *data, size_t len,
 }
 
 void kpc_cache_invalidate(kpc_cache *c, const char *key) {
-  uint64_t h = fnv1a(key);
+  uint64_t h = key_hash(c, key);
   wr_lock(c);
   entry *e = find(c, key, h);
   if (e) {
@@ -834,7 +852,7 @@ void kpc_cache_keys_free(char **keys, size_t n) {
 
 size_t kpc_cache_waiters(kpc_cache *c, const char *key) {
   unsigned rs = rd_lock(c);
-  entry *e = find(c, key, fnv1a(key));
+  entry *e = find(c, key, key_hash(c, key));
   size_t n = e && e->fl ? e->fl->waiters : 0;
   rd_unlock(c, rs);
   return n;
