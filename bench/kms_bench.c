@@ -10,10 +10,14 @@
  * Modes (see usage()):
  *   cached    cache population + cached reads through the ABI with N secrets
  *             on 1..T threads, next to a bare open-addressing hash lookup +
- *             malloc/memcpy/free of the same value (the floor) and the env
- *             plugin reading the same table through the host's getenv (the
- *             ABI + loader overhead on its own); RSS of the cache and of the
- *             floor table.
+ *             malloc/memcpy/free of the same value (the floor): the
+ *             allocating read (kms_client_read), the buffer read
+ *             (kms_client_read_into), the never-blocking buffer read
+ *             (KMS_CALL_NONBLOCKING, warm), and the env plugin reading the
+ *             same table through the host's getenv (the ABI + loader
+ *             overhead on its own); then the never-blocking read of names
+ *             not cached yet (cold: UNAVAILABLE at once) next to a blocking
+ *             cold read; RSS of the cache and of the floor table.
  *   uncached  refresh interval 0: every read is an HTTP request. impl=plugin
  *             or impl=libcurl (one easy handle, the floor). Requests/s,
  *             p50/p99, and (with --access-log or --stats-url) the upstream
@@ -236,10 +240,15 @@ typedef struct host_env {
   const opts *o;
   const table *t; /* env plugin's secrets (may be empty) */
   char refresh[32];
+  int table_only; /* getenv is the floor's lookup alone (env.so's host) */
 } host_env;
 
 static const char *host_getenv(void *ctx, const char *name) {
   host_env *h = ctx;
+  if (h->table_only) { /* so that env.so's row is the floor + the ABI, not this host's list */
+    const slot *s = table_get(h->t, name);
+    return s ? s->val : NULL;
+  }
   const opts *o = h->o;
   for (int i = o->n_env - 1; i >= 0; i--)
     if (strcmp(o->env_k[i], name) == 0) return o->env_v[i];
@@ -550,8 +559,11 @@ static int mode_cached(const opts *o) {
   kms_module *em = NULL;
   kms_client *ec = NULL;
   kms_error err;
+  host_env ehe = {.o = o, .t = &t, .table_only = 1};
+  kms_host ehost;
+  make_host(&ehost, &ehe);
   if (kms_module_load(o->plugin_dir, "env", &em, &err) == KMS_OK) {
-    if (kms_client_create(em, &host, NULL, 0, &ec, &err) != KMS_OK) {
+    if (kms_client_create(em, &ehost, NULL, 0, &ec, &err) != KMS_OK) {
       fprintf(stderr, "kms-bench: env plugin create: %s\n", err.message);
       kms_module_unload(em);
       em = NULL;

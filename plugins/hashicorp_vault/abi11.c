@@ -469,8 +469,9 @@ static kms_status read_common(kms_instance *in, const char *name, const kms_call
   unsigned cflags = 0;
   kms_error why; /* the cache's and the sinks' errors: err gets it on a failure */
   kms_error_clear(&why);
-  s->err = &why;
-  st = read_cached(in, key.s, flags, s, &cflags, &why);
+  read_sink to = *s;
+  to.err = &why;
+  st = read_cached(in, key.s, flags, &to, &cflags, &why);
   vault_key_free(&key);
   vault_count_read(in, st, cflags);
   if ((cflags & KPC_CACHE_WARN) && st == KMS_OK)
