@@ -67,6 +67,14 @@ static uint64_t now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* The calling thread's CPU time: on a loaded machine it leaves out the time
+ * the thread waited for a CPU, which wall time per call counts. */
+static uint64_t thread_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void *xmalloc(size_t n) {
   void *p = malloc(n ? n : 1);
   if (!p) fail("out of memory");
@@ -322,7 +330,7 @@ typedef struct cworker {
   pthread_barrier_t *bar;
   uint64_t seed;
   /* out */
-  uint64_t calls, ns;
+  uint64_t calls, ns, cpu_ns; /* cpu_ns: this thread's CPU time (not while descheduled) */
   kms_status st;
   char msg[KMS_ERROR_MESSAGE_SIZE];
 } cworker;
@@ -331,7 +339,7 @@ static void *cached_worker(void *arg) {
   cworker *w = arg;
   uint64_t seed = w->seed | 1;
   pthread_barrier_wait(w->bar);
-  uint64_t t0 = now_ns(), deadline = t0 + w->budget_ns, calls = 0;
+  uint64_t t0 = now_ns(), deadline = t0 + w->budget_ns, calls = 0, c0 = thread_cpu_ns();
   unsigned sink = 0;
   while (calls < (uint64_t)w->max_calls) {
     for (int b = 0; b < 256; b++) {
@@ -378,13 +386,15 @@ static void *cached_worker(void *arg) {
 out:
   SINK(&sink);
   w->ns = now_ns() - t0;
+  w->cpu_ns = thread_cpu_ns() - c0;
   w->calls = calls;
   return NULL;
 }
 
-/* One timed run on `threads` threads; returns mean ns per call per thread. */
+/* One timed run on `threads` threads; returns mean wall ns per call per
+ * thread, and in *cpu the mean CPU ns per call per thread. */
 static double cached_run(const opts *o, int impl, kms_client *c, const table *t, char **names,
-                         long n, int threads, uint64_t seed) {
+                         long n, int threads, uint64_t seed, double *cpu) {
   cworker w[MAX_THREADS];
   pthread_t th[MAX_THREADS];
   pthread_barrier_t bar;
@@ -395,13 +405,15 @@ static double cached_run(const opts *o, int impl, kms_client *c, const table *t,
                      .seed = seed * 7919u + (uint64_t)i * 104729u + 1, .st = KMS_OK};
     if (pthread_create(&th[i], NULL, cached_worker, &w[i])) fail("pthread_create failed");
   }
-  double sum = 0;
+  double sum = 0, csum = 0;
   for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
   pthread_barrier_destroy(&bar);
   for (int i = 0; i < threads; i++) {
     if (w[i].st != KMS_OK) fail("cached read: %s: %s", kms_status_str(w[i].st), w[i].msg);
     sum += w[i].calls ? (double)w[i].ns / (double)w[i].calls : 0;
+    csum += w[i].calls ? (double)w[i].cpu_ns / (double)w[i].calls : 0;
   }
+  *cpu = csum / threads;
   return sum / threads;
 }
 
@@ -441,6 +453,7 @@ static void cached_reads(const opts *o, kms_client *c, kms_client *ec, const tab
   enum { ENV = IMPL_COUNT, SERIES };
   static const char *const label[SERIES] = {"floor", "plugin", "into", "nb", "env"};
   double v[SERIES][64] = {{0}}, ratio[SERIES][64] = {{0}};
+  double cv[SERIES][64] = {{0}}, cratio[SERIES][64] = {{0}}; /* CPU time per call */
   int on[SERIES] = {1, c && (o->impls & 2u), c && (o->impls & 4u), c && (o->impls & 8u),
                     ec && (o->impls & 16u)};
   int runs = o->runs > 64 ? 64 : o->runs;
@@ -448,8 +461,11 @@ static void cached_reads(const opts *o, kms_client *c, kms_client *ec, const tab
     for (int k = 0; k < SERIES; k++)
       if (on[k])
         v[k][r] = cached_run(o, k == ENV ? IMPL_CLIENT : k, k == ENV ? ec : c, t, names, n, th,
-                             (uint64_t)r + 1);
-    for (int k = 1; k < SERIES; k++) ratio[k][r] = on[k] ? v[k][r] / v[0][r] : 0;
+                             (uint64_t)r + 1, &cv[k][r]);
+    for (int k = 1; k < SERIES; k++) {
+      ratio[k][r] = on[k] ? v[k][r] / v[0][r] : 0;
+      cratio[k][r] = on[k] && cv[0][r] > 0 ? cv[k][r] / cv[0][r] : 0;
+    }
   }
   printf("RESULT mode=cached what=read secrets=%ld threads=%d runs=%d floor_ns=%.1f", n, th, runs,
          median_dbl(v[0], (size_t)runs));
@@ -459,7 +475,10 @@ static void cached_reads(const opts *o, kms_client *c, kms_client *ec, const tab
     /* median_dbl sorted ratio[k]: [0] is the least, [runs - 1] the most */
     printf(" %s_ns=%.1f %s_ratio=%.3f %s_ratio_min=%.3f %s_ratio_max=%.3f", label[k], m,
            label[k], mr, label[k], ratio[k][0], label[k], ratio[k][runs - 1]);
+    printf(" %s_cpu_ns=%.1f %s_cpu_ratio=%.3f", label[k], median_dbl(cv[k], (size_t)runs),
+           label[k], median_dbl(cratio[k], (size_t)runs));
   }
+  printf(" floor_cpu_ns=%.1f", median_dbl(cv[0], (size_t)runs));
   printf("\n");
   fflush(stdout);
 }
