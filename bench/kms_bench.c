@@ -10,10 +10,14 @@
  * Modes (see usage()):
  *   cached    cache population + cached reads through the ABI with N secrets
  *             on 1..T threads, next to a bare open-addressing hash lookup +
- *             malloc/memcpy/free of the same value (the floor) and the env
- *             plugin reading the same table through the host's getenv (the
- *             ABI + loader overhead on its own); RSS of the cache and of the
- *             floor table.
+ *             malloc/memcpy/free of the same value (the floor): the
+ *             allocating read (kms_client_read), the buffer read
+ *             (kms_client_read_into), the never-blocking buffer read
+ *             (KMS_CALL_NONBLOCKING, warm), and the env plugin reading the
+ *             same table through the host's getenv (the ABI + loader
+ *             overhead on its own); then the never-blocking read of names
+ *             not cached yet (cold: UNAVAILABLE at once) next to a blocking
+ *             cold read; RSS of the cache and of the floor table.
  *   uncached  refresh interval 0: every read is an HTTP request. impl=plugin
  *             or impl=libcurl (one easy handle, the floor). Requests/s,
  *             p50/p99, and (with --access-log or --stats-url) the upstream
@@ -60,6 +64,14 @@ static void fail(const char *fmt, ...) {
 static uint64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The calling thread's CPU time: on a loaded machine it leaves out the time
+ * the thread waited for a CPU, which wall time per call counts. */
+static uint64_t thread_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
@@ -204,6 +216,7 @@ typedef struct opts {
   const char *name, *prefix, *value;
   const char *access_log, *stats_url;
   int runs, fill_threads, trials;
+  unsigned impls; /* cached: bit i = IMPL_NAMES[i] measured, bit 4 = env */
   double secs;
   long max, warmup, secrets;
   int threads[16];
@@ -221,7 +234,9 @@ static void usage(void) {
         "  --secrets N --threads 1,2,... --fill-threads N --trials K\n"
         "  --access-log FILE (nginx: '$connection $connection_requests $request_method "
         "$request_uri $status')\n"
-        "  --stats-url URL (tests/vault_server /__test__/stats)  --env K=V (repeatable)\n",
+        "  --stats-url URL (tests/vault_server /__test__/stats)  --env K=V (repeatable)\n"
+        "  --impls plugin,into,nb,env (cached: which reads next to the floor; default all;\n"
+        "    one at a time is what a profiler wants)\n",
         stderr);
   exit(2);
 }
@@ -233,10 +248,15 @@ typedef struct host_env {
   const opts *o;
   const table *t; /* env plugin's secrets (may be empty) */
   char refresh[32];
+  int table_only; /* getenv is the floor's lookup alone (env.so's host) */
 } host_env;
 
 static const char *host_getenv(void *ctx, const char *name) {
   host_env *h = ctx;
+  if (h->table_only) { /* so that env.so's row is the floor + the ABI, not this host's list */
+    const slot *s = table_get(h->t, name);
+    return s ? s->val : NULL;
+  }
   const opts *o = h->o;
   for (int i = o->n_env - 1; i >= 0; i--)
     if (strcmp(o->env_k[i], name) == 0) return o->env_v[i];
@@ -293,7 +313,11 @@ static char **make_names(const char *prefix, long n) {
 /* ------------------------------------------------------------------ */
 /* mode: cached                                                         */
 
-enum { IMPL_FLOOR, IMPL_CLIENT, IMPL_INTO }; /* IMPL_INTO: kms_client_read_into (ABI 1.1) */
+/* IMPL_INTO: kms_client_read_into (ABI 1.1: the caller's buffer, nothing
+ * allocated); IMPL_NB: the same with KMS_CALL_NONBLOCKING (the event-loop
+ * read: a cached value at once, never a fetch on the caller's thread). */
+enum { IMPL_FLOOR, IMPL_CLIENT, IMPL_INTO, IMPL_NB, IMPL_COUNT };
+static const char *const IMPL_NAMES[IMPL_COUNT] = {"floor", "plugin", "into", "nb"};
 
 typedef struct cworker {
   int impl;
@@ -306,7 +330,7 @@ typedef struct cworker {
   pthread_barrier_t *bar;
   uint64_t seed;
   /* out */
-  uint64_t calls, ns;
+  uint64_t calls, ns, cpu_ns; /* cpu_ns: this thread's CPU time (not while descheduled) */
   kms_status st;
   char msg[KMS_ERROR_MESSAGE_SIZE];
 } cworker;
@@ -315,7 +339,7 @@ static void *cached_worker(void *arg) {
   cworker *w = arg;
   uint64_t seed = w->seed | 1;
   pthread_barrier_wait(w->bar);
-  uint64_t t0 = now_ns(), deadline = t0 + w->budget_ns, calls = 0;
+  uint64_t t0 = now_ns(), deadline = t0 + w->budget_ns, calls = 0, c0 = thread_cpu_ns();
   unsigned sink = 0;
   while (calls < (uint64_t)w->max_calls) {
     for (int b = 0; b < 256; b++) {
@@ -329,11 +353,14 @@ static void *cached_worker(void *arg) {
         SINK(copy);
         sink += (unsigned char)copy[0];
         free(copy);
-      } else if (w->impl == IMPL_INTO) { /* the caller's buffer: nothing allocated */
+      } else if (w->impl == IMPL_INTO || w->impl == IMPL_NB) { /* nothing allocated */
+        static const kms_call_options nb = {.struct_size = sizeof nb,
+                                            .flags = KMS_CALL_NONBLOCKING};
         char buf[256];
         kms_secret_info info = {sizeof info, 0, 0, 0};
         kms_error err;
-        kms_status st = kms_client_read_into(w->c, name, NULL, buf, sizeof buf, &info, &err);
+        kms_status st = kms_client_read_into(w->c, name, w->impl == IMPL_NB ? &nb : NULL, buf,
+                                             sizeof buf, &info, &err);
         if (st != KMS_OK) {
           w->st = st;
           snprintf(w->msg, sizeof w->msg, "%s", err.message);
@@ -359,13 +386,15 @@ static void *cached_worker(void *arg) {
 out:
   SINK(&sink);
   w->ns = now_ns() - t0;
+  w->cpu_ns = thread_cpu_ns() - c0;
   w->calls = calls;
   return NULL;
 }
 
-/* One timed run on `threads` threads; returns mean ns per call per thread. */
+/* One timed run on `threads` threads; returns mean wall ns per call per
+ * thread, and in *cpu the mean CPU ns per call per thread. */
 static double cached_run(const opts *o, int impl, kms_client *c, const table *t, char **names,
-                         long n, int threads, uint64_t seed) {
+                         long n, int threads, uint64_t seed, double *cpu) {
   cworker w[MAX_THREADS];
   pthread_t th[MAX_THREADS];
   pthread_barrier_t bar;
@@ -376,13 +405,15 @@ static double cached_run(const opts *o, int impl, kms_client *c, const table *t,
                      .seed = seed * 7919u + (uint64_t)i * 104729u + 1, .st = KMS_OK};
     if (pthread_create(&th[i], NULL, cached_worker, &w[i])) fail("pthread_create failed");
   }
-  double sum = 0;
+  double sum = 0, csum = 0;
   for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
   pthread_barrier_destroy(&bar);
   for (int i = 0; i < threads; i++) {
     if (w[i].st != KMS_OK) fail("cached read: %s: %s", kms_status_str(w[i].st), w[i].msg);
     sum += w[i].calls ? (double)w[i].ns / (double)w[i].calls : 0;
+    csum += w[i].calls ? (double)w[i].cpu_ns / (double)w[i].calls : 0;
   }
+  *cpu = csum / threads;
   return sum / threads;
 }
 
@@ -411,6 +442,77 @@ static void *fill_worker(void *arg) {
     kms_client_free_secret(f->c, s);
   }
   return NULL;
+}
+
+/* Runs of every implementation on `th` threads, interleaved so that drift
+ * in the machine's load hits all alike; one RESULT line with the medians
+ * and the paired per-run ratios (each run's figure ÷ the floor measured
+ * right before it). */
+static void cached_reads(const opts *o, kms_client *c, kms_client *ec, const table *t,
+                         char **names, long n, int th) {
+  enum { ENV = IMPL_COUNT, SERIES };
+  static const char *const label[SERIES] = {"floor", "plugin", "into", "nb", "env"};
+  double v[SERIES][64] = {{0}}, ratio[SERIES][64] = {{0}};
+  double cv[SERIES][64] = {{0}}, cratio[SERIES][64] = {{0}}; /* CPU time per call */
+  int on[SERIES] = {1, c && (o->impls & 2u), c && (o->impls & 4u), c && (o->impls & 8u),
+                    ec && (o->impls & 16u)};
+  int runs = o->runs > 64 ? 64 : o->runs;
+  for (int r = 0; r < runs; r++) {
+    for (int k = 0; k < SERIES; k++)
+      if (on[k])
+        v[k][r] = cached_run(o, k == ENV ? IMPL_CLIENT : k, k == ENV ? ec : c, t, names, n, th,
+                             (uint64_t)r + 1, &cv[k][r]);
+    for (int k = 1; k < SERIES; k++) {
+      ratio[k][r] = on[k] ? v[k][r] / v[0][r] : 0;
+      cratio[k][r] = on[k] && cv[0][r] > 0 ? cv[k][r] / cv[0][r] : 0;
+    }
+  }
+  printf("RESULT mode=cached what=read secrets=%ld threads=%d runs=%d floor_ns=%.1f", n, th, runs,
+         median_dbl(v[0], (size_t)runs));
+  for (int k = 1; k < SERIES; k++) {
+    if (!on[k]) continue;
+    double m = median_dbl(v[k], (size_t)runs), mr = median_dbl(ratio[k], (size_t)runs);
+    /* median_dbl sorted ratio[k]: [0] is the least, [runs - 1] the most */
+    printf(" %s_ns=%.1f %s_ratio=%.3f %s_ratio_min=%.3f %s_ratio_max=%.3f", label[k], m,
+           label[k], mr, label[k], ratio[k][0], label[k], ratio[k][runs - 1]);
+    printf(" %s_cpu_ns=%.1f %s_cpu_ratio=%.3f", label[k], median_dbl(cv[k], (size_t)runs),
+           label[k], median_dbl(cratio[k], (size_t)runs));
+  }
+  printf(" floor_cpu_ns=%.1f", median_dbl(cv[0], (size_t)runs));
+  printf("\n");
+  fflush(stdout);
+}
+
+/* The never-blocking read of a secret not cached yet: it must answer
+ * UNAVAILABLE at once (and start a background fetch). ns per call, median
+ * over fresh names, next to a blocking read of a fresh name (a fetch). */
+static void nonblocking_cold(const opts *o, kms_client *c) {
+  enum { K = 200 };
+  static const kms_call_options nb = {.struct_size = sizeof nb, .flags = KMS_CALL_NONBLOCKING};
+  double cold[K], block[K / 4];
+  char buf[256], name[160];
+  kms_secret_info info = {sizeof info, 0, 0, 0};
+  kms_error err;
+  /* the blocking reads first: the queued background fetches would slow them */
+  for (int i = 0; i < K / 4; i++) {
+    snprintf(name, sizeof name, "%sBLOCKCOLD_%d", o->prefix, i);
+    uint64_t a = now_ns();
+    kms_status st = kms_client_read_into(c, name, NULL, buf, sizeof buf, &info, &err);
+    block[i] = (double)(now_ns() - a);
+    if (st != KMS_OK) fail("read of %s: %s: %s", name, kms_status_str(st), err.message);
+  }
+  for (int i = 0; i < K; i++) {
+    snprintf(name, sizeof name, "%sNBCOLD_%d", o->prefix, i);
+    uint64_t a = now_ns();
+    kms_status st = kms_client_read_into(c, name, &nb, buf, sizeof buf, &info, &err);
+    cold[i] = (double)(now_ns() - a);
+    if (st != KMS_UNAVAILABLE)
+      fail("nonblocking read of the uncached %s: %s (expected UNAVAILABLE): %s", name,
+           kms_status_str(st), err.message);
+  }
+  printf("RESULT mode=cached what=nb_cold n=%d nb_cold_ns=%.1f block_cold_ns=%.1f\n", K,
+         median_dbl(cold, K), median_dbl(block, K / 4));
+  fflush(stdout);
 }
 
 static int mode_cached(const opts *o) {
@@ -476,8 +578,11 @@ static int mode_cached(const opts *o) {
   kms_module *em = NULL;
   kms_client *ec = NULL;
   kms_error err;
+  host_env ehe = {.o = o, .t = &t, .table_only = 1};
+  kms_host ehost;
+  make_host(&ehost, &ehe);
   if (kms_module_load(o->plugin_dir, "env", &em, &err) == KMS_OK) {
-    if (kms_client_create(em, &host, NULL, 0, &ec, &err) != KMS_OK) {
+    if (kms_client_create(em, &ehost, NULL, 0, &ec, &err) != KMS_OK) {
       fprintf(stderr, "kms-bench: env plugin create: %s\n", err.message);
       kms_module_unload(em);
       em = NULL;
@@ -487,42 +592,9 @@ static int mode_cached(const opts *o) {
     em = NULL;
   }
 
-  for (int ti = 0; ti < o->n_threads; ti++) {
-    int th = o->threads[ti];
-    double fl[64] = {0}, pl[64] = {0}, en[64] = {0}, in[64] = {0};
-    int runs = o->runs > 64 ? 64 : o->runs;
-    for (int r = 0; r < runs; r++) { /* interleaved so drift hits all alike */
-      fl[r] = cached_run(o, IMPL_FLOOR, NULL, &t, names, n, th, (uint64_t)r + 1);
-      if (c) pl[r] = cached_run(o, IMPL_CLIENT, c, &t, names, n, th, (uint64_t)r + 1);
-      if (c) in[r] = cached_run(o, IMPL_INTO, c, &t, names, n, th, (uint64_t)r + 1);
-      if (ec) en[r] = cached_run(o, IMPL_CLIENT, ec, &t, names, n, th, (uint64_t)r + 1);
-    }
-    /* paired per-run ratios (each run's plugin figure ÷ the floor measured
-     * right before it): slow drift in machine load cancels out */
-    double pr[64] = {0}, er[64] = {0}, ir[64] = {0};
-    for (int r = 0; r < runs; r++) {
-      ir[r] = c ? in[r] / fl[r] : 0;
-      pr[r] = c ? pl[r] / fl[r] : 0;
-      er[r] = ec ? en[r] / fl[r] : 0;
-    }
-    double mfl = median_dbl(fl, (size_t)runs), mpl = median_dbl(pl, (size_t)runs);
-    double men = median_dbl(en, (size_t)runs), mpr = median_dbl(pr, (size_t)runs);
-    double mer = median_dbl(er, (size_t)runs); /* sorts er: er[0] is the min */
-    double min_ = median_dbl(in, (size_t)runs), mir = median_dbl(ir, (size_t)runs);
-    printf("RESULT mode=cached what=read secrets=%ld threads=%d runs=%d floor_ns=%.1f", n, th,
-           runs, mfl);
-    if (c)
-      printf(" plugin_ns=%.1f plugin_ratio=%.3f plugin_ratio_min=%.3f plugin_ratio_max=%.3f", mpl,
-             mpr, pr[0], pr[runs - 1]);
-    if (c)
-      printf(" into_ns=%.1f into_ratio=%.3f into_ratio_min=%.3f into_ratio_max=%.3f", min_, mir,
-             ir[0], ir[runs - 1]);
-    if (ec)
-      printf(" env_ns=%.1f env_ratio=%.3f env_ratio_min=%.3f env_ratio_max=%.3f", men, mer, er[0],
-             er[runs - 1]);
-    printf("\n");
-    fflush(stdout);
-  }
+  for (int ti = 0; ti < o->n_threads; ti++)
+    cached_reads(o, c, ec, &t, names, n, o->threads[ti]);
+  if (c && (o->impls & (1u << IMPL_NB))) nonblocking_cold(o, c);
   if (ec) close_client(em, ec);
   if (c) close_client(m, c);
   table_free(&t);
@@ -852,12 +924,28 @@ static int mode_load(const opts *o) {
 
 /* ------------------------------------------------------------------ */
 
+/* "plugin,into,nb,env" -> bits (see opts.impls); an unknown name is usage. */
+static unsigned parse_impls(const char *v) {
+  unsigned bits = 0;
+  char *dup = xstrdup(v), *save = NULL;
+  for (char *t = strtok_r(dup, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    int k = -1;
+    for (int i = 1; i < IMPL_COUNT; i++)
+      if (!strcmp(t, IMPL_NAMES[i])) k = i;
+    if (!strcmp(t, "env")) k = IMPL_COUNT;
+    if (k < 0) usage();
+    bits |= 1u << k;
+  }
+  free(dup);
+  return bits;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) usage();
   g_mode = argv[1];
   opts o = {.plugin_dir = NULL, .plugin = "hashicorp_vault", .token = "root", .mount = NULL,
             .name = "bench", .prefix = "BENCH_", .runs = 3, .fill_threads = 2, .trials = 3,
-            .secs = 0.5, .max = 200000, .warmup = 20, .secrets = 10};
+            .secs = 0.5, .max = 200000, .warmup = 20, .secrets = 10, .impls = ~0u};
   const char *impl = "plugin";
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
@@ -882,6 +970,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--secrets")) o.secrets = atol(v);
     else if (!strcmp(a, "--fill-threads")) o.fill_threads = atoi(v);
     else if (!strcmp(a, "--trials")) o.trials = atoi(v);
+    else if (!strcmp(a, "--impls")) o.impls = parse_impls(v);
     else if (!strcmp(a, "--threads")) {
       char *dup = xstrdup(v), *save = NULL;
       o.n_threads = 0;

@@ -7,10 +7,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The slots a read uses, looked up once at create (the plugin's table is
+ * immutable and kms_slot_available has already said whether each lies
+ * inside its struct_size), so that a read does not check them again:
+ * NULL when the plugin lacks the slot. Immutable after create: any thread. */
+typedef struct read_slots {
+  kms_status (*read)(kms_instance *, const char *, kms_secret **, kms_error *);
+  void (*free_secret)(kms_secret *);
+  kms_status (*read_opt)(kms_instance *, const char *, const kms_call_options *, kms_secret **,
+                         kms_error *);
+  kms_status (*read_into)(kms_instance *, const char *, const kms_call_options *, char *, size_t,
+                          kms_secret_info *, kms_error *);
+} read_slots;
+
 struct kms_client {
   const kms_plugin *plugin;
   kms_instance *instance;
+  read_slots slot;
 };
+
+static read_slots slots_of(const kms_plugin *p) {
+  read_slots r = {0};
+  /* a read needs free_secret too: without it, no allocating read at all */
+  int can_free = KMS_SLOT_AVAILABLE(p, free_secret);
+  if (can_free) r.free_secret = p->free_secret;
+  if (can_free && KMS_SLOT_AVAILABLE(p, read_secret)) r.read = p->read_secret;
+  if (can_free && KMS_SLOT_AVAILABLE(p, read_secret_opt)) r.read_opt = p->read_secret_opt;
+  if (KMS_SLOT_AVAILABLE(p, read_secret_into)) r.read_into = p->read_secret_into;
+  return r;
+}
 
 /* After a plugin call: make sure err agrees with the returned status even if
  * the plugin forgot to fill it. */
@@ -52,6 +77,7 @@ kms_status kms_client_create(const kms_module *module, const kms_host *host,
   kms_client *c = calloc(1, sizeof *c);
   if (!c) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
   c->plugin = p;
+  c->slot = slots_of(p);
   kms_error local = {0};
   kms_error *e = err ? err : &local;
   kms_error_clear(e);
@@ -61,7 +87,7 @@ kms_status kms_client_create(const kms_module *module, const kms_host *host,
                        p->name);
   if (st != KMS_OK) {
     free(c);
-    return finish(&(kms_client){p, NULL}, "create", st, err);
+    return finish(&(kms_client){p, NULL, {0}}, "create", st, err);
   }
   *out = c;
   return KMS_OK;
@@ -101,13 +127,12 @@ kms_status kms_client_read(kms_client *c, const char *name, kms_secret **out, km
   kms_error_clear(err);
   if (!c || !out) return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "kms_client_read: NULL argument");
   *out = NULL;
-  if (!KMS_SLOT_AVAILABLE(c->plugin, read_secret) || !KMS_SLOT_AVAILABLE(c->plugin, free_secret))
-    return unsupported(c, "read_secret", err);
+  if (!c->slot.read) return unsupported(c, "read_secret", err);
   kms_status st = check_name(name, err);
   if (st != KMS_OK) return st;
   kms_error local;
   kms_error *e = plugin_err(err, &local);
-  st = c->plugin->read_secret(c->instance, name, out, e);
+  st = c->slot.read(c->instance, name, out, e);
   return finish(c, "read_secret", check_read(c, st, out, e), err);
 }
 
@@ -153,7 +178,7 @@ kms_status kms_client_refresh(kms_client *c, kms_error *err) {
 
 void kms_client_free_secret(kms_client *c, kms_secret *secret) {
   if (!c || !secret) return;
-  if (KMS_SLOT_AVAILABLE(c->plugin, free_secret)) c->plugin->free_secret(secret);
+  if (c->slot.free_secret) c->slot.free_secret(secret);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -177,15 +202,14 @@ kms_status kms_client_read_opt(kms_client *c, const char *name, const kms_call_o
   *out = NULL;
   kms_status st = kms_options_check(options, KMS_CALL_KIND_READ, NULL, "kms_client_read_opt", err);
   if (st != KMS_OK) return st;
-  if (!KMS_SLOT_AVAILABLE(c->plugin, read_secret_opt) ||
-      !KMS_SLOT_AVAILABLE(c->plugin, free_secret)) {
+  if (!c->slot.read_opt) {
     if (kms_call_options_default(options)) return kms_client_read(c, name, out, err);
     return needs_1_1(c, "read_secret_opt", err);
   }
   if ((st = check_name(name, err)) != KMS_OK) return st;
   kms_error local;
   kms_error *e = plugin_err(err, &local);
-  st = c->plugin->read_secret_opt(c->instance, name, options, out, e);
+  st = c->slot.read_opt(c->instance, name, options, out, e);
   return finish(c, "read_secret_opt", check_read(c, st, out, e), err);
 }
 
@@ -213,14 +237,13 @@ kms_status kms_client_read_into(kms_client *c, const char *name, const kms_call_
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                          "kms_client_read_into: set info->struct_size to "
                          "sizeof(kms_secret_info)");
-  if (!KMS_SLOT_AVAILABLE(c->plugin, read_secret_into))
-    return read_into_fallback(c, name, options, buf, size, info, err);
+  if (!c->slot.read_into) return read_into_fallback(c, name, options, buf, size, info, err);
   kms_status st = kms_options_check(options, KMS_CALL_KIND_READ, NULL, "kms_client_read_into", err);
   if (st == KMS_OK) st = check_name(name, err);
   if (st != KMS_OK) return st;
   kms_error local;
   kms_error *e = plugin_err(err, &local);
-  st = c->plugin->read_secret_into(c->instance, name, options, buf, size, info, e);
+  st = c->slot.read_into(c->instance, name, options, buf, size, info, e);
   if (st == KMS_OK && (info->length >= size || buf[info->length] != '\0')) {
     kms_wipe(buf, size);
     st = kms_error_set(e, KMS_INTERNAL, 0, "plugin '%s' overran the read buffer's bounds",

@@ -3,11 +3,12 @@
  * not optimised away, and the kms_secret allocator/free pair plugins share.
  * Built into libkmsplugutil.a (hidden, for plugins) and libkmsloader.
  */
-#ifndef _DEFAULT_SOURCE
-#define _DEFAULT_SOURCE /* explicit_bzero */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* explicit_bzero, sched_getcpu */
 #endif
 #include "kms_plugin_util.h"
 
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,16 @@ void kms_wipe(void *p, size_t size) {
   static void *(*const volatile set)(void *, int, size_t) = memset;
   set(p, 0, size);
 #endif
+}
+
+unsigned kms_cpu_stripe(unsigned n) {
+  if (n <= 1) return 0;
+#ifdef __linux__
+  /* glibc >= 2.35 answers from the rseq area: a few ns, no system call */
+  int cpu = sched_getcpu();
+  if (cpu >= 0) return (unsigned)cpu % n;
+#endif
+  return 0;
 }
 
 kms_status kms_secret_new(const char *value, size_t length, kms_secret **out, kms_error *err) {
@@ -54,5 +65,32 @@ void kms_secret_free(kms_secret *s) {
     free((void *)s->value);
   }
   kms_wipe(s, sizeof *s);
+  free(s);
+}
+
+/* The packed layout: the struct, then the bytes and their NUL. */
+kms_status kms_secret_new_packed(const char *value, size_t length, kms_secret **out,
+                                 kms_error *err) {
+  if (!out)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "kms_secret_new_packed: out is NULL");
+  *out = NULL;
+  if (!value && length)
+    return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
+                         "kms_secret_new_packed: value is NULL but length is %zu", length);
+  if (length > SIZE_MAX - sizeof(kms_secret) - 1)
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory for a %zu-byte secret", length);
+  kms_secret *s = malloc(sizeof *s + length + 1);
+  if (!s) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory for a %zu-byte secret", length);
+  char *copy = (char *)(s + 1);
+  if (length) memcpy(copy, value, length);
+  copy[length] = '\0';
+  *s = (kms_secret){.struct_size = sizeof *s, .value = copy, .length = length};
+  *out = s;
+  return KMS_OK;
+}
+
+void kms_secret_free_packed(kms_secret *s) {
+  if (!s) return;
+  kms_wipe(s, sizeof *s + s->length + 1); /* the value's bytes lie after the struct */
   free(s);
 }

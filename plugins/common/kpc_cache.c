@@ -2,18 +2,26 @@
  * kpc_cache.c -- TTL cache with stale-if-error, single-flight and background
  * refresh points (see kpc_cache.h).
  *
- * A read-write lock guards a chained hash table of entries: a fresh hit
- * (the common case) takes it shared and copies the value under the shared
- * lock, so concurrent readers do not serialise; misses, stores and
- * evictions take it exclusive, but the copies a fetch hands out (to the
- * cache, to the waiters) are made before the exclusive lock is taken, and
- * waiters copy their result with no cache lock at all. Threads waiting for
+ * The cache lock `rw` is striped: one read-write lock per stripe (a
+ * power of two, about one per CPU, each on its own cache line). A fresh hit
+ * (the common case) takes only its CPU's stripe shared (rd_lock) and copies
+ * the value under it, so readers on different CPUs touch no common cache
+ * line and do not serialise; misses, stores and evictions take every
+ * stripe exclusive, in index order (wr_lock), which excludes all readers.
+ * "rw held exclusive" below means wr_lock. The copies a fetch hands out (to
+ * the cache, to the waiters) are made before the exclusive lock is taken,
+ * and waiters copy their result with no cache lock at all. Threads waiting for
  * an in-flight fetch sleep on a separate mutex + condition variable (`fmu`,
  * `fcv`) that only guards flight->done. A fetch runs without any lock. Each
  * entry carries a generation number, bumped by put/invalidate, so a fetch
  * that raced a write never overwrites the newer value. Values whose stale
  * window has passed are dropped a few buckets at a time by every operation
  * that takes the exclusive lock (and by kpc_cache_keys/kpc_cache_due).
+ *
+ * Time: without an injected clock the cache reads CLOCK_MONOTONIC_COARSE
+ * (a few ns instead of tens on the hit path; same epoch as CLOCK_MONOTONIC,
+ * behind it by at most one tick, a few ms), so a TTL can end up to one tick
+ * late; every time the cache stores is on that same clock.
  */
 #include "kpc_cache.h"
 
@@ -54,9 +62,17 @@ typedef struct entry {
   flight *fl; /* in-flight fetch, or NULL */
 } entry;
 
+/* One stripe of the cache lock, alone on its cache line(s). */
+typedef struct lock_stripe {
+  pthread_rwlock_t rw;
+} __attribute__((aligned(64))) lock_stripe;
+
+#define KPC_MAX_STRIPES 64
+
 struct kpc_cache {
   kpc_cache_options opt;
-  pthread_rwlock_t rw;
+  lock_stripe *rw; /* nstripes of them: see the top of this file */
+  unsigned nstripes;
   pthread_mutex_t fmu;
   pthread_cond_t fcv;
   entry **buckets;
@@ -64,14 +80,63 @@ struct kpc_cache {
   size_t sweep; /* next bucket the amortised sweep looks at */
   kpc_rng rng; /* refresh-point jitter (under rw, exclusive) */
   int outage; /* a stale value was served since the last successful fetch */
+  uint64_t hash_seed; /* key_hash's (immutable after new) */
 };
 
-static int64_t now_ms(const kpc_cache *c) { return kpc_clock_now(&c->opt.clock); }
+static int64_t now_ms(const kpc_cache *c) {
+  if (c->opt.clock.now_ms) return c->opt.clock.now_ms(c->opt.clock.ctx);
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* see the top of this file */
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
-static uint64_t fnv1a(const char *s) {
-  uint64_t h = 1469598103934665603ull;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-  return h;
+/* Shared: this CPU's stripe. Returns the stripe to pass to rd_unlock (the
+ * thread may migrate meanwhile). */
+static unsigned rd_lock(kpc_cache *c) {
+  unsigned i = kms_cpu_stripe(c->nstripes);
+  pthread_rwlock_rdlock(&c->rw[i].rw);
+  return i;
+}
+
+static void rd_unlock(kpc_cache *c, unsigned i) { pthread_rwlock_unlock(&c->rw[i].rw); }
+
+/* Exclusive: every stripe, always in index order (no lock-order cycle). */
+static void wr_lock(kpc_cache *c) {
+  for (unsigned i = 0; i < c->nstripes; i++) pthread_rwlock_wrlock(&c->rw[i].rw);
+}
+
+static void wr_unlock(kpc_cache *c) {
+  for (unsigned i = c->nstripes; i-- > 0;) pthread_rwlock_unlock(&c->rw[i].rw);
+}
+
+/* About one stripe per CPU, a power of two (kms_cpu_stripe takes a modulo). */
+static unsigned stripe_count(void) {
+  long cpus = sysconf(_SC_NPROCESSORS_CONF);
+  unsigned n = 1;
+  while (n < KPC_MAX_STRIPES && (long)n < cpus) n *= 2;
+  return n;
+}
+
+/* The key's hash, eight bytes per step (a byte-at-a-time hash such as
+ * FNV-1a costs a multiply's latency per byte, most of a hit's hashing),
+ * seeded per cache so that chosen names cannot aim at one bucket as
+ * easily; the final mix spreads every byte into the low bits the bucket
+ * index uses. */
+static uint64_t key_hash(const kpc_cache *c, const char *s) {
+  size_t n = strlen(s);
+  uint64_t h = c->hash_seed ^ n;
+  for (; n >= 8; s += 8, n -= 8) {
+    uint64_t w;
+    memcpy(&w, s, 8);
+    h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+    h ^= h >> 31;
+  }
+  uint64_t w = 0;
+  for (size_t i = 0; i < n; i++) w |= (uint64_t)(unsigned char)s[i] << (8 * i);
+  h = (h ^ w) * 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  return h ^ (h >> 29);
 }
 
 void kpc_cache_value_clear(kpc_cache_value *v) {
@@ -105,9 +170,17 @@ kpc_cache *kpc_cache_new(const kpc_cache_options *opt) {
       c->opt.refresh_hi_pm >= 1000)
     c->opt.refresh_lo_pm = c->opt.refresh_hi_pm = 0;
   kpc_rng_seed(&c->rng, c->opt.seed, c);
+  c->hash_seed = kpc_rng_next(&c->rng);
   c->nbuckets = 64;
   c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
   if (!c->buckets) {
+    free(c);
+    return NULL;
+  }
+  c->nstripes = stripe_count();
+  c->rw = aligned_alloc(sizeof *c->rw, c->nstripes * sizeof *c->rw);
+  if (!c->rw) {
+    free(c->buckets);
     free(c);
     return NULL;
   }
@@ -115,7 +188,7 @@ kpc_cache *kpc_cache_new(const kpc_cache_options *opt) {
   pthread_rwlockattr_init(&ra);
   /* misses must not starve behind a stream of hits */
   pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-  pthread_rwlock_init(&c->rw, &ra);
+  for (unsigned i = 0; i < c->nstripes; i++) pthread_rwlock_init(&c->rw[i].rw, &ra);
   pthread_rwlockattr_destroy(&ra);
   pthread_mutex_init(&c->fmu, NULL);
   pthread_cond_init(&c->fcv, NULL);
@@ -167,7 +240,8 @@ void kpc_cache_free(kpc_cache *c) {
     }
   }
   free(c->buckets);
-  pthread_rwlock_destroy(&c->rw);
+  for (unsigned i = 0; i < c->nstripes; i++) pthread_rwlock_destroy(&c->rw[i].rw);
+  free(c->rw);
   pthread_mutex_destroy(&c->fmu);
   pthread_cond_destroy(&c->fcv);
   free(c);
@@ -337,12 +411,12 @@ typedef struct get_call {
  * lock. 1 with *st set if served. */
 static int serve_shared(get_call *g, kms_status *st) {
   kpc_cache *c = g->c;
-  pthread_rwlock_rdlock(&c->rw);
+  unsigned rs = rd_lock(c);
   int64_t now = now_ms(c);
   entry *e = find(c, g->key, g->hash);
   int ok = servable(e, now, 0);
   if (ok) *st = serve(e, now, g->out, g->into, g->into_ctx, &g->flags, g->err);
-  pthread_rwlock_unlock(&c->rw);
+  rd_unlock(c, rs);
   return ok;
 }
 
@@ -351,13 +425,13 @@ static int serve_shared(get_call *g, kms_status *st) {
  * became servable meanwhile. */
 static int lock_for_miss(get_call *g, entry **e, int64_t *now) {
   kpc_cache *c = g->c;
-  pthread_rwlock_wrlock(&c->rw);
+  wr_lock(c);
   *now = now_ms(c);
   sweep_some(c, *now);
   *e = find(c, g->key, g->hash);
   if (*e) expire_value(c, *e, *now);
   if (!servable(*e, *now, g->mode != MODE_READ)) return 1;
-  pthread_rwlock_unlock(&c->rw);
+  wr_unlock(c);
   return 0;
 }
 
@@ -372,7 +446,7 @@ static int not_due_unlocked(const entry *e, int64_t now) {
 static kms_status join_flight(get_call *g, flight *f) {
   kpc_cache *c = g->c;
   f->waiters++;
-  pthread_rwlock_unlock(&c->rw);
+  wr_unlock(c);
   pthread_mutex_lock(&c->fmu);
   while (!f->done) pthread_cond_wait(&c->fcv, &c->fmu);
   pthread_mutex_unlock(&c->fmu);
@@ -383,9 +457,9 @@ static kms_status join_flight(get_call *g, flight *f) {
   if (g->err && (st != KMS_OK || (f->flags & KPC_CACHE_STALE))) *g->err = f->err;
   g->flags = f->flags & ~KPC_CACHE_WARN;
   g->raw = st;
-  pthread_rwlock_wrlock(&c->rw);
+  wr_lock(c);
   int last = --f->waiters == 0;
-  pthread_rwlock_unlock(&c->rw);
+  wr_unlock(c);
   if (last) flight_free(f);
   return r ? nomem(g->err) : st;
 }
@@ -537,14 +611,14 @@ static int publish_unlocked(get_call *g, entry *e, flight *f, fetch_result *r) {
 static kms_status lead_fetch(get_call *g, entry *e) {
   kpc_cache *c = g->c;
   flight *f = lead_unlocked(g, &e);
-  pthread_rwlock_unlock(&c->rw);
+  wr_unlock(c);
   if (!f) return nomem(g->err);
   fetch_result r;
   run_fetch(g, &r);
-  pthread_rwlock_wrlock(&c->rw);
+  wr_lock(c);
   settle_unlocked(g, e, f, &r);
   int free_f = publish_unlocked(g, e, f, &r);
-  pthread_rwlock_unlock(&c->rw);
+  wr_unlock(c);
   if (free_f) flight_free(f);
   kpc_cache_value_clear(&r.v);
   kpc_cache_value_clear(&r.old);
@@ -564,7 +638,7 @@ static kms_status get_impl(get_call *g) {
   g->flags = 0;
   g->raw = KMS_OK;
   g->fetched = 0;
-  g->hash = fnv1a(g->key);
+  g->hash = key_hash(g->c, g->key);
   kms_status st;
   entry *e;
   int64_t now;
@@ -573,7 +647,7 @@ static kms_status get_impl(get_call *g) {
     if (lock_for_miss(g, &e, &now)) break; /* rw held exclusive */
   }
   if (g->mode == MODE_BACKGROUND && not_due_unlocked(e, now)) {
-    pthread_rwlock_unlock(&g->c->rw);
+    wr_unlock(g->c);
     return KMS_OK;
   }
   if (e && e->fl) return join_flight(g, e->fl);
@@ -625,16 +699,16 @@ kms_status kpc_cache_peek(kpc_cache *c, const char *key, kpc_cache_value *out,
   if (out) memset(out, 0, sizeof *out);
   *flags = 0;
   kms_status st = KMS_UNAVAILABLE;
-  pthread_rwlock_rdlock(&c->rw);
+  unsigned rs = rd_lock(c);
   int64_t now = now_ms(c);
-  entry *e = find(c, key, fnv1a(key));
+  entry *e = find(c, key, key_hash(c, key));
   if (e && ((e->has && now < e->stale_until) || (!e->has && neg_live(e, now)))) {
     st = serve(e, now, out, into, into_ctx, flags, err);
     if (*flags & KPC_CACHE_STALE) *flags |= KPC_CACHE_MISS;
   } else {
     *flags = KPC_CACHE_MISS;
   }
-  pthread_rwlock_unlock(&c->rw);
+  rd_unlock(c, rs);
   return st;
 }
 
@@ -644,7 +718,7 @@ static int extends(const char *k, const char *key, size_t n) {
 
 void kpc_cache_invalidate_all(kpc_cache *c, const char *key) {
   size_t n = strlen(key);
-  pthread_rwlock_wrlock(&c->rw);
+  wr_lock(c);
   for (size_t i = 0; i < c->nbuckets; i++) {
     entry *e = c->buckets[i];
     while (e) {
@@ -658,13 +732,13 @@ void kpc_cache_invalidate_all(kpc_cache *c, const char *key) {
       e = next;
     }
   }
-  pthread_rwlock_unlock(&c->rw);
+  wr_unlock(c);
 }
 
 void kpc_cache_put(kpc_cache *c, const char *key, const char *data, size_t len,
                      int64_t version) {
-  uint64_t h = fnv1a(key);
-  pthread_rwlock_wrlock(&c->rw);
+  uint64_t h = key_hash(c, key);
+  wr_lock(c);
   sweep_some(c, now_ms(c));
   entry *e = find(c, key, h);
   if (e) clear_neg(e);
@@ -674,7 +748,7 @@ void kpc_cache_put(kpc_cache *c, const char *key, const char *data, size_t len,
       e->gen++;
       if (!e->fl) remove_entry(c, e);
     }
-    pthread_rwlock_unlock(&c->rw);
+    wr_unlock(c);
     return;
   }
   if (!e) e = insert(c, key, h);
@@ -693,12 +767,12 @@ void kpc_cache_put(kpc_cache *c, const char *key, const char *data, size_t len,
       remove_entry(c, e);
     }
   }
-  pthread_rwlock_unlock(&c->rw);
+  wr_unlock(c);
 }
 
 void kpc_cache_invalidate(kpc_cache *c, const char *key) {
-  uint64_t h = fnv1a(key);
-  pthread_rwlock_wrlock(&c->rw);
+  uint64_t h = key_hash(c, key);
+  wr_lock(c);
   entry *e = find(c, key, h);
   if (e) {
     entry_drop_value(c, e);
@@ -706,12 +780,12 @@ void kpc_cache_invalidate(kpc_cache *c, const char *key) {
     e->gen++;
     if (!e->fl) remove_entry(c, e);
   }
-  pthread_rwlock_unlock(&c->rw);
+  wr_unlock(c);
 }
 
 size_t kpc_cache_keys(kpc_cache *c, char ***keys) {
   *keys = NULL;
-  pthread_rwlock_wrlock(&c->rw);
+  wr_lock(c);
   sweep_all_unlocked(c, now_ms(c));
   size_t n = 0;
   char **k = c->nvalues ? calloc(c->nvalues, sizeof *k) : NULL;
@@ -723,11 +797,11 @@ size_t kpc_cache_keys(kpc_cache *c, char ***keys) {
           n++;
         }
   }
-  pthread_rwlock_unlock(&c->rw);
+  wr_unlock(c);
   *keys = k;
   return n;
 oom:
-  pthread_rwlock_unlock(&c->rw);
+  wr_unlock(c);
   kpc_cache_keys_free(k, n);
   return 0;
 }
@@ -737,7 +811,7 @@ size_t kpc_cache_due(kpc_cache *c, int64_t slack_ms, char ***keys, int64_t *next
   *next_ms = 0;
   size_t n = 0, cap = 0;
   char **k = NULL;
-  pthread_rwlock_wrlock(&c->rw);
+  wr_lock(c);
   int64_t now = now_ms(c), next = 0;
   sweep_all_unlocked(c, now);
   for (size_t i = 0; i < c->nbuckets; i++) {
@@ -759,12 +833,12 @@ size_t kpc_cache_due(kpc_cache *c, int64_t slack_ms, char ***keys, int64_t *next
       }
     }
   }
-  pthread_rwlock_unlock(&c->rw);
+  wr_unlock(c);
   *keys = k;
   *next_ms = next;
   return n;
 oom:
-  pthread_rwlock_unlock(&c->rw);
+  wr_unlock(c);
   kpc_cache_keys_free(k, n);
   *next_ms = now + 1000; /* try again soon */
   return 0;
@@ -777,16 +851,16 @@ void kpc_cache_keys_free(char **keys, size_t n) {
 }
 
 size_t kpc_cache_waiters(kpc_cache *c, const char *key) {
-  pthread_rwlock_rdlock(&c->rw);
-  entry *e = find(c, key, fnv1a(key));
+  unsigned rs = rd_lock(c);
+  entry *e = find(c, key, key_hash(c, key));
   size_t n = e && e->fl ? e->fl->waiters : 0;
-  pthread_rwlock_unlock(&c->rw);
+  rd_unlock(c, rs);
   return n;
 }
 
 size_t kpc_cache_size(kpc_cache *c) {
-  pthread_rwlock_rdlock(&c->rw);
+  unsigned rs = rd_lock(c);
   size_t n = c->nvalues;
-  pthread_rwlock_unlock(&c->rw);
+  rd_unlock(c, rs);
   return n;
 }

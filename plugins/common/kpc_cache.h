@@ -39,8 +39,9 @@
  * and by kpc_cache_due, so secrets that are never read again do not stay.
  *
  * Thread-safety: all functions except new/free may be called concurrently;
- * fresh hits share a read lock (they do not serialise each other) and copy
- * under it; copies handed out by a fetch are made outside the exclusive lock
+ * fresh hits take one stripe (their CPU's) of a striped read lock, so they
+ * neither serialise nor share a cache line with hits on other CPUs, and
+ * copy under it; copies handed out by a fetch are made outside the exclusive lock
  * (except a stale value served right after a failed fetch: rare).
  * The fetch callback runs without any cache lock held (it may block, log,
  * call the cache for other keys).
@@ -75,7 +76,7 @@ typedef struct kpc_cache_options {
   int64_t ttl_ms;         /* 0: nothing is stored (single-flight still applies) */
   int64_t stale_ms;       /* stale-if-error window after expiry; 0 disables */
   int64_t stale_retry_ms; /* while serving stale, fetch again at most this often */
-  kpc_clock clock;      /* zeroed: CLOCK_MONOTONIC */
+  kpc_clock clock;      /* zeroed: CLOCK_MONOTONIC_COARSE (see kpc_cache.c) */
   /* Background refresh points, permille of the TTL (e.g. 750..900); both 0:
    * no refresh points (kpc_cache_due lists nothing). */
   int refresh_lo_pm, refresh_hi_pm;

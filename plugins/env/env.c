@@ -35,6 +35,7 @@ extern char **environ; /* POSIX: the process environment, for listing */
 struct kms_instance {
   const kms_host *host; /* may be NULL */
   char prefix[ENV_PREFIX_MAX + 1];
+  size_t prefix_len; /* strlen(prefix), once: a read need not count it */
   kms_stats *stats; /* for the health slot */
 };
 
@@ -43,15 +44,22 @@ static int host_has_getenv(const kms_host *h) {
 }
 
 /* A variable name: [A-Za-z_][A-Za-z0-9_]* -- anything else cannot be set in
- * a POSIX shell and is most likely a typo in the config. */
-static int env_name_valid(const char *s, int allow_empty) {
-  if (!*s) return allow_empty;
-  if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_')) return 0;
+ * a POSIX shell and is most likely a typo in the config. Returns its length
+ * (one pass: the read path checks and measures a name together), or
+ * (size_t)-1 if it is not one. */
+static size_t env_name_len(const char *name, int allow_empty) {
+  const char *s = name;
+  if (!*s) return allow_empty ? 0 : (size_t)-1;
+  if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_')) return (size_t)-1;
   for (; *s; s++)
     if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
           *s == '_'))
-      return 0;
-  return 1;
+      return (size_t)-1;
+  return (size_t)(s - name);
+}
+
+static int env_name_valid(const char *s, int allow_empty) {
+  return env_name_len(s, allow_empty) != (size_t)-1;
 }
 
 static kms_status env_create(const kms_host *host, const kms_setting *settings, size_t n,
@@ -75,6 +83,7 @@ static kms_status env_create(const kms_host *host, const kms_setting *settings, 
                              "characters, not starting with a digit)", ENV_PREFIX_MAX);
       }
       strcpy(in->prefix, v);
+      in->prefix_len = strlen(v);
     }
     /* Other settings (access_mode, store_virtual_keys, ...) belong to the
      * host or to other backends; the env backend has nothing to do with them. */
@@ -107,15 +116,16 @@ static kms_status env_lookup(kms_instance *in, const char *name, const kms_call_
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                          "env: location 'prefix' must be letters, digits and '_' (at most %d "
                          "characters, not starting with a digit)", ENV_PREFIX_MAX);
+  size_t plen = prefix ? strlen(prefix) : in->prefix_len;
   if (!prefix) prefix = in->prefix;
-  if (!env_name_valid(name, 0) || strlen(name) > ENV_NAME_MAX)
+  size_t nlen = env_name_len(name, 0);
+  if (nlen == (size_t)-1 || nlen > ENV_NAME_MAX)
     return kms_error_set(err, KMS_INVALID_ARGUMENT, 0,
                          "env: secret name must be an environment variable name "
                          "([A-Za-z_][A-Za-z0-9_]*, at most %d characters)", ENV_NAME_MAX);
   char var[ENV_PREFIX_MAX + ENV_NAME_MAX + 1];
-  size_t plen = strlen(prefix);
   memcpy(var, prefix, plen);
-  memcpy(var + plen, name, strlen(name) + 1);
+  memcpy(var + plen, name, nlen + 1);
   kms_stats_add(in->stats, KMS_STAT_FETCHES, 1);
   *value = host_has_getenv(in->host) ? in->host->getenv(in->host->ctx, var) : getenv(var);
   if (!*value)
@@ -132,7 +142,7 @@ static kms_status env_read_opt(kms_instance *in, const char *name, const kms_cal
   *out = NULL;
   const char *v;
   kms_status st = env_lookup(in, name, opt, &v, err);
-  if (st == KMS_OK && (st = kms_secret_new(v, strlen(v), out, err)) != KMS_OK)
+  if (st == KMS_OK && (st = kms_secret_new_packed(v, strlen(v), out, err)) != KMS_OK)
     kms_error_set(err, st, 0, "env: out of memory reading %s", name);
   return kms_stats_result(in->stats, st, err);
 }
@@ -235,7 +245,7 @@ static const kms_plugin env_plugin = {
   .write_secret = env_write,
   .delete_secret = env_delete,
   .refresh = env_refresh,
-  .free_secret = kms_secret_free, /* wipes, then frees what kms_secret_new made */
+  .free_secret = kms_secret_free_packed, /* wipes, then frees what kms_secret_new_packed made */
   /* ABI 1.1 */
   .read_secret_opt = env_read_opt,
   .write_secret_opt = env_write_opt,

@@ -4,12 +4,17 @@
  * delete mode, NONBLOCKING, BYPASS_CACHE), the buffer read, listing, health
  * and change notifications.
  *
- * Cache keys: a read's key is its data URL (so the resolved location is in
- * it), followed by "?version=N" for a pinned read (a version never changes,
- * so it is cached like any other key) and "#f=<field>" for a field other
- * than "key" (cut before the request; vault_fetch_secret). A write or
- * delete through the instance drops every key of the secret
- * (kpc_cache_invalidate_all), a cached "not found" included.
+ * Cache keys are short, so that a hit hashes and compares a few bytes
+ * (vault_key_make):
+ *     [@<data base URL>]<percent-encoded name>[?version=N][#f=<field>]
+ * The "@<data base URL>" part only for a location override whose data base
+ * differs from the instance's (whose keys are the bare encoded name); an
+ * encoded name never holds '@', '?' or '#' (vault_encode_path encodes
+ * them), so the parts cannot be confused. "?version=N" pins a version (it
+ * never changes, so it is cached like any other key); "#f=<field>" reads
+ * another field than "key". vault_fetch_secret turns a key back into the
+ * request's URL. A write or delete through the instance drops every key of
+ * the secret (kpc_cache_invalidate_all), a cached "not found" included.
  *
  * NONBLOCKING: kpc_cache_peek answers at once; on a miss (or a stale
  * serve) the key goes to a small queue served by one background thread,
@@ -152,6 +157,8 @@ static kms_status loc_open(kms_instance *in, const kms_call_options *o, vault_lo
                            kms_error *err) {
   memset(loc, 0, sizeof *loc);
   loc->l = &in->layout;
+  if (!o || !KMS_FIELD_PRESENT(o, kms_call_options, n_location) || !o->n_location)
+    return KMS_OK; /* no location entry: the common case, and the cheap one */
   for (size_t i = 0; LOCATION_KEYS[i]; i++) {
     const char *v = kms_options_get(o, LOCATION_KEYS[i]);
     kms_status st = v ? check_value(LOCATION_KEYS[i], v, err) : KMS_OK;
@@ -176,31 +183,44 @@ static void loc_close(vault_loc *loc) {
   if (loc->l == &loc->own) kv2_layout_free(&loc->own);
 }
 
-/* The cache key of a read (see the top of this file), built in `stack`
- * (ssize bytes) when it fits, so a cached read allocates nothing; else
- * malloc'ed. The caller frees *key unless it is `stack`. */
-static kms_status read_key(const vault_loc *loc, const char *name, int64_t version, char *stack,
-                           size_t ssize, char **key, kms_error *err) {
-  size_t tail = 32 + (loc->field ? strlen(loc->field) + 3 : 0), need = 0;
-  *key = NULL;
-  char *k = ssize > tail ? stack : NULL;
-  kms_status st = k ? kv2_url_to(loc->l, KV2_DATA, name, k, ssize - tail, &need, err)
-                    : KMS_NO_MEMORY;
-  if (st == KMS_NO_MEMORY) { /* too long for the stack */
-    if (!need && (st = kv2_url_to(loc->l, KV2_DATA, name, NULL, 0, &need, err)) != KMS_NO_MEMORY)
-      return st;
-    if (!(k = malloc(need + tail))) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-    st = kv2_url_to(loc->l, KV2_DATA, name, k, need, &need, err);
+kms_status vault_key_make(const kms_instance *in, const kv2_layout *l, const char *name,
+                          int64_t version, const char *field, vault_key *k, kms_error *err) {
+  k->s = k->stack;
+  const char *base = NULL;
+  size_t bl = 0, fl = field ? strlen(field) : 0;
+  if (l != &in->layout && strcmp(l->data_base, in->layout.data_base) != 0) {
+    base = l->data_base;
+    bl = strlen(base);
   }
+  size_t need = 1 + bl + KV2_ENC_MAX + 32 + (field ? fl + 3 : 0);
+  if (need > sizeof k->stack && !(k->s = malloc(need))) {
+    k->s = k->stack;
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+  }
+  char *p = k->s;
+  if (base) {
+    *p++ = '@';
+    memcpy(p, base, bl);
+    p += bl;
+  }
+  size_t el;
+  kms_status st = kv2_encode_name(name, p, &el, err);
   if (st != KMS_OK) {
-    if (k != stack) free(k);
+    vault_key_free(k);
     return st;
   }
-  size_t p = strlen(k);
-  if (version) p += (size_t)snprintf(k + p, 32, "?version=%lld", (long long)version);
-  if (loc->field) snprintf(k + p, tail - 30, "#f=%s", loc->field);
-  *key = k;
+  p += el;
+  if (version) p += (size_t)snprintf(p, 32, "?version=%lld", (long long)version);
+  if (field) {
+    memcpy(p, "#f=", 3);
+    memcpy(p + 3, field, fl + 1);
+  }
   return KMS_OK;
+}
+
+void vault_key_free(vault_key *k) {
+  if (k->s != k->stack) free(k->s);
+  k->s = k->stack;
 }
 
 /* ---- notifications --------------------------------------------------------- */
@@ -243,15 +263,13 @@ void vault_on_change(void *ctx, const char *key, int kind, int64_t version) {
   kms_setting loc[4];
   size_t n = 0;
   char *vals[3] = {NULL, NULL, NULL};
-  const char *rest = NULL;
-  size_t bl = strlen(in->layout.data_base);
-  if (strncmp(key, in->layout.data_base, bl) == 0) rest = key + bl;
+  const char *rest = key[0] == '@' ? NULL : key; /* a bare name: the instance's layout */
   pthread_mutex_lock(&in->mu);
   for (size_t i = 0; !rest && in->locs && i < in->locs->n; i++) {
     const loc_entry *e = &in->locs->e[i];
     size_t el = strlen(e->data_base);
-    if (strncmp(key, e->data_base, el) != 0) continue;
-    rest = key + el;
+    if (strncmp(key + 1, e->data_base, el) != 0) continue;
+    rest = key + 1 + el;
     for (size_t j = 0; j < e->n; j++) {
       vals[j] = strdup(e->set[j].value);
       if (vals[j]) loc[n++] = (kms_setting){e->set[j].key, vals[j]};
@@ -259,7 +277,7 @@ void vault_on_change(void *ctx, const char *key, int kind, int64_t version) {
   }
   pthread_mutex_unlock(&in->mu);
   if (f) loc[n++] = (kms_setting){"field", f + 3};
-  char *name = rest ? decode(rest, (size_t)(end - rest)) : NULL;
+  char *name = rest && rest < end ? decode(rest, (size_t)(end - rest)) : NULL;
   if (name)
     call_notify(in, name, kind == KPC_CHANGE_DELETED ? KMS_CHANGE_DELETED : KMS_CHANGE_UPDATED,
                 version, loc, n);
@@ -384,8 +402,11 @@ typedef struct read_sink {
   kms_error *err;
 } read_sink;
 
-/* kpc_cache_into_fn of the buffer read: runs under the cache's shared
- * lock on a hit, so it only copies. */
+/* The kpc_cache_into_fn of each read: on a hit it runs under the cache's
+ * shared lock (one stripe), so it only copies (and allocates at most one
+ * block); after a fetch it gets the fetched copy. */
+
+/* read_secret_into: into the caller's buffer, nothing allocated. */
 static kms_status sink_into(void *ctx, const kpc_cache_value *v, unsigned flags) {
   read_sink *s = ctx;
   return kms_secret_copy_into(v->data, v->len, v->version,
@@ -393,47 +414,40 @@ static kms_status sink_into(void *ctx, const kpc_cache_value *v, unsigned flags)
                               s->info, "read", s->err);
 }
 
-static kms_status sink_secret(read_sink *s, kpc_cache_value *v, unsigned flags) {
-  kms_secret *sec = calloc(1, sizeof *sec);
-  if (!sec) {
-    kpc_cache_value_clear(v);
-    return kms_error_set(s->err, KMS_NO_MEMORY, 0, "out of memory");
-  }
-  sec->struct_size = sizeof *sec;
-  sec->value = v->data;
-  sec->length = v->len;
-  sec->version = v->version;
-  sec->flags = (flags & KPC_CACHE_STALE) ? KMS_SECRET_STALE : 0;
-  *s->out = sec;
-  memset(v, 0, sizeof *v);
+/* read_secret(_opt): one packed block (kms_secret_new_packed; the
+ * free_secret slot is kms_secret_free_packed). */
+static kms_status sink_secret(void *ctx, const kpc_cache_value *v, unsigned flags) {
+  read_sink *s = ctx;
+  kms_status st = kms_secret_new_packed(v->data, v->len, s->out, s->err);
+  if (st != KMS_OK) return st;
+  (*s->out)->version = v->version;
+  (*s->out)->flags = (flags & KPC_CACHE_STALE) ? KMS_SECRET_STALE : 0;
   return KMS_OK;
 }
 
 /* One read through the cache, as the flags ask. */
 static kms_status read_cached(kms_instance *in, const char *key, uint32_t flags, read_sink *s,
                               unsigned *cflags, kms_error *why) {
-  kpc_cache_value v = {0};
-  kms_status st;
+  kpc_cache_into_fn sink = s->out ? sink_secret : sink_into;
   /* deadline 0: set by vault_fetch_secret when a fetch starts, so a cache
    * hit does not pay for reading the clock */
   vault_call_ctx k = {in, 0};
+  kms_status st;
   if (flags & KMS_CALL_NONBLOCKING) {
-    st = kpc_cache_peek(in->cache, key, s->out ? &v : NULL, s->out ? NULL : sink_into, s,
-                          cflags, why);
+    st = kpc_cache_peek(in->cache, key, NULL, sink, s, cflags, why);
     if (*cflags & KPC_CACHE_MISS) bg_enqueue(in, key);
     if (st == KMS_UNAVAILABLE)
       kms_error_set(why, KMS_UNAVAILABLE, 0,
                     "nonblocking read: not cached yet; a background fetch has started, "
                     "retry shortly");
-  } else if (s->out || (flags & KMS_CALL_BYPASS_CACHE)) {
-    st = kpc_cache_get(in->cache, key, (flags & KMS_CALL_BYPASS_CACHE) != 0, vault_fetch_secret,
-                         &k, &v, cflags, why);
-    if (st == KMS_OK && !s->out) st = sink_into(s, &v, *cflags);
+  } else if (flags & KMS_CALL_BYPASS_CACHE) {
+    kpc_cache_value v = {0};
+    st = kpc_cache_get(in->cache, key, 1, vault_fetch_secret, &k, &v, cflags, why);
+    if (st == KMS_OK) st = sink(s, &v, *cflags);
+    kpc_cache_value_clear(&v);
   } else {
-    st = kpc_cache_get_into(in->cache, key, vault_fetch_secret, &k, sink_into, s, cflags, why);
+    st = kpc_cache_get_into(in->cache, key, vault_fetch_secret, &k, sink, s, cflags, why);
   }
-  if (st == KMS_OK && s->out) st = sink_secret(s, &v, *cflags);
-  kpc_cache_value_clear(&v);
   return st;
 }
 
@@ -449,23 +463,25 @@ static kms_status read_common(kms_instance *in, const char *name, const kms_call
   uint32_t flags = o && KMS_FIELD_PRESENT(o, kms_call_options, flags) ? o->flags : 0;
   int64_t version = o && KMS_FIELD_PRESENT(o, kms_call_options, version) ? o->version : 0;
   vault_loc loc;
-  char stack[512], *key = NULL;
+  vault_key key;
   if ((st = loc_open(in, o, &loc, err)) != KMS_OK) return st;
-  st = read_key(&loc, name, version, stack, sizeof stack, &key, err);
+  st = vault_key_make(in, loc.l, name, version, loc.field, &key, err);
   loc_close(&loc);
   if (st != KMS_OK) return st;
   unsigned cflags = 0;
-  kms_error why;
+  kms_error why; /* the cache's and the sinks' errors: err gets it on a failure */
   kms_error_clear(&why);
-  st = read_cached(in, key, flags, s, &cflags, &why);
-  if (key != stack) free(key);
+  read_sink to = *s;
+  to.err = &why;
+  st = read_cached(in, key.s, flags, &to, &cflags, &why);
+  vault_key_free(&key);
   vault_count_read(in, st, cflags);
   if ((cflags & KPC_CACHE_WARN) && st == KMS_OK)
     kpc_logf(&in->lg, KMS_LOG_WARN,
                "Vault is unavailable, serving cached secrets marked stale (for up to %lld s "
                "after expiry, setting stale_if_error): %s",
                (long long)in->cfg.stale_if_error_s, why.message);
-  if (st != KMS_OK && st != KMS_BUFFER_TOO_SMALL && err) *err = why;
+  if (st != KMS_OK && err) *err = why;
   return st;
 }
 

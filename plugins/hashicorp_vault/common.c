@@ -9,26 +9,51 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int unreserved(unsigned char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
+/* What the encoder does with each byte: copy it (RFC 3986 unreserved),
+ * end a segment ('/'), encode it, or encode it and mark the name invalid (a
+ * control character). One table lookup per byte on the read path. */
+enum { ENC_PCT = 0, ENC_COPY, ENC_SLASH, ENC_CTRL };
+static const unsigned char ENC_CLASS[256] = {
+  [0x01 ... 0x1f] = ENC_CTRL, [0x7f] = ENC_CTRL,
+  ['A' ... 'Z'] = ENC_COPY,   ['a' ... 'z'] = ENC_COPY, ['0' ... '9'] = ENC_COPY,
+  ['-'] = ENC_COPY,           ['.'] = ENC_COPY,         ['_'] = ENC_COPY,
+  ['~'] = ENC_COPY,           ['/'] = ENC_SLASH,
+};
+
+/* A segment of `len` bytes ending before `end` is a valid name segment. */
+static int segment_ok(const unsigned char *end, size_t len) {
+  return len && !(len == 1 && end[-1] == '.') && !(len == 2 && end[-1] == '.' && end[-2] == '.');
 }
 
-size_t vault_encode_path_to(const char *s, char *out) {
+size_t vault_encode_check(const char *s, char *out, int *valid) {
   static const char hex[] = "0123456789ABCDEF";
   char *o = out;
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (unreserved(*p) || *p == '/') {
-      *o++ = (char)*p;
-    } else {
-      *o++ = '%';
-      *o++ = hex[*p >> 4];
-      *o++ = hex[*p & 15];
+  const unsigned char *p = (const unsigned char *)s, *seg = p;
+  int ok = 1;
+  for (; *p; p++) {
+    unsigned char c = *p, k = ENC_CLASS[c];
+    if (k == ENC_COPY) {
+      *o++ = (char)c;
+      continue;
     }
+    if (k == ENC_SLASH) {
+      ok &= segment_ok(p, (size_t)(p - seg));
+      seg = p + 1;
+      *o++ = '/';
+      continue;
+    }
+    if (k == ENC_CTRL) ok = 0;
+    *o++ = '%';
+    *o++ = hex[c >> 4];
+    *o++ = hex[c & 15];
   }
+  ok &= segment_ok(p, (size_t)(p - seg));
   *o = '\0';
+  if (valid) *valid = ok;
   return (size_t)(o - out);
 }
+
+size_t vault_encode_path_to(const char *s, char *out) { return vault_encode_check(s, out, NULL); }
 
 char *vault_encode_path(const char *s) {
   char *out = malloc(3 * strlen(s) + 1);

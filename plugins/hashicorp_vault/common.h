@@ -25,6 +25,10 @@ char *vault_encode_path(const char *s);
  * allocation: the buffer read builds its cache key on the stack). Returns
  * the encoded length. */
 size_t vault_encode_path_to(const char *s, char *out);
+/* vault_encode_path_to that also says, in *valid (may be NULL), whether
+ * every '/'-separated segment is a valid name segment: not empty, not "."
+ * or "..", no control character (kv2_encode_name: one pass for both). */
+size_t vault_encode_check(const char *s, char *out, int *valid);
 
 /* Vault's `errors` array (every Vault API answer may carry one) joined
  * with "; " into buf, one printable line (empty if none). */

@@ -52,11 +52,24 @@ kms_status vault_call(const vault_call_ctx *k, const char *op, const char *metho
                       kpc_http_response *resp, kms_error *err);
 
 /* The cache's fetch (ctx: a vault_call_ctx; a deadline of 0 is set to the
- * call's deadline here, when the first fetch starts). The key is a data URL,
- * optionally followed by "?version=N" and "#f=<field>" (read that field
- * instead of "key"): see abi11.c. */
+ * call's deadline here, when the first fetch starts). The key is a
+ * vault_key_make key (see abi11.c). */
 kms_status vault_fetch_secret(void *ctx, const char *key, kpc_cache_value *out,
                               kms_error *err);
+
+/* A read's cache key (format: the top of abi11.c), built in `stack` unless
+ * it is longer (a long field or override URL: then malloc'ed). */
+typedef struct vault_key {
+  char *s;
+  char stack[KV2_ENC_MAX + 512];
+} vault_key;
+
+/* The key of `name` at layout l (the instance's or an override's), with a
+ * version pin (0: none) and a field (NULL: "key"). Validates the name.
+ * Free with vault_key_free (also after a failure). Thread-safe. */
+kms_status vault_key_make(const kms_instance *in, const kv2_layout *l, const char *name,
+                          int64_t version, const char *field, vault_key *k, kms_error *err);
+void vault_key_free(vault_key *k);
 
 /* Adds the plugin's name to err's message; returns st. */
 kms_status vault_boundary(kms_status st, kms_error *err);

@@ -100,37 +100,32 @@ void kv2_layout_free(kv2_layout *l) {
   memset(l, 0, sizeof *l);
 }
 
+kms_status kv2_encode_name(const char *name, char *buf, size_t *len, kms_error *err) {
+  *len = 0;
+  int valid = 0;
+  /* the length first: buf holds the encoding of VAULT_NAME_MAX bytes */
+  if (name && strlen(name) <= VAULT_NAME_MAX) *len = vault_encode_check(name, buf, &valid);
+  if (valid) return KMS_OK;
+  *len = 0;
+  kms_status st = kv2_validate_name(name, err); /* says why */
+  if (st != KMS_OK) return st;
+  return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "secret name is not valid");
+}
+
 kms_status kv2_url(const kv2_layout *l, kv2_kind kind, const char *name, char **url,
                    kms_error *err) {
   *url = NULL;
-  kms_status st = kv2_validate_name(name, err);
-  if (st != KMS_OK) return st;
-  const char *base = kind == KV2_DATA ? l->data_base : l->meta_base;
-  char *e = vault_encode_path(name);
-  if (!e) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-  size_t bl = strlen(base), el = strlen(e);
-  char *u = malloc(bl + el + 1);
-  if (!u) {
-    free(e);
-    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-  }
-  memcpy(u, base, bl);
-  memcpy(u + bl, e, el + 1);
-  free(e);
-  *url = u;
-  return KMS_OK;
-}
-
-kms_status kv2_url_to(const kv2_layout *l, kv2_kind kind, const char *name, char *buf,
-                      size_t size, size_t *needed, kms_error *err) {
-  kms_status st = kv2_validate_name(name, err);
+  char enc[KV2_ENC_MAX];
+  size_t el;
+  kms_status st = kv2_encode_name(name, enc, &el, err);
   if (st != KMS_OK) return st;
   const char *base = kind == KV2_DATA ? l->data_base : l->meta_base;
   size_t bl = strlen(base);
-  *needed = bl + 3 * strlen(name) + 1;
-  if (size < *needed) return KMS_NO_MEMORY; /* not an error yet: the caller allocates */
-  memcpy(buf, base, bl);
-  vault_encode_path_to(name, buf + bl);
+  char *u = malloc(bl + el + 1);
+  if (!u) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+  memcpy(u, base, bl);
+  memcpy(u + bl, enc, el + 1);
+  *url = u;
   return KMS_OK;
 }
 

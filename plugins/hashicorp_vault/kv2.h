@@ -43,11 +43,12 @@ kms_status kv2_validate_name(const char *name, kms_error *err);
 kms_status kv2_url(const kv2_layout *l, kv2_kind kind, const char *name, char **url,
                    kms_error *err);
 
-/* kv2_url into a caller's buffer: KMS_OK with the URL in buf when it fits
- * (size >= *needed), KMS_NO_MEMORY with *needed set when it does not (the
- * caller allocates and calls again). Allocates nothing. */
-kms_status kv2_url_to(const kv2_layout *l, kv2_kind kind, const char *name, char *buf,
-                      size_t size, size_t *needed, kms_error *err);
+/* `name` validated (as kv2_validate_name, same messages) and
+ * percent-encoded (vault_encode_path) into buf, which holds KV2_ENC_MAX
+ * bytes; *len is the encoded length. Allocates nothing: the read path
+ * builds its cache key with it on the stack. */
+#define KV2_ENC_MAX (3 * VAULT_NAME_MAX + 1)
+kms_status kv2_encode_name(const char *name, char *buf, size_t *len, kms_error *err);
 
 /* Bodies. *body is malloc'ed, NUL-terminated, and must be released with
  * kv2_free_body (which wipes it). The value must be valid UTF-8 without

@@ -3,7 +3,8 @@
  *
  * What lives here: the instance (config + http + auth + cache + URL layout),
  * the access_mode gate (checked before any request), and the glue of each
- * slot: read = cache(single-flight, stale-if-error) -> GET data/;
+ * slot: read = cache(single-flight, stale-if-error) -> GET data/ (one
+ *   read path for the 1.0 and 1.1 slots: abi11.c's read_common);
  * write = POST data/ (a description inside the data, as LiteLLM; + POST
  *   metadata/ with description_metadata) -> cache update;
  * delete = DELETE data/ (soft) or metadata/ (destroy) -> cache invalidation;
@@ -141,21 +142,30 @@ kms_status vault_call(const vault_call_ctx *k, const char *op, const char *metho
   return st;
 }
 
-/* The cache's fetch: ctx is the calling vault_call_ctx. The key is a data
- * URL, possibly with "?version=N" (sent as is) and "#f=<field>" (read that
- * field: cut before sending). */
+/* The cache's fetch: ctx is the calling vault_call_ctx. The key (see
+ * abi11.c) becomes the data URL: the instance's data base + the encoded
+ * name, or the override's URL after '@'; "?version=N" is sent as is and
+ * "#f=<field>" (read that field) is cut before sending. */
 kms_status vault_fetch_secret(void *ctx, const char *key, kpc_cache_value *out,
                               kms_error *err) {
   vault_call_ctx *k = ctx;
-  if (!k->deadline) k->deadline = vault_http_deadline(k->in->http); /* see read_cached */
-  kms_stats_add(k->in->stats, KMS_STAT_FETCHES, 1);
-  const char *hash = strstr(key, "#f=");
-  char *url = hash ? strndup(key, (size_t)(hash - key)) : NULL;
-  if (hash && !url) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-  const char *u = url ? url : key;
-  const char *path = kpc_url_path(k->in->cfg.addr, u);
+  kms_instance *in = k->in;
+  if (!k->deadline) k->deadline = vault_http_deadline(in->http); /* see read_cached */
+  kms_stats_add(in->stats, KMS_STAT_FETCHES, 1);
+  const char *hash = strstr(key, "#f="), *base = in->layout.data_base;
+  if (key[0] == '@') {
+    base = "";
+    key++;
+  }
+  size_t bl = strlen(base), kl = hash ? (size_t)(hash - key) : strlen(key);
+  char *url = malloc(bl + kl + 1);
+  if (!url) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+  memcpy(url, base, bl);
+  memcpy(url + bl, key, kl);
+  url[bl + kl] = '\0';
+  const char *path = kpc_url_path(in->cfg.addr, url);
   kpc_http_response resp;
-  kms_status st = vault_call(k, "read", "GET", u, NULL, 0, &resp, err);
+  kms_status st = vault_call(k, "read", "GET", url, NULL, 0, &resp, err);
   if (st == KMS_OK) {
     if (resp.status == 200)
       st = kv2_parse_read_field(resp.body, resp.len, path, hash ? hash + 3 : "key", &out->data,
@@ -175,49 +185,9 @@ static kms_status fetch_background(void *ctx, const char *url, kpc_cache_value *
   return vault_fetch_secret(&k, url, out, err);
 }
 
-static kms_status read_secret(kms_instance *in, const char *name, kms_secret **out,
-                              kms_error *err) {
-  *out = NULL;
-  if (in->cfg.access_mode == VAULT_ACCESS_WRITE_ONLY)
-    return kms_error_set(err, KMS_PERMISSION_DENIED, 0,
-                         "access_mode is write_only: reads are refused (set access_mode to "
-                         "read_only or read_and_write to allow them)");
-  char *url = NULL;
-  kms_status st = kv2_url(&in->layout, KV2_DATA, name, &url, err);
-  if (st != KMS_OK) return st;
-  kpc_cache_value v;
-  unsigned flags = 0;
-  kms_error why;
-  kms_error_clear(&why);
-  vault_call_ctx k = {in, 0}; /* the deadline starts with a fetch: a hit reads no clock */
-  st = kpc_cache_get(in->cache, url, 0, vault_fetch_secret, &k, &v, &flags, &why);
-  vault_count_read(in, st, flags);
-  free(url);
-  if (st != KMS_OK) {
-    if (err) *err = why;
-    return st;
-  }
-  if (flags & KPC_CACHE_WARN)
-    kpc_logf(&in->lg, KMS_LOG_WARN,
-               "Vault is unavailable, serving cached secrets marked stale (for up to %lld s "
-               "after expiry, setting stale_if_error): %s",
-               (long long)in->cfg.stale_if_error_s, why.message);
-  kms_secret *s = calloc(1, sizeof *s);
-  if (!s) {
-    kpc_cache_value_clear(&v);
-    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-  }
-  s->struct_size = sizeof *s;
-  s->value = v.data;
-  s->length = v.len;
-  s->version = v.version;
-  s->flags = (flags & KPC_CACHE_STALE) ? KMS_SECRET_STALE : 0;
-  *out = s;
-  return KMS_OK;
-}
-
+/* The 1.0 read is the 1.1 read without options (abi11.c): one read path. */
 static kms_status vp_read(kms_instance *in, const char *name, kms_secret **out, kms_error *err) {
-  return vault_slot_end(in, read_secret(in, name, out, err), err);
+  return vault_read_opt(in, name, NULL, out, err);
 }
 
 static kms_status write_denied(const char *what, kms_error *err) {
@@ -246,11 +216,14 @@ kms_status vault_do_write(kms_instance *in, const kv2_layout *l, const char *nam
   }
   char *url = NULL, *body = NULL;
   size_t body_len = 0;
-  kms_status st = kv2_url(l, KV2_DATA, name, &url, err);
+  vault_key key;
+  kms_status st = vault_key_make(in, l, name, 0, NULL, &key, err);
+  if (st == KMS_OK && (st = kv2_url(l, KV2_DATA, name, &url, err)) != KMS_OK) vault_key_free(&key);
   if (st != KMS_OK) return st;
   const char *path = kpc_url_path(in->cfg.addr, url);
   if ((st = kv2_write_body_desc(value, len, description, cas, cas_version, &body, &body_len,
                                 err)) != KMS_OK) {
+    vault_key_free(&key);
     free(url);
     return st;
   }
@@ -261,17 +234,18 @@ kms_status vault_do_write(kms_instance *in, const kv2_layout *l, const char *nam
   if (st == KMS_OK) {
     if (resp.status == 200 || resp.status == 204) {
       int64_t version = kv2_parse_write_version(resp.body, resp.len);
-      kpc_cache_invalidate_all(in->cache, url); /* version pins, fields, a cached "not found" */
+      kpc_cache_invalidate_all(in->cache, key.s); /* version pins, fields, a "not found" */
       if (in->cfg.access_mode == VAULT_ACCESS_READ_AND_WRITE)
-        kpc_cache_put(in->cache, url, value, len, version);
+        kpc_cache_put(in->cache, key.s, value, len, version);
       else
-        kpc_cache_invalidate(in->cache, url);
+        kpc_cache_invalidate(in->cache, key.s);
     } else {
       st = kv2_map_status("write", path, resp.status, resp.body, resp.len, resp.attempts, 1, err);
     }
     kpc_http_response_clear(&resp);
   }
-  if (st != KMS_OK) kpc_cache_invalidate_all(in->cache, url); /* state unknown */
+  if (st != KMS_OK) kpc_cache_invalidate_all(in->cache, key.s); /* state unknown */
+  vault_key_free(&key);
 
   if (st == KMS_OK && description && in->cfg.description_metadata) {
     char *murl = NULL;
@@ -306,16 +280,16 @@ static kms_status vp_write(kms_instance *in, const char *name, const char *value
 kms_status vault_do_delete(kms_instance *in, const kv2_layout *l, const char *name, int destroy,
                            kms_error *err) {
   if (in->cfg.access_mode == VAULT_ACCESS_READ_ONLY) return write_denied("deletes", err);
-  char *data_url = NULL, *url = NULL;
-  kms_status st = kv2_url(l, KV2_DATA, name, &data_url, err);
+  char *url = NULL;
+  vault_key key;
+  kms_status st = vault_key_make(in, l, name, 0, NULL, &key, err);
   if (st != KMS_OK) return st;
-  if (destroy &&
-      (st = kv2_url(l, KV2_METADATA, name, &url, err)) != KMS_OK) {
-    free(data_url);
+  if ((st = kv2_url(l, destroy ? KV2_METADATA : KV2_DATA, name, &url, err)) != KMS_OK) {
+    vault_key_free(&key);
     return st;
   }
-  const char *target = url ? url : data_url;
-  kpc_cache_invalidate_all(in->cache, data_url);
+  const char *target = url;
+  kpc_cache_invalidate_all(in->cache, key.s);
   kpc_http_response resp;
   vault_call_ctx k = vault_call_start(in);
   st = vault_call(&k, destroy ? "destroy" : "delete",
@@ -326,8 +300,8 @@ kms_status vault_do_delete(kms_instance *in, const kv2_layout *l, const char *na
                           resp.len, resp.attempts, 1, err);
     kpc_http_response_clear(&resp);
   }
-  kpc_cache_invalidate_all(in->cache, data_url); /* a read may have raced the delete */
-  free(data_url);
+  kpc_cache_invalidate_all(in->cache, key.s); /* a read may have raced the delete */
+  vault_key_free(&key);
   free(url);
   return st;
 }
@@ -386,7 +360,7 @@ static const kms_plugin vault_plugin = {
   .write_secret = vp_write,
   .delete_secret = vp_delete,
   .refresh = vp_refresh,
-  .free_secret = kms_secret_free,
+  .free_secret = kms_secret_free_packed, /* every read makes one (abi11.c's sink_secret) */
   .read_secret_opt = vault_read_opt,
   .write_secret_opt = vault_write_opt,
   .delete_secret_opt = vault_delete_opt,

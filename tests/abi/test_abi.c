@@ -322,6 +322,33 @@ static void test_plugin_dir_resolution(void **state) {
 }
 
 /* kms_plugin_util.h's secret helpers, which plugins use as free_secret. */
+/* The packed secret (one block) and the CPU stripe hint (ABI 1.1 helpers). */
+static void test_plugin_util_packed(void **state) {
+  (void)state;
+  kms_secret *s = NULL;
+  kms_error err;
+  assert_int_equal(kms_secret_new_packed("a\0b", 3, &s, &err), KMS_OK);
+  assert_int_equal(s->struct_size, sizeof(kms_secret));
+  assert_int_equal(s->length, 3);
+  assert_memory_equal(s->value, "a\0b\0", 4);
+  assert_ptr_equal(s->value, (const char *)(s + 1)); /* one block: what the free relies on */
+  assert_int_equal(s->version, 0);
+  assert_int_equal(s->flags, 0);
+  kms_secret_free_packed(s);
+  assert_int_equal(kms_secret_new_packed(NULL, 0, &s, &err), KMS_OK);
+  assert_string_equal(s->value, "");
+  kms_secret_free_packed(s);
+  s = (kms_secret *)0x1;
+  assert_int_equal(kms_secret_new_packed(NULL, 2, &s, &err), KMS_INVALID_ARGUMENT);
+  assert_null(s);
+  assert_int_equal(kms_secret_new_packed("x", SIZE_MAX, &s, &err), KMS_NO_MEMORY);
+  assert_null(s);
+  kms_secret_free_packed(NULL);
+  assert_int_equal(kms_cpu_stripe(0), 0);
+  assert_int_equal(kms_cpu_stripe(1), 0);
+  for (int i = 0; i < 100; i++) assert_true(kms_cpu_stripe(3) < 3);
+}
+
 static void test_plugin_util_secrets(void **state) {
   kms_secret *s = NULL;
   kms_error err;
@@ -381,6 +408,7 @@ int main(void) {
       cmocka_unit_test(test_plugin_dir_resolution),
       cmocka_unit_test(test_capabilities_text),
       cmocka_unit_test(test_plugin_util_secrets),
+    cmocka_unit_test(test_plugin_util_packed),
   };
   return cmocka_run_group_tests_name("abi", tests, NULL, NULL);
 }
