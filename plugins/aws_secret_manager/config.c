@@ -651,11 +651,11 @@ static kms_status load_endpoints(aws_config *cfg, const env_ctx *e, kms_error *e
 static kms_status load(aws_config *cfg, const env_ctx *e, const kms_setting *settings,
                        size_t n_settings, kms_error *err) {
   kms_status st;
+  const kpc_logger lg = {e->host, AWS_LOG_PREFIX};
   kpc_settings_defaults(ROWS, N_ROWS, cfg);
   /* AWS_MAX_ATTEMPTS, then the settings (which win over it) */
   if ((st = kpc_settings_apply_env(ROWS, N_ROWS, cfg, e->host, err)) != KMS_OK ||
-      (st = kpc_settings_apply(ROWS, N_ROWS, cfg, settings, n_settings,
-                               &(kpc_logger){e->host, AWS_LOG_PREFIX}, err)) != KMS_OK)
+      (st = kpc_settings_apply(ROWS, N_ROWS, cfg, settings, n_settings, &lg, err)) != KMS_OK)
     return st;
   /* what the settings named, for messages (the environment is read next
    * and only fills what they left unset) */
