@@ -30,34 +30,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
+
 typedef struct opts {
   const char *mode, *plugin_dir, *url, *cacert, *region, *name, *value;
   double secs;
   long max, warmup;
 } opts;
 
-static const char *g_mode = "?";
-
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fail(const char *fmt, ...) {
-  char buf[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  for (char *p = buf; *p; p++)
-    if (*p == '\n') *p = ' ';
-  printf("ERROR mode=%s %s\n", g_mode, buf);
-  fflush(stdout);
-  fprintf(stderr, "kms-aws-bench %s: %s\n", g_mode, buf);
-  exit(3);
-}
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
+/* fail(), now_ns(), g_mode: bench_util.c */
 
 /* The host's environment, as the operator would export it for the plugin. */
 static const char *host_getenv(void *ctx, const char *name) {
@@ -164,6 +145,7 @@ static void usage(void) {
 static opts parse(int argc, char **argv) {
   opts o = {.secs = 1, .max = 1000000, .warmup = 20};
   if (argc < 2 || (strcmp(argv[1], "uncached") && strcmp(argv[1], "cached"))) usage();
+  g_prog = "kms-aws-bench";
   o.mode = g_mode = argv[1];
   for (int i = 2; i + 1 < argc; i += 2) {
     const char *a = argv[i], *v = argv[i + 1];

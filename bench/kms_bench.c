@@ -38,34 +38,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
+
 #define MAX_THREADS 64
 #define MAX_ENV 32
 
 /* ------------------------------------------------------------------ */
 /* small helpers                                                        */
 
-static const char *g_mode = "?";
-
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void fail(const char *fmt, ...) {
-  char buf[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, sizeof buf, fmt, ap);
-  va_end(ap);
-  for (char *p = buf; *p; p++)
-    if (*p == '\n') *p = ' ';
-  printf("ERROR mode=%s %s\n", g_mode, buf);
-  fflush(stdout);
-  fprintf(stderr, "kms-bench %s: %s\n", g_mode, buf);
-  exit(3);
-}
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
+/* fail(), now_ns(), g_mode: bench_util.c */
 
 /* The calling thread's CPU time: on a loaded machine it leaves out the time
  * the thread waited for a CPU, which wall time per call counts. */
