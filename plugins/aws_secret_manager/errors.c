@@ -45,7 +45,7 @@ void sm_parse_error(const char *body, size_t len, sm_error *out) {
 
 /* Cut the quoted text after every "Value '" (AWS's validation messages echo
  * the offending member, which may be a secret) and any occurrence of the
- * secret itself. */
+ * secret itself. The message never grows: it may fill its buffer. */
 static void redact(char *msg, const char *secret, size_t secret_len) {
   char *p = msg;
   while ((p = strstr(p, "Value '")) != NULL) {
@@ -53,6 +53,12 @@ static void redact(char *msg, const char *secret, size_t secret_len) {
     if (!end) {
       snprintf(start, (size_t)(msg + strlen(msg) - start) + 1, "...");
       break;
+    }
+    size_t n = (size_t)(end - start);
+    if (n < 3) { /* "..." would lengthen the message past its buffer */
+      memset(start, '.', n);
+      p = end + 1;
+      continue;
     }
     memmove(start + 3, end, strlen(end) + 1);
     memcpy(start, "...", 3);

@@ -13,6 +13,7 @@
 #include "kms_plugin_util.h"
 #include "sm.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -201,6 +202,15 @@ static void test_redaction(void **state) {
   sm_map_error("write", 400, c, strlen(c), 2, "sk-hidden-1", 11, &err);
   assert_null(strstr(err.message, "sk-hidden-1"));
   assert_non_null(strstr(err.message, "2 attempts"));
+  /* Quoted values shorter than "..." do not lengthen a message that fills its
+   * buffer (found by fuzz_aws_response: a stack overflow under ASan). */
+  char big[1024];
+  size_t n = (size_t)snprintf(big, sizeof big, "{\"__type\":\"ValidationException\",\"message\":\"");
+  while (n < 700) n += (size_t)snprintf(big + n, sizeof big - n, "Value '' Value 'a' ");
+  snprintf(big + n, sizeof big - n, "\"}");
+  sm_map_error("write", 400, big, strlen(big), 1, NULL, 0, &err);
+  assert_int_equal(err.status, KMS_INVALID_ARGUMENT);
+  assert_non_null(strstr(err.message, "Value '' Value '.' "));
 }
 
 static void test_retry_classes(void **state) {
