@@ -56,6 +56,9 @@ static void vp_destroy(kms_instance *in) {
   free(in);
 }
 
+/* kpc_bgfetch's cancel: the instance's client (thread-safe). */
+static void cancel_http(void *ctx) { vault_http_cancel(ctx); }
+
 static kms_status create(const kms_host *host, const kms_setting *settings, size_t n,
                          kms_instance **out, kms_error *err) {
   *out = NULL;
@@ -93,6 +96,10 @@ static kms_status create(const kms_host *host, const kms_setting *settings, size
     };
     in->cache = kpc_cache_new(&co);
     if (!in->cache) st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+    kpc_bgfetch_deps bd = {in->cache, fetch_background, in, vault_landed, in,
+                           cancel_http, in->http, &in->lg};
+    if (st == KMS_OK && !(in->bg = kpc_bgfetch_new(&bd)))
+      st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
     if (st == KMS_OK && bg) {
       vault_refresher_deps d = {in->cache, fetch_background, in,        in->auth,
                                 in->http,  &in->lg,          co.ttl_ms, &in->clock};
