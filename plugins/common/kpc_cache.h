@@ -24,7 +24,7 @@
  *   - force (refresh()): skip the freshness check, still single-flight.
  * Every value is wiped (OPENSSL_cleanse) before its memory is freed.
  *
- * Background refresh (refresher.c): with refresh_hi_pm set, every stored
+ * Background refresh (kpc_refresher.c): with refresh_hi_pm set, every stored
  * value gets a refresh point at a random fraction in [refresh_lo_pm,
  * refresh_hi_pm] permille of its TTL, drawn per entry. kpc_cache_due()
  * lists the values past their point; kpc_cache_refresh_key() re-reads one

@@ -9,8 +9,9 @@
  *   metadata/ with description_metadata) -> cache update;
  * delete = DELETE data/ (soft) or metadata/ (destroy) -> cache invalidation;
  * refresh = credentials + re-read of every cached secret; the optional
- * background refresher (refresher.c, setting background_refresh) re-reads
- * secrets before they expire through the same fetch_secret().
+ * background refresher (the shared kpc_refresher.c with refresher.c's
+ * hooks, setting background_refresh) re-reads secrets before they expire
+ * through the same fetch_secret().
  *
  * Thread-safety: KMS_CAP_THREAD_SAFE. read/write/delete/refresh/free_secret
  * may run concurrently on one instance: the config and URL layout are
