@@ -70,7 +70,7 @@ kpc_bgfetch *kpc_bgfetch_new(const kpc_bgfetch_deps *deps) {
 void kpc_bgfetch_enqueue(kpc_bgfetch *b, const char *key) {
   pthread_mutex_lock(&b->mu);
   if (!b->started && !b->stop)
-    b->started = pthread_create(&b->thread, NULL, bg_main, b) == 0;
+    b->started = kpc_thread_start(&b->thread, bg_main, b, "kpc-nb-fetch") == 0;
   if (b->started) {
     bg_item **pp = &b->head;
     while (*pp && strcmp((*pp)->key, key) != 0) pp = &(*pp)->next;

@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -177,16 +176,8 @@ kms_status kpc_refresher_start(const kpc_refresher_deps *deps, kpc_refresher **o
   kpc_cond_init(&r->cv);
   kpc_cond_init(&r->idle);
 
-  /* The thread blocks the asynchronous signals: the host's handlers run on
-   * its own threads, never on ours (faults still reach their handlers). */
-  sigset_t all, old;
-  sigfillset(&all);
-  static const int sync_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
-  for (size_t i = 0; i < sizeof sync_signals / sizeof *sync_signals; i++)
-    sigdelset(&all, sync_signals[i]);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  int rc = pthread_create(&r->thread, NULL, run, r);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  int rc = kpc_thread_start(&r->thread, run, r,
+                            deps->thread_name ? deps->thread_name : "kpc-refresh");
   if (rc != 0) {
     pthread_cond_destroy(&r->idle);
     pthread_cond_destroy(&r->cv);
@@ -196,7 +187,6 @@ kms_status kpc_refresher_start(const kpc_refresher_deps *deps, kpc_refresher **o
                          "cannot start the background refresher thread: %s (set "
                          "background_refresh to false)", strerror(rc));
   }
-  pthread_setname_np(r->thread, deps->thread_name ? deps->thread_name : "kpc-refresh");
   *out = r;
   return KMS_OK;
 }
