@@ -201,16 +201,6 @@ static kms_status fetch_secret(void *ctx, const char *key, kpc_cache_value *out,
   return st;
 }
 
-static void count_read(kms_instance *in, kms_status st, unsigned flags) {
-  if (flags & KPC_CACHE_NEGATIVE)
-    kms_stats_add(in->stats, KMS_STAT_NEGATIVE_HITS, 1);
-  else if (flags & KPC_CACHE_HIT)
-    kms_stats_add(in->stats, KMS_STAT_HITS, 1);
-  else if (st == KMS_OK || st == KMS_NOT_FOUND || (flags & KPC_CACHE_MISS))
-    kms_stats_add(in->stats, KMS_STAT_MISSES, 1);
-  if (flags & KPC_CACHE_STALE) kms_stats_add(in->stats, KMS_STAT_STALE_SERVES, 1);
-}
-
 /* The value of `key` (the secret name, or primary_secret_name) through the
  * cache; with `force` the cache's value is re-read (single-flight still). */
 static kms_status cached_get(kms_instance *in, const char *key, int force, kpc_cache_value *v,
@@ -220,7 +210,7 @@ static kms_status cached_get(kms_instance *in, const char *key, int force, kpc_c
   call_ctx k = {in, 0};
   *flags = 0;
   kms_status st = kpc_cache_get(in->cache, key, force, fetch_secret, &k, v, flags, &why);
-  count_read(in, st, *flags);
+  kpc_cache_count_read(in->stats, st, *flags);
   if (st != KMS_OK) {
     if (err) *err = why;
     return st;
@@ -245,7 +235,7 @@ static kms_status peek_get(kms_instance *in, const char *key, kpc_cache_value *v
   memset(v, 0, sizeof *v);
   kms_status st = kpc_cache_peek(in->cache, key, v, NULL, NULL, flags, &why);
   if ((*flags & KPC_CACHE_MISS) && in->bg) kpc_bgfetch_enqueue(in->bg, key);
-  count_read(in, st, *flags);
+  kpc_cache_count_read(in->stats, st, *flags);
   if (st == KMS_UNAVAILABLE)
     return kms_error_set(err, KMS_UNAVAILABLE, 0,
                          "nonblocking read: not cached yet; a background fetch has started, "

@@ -168,6 +168,13 @@ kms_status kpc_cache_refresh_key(kpc_cache *c, const char *key, kpc_cache_fetch_
                                    void *fetch_ctx, int64_t retry_ms, int *fetched,
                                    kms_error *err);
 
+/* Count one read's cache outcome (`flags` from kpc_cache_get/_peek/_get_into,
+ * `st` its status) in a plugin's health counters: negative hit, hit, or
+ * miss (a fetch, or a NONBLOCKING miss), plus a stale serve. `stats` is a
+ * kms_stats (kms_plugin_util.h). Thread-safe (the counters are atomic). */
+struct kms_stats;
+void kpc_cache_count_read(struct kms_stats *stats, kms_status st, unsigned flags);
+
 /* For tests: number of threads currently waiting on key's in-flight fetch,
  * and the number of stored values. */
 size_t kpc_cache_waiters(kpc_cache *c, const char *key);

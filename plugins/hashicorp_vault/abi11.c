@@ -50,16 +50,6 @@ kms_status vault_slot_end(kms_instance *in, kms_status st, kms_error *err) {
   return kms_stats_result(in->stats, st, err);
 }
 
-void vault_count_read(kms_instance *in, kms_status st, unsigned flags) {
-  if (flags & KPC_CACHE_NEGATIVE)
-    kms_stats_add(in->stats, KMS_STAT_NEGATIVE_HITS, 1);
-  else if (flags & KPC_CACHE_HIT)
-    kms_stats_add(in->stats, KMS_STAT_HITS, 1);
-  else if (st == KMS_OK || st == KMS_NOT_FOUND || (flags & KPC_CACHE_MISS))
-    kms_stats_add(in->stats, KMS_STAT_MISSES, 1);
-  if (flags & KPC_CACHE_STALE) kms_stats_add(in->stats, KMS_STAT_STALE_SERVES, 1);
-}
-
 /* Never touches Vault: counters, the last observations, the auth state. */
 kms_status vault_health(kms_instance *in, kms_health *out, kms_error *err) {
   (void)err;
@@ -381,7 +371,7 @@ static kms_status read_common(kms_instance *in, const char *name, const kms_call
   to.err = &why;
   st = read_cached(in, key.s, flags, &to, &cflags, &why);
   vault_key_free(&key);
-  vault_count_read(in, st, cflags);
+  kpc_cache_count_read(in->stats, st, cflags);
   if ((cflags & KPC_CACHE_WARN) && st == KMS_OK)
     kpc_logf(&in->lg, KMS_LOG_WARN,
                "Vault is unavailable, serving cached secrets marked stale (for up to %lld s "

@@ -77,8 +77,6 @@ kms_status vault_boundary(kms_status st, kms_error *err);
 /* Count a slot's outcome for health and add the plugin's name. */
 kms_status vault_slot_end(kms_instance *in, kms_status st, kms_error *err);
 
-/* Count a read's cache outcome (flags from kpc_cache_*). */
-void vault_count_read(kms_instance *in, kms_status st, unsigned flags);
 
 /* The cache's change observer (ctx: the instance): host->notify. */
 void vault_on_change(void *ctx, const char *key, int kind, int64_t version);
