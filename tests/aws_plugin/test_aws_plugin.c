@@ -610,6 +610,36 @@ static void test_notify_from_refresher(void **state) {
   it_done(&hw, w);
 }
 
+/* refresh() re-reads and notifies too; a read under location version_stage
+ * carries it in the change. No refresher: nothing changes by itself. */
+static void test_notify_from_refresh(void **state) {
+  (void)state;
+  reset();
+  it_rec_clear();
+  it_host hw, h;
+  target(&hw, g_srv);
+  kms_client *w = client(&hw, RW, 1);
+  write_ok(w, "stg", "s1", 2);
+  kms_client *c = watched(&h, NULL, 0);
+  kms_setting cur[] = {{"version_stage", "AWSCURRENT"}};
+  kms_call_options o = {.struct_size = sizeof o, .location = cur, .n_location = 1};
+  kms_secret *s = NULL;
+  kms_error err;
+  assert_int_equal(kms_client_read_opt(c, "stg", &o, &s, &err), KMS_OK);
+  kms_client_free_secret(c, s);
+  want_value(c, "stg", "s1");
+  assert_int_equal(kms_client_refresh(c, &err), KMS_OK);
+  assert_int_equal(it_rec_count(), 0); /* same versions: nothing to report */
+  write_ok(w, "stg", "s2", 2);
+  assert_int_equal(kms_client_refresh(c, &err), KMS_OK);
+  assert_true(it_rec_has("UPD stg v0\n"));
+  assert_true(it_rec_has("UPD stg v0 version_stage=AWSCURRENT\n"));
+  assert_int_equal(it_rec_count(), 2);
+  want_value(c, "stg", "s2");
+  it_done(&h, c);
+  it_done(&hw, w);
+}
+
 int main(void) {
   it_use_plugin("aws_secret_manager");
   const char *args[] = {"--region", REGION, NULL};
@@ -626,6 +656,7 @@ int main(void) {
       cmocka_unit_test(test_single_flight),        cmocka_unit_test(test_session_token),
       cmocka_unit_test(test_call_options),         cmocka_unit_test(test_health),
       cmocka_unit_test(test_nonblocking),          cmocka_unit_test(test_notify_from_refresher),
+      cmocka_unit_test(test_notify_from_refresh),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   vf_stop(g_srv);
