@@ -626,7 +626,8 @@ static const char usage_watch[] =
     "plugin holds it. Changes are seen when the plugin re-reads: watch turns on\n"
     "key_management_settings.background_refresh for its own instance unless the config\n"
     "sets it (false is refused); hashicorp_vault re-reads at 75-90% of\n"
-    "HCP_VAULT_REFRESH_INTERVAL (seconds; 0 = no cache, refused here).\n"
+    "HCP_VAULT_REFRESH_INTERVAL, aws_secret_manager of its refresh_interval setting\n"
+    "(seconds; 0 = no cache, refused here).\n"
     "  --count N     exit 0 after N changes (exit 1 if --timeout ends first)\n"
     "  --timeout S   stop after S seconds\n"
     "SIGINT or SIGTERM stop it cleanly (exit 0). Exit 5: the plugin does not notify.\n";

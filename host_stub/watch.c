@@ -262,8 +262,9 @@ static host_status watch_check_cache(kms_client *client, const char *plugin, hos
   if (kms_client_health(client, &h, &e) != KMS_OK || h.cache_entries > 0) return HOST_OK;
   return host_fail(r, HOST_CONFIG, "watch: plugin '%s' holds none of the watched secrets after "
                    "reading them (its cache is off), so it never re-reads them and cannot see "
-                   "a change; turn its cache on (hashicorp_vault: HCP_VAULT_REFRESH_INTERVAL "
-                   "above 0, in seconds: changes then show within that interval)", plugin);
+                   "a change; turn its cache on (hashicorp_vault: HCP_VAULT_REFRESH_INTERVAL, "
+                   "aws_secret_manager: setting refresh_interval; above 0, in seconds: changes "
+                   "then show within that interval)", plugin);
 }
 
 static void print_event(const watch_event *e, FILE *out) {

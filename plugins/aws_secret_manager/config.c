@@ -298,6 +298,8 @@ static const kpc_setting_row ROWS[] = {
              "force_delete_without_recovery: true for none)"},
     {.key = "force_delete_without_recovery", .kind = KPC_SET_BOOL, F(force_delete, KPC_F_INT),
      .dialect = KPC_BOOL_YAML},
+    {.key = "background_refresh", .kind = KPC_SET_BOOL, F(background_refresh, KPC_F_INT),
+     .dialect = KPC_BOOL_YAML},
     STR("description", chk_text, description, "valid UTF-8 text of at most 2048 bytes"),
     {.key = "tags", .kind = KPC_SET_CUSTOM, .set = set_tags},
     STR("version_stage", chk_stage, version_stage,

@@ -97,6 +97,8 @@ typedef struct aws_config {
 
   /* Time and size limits (the Vault plugin's names). */
   int64_t refresh_interval_s; /* cache TTL; 0 disables the cache */
+  int background_refresh;     /* setting background_refresh (the Vault plugin's name): a
+                                 thread re-reads cached secrets before they expire */
   int64_t timeout_ms;         /* whole call, retries included */
   int64_t connect_timeout_ms;
   int max_retries;            /* max_retries setting, else AWS_MAX_ATTEMPTS - 1 */

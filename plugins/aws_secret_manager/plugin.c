@@ -17,7 +17,11 @@
  *   delete = DeleteSecret with RecoveryWindowInDays or
  *            ForceDeleteWithoutRecovery; a missing or already scheduled
  *            secret is OK; with primary_secret_name the field is removed;
- *   refresh = re-read of every cached secret.
+ *   refresh = re-read of every cached secret;
+ *   NONBLOCKING reads answer from the cache at once and queue a background
+ *            fetch (kpc_bgfetch); background_refresh re-reads cached secrets
+ *            before they expire (kpc_refresher); the cache's change observer
+ *            tells the host (kpc_notify) of a new VersionId or a deletion.
  * The credential chain (creds.c) fetches temporary credentials through
  * creds_http below, a second client (the credential endpoints are other
  * hosts: STS, IMDS, ECS).
@@ -26,14 +30,18 @@
  * the cache, the HTTP clients and the credential provider lock internally;
  * primary_mu serialises the read-modify-writes of primary_secret_name (a
  * writer in another process can still interleave: Secrets Manager has no
- * check-and-set); no lock is held while logging. No threads are started.
+ * check-and-set); no lock is held while logging or notifying. Threads: the
+ * NONBLOCKING fetcher (started on the first such miss) and, with
+ * background_refresh, the refresher; both stopped and joined by destroy.
  */
 #include "config.h"
 #include "creds.h"
 #include "kms_plugin_util.h"
+#include "kpc_bgfetch.h"
 #include "kpc_cache.h"
 #include "kpc_http.h"
 #include "kpc_log.h"
+#include "kpc_refresher.h"
 #include "sm.h"
 
 #include <curl/curl.h>
@@ -53,6 +61,8 @@ struct kms_instance {
   kpc_http *http, *chttp;
   aws_creds_provider *creds;
   kpc_cache *cache;
+  kpc_refresher *refresher; /* NULL unless background_refresh (and a cache, and reads) */
+  kpc_bgfetch *bg;          /* fetches of NONBLOCKING misses (thread on first use) */
   kms_stats *stats;
   char *url;             /* endpoint + "/" */
   char scope[96];        /* CURLOPT_AWS_SIGV4: "aws:amz:<region>:secretsmanager" */
@@ -180,24 +190,15 @@ static kms_status fetch_secret(void *ctx, const char *key, kpc_cache_value *out,
   kpc_http_response resp;
   st = sm_op(k, "read (GetSecretValue)", "GetSecretValue", body, len, NULL, 0, &resp, err);
   sm_free_body(body, len);
-  if (st == KMS_OK)
+  if (st == KMS_OK) {
     st = sm_parse_value(resp.body, resp.len, &out->data, &out->len, err);
-  else if (sm_is_scheduled_for_deletion(resp.status, resp.body, resp.len))
+    out->version = sm_version_tag(resp.body, resp.len); /* tells a new version (notify) */
+  } else if (sm_is_scheduled_for_deletion(resp.status, resp.body, resp.len))
     st = kms_error_set(err, KMS_NOT_FOUND, (int32_t)resp.status,
                        "read (GetSecretValue): the secret is scheduled for deletion (AWS "
                        "InvalidRequestException); writing it again restores it");
   kpc_http_response_clear(&resp);
   return st;
-}
-
-static void count_read(kms_instance *in, kms_status st, unsigned flags) {
-  if (flags & KPC_CACHE_NEGATIVE)
-    kms_stats_add(in->stats, KMS_STAT_NEGATIVE_HITS, 1);
-  else if (flags & KPC_CACHE_HIT)
-    kms_stats_add(in->stats, KMS_STAT_HITS, 1);
-  else if (st == KMS_OK || st == KMS_NOT_FOUND)
-    kms_stats_add(in->stats, KMS_STAT_MISSES, 1);
-  if (flags & KPC_CACHE_STALE) kms_stats_add(in->stats, KMS_STAT_STALE_SERVES, 1);
 }
 
 /* The value of `key` (the secret name, or primary_secret_name) through the
@@ -209,7 +210,7 @@ static kms_status cached_get(kms_instance *in, const char *key, int force, kpc_c
   call_ctx k = {in, 0};
   *flags = 0;
   kms_status st = kpc_cache_get(in->cache, key, force, fetch_secret, &k, v, flags, &why);
-  count_read(in, st, *flags);
+  kpc_cache_count_read(in->stats, st, *flags);
   if (st != KMS_OK) {
     if (err) *err = why;
     return st;
@@ -222,10 +223,32 @@ static kms_status cached_get(kms_instance *in, const char *key, int force, kpc_c
   return KMS_OK;
 }
 
+/* KMS_CALL_NONBLOCKING: the cache answers at once (kpc_cache_peek: a fresh
+ * value, a stale one flagged, a cached "not found"); a miss or a stale serve
+ * queues a background fetch (kpc_bgfetch), which notifies when it lands.
+ * Thread-safety: any thread; never waits for AWS. */
+static kms_status peek_get(kms_instance *in, const char *key, kpc_cache_value *v,
+                           unsigned *flags, kms_error *err) {
+  kms_error why;
+  kms_error_clear(&why);
+  *flags = 0;
+  memset(v, 0, sizeof *v);
+  kms_status st = kpc_cache_peek(in->cache, key, v, NULL, NULL, flags, &why);
+  if ((*flags & KPC_CACHE_MISS) && in->bg) kpc_bgfetch_enqueue(in->bg, key);
+  kpc_cache_count_read(in->stats, st, *flags);
+  if (st == KMS_UNAVAILABLE)
+    return kms_error_set(err, KMS_UNAVAILABLE, 0,
+                         "nonblocking read: not cached yet; a background fetch has started, "
+                         "retry shortly (notify says when it lands)");
+  if (st != KMS_OK && err) *err = why;
+  return st;
+}
+
 /* Which version a read asks for (1.1 location keys), and how. */
 typedef struct read_req {
   const char *stage, *id; /* NULL: the configured version_stage / none */
   int bypass;             /* KMS_CALL_BYPASS_CACHE */
+  int nonblocking;        /* KMS_CALL_NONBLOCKING */
 } read_req;
 
 /* The cache key of `base` (a name or primary_secret_name) for `r`. */
@@ -252,7 +275,8 @@ static kms_status read_secret(kms_instance *in, const char *name, const read_req
   unsigned flags;
   char *key = NULL;
   if ((st = read_key(primary ? primary : name, r, &key, err)) != KMS_OK) return st;
-  st = cached_get(in, key, r->bypass, &v, &flags, err);
+  st = r->nonblocking ? peek_get(in, key, &v, &flags, err)
+                      : cached_get(in, key, r->bypass, &v, &flags, err);
   free(key);
   if (st != KMS_OK) return st;
   char *data = v.data;
@@ -300,7 +324,7 @@ static kms_status restore(call_ctx *k, const char *name, kms_error *err) {
 
 /* PutSecretValue; a secret scheduled for deletion is restored, then put. */
 static kms_status put_value(call_ctx *k, const char *name, const char *value, size_t vlen,
-                            kms_error *err) {
+                            int64_t *tag, kms_error *err) {
   char token[37];
   kms_status st = sm_request_token(token, err);
   for (int round = 0; st == KMS_OK && round < 2; round++) {
@@ -312,6 +336,7 @@ static kms_status put_value(call_ctx *k, const char *name, const char *value, si
                err);
     sm_free_body(body, len);
     int scheduled = st != KMS_OK && sm_is_scheduled_for_deletion(resp.status, resp.body, resp.len);
+    if (st == KMS_OK) *tag = sm_version_tag(resp.body, resp.len);
     kpc_http_response_clear(&resp);
     if (!scheduled || round) break;
     if ((st = restore(k, name, err)) != KMS_OK) break;
@@ -322,7 +347,7 @@ static kms_status put_value(call_ctx *k, const char *name, const char *value, si
 /* CreateSecret (Description, Tags), else PutSecretValue when the name
  * exists (restoring it first when it is scheduled for deletion). */
 static kms_status store(call_ctx *k, const char *name, const char *value, size_t vlen,
-                        const char *description, kms_error *err) {
+                        const char *description, int64_t *tag, kms_error *err) {
   const aws_config *cfg = &k->in->cfg;
   sm_tag tags[AWS_TAGS_MAX];
   size_t n_tags = cfg->n_tags < AWS_TAGS_MAX ? cfg->n_tags : AWS_TAGS_MAX;
@@ -339,11 +364,12 @@ static kms_status store(call_ctx *k, const char *name, const char *value, size_t
   int exists = st != KMS_OK && sm_error_is(resp.status, resp.body, resp.len,
                                             "ResourceExistsException");
   int scheduled = st != KMS_OK && sm_is_scheduled_for_deletion(resp.status, resp.body, resp.len);
+  if (st == KMS_OK) *tag = sm_version_tag(resp.body, resp.len);
   kpc_http_response_clear(&resp);
   if (scheduled && (st = restore(k, name, err)) == KMS_OK) exists = 1;
   if (exists) {
     kms_error_clear(err);
-    st = put_value(k, name, value, vlen, err);
+    st = put_value(k, name, value, vlen, tag, err);
   }
   return st;
 }
@@ -370,16 +396,17 @@ static kms_status primary_update(kms_instance *in, const char *field, const char
   char *out = NULL;
   size_t out_len = 0;
   int changed = 0;
+  int64_t tag = 0; /* the written VersionId's (so the refresher sees no change) */
   pthread_mutex_lock(&in->primary_mu);
   kpc_cache_invalidate_all(in->cache, primary);
   kms_status st = primary_load(&k, &doc, err);
   if (st == KMS_OK && (doc.data || value))
     st = sm_field_set(doc.data, doc.len, field, value, vlen, &out, &out_len, &changed, err);
   if (st == KMS_OK && changed) /* known to exist: put; else create (or restore) */
-    st = doc.data ? put_value(&k, primary, out, out_len, err)
-                  : store(&k, primary, out, out_len, description, err);
+    st = doc.data ? put_value(&k, primary, out, out_len, &tag, err)
+                  : store(&k, primary, out, out_len, description, &tag, err);
   if (st == KMS_OK && changed && in->cfg.access_mode == AWS_ACCESS_READ_AND_WRITE)
-    kpc_cache_put(in->cache, primary, out, out_len, 0);
+    kpc_cache_put(in->cache, primary, out, out_len, tag);
   else
     kpc_cache_invalidate_all(in->cache, primary);
   pthread_mutex_unlock(&in->primary_mu);
@@ -408,10 +435,11 @@ static kms_status write_secret(kms_instance *in, const char *name, const char *v
   if (st != KMS_OK) return st;
   if (primary) return primary_update(in, name, value ? value : "", len, description, err);
   call_ctx k = {in, 0};
+  int64_t tag = 0; /* the written VersionId's: our own write is not a change to notify */
   kpc_cache_invalidate_all(in->cache, name); /* version reads of it too */
-  st = store(&k, name, value ? value : "", len, description, err);
+  st = store(&k, name, value ? value : "", len, description, &tag, err);
   if (st == KMS_OK && in->cfg.access_mode == AWS_ACCESS_READ_AND_WRITE)
-    kpc_cache_put(in->cache, name, value, len, 0);
+    kpc_cache_put(in->cache, name, value, len, tag);
   else
     kpc_cache_invalidate_all(in->cache, name); /* state unknown, or not ours to keep */
   return st;
@@ -535,8 +563,12 @@ static kms_status creds_http(void *ctx, const char *method, const char *url,
 
 /* ---- lifecycle ---------------------------------------------------------------- */
 
+/* Thread-safety: ABI (nothing else runs on the instance). The plugin's
+ * threads are stopped and joined before anything they use is freed. */
 static void ap_destroy(kms_instance *in) {
   if (!in) return;
+  kpc_bgfetch_free(in->bg);
+  kpc_refresher_stop(in->refresher);
   kpc_cache_free(in->cache);
   aws_creds_free(in->creds);
   kpc_http_free(in->http);
@@ -567,6 +599,80 @@ static void http_config(const aws_config *cfg, const char *addr, kpc_http_config
   };
 }
 
+/* ---- change notifications, background work --------------------------------- */
+
+/* The cache's change observer (ctx: the instance): a key whose value the
+ * cache held has a new VersionId (UPDATED) or is gone (DELETED). Key ->
+ * name, plus location version_stage for a "?s=" key; a pinned version id
+ * ("?v=") never changes. With primary_secret_name the key is the one JSON
+ * secret, not a name the host reads: not reported (README, Limits). The
+ * version passed is 0: Secrets Manager's are ids (the tag is a hash).
+ * Thread-safety: any thread; called with no cache or plugin lock held. */
+static void on_change(void *ctx, const char *key, int kind, int64_t version) {
+  kms_instance *in = ctx;
+  (void)version;
+  const char *q = strchr(key, '?');
+  if (in->cfg.primary_secret_name || (q && q[1] == 'v')) return;
+  size_t nl = q ? (size_t)(q - key) : strlen(key);
+  char name[SM_NAME_MAX + 1];
+  if (nl > SM_NAME_MAX) return;
+  memcpy(name, key, nl);
+  name[nl] = '\0';
+  kms_setting loc = {"version_stage", q ? q + 3 : ""};
+  kpc_notify(&in->lg, name, kind == KPC_CHANGE_DELETED ? KMS_CHANGE_DELETED : KMS_CHANGE_UPDATED,
+             0, &loc, q ? 1 : 0);
+}
+
+/* kpc_bgfetch's landed hook: a NONBLOCKING miss got its value. */
+static void landed(void *ctx, const char *key, int64_t version) {
+  on_change(ctx, key, KPC_CHANGE_UPDATED, version);
+}
+
+/* Background fetches (refresher, NONBLOCKING): a call budget of their own. */
+static kms_status fetch_background(void *ctx, const char *key, kpc_cache_value *out,
+                                   kms_error *err) {
+  call_ctx k = {ctx, 0};
+  return fetch_secret(&k, key, out, err);
+}
+
+/* For destroy: abort requests in flight on both clients, for good. */
+static void cancel_http(void *ctx) {
+  kms_instance *in = ctx;
+  kpc_http_cancel(in->http);
+  kpc_http_cancel(in->chttp);
+}
+
+/* The cache, the NONBLOCKING fetcher and, with background_refresh (and a
+ * cache, and reads allowed), the refresher. Credentials need no renewal
+ * hook: the provider fetches new ones (single-flight) when a request finds
+ * them due. Thread-safety: from create() only. */
+static kms_status create_threads(kms_instance *in, kms_error *err) {
+  const aws_config *cfg = &in->cfg;
+  int bg = cfg->background_refresh && cfg->refresh_interval_s > 0 &&
+           cfg->access_mode != AWS_ACCESS_WRITE_ONLY;
+  kpc_cache_options co = {
+      .ttl_ms = cfg->refresh_interval_s * 1000,
+      .stale_ms = cfg->stale_if_error_s * 1000,
+      .stale_retry_ms = cfg->stale_retry_ms,
+      .refresh_lo_pm = bg ? KPC_REFRESH_LO_PM : 0,
+      .refresh_hi_pm = bg ? KPC_REFRESH_HI_PM : 0,
+      .clock = in->clock,
+      .neg_ttl_ms = cfg->neg_ttl_ms,
+      .changed = on_change,
+      .changed_ctx = in,
+  };
+  if (!(in->cache = kpc_cache_new(&co)))
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+  kpc_bgfetch_deps bd = {in->cache, fetch_background, in, landed, in, cancel_http, in, &in->lg};
+  if (!(in->bg = kpc_bgfetch_new(&bd)))
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+  if (!bg) return KMS_OK;
+  kpc_refresher_deps rd = {.cache = in->cache, .fetch = fetch_background, .fetch_ctx = in,
+                           .cancel = cancel_http, .cancel_ctx = in, .lg = &in->lg,
+                           .ttl_ms = co.ttl_ms, .clock = &in->clock, .thread_name = "aws-refresh"};
+  return kpc_refresher_start(&rd, &in->refresher, err);
+}
+
 static kms_status create_parts(kms_instance *in, const kms_host *host, const kms_setting *s,
                                size_t n, kms_error *err) {
   kms_status st = aws_config_load(&in->cfg, host, s, n, err);
@@ -586,16 +692,7 @@ static kms_status create_parts(kms_instance *in, const kms_host *host, const kms
       (st = kpc_http_new(&in->cc, &in->lg, &in->clock, &in->chttp, err)) != KMS_OK ||
       (st = aws_creds_new(cfg, &in->clock, creds_http, in, &in->creds, err)) != KMS_OK)
     return st;
-  kpc_cache_options co = {
-      .ttl_ms = cfg->refresh_interval_s * 1000,
-      .stale_ms = cfg->stale_if_error_s * 1000,
-      .stale_retry_ms = cfg->stale_retry_ms,
-      .clock = in->clock,
-      .neg_ttl_ms = cfg->neg_ttl_ms,
-  };
-  if (!(in->cache = kpc_cache_new(&co)))
-    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-  return KMS_OK;
+  return create_threads(in, err);
 }
 
 static kms_status ap_create(const kms_host *host, const kms_setting *settings, size_t n,
@@ -652,8 +749,8 @@ static const char *const READ_KEYS[] = {"version_stage", "version_id", NULL};
 static const char *const NO_KEYS[] = {NULL};
 
 /* read_secret with options: location version_stage or version_id (not
- * both), BYPASS_CACHE; NONBLOCKING and a numeric version pin are not
- * available on Secrets Manager (UNSUPPORTED, naming them). */
+ * both), BYPASS_CACHE, NONBLOCKING; a numeric version pin is not available
+ * on Secrets Manager (UNSUPPORTED, naming it). */
 static kms_status read_opt(kms_instance *in, const char *name, const kms_call_options *o,
                            kms_secret **out, kms_error *err) {
   *out = NULL;
@@ -664,10 +761,7 @@ static kms_status read_opt(kms_instance *in, const char *name, const kms_call_op
     r.stage = kms_options_get(o, "version_stage");
     r.id = kms_options_get(o, "version_id");
     r.bypass = (o->flags & KMS_CALL_BYPASS_CACHE) != 0;
-    if (o->flags & KMS_CALL_NONBLOCKING)
-      return kms_error_set(err, KMS_UNSUPPORTED, 0,
-                           WHO ": flag NONBLOCKING is not supported by aws_secret_manager (it "
-                           "starts no background fetcher); read without it");
+    r.nonblocking = (o->flags & KMS_CALL_NONBLOCKING) != 0;
     if (KMS_FIELD_PRESENT(o, kms_call_options, version) && o->version)
       return kms_error_set(err, KMS_UNSUPPORTED, 0,
                            WHO ": a numeric 'version' is not supported: Secrets Manager versions "
@@ -738,7 +832,7 @@ static const kms_plugin aws_plugin = {
     .name = "aws_secret_manager",
     .version = AWS_PLUGIN_VERSION,
     .capabilities = KMS_CAP_READ | KMS_CAP_WRITE | KMS_CAP_DELETE | KMS_CAP_REFRESH |
-                    KMS_CAP_THREAD_SAFE,
+                    KMS_CAP_THREAD_SAFE | KMS_CAP_NOTIFY,
     .create = ap_create,
     .destroy = ap_destroy,
     .read_secret = ap_read,

@@ -265,6 +265,21 @@ kms_status sm_parse_value(const char *body, size_t len, char **value, size_t *va
   return st;
 }
 
+int64_t sm_version_tag(const char *body, size_t len) {
+  cJSON *root = kpc_json_parse(body, len);
+  cJSON *id = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "VersionId") : NULL;
+  uint64_t h = 0;
+  if (cJSON_IsString(id) && id->valuestring) {
+    h = 14695981039346656037ull; /* FNV-1a 64 */
+    for (const unsigned char *p = (const unsigned char *)id->valuestring; *p; p++)
+      h = (h ^ *p) * 1099511628211ull;
+    h &= 0x7fffffffffffffffull;
+    if (!h) h = 1;
+  }
+  kpc_json_wipe_delete(root);
+  return (int64_t)h;
+}
+
 kms_status sm_field_get(const char *doc, size_t doc_len, const char *field, char **out,
                         size_t *out_len, kms_error *err) {
   *out = NULL;

@@ -85,6 +85,15 @@ kms_status sm_request_token(char out[37], kms_error *err);
 kms_status sm_parse_value(const char *body, size_t len, char **value, size_t *value_len,
                           kms_error *err);
 
+/* A number that stands for the answer's VersionId (GetSecretValue,
+ * CreateSecret and PutSecretValue all carry one): a 63-bit FNV-1a hash,
+ * never 0; 0 when the answer has no VersionId or is not JSON. The cache
+ * compares it to tell a new version (a change to notify) from the same one;
+ * Secrets Manager's versions are ids, not numbers, so it is never shown to
+ * the host as a version. The body is wiped with the parse (it may hold the
+ * secret). Thread-safe. */
+int64_t sm_version_tag(const char *body, size_t len);
+
 /* The text of a primary_secret_name document's `field`: KMS_NOT_FOUND when
  * absent, KMS_INTERNAL when the document is not a JSON object or the field
  * is not a string. *out as in sm_parse_value. */

@@ -864,3 +864,13 @@ size_t kpc_cache_size(kpc_cache *c) {
   rd_unlock(c, rs);
   return n;
 }
+
+void kpc_cache_count_read(struct kms_stats *stats, kms_status st, unsigned flags) {
+  if (flags & KPC_CACHE_NEGATIVE)
+    kms_stats_add(stats, KMS_STAT_NEGATIVE_HITS, 1);
+  else if (flags & KPC_CACHE_HIT)
+    kms_stats_add(stats, KMS_STAT_HITS, 1);
+  else if (st == KMS_OK || st == KMS_NOT_FOUND || (flags & KPC_CACHE_MISS))
+    kms_stats_add(stats, KMS_STAT_MISSES, 1);
+  if (flags & KPC_CACHE_STALE) kms_stats_add(stats, KMS_STAT_STALE_SERVES, 1);
+}

@@ -24,7 +24,7 @@
  *   - force (refresh()): skip the freshness check, still single-flight.
  * Every value is wiped (OPENSSL_cleanse) before its memory is freed.
  *
- * Background refresh (refresher.c): with refresh_hi_pm set, every stored
+ * Background refresh (kpc_refresher.c): with refresh_hi_pm set, every stored
  * value gets a refresh point at a random fraction in [refresh_lo_pm,
  * refresh_hi_pm] permille of its TTL, drawn per entry. kpc_cache_due()
  * lists the values past their point; kpc_cache_refresh_key() re-reads one
@@ -167,6 +167,13 @@ size_t kpc_cache_due(kpc_cache *c, int64_t slack_ms, char ***keys, int64_t *next
 kms_status kpc_cache_refresh_key(kpc_cache *c, const char *key, kpc_cache_fetch_fn fetch,
                                    void *fetch_ctx, int64_t retry_ms, int *fetched,
                                    kms_error *err);
+
+/* Count one read's cache outcome (`flags` from kpc_cache_get/_peek/_get_into,
+ * `st` its status) in a plugin's health counters: negative hit, hit, or
+ * miss (a fetch, or a NONBLOCKING miss), plus a stale serve. `stats` is a
+ * kms_stats (kms_plugin_util.h). Thread-safe (the counters are atomic). */
+struct kms_stats;
+void kpc_cache_count_read(struct kms_stats *stats, kms_status st, unsigned flags);
 
 /* For tests: number of threads currently waiting on key's in-flight fetch,
  * and the number of stored values. */

@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <signal.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,4 +187,17 @@ int kpc_parse_duration_ms(const char *s, int64_t *ms) {
   }
   *ms = total;
   return 0;
+}
+
+int kpc_thread_start(pthread_t *t, void *(*fn)(void *), void *arg, const char *name) {
+  sigset_t all, old;
+  sigfillset(&all);
+  static const int sync_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
+  for (size_t i = 0; i < sizeof sync_signals / sizeof *sync_signals; i++)
+    sigdelset(&all, sync_signals[i]);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = pthread_create(t, NULL, fn, arg);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc == 0 && name) pthread_setname_np(*t, name);
+  return rc;
 }

@@ -40,6 +40,13 @@ int64_t kpc_clock_now(const kpc_clock *c);
 void kpc_cond_init(pthread_cond_t *cv);
 void kpc_timespec_in(int64_t ms, struct timespec *ts);
 
+/* Start a plugin thread (the refresher, the NONBLOCKING fetcher) with the
+ * asynchronous signals blocked, so the host's handlers run on its own
+ * threads, never on ours (faults still reach their handlers); `name` (at
+ * most 15 characters) is what ps/top/gdb show. Returns pthread_create's
+ * result (0: started). Thread-safety: any thread. */
+int kpc_thread_start(pthread_t *t, void *(*fn)(void *), void *arg, const char *name);
+
 /* xorshift64 state: never 0. */
 typedef struct kpc_rng {
   uint64_t s;

@@ -22,3 +22,11 @@ void kpc_logf(const kpc_logger *lg, kms_log_level level, const char *fmt, ...) {
   va_end(ap);
   h->log(h->ctx, level, line);
 }
+
+void kpc_notify(const kpc_logger *lg, const char *name, uint32_t kind, int64_t version,
+                const kms_setting *loc, size_t n) {
+  const kms_host *h = lg ? lg->host : NULL;
+  if (!h || !KMS_FIELD_PRESENT(h, kms_host, notify) || !h->notify) return;
+  kms_change ch = {sizeof ch, name, kind, version, n ? loc : NULL, n};
+  h->notify(h->ctx, &ch);
+}

@@ -27,4 +27,12 @@ void kpc_logf(const kpc_logger *lg, kms_log_level level, const char *fmt, ...)
 #endif
     ;
 
+/* host->notify (ABI 1.1), if the host has one (KMS_FIELD_PRESENT): a change
+ * of `name` (kind KMS_CHANGE_*, version 0 if the backend has none) seen
+ * under location override `loc` (n entries; 0: the instance's own).
+ * Thread-safety: any thread; never call it holding a plugin lock (the host
+ * may call back into the instance). */
+void kpc_notify(const kpc_logger *lg, const char *name, uint32_t kind, int64_t version,
+                const kms_setting *loc, size_t n);
+
 #endif

@@ -17,21 +17,19 @@
  * the secret (kpc_cache_invalidate_all), a cached "not found" included.
  *
  * NONBLOCKING: kpc_cache_peek answers at once; on a miss (or a stale
- * serve) the key goes to a small queue served by one background thread,
- * started on the first such miss and stopped by destroy. The queue holds a
- * key once (a second miss of a queued key adds nothing) and the fetch goes
- * through kpc_cache_get, i.e. the read path's single-flight.
+ * serve) the key goes to the shared background fetcher (kpc_bgfetch: one
+ * thread, started on the first such miss and stopped by destroy; the fetch
+ * goes through kpc_cache_get, i.e. the read path's single-flight).
  *
  * Notifications: the cache reports a new version or a disappearance of a
  * value it held (vault_on_change, called with no cache lock held); the
  * name and location are recovered from the key (the instance's own layout,
  * or an override layout registered by the call that used it) and passed to
- * host->notify outside every plugin lock. A NONBLOCKING fetch that lands
+ * host->notify (kpc_notify) outside every plugin lock. A NONBLOCKING fetch that lands
  * also notifies (the host asked for a value it has not got yet).
  *
  * Thread-safety: every slot here may run concurrently (KMS_CAP_THREAD_SAFE);
- * in->mu guards only the background queue's creation and the override
- * registry, and is never held while calling the host, Vault or the cache.
+ * in->mu guards only the override registry, and is never held while calling the host, Vault or the cache.
  */
 #include "instance.h"
 
@@ -50,16 +48,6 @@ static const char *const LOCATION_KEYS[] = {"namespace", "mount", "path_prefix",
 kms_status vault_slot_end(kms_instance *in, kms_status st, kms_error *err) {
   vault_boundary(st, err);
   return kms_stats_result(in->stats, st, err);
-}
-
-void vault_count_read(kms_instance *in, kms_status st, unsigned flags) {
-  if (flags & KPC_CACHE_NEGATIVE)
-    kms_stats_add(in->stats, KMS_STAT_NEGATIVE_HITS, 1);
-  else if (flags & KPC_CACHE_HIT)
-    kms_stats_add(in->stats, KMS_STAT_HITS, 1);
-  else if (st == KMS_OK || st == KMS_NOT_FOUND || (flags & KPC_CACHE_MISS))
-    kms_stats_add(in->stats, KMS_STAT_MISSES, 1);
-  if (flags & KPC_CACHE_STALE) kms_stats_add(in->stats, KMS_STAT_STALE_SERVES, 1);
 }
 
 /* Never touches Vault: counters, the last observations, the auth state. */
@@ -246,14 +234,6 @@ static char *decode(const char *s, size_t n) {
   return d;
 }
 
-static void call_notify(kms_instance *in, const char *name, uint32_t kind, int64_t version,
-                        const kms_setting *loc, size_t n) {
-  const kms_host *h = in->lg.host;
-  if (!h || !KMS_FIELD_PRESENT(h, kms_host, notify) || !h->notify) return;
-  kms_change ch = {sizeof ch, name, kind, version, n ? loc : NULL, n};
-  h->notify(h->ctx, &ch);
-}
-
 /* Key -> name and location (copied out of the registry under in->mu, then
  * the host is called with no lock held). Pinned versions never change. */
 void vault_on_change(void *ctx, const char *key, int kind, int64_t version) {
@@ -279,7 +259,7 @@ void vault_on_change(void *ctx, const char *key, int kind, int64_t version) {
   if (f) loc[n++] = (kms_setting){"field", f + 3};
   char *name = rest && rest < end ? decode(rest, (size_t)(end - rest)) : NULL;
   if (name)
-    call_notify(in, name, kind == KPC_CHANGE_DELETED ? KMS_CHANGE_DELETED : KMS_CHANGE_UPDATED,
+    kpc_notify(&in->lg, name, kind == KPC_CHANGE_DELETED ? KMS_CHANGE_DELETED : KMS_CHANGE_UPDATED,
                 version, loc, n);
   free(name);
   for (size_t j = 0; j < 3; j++) free(vals[j]);
@@ -287,100 +267,16 @@ void vault_on_change(void *ctx, const char *key, int kind, int64_t version) {
 
 /* ---- background fetches of NONBLOCKING misses ------------------------------ */
 
-typedef struct bg_item {
-  struct bg_item *next;
-  char *key;
-} bg_item;
-
-struct vault_bg {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  bg_item *head;
-  int stop;
-  pthread_t thread;
-};
-
-static void *bg_main(void *arg) {
-  kms_instance *in = arg;
-  vault_bg *b = in->bg;
-  pthread_mutex_lock(&b->mu);
-  for (;;) {
-    while (!b->head && !b->stop) pthread_cond_wait(&b->cv, &b->mu);
-    if (b->stop) break;
-    bg_item *it = b->head; /* stays queued while fetched: a second miss adds nothing */
-    pthread_mutex_unlock(&b->mu);
-    vault_call_ctx k = vault_call_start(in);
-    kpc_cache_value v = {0};
-    unsigned flags = 0;
-    kms_error e;
-    kms_error_clear(&e);
-    kms_status st = kpc_cache_get(in->cache, it->key, 0, vault_fetch_secret, &k, &v, &flags, &e);
-    if (st == KMS_OK && !(flags & KPC_CACHE_HIT) && !strstr(it->key, "?version="))
-      vault_on_change(in, it->key, KPC_CHANGE_UPDATED, v.version);
-    kpc_cache_value_clear(&v);
-    if (st != KMS_OK && st != KMS_NOT_FOUND)
-      kpc_logf(&in->lg, KMS_LOG_WARN, "background fetch of a nonblocking read failed: %s",
-                 e.message);
-    pthread_mutex_lock(&b->mu);
-    b->head = it->next;
-    free(it->key);
-    free(it);
-  }
-  pthread_mutex_unlock(&b->mu);
-  return NULL;
-}
-
-/* Queue a fetch of `key` (once), starting the thread on first use. */
-static void bg_enqueue(kms_instance *in, const char *key) {
-  pthread_mutex_lock(&in->mu);
-  if (!in->bg) {
-    vault_bg *b = calloc(1, sizeof *b);
-    if (b) {
-      pthread_mutex_init(&b->mu, NULL);
-      pthread_cond_init(&b->cv, NULL);
-      in->bg = b;
-      if (pthread_create(&b->thread, NULL, bg_main, in) != 0) {
-        pthread_mutex_destroy(&b->mu);
-        pthread_cond_destroy(&b->cv);
-        free(b);
-        in->bg = NULL;
-      }
-    }
-  }
-  vault_bg *b = in->bg;
-  pthread_mutex_unlock(&in->mu);
-  if (!b) return; /* out of resources: the next read tries again */
-  pthread_mutex_lock(&b->mu);
-  bg_item **pp = &b->head;
-  while (*pp && strcmp((*pp)->key, key) != 0) pp = &(*pp)->next;
-  if (!*pp && (*pp = calloc(1, sizeof **pp)) != NULL && !((*pp)->key = strdup(key))) {
-    free(*pp);
-    *pp = NULL;
-  }
-  pthread_cond_signal(&b->cv);
-  pthread_mutex_unlock(&b->mu);
+/* kpc_bgfetch's `landed` (ctx: the instance): a NONBLOCKING fetch stored a
+ * value the host has not got yet; pinned versions are never reported.
+ * Thread-safety: the fetcher's thread, no plugin lock held. */
+void vault_landed(void *ctx, const char *key, int64_t version) {
+  if (!strstr(key, "?version=")) vault_on_change(ctx, key, KPC_CHANGE_UPDATED, version);
 }
 
 void vault_abi11_free(kms_instance *in) {
-  vault_bg *b = in->bg;
-  if (b) {
-    pthread_mutex_lock(&b->mu);
-    b->stop = 1;
-    pthread_cond_signal(&b->cv);
-    pthread_mutex_unlock(&b->mu);
-    vault_http_cancel(in->http); /* a fetch in flight ends within about a second */
-    pthread_join(b->thread, NULL);
-    while (b->head) {
-      bg_item *n = b->head->next;
-      free(b->head->key);
-      free(b->head);
-      b->head = n;
-    }
-    pthread_mutex_destroy(&b->mu);
-    pthread_cond_destroy(&b->cv);
-    free(b);
-    in->bg = NULL;
-  }
+  kpc_bgfetch_free(in->bg); /* cancels the HTTP client, joins the thread */
+  in->bg = NULL;
   if (in->locs) {
     for (size_t i = 0; i < in->locs->n; i++) {
       free(in->locs->e[i].data_base);
@@ -435,7 +331,7 @@ static kms_status read_cached(kms_instance *in, const char *key, uint32_t flags,
   kms_status st;
   if (flags & KMS_CALL_NONBLOCKING) {
     st = kpc_cache_peek(in->cache, key, NULL, sink, s, cflags, why);
-    if (*cflags & KPC_CACHE_MISS) bg_enqueue(in, key);
+    if ((*cflags & KPC_CACHE_MISS) && in->bg) kpc_bgfetch_enqueue(in->bg, key);
     if (st == KMS_UNAVAILABLE)
       kms_error_set(why, KMS_UNAVAILABLE, 0,
                     "nonblocking read: not cached yet; a background fetch has started, "
@@ -475,7 +371,7 @@ static kms_status read_common(kms_instance *in, const char *name, const kms_call
   to.err = &why;
   st = read_cached(in, key.s, flags, &to, &cflags, &why);
   vault_key_free(&key);
-  vault_count_read(in, st, cflags);
+  kpc_cache_count_read(in->stats, st, cflags);
   if ((cflags & KPC_CACHE_WARN) && st == KMS_OK)
     kpc_logf(&in->lg, KMS_LOG_WARN,
                "Vault is unavailable, serving cached secrets marked stale (for up to %lld s "

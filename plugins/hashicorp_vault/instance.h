@@ -17,9 +17,9 @@
 #include "kms_plugin_util.h"
 #include "kv2.h"
 #include "kpc_log.h"
+#include "kpc_bgfetch.h"
 #include "refresher.h"
 
-typedef struct vault_bg vault_bg;       /* abi11.c: background fetches of NONBLOCKING reads */
 typedef struct vault_locs vault_locs;   /* abi11.c: location overrides seen, for notify */
 
 struct kms_instance {
@@ -32,9 +32,9 @@ struct kms_instance {
   kpc_cache *cache;
   vault_refresher *refresher; /* NULL unless background_refresh */
   kms_stats *stats;           /* health counters (thread-safe) */
-  vault_bg *bg;                 /* NULL until the first NONBLOCKING miss */
+  kpc_bgfetch *bg;              /* fetches of NONBLOCKING misses (thread on first use) */
   vault_locs *locs;             /* location overrides (for notify), lazily */
-  pthread_mutex_t mu;           /* guards bg creation and locs; never held across calls out */
+  pthread_mutex_t mu;           /* guards locs; never held across calls out */
 };
 
 /* One plugin call: every request, login, retry and wait it causes shares
@@ -77,11 +77,12 @@ kms_status vault_boundary(kms_status st, kms_error *err);
 /* Count a slot's outcome for health and add the plugin's name. */
 kms_status vault_slot_end(kms_instance *in, kms_status st, kms_error *err);
 
-/* Count a read's cache outcome (flags from kpc_cache_*). */
-void vault_count_read(kms_instance *in, kms_status st, unsigned flags);
 
 /* The cache's change observer (ctx: the instance): host->notify. */
 void vault_on_change(void *ctx, const char *key, int kind, int64_t version);
+
+/* kpc_bgfetch's landed hook (ctx: the instance): notify, unless pinned. */
+void vault_landed(void *ctx, const char *key, int64_t version);
 
 /* abi11.c: stop the background fetcher, free the location registry. */
 void vault_abi11_free(kms_instance *in);

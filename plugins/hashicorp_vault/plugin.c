@@ -9,8 +9,9 @@
  *   metadata/ with description_metadata) -> cache update;
  * delete = DELETE data/ (soft) or metadata/ (destroy) -> cache invalidation;
  * refresh = credentials + re-read of every cached secret; the optional
- * background refresher (refresher.c, setting background_refresh) re-reads
- * secrets before they expire through the same fetch_secret().
+ * background refresher (the shared kpc_refresher.c with refresher.c's
+ * hooks, setting background_refresh) re-reads secrets before they expire
+ * through the same fetch_secret().
  *
  * Thread-safety: KMS_CAP_THREAD_SAFE. read/write/delete/refresh/free_secret
  * may run concurrently on one instance: the config and URL layout are
@@ -56,6 +57,9 @@ static void vp_destroy(kms_instance *in) {
   free(in);
 }
 
+/* kpc_bgfetch's cancel: the instance's client (thread-safe). */
+static void cancel_http(void *ctx) { vault_http_cancel(ctx); }
+
 static kms_status create(const kms_host *host, const kms_setting *settings, size_t n,
                          kms_instance **out, kms_error *err) {
   *out = NULL;
@@ -93,6 +97,10 @@ static kms_status create(const kms_host *host, const kms_setting *settings, size
     };
     in->cache = kpc_cache_new(&co);
     if (!in->cache) st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+    kpc_bgfetch_deps bd = {in->cache, fetch_background, in, vault_landed, in,
+                           cancel_http, in->http, &in->lg};
+    if (st == KMS_OK && !(in->bg = kpc_bgfetch_new(&bd)))
+      st = kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
     if (st == KMS_OK && bg) {
       vault_refresher_deps d = {in->cache, fetch_background, in,        in->auth,
                                 in->http,  &in->lg,          co.ttl_ms, &in->clock};

@@ -1,232 +1,66 @@
 /*
- * refresher.c -- the background refresher thread (see refresher.h): wake at
- * the next refresh point, renew the token when due, re-read due secrets
- * through the cache's single-flight fetch, back off while Vault is
- * unavailable, log once per outage; stop at once on destroy.
+ * refresher.c -- Vault's hooks for the shared background refresher
+ * (kpc_refresher.c): renew the login token when it is due, cancel the HTTP
+ * client on stop.
  */
 #include "refresher.h"
 
 #include "kms_plugin_util.h"
 
-#include <errno.h>
-#include <openssl/crypto.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
-
-
-#define MIN_SLEEP_MS 10      /* never spin */
-#define MAX_SCAN_MS 60000    /* look for new entries at least this often */
-#define MAX_BACKOFF_MS 60000 /* ceiling of the backoff while Vault is unavailable */
 
 struct vault_refresher {
-  vault_refresher_deps d;
-  pthread_t thread;
-  pthread_mutex_t mu; /* guards stop (also read atomically) around the sleep */
-  pthread_cond_t cv;  /* CLOCK_MONOTONIC; signalled by stop and settle */
-  pthread_cond_t idle; /* signalled each time the thread goes to sleep (settle) */
-  int stop;
-  /* Clock time at which the thread last went to sleep with nothing due
-   * (INT64_MIN while a round runs); guarded by mu. For vault_refresher_settle. */
-  int64_t checked_at;
-
-  /* Used by the thread only. */
-  kpc_rng rng;
-  int64_t scan_ms, slack_ms, retry_ms, backoff0_ms;
-  int64_t backoff_ms, backoff_until; /* Vault unavailable: no round before backoff_until */
-  int64_t auth_gap_ms, auth_not_before;
-  int failing; /* an outage was logged; log the recovery once */
+  kpc_refresher *r;
+  vault_auth *auth;
+  vault_http *http;
 };
 
-static int64_t now_ms(const vault_refresher *r) { return kpc_clock_now(r->d.clock); }
-
-static int64_t clamp(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
-
-static int64_t jitter(vault_refresher *r, int64_t d) { return kpc_rng_jitter(&r->rng, d); }
-
-static int stopping(vault_refresher *r) { return __atomic_load_n(&r->stop, __ATOMIC_ACQUIRE); }
-
-/* Renew or replace the token when it is due (at most every auth_gap_ms while
- * renewals fail). Returns when to look again (0: nothing scheduled). */
-static int64_t credentials(vault_refresher *r, int64_t now) {
-  int64_t due = vault_auth_renew_due_ms(r->d.auth);
-  if (due && due <= now && now >= r->auth_not_before) {
-    char *token = NULL;
-    uint64_t gen = 0;
-    kms_error e;
-    kms_error_clear(&e);
-    /* renews (or logs in again) as a request would; failures keep the
-     * current token and are logged by the auth provider */
-    if (vault_auth_token(r->d.auth, vault_http_deadline(r->d.http), &token, &gen, &e) == KMS_OK)
-      vault_auth_token_free(token);
-    now = now_ms(r);
-    due = vault_auth_renew_due_ms(r->d.auth);
-    if (due && due <= now + 1000) /* still due: the renewal failed */
-      r->auth_gap_ms = clamp(r->auth_gap_ms * 2, 1000, MAX_BACKOFF_MS);
-    else
-      r->auth_gap_ms = 1000;
-    r->auth_not_before = now + r->auth_gap_ms;
-  }
-  if (!due) return 0;
-  return due > r->auth_not_before ? due : r->auth_not_before;
+/* Thread-safety: the refresher's thread; vault_auth is thread-safe. */
+static int64_t renew_due(void *ctx) {
+  return vault_auth_renew_due_ms(((vault_refresher *)ctx)->auth);
 }
 
-/* Re-read the due secrets. Returns when to look again (0: nothing known). */
-static int64_t secrets(vault_refresher *r, int64_t now) {
-  if (now < r->backoff_until) return r->backoff_until;
-  char **keys = NULL;
-  int64_t next = 0;
-  size_t n = kpc_cache_due(r->d.cache, r->slack_ms, &keys, &next);
-  size_t tried = 0, failed = 0;
-  int unavailable = 0;
-  kms_error first;
-  kms_error_clear(&first);
-  for (size_t i = 0; i < n && !stopping(r); i++) {
-    kms_error e;
-    kms_error_clear(&e);
-    int fetched = 0;
-    kms_status st = kpc_cache_refresh_key(r->d.cache, keys[i], r->d.fetch, r->d.fetch_ctx,
-                                            jitter(r, r->retry_ms), &fetched, &e);
-    if (!fetched) continue;
-    tried++;
-    if (st == KMS_OK || st == KMS_NOT_FOUND || st == KMS_PERMISSION_DENIED)
-      continue; /* refreshed, or evicted as a read would */
-    if (!failed++) first = e;
-    if (st == KMS_UNAVAILABLE) {
-      unavailable = 1; /* the others would fail the same way: back off */
-      break;
-    }
-  }
-  kpc_cache_keys_free(keys, n);
-  if (stopping(r)) return 0;
-  now = now_ms(r);
-  if (unavailable) {
-    r->backoff_until = now + jitter(r, r->backoff_ms);
-    r->backoff_ms = clamp(r->backoff_ms * 2, r->backoff0_ms, MAX_BACKOFF_MS);
-    next = r->backoff_until;
-  } else {
-    r->backoff_ms = r->backoff0_ms;
-    if (failed && (!next || now + r->retry_ms < next)) next = now + r->retry_ms;
-  }
-  /* Log outside every lock; once per outage, never a value or a token. */
-  if (failed && !r->failing) {
-    r->failing = 1;
-    kpc_logf(r->d.lg, KMS_LOG_WARN,
-               "background refresh: %zu of %zu secrets could not be re-read; the cached values "
-               "are kept (served until they expire, then stale_if_error applies); first: %.200s",
-               failed, tried, first.message);
-  } else if (!failed && tried && r->failing) {
-    r->failing = 0;
-    kpc_logf(r->d.lg, KMS_LOG_INFO, "background refresh: secrets are re-read again");
-  }
-  OPENSSL_cleanse(&first, sizeof first);
-  return next;
+/* Asking for the token renews it (or logs in again) exactly as a request
+ * would; a failure keeps the current token and is logged by the auth
+ * provider. Thread-safety: the refresher's thread. */
+static void renew(void *ctx) {
+  vault_refresher *v = ctx;
+  char *token = NULL;
+  uint64_t gen = 0;
+  kms_error e;
+  kms_error_clear(&e);
+  if (vault_auth_token(v->auth, vault_http_deadline(v->http), &token, &gen, &e) == KMS_OK)
+    vault_auth_token_free(token);
 }
 
-static void *run(void *arg) {
-  vault_refresher *r = arg;
-  int64_t wake = 0; /* first round at once: nothing is due, it just plans */
-  for (;;) {
-    pthread_mutex_lock(&r->mu);
-    int64_t left;
-    int64_t t;
-    while (!r->stop && (left = wake - (t = now_ms(r))) > 0) {
-      /* real time: the condition variable cannot follow an injected clock;
-       * a test that advances its clock wakes us (vault_refresher_settle) */
-      r->checked_at = t;
-      pthread_cond_broadcast(&r->idle);
-      struct timespec ts;
-      kpc_timespec_in(left, &ts);
-      int rc = pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-      if (rc != 0 && rc != ETIMEDOUT && rc != EINTR) break;
-    }
-    r->checked_at = INT64_MIN; /* a round runs */
-    int stop = r->stop;
-    pthread_mutex_unlock(&r->mu);
-    if (stop) break;
+static void cancel(void *ctx) { vault_http_cancel(ctx); }
 
-    int64_t now = now_ms(r);
-    int64_t next = now + r->scan_ms;
-    int64_t a = credentials(r, now);
-    if (a && a < next) next = a;
-    if (stopping(r)) break;
-    int64_t s = secrets(r, now_ms(r));
-    if (s && s < next) next = s;
-    now = now_ms(r);
-    wake = next > now + MIN_SLEEP_MS ? next : now + MIN_SLEEP_MS;
-  }
-  return NULL;
-}
-
-kms_status vault_refresher_start(const vault_refresher_deps *deps, vault_refresher **out,
+kms_status vault_refresher_start(const vault_refresher_deps *d, vault_refresher **out,
                                  kms_error *err) {
   *out = NULL;
-  vault_refresher *r = calloc(1, sizeof *r);
-  if (!r) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-  r->d = *deps;
-  int64_t ttl = deps->ttl_ms > 0 ? deps->ttl_ms : 1000;
-  r->scan_ms = clamp(ttl / 10, 50, MAX_SCAN_MS);
-  r->slack_ms = ttl / 50; /* batch the points of the next 2% of the TTL */
-  r->retry_ms = clamp(ttl / 10, 250, MAX_BACKOFF_MS);
-  r->backoff0_ms = r->backoff_ms = clamp(ttl / 10, 250, 5000);
-  r->auth_gap_ms = 1000;
-  kpc_rng_seed(&r->rng, 0, r);
-  r->checked_at = INT64_MIN;
-  pthread_mutex_init(&r->mu, NULL);
-  kpc_cond_init(&r->cv);
-  kpc_cond_init(&r->idle);
-
-  /* The thread blocks the asynchronous signals: the host's handlers run on
-   * its own threads, never on ours (faults still reach their handlers). */
-  sigset_t all, old;
-  sigfillset(&all);
-  static const int sync_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
-  for (size_t i = 0; i < sizeof sync_signals / sizeof *sync_signals; i++)
-    sigdelset(&all, sync_signals[i]);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  int rc = pthread_create(&r->thread, NULL, run, r);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (rc != 0) {
-    pthread_cond_destroy(&r->idle);
-    pthread_cond_destroy(&r->cv);
-    pthread_mutex_destroy(&r->mu);
-    free(r);
-    return kms_error_set(err, KMS_INTERNAL, 0,
-                         "cannot start the background refresher thread: %s (set "
-                         "background_refresh to false)", strerror(rc));
+  vault_refresher *v = calloc(1, sizeof *v);
+  if (!v) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
+  v->auth = d->auth;
+  v->http = d->http;
+  kpc_refresher_deps k = {.cache = d->cache, .fetch = d->fetch, .fetch_ctx = d->fetch_ctx,
+                          .renew_due = renew_due, .renew = renew, .renew_ctx = v,
+                          .cancel = cancel, .cancel_ctx = d->http, .lg = d->lg,
+                          .ttl_ms = d->ttl_ms, .clock = d->clock, .thread_name = "vault-refresh"};
+  kms_status st = kpc_refresher_start(&k, &v->r, err);
+  if (st != KMS_OK) {
+    free(v);
+    return st;
   }
-  pthread_setname_np(r->thread, "vault-refresh");
-  *out = r;
+  *out = v;
   return KMS_OK;
 }
 
-void vault_refresher_stop(vault_refresher *r) {
-  if (!r) return;
-  pthread_mutex_lock(&r->mu);
-  __atomic_store_n(&r->stop, 1, __ATOMIC_RELEASE);
-  pthread_cond_broadcast(&r->cv);
-  pthread_mutex_unlock(&r->mu);
-  vault_http_cancel(r->d.http); /* abort a request in flight */
-  pthread_join(r->thread, NULL);
-  pthread_cond_destroy(&r->idle);
-  pthread_cond_destroy(&r->cv);
-  pthread_mutex_destroy(&r->mu);
-  free(r);
+void vault_refresher_stop(vault_refresher *v) {
+  if (!v) return;
+  kpc_refresher_stop(v->r);
+  free(v);
 }
 
-int vault_refresher_settle(vault_refresher *r, int64_t timeout_ms) {
-  int64_t at = now_ms(r);
-  struct timespec ts;
-  kpc_timespec_in(timeout_ms, &ts);
-  int rc = 0;
-  pthread_mutex_lock(&r->mu);
-  pthread_cond_broadcast(&r->cv); /* look at the (advanced) clock again */
-  while (!r->stop && r->checked_at < at && rc != ETIMEDOUT)
-    rc = pthread_cond_timedwait(&r->idle, &r->mu, &ts);
-  int ok = !r->stop && r->checked_at >= at;
-  pthread_mutex_unlock(&r->mu);
-  return ok ? 0 : -1;
+int vault_refresher_settle(vault_refresher *v, int64_t timeout_ms) {
+  return kpc_refresher_settle(v->r, timeout_ms);
 }

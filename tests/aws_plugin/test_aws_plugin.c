@@ -10,7 +10,11 @@
  * (AccessDenied, bad signature, wrong region, throttling with and without
  * retries), the cache (hits, stale-if-error) and single-flight, static
  * session credentials (a signed X-Amz-Security-Token), secrets never in
- * messages or logs; health's reachable/authenticated.
+ * messages or logs; health's reachable/authenticated; the never-blocking
+ * read (cold: UNAVAILABLE at once, then the background fetch's value; warm:
+ * the cached value) and change notifications (a rotation and a deletion
+ * made by another instance, seen by background_refresh's re-reads; the
+ * instance's own write not reported back).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -416,7 +420,11 @@ static void test_call_options(void **state) {
   kms_call_options ob = {.struct_size = sizeof ob, .location = bad, .n_location = 1};
   want_status(kms_client_read_opt(c, "opt", &ob, &s, &err), KMS_INVALID_ARGUMENT, &err, "mount");
   kms_call_options nb = {.struct_size = sizeof nb, .flags = KMS_CALL_NONBLOCKING};
-  want_status(kms_client_read_opt(c, "opt", &nb, &s, &err), KMS_UNSUPPORTED, &err, "NONBLOCKING");
+  assert_int_equal(kms_client_read_opt(c, "opt", &nb, &s, &err), KMS_OK); /* cached: at once */
+  assert_string_equal(s->value, "second");
+  kms_client_free_secret(c, s);
+  kms_call_options pin = {.struct_size = sizeof pin, .version = 2};
+  want_status(kms_client_read_opt(c, "opt", &pin, &s, &err), KMS_UNSUPPORTED, &err, "version");
   kms_call_options d3 = {.struct_size = sizeof d3, .recovery_window_days = 3};
   want_status(kms_client_delete_opt(c, "opt", &d3, &err), KMS_INVALID_ARGUMENT, &err, "7 to 30");
   /* a soft delete with its own window, then a permanent one */
@@ -505,6 +513,133 @@ static void test_health(void **state) {
   it_done(&h, c);
 }
 
+/* A read_and_write client whose host records notifications, plus `extra`. */
+static kms_client *watched(it_host *h, const kms_setting *extra, size_t n) {
+  target(h, g_srv);
+  h->host.notify = it_notify_record;
+  kms_setting s[8] = {{"access_mode", "read_and_write"}};
+  for (size_t i = 0; i < n && i < 7; i++) s[i + 1] = extra[i];
+  return client(h, s, n + 1);
+}
+
+/* A KMS_CALL_NONBLOCKING read: the value into v ("" unless KMS_OK). */
+static kms_status read_nb(kms_client *c, const char *name, char *v, size_t vs, kms_error *err) {
+  kms_call_options o = {.struct_size = sizeof o, .flags = KMS_CALL_NONBLOCKING};
+  kms_secret *s = NULL;
+  kms_status st = kms_client_read_opt(c, name, &o, &s, err);
+  v[0] = '\0';
+  if (st == KMS_OK) {
+    snprintf(v, vs, "%s", s->value);
+    kms_client_free_secret(c, s);
+  }
+  return st;
+}
+
+static void test_nonblocking(void **state) {
+  (void)state;
+  reset();
+  it_rec_clear();
+  it_host hw, h;
+  target(&hw, g_srv);
+  kms_client *w = client(&hw, RW, 1); /* another instance writes it: c has nothing cached */
+  write_ok(w, "nb", "later", 5);
+  kms_client *c = watched(&h, NULL, 0);
+  kms_error err;
+  char v[64];
+  /* cold: UNAVAILABLE at once, a background fetch started */
+  want_status(read_nb(c, "nb", v, sizeof v, &err), KMS_UNAVAILABLE, &err, "background fetch");
+  kms_status st = KMS_UNAVAILABLE;
+  for (int i = 0; i < 1000 && st == KMS_UNAVAILABLE; i++) { /* bounded: 10 s */
+    st = read_nb(c, "nb", v, sizeof v, &err);
+    if (st == KMS_UNAVAILABLE) it_sleep_ms(10);
+  }
+  assert_int_equal(st, KMS_OK);
+  assert_string_equal(v, "later");
+  assert_int_equal(count_op("GetSecretValue"), 1); /* one fetch for every miss */
+  assert_true(it_rec_wait("UPD nb v0\n", 10000)); /* the value it lacked has landed */
+  /* warm: the cached value, no request */
+  assert_int_equal(read_nb(c, "nb", v, sizeof v, &err), KMS_OK);
+  assert_string_equal(v, "later");
+  assert_int_equal(count_op("GetSecretValue"), 1);
+  /* missing: UNAVAILABLE at once, every time (no neg_ttl: nothing to serve) */
+  want_status(read_nb(c, "nb-missing", v, sizeof v, &err), KMS_UNAVAILABLE, &err, "background");
+  it_done(&h, c); /* destroy joins the background thread */
+  it_done(&hw, w);
+}
+
+/* Waits (bounded) until the server has seen more GetSecretValue than `n`. */
+static int wait_gets_above(size_t n) {
+  for (int i = 0; i < 1000; i++) {
+    if (count_op("GetSecretValue") > n) return 1;
+    it_sleep_ms(10);
+  }
+  return 0;
+}
+
+static void test_notify_from_refresher(void **state) {
+  (void)state;
+  reset();
+  it_rec_clear();
+  it_host hw, h;
+  target(&hw, g_srv);
+  kms_client *w = client(&hw, RW, 1);
+  write_ok(w, "rot", "k1", 2);
+  static const kms_setting bg[] = {{"background_refresh", "true"}, {"refresh_interval", "1"}};
+  kms_client *c = watched(&h, bg, 2);
+  want_value(c, "rot", "k1");
+  assert_int_equal(it_rec_count(), 0); /* a first read is no change */
+  /* a rotation by another instance (PutSecretValue): re-read at 75-90% of
+   * the 1 s interval and reported; polled, bounded at 10 s */
+  write_ok(w, "rot", "k2", 2);
+  assert_true(it_rec_wait("UPD rot v0\n", 10000));
+  want_value(c, "rot", "k2"); /* and the cache holds it */
+  /* the instance's own write is not reported back, even once re-read */
+  it_rec_clear();
+  write_ok(c, "rot", "k3", 2);
+  size_t gets = count_op("GetSecretValue");
+  assert_true(wait_gets_above(gets));
+  assert_true(wait_gets_above(gets + 1)); /* a full round after the write */
+  assert_int_equal(it_rec_count(), 0);
+  /* deleted by another instance (scheduled for deletion): reported gone */
+  kms_error err;
+  assert_int_equal(kms_client_delete(w, "rot", &err), KMS_OK);
+  assert_true(it_rec_wait("DEL rot v0\n", 10000));
+  char v[16];
+  assert_int_equal(it_read(c, "rot", v, sizeof v, NULL, NULL), KMS_NOT_FOUND);
+  it_done(&h, c);
+  it_done(&hw, w);
+}
+
+/* refresh() re-reads and notifies too; a read under location version_stage
+ * carries it in the change. No refresher: nothing changes by itself. */
+static void test_notify_from_refresh(void **state) {
+  (void)state;
+  reset();
+  it_rec_clear();
+  it_host hw, h;
+  target(&hw, g_srv);
+  kms_client *w = client(&hw, RW, 1);
+  write_ok(w, "stg", "s1", 2);
+  kms_client *c = watched(&h, NULL, 0);
+  kms_setting cur[] = {{"version_stage", "AWSCURRENT"}};
+  kms_call_options o = {.struct_size = sizeof o, .location = cur, .n_location = 1};
+  kms_secret *s = NULL;
+  kms_error err;
+  assert_int_equal(kms_client_read_opt(c, "stg", &o, &s, &err), KMS_OK);
+  kms_client_free_secret(c, s);
+  want_value(c, "stg", "s1");
+  assert_int_equal(kms_client_refresh(c, &err), KMS_OK);
+  assert_int_equal(it_rec_count(), 0); /* same versions: nothing to report */
+  write_ok(w, "stg", "s2", 2);
+  assert_int_equal(kms_client_refresh(c, &err), KMS_OK);
+  assert_true(it_rec_has("UPD stg v0\n"));
+  assert_true(it_rec_has("UPD stg v0 version_stage=AWSCURRENT\n"));
+  assert_int_equal(it_rec_count(), 2);
+  want_value(c, "stg", "s2");
+  it_done(&h, c);
+  it_done(&hw, w);
+}
+
 int main(void) {
   it_use_plugin("aws_secret_manager");
   const char *args[] = {"--region", REGION, NULL};
@@ -520,6 +655,8 @@ int main(void) {
       cmocka_unit_test(test_throttling),           cmocka_unit_test(test_stale_if_error),
       cmocka_unit_test(test_single_flight),        cmocka_unit_test(test_session_token),
       cmocka_unit_test(test_call_options),         cmocka_unit_test(test_health),
+      cmocka_unit_test(test_nonblocking),          cmocka_unit_test(test_notify_from_refresher),
+      cmocka_unit_test(test_notify_from_refresh),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   vf_stop(g_srv);

@@ -182,3 +182,49 @@ long long it_now_ms(void) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+/* ---- change notifications, recorded ---- */
+static pthread_mutex_t rec_mu = PTHREAD_MUTEX_INITIALIZER;
+static char rec_text[4096];
+static int rec_count;
+
+void it_notify_record(void *ctx, const kms_change *ch) {
+  (void)ctx;
+  pthread_mutex_lock(&rec_mu);
+  char line[256];
+  int n = snprintf(line, sizeof line, "%s %s v%lld", ch->kind == KMS_CHANGE_DELETED ? "DEL" : "UPD",
+                   ch->name, (long long)ch->version);
+  for (size_t i = 0; i < ch->n_location; i++)
+    n += snprintf(line + n, sizeof line - (size_t)n, " %s=%s", ch->location[i].key,
+                  ch->location[i].value);
+  snprintf(line + n, sizeof line - (size_t)n, "\n");
+  if (strlen(rec_text) + strlen(line) < sizeof rec_text) strcat(rec_text, line);
+  rec_count++;
+  pthread_mutex_unlock(&rec_mu);
+}
+
+void it_rec_clear(void) {
+  pthread_mutex_lock(&rec_mu);
+  rec_text[0] = '\0';
+  rec_count = 0;
+  pthread_mutex_unlock(&rec_mu);
+}
+
+int it_rec_has(const char *line) {
+  pthread_mutex_lock(&rec_mu);
+  int r = strstr(rec_text, line) != NULL;
+  pthread_mutex_unlock(&rec_mu);
+  return r;
+}
+
+int it_rec_count(void) {
+  pthread_mutex_lock(&rec_mu);
+  int n = rec_count;
+  pthread_mutex_unlock(&rec_mu);
+  return n;
+}
+
+int it_rec_wait(const char *line, long timeout_ms) {
+  for (long waited = 0; !it_rec_has(line) && waited < timeout_ms; waited += 10) it_sleep_ms(10);
+  return it_rec_has(line);
+}

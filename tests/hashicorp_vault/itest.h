@@ -77,4 +77,15 @@ void it_done(it_host *h, kms_client *c);
 /* Sleep `ms` milliseconds (waiting for TTLs and leases to pass). */
 void it_sleep_ms(long ms);
 
+/* Change notifications, recorded (one process-wide record): set
+ * h->host.notify = it_notify_record; each change becomes a line
+ * "UPD|DEL <name> v<version>[ <key>=<value>...]\n". Thread-safe (the
+ * plugin calls it from its own threads). */
+void it_notify_record(void *ctx, const kms_change *ch);
+void it_rec_clear(void);
+int it_rec_has(const char *line); /* the record holds `line` (a substring) */
+int it_rec_count(void);
+/* Poll (every 10 ms, at most timeout_ms) until the record holds `line`. */
+int it_rec_wait(const char *line, long timeout_ms);
+
 #endif

@@ -40,47 +40,13 @@ static int reset(void **state) {
   return 0;
 }
 
-/* ---- change notifications, recorded ---- */
-static pthread_mutex_t rec_mu = PTHREAD_MUTEX_INITIALIZER;
-static char rec_text[4096];
-static int rec_count;
-
-static void on_notify(void *ctx, const kms_change *ch) {
-  (void)ctx;
-  pthread_mutex_lock(&rec_mu);
-  char line[256];
-  int n = snprintf(line, sizeof line, "%s %s v%lld", ch->kind == KMS_CHANGE_DELETED ? "DEL" : "UPD",
-                   ch->name, (long long)ch->version);
-  for (size_t i = 0; i < ch->n_location; i++)
-    n += snprintf(line + n, sizeof line - (size_t)n, " %s=%s", ch->location[i].key,
-                  ch->location[i].value);
-  snprintf(line + n, sizeof line - (size_t)n, "\n");
-  if (strlen(rec_text) + strlen(line) < sizeof rec_text) strcat(rec_text, line);
-  rec_count++;
-  pthread_mutex_unlock(&rec_mu);
-}
-
-static void rec_clear(void) {
-  pthread_mutex_lock(&rec_mu);
-  rec_text[0] = '\0';
-  rec_count = 0;
-  pthread_mutex_unlock(&rec_mu);
-}
-
-static int rec_has(const char *line) {
-  pthread_mutex_lock(&rec_mu);
-  int r = strstr(rec_text, line) != NULL;
-  pthread_mutex_unlock(&rec_mu);
-  return r;
-}
-
 /* A client on the test server with extra settings (access read_and_write). */
 static kms_client *client_with(it_host *h, const char *interval, const kms_setting *extra,
                                size_t n) {
   it_host_init(h);
   it_target(h, srv, 0, 0);
   it_set(h, "HCP_VAULT_REFRESH_INTERVAL", interval);
-  h->host.notify = on_notify;
+  h->host.notify = it_notify_record;
   kms_setting s[8] = {{"access_mode", "read_and_write"}};
   for (size_t i = 0; i < n; i++) s[i + 1] = extra[i];
   kms_client *c = NULL;
@@ -351,7 +317,7 @@ static void test_version_delete_bypass(void **state) {
 
 static void test_nonblocking(void **state) {
   (void)state;
-  rec_clear();
+  it_rec_clear();
   it_host h;
   kms_client *c = client_with(&h, "300", NULL, 0);
   kms_error err;
@@ -369,8 +335,8 @@ static void test_nonblocking(void **state) {
   assert_int_equal(st, KMS_OK);
   assert_string_equal(v, "later");
   assert_int_equal(count("GET", "/v1/secret/data/nb"), 1); /* one fetch for all the misses */
-  for (int i = 0; i < 500 && !rec_has("UPD nb v1"); i++) it_sleep_ms(10);
-  assert_true(rec_has("UPD nb v1"));
+  for (int i = 0; i < 500 && !it_rec_has("UPD nb v1"); i++) it_sleep_ms(10);
+  assert_true(it_rec_has("UPD nb v1"));
   /* a missing secret: UNAVAILABLE, then NOT_FOUND from a cached answer only
    * with neg_ttl; without, it stays UNAVAILABLE at once */
   assert_int_equal(rd_opt(c, "nb-missing", &o, v, sizeof v, &err), KMS_UNAVAILABLE);
@@ -428,26 +394,26 @@ static void test_list(void **state) {
 
 static void test_notify(void **state) {
   (void)state;
-  rec_clear();
+  it_rec_clear();
   it_host h;
   kms_client *c = client_with(&h, "300", NULL, 0);
   kms_error err;
   char v[64];
   vf_put(srv, "secret/data/rot", "{\"key\":\"k1\"}");
   assert_int_equal(it_read(c, "rot", v, sizeof v, NULL, NULL), KMS_OK);
-  assert_int_equal(rec_count, 0); /* a first read is no change */
+  assert_int_equal(it_rec_count(), 0); /* a first read is no change */
   vf_put(srv, "secret/data/rot", "{\"key\":\"k2\"}");
   assert_int_equal(kms_client_refresh(c, &err), KMS_OK);
-  assert_true(rec_has("UPD rot v2\n"));
+  assert_true(it_rec_has("UPD rot v2\n"));
   /* a write through the instance is not reported back */
   assert_int_equal(kms_client_write(c, "rot", "k3", 2, NULL, &err), KMS_OK);
   assert_int_equal(kms_client_refresh(c, &err), KMS_OK);
-  assert_int_equal(rec_count, 1);
+  assert_int_equal(it_rec_count(), 1);
   /* gone from Vault */
   assert_int_equal(vf_http(srv, "DELETE", "/v1/secret/metadata/rot", vf_root_token(srv), NULL,
                            NULL), 204);
   assert_int_equal(kms_client_refresh(c, &err), KMS_OK);
-  assert_true(rec_has("DEL rot v0\n"));
+  assert_true(it_rec_has("DEL rot v0\n"));
   /* under a location override: the location comes with it */
   static const kms_setting ns[] = {{"namespace", "ns1"}};
   kms_call_options o = loc_opts(ns, 1);
@@ -457,7 +423,7 @@ static void test_notify(void **state) {
   kms_call_options ob = o;
   ob.flags = KMS_CALL_BYPASS_CACHE;
   assert_int_equal(rd_opt(c, "t/rot", &ob, v, sizeof v, &err), KMS_OK);
-  assert_true(rec_has("UPD t/rot v2 namespace=ns1\n"));
+  assert_true(it_rec_has("UPD t/rot v2 namespace=ns1\n"));
   it_done(&h, c);
 }
 
@@ -465,7 +431,7 @@ static void test_notify(void **state) {
  * within one refresh interval (1 s here; polled, bounded at 10 s). */
 static void test_notify_from_refresher(void **state) {
   (void)state;
-  rec_clear();
+  it_rec_clear();
   it_host h;
   static const kms_setting bg[] = {{"background_refresh", "true"}};
   kms_client *c = client_with(&h, "1", bg, 1);
@@ -474,8 +440,8 @@ static void test_notify_from_refresher(void **state) {
   assert_int_equal(it_read(c, "bgrot", v, sizeof v, NULL, NULL), KMS_OK);
   vf_put(srv, "secret/data/bgrot", "{\"key\":\"k2\"}");
   long long t0 = it_now_ms();
-  while (!rec_has("UPD bgrot v2\n") && it_now_ms() - t0 < 10000) it_sleep_ms(20);
-  assert_true(rec_has("UPD bgrot v2\n"));
+  while (!it_rec_has("UPD bgrot v2\n") && it_now_ms() - t0 < 10000) it_sleep_ms(20);
+  assert_true(it_rec_has("UPD bgrot v2\n"));
   assert_int_equal(it_read(c, "bgrot", v, sizeof v, NULL, NULL), KMS_OK);
   assert_string_equal(v, "k2");
   it_done(&h, c);

@@ -1,8 +1,9 @@
 /*
- * test_vault_refresher_unit.c -- the background refresher (refresher.c) and
- * the cache's refresh points driven on an injected clock: the test advances
- * the clock and waits for the thread to settle (vault_refresher_settle)
- * instead of sleeping through TTLs. The fetch is the test's own (what the
+ * test_vault_refresher_unit.c -- the background refresher (the shared
+ * kpc_refresher.c with Vault's hooks, refresher.c) and the cache's refresh
+ * points driven on an injected clock: the test advances the clock and waits
+ * for the thread to settle (vault_refresher_settle) instead of sleeping
+ * through TTLs. The fetch is the test's own (what the
  * plugin's read path would answer: a value, or Vault sealed); the auth
  * provider and HTTP client are the plugin's (token auth: nothing to renew,
  * no request is made). End-to-end runs through the real plugin and server

@@ -1,6 +1,7 @@
 """kms-host's ABI 1.1 commands end to end: `health`, `watch` and `reconcile`,
 with the hashicorp_vault plugin against tests/vault_server over TLS (sealed,
-stopped, a refused token, faults injected on one path), the env plugin, and
+stopped, a refused token, faults injected on one path), `watch` also with
+aws_secret_manager against tests/aws_server (only the config name changes), the env plugin, and
 the 1.0 test plugin (tests/abi's v10.so, built against the frozen 1.0
 headers) for the "plugin has no such slot" exit status."""
 
@@ -205,6 +206,47 @@ def test_watch_sees_rotation_and_deletion(tmp_path, vault):
         assert "sk-old" not in out + err and "sk-new" not in out + err  # never a value
     finally:
         w.kill()
+
+
+def test_watch_aws_secret_manager(tmp_path):
+    """The same watch with only the backend's config name changed: aws_secret_manager against
+    tests/aws_server (real SigV4), a rotation and a deletion made with boto3 outside the host."""
+    sys.path[:0] = [str(SRC / "tests" / "aws_server"), str(SRC / "tests")]
+    from aws_test_helpers import KEY_ID, REGION, SECRET_KEY, boto3  # fails (never skips) w/o boto3
+    from testserver.launcher import ServerProcess
+    plugin = PLUGIN_DIR / "aws_secret_manager.so"
+    if not plugin.exists():
+        pytest.fail(f"{plugin} is not built (cmake --build build)", pytrace=False)
+    srv = ServerProcess(str(SRC / "tests" / "aws_server" / "server.py"),
+                        ["--region", REGION, "--access-key-id", KEY_ID,
+                         "--secret-access-key", SECRET_KEY], str(tmp_path / "aws"))
+    srv.start()
+    w = None
+    try:
+        sm = boto3.client("secretsmanager", region_name=REGION, endpoint_url=srv.url,
+                          aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET_KEY)
+        sm.create_secret(Name="prov/openai", SecretString="sk-old-0123456789")
+        h = make_host(tmp_path, settings={"access_mode": "read_and_write",
+                                          "refresh_interval": INTERVAL},
+                      kms="aws_secret_manager", AWS_REGION=REGION,
+                      AWS_ENDPOINT_URL_SECRETS_MANAGER=srv.url, AWS_ACCESS_KEY_ID=KEY_ID,
+                      AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
+                      AWS_CONFIG_FILE="/nonexistent", AWS_EC2_METADATA_DISABLED="true")
+        w = Watch(h, "--count", "2", "--timeout", "30", "prov/openai")
+        w.wait_for("watching prov/openai", 15)
+        sm.put_secret_value(SecretId="prov/openai", SecretString="sk-new-0123456789")
+        ln, _ = w.wait_for("updated ", 3 * INTERVAL)
+        assert ln == "updated prov/openai version=0"  # Secrets Manager's versions are ids
+        sm.delete_secret(SecretId="prov/openai", RecoveryWindowInDays=7)
+        ln, _ = w.wait_for("deleted ", 3 * INTERVAL)
+        assert ln == "deleted prov/openai"
+        rc, out, err = w.finish()
+        assert rc == EXIT_OK, err
+        assert "sk-old" not in out + err and "sk-new" not in out + err  # never a value
+    finally:
+        if w:
+            w.kill()
+        assert srv.stop() == 0
 
 
 def test_watch_config_references_and_timeout(tmp_path, vault):
