@@ -286,7 +286,13 @@ kms_status sm_field_get(const char *doc, size_t doc_len, const char *field, char
   *out_len = 0;
   cJSON *root = kpc_json_parse(doc, doc_len);
   kms_status st;
-  cJSON *f = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, field) : NULL;
+  /* the last copy of a key written twice, as Python's json (LiteLLM) reads it */
+  cJSON *f = NULL, *it;
+  if (cJSON_IsObject(root)) {
+    cJSON_ArrayForEach(it, root) {
+      if (it->string && strcmp(it->string, field) == 0) f = it;
+    }
+  }
   if (!cJSON_IsObject(root))
     st = kms_error_set(err, KMS_INTERNAL, 0,
                        "primary_secret_name: the secret is not a JSON object of keys");
@@ -319,9 +325,15 @@ kms_status sm_field_set(const char *doc, size_t doc_len, const char *field, cons
                                           "of keys; not overwriting it")
                           : oom(err);
   }
-  cJSON *old = cJSON_DetachItemFromObjectCaseSensitive(root, field);
-  *changed = old != NULL || value != NULL;
-  kpc_json_wipe_delete(old);
+  /* Every copy of the key goes: a document with the key twice (JSON allows
+   * it; Python's json keeps the last) must not keep an old value that a
+   * later read, here or in LiteLLM, would find after a set or delete. */
+  cJSON *old;
+  *changed = value != NULL;
+  while ((old = cJSON_DetachItemFromObjectCaseSensitive(root, field)) != NULL) {
+    *changed = 1;
+    kpc_json_wipe_delete(old);
+  }
   int ok = 1;
   if (value) {
     char *copy = malloc(value_len + 1);

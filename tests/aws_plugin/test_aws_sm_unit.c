@@ -146,6 +146,20 @@ static void test_primary_fields(void **state) {
   assert_int_equal(sm_field_set("[1]", 3, "K", "v", 1, &doc, &dn, &changed, &err), KMS_INTERNAL);
   assert_int_equal(sm_field_get("{\"K\":1}", 7, "K", &v, &n, &err), KMS_INTERNAL);
   assert_int_equal(sm_field_get("plain text", 10, "K", &v, &n, &err), KMS_INTERNAL);
+  /* a key written twice: set and delete replace every copy (found by fuzz_aws_response) */
+  const char *dup = "{\"K\":\"old\",\"J\":\"j\",\"K\":2}";
+  assert_int_equal(sm_field_get(dup, strlen(dup), "K", &v, &n, &err), KMS_INTERNAL); /* last: 2 */
+  const char *dup2 = "{\"K\":\"first\",\"K\":\"last\"}";
+  assert_int_equal(sm_field_get(dup2, strlen(dup2), "K", &v, &n, &err), KMS_OK);
+  assert_string_equal(v, "last");
+  free(v);
+  assert_int_equal(sm_field_set(dup, strlen(dup), "K", "v", 1, &doc, &dn, &changed, &err), KMS_OK);
+  assert_string_equal(doc, "{\"J\":\"j\",\"K\":\"v\"}");
+  sm_free_body(doc, dn);
+  assert_int_equal(sm_field_set(dup, strlen(dup), "K", NULL, 0, &doc, &dn, &changed, &err), KMS_OK);
+  assert_true(changed);
+  assert_string_equal(doc, "{\"J\":\"j\"}");
+  sm_free_body(doc, dn);
 }
 
 static kms_status map(long status, const char *body, kms_error *err) {
