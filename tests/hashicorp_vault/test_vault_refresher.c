@@ -120,14 +120,19 @@ static size_t wait_gets(const char *path, size_t want, long ms) {
 }
 
 static const kms_setting BG_ON[] = {{"background_refresh", "true"}};
-#define TTL_S 1
 #define TTL "1"
+
+/* A longer TTL for the refresh-point check: the refresher re-reads at
+ * 75-90% of it, and the 10-25% left must absorb a loaded machine (valgrind
+ * on 2 busy cores once put the re-read 170 ms past 90% of a 1 s TTL). */
+#define RR_TTL_S 3
+#define RR_TTL "3"
 
 static void test_rereads_before_expiry(void **state) {
   vf_put(srv, "secret/data/bg", "{\"key\":\"one\"}");
   int base = threads();
   it_host h;
-  kms_client *c = client(&h, TTL, NULL, BG_ON, 1);
+  kms_client *c = client(&h, RR_TTL, NULL, BG_ON, 1);
   assert_int_equal(base, 0);
   assert_int_equal(threads_settle(1), 1); /* the refresher */
   char v[32];
@@ -139,7 +144,7 @@ static void test_rereads_before_expiry(void **state) {
   assert_true(wait_gets("/v1/secret/data/bg", 2, 20000) >= 2);
   double t[2];
   gets("/v1/secret/data/bg", t, 2);
-  if (t[1] - t[0] >= TTL_S) fail_msg("background GET %.3f s after the read: not before expiry", t[1] - t[0]);
+  if (t[1] - t[0] >= RR_TTL_S) fail_msg("background GET %.3f s after the read: not before expiry", t[1] - t[0]);
   /* the re-read value is served from the cache, no request (the refresher's
    * next point is >= 75% of a TTL after its re-read) */
   vf_clear_requests(srv);
