@@ -200,14 +200,17 @@ kms_status sm_body_list(const char *prefix, const char *next_token, char **body,
   int ok = root && cJSON_AddNumberToObject(root, "MaxResults", SM_LIST_PAGE) &&
            cJSON_AddFalseToObject(root, "IncludePlannedDeletion");
   if (ok && prefix && *prefix) {
+    /* AWS's name filter is a prefix match; sm_parse_list re-checks it */
     cJSON *filters = cJSON_AddArrayToObject(root, "Filters");
     cJSON *f = cJSON_CreateObject();
     if (f && filters) cJSON_AddItemToArray(filters, f);
-    cJSON *values = f && filters ? cJSON_AddArrayToObject(f, "Values") : NULL;
+    else cJSON_Delete(f);
+    cJSON *values = f && filters && cJSON_AddStringToObject(f, "Key", "name")
+                        ? cJSON_AddArrayToObject(f, "Values") : NULL;
     cJSON *v = cJSON_CreateString(prefix);
     if (v && values) cJSON_AddItemToArray(values, v);
     else cJSON_Delete(v);
-    ok = values && v && cJSON_AddStringToObject(f, "Key", "name");
+    ok = values && v;
   }
   ok = ok && (!next_token || cJSON_AddStringToObject(root, "NextToken", next_token));
   size_t payload = (prefix ? strlen(prefix) : 0) + (next_token ? strlen(next_token) : 0) + 160;
