@@ -342,9 +342,14 @@ kms_status sm_field_set(const char *doc, size_t doc_len, const char *field, cons
                                           "of keys; not overwriting it")
                           : oom(err);
   }
-  cJSON *old = cJSON_DetachItemFromObjectCaseSensitive(root, field);
-  *changed = old != NULL || value != NULL;
-  kpc_json_wipe_delete(old);
+  /* every copy of a duplicated key goes (a document edited by hand may hold
+   * two): one left behind would be what the next read finds */
+  cJSON *old;
+  *changed = value != NULL;
+  while ((old = cJSON_DetachItemFromObjectCaseSensitive(root, field))) {
+    *changed = 1;
+    kpc_json_wipe_delete(old);
+  }
   int ok = 1;
   if (value) {
     char *copy = malloc(value_len + 1);
