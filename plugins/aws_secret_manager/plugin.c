@@ -201,6 +201,14 @@ static kms_status fetch_secret(void *ctx, const char *key, kpc_cache_value *out,
   return st;
 }
 
+/* The first stale serve of an outage (KPC_CACHE_WARN) is logged once. */
+static void warn_stale(kms_instance *in, const kms_error *why) {
+  kpc_logf(&in->lg, KMS_LOG_WARN,
+           "AWS Secrets Manager is unavailable, serving cached secrets marked stale (for up to "
+           "%lld s after expiry, setting stale_if_error): %s",
+           (long long)in->cfg.stale_if_error_s, why->message);
+}
+
 /* The value of `key` (the secret name, or primary_secret_name) through the
  * cache; with `force` the cache's value is re-read (single-flight still). */
 static kms_status cached_get(kms_instance *in, const char *key, int force, kpc_cache_value *v,
@@ -216,10 +224,7 @@ static kms_status cached_get(kms_instance *in, const char *key, int force, kpc_c
     return st;
   }
   if (*flags & KPC_CACHE_WARN)
-    kpc_logf(&in->lg, KMS_LOG_WARN,
-             "AWS Secrets Manager is unavailable, serving cached secrets marked stale (for up "
-             "to %lld s after expiry, setting stale_if_error): %s",
-             (long long)in->cfg.stale_if_error_s, why.message);
+    warn_stale(in, &why);
   return KMS_OK;
 }
 
@@ -325,10 +330,7 @@ static kms_status read_secret(kms_instance *in, const char *name, const read_req
   free(key);
   kpc_cache_count_read(in->stats, st, cflags);
   if (st == KMS_OK && (cflags & KPC_CACHE_WARN))
-    kpc_logf(&in->lg, KMS_LOG_WARN,
-             "AWS Secrets Manager is unavailable, serving cached secrets marked stale (for up "
-             "to %lld s after expiry, setting stale_if_error): %s",
-             (long long)in->cfg.stale_if_error_s, why.message);
+    warn_stale(in, &why);
   if (st != KMS_OK && err) *err = why;
   return st;
 }
