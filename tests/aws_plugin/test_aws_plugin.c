@@ -694,6 +694,10 @@ static void test_list(void **state) {
   assert_int_equal(count_op("ListSecrets"), 1);
   want_status(kms_client_list(c, "vk !", NULL, stop_at_first, &calls, &err),
               KMS_INVALID_ARGUMENT, &err, "list prefix");
+  kms_call_options lo = {.struct_size = sizeof lo, .n_location = 1,
+                         .location = &(kms_setting){"version_stage", "AWSCURRENT"}};
+  want_status(kms_client_list(c, "vk/", &lo, stop_at_first, &calls, &err),
+              KMS_INVALID_ARGUMENT, &err, "version_stage");
   it_done(&h, c);
 
   /* primary_secret_name: the keys of the one secret */
@@ -750,6 +754,32 @@ static void test_read_into(void **state) {
                         .location = &(kms_setting){"version_stage", "AWSCURRENT"}};
   assert_int_equal(kms_client_read_into(c, "into-a", &o, buf, sizeof buf, &info, &err), KMS_OK);
   assert_string_equal(buf, "sk-into-value");
+  /* a size query (no buffer), an exact fit, a NONBLOCKING hit */
+  assert_int_equal(kms_client_read_into(c, "into-a", NULL, NULL, 0, &info, &err),
+                   KMS_BUFFER_TOO_SMALL);
+  assert_int_equal(info.length, 13);
+  char exact[14];
+  assert_int_equal(kms_client_read_into(c, "into-a", NULL, exact, sizeof exact, &info, &err),
+                   KMS_OK);
+  assert_string_equal(exact, "sk-into-value");
+  kms_call_options nb = {.struct_size = sizeof nb, .flags = KMS_CALL_NONBLOCKING};
+  assert_int_equal(kms_client_read_into(c, "into-a", &nb, buf, sizeof buf, &info, &err), KMS_OK);
+  assert_string_equal(buf, "sk-into-value");
+  it_done(&h, c);
+
+  /* primary_secret_name: a key of the one JSON secret, into the buffer */
+  target(&h, g_srv);
+  const kms_setting p[] = {{"access_mode", "read_and_write"},
+                           {"primary_secret_name", "litellm_into"}};
+  c = client(&h, p, 2);
+  write_ok(c, "KEY_A", "sk-a", 4);
+  assert_int_equal(kms_client_read_into(c, "KEY_A", NULL, buf, sizeof buf, &info, &err), KMS_OK);
+  assert_string_equal(buf, "sk-a");
+  assert_int_equal(info.length, 4);
+  assert_int_equal(kms_client_read_into(c, "KEY_A", NULL, buf, 4, &info, &err),
+                   KMS_BUFFER_TOO_SMALL);
+  want_status(kms_client_read_into(c, "KEY_B", NULL, buf, sizeof buf, &info, &err),
+              KMS_NOT_FOUND, &err, "primary_secret_name");
   it_done(&h, c);
 }
 
