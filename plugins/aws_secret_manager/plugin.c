@@ -235,14 +235,16 @@ typedef struct read_req {
   int nonblocking;        /* KMS_CALL_NONBLOCKING */
 } read_req;
 
-/* The cache key of `base` (a name or primary_secret_name) for `r`. */
-static kms_status read_key(const char *base, const read_req *r, char **key, kms_error *err) {
+/* Longest cache key: a name, "?s=" and a VersionStage (a VersionId is
+ * shorter); every part is checked before read_key runs. */
+#define READ_KEY_MAX (SM_NAME_MAX + 3 + 256 + 1)
+
+/* The cache key of `base` (a name or primary_secret_name) for `r`, in the
+ * caller's buffer: a cache hit allocates nothing. */
+static void read_key(const char *base, const read_req *r, char key[READ_KEY_MAX]) {
   const char *tag = r->id ? "?v=" : r->stage ? "?s=" : "";
   const char *v = r->id ? r->id : r->stage ? r->stage : "";
-  size_t n = strlen(base) + strlen(tag) + strlen(v) + 1;
-  if (!(*key = malloc(n))) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-  snprintf(*key, n, "%s%s%s", base, tag, v);
-  return KMS_OK;
+  snprintf(key, READ_KEY_MAX, "%s%s%s", base, tag, v);
 }
 
 /* Where a read hands its value: a new kms_secret (read_secret, _opt) or the
@@ -317,9 +319,9 @@ static kms_status read_secret(kms_instance *in, const char *name, const read_req
                          "read_only or read_and_write to allow them)");
   const char *primary = in->cfg.primary_secret_name;
   kms_status st = primary ? sm_check_field(name, err) : sm_check_name(name, err);
-  char *key = NULL;
-  if (st != KMS_OK || (st = read_key(primary ? primary : name, r, &key, err)) != KMS_OK)
-    return st;
+  if (st != KMS_OK) return st;
+  char key[READ_KEY_MAX];
+  read_key(primary ? primary : name, r, key);
   unsigned cflags = 0;
   kms_error why; /* the cache's and the sink's errors: err gets it on a failure */
   kms_error_clear(&why);
@@ -327,7 +329,6 @@ static kms_status read_secret(kms_instance *in, const char *name, const read_req
   s.field = primary ? name : NULL;
   s.err = &why;
   st = read_cached(in, key, r, &s, &cflags, &why);
-  free(key);
   kpc_cache_count_read(in->stats, st, cflags);
   if (st == KMS_OK && (cflags & KPC_CACHE_WARN))
     warn_stale(in, &why);
