@@ -18,6 +18,11 @@
  *            ForceDeleteWithoutRecovery; a missing or already scheduled
  *            secret is OK; with primary_secret_name the field is removed;
  *   refresh = re-read of every cached secret;
+ *   read_into = the read's path, copying into the caller's buffer (a fresh
+ *            hit allocates nothing);
+ *   list   = ListSecrets with a name prefix filter, NextToken followed
+ *            (bounded), secrets scheduled for deletion left out; with
+ *            primary_secret_name the keys of the one document;
  *   NONBLOCKING reads answer from the cache at once and queue a background
  *            fetch (kpc_bgfetch); background_refresh re-reads cached secrets
  *            before they expire (kpc_refresher); the cache's change observer
