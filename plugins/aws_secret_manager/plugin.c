@@ -18,6 +18,11 @@
  *            ForceDeleteWithoutRecovery; a missing or already scheduled
  *            secret is OK; with primary_secret_name the field is removed;
  *   refresh = re-read of every cached secret;
+ *   read_into = the read's path, copying into the caller's buffer (a fresh
+ *            hit allocates nothing);
+ *   list   = ListSecrets with a name prefix filter, NextToken followed
+ *            (bounded), secrets scheduled for deletion left out; with
+ *            primary_secret_name the keys of the one document;
  *   NONBLOCKING reads answer from the cache at once and queue a background
  *            fetch (kpc_bgfetch); background_refresh re-reads cached secrets
  *            before they expire (kpc_refresher); the cache's change observer
@@ -201,6 +206,14 @@ static kms_status fetch_secret(void *ctx, const char *key, kpc_cache_value *out,
   return st;
 }
 
+/* The first stale serve of an outage (KPC_CACHE_WARN) is logged once. */
+static void warn_stale(kms_instance *in, const kms_error *why) {
+  kpc_logf(&in->lg, KMS_LOG_WARN,
+           "AWS Secrets Manager is unavailable, serving cached secrets marked stale (for up to "
+           "%lld s after expiry, setting stale_if_error): %s",
+           (long long)in->cfg.stale_if_error_s, why->message);
+}
+
 /* The value of `key` (the secret name, or primary_secret_name) through the
  * cache; with `force` the cache's value is re-read (single-flight still). */
 static kms_status cached_get(kms_instance *in, const char *key, int force, kpc_cache_value *v,
@@ -216,32 +229,8 @@ static kms_status cached_get(kms_instance *in, const char *key, int force, kpc_c
     return st;
   }
   if (*flags & KPC_CACHE_WARN)
-    kpc_logf(&in->lg, KMS_LOG_WARN,
-             "AWS Secrets Manager is unavailable, serving cached secrets marked stale (for up "
-             "to %lld s after expiry, setting stale_if_error): %s",
-             (long long)in->cfg.stale_if_error_s, why.message);
+    warn_stale(in, &why);
   return KMS_OK;
-}
-
-/* KMS_CALL_NONBLOCKING: the cache answers at once (kpc_cache_peek: a fresh
- * value, a stale one flagged, a cached "not found"); a miss or a stale serve
- * queues a background fetch (kpc_bgfetch), which notifies when it lands.
- * Thread-safety: any thread; never waits for AWS. */
-static kms_status peek_get(kms_instance *in, const char *key, kpc_cache_value *v,
-                           unsigned *flags, kms_error *err) {
-  kms_error why;
-  kms_error_clear(&why);
-  *flags = 0;
-  memset(v, 0, sizeof *v);
-  kms_status st = kpc_cache_peek(in->cache, key, v, NULL, NULL, flags, &why);
-  if ((*flags & KPC_CACHE_MISS) && in->bg) kpc_bgfetch_enqueue(in->bg, key);
-  kpc_cache_count_read(in->stats, st, *flags);
-  if (st == KMS_UNAVAILABLE)
-    return kms_error_set(err, KMS_UNAVAILABLE, 0,
-                         "nonblocking read: not cached yet; a background fetch has started, "
-                         "retry shortly (notify says when it lands)");
-  if (st != KMS_OK && err) *err = why;
-  return st;
 }
 
 /* Which version a read asks for (1.1 location keys), and how. */
@@ -251,19 +240,84 @@ typedef struct read_req {
   int nonblocking;        /* KMS_CALL_NONBLOCKING */
 } read_req;
 
-/* The cache key of `base` (a name or primary_secret_name) for `r`. */
-static kms_status read_key(const char *base, const read_req *r, char **key, kms_error *err) {
+/* Longest cache key: a name, "?s=" and a VersionStage (a VersionId is
+ * shorter); every part is checked before read_key runs. */
+#define READ_KEY_MAX (SM_NAME_MAX + 3 + 256 + 1)
+
+/* The cache key of `base` (a name or primary_secret_name) for `r`, in the
+ * caller's buffer: a cache hit allocates nothing. */
+static void read_key(const char *base, const read_req *r, char key[READ_KEY_MAX]) {
   const char *tag = r->id ? "?v=" : r->stage ? "?s=" : "";
   const char *v = r->id ? r->id : r->stage ? r->stage : "";
-  size_t n = strlen(base) + strlen(tag) + strlen(v) + 1;
-  if (!(*key = malloc(n))) return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-  snprintf(*key, n, "%s%s%s", base, tag, v);
-  return KMS_OK;
+  snprintf(key, READ_KEY_MAX, "%s%s%s", base, tag, v);
 }
 
+/* Where a read hands its value: a new kms_secret (read_secret, _opt) or the
+ * caller's buffer (read_secret_into). One read path serves both. */
+typedef struct read_sink {
+  kms_secret **out; /* NULL: into buf */
+  char *buf;
+  size_t size;
+  kms_secret_info *info;
+  const char *field; /* primary_secret_name: the document's key to hand over */
+  kms_error *err;
+} read_sink;
+
+static kms_status deliver(read_sink *s, const char *data, size_t len, unsigned flags) {
+  uint32_t f = (flags & KPC_CACHE_STALE) ? KMS_SECRET_STALE : 0;
+  if (!s->out)
+    return kms_secret_copy_into(data, len, 0, f, s->buf, s->size, s->info, "read", s->err);
+  kms_status st = kms_secret_new_packed(data, len, s->out, s->err);
+  if (st == KMS_OK) (*s->out)->flags = f;
+  return st;
+}
+
+/* The kpc_cache_into_fn of every read: on a fresh hit it runs under the
+ * cache's shared lock, so it only copies (into a buffer: allocates nothing;
+ * a primary_secret_name field: parses the document); after a fetch it gets
+ * the fetched copy. */
+static kms_status sink_value(void *ctx, const kpc_cache_value *v, unsigned flags) {
+  read_sink *s = ctx;
+  if (!s->field) return deliver(s, v->data, v->len, flags);
+  char *data = NULL;
+  size_t len = 0;
+  kms_status st = sm_field_get(v->data, v->len, s->field, &data, &len, s->err);
+  if (st == KMS_OK) st = deliver(s, data, len, flags);
+  if (data) kms_wipe(data, len);
+  free(data);
+  return st;
+}
+
+/* One read of cache key `key` as `r` asks: NONBLOCKING answers from the
+ * cache at once (kpc_cache_peek) and queues a background fetch on a miss or
+ * a stale serve (kpc_bgfetch, which notifies when it lands); BYPASS_CACHE
+ * re-reads (single-flight still); otherwise the cache, fetching on a miss. */
+static kms_status read_cached(kms_instance *in, const char *key, const read_req *r,
+                              read_sink *s, unsigned *cflags, kms_error *why) {
+  call_ctx k = {in, 0}; /* deadline set when a fetch starts: a hit reads no clock */
+  kms_status st;
+  if (r->nonblocking) {
+    st = kpc_cache_peek(in->cache, key, NULL, sink_value, s, cflags, why);
+    if ((*cflags & KPC_CACHE_MISS) && in->bg) kpc_bgfetch_enqueue(in->bg, key);
+    if (st == KMS_UNAVAILABLE)
+      kms_error_set(why, KMS_UNAVAILABLE, 0,
+                    "nonblocking read: not cached yet; a background fetch has started, retry "
+                    "shortly (notify says when it lands)");
+  } else if (r->bypass) {
+    kpc_cache_value v = {0};
+    st = kpc_cache_get(in->cache, key, 1, fetch_secret, &k, &v, cflags, why);
+    if (st == KMS_OK) st = sink_value(s, &v, *cflags);
+    kpc_cache_value_clear(&v);
+  } else {
+    st = kpc_cache_get_into(in->cache, key, fetch_secret, &k, sink_value, s, cflags, why);
+  }
+  return st;
+}
+
+/* Every read slot's path (read_secret, _opt, _into). Thread-safety: any
+ * thread; a fresh hit takes only the cache's shared lock. */
 static kms_status read_secret(kms_instance *in, const char *name, const read_req *r,
-                              kms_secret **out, kms_error *err) {
-  *out = NULL;
+                              const read_sink *sink, kms_error *err) {
   if (in->cfg.access_mode == AWS_ACCESS_WRITE_ONLY)
     return kms_error_set(err, KMS_PERMISSION_DENIED, 0,
                          "access_mode is write_only: reads are refused (set access_mode to "
@@ -271,31 +325,20 @@ static kms_status read_secret(kms_instance *in, const char *name, const read_req
   const char *primary = in->cfg.primary_secret_name;
   kms_status st = primary ? sm_check_field(name, err) : sm_check_name(name, err);
   if (st != KMS_OK) return st;
-  kpc_cache_value v;
-  unsigned flags;
-  char *key = NULL;
-  if ((st = read_key(primary ? primary : name, r, &key, err)) != KMS_OK) return st;
-  st = r->nonblocking ? peek_get(in, key, &v, &flags, err)
-                      : cached_get(in, key, r->bypass, &v, &flags, err);
-  free(key);
-  if (st != KMS_OK) return st;
-  char *data = v.data;
-  size_t len = v.len;
-  if (primary) {
-    st = sm_field_get(v.data, v.len, name, &data, &len, err);
-    kpc_cache_value_clear(&v);
-    if (st != KMS_OK) return st;
-  }
-  kms_secret *s = calloc(1, sizeof *s);
-  if (!s) {
-    kms_wipe(data, len);
-    free(data);
-    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-  }
-  *s = (kms_secret){.struct_size = sizeof *s, .value = data, .length = len,
-                    .flags = (flags & KPC_CACHE_STALE) ? KMS_SECRET_STALE : 0};
-  *out = s;
-  return KMS_OK;
+  char key[READ_KEY_MAX];
+  read_key(primary ? primary : name, r, key);
+  unsigned cflags = 0;
+  kms_error why; /* the cache's and the sink's errors: err gets it on a failure */
+  kms_error_clear(&why);
+  read_sink s = *sink;
+  s.field = primary ? name : NULL;
+  s.err = &why;
+  st = read_cached(in, key, r, &s, &cflags, &why);
+  kpc_cache_count_read(in->stats, st, cflags);
+  if (st == KMS_OK && (cflags & KPC_CACHE_WARN))
+    warn_stale(in, &why);
+  if (st != KMS_OK && err) *err = why;
+  return st;
 }
 
 /* ---- writes ----------------------------------------------------------------- */
@@ -725,7 +768,9 @@ static kms_status slot_end(kms_instance *in, kms_status st, kms_error *err) {
 
 static kms_status ap_read(kms_instance *in, const char *name, kms_secret **out, kms_error *err) {
   static const read_req plain;
-  return slot_end(in, read_secret(in, name, &plain, out, err), err);
+  *out = NULL;
+  read_sink sink = {.out = out};
+  return slot_end(in, read_secret(in, name, &plain, &sink, err), err);
 }
 
 static kms_status ap_write(kms_instance *in, const char *name, const char *value, size_t len,
@@ -752,8 +797,7 @@ static const char *const NO_KEYS[] = {NULL};
  * both), BYPASS_CACHE, NONBLOCKING; a numeric version pin is not available
  * on Secrets Manager (UNSUPPORTED, naming it). */
 static kms_status read_opt(kms_instance *in, const char *name, const kms_call_options *o,
-                           kms_secret **out, kms_error *err) {
-  *out = NULL;
+                           const read_sink *sink, kms_error *err) {
   kms_status st = kms_options_check(o, KMS_CALL_KIND_READ, READ_KEYS, WHO, err);
   if (st != KMS_OK) return st;
   read_req r = {0};
@@ -773,7 +817,7 @@ static kms_status read_opt(kms_instance *in, const char *name, const kms_call_op
   if ((r.stage && (st = sm_check_version_stage(r.stage, err)) != KMS_OK) ||
       (r.id && (st = sm_check_version_id(r.id, err)) != KMS_OK))
     return st;
-  return read_secret(in, name, &r, out, err);
+  return read_secret(in, name, &r, sink, err);
 }
 
 static kms_status write_opt(kms_instance *in, const char *name, const char *value, size_t len,
@@ -807,8 +851,19 @@ static kms_status delete_opt(kms_instance *in, const char *name, const kms_call_
 
 static kms_status ap_read_opt(kms_instance *in, const char *name, const kms_call_options *o,
                               kms_secret **out, kms_error *err) {
-  return slot_end(in, read_opt(in, name, o, out, err), err);
+  *out = NULL;
+  read_sink sink = {.out = out};
+  return slot_end(in, read_opt(in, name, o, &sink, err), err);
 }
+
+/* Thread-safety: any thread. A fresh hit copies into buf under the cache's
+ * shared lock and allocates nothing. */
+static kms_status ap_read_into(kms_instance *in, const char *name, const kms_call_options *o,
+                               char *buf, size_t size, kms_secret_info *info, kms_error *err) {
+  read_sink sink = {.buf = buf, .size = size, .info = info};
+  return slot_end(in, read_opt(in, name, o, &sink, err), err);
+}
+
 
 static kms_status ap_write_opt(kms_instance *in, const char *name, const char *value, size_t len,
                                const kms_write_options *wo, const kms_call_options *o,
@@ -819,6 +874,72 @@ static kms_status ap_write_opt(kms_instance *in, const char *name, const char *v
 static kms_status ap_delete_opt(kms_instance *in, const char *name, const kms_call_options *o,
                                 kms_error *err) {
   return slot_end(in, delete_opt(in, name, o, err), err);
+}
+
+/* list with primary_secret_name: the keys of the one JSON secret (read
+ * through the cache, so a list right after reads costs no request). */
+static kms_status list_fields(kms_instance *in, const char *prefix, kms_list_fn fn, void *ctx,
+                              kms_error *err) {
+  kpc_cache_value v = {0};
+  unsigned flags;
+  kms_status st = cached_get(in, in->cfg.primary_secret_name, 0, &v, &flags, err);
+  if (st == KMS_NOT_FOUND) return KMS_OK; /* no document yet: no keys */
+  if (st == KMS_OK) st = sm_field_names(v.data, v.len, prefix, fn, ctx, err);
+  kpc_cache_value_clear(&v);
+  return st;
+}
+
+/* At most this many ListSecrets pages per list (100 names each: 1,000,000
+ * secrets, twice an account's quota): a NextToken that never ends stops
+ * with an error instead of looping. */
+#define LIST_MAX_PAGES 10000
+
+/* ListSecrets with a name filter, following NextToken. Secrets scheduled
+ * for deletion are left out (a read of one is NOT_FOUND). Names are whole
+ * secret names, as read_secret takes them. With primary_secret_name, the
+ * document's keys. fn is called with no plugin lock held. */
+static kms_status list_secrets(kms_instance *in, const char *prefix, const kms_call_options *o,
+                               kms_list_fn fn, void *ctx, kms_error *err) {
+  kms_status st = kms_options_check(o, KMS_CALL_KIND_LIST, NO_KEYS, WHO, err);
+  if (st != KMS_OK) return st;
+  if (in->cfg.access_mode == AWS_ACCESS_WRITE_ONLY)
+    return kms_error_set(err, KMS_PERMISSION_DENIED, 0,
+                         "access_mode is write_only: listing is refused (set access_mode to "
+                         "read_only or read_and_write to allow it)");
+  if (!fn) return kms_error_set(err, KMS_INVALID_ARGUMENT, 0, "list: the callback is NULL");
+  if (!prefix) prefix = "";
+  if (in->cfg.primary_secret_name) return list_fields(in, prefix, fn, ctx, err);
+  if (*prefix && (st = sm_check_name(prefix, err)) != KMS_OK)
+    return kms_error_set(err, st, 0, "list prefix: %.200s", err->message);
+  call_ctx k = {in, 0};
+  char *token = NULL;
+  int stopped = 0, page = 0;
+  do {
+    if (++page > LIST_MAX_PAGES) {
+      st = kms_error_set(err, KMS_INTERNAL, 0,
+                         "list (ListSecrets): still a NextToken after %d pages; stopped (the "
+                         "names delivered are true)", LIST_MAX_PAGES);
+      break;
+    }
+    char *body = NULL, *next = NULL;
+    size_t len = 0;
+    kpc_http_response resp;
+    if ((st = sm_body_list(prefix, token, &body, &len, err)) != KMS_OK) break;
+    st = sm_op(&k, "list (ListSecrets)", "ListSecrets", body, len, NULL, 0, &resp, err);
+    sm_free_body(body, len);
+    if (st == KMS_OK)
+      st = sm_parse_list(resp.body, resp.len, prefix, fn, ctx, &stopped, &next, err);
+    kpc_http_response_clear(&resp);
+    free(token);
+    token = next;
+  } while (st == KMS_OK && token && !stopped);
+  free(token);
+  return st;
+}
+
+static kms_status ap_list(kms_instance *in, const char *prefix, const kms_call_options *o,
+                          kms_list_fn fn, void *ctx, kms_error *err) {
+  return slot_end(in, list_secrets(in, prefix, o, fn, ctx, err), err);
 }
 
 static kms_status ap_health(kms_instance *in, kms_health *out, kms_error *err) {
@@ -832,17 +953,19 @@ static const kms_plugin aws_plugin = {
     .name = "aws_secret_manager",
     .version = AWS_PLUGIN_VERSION,
     .capabilities = KMS_CAP_READ | KMS_CAP_WRITE | KMS_CAP_DELETE | KMS_CAP_REFRESH |
-                    KMS_CAP_THREAD_SAFE | KMS_CAP_NOTIFY,
+                    KMS_CAP_THREAD_SAFE | KMS_CAP_NOTIFY | KMS_CAP_LIST,
     .create = ap_create,
     .destroy = ap_destroy,
     .read_secret = ap_read,
     .write_secret = ap_write,
     .delete_secret = ap_delete,
     .refresh = ap_refresh,
-    .free_secret = kms_secret_free,
+    .free_secret = kms_secret_free_packed,
     .read_secret_opt = ap_read_opt,
     .write_secret_opt = ap_write_opt,
     .delete_secret_opt = ap_delete_opt,
+    .read_secret_into = ap_read_into,
+    .list_secrets = ap_list,
     .health = ap_health,
 };
 

@@ -194,6 +194,29 @@ kms_status sm_body_id(const char *name, char **body, size_t *len, kms_error *err
   return sm_body_get(name, NULL, NULL, body, len, err);
 }
 
+kms_status sm_body_list(const char *prefix, const char *next_token, char **body, size_t *len,
+                        kms_error *err) {
+  cJSON *root = cJSON_CreateObject();
+  int ok = root && cJSON_AddNumberToObject(root, "MaxResults", SM_LIST_PAGE) &&
+           cJSON_AddFalseToObject(root, "IncludePlannedDeletion");
+  if (ok && prefix && *prefix) {
+    /* AWS's name filter is a prefix match; sm_parse_list re-checks it */
+    cJSON *filters = cJSON_AddArrayToObject(root, "Filters");
+    cJSON *f = cJSON_CreateObject();
+    if (f && filters) cJSON_AddItemToArray(filters, f);
+    else cJSON_Delete(f);
+    cJSON *values = f && filters && cJSON_AddStringToObject(f, "Key", "name")
+                        ? cJSON_AddArrayToObject(f, "Values") : NULL;
+    cJSON *v = cJSON_CreateString(prefix);
+    if (v && values) cJSON_AddItemToArray(values, v);
+    else cJSON_Delete(v);
+    ok = values && v;
+  }
+  ok = ok && (!next_token || cJSON_AddStringToObject(root, "NextToken", next_token));
+  size_t payload = (prefix ? strlen(prefix) : 0) + (next_token ? strlen(next_token) : 0) + 160;
+  return finish(root, ok, payload, body, len, err);
+}
+
 kms_status sm_request_token(char out[37], kms_error *err) {
   unsigned char b[16];
   if (RAND_bytes(b, sizeof b) != 1)
@@ -347,4 +370,55 @@ kms_status sm_field_set(const char *doc, size_t doc_len, const char *field, cons
     ok = item && cJSON_AddItemToObject(root, field, item);
   }
   return finish(root, ok, doc_len + value_len + strlen(field) + 64, out, out_len, err);
+}
+
+kms_status sm_parse_list(const char *body, size_t len, const char *prefix, kms_list_fn fn,
+                         void *ctx, int *stopped, char **next_token, kms_error *err) {
+  *stopped = 0;
+  *next_token = NULL;
+  size_t pl = prefix ? strlen(prefix) : 0;
+  cJSON *root = kpc_json_parse(body, len);
+  cJSON *list = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "SecretList") : NULL;
+  if (!cJSON_IsArray(list)) {
+    cJSON_Delete(root);
+    return kms_error_set(err, KMS_INTERNAL, 0,
+                         "ListSecrets: the answer is not a JSON object with a SecretList array "
+                         "(is the endpoint AWS Secrets Manager?)");
+  }
+  cJSON *e;
+  cJSON_ArrayForEach(e, list) {
+    cJSON *name = cJSON_GetObjectItemCaseSensitive(e, "Name");
+    cJSON *deleted = cJSON_GetObjectItemCaseSensitive(e, "DeletedDate");
+    if (!cJSON_IsString(name) || !name->valuestring || (deleted && !cJSON_IsNull(deleted)) ||
+        strncmp(name->valuestring, prefix ? prefix : "", pl) != 0)
+      continue;
+    if (fn(ctx, name->valuestring)) {
+      *stopped = 1;
+      break;
+    }
+  }
+  cJSON *tok = cJSON_GetObjectItemCaseSensitive(root, "NextToken");
+  kms_status st = KMS_OK;
+  if (!*stopped && cJSON_IsString(tok) && tok->valuestring && *tok->valuestring &&
+      !(*next_token = strdup(tok->valuestring)))
+    st = oom(err);
+  cJSON_Delete(root);
+  return st;
+}
+
+kms_status sm_field_names(const char *doc, size_t doc_len, const char *prefix, kms_list_fn fn,
+                          void *ctx, kms_error *err) {
+  cJSON *root = kpc_json_parse(doc, doc_len);
+  if (!cJSON_IsObject(root)) {
+    kpc_json_wipe_delete(root);
+    return kms_error_set(err, KMS_INTERNAL, 0,
+                         "primary_secret_name: the secret is not a JSON object of keys");
+  }
+  size_t pl = strlen(prefix);
+  cJSON *e;
+  cJSON_ArrayForEach(e, root) {
+    if (e->string && strncmp(e->string, prefix, pl) == 0 && fn(ctx, e->string)) break;
+  }
+  kpc_json_wipe_delete(root);
+  return KMS_OK;
 }

@@ -76,7 +76,23 @@ void sm_free_body(char *body, size_t len);
 /* A new ClientRequestToken (a random UUID v4, 36 characters + NUL). */
 kms_status sm_request_token(char out[37], kms_error *err);
 
+/* ListSecrets: {"MaxResults": SM_LIST_PAGE, "IncludePlannedDeletion": false,
+ * ["Filters": [{"Key": "name", "Values": [prefix]}]], ["NextToken": token]}.
+ * prefix "" or NULL: no filter (a name filter value cannot be empty). */
+#define SM_LIST_PAGE 100
+kms_status sm_body_list(const char *prefix, const char *next_token, char **body, size_t *len,
+                        kms_error *err);
+
 /* ---- responses ---------------------------------------------------------- */
+
+/* One ListSecrets answer: fn(ctx, Name) for each listed secret whose name
+ * starts with `prefix` (exactly, case-sensitive: AWS's filter may match
+ * more, e.g. words of a name) and that has no DeletedDate (scheduled for
+ * deletion). *stopped = 1 when fn returned nonzero (then no more calls).
+ * *next_token: malloc'ed NextToken, or NULL on the last page. KMS_INTERNAL
+ * when the answer is not a JSON object with a SecretList array. */
+kms_status sm_parse_list(const char *body, size_t len, const char *prefix, kms_list_fn fn,
+                         void *ctx, int *stopped, char **next_token, kms_error *err);
 
 /* GetSecretValue's answer: SecretString, or SecretBinary decoded from
  * base64. *value is malloc'ed, NUL-terminated (the NUL not counted in
@@ -99,6 +115,12 @@ int64_t sm_version_tag(const char *body, size_t len);
  * is not a string. *out as in sm_parse_value. */
 kms_status sm_field_get(const char *doc, size_t doc_len, const char *field, char **out,
                         size_t *out_len, kms_error *err);
+
+/* fn(ctx, key) for each key of a primary_secret_name document that starts
+ * with `prefix`, until fn returns nonzero. KMS_INTERNAL when the document
+ * is not a JSON object. The parsed tree is wiped (it holds the secrets). */
+kms_status sm_field_names(const char *doc, size_t doc_len, const char *prefix, kms_list_fn fn,
+                          void *ctx, kms_error *err);
 
 /* A new document: `doc` (NULL or empty: {}) with `field` set to the value
  * (which must be UTF-8 text without NUL: INVALID_ARGUMENT otherwise), or

@@ -14,7 +14,9 @@
  * read (cold: UNAVAILABLE at once, then the background fetch's value; warm:
  * the cached value) and change notifications (a rotation and a deletion
  * made by another instance, seen by background_refresh's re-reads; the
- * instance's own write not reported back).
+ * instance's own write not reported back); listing (ListSecrets pages, a
+ * name prefix, scheduled deletions left out, primary_secret_name's keys)
+ * and the buffer read (read_secret_into).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -640,6 +642,147 @@ static void test_notify_from_refresh(void **state) {
   it_done(&hw, w);
 }
 
+static int stop_at_first(void *ctx, const char *name) {
+  (void)name;
+  ++*(int *)ctx;
+  return 1;
+}
+
+/* list: ListSecrets with a name prefix over two pages (MaxResults 100),
+ * names as read takes them, a secret scheduled for deletion left out, a
+ * name that only shares the prefix's characters without the '/' left out,
+ * the callback's stop honoured, a bad prefix refused. */
+static void test_list(void **state) {
+  (void)state;
+  reset();
+  it_host h;
+  target(&h, g_srv);
+  kms_client *c = client(&h, RW, 1);
+  kms_error err;
+  char name[64];
+  for (int i = 0; i < 150; i++) {
+    snprintf(name, sizeof name, "vk/k%03d", i);
+    write_ok(c, name, "sk-x", 4);
+  }
+  write_ok(c, "vkx", "sk-y", 4);
+  write_ok(c, "other/vk/k999", "sk-z", 4);
+  assert_int_equal(kms_client_delete(c, "vk/k000", &err), KMS_OK);
+  assert_int_equal(vf_clear_requests(g_srv), 0);
+  char **names = NULL;
+  size_t n = 0;
+  kms_status st = kms_client_list_names(c, "vk/", NULL, &names, &n, &err);
+  if (st != KMS_OK) fail_msg("list: %s", err.message);
+  assert_int_equal(n, 149);
+  assert_string_equal(names[0], "vk/k001");
+  assert_string_equal(names[148], "vk/k149");
+  assert_int_equal(count_op("ListSecrets"), 2);
+  char *b = last_body("ListSecrets");
+  assert_non_null(strstr(b, "\"NextToken\""));
+  assert_non_null(strstr(b, "\"Key\": \"name\""));
+  assert_non_null(strstr(b, "\"MaxResults\": 100"));
+  free(b);
+  kms_client_list_names_free(names, n);
+  want_value(c, "vk/k001", "sk-x"); /* a listed name reads */
+  assert_int_equal(kms_client_list_names(c, "", NULL, &names, &n, &err), KMS_OK);
+  assert_int_equal(n, 151); /* 149 + vkx + other/vk/k999 */
+  kms_client_list_names_free(names, n);
+  /* the callback stops the listing: no second page asked for */
+  assert_int_equal(vf_clear_requests(g_srv), 0);
+  int calls = 0;
+  assert_int_equal(kms_client_list(c, "vk/", NULL, stop_at_first, &calls, &err), KMS_OK);
+  assert_int_equal(calls, 1);
+  assert_int_equal(count_op("ListSecrets"), 1);
+  want_status(kms_client_list(c, "vk !", NULL, stop_at_first, &calls, &err),
+              KMS_INVALID_ARGUMENT, &err, "list prefix");
+  kms_call_options lo = {.struct_size = sizeof lo, .n_location = 1,
+                         .location = &(kms_setting){"version_stage", "AWSCURRENT"}};
+  want_status(kms_client_list(c, "vk/", &lo, stop_at_first, &calls, &err),
+              KMS_INVALID_ARGUMENT, &err, "version_stage");
+  it_done(&h, c);
+
+  /* primary_secret_name: the keys of the one secret */
+  target(&h, g_srv);
+  const kms_setting p[] = {{"access_mode", "read_and_write"},
+                           {"primary_secret_name", "litellm_list"}};
+  c = client(&h, p, 2);
+  assert_int_equal(kms_client_list_names(c, "", NULL, &names, &n, &err), KMS_OK);
+  assert_int_equal(n, 0); /* no document yet */
+  write_ok(c, "KEY_A", "a", 1);
+  write_ok(c, "KEY_B", "b", 1);
+  write_ok(c, "OTHER", "o", 1);
+  assert_int_equal(kms_client_list_names(c, "KEY_", NULL, &names, &n, &err), KMS_OK);
+  assert_int_equal(n, 2);
+  assert_string_equal(names[0], "KEY_A");
+  assert_string_equal(names[1], "KEY_B");
+  kms_client_list_names_free(names, n);
+  it_done(&h, c);
+}
+
+/* read_secret_into: a miss fetches once, a hit answers from the cache; a
+ * buffer too small is BUFFER_TOO_SMALL with the length needed and none of
+ * the value; a missing secret NOT_FOUND. */
+static void test_read_into(void **state) {
+  (void)state;
+  reset();
+  it_host h;
+  target(&h, g_srv);
+  kms_client *c = client(&h, RW, 1);
+  kms_error err;
+  write_ok(c, "into-a", "sk-into-value", 13);
+  it_done(&h, c);
+  target(&h, g_srv);
+  c = client(&h, RW, 1);
+  char buf[64];
+  kms_secret_info info = {.struct_size = sizeof info};
+  for (int i = 0; i < 2; i++) {
+    kms_status st = kms_client_read_into(c, "into-a", NULL, buf, sizeof buf, &info, &err);
+    if (st != KMS_OK) fail_msg("read_into: %s", err.message);
+    assert_int_equal(info.length, 13);
+    assert_string_equal(buf, "sk-into-value");
+  }
+  assert_int_equal(count_op("GetSecretValue"), 1);
+  memset(buf, 0, sizeof buf);
+  info.length = 0;
+  want_status(kms_client_read_into(c, "into-a", NULL, buf, 5, &info, &err),
+              KMS_BUFFER_TOO_SMALL, &err, NULL);
+  assert_int_equal(info.length, 13);
+  assert_null(strstr(buf, "sk-")); /* buf was zeroed: a partial copy would show */
+  assert_null(strstr(err.message, "sk-into"));
+  want_status(kms_client_read_into(c, "into-missing", NULL, buf, sizeof buf, &info, &err),
+              KMS_NOT_FOUND, &err, "ResourceNotFoundException");
+  kms_call_options o = {.struct_size = sizeof o, .n_location = 1,
+                        .location = &(kms_setting){"version_stage", "AWSCURRENT"}};
+  assert_int_equal(kms_client_read_into(c, "into-a", &o, buf, sizeof buf, &info, &err), KMS_OK);
+  assert_string_equal(buf, "sk-into-value");
+  /* a size query (no buffer), an exact fit, a NONBLOCKING hit */
+  assert_int_equal(kms_client_read_into(c, "into-a", NULL, NULL, 0, &info, &err),
+                   KMS_BUFFER_TOO_SMALL);
+  assert_int_equal(info.length, 13);
+  char exact[14];
+  assert_int_equal(kms_client_read_into(c, "into-a", NULL, exact, sizeof exact, &info, &err),
+                   KMS_OK);
+  assert_string_equal(exact, "sk-into-value");
+  kms_call_options nb = {.struct_size = sizeof nb, .flags = KMS_CALL_NONBLOCKING};
+  assert_int_equal(kms_client_read_into(c, "into-a", &nb, buf, sizeof buf, &info, &err), KMS_OK);
+  assert_string_equal(buf, "sk-into-value");
+  it_done(&h, c);
+
+  /* primary_secret_name: a key of the one JSON secret, into the buffer */
+  target(&h, g_srv);
+  const kms_setting p[] = {{"access_mode", "read_and_write"},
+                           {"primary_secret_name", "litellm_into"}};
+  c = client(&h, p, 2);
+  write_ok(c, "KEY_A", "sk-a", 4);
+  assert_int_equal(kms_client_read_into(c, "KEY_A", NULL, buf, sizeof buf, &info, &err), KMS_OK);
+  assert_string_equal(buf, "sk-a");
+  assert_int_equal(info.length, 4);
+  assert_int_equal(kms_client_read_into(c, "KEY_A", NULL, buf, 4, &info, &err),
+                   KMS_BUFFER_TOO_SMALL);
+  want_status(kms_client_read_into(c, "KEY_B", NULL, buf, sizeof buf, &info, &err),
+              KMS_NOT_FOUND, &err, "primary_secret_name");
+  it_done(&h, c);
+}
+
 int main(void) {
   it_use_plugin("aws_secret_manager");
   const char *args[] = {"--region", REGION, NULL};
@@ -656,7 +799,8 @@ int main(void) {
       cmocka_unit_test(test_single_flight),        cmocka_unit_test(test_session_token),
       cmocka_unit_test(test_call_options),         cmocka_unit_test(test_health),
       cmocka_unit_test(test_nonblocking),          cmocka_unit_test(test_notify_from_refresher),
-      cmocka_unit_test(test_notify_from_refresh),
+      cmocka_unit_test(test_notify_from_refresh),  cmocka_unit_test(test_list),
+      cmocka_unit_test(test_read_into),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   vf_stop(g_srv);

@@ -2,7 +2,8 @@
  * test_aws_sm_unit.c -- unit tests of the aws_secret_manager plugin's pure
  * parts (sm.c, errors.c): names, request bodies, GetSecretValue answers
  * (SecretString, SecretBinary), primary_secret_name documents, AWS error
- * types -> kms_status, retry classification, redaction.
+ * types -> kms_status, retry classification, redaction, ListSecrets
+ * bodies and answers.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -246,12 +247,80 @@ static void test_retry_classes(void **state) {
   assert_false(sm_error_is(200, nf, strlen(nf), "ResourceNotFoundException"));
 }
 
+typedef struct names {
+  char got[8][32];
+  int n, stop_at;
+} names;
+
+static int add_name(void *ctx, const char *name) {
+  names *l = ctx;
+  if (l->n < 8) snprintf(l->got[l->n], sizeof l->got[0], "%s", name);
+  l->n++;
+  return l->stop_at && l->n >= l->stop_at;
+}
+
+static void test_list(void **state) {
+  (void)state;
+  kms_error err;
+  char *b, *next;
+  size_t n;
+  int stopped;
+  assert_int_equal(sm_body_list("vk/", NULL, &b, &n, &err), KMS_OK);
+  assert_string_equal(b, "{\"MaxResults\":100,\"IncludePlannedDeletion\":false,\"Filters\":[{"
+                         "\"Key\":\"name\",\"Values\":[\"vk/\"]}]}");
+  sm_free_body(b, n);
+  assert_int_equal(sm_body_list("", "tok==", &b, &n, &err), KMS_OK);
+  assert_string_equal(b, "{\"MaxResults\":100,\"IncludePlannedDeletion\":false,"
+                         "\"NextToken\":\"tok==\"}");
+  sm_free_body(b, n);
+  /* a scheduled deletion, a name AWS's filter matched by a word, a name
+   * that is not a string: left out; the NextToken handed back */
+  const char *page = "{\"SecretList\":[{\"Name\":\"vk/a\",\"ARN\":\"arn:x\"},"
+                     "{\"Name\":\"vk/b\",\"DeletedDate\":1700000000.5},"
+                     "{\"Name\":\"x/vk/c\"},{\"Name\":5},{\"Name\":\"vk/d\","
+                     "\"DeletedDate\":null}],\"NextToken\":\"t2\"}";
+  names l = {0};
+  assert_int_equal(sm_parse_list(page, strlen(page), "vk/", add_name, &l, &stopped, &next, &err),
+                   KMS_OK);
+  assert_int_equal(l.n, 2);
+  assert_string_equal(l.got[0], "vk/a");
+  assert_string_equal(l.got[1], "vk/d");
+  assert_int_equal(stopped, 0);
+  assert_string_equal(next, "t2");
+  free(next);
+  /* the callback stops: no NextToken to follow */
+  l = (names){.stop_at = 1};
+  assert_int_equal(sm_parse_list(page, strlen(page), "", add_name, &l, &stopped, &next, &err),
+                   KMS_OK);
+  assert_int_equal(l.n, 1);
+  assert_int_equal(stopped, 1);
+  assert_null(next);
+  /* the last page: no NextToken (or an empty one) */
+  const char *last = "{\"SecretList\":[],\"NextToken\":\"\"}";
+  assert_int_equal(sm_parse_list(last, strlen(last), "", add_name, &l, &stopped, &next, &err),
+                   KMS_OK);
+  assert_null(next);
+  const char *bad = "{\"Secrets\":[]}";
+  assert_int_equal(sm_parse_list(bad, strlen(bad), "", add_name, &l, &stopped, &next, &err),
+                   KMS_INTERNAL);
+  assert_non_null(strstr(err.message, "SecretList"));
+  assert_int_equal(sm_parse_list("<html>", 6, "", add_name, &l, &stopped, &next, &err),
+                   KMS_INTERNAL);
+  /* primary_secret_name: the document's keys under a prefix */
+  const char *doc = "{\"KEY_A\":\"a\",\"OTHER\":\"o\",\"KEY_B\":\"b\"}";
+  l = (names){0};
+  assert_int_equal(sm_field_names(doc, strlen(doc), "KEY_", add_name, &l, &err), KMS_OK);
+  assert_int_equal(l.n, 2);
+  assert_string_equal(l.got[1], "KEY_B");
+  assert_int_equal(sm_field_names("[1]", 3, "", add_name, &l, &err), KMS_INTERNAL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_names),          cmocka_unit_test(test_bodies),
       cmocka_unit_test(test_parse_value),    cmocka_unit_test(test_primary_fields),
       cmocka_unit_test(test_error_mapping),  cmocka_unit_test(test_redaction),
-      cmocka_unit_test(test_retry_classes),
+      cmocka_unit_test(test_retry_classes),  cmocka_unit_test(test_list),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,8 @@
  * dispatched as the aws_secret_manager plugin does: HTTP 200 goes to
  * sm_parse_value (SecretString / SecretBinary) and, as a primary_secret_name
  * document, to sm_field_get and sm_field_set; anything else to sm_map_error,
- * sm_retryable and sm_is_scheduled_for_deletion.
+ * sm_retryable and sm_is_scheduled_for_deletion. A 200 is also read as a
+ * ListSecrets answer (sm_parse_list) and its document's keys listed.
  *
  * Input: byte 0 picks the HTTP status (200 400 403 404 429 500 503), byte 1
  * the attempts (1-8), then the body. Every "$K" in the body is replaced by a
@@ -19,7 +20,11 @@
  *   - sm_field_set of a field, then sm_field_get of it, gives the value back;
  *   - sm_map_error: a well-formed error whose status is not KMS_OK, with
  *     backend_status = the HTTP status, that never contains the canary;
- *   - sm_retryable(200) is 0.
+ *   - sm_retryable(200) is 0;
+ *   - sm_parse_list (a ListSecrets answer): KMS_OK or a well-formed
+ *     KMS_INTERNAL; every name delivered starts with the prefix; a callback
+ *     that stops is not called again and leaves no NextToken; a NextToken
+ *     given back is a non-empty string; sm_field_names likewise.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -112,6 +117,42 @@ static void check_document(const char *body, size_t len) {
   sm_free_body(doc, dn);
 }
 
+typedef struct list_seen {
+  const char *prefix;
+  int calls, stop_at, after_stop;
+} list_seen;
+
+static int on_name(void *ctx, const char *name) {
+  list_seen *l = ctx;
+  if (l->stop_at && l->calls >= l->stop_at) l->after_stop = 1;
+  l->calls++;
+  FUZZ_CHECK(name && !strncmp(name, l->prefix, strlen(l->prefix)), "a name without the prefix");
+  return l->stop_at && l->calls >= l->stop_at;
+}
+
+static void check_list(const char *body, size_t len) {
+  for (int stop = 0; stop < 2; stop++) {
+    list_seen l = {.prefix = stop ? "" : "vk/", .stop_at = stop};
+    char *next = NULL;
+    int stopped = 0;
+    kms_error err;
+    kms_error_clear(&err);
+    kms_status st = sm_parse_list(body, len, l.prefix, on_name, &l, &stopped, &next, &err);
+    if (st != KMS_OK) {
+      FUZZ_CHECK(st == KMS_INTERNAL && !next && !l.calls, "list: status %d", (int)st);
+      fuzz_check_error(&err, st);
+    }
+    FUZZ_CHECK(!l.after_stop, "list: called after the callback stopped");
+    FUZZ_CHECK(!stopped || !next, "list: a NextToken after a stop");
+    FUZZ_CHECK(!next || *next, "list: an empty NextToken");
+    free(next);
+    l = (list_seen){.prefix = "K", .stop_at = stop};
+    st = sm_field_names(body, len, l.prefix, on_name, &l, &err);
+    FUZZ_CHECK(st == KMS_OK || st == KMS_INTERNAL, "field names: status %d", (int)st);
+    FUZZ_CHECK(!l.after_stop, "field names: called after the callback stopped");
+  }
+}
+
 static void check_error(long status, int attempts, const char *body, size_t len) {
   kms_error err;
   kms_error_clear(&err);
@@ -135,6 +176,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (status == 200) {
     check_value(body, len);
     check_document(body, len);
+    check_list(body, len);
     FUZZ_CHECK(!sm_retryable(200, body, len), "a 200 is retryable");
   } else {
     check_error(status, attempts, body, len);

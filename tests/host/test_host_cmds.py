@@ -1,10 +1,12 @@
 """kms-host's ABI 1.1 commands end to end: `health`, `watch` and `reconcile`,
 with the hashicorp_vault plugin against tests/vault_server over TLS (sealed,
 stopped, a refused token, faults injected on one path), `watch` also with
-aws_secret_manager against tests/aws_server (only the config name changes), the env plugin, and
+aws_secret_manager against tests/aws_server (only the config name changes), `reconcile` also
+with aws_secret_manager, the env plugin, and
 the 1.0 test plugin (tests/abi's v10.so, built against the frozen 1.0
 headers) for the "plugin has no such slot" exit status."""
 
+import contextlib
 import json
 import os
 import select
@@ -208,9 +210,10 @@ def test_watch_sees_rotation_and_deletion(tmp_path, vault):
         w.kill()
 
 
-def test_watch_aws_secret_manager(tmp_path):
-    """The same watch with only the backend's config name changed: aws_secret_manager against
-    tests/aws_server (real SigV4), a rotation and a deletion made with boto3 outside the host."""
+@contextlib.contextmanager
+def aws_backend(tmp_path, settings):
+    """tests/aws_server (real SigV4) and a host configured for aws_secret_manager against it:
+    yields (host, a boto3 client of the same server, for changes made outside the host)."""
     sys.path[:0] = [str(SRC / "tests" / "aws_server"), str(SRC / "tests")]
     from aws_test_helpers import KEY_ID, REGION, SECRET_KEY, boto3  # fails (never skips) w/o boto3
     from testserver.launcher import ServerProcess
@@ -221,32 +224,40 @@ def test_watch_aws_secret_manager(tmp_path):
                         ["--region", REGION, "--access-key-id", KEY_ID,
                          "--secret-access-key", SECRET_KEY], str(tmp_path / "aws"))
     srv.start()
-    w = None
     try:
         sm = boto3.client("secretsmanager", region_name=REGION, endpoint_url=srv.url,
                           aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET_KEY)
-        sm.create_secret(Name="prov/openai", SecretString="sk-old-0123456789")
-        h = make_host(tmp_path, settings={"access_mode": "read_and_write",
-                                          "refresh_interval": INTERVAL},
-                      kms="aws_secret_manager", AWS_REGION=REGION,
+        h = make_host(tmp_path, settings=settings, kms="aws_secret_manager", AWS_REGION=REGION,
                       AWS_ENDPOINT_URL_SECRETS_MANAGER=srv.url, AWS_ACCESS_KEY_ID=KEY_ID,
                       AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
                       AWS_CONFIG_FILE="/nonexistent", AWS_EC2_METADATA_DISABLED="true")
-        w = Watch(h, "--count", "2", "--timeout", "30", "prov/openai")
-        w.wait_for("watching prov/openai", 15)
-        sm.put_secret_value(SecretId="prov/openai", SecretString="sk-new-0123456789")
-        ln, _ = w.wait_for("updated ", 3 * INTERVAL)
-        assert ln == "updated prov/openai version=0"  # Secrets Manager's versions are ids
-        sm.delete_secret(SecretId="prov/openai", RecoveryWindowInDays=7)
-        ln, _ = w.wait_for("deleted ", 3 * INTERVAL)
-        assert ln == "deleted prov/openai"
-        rc, out, err = w.finish()
-        assert rc == EXIT_OK, err
-        assert "sk-old" not in out + err and "sk-new" not in out + err  # never a value
+        yield h, sm
     finally:
-        if w:
-            w.kill()
         assert srv.stop() == 0
+
+
+def test_watch_aws_secret_manager(tmp_path):
+    """The same watch with only the backend's config name changed: aws_secret_manager against
+    tests/aws_server (real SigV4), a rotation and a deletion made with boto3 outside the host."""
+    w = None
+    with aws_backend(tmp_path, {"access_mode": "read_and_write",
+                                "refresh_interval": INTERVAL}) as (h, sm):
+        try:
+            sm.create_secret(Name="prov/openai", SecretString="sk-old-0123456789")
+            w = Watch(h, "--count", "2", "--timeout", "30", "prov/openai")
+            w.wait_for("watching prov/openai", 15)
+            sm.put_secret_value(SecretId="prov/openai", SecretString="sk-new-0123456789")
+            ln, _ = w.wait_for("updated ", 3 * INTERVAL)
+            assert ln == "updated prov/openai version=0"  # Secrets Manager's versions are ids
+            sm.delete_secret(SecretId="prov/openai", RecoveryWindowInDays=7)
+            ln, _ = w.wait_for("deleted ", 3 * INTERVAL)
+            assert ln == "deleted prov/openai"
+            rc, out, err = w.finish()
+            assert rc == EXIT_OK, err
+            assert "sk-old" not in out + err and "sk-new" not in out + err  # never a value
+        finally:
+            if w:
+                w.kill()
 
 
 def test_watch_config_references_and_timeout(tmp_path, vault):
@@ -358,6 +369,28 @@ def test_reconcile_delete_orphans_through_the_outbox(tmp_path, vault):
     assert vault.read("litellm/stray") is None and vault.read("litellm/keep") is not None
     assert outbox(tmp_path) == []
     h.run("reconcile", check=EXIT_OK)
+
+
+def test_reconcile_aws_secret_manager(tmp_path):
+    """reconcile with aws_secret_manager (ListSecrets): an orphan made with boto3 under the
+    virtual-key prefix is found and, with --delete-orphans, deleted; a key whose secret is
+    scheduled for deletion is missing; a secret outside the prefix is not looked at."""
+    with aws_backend(tmp_path, KEYS) as (h, sm):
+        gen(h, "a")
+        gen(h, "b")
+        sm.create_secret(Name="litellm/stray", SecretString="sk-made-by-hand")
+        sm.create_secret(Name="other/x", SecretString="x")
+        sm.delete_secret(SecretId="litellm/b", RecoveryWindowInDays=7)
+        p = h.run("reconcile", check=EXIT_FAIL)
+        assert "orphan litellm/stray at default: no key owns it -- kept" in p.stdout
+        assert "missing litellm/b at default: key " in p.stdout
+        assert "other/x" not in p.stdout and "sk-made-by-hand" not in p.stdout + p.stderr
+        h.run("key", "regenerate", "--alias", "b", check=EXIT_OK)  # restores and overwrites
+        p = h.run("reconcile", "--delete-orphans", check=EXIT_OK)
+        assert "orphan litellm/stray at default: no key owns it -- deleted" in p.stdout
+        assert "DeletedDate" in sm.describe_secret(SecretId="litellm/stray")
+        assert outbox(tmp_path) == []
+        assert h.run("reconcile", check=EXIT_OK).stdout.endswith("result: consistent\n")
 
 
 def test_reconcile_delete_orphans_spares_a_key_made_meanwhile(tmp_path, vault):
