@@ -726,7 +726,7 @@ static kms_status create_parts(kms_instance *in, const kms_host *host, const kms
   snprintf(in->url, ul, "%s/", cfg->endpoint);
   snprintf(in->scope, sizeof in->scope, "aws:amz:%s:secretsmanager", cfg->region);
   if (cfg->primary_secret_name && (st = sm_check_name(cfg->primary_secret_name, err)) != KMS_OK)
-    return kms_error_set(err, st, 0, "setting primary_secret_name: %.200s", err->message);
+    return kpc_error_prefix(st, err, "setting primary_secret_name: ");
   http_config(cfg, cfg->endpoint, &in->hc);
   http_config(cfg, cfg->sts_endpoint ? cfg->sts_endpoint : cfg->endpoint, &in->cc);
   in->cc.server_word = "the AWS credential endpoint";
@@ -910,7 +910,7 @@ static kms_status list_secrets(kms_instance *in, const char *prefix, const kms_c
   if (!prefix) prefix = "";
   if (in->cfg.primary_secret_name) return list_fields(in, prefix, fn, ctx, err);
   if (*prefix && (st = sm_check_name(prefix, err)) != KMS_OK)
-    return kms_error_set(err, st, 0, "list prefix: %.200s", err->message);
+    return kpc_error_prefix(st, err, "list prefix: ");
   call_ctx k = {in, 0};
   char *token = NULL;
   int stopped = 0, page = 0;
