@@ -26,7 +26,9 @@
  *   NONBLOCKING reads answer from the cache at once and queue a background
  *            fetch (kpc_bgfetch); background_refresh re-reads cached secrets
  *            before they expire (kpc_refresher); the cache's change observer
- *            tells the host (kpc_notify) of a new VersionId or a deletion.
+ *            tells the host (kpc_notify) of a new VersionId or a deletion
+ *            (with primary_secret_name: of each field that changed, found
+ *            by primary_watch.c).
  * The credential chain (creds.c) fetches temporary credentials through
  * creds_http below, a second client (the credential endpoints are other
  * hosts: STS, IMDS, ECS).
@@ -35,7 +37,8 @@
  * the cache, the HTTP clients and the credential provider lock internally;
  * primary_mu serialises the read-modify-writes of primary_secret_name (a
  * writer in another process can still interleave: Secrets Manager has no
- * check-and-set); no lock is held while logging or notifying. Threads: the
+ * check-and-set); no lock is held while logging or notifying (the
+ * primary watch's own mutex is innermost: primary_mu -> cache -> watch). Threads: the
  * NONBLOCKING fetcher (started on the first such miss) and, with
  * background_refresh, the refresher; both stopped and joined by destroy.
  */
@@ -47,6 +50,7 @@
 #include "kpc_http.h"
 #include "kpc_log.h"
 #include "kpc_refresher.h"
+#include "primary_watch.h"
 #include "sm.h"
 
 #include <curl/curl.h>
@@ -72,6 +76,7 @@ struct kms_instance {
   char *url;             /* endpoint + "/" */
   char scope[96];        /* CURLOPT_AWS_SIGV4: "aws:amz:<region>:secretsmanager" */
   pthread_mutex_t primary_mu;
+  primary_watch *pw; /* with primary_secret_name: its fields' digests (notify) */
 };
 
 /* One plugin call's deadline, shared by its credential fetch and requests. */
@@ -198,6 +203,8 @@ static kms_status fetch_secret(void *ctx, const char *key, kpc_cache_value *out,
   if (st == KMS_OK) {
     st = sm_parse_value(resp.body, resp.len, &out->data, &out->len, err);
     out->version = sm_version_tag(resp.body, resp.len); /* tells a new version (notify) */
+    if (st == KMS_OK && k->in->pw && strcmp(key, k->in->cfg.primary_secret_name) == 0)
+      pw_update(k->in->pw, out->data, out->len, PW_SEED, NULL); /* the first one seen */
   } else if (sm_is_scheduled_for_deletion(resp.status, resp.body, resp.len))
     st = kms_error_set(err, KMS_NOT_FOUND, (int32_t)resp.status,
                        "read (GetSecretValue): the secret is scheduled for deletion (AWS "
@@ -341,6 +348,13 @@ static kms_status read_secret(kms_instance *in, const char *name, const read_req
   return st;
 }
 
+/* Tell the host of each changed primary_secret_name field, then free the
+ * list. Thread-safety: any thread holding no plugin or cache lock. */
+static void notify_fields(kms_instance *in, pw_changes *ch) {
+  for (size_t i = 0; i < ch->n; i++) kpc_notify(&in->lg, ch->v[i].name, ch->v[i].kind, 0, NULL, 0);
+  pw_changes_free(ch);
+}
+
 /* ---- writes ----------------------------------------------------------------- */
 
 static kms_status write_denied(const char *what, kms_error *err) {
@@ -440,14 +454,17 @@ static kms_status primary_update(kms_instance *in, const char *field, const char
   size_t out_len = 0;
   int changed = 0;
   int64_t tag = 0; /* the written VersionId's (so the refresher sees no change) */
+  pw_changes outside = {0}; /* fields changed by someone else since last seen */
   pthread_mutex_lock(&in->primary_mu);
   kpc_cache_invalidate_all(in->cache, primary);
   kms_status st = primary_load(&k, &doc, err);
+  if (st == KMS_OK) pw_update(in->pw, doc.data, doc.len, PW_DIFF, &outside);
   if (st == KMS_OK && (doc.data || value))
     st = sm_field_set(doc.data, doc.len, field, value, vlen, &out, &out_len, &changed, err);
   if (st == KMS_OK && changed) /* known to exist: put; else create (or restore) */
     st = doc.data ? put_value(&k, primary, out, out_len, &tag, err)
                   : store(&k, primary, out, out_len, description, &tag, err);
+  if (st == KMS_OK && changed) pw_update(in->pw, out, out_len, PW_OWN, NULL);
   if (st == KMS_OK && changed && in->cfg.access_mode == AWS_ACCESS_READ_AND_WRITE)
     kpc_cache_put(in->cache, primary, out, out_len, tag);
   else
@@ -455,6 +472,7 @@ static kms_status primary_update(kms_instance *in, const char *field, const char
   pthread_mutex_unlock(&in->primary_mu);
   kpc_cache_value_clear(&doc);
   sm_free_body(out, out_len);
+  notify_fields(in, &outside); /* after the cache holds the new document */
   return st;
 }
 
@@ -620,6 +638,7 @@ static void ap_destroy(kms_instance *in) {
   aws_config_free(&in->cfg);
   kms_stats_free(in->stats);
   pthread_mutex_destroy(&in->primary_mu);
+  pw_free(in->pw);
   free(in);
 }
 
@@ -644,18 +663,44 @@ static void http_config(const aws_config *cfg, const char *addr, kpc_http_config
 
 /* ---- change notifications, background work --------------------------------- */
 
+/* With primary_secret_name the cache's key is the one JSON secret, not a
+ * name the host reads: its new version (or its landing, `all`) is told as
+ * the fields that changed (primary_watch.h), from the document the cache
+ * now holds. Only the document's current version is watched ("?s="/"?v="
+ * reads of it are not: README, Limits). */
+static void on_primary_change(kms_instance *in, const char *key, int kind, int all) {
+  if (strcmp(key, in->cfg.primary_secret_name) != 0) return;
+  pw_changes ch = {0};
+  if (kind == KPC_CHANGE_DELETED) {
+    pw_update(in->pw, NULL, 0, PW_DIFF, &ch);
+  } else {
+    kpc_cache_value doc = {0};
+    kms_error e;
+    unsigned flags = 0;
+    if (kpc_cache_peek(in->cache, key, &doc, NULL, NULL, &flags, &e) == KMS_OK) {
+      if (all) pw_all(doc.data, doc.len, &ch);
+      else pw_update(in->pw, doc.data, doc.len, PW_DIFF, &ch);
+    }
+    kpc_cache_value_clear(&doc);
+  }
+  notify_fields(in, &ch);
+}
+
 /* The cache's change observer (ctx: the instance): a key whose value the
  * cache held has a new VersionId (UPDATED) or is gone (DELETED). Key ->
  * name, plus location version_stage for a "?s=" key; a pinned version id
- * ("?v=") never changes. With primary_secret_name the key is the one JSON
- * secret, not a name the host reads: not reported (README, Limits). The
- * version passed is 0: Secrets Manager's are ids (the tag is a hash).
+ * ("?v=") never changes. The version passed is 0: Secrets Manager's are ids
+ * (the tag is a hash).
  * Thread-safety: any thread; called with no cache or plugin lock held. */
 static void on_change(void *ctx, const char *key, int kind, int64_t version) {
   kms_instance *in = ctx;
   (void)version;
+  if (in->cfg.primary_secret_name) {
+    on_primary_change(in, key, kind, 0);
+    return;
+  }
   const char *q = strchr(key, '?');
-  if (in->cfg.primary_secret_name || (q && q[1] == 'v')) return;
+  if (q && q[1] == 'v') return;
   size_t nl = q ? (size_t)(q - key) : strlen(key);
   char name[SM_NAME_MAX + 1];
   if (nl > SM_NAME_MAX) return;
@@ -666,9 +711,12 @@ static void on_change(void *ctx, const char *key, int kind, int64_t version) {
              0, &loc, q ? 1 : 0);
 }
 
-/* kpc_bgfetch's landed hook: a NONBLOCKING miss got its value. */
+/* kpc_bgfetch's landed hook: a NONBLOCKING miss got its value (with
+ * primary_secret_name: every field of the document is readable now). */
 static void landed(void *ctx, const char *key, int64_t version) {
-  on_change(ctx, key, KPC_CHANGE_UPDATED, version);
+  kms_instance *in = ctx;
+  if (in->cfg.primary_secret_name) on_primary_change(in, key, KPC_CHANGE_UPDATED, 1);
+  else on_change(ctx, key, KPC_CHANGE_UPDATED, version);
 }
 
 /* Background fetches (refresher, NONBLOCKING): a call budget of their own. */
@@ -727,6 +775,9 @@ static kms_status create_parts(kms_instance *in, const kms_host *host, const kms
   snprintf(in->scope, sizeof in->scope, "aws:amz:%s:secretsmanager", cfg->region);
   if (cfg->primary_secret_name && (st = sm_check_name(cfg->primary_secret_name, err)) != KMS_OK)
     return kpc_error_prefix(st, err, "setting primary_secret_name: ");
+  if (cfg->primary_secret_name && !(in->pw = pw_new()))
+    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory (or no randomness) for the "
+                                                "primary_secret_name change watch");
   http_config(cfg, cfg->endpoint, &in->hc);
   http_config(cfg, cfg->sts_endpoint ? cfg->sts_endpoint : cfg->endpoint, &in->cc);
   in->cc.server_word = "the AWS credential endpoint";

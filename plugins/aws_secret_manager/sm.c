@@ -422,3 +422,22 @@ kms_status sm_field_names(const char *doc, size_t doc_len, const char *prefix, k
   kpc_json_wipe_delete(root);
   return KMS_OK;
 }
+
+kms_status sm_field_each(const char *doc, size_t doc_len, sm_field_fn fn, void *ctx,
+                         kms_error *err) {
+  cJSON *root = kpc_json_parse(doc, doc_len);
+  if (!cJSON_IsObject(root)) {
+    kpc_json_wipe_delete(root);
+    return kms_error_set(err, KMS_INTERNAL, 0,
+                         "primary_secret_name: the secret is not a JSON object of keys");
+  }
+  cJSON *e;
+  kms_status st = KMS_OK;
+  cJSON_ArrayForEach(e, root) {
+    if (!e->string) continue;
+    const char *v = cJSON_IsString(e) ? e->valuestring : NULL;
+    if ((st = fn(ctx, e->string, v, v ? strlen(v) : 0, err)) != KMS_OK) break;
+  }
+  kpc_json_wipe_delete(root);
+  return st;
+}

@@ -122,6 +122,17 @@ kms_status sm_field_get(const char *doc, size_t doc_len, const char *field, char
 kms_status sm_field_names(const char *doc, size_t doc_len, const char *prefix, kms_list_fn fn,
                           void *ctx, kms_error *err);
 
+/* fn(ctx, key, value, value_len, err) for every entry of a primary_secret_name
+ * document in document order (a key written twice comes twice: the last
+ * wins, as for sm_field_get); value NULL when the entry is not a string. A
+ * status other than KMS_OK from fn stops the walk and is returned.
+ * KMS_INTERNAL when the document is not a JSON object. The parsed tree is
+ * wiped. */
+typedef kms_status (*sm_field_fn)(void *ctx, const char *key, const char *value,
+                                  size_t value_len, kms_error *err);
+kms_status sm_field_each(const char *doc, size_t doc_len, sm_field_fn fn, void *ctx,
+                         kms_error *err);
+
 /* A new document: `doc` (NULL or empty: {}) with `field` set to the value
  * (which must be UTF-8 text without NUL: INVALID_ARGUMENT otherwise), or
  * removed when value is NULL (*changed says whether it was there). *out is

@@ -642,6 +642,57 @@ static void test_notify_from_refresh(void **state) {
   it_done(&hw, w);
 }
 
+/* primary_secret_name: changes are told per field of the one JSON secret.
+ * A never-blocking read's landing makes every field readable (all told);
+ * refresh() after another instance's writes tells the rotated field and the
+ * removed one, not the untouched ones; the instance's own write is not told
+ * back; a write that finds another instance's change (its read-modify-write
+ * starts from AWS's document) tells it. */
+static void test_notify_primary_fields(void **state) {
+  (void)state;
+  reset();
+  it_rec_clear();
+  static const kms_setting primary[] = {{"access_mode", "read_and_write"},
+                                        {"primary_secret_name", "litellm_notify"}};
+  it_host hw, h;
+  target(&hw, g_srv);
+  kms_client *w = client(&hw, primary, 2);
+  write_ok(w, "A", "a1", 2);
+  write_ok(w, "B", "b1", 2);
+  write_ok(w, "C", "c1", 2);
+  kms_client *c = watched(&h, &primary[1], 1);
+  kms_error err;
+  char v[64];
+  want_status(read_nb(c, "A", v, sizeof v, &err), KMS_UNAVAILABLE, &err, "background fetch");
+  assert_true(it_rec_wait("UPD C v0\n", 10000));
+  assert_true(it_rec_has("UPD A v0\n") && it_rec_has("UPD B v0\n"));
+  assert_int_equal(it_rec_count(), 3);
+  assert_int_equal(read_nb(c, "A", v, sizeof v, &err), KMS_OK);
+  assert_string_equal(v, "a1");
+  it_rec_clear();
+  /* another instance rotates B and removes C */
+  write_ok(w, "B", "b2", 2);
+  assert_int_equal(kms_client_delete(w, "C", &err), KMS_OK);
+  assert_int_equal(kms_client_refresh(c, &err), KMS_OK);
+  assert_true(it_rec_has("UPD B v0\n"));
+  assert_true(it_rec_has("DEL C v0\n"));
+  assert_int_equal(it_rec_count(), 2);
+  want_value(c, "B", "b2");
+  /* its own write: not told, not even after a re-read */
+  it_rec_clear();
+  write_ok(c, "A", "a2", 2);
+  assert_int_equal(kms_client_refresh(c, &err), KMS_OK);
+  assert_int_equal(it_rec_count(), 0);
+  /* another instance's change found by this instance's write of another field */
+  write_ok(w, "B", "b3", 2);
+  write_ok(c, "D", "d1", 2);
+  assert_true(it_rec_has("UPD B v0\n"));
+  assert_int_equal(it_rec_count(), 1);
+  want_value(c, "B", "b3");
+  it_done(&h, c);
+  it_done(&hw, w);
+}
+
 static int stop_at_first(void *ctx, const char *name) {
   (void)name;
   ++*(int *)ctx;
@@ -799,7 +850,8 @@ int main(void) {
       cmocka_unit_test(test_single_flight),        cmocka_unit_test(test_session_token),
       cmocka_unit_test(test_call_options),         cmocka_unit_test(test_health),
       cmocka_unit_test(test_nonblocking),          cmocka_unit_test(test_notify_from_refresher),
-      cmocka_unit_test(test_notify_from_refresh),  cmocka_unit_test(test_list),
+      cmocka_unit_test(test_notify_from_refresh),  cmocka_unit_test(test_notify_primary_fields),
+      cmocka_unit_test(test_list),
       cmocka_unit_test(test_read_into),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,7 +3,8 @@
  * parts (sm.c, errors.c): names, request bodies, GetSecretValue answers
  * (SecretString, SecretBinary), primary_secret_name documents, AWS error
  * types -> kms_status, retry classification, redaction, ListSecrets
- * bodies and answers.
+ * bodies and answers, and which fields of a primary_secret_name document
+ * changed between two versions (primary_watch.c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <cmocka.h>
 
 #include "kms_plugin_util.h"
+#include "primary_watch.h"
 #include "sm.h"
 
 #include <stdio.h>
@@ -315,12 +317,80 @@ static void test_list(void **state) {
   assert_int_equal(sm_field_names("[1]", 3, "", add_name, &l, &err), KMS_INTERNAL);
 }
 
+/* The changes of `doc` against the watch as a "kind:name;..." line (kinds U
+ * and D), in the order reported (sorted by name). */
+static const char *changes_of(primary_watch *w, const char *doc, int mode) {
+  static char line[512];
+  pw_changes ch = {0};
+  pw_update(w, doc, doc ? strlen(doc) : 0, mode, &ch);
+  line[0] = '\0';
+  for (size_t i = 0; i < ch.n; i++) {
+    size_t l = strlen(line);
+    snprintf(line + l, sizeof line - l, "%c:%s;", ch.v[i].kind == KMS_CHANGE_DELETED ? 'D' : 'U',
+             ch.v[i].name);
+  }
+  pw_changes_free(&ch);
+  return line;
+}
+
+static void test_primary_watch(void **state) {
+  (void)state;
+  primary_watch *w = pw_new();
+  assert_non_null(w);
+  /* nothing seen yet: the first document is a baseline, not a change */
+  assert_string_equal(changes_of(w, "{\"A\":\"1\",\"B\":\"2\",\"C\":\"3\"}", PW_DIFF), "");
+  /* a seed once seeded changes nothing (a later read of the same document) */
+  assert_string_equal(changes_of(w, "{\"A\":\"9\"}", PW_SEED), "");
+  /* B rotated, C removed, D added (an arrival is not a change) */
+  assert_string_equal(changes_of(w, "{\"D\":\"4\",\"B\":\"2b\",\"A\":\"1\"}", PW_DIFF),
+                      "U:B;D:C;");
+  /* the same document again: nothing */
+  assert_string_equal(changes_of(w, "{\"A\":\"1\",\"B\":\"2b\",\"D\":\"4\"}", PW_DIFF), "");
+  /* duplicate keys: the last copy counts, as reads take it */
+  assert_string_equal(changes_of(w, "{\"A\":\"x\",\"A\":\"1\",\"B\":\"2b\",\"D\":\"4\"}", PW_DIFF),
+                      "");
+  assert_string_equal(changes_of(w, "{\"A\":\"1\",\"A\":\"x\",\"B\":\"2b\",\"D\":\"4\"}", PW_DIFF),
+                      "U:A;");
+  /* a value that stops being a string is a change; the empty string is one too */
+  assert_string_equal(changes_of(w, "{\"A\":\"x\",\"B\":null,\"D\":\"\"}", PW_DIFF), "U:B;U:D;");
+  /* not a JSON object: the last valid document stays the one compared */
+  assert_string_equal(changes_of(w, "[1,2]", PW_DIFF), "");
+  assert_string_equal(changes_of(w, "{\"A\":\"x\",\"B\":null,\"D\":\"\"}", PW_DIFF), "");
+  /* the plugin's own write is the new baseline without a report */
+  assert_string_equal(changes_of(w, "{\"A\":\"own\",\"B\":null,\"D\":\"\"}", PW_OWN), "");
+  assert_string_equal(changes_of(w, "{\"A\":\"own\",\"B\":null,\"D\":\"\"}", PW_DIFF), "");
+  /* the document is gone: every field it held */
+  assert_string_equal(changes_of(w, NULL, PW_DIFF), "D:A;D:B;D:D;");
+  assert_string_equal(changes_of(w, NULL, PW_DIFF), "");
+  pw_free(w);
+
+  /* a seed on a fresh watch is the baseline */
+  w = pw_new();
+  assert_string_equal(changes_of(w, "{\"K\":\"1\"}", PW_SEED), "");
+  assert_string_equal(changes_of(w, "{\"K\":\"2\"}", PW_DIFF), "U:K;");
+  pw_free(w);
+  pw_free(NULL);
+
+  /* pw_all: every field (a landed never-blocking read), duplicates once */
+  pw_changes all = {0};
+  const char *doc = "{\"Z\":\"1\",\"A\":\"2\",\"Z\":\"3\"}";
+  pw_all(doc, strlen(doc), &all);
+  assert_int_equal(all.n, 2);
+  assert_string_equal(all.v[0].name, "A");
+  assert_string_equal(all.v[1].name, "Z");
+  assert_int_equal(all.v[1].kind, KMS_CHANGE_UPDATED);
+  pw_changes_free(&all);
+  pw_all("nope", 4, &all);
+  assert_int_equal(all.n, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_names),          cmocka_unit_test(test_bodies),
       cmocka_unit_test(test_parse_value),    cmocka_unit_test(test_primary_fields),
       cmocka_unit_test(test_error_mapping),  cmocka_unit_test(test_redaction),
       cmocka_unit_test(test_retry_classes),  cmocka_unit_test(test_list),
+      cmocka_unit_test(test_primary_watch),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

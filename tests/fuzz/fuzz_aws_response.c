@@ -24,7 +24,10 @@
  *   - sm_parse_list (a ListSecrets answer): KMS_OK or a well-formed
  *     KMS_INTERNAL; every name delivered starts with the prefix; a callback
  *     that stops is not called again and leaves no NextToken; a NextToken
- *     given back is a non-empty string; sm_field_names likewise.
+ *     given back is a non-empty string; sm_field_names likewise;
+ *   - primary_watch (a 200 as a new version of a fixed primary document):
+ *     every change names a field of the old document, once, as UPDATED or
+ *     DELETED; the same document again reports nothing.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -35,6 +38,7 @@
 
 #include "fuzz_common.h"
 #include "kms_plugin_util.h"
+#include "primary_watch.h"
 #include "sm.h"
 
 #define CANARY "kmsfuzz-S3CRET-c4n4ry"
@@ -117,6 +121,31 @@ static void check_document(const char *body, size_t len) {
   sm_free_body(doc, dn);
 }
 
+static void check_watch(const char *body, size_t len) {
+  static const char *const fields[] = {"OPENAI_API_KEY", "K", ""};
+  static const char base[] = "{\"OPENAI_API_KEY\":\"a\",\"K\":\"b\",\"\":\"c\"}";
+  primary_watch *w = pw_new();
+  FUZZ_CHECK(w != NULL, "pw_new failed");
+  pw_changes ch = {0};
+  pw_update(w, base, strlen(base), PW_SEED, NULL);
+  pw_update(w, body, len, PW_DIFF, &ch);
+  FUZZ_CHECK(ch.n <= 3, "%zu changes of a 3-field document", ch.n);
+  for (size_t i = 0; i < ch.n; i++) {
+    int known = 0;
+    for (size_t f = 0; f < 3; f++) known |= !strcmp(ch.v[i].name, fields[f]);
+    FUZZ_CHECK(known, "a change of a field the old document did not hold");
+    FUZZ_CHECK(ch.v[i].kind == KMS_CHANGE_UPDATED || ch.v[i].kind == KMS_CHANGE_DELETED,
+               "change kind %u", (unsigned)ch.v[i].kind);
+    for (size_t j = 0; j < i; j++)
+      FUZZ_CHECK(strcmp(ch.v[i].name, ch.v[j].name) != 0, "a field reported twice");
+  }
+  pw_changes_free(&ch);
+  pw_update(w, body, len, PW_DIFF, &ch);
+  FUZZ_CHECK(ch.n == 0, "the same document again reported %zu changes", ch.n);
+  pw_changes_free(&ch);
+  pw_free(w);
+}
+
 typedef struct list_seen {
   const char *prefix;
   int calls, stop_at, after_stop;
@@ -176,6 +205,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (status == 200) {
     check_value(body, len);
     check_document(body, len);
+    check_watch(body, len);
     check_list(body, len);
     FUZZ_CHECK(!sm_retryable(200, body, len), "a 200 is retryable");
   } else {

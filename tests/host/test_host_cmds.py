@@ -153,12 +153,28 @@ class Watch:
         cmd = [str(HOST), "--config", str(host.config), "--plugin-dir", str(host.plugin_dir),
                "watch"] + list(args)
         self.p = subprocess.Popen(cmd, env=host.env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, bufsize=1)
+                                  stderr=subprocess.PIPE, bufsize=0)
+        self.buf = ""   # read from the pipe, not yet returned as a line
+        self.seen = ""  # everything read from stdout so far (finish() adds the rest)
 
     def line(self, timeout):
-        """The next stdout line, or None after `timeout` seconds."""
-        r, _, _ = select.select([self.p.stdout], [], [], timeout)
-        return self.p.stdout.readline().rstrip("\n") if r else None
+        """The next stdout line, "" at end of output, or None after `timeout` seconds. Reads
+        the pipe's descriptor itself: a buffered readline would take several lines at once
+        and select() would then wait for output that has already arrived."""
+        end = time.monotonic() + timeout
+        while "\n" not in self.buf:
+            left = end - time.monotonic()
+            r, _, _ = select.select([self.p.stdout], [], [], max(left, 0))
+            if not r:
+                return None
+            chunk = os.read(self.p.stdout.fileno(), 4096).decode()
+            if not chunk:
+                ln, self.buf = self.buf, ""
+                return ln
+            self.buf += chunk
+            self.seen += chunk
+        ln, self.buf = self.buf.split("\n", 1)
+        return ln
 
     def wait_for(self, prefix, timeout):
         end = time.monotonic() + timeout
@@ -169,12 +185,12 @@ class Watch:
             if ln.startswith(prefix):
                 return ln, time.monotonic()
         self.kill()
-        pytest.fail(f"no line starting {prefix!r} within {timeout} s; stderr: "
-                    f"{self.p.stderr.read()}")
+        pytest.fail(f"no line starting {prefix!r} within {timeout} s; stdout: {self.seen!r}; "
+                    f"stderr: {self.p.stderr.read().decode()}")
 
     def finish(self, timeout=15):
         out, err = self.p.communicate(timeout=timeout)
-        return self.p.returncode, out, err
+        return self.p.returncode, self.seen + out.decode(), err.decode()
 
     def kill(self):
         if self.p.poll() is None:
@@ -259,6 +275,35 @@ def test_watch_aws_secret_manager(tmp_path):
             if w:
                 w.kill()
 
+
+
+def test_watch_aws_primary_secret_name(tmp_path):
+    """LiteLLM's primary_secret_name: the provider keys are fields of one JSON secret. A rotation
+    of one field made outside the host is told as that field's name (not the secret's, and not
+    the fields that stayed the same); a field removed from the document is its deletion."""
+    w = None
+    doc = {"OPENAI_API_KEY": "sk-old-0123456789", "ANTHROPIC_API_KEY": "sk-ant-0123456789"}
+    with aws_backend(tmp_path, {"access_mode": "read_and_write", "refresh_interval": INTERVAL,
+                                "primary_secret_name": "litellm_secrets"}) as (h, sm):
+        try:
+            sm.create_secret(Name="litellm_secrets", SecretString=json.dumps(doc))
+            w = Watch(h, "--count", "2", "--timeout", "30", "OPENAI_API_KEY", "ANTHROPIC_API_KEY")
+            w.wait_for("watching ANTHROPIC_API_KEY", 15)
+            doc["OPENAI_API_KEY"] = "sk-new-0123456789"
+            sm.put_secret_value(SecretId="litellm_secrets", SecretString=json.dumps(doc))
+            ln, _ = w.wait_for("updated ", 3 * INTERVAL)
+            assert ln == "updated OPENAI_API_KEY version=0"
+            del doc["ANTHROPIC_API_KEY"]
+            sm.put_secret_value(SecretId="litellm_secrets", SecretString=json.dumps(doc))
+            ln, _ = w.wait_for("deleted ", 3 * INTERVAL)
+            assert ln == "deleted ANTHROPIC_API_KEY"
+            rc, out, err = w.finish()
+            assert rc == EXIT_OK, err
+            assert "litellm_secrets" not in out  # fields are told, not the document
+            assert "sk-" not in out + err  # never a value
+        finally:
+            if w:
+                w.kill()
 
 def test_watch_config_references_and_timeout(tmp_path, vault):
     vault.write("OPENAI_API_KEY", "sk-provider-0123456789")
