@@ -11,9 +11,11 @@
  *     non-renewable token or a renewal capped by the max TTL -> fresh login;
  *   at obtained + L - margin the token is no longer handed out: callers wait
  *     for the login in flight (condvar), never start their own;
- *   a 403 with the current generation: GET auth/token/lookup-self tells a
- *     dead token (-> one login, generation g+1, caller retries once) from a
- *     policy denial (-> no login, the 403 stands);
+ *   a 403 with the current generation: Vault's "invalid token" (>= 1.16)
+ *     or, without it, GET auth/token/lookup-self tells a dead token (-> one
+ *     login, generation g+1, caller retries once) from a policy denial (->
+ *     no login, the 403 stands); a static token is only probed (health),
+ *     at most once a second;
  *   a failed login is remembered for VAULT_AUTH_RETRY_MS: callers in that
  *     window get the same error without a request, so bad credentials never
  *     turn into a login per request.
@@ -67,6 +69,7 @@ struct vault_auth {
   int failing;           /* logins/renewals failing: warn once per outage */
   int64_t fail_until_ms; /* callers before this get `fail` without a request */
   uint64_t logins, renewals; /* attempts, for health (atomic: no lock taken) */
+  int64_t static_probe_ms;   /* static token: last lookup-self after a 403 (guarded by mu) */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -597,8 +600,30 @@ static void replace_dead(vault_auth *a, uint64_t gen, int64_t deadline) {
   pthread_mutex_unlock(&a->mu);
 }
 
-int vault_auth_forbidden(vault_auth *a, uint64_t generation, int64_t deadline) {
+/* A static token got a 403 without "invalid token": a policy's denial or,
+ * on a Vault before 1.16, perhaps a dead token. Nothing can replace it, but
+ * health's `authenticated` should say which: lookup-self (recorded by
+ * http.c) settles it, at most once a second so a path the policy denies
+ * does not double the requests. Entered with mu held; returns with it
+ * released. */
+static void probe_static_unlocked(vault_auth *a, int64_t deadline) {
+  int64_t now = now_ms(a);
+  int due = !a->static_probe_ms || now - a->static_probe_ms >= 1000;
+  if (due) a->static_probe_ms = now;
+  pthread_mutex_unlock(&a->mu);
+  if (!due) return;
+  kms_error e;
+  kms_error_clear(&e);
+  (void)do_lookup(a, a->token, deadline, &e); /* a->token never changes */
+}
+
+int vault_auth_forbidden(vault_auth *a, uint64_t generation, int invalid_token,
+                         int64_t deadline) {
   pthread_mutex_lock(&a->mu);
+  if (!a->login_based && generation == a->generation && !invalid_token) {
+    probe_static_unlocked(a, deadline);
+    return 0; /* the 403 stands: a static token cannot be replaced */
+  }
   if (!a->login_based || generation != a->generation) {
     /* a static token cannot be replaced; a newer token is worth one retry */
     int newer = generation != a->generation;
@@ -612,16 +637,17 @@ int vault_auth_forbidden(vault_auth *a, uint64_t generation, int64_t deadline) {
     pthread_mutex_unlock(&a->mu);
     return r;
   }
-  char *probe = a->token ? strdup(a->token) : NULL;
+  char *probe = a->token && !invalid_token ? strdup(a->token) : NULL;
   pthread_mutex_unlock(&a->mu);
-  if (!probe) return 0;
+  if (!probe && !invalid_token) return 0;
 
-  /* Dead token or policy denial? Ask Vault about the token itself (the
-   * default policy allows lookup-self), so that a path the policy denies
-   * does not cost a login per request. */
+  /* Dead token or policy denial? Vault >= 1.16 says "invalid token" for a
+   * dead one; otherwise ask Vault about the token itself (the default
+   * policy allows lookup-self), so that a path the policy denies does not
+   * cost a login per request. */
   kms_error e;
   kms_error_clear(&e);
-  int alive = do_lookup(a, probe, deadline, &e);
+  int alive = invalid_token ? 0 : do_lookup(a, probe, deadline, &e);
   kpc_wipe_free(probe);
   if (alive != 0) return 0; /* alive: the 403 is the policy's; unknown: let it stand */
   replace_dead(a, generation, deadline);

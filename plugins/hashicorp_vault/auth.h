@@ -89,11 +89,16 @@ kms_status vault_auth_token(vault_auth *a, int64_t deadline, char **token, uint6
                             kms_error *err);
 void vault_auth_token_free(char *token); /* NULL ok; any thread */
 
-/* A request made with token `generation` was refused with HTTP 403.
- * Returns 1 if the caller should retry once with vault_auth_token() (call
- * it at most once per request). May probe lookup-self and log in.
+/* A request made with token `generation` was refused with HTTP 403;
+ * `invalid_token`: Vault said "invalid token" (the token is dead, no need
+ * to ask). Returns 1 if the caller should retry once with vault_auth_token()
+ * (call it at most once per request). Without invalid_token it probes
+ * lookup-self to tell a dead token from a policy's denial (for a static
+ * token only to settle health's `authenticated`, at most once per second);
+ * a dead token of a login method is replaced (a login).
  * Thread-safety: any number of threads concurrently. */
-int vault_auth_forbidden(vault_auth *a, uint64_t generation, int64_t deadline);
+int vault_auth_forbidden(vault_auth *a, uint64_t generation, int invalid_token,
+                         int64_t deadline);
 
 /* Revalidate / renew credentials now (refresh()), within `deadline`:
  * renew-self when the token is renewable, a login when there is no usable

@@ -82,3 +82,15 @@ void vault_errors_text(const char *body, size_t len, char *buf, size_t size) {
     if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
   cJSON_Delete(root);
 }
+
+int vault_errors_has(const char *body, size_t len, const char *text) {
+  cJSON *root = kpc_json_parse(body, len);
+  cJSON *errs = root ? cJSON_GetObjectItemCaseSensitive(root, "errors") : NULL;
+  int found = 0;
+  cJSON *e;
+  cJSON_ArrayForEach(e, errs) {
+    if (cJSON_IsString(e) && e->valuestring && strstr(e->valuestring, text)) found = 1;
+  }
+  cJSON_Delete(root);
+  return found;
+}

@@ -34,4 +34,8 @@ size_t vault_encode_check(const char *s, char *out, int *valid);
  * with "; " into buf, one printable line (empty if none). */
 void vault_errors_text(const char *body, size_t len, char *buf, size_t size);
 
+/* 1 if one of the strings of Vault's "errors" array contains `text` (e.g.
+ * "invalid token"), else 0 (not JSON, no such array). Thread-safe. */
+int vault_errors_has(const char *body, size_t len, const char *text);
+
 #endif

@@ -74,6 +74,11 @@ static int login_verdict(long status, const char *body, size_t len) {
   return -1;
 }
 
+static int data_verdict(long status, const char *body, size_t len) {
+  if (status == 403 && !vault_errors_has(body, len, "invalid token")) return -1;
+  return kpc_http_auth_by_status(status, body, len);
+}
+
 void vault_http_health(const vault_http *h, int *reachable, int *authenticated) {
   kpc_http_health(h->core, reachable, authenticated);
 }
@@ -94,6 +99,7 @@ kms_status vault_http_perform(vault_http *h, const vault_http_request *req,
                         .body_len = req->body_len,
                         .deadline_ms = req->deadline_ms,
                         .auth_verdict = req->check == VAULT_CHECK_TOKEN   ? kpc_http_auth_by_status
+                                        : req->check == VAULT_CHECK_DATA  ? data_verdict
                                         : req->check == VAULT_CHECK_LOGIN ? login_verdict
                                                                           : NULL};
   return kpc_http_perform(h->core, &r, resp, err);

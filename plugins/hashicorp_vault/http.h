@@ -41,9 +41,14 @@ int64_t vault_http_deadline(const vault_http *h);
  * place health is written (reachable is recorded for every request). */
 typedef enum vault_cred_check {
   VAULT_CHECK_NONE = 0, /* says nothing about the credentials */
-  VAULT_CHECK_TOKEN,    /* carries X-Vault-Token: 401/403 refuse it (Vault's "permission
-                           denied" for a dead token, and also for a path the policy denies),
-                           412/429/5xx cannot tell, any other answer accepts it */
+  VAULT_CHECK_TOKEN,    /* the token's own endpoints (lookup-self, renew-self: the default
+                           policy allows them): 401/403 refuse it, 412/429/5xx cannot tell,
+                           any other answer accepts it */
+  VAULT_CHECK_DATA,     /* a KV request with the token: as VAULT_CHECK_TOKEN, except that a
+                           403 refuses the token only when Vault says "invalid token" (Vault
+                           >= 1.16 adds it for a revoked, expired or unknown token); a bare
+                           "permission denied" cannot tell (a path the policy denies gets
+                           it too: the auth provider's lookup-self decides) */
   VAULT_CHECK_LOGIN     /* a login: 2xx accepts, a 4xx but 412/429 refuses */
 } vault_cred_check;
 

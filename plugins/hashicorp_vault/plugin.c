@@ -137,11 +137,14 @@ kms_status vault_call(const vault_call_ctx *k, const char *op, const char *metho
     /* (health: every exchange, the login's too, is recorded in http.c) */
     if ((st = vault_auth_token(in->auth, k->deadline, &token, &gen, err)) != KMS_OK) return st;
     vault_http_request req = {op,  method,   url,         token,           NULL,
-                              body, body_len, k->deadline, VAULT_CHECK_TOKEN};
+                              body, body_len, k->deadline, VAULT_CHECK_DATA};
     st = vault_http_perform(in->http, &req, resp, err);
     vault_auth_token_free(token);
     if (st != KMS_OK) return st;
-    if (resp->status == 403 && round == 0 && vault_auth_forbidden(in->auth, gen, k->deadline)) {
+    if (resp->status == 403 && round == 0 &&
+        vault_auth_forbidden(in->auth, gen,
+                             vault_errors_has(resp->body, resp->len, "invalid token"),
+                             k->deadline)) {
       kpc_http_response_clear(resp);
       continue;
     }

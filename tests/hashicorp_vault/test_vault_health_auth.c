@@ -2,11 +2,12 @@
  * test_vault_health_auth.c -- health's `reachable` and `authenticated`
  * against the Vault-compatible server, as recorded by every HTTP exchange
  * (http.c, the one place they are written): nothing observed yet (-1);
- * Vault down (connection dropped) -> reachable 0; back -> 1; a "permission
- * denied" answer -> authenticated 0 while reachable stays 1, and the next
- * accepted request -> 1 again; a revoked token -> authenticated 0; a refused
- * AppRole login (no KV request ever sent) -> authenticated 0, a good login
- * -> 1.
+ * Vault down (connection dropped) -> reachable 0; back -> 1; a bare
+ * "permission denied" -> lookup-self decides (alive: still 1); "invalid
+ * token" -> authenticated 0 while reachable stays 1, and the next accepted
+ * request -> 1 again; a revoked token -> authenticated 0; a refused AppRole
+ * login (no KV request ever sent) -> authenticated 0, a good login -> 1; a
+ * path the policy really denies -> still 1.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -111,13 +112,30 @@ static void test_token_down_denied_recovered(void **state) {
   assert_string_equal(v, "v1");
   IT_EXPECT_HEALTH(c, 1, 1); /* back */
 
-  /* Vault refuses the token once ("permission denied"): reachable, not
-   * authenticated; the next accepted request recovers */
+  /* A bare "permission denied" cannot tell: a path the policy denies gets
+   * it, and so does a dead token on a Vault before 1.16. lookup-self asks
+   * about the token itself: alive, so still authenticated */
+  vf_clear_requests(srv);
   assert_int_equal(vf_fault(srv, "{\"method\":\"GET\",\"path\":\"^/v1/secret/data/hh$\","
                                  "\"status\":403,\"body\":{\"errors\":[\"permission denied\"]},"
                                  "\"times\":1}"),
                    0);
   assert_int_not_equal(it_read(c, "hh", v, sizeof v, NULL, NULL), KMS_OK);
+  vf_log *log = vf_requests(srv);
+  assert_int_equal(vf_count(log, "GET", "/v1/auth/token/lookup-self"), 1);
+  vf_log_free(log);
+  IT_EXPECT_HEALTH(c, 1, 1);
+  /* Vault says "invalid token" (>= 1.16, for a revoked, expired or unknown
+   * token): refused without asking; the next accepted request recovers */
+  vf_clear_requests(srv);
+  assert_int_equal(vf_fault(srv, "{\"method\":\"GET\",\"path\":\"^/v1/secret/data/hh$\","
+                                 "\"status\":403,\"body\":{\"errors\":[\"permission denied\","
+                                 "\"invalid token\"]},\"times\":1}"),
+                   0);
+  assert_int_not_equal(it_read(c, "hh", v, sizeof v, NULL, NULL), KMS_OK);
+  log = vf_requests(srv);
+  assert_int_equal(vf_count(log, "GET", "/v1/auth/token/lookup-self"), 0);
+  vf_log_free(log);
   IT_EXPECT_HEALTH(c, 1, 0);
   assert_int_equal(it_read(c, "hh", v, sizeof v, NULL, NULL), KMS_OK);
   IT_EXPECT_HEALTH(c, 1, 1);
@@ -134,6 +152,43 @@ static void test_token_down_denied_recovered(void **state) {
   snprintf(body, sizeof body, "{\"token\":\"%s\"}", tok);
   assert_int_equal(vf_http(srv, "POST", "/__test__/tokens/revoke", NULL, body, NULL), 200);
   assert_int_not_equal(it_read(c, "hh", v, sizeof v, NULL, NULL), KMS_OK);
+  IT_EXPECT_HEALTH(c, 1, 0);
+  it_done(&h, c);
+}
+
+/* A real policy denial (the server's policy engine, not a fault): a token
+ * allowed only under secret/data/ok/ reads elsewhere. The read is refused
+ * (PERMISSION_DENIED), but the token is alive: health stays authenticated,
+ * on a static token as on a login's. */
+static void test_policy_denial_is_not_a_dead_token(void **state) {
+  (void)state;
+  char tmp[8], tok[128];
+  cJSON *p = cJSON_CreateObject();
+  cJSON_AddStringToObject(p, "policy", "path \"secret/data/ok/*\" { capabilities = [\"read\"] }");
+  char *pj = cJSON_PrintUnformatted(p);
+  api_str("PUT", "/v1/sys/policies/acl/okonly", pj, NULL, NULL, tmp, sizeof tmp);
+  free(pj);
+  cJSON_Delete(p);
+  api_str("POST", "/v1/auth/token/create", "{\"policies\":[\"okonly\"]}", "auth",
+          "client_token", tok, sizeof tok);
+  it_host h;
+  kms_client *c = client_env(&h, (const char *const[]){"HCP_VAULT_TOKEN", tok, NULL});
+  char v[32];
+  kms_error err;
+  assert_int_equal(it_read(c, "ok/missing", v, sizeof v, NULL, NULL), KMS_NOT_FOUND);
+  IT_EXPECT_HEALTH(c, 1, 1);
+  vf_clear_requests(srv);
+  assert_int_equal(it_read(c, "denied", v, sizeof v, NULL, &err), KMS_PERMISSION_DENIED);
+  IT_EXPECT_HEALTH(c, 1, 1);
+  vf_log *log = vf_requests(srv);
+  assert_int_equal(vf_count(log, "GET", "/v1/secret/data/denied"), 1); /* no retry */
+  assert_int_equal(vf_count(log, "GET", "/v1/auth/token/lookup-self"), 1);
+  vf_log_free(log);
+  /* revoked: the server says "invalid token" */
+  char body[200];
+  snprintf(body, sizeof body, "{\"token\":\"%s\"}", tok);
+  assert_int_equal(vf_http(srv, "POST", "/__test__/tokens/revoke", NULL, body, NULL), 200);
+  assert_int_not_equal(it_read(c, "ok/missing", v, sizeof v, NULL, NULL), KMS_OK);
   IT_EXPECT_HEALTH(c, 1, 0);
   it_done(&h, c);
 }
@@ -183,6 +238,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_token_down_denied_recovered, reset),
       cmocka_unit_test_setup(test_login_refused_then_accepted, reset),
+      cmocka_unit_test_setup(test_policy_denial_is_not_a_dead_token, reset),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
