@@ -61,17 +61,28 @@ static void api_str(const char *method, const char *path, const char *json, cons
   free(body);
 }
 
-/* A token (not root) allowed to read and write secret/. */
-static void kv_token(char *tok, size_t size) {
-  char tmp[8];
+/* A token (not root) with policy `name` = `hcl` (written first). */
+static void policy_token(const char *name, const char *hcl, char *tok, size_t size) {
+  char tmp[8], path[96], req[128];
   cJSON *p = cJSON_CreateObject();
-  cJSON_AddStringToObject(p, "policy", KV_RW);
+  cJSON_AddStringToObject(p, "policy", hcl);
   char *pj = cJSON_PrintUnformatted(p);
-  api_str("PUT", "/v1/sys/policies/acl/kvrw", pj, NULL, NULL, tmp, sizeof tmp);
+  snprintf(path, sizeof path, "/v1/sys/policies/acl/%s", name);
+  api_str("PUT", path, pj, NULL, NULL, tmp, sizeof tmp);
   free(pj);
   cJSON_Delete(p);
-  api_str("POST", "/v1/auth/token/create", "{\"policies\":[\"kvrw\"]}", "auth", "client_token",
-          tok, size);
+  snprintf(req, sizeof req, "{\"policies\":[\"%s\"]}", name);
+  api_str("POST", "/v1/auth/token/create", req, "auth", "client_token", tok, size);
+}
+
+/* A token (not root) allowed to read and write secret/. */
+static void kv_token(char *tok, size_t size) { policy_token("kvrw", KV_RW, tok, size); }
+
+/* Revoke `tok` on the server (its test hook): it answers "invalid token". */
+static void revoke(const char *tok) {
+  char body[200];
+  snprintf(body, sizeof body, "{\"token\":\"%s\"}", tok);
+  assert_int_equal(vf_http(srv, "POST", "/__test__/tokens/revoke", NULL, body, NULL), 200);
 }
 
 /* No cache (every read asks Vault), no retries (a dropped connection fails
@@ -148,9 +159,7 @@ static void test_token_down_denied_recovered(void **state) {
   assert_int_equal(vf_seal(srv, 0), 0);
 
   /* the token revoked for real: the server refuses it */
-  char body[200];
-  snprintf(body, sizeof body, "{\"token\":\"%s\"}", tok);
-  assert_int_equal(vf_http(srv, "POST", "/__test__/tokens/revoke", NULL, body, NULL), 200);
+  revoke(tok);
   assert_int_not_equal(it_read(c, "hh", v, sizeof v, NULL, NULL), KMS_OK);
   IT_EXPECT_HEALTH(c, 1, 0);
   it_done(&h, c);
@@ -162,15 +171,9 @@ static void test_token_down_denied_recovered(void **state) {
  * on a static token as on a login's. */
 static void test_policy_denial_is_not_a_dead_token(void **state) {
   (void)state;
-  char tmp[8], tok[128];
-  cJSON *p = cJSON_CreateObject();
-  cJSON_AddStringToObject(p, "policy", "path \"secret/data/ok/*\" { capabilities = [\"read\"] }");
-  char *pj = cJSON_PrintUnformatted(p);
-  api_str("PUT", "/v1/sys/policies/acl/okonly", pj, NULL, NULL, tmp, sizeof tmp);
-  free(pj);
-  cJSON_Delete(p);
-  api_str("POST", "/v1/auth/token/create", "{\"policies\":[\"okonly\"]}", "auth",
-          "client_token", tok, sizeof tok);
+  char tok[128];
+  policy_token("okonly", "path \"secret/data/ok/*\" { capabilities = [\"read\"] }", tok,
+               sizeof tok);
   it_host h;
   kms_client *c = client_env(&h, (const char *const[]){"HCP_VAULT_TOKEN", tok, NULL});
   char v[32];
@@ -185,9 +188,7 @@ static void test_policy_denial_is_not_a_dead_token(void **state) {
   assert_int_equal(vf_count(log, "GET", "/v1/auth/token/lookup-self"), 1);
   vf_log_free(log);
   /* revoked: the server says "invalid token" */
-  char body[200];
-  snprintf(body, sizeof body, "{\"token\":\"%s\"}", tok);
-  assert_int_equal(vf_http(srv, "POST", "/__test__/tokens/revoke", NULL, body, NULL), 200);
+  revoke(tok);
   assert_int_not_equal(it_read(c, "ok/missing", v, sizeof v, NULL, NULL), KMS_OK);
   IT_EXPECT_HEALTH(c, 1, 0);
   it_done(&h, c);
