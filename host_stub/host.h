@@ -414,7 +414,7 @@ int host_key_id_new(char out[HOST_KEY_ID_HEX + 1]);
 int host_key_hash(const char *key, char out[65]);
 /* base64url without padding; out must hold 4*ceil(n/3)+1. */
 void host_base64url(const unsigned char *in, size_t n, char *out);
-/* Aliases become secret names: '/'-separated segments of
+/* (names.c) Aliases become secret names: '/'-separated segments of
  * [A-Za-z0-9][A-Za-z0-9._-]*, at most 128 characters in all. */
 int host_alias_valid(const char *alias);
 /* 1 if `key` looks like a virtual key this host issues. */
@@ -595,7 +595,7 @@ host_status host_store_list(host_db *db, const host_list_sink *sink, host_result
 #define HOST_TEAM_ID_MAX 64
 extern const char *const host_location_keys[HOST_LOCATION_NKEYS]; /* namespace, mount, path_prefix */
 
-/* 1 if `id` is a team id this host accepts: 1..64 of [A-Za-z0-9._-],
+/* (names.c) 1 if `id` is a team id this host accepts: 1..64 of [A-Za-z0-9._-],
  * starting with a letter or digit (it appears in messages and URLs). */
 int host_team_id_valid(const char *id);
 /* Build a location text from key/value pairs (a team's secret-manager
@@ -657,7 +657,7 @@ host_status host_store_key_locations(host_db *db, host_key_location_fn fn, void 
  * default place instead). */
 host_status host_location_supported(const kms_plugin *p, const char *location,
                                     host_result *r);
-/* Generate a key for team `team_id` (NULL: none, as host_key_generate_given):
+/* (keys.c) Generate a key for team `team_id` (NULL: none, as host_key_generate_given):
  * its secret goes to the team's location as it is now, and the key keeps
  * that location. An unknown team is HOST_FAILED; a team location with a
  * plugin without ABI 1.1 write/delete options is HOST_CONFIG. */

@@ -67,21 +67,6 @@ int host_key_hash(const char *key, char out[65]) {
   return 0;
 }
 
-int host_alias_valid(const char *a) {
-  /* '/'-separated segments (LiteLLM stores tenant-a/gateway-key at
-   * litellm/tenant-a/gateway-key), each [A-Za-z0-9][A-Za-z0-9._-]*: so no
-   * empty, '.' or '..' segment and no control character. */
-  size_t n = strlen(a);
-  if (n == 0 || n > HOST_ALIAS_MAX) return 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = a[i];
-    int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-    int seg_start = i == 0 || a[i - 1] == '/';
-    if (seg_start ? !alnum : !(alnum || c == '.' || c == '_' || c == '-' || c == '/')) return 0;
-  }
-  return a[n - 1] != '/';
-}
-
 int host_key_format_valid(const char *key) {
   if (strncmp(key, "sk-", 3) != 0) return 0;
   size_t n = strlen(key + 3);
@@ -325,4 +310,22 @@ fail:
   free(new_alias);
   host_key_row_free(&row);
   return r->status;
+}
+
+/* A key for a team: written where the team's settings say (teams.c keeps
+ * the location text), refused when the plugin cannot write there. */
+host_status host_key_generate_team(host_key_ctx *k, const char *alias, const char *given,
+                                   const char *team_id, host_key_change *out, host_result *r) {
+  if (!team_id) return host_key_generate_given(k, alias, given, out, r);
+  memset(out, 0, sizeof *out);
+  if (!host_team_id_valid(team_id))
+    return host_fail(r, HOST_USAGE, "team id '%s' is not valid: 1 to %d letters, digits, '.', "
+                     "'_' or '-', starting with a letter or digit", team_id, HOST_TEAM_ID_MAX);
+  host_team_row t;
+  if (host_store_team_get(k->db, team_id, &t, r) != HOST_OK) return r->status;
+  host_status s = k->cfg->store_virtual_keys ? host_location_supported(k->plugin, t.location, r)
+                                             : HOST_OK;
+  if (s == HOST_OK) s = host_key_generate_at(k, alias, given, team_id, t.location, out, r);
+  host_team_row_free(&t);
+  return s;
 }

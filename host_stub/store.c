@@ -4,24 +4,14 @@
  *
  * The key and outbox logic above (keys.c, outbox.c, main.c, serve) is
  * written once against these functions; store_sqlite.c and store_pg.c hold
- * the SQL of each store. Which store: host_store_open's target, a
- * PostgreSQL URL or a SQLite path (main.c picks it from --db,
- * kms_db_path, database_url, DATABASE_URL). Thread safety: as the
- * connection (one thread at a time).
+ * the SQL of each store; store_open.c opens the one a target names. Thread
+ * safety: as the connection (one thread at a time).
  */
 #include "store.h"
 
 #include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
-
-int host_db_is_url(const char *target) {
-  return target && (!strncmp(target, "postgresql://", 13) || !strncmp(target, "postgres://", 11));
-}
-
-host_status host_store_open(const char *target, host_db **db, host_result *r) {
-  return host_db_is_url(target) ? host_db_open_pg(target, db, r) : host_db_open(target, db, r);
-}
 
 void host_db_close(host_db *db) {
   if (db) db->ops->close(db);

@@ -11,9 +11,9 @@
  * the key was written, even after the team's settings change.
  *
  * Here: the location text (building it from settings, validating, splitting
- * it back into kms_setting pairs) and generating a key for a team. The SQL
- * is in store_sqlite.c / store_pg.c. Pure functions; thread safety as the
- * connection for the store calls.
+ * it back into kms_setting pairs, describing it) and whether the plugin can
+ * store keys there. Generating a key for a team is keys.c's; the SQL is in
+ * store_sqlite.c / store_pg.c; the name rules in names.c. Pure functions.
  */
 #include "host.h"
 
@@ -23,17 +23,6 @@
 
 const char *const host_location_keys[HOST_LOCATION_NKEYS] = {"namespace", "mount",
                                                               "path_prefix"};
-
-int host_team_id_valid(const char *id) {
-  size_t n = id ? strlen(id) : 0;
-  if (n == 0 || n > HOST_TEAM_ID_MAX) return 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = id[i];
-    int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-    if (i == 0 ? !alnum : !(alnum || c == '.' || c == '_' || c == '-')) return 0;
-  }
-  return 1;
-}
 
 static int key_index(const char *key) {
   for (int i = 0; i < HOST_LOCATION_NKEYS; i++)
@@ -129,20 +118,4 @@ host_status host_location_supported(const kms_plugin *p, const char *location,
                    "lacks ABI 1.1 write/delete with per-call options); use a plugin that has "
                    "them (hashicorp_vault) or a team without secret_manager_settings",
                    p ? p->name : "(none)");
-}
-
-host_status host_key_generate_team(host_key_ctx *k, const char *alias, const char *given,
-                                   const char *team_id, host_key_change *out, host_result *r) {
-  if (!team_id) return host_key_generate_given(k, alias, given, out, r);
-  memset(out, 0, sizeof *out);
-  if (!host_team_id_valid(team_id))
-    return host_fail(r, HOST_USAGE, "team id '%s' is not valid: 1 to %d letters, digits, '.', "
-                     "'_' or '-', starting with a letter or digit", team_id, HOST_TEAM_ID_MAX);
-  host_team_row t;
-  if (host_store_team_get(k->db, team_id, &t, r) != HOST_OK) return r->status;
-  host_status s = k->cfg->store_virtual_keys ? host_location_supported(k->plugin, t.location, r)
-                                             : HOST_OK;
-  if (s == HOST_OK) s = host_key_generate_at(k, alias, given, team_id, t.location, out, r);
-  host_team_row_free(&t);
-  return s;
 }
