@@ -4,17 +4,9 @@
  * delete mode, NONBLOCKING, BYPASS_CACHE), the buffer read, listing, health
  * and change notifications.
  *
- * Cache keys are short, so that a hit hashes and compares a few bytes
- * (vault_key_make):
- *     [@<data base URL>]<percent-encoded name>[?version=N][#f=<field>]
- * The "@<data base URL>" part only for a location override whose data base
- * differs from the instance's (whose keys are the bare encoded name); an
- * encoded name never holds '@', '?' or '#' (vault_encode_path encodes
- * them), so the parts cannot be confused. "?version=N" pins a version (it
- * never changes, so it is cached like any other key); "#f=<field>" reads
- * another field than "key". vault_fetch_secret turns a key back into the
- * request's URL. A write or delete through the instance drops every key of
- * the secret (kpc_cache_invalidate_all), a cached "not found" included.
+ * Cache keys: cachekey.c (the format, both directions). A write or delete
+ * through the instance drops every key of the secret
+ * (kpc_cache_invalidate_all), a cached "not found" included.
  *
  * NONBLOCKING: kpc_cache_peek answers at once; on a miss (or a stale
  * serve) the key goes to the shared background fetcher (kpc_bgfetch: one
@@ -44,11 +36,6 @@
 static const char *const LOCATION_KEYS[] = {"namespace", "mount", "path_prefix", "field", NULL};
 
 /* ---- health -------------------------------------------------------------- */
-
-kms_status vault_slot_end(kms_instance *in, kms_status st, kms_error *err) {
-  vault_boundary(st, err);
-  return kms_stats_result(in->stats, st, err);
-}
 
 /* Never touches Vault: counters, the last observations, the auth state. */
 kms_status vault_health(kms_instance *in, kms_health *out, kms_error *err) {
@@ -171,68 +158,7 @@ static void loc_close(vault_loc *loc) {
   if (loc->l == &loc->own) kv2_layout_free(&loc->own);
 }
 
-kms_status vault_key_make(const kms_instance *in, const kv2_layout *l, const char *name,
-                          int64_t version, const char *field, vault_key *k, kms_error *err) {
-  k->s = k->stack;
-  const char *base = NULL;
-  size_t bl = 0, fl = field ? strlen(field) : 0;
-  if (l != &in->layout && strcmp(l->data_base, in->layout.data_base) != 0) {
-    base = l->data_base;
-    bl = strlen(base);
-  }
-  size_t need = 1 + bl + KV2_ENC_MAX + 32 + (field ? fl + 3 : 0);
-  if (need > sizeof k->stack && !(k->s = malloc(need))) {
-    k->s = k->stack;
-    return kms_error_set(err, KMS_NO_MEMORY, 0, "out of memory");
-  }
-  char *p = k->s;
-  if (base) {
-    *p++ = '@';
-    memcpy(p, base, bl);
-    p += bl;
-  }
-  size_t el;
-  kms_status st = kv2_encode_name(name, p, &el, err);
-  if (st != KMS_OK) {
-    vault_key_free(k);
-    return st;
-  }
-  p += el;
-  if (version) p += (size_t)snprintf(p, 32, "?version=%lld", (long long)version);
-  if (field) {
-    memcpy(p, "#f=", 3);
-    memcpy(p + 3, field, fl + 1);
-  }
-  return KMS_OK;
-}
-
-void vault_key_free(vault_key *k) {
-  if (k->s != k->stack) free(k->s);
-  k->s = k->stack;
-}
-
 /* ---- notifications --------------------------------------------------------- */
-
-static int hexval(int c) {
-  return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                        : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Percent-decode `s` (n bytes) into a new string. */
-static char *decode(const char *s, size_t n) {
-  char *d = malloc(n + 1), *o = d;
-  if (!d) return NULL;
-  for (size_t i = 0; i < n; i++) {
-    if (s[i] == '%' && i + 2 < n + 1 && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-      *o++ = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-      i += 2;
-    } else {
-      *o++ = s[i];
-    }
-  }
-  *o = '\0';
-  return d;
-}
 
 /* Key -> name and location (copied out of the registry under in->mu, then
  * the host is called with no lock held). Pinned versions never change. */
@@ -257,7 +183,7 @@ void vault_on_change(void *ctx, const char *key, int kind, int64_t version) {
   }
   pthread_mutex_unlock(&in->mu);
   if (f) loc[n++] = (kms_setting){"field", f + 3};
-  char *name = rest && rest < end ? decode(rest, (size_t)(end - rest)) : NULL;
+  char *name = rest && rest < end ? vault_key_decode(rest, (size_t)(end - rest)) : NULL;
   if (name)
     kpc_notify(&in->lg, name, kind == KPC_CHANGE_DELETED ? KMS_CHANGE_DELETED : KMS_CHANGE_UPDATED,
                 version, loc, n);

@@ -1,7 +1,9 @@
 /*
- * instance.h -- the hashicorp_vault instance as plugin.c (the 1.0 slots)
- * and abi11.c (the 1.1 slots: options, buffer read, listing, health,
- * notifications, the never-blocking read) share it. Private to the plugin.
+ * instance.h -- the hashicorp_vault instance as plugin.c (lifecycle, the
+ * 1.0 slots, the vtable), abi11.c (the 1.1 slots: options, buffer read,
+ * listing, health, notifications, the never-blocking read), ops.c (the
+ * request, fetch, write and delete they share) and cachekey.c (cache keys)
+ * share it. Private to the plugin.
  *
  * Thread-safety: as plugin.c's header comment says; the fields below are
  * immutable after create except those named atomic.
@@ -44,20 +46,9 @@ typedef struct vault_call_ctx {
   int64_t deadline;
 } vault_call_ctx;
 
-vault_call_ctx vault_call_start(kms_instance *in);
+/* ---- cachekey.c: cache keys ---- */
 
-/* One Vault request with the current token (403: one re-login and retry). */
-kms_status vault_call(const vault_call_ctx *k, const char *op, const char *method,
-                      const char *url, const char *body, size_t body_len,
-                      kpc_http_response *resp, kms_error *err);
-
-/* The cache's fetch (ctx: a vault_call_ctx; a deadline of 0 is set to the
- * call's deadline here, when the first fetch starts). The key is a
- * vault_key_make key (see abi11.c). */
-kms_status vault_fetch_secret(void *ctx, const char *key, kpc_cache_value *out,
-                              kms_error *err);
-
-/* A read's cache key (format: the top of abi11.c), built in `stack` unless
+/* A read's cache key (format: the top of cachekey.c), built in `stack` unless
  * it is longer (a long field or override URL: then malloc'ed). */
 typedef struct vault_key {
   char *s;
@@ -70,6 +61,32 @@ typedef struct vault_key {
 kms_status vault_key_make(const kms_instance *in, const kv2_layout *l, const char *name,
                           int64_t version, const char *field, vault_key *k, kms_error *err);
 void vault_key_free(vault_key *k);
+/* Percent-decode a key's name part (n bytes) into a new string (NULL: out
+ * of memory). */
+char *vault_key_decode(const char *s, size_t n);
+
+/* ---- ops.c: what every slot shares ---- */
+
+vault_call_ctx vault_call_start(kms_instance *in);
+
+/* One Vault request with the current token (403: one re-login and retry). */
+kms_status vault_call(const vault_call_ctx *k, const char *op, const char *method,
+                      const char *url, const char *body, size_t body_len,
+                      kpc_http_response *resp, kms_error *err);
+
+/* The cache's fetch (ctx: a vault_call_ctx; a deadline of 0 is set to the
+ * call's deadline here, when the first fetch starts). The key is a
+ * vault_key_make key (cachekey.c). */
+kms_status vault_fetch_secret(void *ctx, const char *key, kpc_cache_value *out,
+                              kms_error *err);
+
+/* The write and delete bodies, taking a resolved layout (abi11.c adds the
+ * options around them; plugin.c's 1.0 slots pass the instance's). */
+kms_status vault_do_write(kms_instance *in, const kv2_layout *l, const char *name,
+                          const char *value, size_t len, const kms_write_options *opt,
+                          kms_error *err);
+kms_status vault_do_delete(kms_instance *in, const kv2_layout *l, const char *name, int destroy,
+                           kms_error *err);
 
 /* Adds the plugin's name to err's message; returns st. */
 kms_status vault_boundary(kms_status st, kms_error *err);
@@ -77,6 +94,7 @@ kms_status vault_boundary(kms_status st, kms_error *err);
 /* Count a slot's outcome for health and add the plugin's name. */
 kms_status vault_slot_end(kms_instance *in, kms_status st, kms_error *err);
 
+/* ---- abi11.c: the 1.1 slots, notifications ---- */
 
 /* The cache's change observer (ctx: the instance): host->notify. */
 void vault_on_change(void *ctx, const char *key, int kind, int64_t version);
@@ -100,13 +118,5 @@ kms_status vault_read_into(kms_instance *in, const char *name, const kms_call_op
 kms_status vault_list(kms_instance *in, const char *prefix, const kms_call_options *o,
                       kms_list_fn fn, void *ctx, kms_error *err);
 kms_status vault_health(kms_instance *in, kms_health *out, kms_error *err);
-
-/* plugin.c's 1.0 bodies, taking a resolved layout and field (abi11.c adds
- * the options around them). `field` NULL means "key". */
-kms_status vault_do_write(kms_instance *in, const kv2_layout *l, const char *name,
-                          const char *value, size_t len, const kms_write_options *opt,
-                          kms_error *err);
-kms_status vault_do_delete(kms_instance *in, const kv2_layout *l, const char *name, int destroy,
-                           kms_error *err);
 
 #endif
