@@ -156,6 +156,7 @@ class Watch:
                                   stderr=subprocess.PIPE, bufsize=0)
         self.buf = ""   # read from the pipe, not yet returned as a line
         self.seen = ""  # everything read from stdout so far (finish() adds the rest)
+        self.diag = getattr(host, "diag", None)  # what the backend saw, for a failure
 
     def line(self, timeout):
         """The next stdout line, "" at end of output, or None after `timeout` seconds. Reads
@@ -185,8 +186,9 @@ class Watch:
             if ln.startswith(prefix):
                 return ln, time.monotonic()
         self.kill()
+        seen_by_backend = f"; the backend saw: {self.diag()}" if self.diag else ""
         pytest.fail(f"no line starting {prefix!r} within {timeout} s; stdout: {self.seen!r}; "
-                    f"stderr: {self.p.stderr.read().decode()}")
+                    f"stderr: {self.p.stderr.read().decode()}{seen_by_backend}")
 
     def finish(self, timeout=15):
         out, err = self.p.communicate(timeout=timeout)
@@ -237,7 +239,7 @@ def aws_backend(tmp_path, settings):
     if not plugin.exists():
         pytest.fail(f"{plugin} is not built (cmake --build build)", pytrace=False)
     srv = ServerProcess(str(SRC / "tests" / "aws_server" / "server.py"),
-                        ["--region", REGION, "--access-key-id", KEY_ID,
+                        ["--test-controls", "--region", REGION, "--access-key-id", KEY_ID,
                          "--secret-access-key", SECRET_KEY], str(tmp_path / "aws"))
     srv.start()
     try:
@@ -247,9 +249,28 @@ def aws_backend(tmp_path, settings):
                       AWS_ENDPOINT_URL_SECRETS_MANAGER=srv.url, AWS_ACCESS_KEY_ID=KEY_ID,
                       AWS_SECRET_ACCESS_KEY=SECRET_KEY, AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
                       AWS_CONFIG_FILE="/nonexistent", AWS_EC2_METADATA_DISABLED="true")
+        h.diag = lambda: aws_request_times(srv.url)
         yield h, sm
     finally:
         assert srv.stop() == 0
+
+
+def aws_request_times(url):
+    """tests/aws_server's request log as "seconds-ago operation" items (a failure's context)."""
+    from aws_test_helpers import AwsServer  # aws_backend put tests/aws_server on sys.path
+    try:
+        reqs = AwsServer(url).requests()
+    except (OSError, AssertionError) as e:
+        return f"(request log unavailable: {e!r})"
+    now = time.time()
+    return ", ".join("%.2fs-ago %s" % (now - q["time"], q["headers"].get("X-Amz-Target", q["path"]))
+                     for q in reqs[-20:])
+
+
+# The AWS watches allow 5 refresh intervals: a loaded CI machine once took more than 3 (the
+# failure message now carries the server's request log, to tell a slow refresher from a lost
+# notification).
+AWS_WAIT = 5 * INTERVAL
 
 
 def test_watch_aws_secret_manager(tmp_path):
@@ -263,10 +284,10 @@ def test_watch_aws_secret_manager(tmp_path):
             w = Watch(h, "--count", "2", "--timeout", "30", "prov/openai")
             w.wait_for("watching prov/openai", 15)
             sm.put_secret_value(SecretId="prov/openai", SecretString="sk-new-0123456789")
-            ln, _ = w.wait_for("updated ", 3 * INTERVAL)
+            ln, _ = w.wait_for("updated ", AWS_WAIT)
             assert ln == "updated prov/openai version=0"  # Secrets Manager's versions are ids
             sm.delete_secret(SecretId="prov/openai", RecoveryWindowInDays=7)
-            ln, _ = w.wait_for("deleted ", 3 * INTERVAL)
+            ln, _ = w.wait_for("deleted ", AWS_WAIT)
             assert ln == "deleted prov/openai"
             rc, out, err = w.finish()
             assert rc == EXIT_OK, err
@@ -291,11 +312,11 @@ def test_watch_aws_primary_secret_name(tmp_path):
             w.wait_for("watching ANTHROPIC_API_KEY", 15)
             doc["OPENAI_API_KEY"] = "sk-new-0123456789"
             sm.put_secret_value(SecretId="litellm_secrets", SecretString=json.dumps(doc))
-            ln, _ = w.wait_for("updated ", 3 * INTERVAL)
+            ln, _ = w.wait_for("updated ", AWS_WAIT)
             assert ln == "updated OPENAI_API_KEY version=0"
             del doc["ANTHROPIC_API_KEY"]
             sm.put_secret_value(SecretId="litellm_secrets", SecretString=json.dumps(doc))
-            ln, _ = w.wait_for("deleted ", 3 * INTERVAL)
+            ln, _ = w.wait_for("deleted ", AWS_WAIT)
             assert ln == "deleted ANTHROPIC_API_KEY"
             rc, out, err = w.finish()
             assert rc == EXIT_OK, err
