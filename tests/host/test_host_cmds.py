@@ -185,9 +185,12 @@ class Watch:
                 break
             if ln.startswith(prefix):
                 return ln, time.monotonic()
+        rc = self.p.poll()  # None: still running; < 0: killed by that signal (a crash)
         self.kill()
         seen_by_backend = f"; the backend saw: {self.diag()}" if self.diag else ""
-        pytest.fail(f"no line starting {prefix!r} within {timeout} s; stdout: {self.seen!r}; "
+        pytest.fail(f"no line starting {prefix!r} within {timeout} s (kms-host watch "
+                    f"{'still running' if rc is None else f'exited with {rc}'}); "
+                    f"stdout: {self.seen!r}; "
                     f"stderr: {self.p.stderr.read().decode()}{seen_by_backend}")
 
     def finish(self, timeout=15):
