@@ -37,10 +37,11 @@
  * the cache, the HTTP clients and the credential provider lock internally;
  * primary_mu serialises the read-modify-writes of primary_secret_name (a
  * writer in another process can still interleave: Secrets Manager has no
- * check-and-set); no lock is held while logging or notifying (the
- * primary watch's own mutex is innermost: primary_mu -> cache -> watch). Threads: the
- * NONBLOCKING fetcher (started on the first such miss) and, with
- * background_refresh, the refresher; both stopped and joined by destroy.
+ * check-and-set); no lock is held while logging or notifying; the primary
+ * watch's mutex is innermost (taken under primary_mu, never under the
+ * cache's lock: the document is copied out first). Threads: the NONBLOCKING
+ * fetcher (started on the first such miss) and, with background_refresh,
+ * the refresher; both stopped and joined by destroy.
  */
 #include "config.h"
 #include "creds.h"
