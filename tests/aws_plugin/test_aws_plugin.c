@@ -121,6 +121,12 @@ static const kms_setting RW[] = {{"access_mode", "read_and_write"},
                                  {"description", "litellm virtual key"},
                                  {"tags", "{\"Environment\": \"Prod\"}"}};
 
+/* The usual client: the test server, access_mode read_and_write. */
+static kms_client *rw_client(it_host *h) {
+  target(h, g_srv);
+  return client(h, RW, 1);
+}
+
 static void test_write_read_overwrite(void **state) {
   (void)state;
   reset();
@@ -159,8 +165,7 @@ static void test_delete_and_recreate(void **state) {
   (void)state;
   reset();
   it_host h;
-  target(&h, g_srv);
-  kms_client *c = client(&h, RW, 1);
+  kms_client *c = rw_client(&h);
   kms_error err;
   write_ok(c, "key-a", "v1", 2);
   assert_int_equal(kms_client_delete(c, "key-a", &err), KMS_OK);
@@ -237,8 +242,7 @@ static void test_binary_value(void **state) {
   (void)state;
   reset();
   it_host h;
-  target(&h, g_srv);
-  kms_client *c = client(&h, RW, 1);
+  kms_client *c = rw_client(&h);
   static const char bin[] = {'\x00', '\xff', 'a', '\x00', '\x80', 'z'};
   write_ok(c, "bin-1", bin, sizeof bin);
   char *b = last_body("CreateSecret");
@@ -263,8 +267,7 @@ static void test_errors(void **state) {
   kms_error err;
   kms_secret *s = NULL;
   /* a policy denial */
-  target(&h, g_srv);
-  kms_client *c = client(&h, RW, 1);
+  kms_client *c = rw_client(&h);
   assert_int_equal(vf_http(g_srv, "POST", "/__test__/deny", NULL,
                            "{\"action\": \"CreateSecret\", \"secret\": \".*\"}", NULL), 200);
   want_status(kms_client_write(c, "denied", "top-secret-value", 16, NULL, &err),
@@ -296,8 +299,7 @@ static void test_throttling(void **state) {
   (void)state;
   reset();
   it_host h;
-  target(&h, g_srv);
-  kms_client *c = client(&h, RW, 1);
+  kms_client *c = rw_client(&h);
   write_ok(c, "thr", "v", 1);
   it_done(&h, c);
   static const char fault[] =
@@ -365,8 +367,7 @@ static void test_single_flight(void **state) {
   (void)state;
   reset();
   it_host h;
-  target(&h, g_srv);
-  kms_client *c = client(&h, RW, 1);
+  kms_client *c = rw_client(&h);
   write_ok(c, "sf", "one-fetch", 9);
   it_done(&h, c);
   assert_int_equal(vf_fault(g_srv, "{\"match_headers\": {\"X-Amz-Target\": \"GetSecretValue$\"}, "
@@ -396,8 +397,7 @@ static void test_call_options(void **state) {
   (void)state;
   reset();
   it_host h;
-  target(&h, g_srv);
-  kms_client *c = client(&h, RW, 1);
+  kms_client *c = rw_client(&h);
   kms_error err;
   write_ok(c, "opt", "first", 5);
   write_ok(c, "opt", "second", 6);
@@ -583,8 +583,7 @@ static void test_notify_from_refresher(void **state) {
   reset();
   it_rec_clear();
   it_host hw, h;
-  target(&hw, g_srv);
-  kms_client *w = client(&hw, RW, 1);
+  kms_client *w = rw_client(&hw);
   write_ok(w, "rot", "k1", 2);
   static const kms_setting bg[] = {{"background_refresh", "true"}, {"refresh_interval", "1"}};
   kms_client *c = watched(&h, bg, 2);
@@ -619,8 +618,7 @@ static void test_notify_from_refresh(void **state) {
   reset();
   it_rec_clear();
   it_host hw, h;
-  target(&hw, g_srv);
-  kms_client *w = client(&hw, RW, 1);
+  kms_client *w = rw_client(&hw);
   write_ok(w, "stg", "s1", 2);
   kms_client *c = watched(&h, NULL, 0);
   kms_setting cur[] = {{"version_stage", "AWSCURRENT"}};
@@ -707,8 +705,7 @@ static void test_list(void **state) {
   (void)state;
   reset();
   it_host h;
-  target(&h, g_srv);
-  kms_client *c = client(&h, RW, 1);
+  kms_client *c = rw_client(&h);
   kms_error err;
   char name[64];
   for (int i = 0; i < 150; i++) {
@@ -776,8 +773,7 @@ static void test_read_into(void **state) {
   (void)state;
   reset();
   it_host h;
-  target(&h, g_srv);
-  kms_client *c = client(&h, RW, 1);
+  kms_client *c = rw_client(&h);
   kms_error err;
   write_ok(c, "into-a", "sk-into-value", 13);
   it_done(&h, c);
