@@ -244,8 +244,7 @@ static kms_status cached_get(kms_instance *in, const char *key, int force, kpc_c
 /* Which version a read asks for (1.1 location keys), and how. */
 typedef struct read_req {
   const char *stage, *id; /* NULL: the configured version_stage / none */
-  int bypass;             /* KMS_CALL_BYPASS_CACHE */
-  int nonblocking;        /* KMS_CALL_NONBLOCKING */
+  uint32_t flags;         /* KMS_CALL_BYPASS_CACHE, KMS_CALL_NONBLOCKING */
 } read_req;
 
 /* Longest cache key: a name, "?s=" and a VersionStage (a VersionId is
@@ -296,30 +295,13 @@ static kms_status sink_value(void *ctx, const kpc_cache_value *v, unsigned flags
   return st;
 }
 
-/* One read of cache key `key` as `r` asks: NONBLOCKING answers from the
- * cache at once (kpc_cache_peek) and queues a background fetch on a miss or
- * a stale serve (kpc_bgfetch, which notifies when it lands); BYPASS_CACHE
- * re-reads (single-flight still); otherwise the cache, fetching on a miss. */
+/* One read of cache key `key` as `r` asks (kpc_read_cached: NONBLOCKING,
+ * BYPASS_CACHE or the cache, fetching on a miss). */
 static kms_status read_cached(kms_instance *in, const char *key, const read_req *r,
                               read_sink *s, unsigned *cflags, kms_error *why) {
   call_ctx k = {in, 0}; /* deadline set when a fetch starts: a hit reads no clock */
-  kms_status st;
-  if (r->nonblocking) {
-    st = kpc_cache_peek(in->cache, key, NULL, sink_value, s, cflags, why);
-    if ((*cflags & KPC_CACHE_MISS) && in->bg) kpc_bgfetch_enqueue(in->bg, key);
-    if (st == KMS_UNAVAILABLE)
-      kms_error_set(why, KMS_UNAVAILABLE, 0,
-                    "nonblocking read: not cached yet; a background fetch has started, retry "
-                    "shortly (notify says when it lands)");
-  } else if (r->bypass) {
-    kpc_cache_value v = {0};
-    st = kpc_cache_get(in->cache, key, 1, fetch_secret, &k, &v, cflags, why);
-    if (st == KMS_OK) st = sink_value(s, &v, *cflags);
-    kpc_cache_value_clear(&v);
-  } else {
-    st = kpc_cache_get_into(in->cache, key, fetch_secret, &k, sink_value, s, cflags, why);
-  }
-  return st;
+  return kpc_read_cached(in->cache, in->bg, key, r->flags, fetch_secret, &k, sink_value, s, cflags,
+                         why);
 }
 
 /* Every read slot's path (read_secret, _opt, _into). Thread-safety: any
@@ -856,8 +838,7 @@ static kms_status read_opt(kms_instance *in, const char *name, const kms_call_op
   if (o) {
     r.stage = kms_options_get(o, "version_stage");
     r.id = kms_options_get(o, "version_id");
-    r.bypass = (o->flags & KMS_CALL_BYPASS_CACHE) != 0;
-    r.nonblocking = (o->flags & KMS_CALL_NONBLOCKING) != 0;
+    r.flags = o->flags & (KMS_CALL_BYPASS_CACHE | KMS_CALL_NONBLOCKING);
     if (KMS_FIELD_PRESENT(o, kms_call_options, version) && o->version)
       return kms_error_set(err, KMS_UNSUPPORTED, 0,
                            WHO ": a numeric 'version' is not supported: Secrets Manager versions "

@@ -104,3 +104,25 @@ void kpc_bgfetch_free(kpc_bgfetch *b) {
   pthread_cond_destroy(&b->cv);
   free(b);
 }
+
+kms_status kpc_read_cached(kpc_cache *c, kpc_bgfetch *bg, const char *key, uint32_t flags,
+                           kpc_cache_fetch_fn fetch, void *fetch_ctx, kpc_cache_into_fn into,
+                           void *into_ctx, unsigned *cflags, kms_error *why) {
+  kms_status st;
+  if (flags & KMS_CALL_NONBLOCKING) {
+    st = kpc_cache_peek(c, key, NULL, into, into_ctx, cflags, why);
+    if ((*cflags & KPC_CACHE_MISS) && bg) kpc_bgfetch_enqueue(bg, key);
+    if (st == KMS_UNAVAILABLE)
+      kms_error_set(why, KMS_UNAVAILABLE, 0,
+                    "nonblocking read: not cached yet; a background fetch has started, retry "
+                    "shortly (notify says when it lands)");
+  } else if (flags & KMS_CALL_BYPASS_CACHE) {
+    kpc_cache_value v = {0};
+    st = kpc_cache_get(c, key, 1, fetch, fetch_ctx, &v, cflags, why);
+    if (st == KMS_OK) st = into(into_ctx, &v, *cflags);
+    kpc_cache_value_clear(&v);
+  } else {
+    st = kpc_cache_get_into(c, key, fetch, fetch_ctx, into, into_ctx, cflags, why);
+  }
+  return st;
+}

@@ -50,6 +50,20 @@ kpc_bgfetch *kpc_bgfetch_new(const kpc_bgfetch_deps *deps);
  * Never blocks on the network. Thread-safety: any thread. */
 void kpc_bgfetch_enqueue(kpc_bgfetch *b, const char *key);
 
+/* One read of cache key `key` as a plugin's read slot does it, by `flags`
+ * (KMS_CALL_*): NONBLOCKING answers from the cache at once (kpc_cache_peek)
+ * and queues a background fetch on `bg` (may be NULL) on a miss or a stale
+ * serve, UNAVAILABLE saying so when nothing can be served; BYPASS_CACHE
+ * re-reads (single-flight still) and hands the fetched value to `into`;
+ * otherwise kpc_cache_get_into (a fresh hit copied under the shared lock,
+ * allocating nothing). *cflags gets the cache's KPC_CACHE_* flags, `why`
+ * the error (or, on a stale serve, the failure behind it). Shared by the
+ * plugins so that their read paths cannot drift apart.
+ * Thread-safety: any thread. */
+kms_status kpc_read_cached(kpc_cache *c, kpc_bgfetch *bg, const char *key, uint32_t flags,
+                           kpc_cache_fetch_fn fetch, void *fetch_ctx, kpc_cache_into_fn into,
+                           void *into_ctx, unsigned *cflags, kms_error *why);
+
 /* Stop (cancel, join) and free. NULL is a no-op. Thread-safety: destroy()
  * only, before the cache and the HTTP client are freed. */
 void kpc_bgfetch_free(kpc_bgfetch *b);

@@ -254,23 +254,8 @@ static kms_status read_cached(kms_instance *in, const char *key, uint32_t flags,
   /* deadline 0: set by vault_fetch_secret when a fetch starts, so a cache
    * hit does not pay for reading the clock */
   vault_call_ctx k = {in, 0};
-  kms_status st;
-  if (flags & KMS_CALL_NONBLOCKING) {
-    st = kpc_cache_peek(in->cache, key, NULL, sink, s, cflags, why);
-    if ((*cflags & KPC_CACHE_MISS) && in->bg) kpc_bgfetch_enqueue(in->bg, key);
-    if (st == KMS_UNAVAILABLE)
-      kms_error_set(why, KMS_UNAVAILABLE, 0,
-                    "nonblocking read: not cached yet; a background fetch has started, "
-                    "retry shortly");
-  } else if (flags & KMS_CALL_BYPASS_CACHE) {
-    kpc_cache_value v = {0};
-    st = kpc_cache_get(in->cache, key, 1, vault_fetch_secret, &k, &v, cflags, why);
-    if (st == KMS_OK) st = sink(s, &v, *cflags);
-    kpc_cache_value_clear(&v);
-  } else {
-    st = kpc_cache_get_into(in->cache, key, vault_fetch_secret, &k, sink, s, cflags, why);
-  }
-  return st;
+  return kpc_read_cached(in->cache, in->bg, key, flags, vault_fetch_secret, &k, sink, s, cflags,
+                         why);
 }
 
 static kms_status read_common(kms_instance *in, const char *name, const kms_call_options *o,
