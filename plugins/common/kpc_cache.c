@@ -435,10 +435,14 @@ static int lock_for_miss(get_call *g, entry **e, int64_t *now) {
   return 0;
 }
 
-/* A background re-read has nothing to do: the value is gone, in flight,
- * not due, or expired (then reads decide). */
+/* A background re-read has nothing to do: the value is gone, in flight or
+ * not due. A value past its TTL that is still held (inside stale_if_error)
+ * is due: the refresher missed its window (the process was stalled, the
+ * machine suspended, the backend slow) and must not give up on it, or the
+ * secret would never be re-read in the background again nor its changes
+ * told until some read fetched it. */
 static int not_due_unlocked(const entry *e, int64_t now) {
-  return !e || !e->has || e->fl || !e->refresh_at || now < e->refresh_at || now >= e->expires;
+  return !e || !e->has || e->fl || !e->refresh_at || now < e->refresh_at;
 }
 
 /* Step 3a (drops rw, waits on fmu, takes rw once more to leave): wait for
@@ -816,7 +820,7 @@ size_t kpc_cache_due(kpc_cache *c, int64_t slack_ms, char ***keys, int64_t *next
   sweep_all_unlocked(c, now);
   for (size_t i = 0; i < c->nbuckets; i++) {
     for (entry *e = c->buckets[i]; e; e = e->next) {
-      if (e->has && !e->fl && e->refresh_at && now < e->expires) {
+      if (e->has && !e->fl && e->refresh_at) { /* expired but held: due (not_due_unlocked) */
         if (e->refresh_at <= now + slack_ms) {
           if (n == cap) {
             size_t nc = cap ? cap * 2 : 16;

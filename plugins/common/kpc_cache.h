@@ -32,7 +32,11 @@
  * TTL, new point); NOT_FOUND / PERMISSION_DENIED evict it, as on a read;
  * any other failure keeps the value untouched (still served until it
  * expires, then the stale-if-error rules above apply) and moves its refresh
- * point `retry_ms` later. Values that have already expired are left to reads.
+ * point `retry_ms` later. A value past its TTL but still held (inside its
+ * stale window) is due too: a refresher that missed the window (a stalled
+ * process, a suspended machine) re-reads it at its next round instead of
+ * leaving it to reads, so background re-reads and change notifications
+ * never stop for a secret the cache holds.
  *
  * Memory: values whose stale window has passed are dropped by an amortised
  * sweep (a few buckets per exclusive-lock operation), by kpc_cache_keys

@@ -13,7 +13,9 @@
  *     after the original TTL is a cache hit without a fetch;
  *   - Vault sealed: the refresher keeps the value (fresh, then served stale
  *     after expiry), warns once for the whole outage without the value, and
- *     says once that it recovered.
+ *     says once that it recovered;
+ *   - a refresher that missed the whole window (the clock jumps past the
+ *     TTL) still re-reads the held value at its next round.
  * Real-time bounds (settle's 10 s) are hang detection, never speed.
  */
 #include <setjmp.h>
@@ -206,10 +208,36 @@ static void test_sealed_keeps_value(void **state) {
   kit_stop(&k);
 }
 
+/* The refresher missed the whole window (the clock jumps past the TTL in
+ * one step: a stalled process, a suspended machine): the value, still held
+ * inside its stale window, is re-read at the next round anyway, so a read
+ * after it is a fresh hit and changes keep being picked up. */
+static void test_missed_window_still_rereads(void **state) {
+  (void)state;
+  kit k;
+  kit_start(&k, 60000);
+  char v[32];
+  unsigned fl = 0;
+  assert_int_equal(get(&k, v, sizeof v, &fl), KMS_OK);
+  assert_int_equal(fetches(&k), 1);
+  pthread_mutex_lock(&k.mu);
+  k.value = "two";
+  pthread_mutex_unlock(&k.mu);
+  __atomic_add_fetch(&k.now, TTL_MS + 500, __ATOMIC_RELEASE);
+  assert_int_equal(vault_refresher_settle(k.ref, 10000), 0);
+  assert_int_equal(fetches(&k), 2); /* the refresher's, not a read's */
+  assert_int_equal(get(&k, v, sizeof v, &fl), KMS_OK);
+  assert_string_equal(v, "two");
+  assert_int_equal(fl, KPC_CACHE_HIT);
+  assert_int_equal(fetches(&k), 2);
+  kit_stop(&k);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_rereads_before_expiry),
     cmocka_unit_test(test_sealed_keeps_value),
+    cmocka_unit_test(test_missed_window_still_rereads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
